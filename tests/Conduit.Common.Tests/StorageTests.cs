@@ -1,0 +1,273 @@
+using System.Text;
+using Conduit.Common.Storage;
+
+namespace Conduit.Common.Tests;
+
+public sealed class StorageTests : IDisposable
+{
+    private static readonly ColumnFamily[] Families =
+    [
+        new("events", "event_id", "event JSON"),
+        new("room_events", "room_id 0xFF u64 BE", "event_id"),
+    ];
+
+    private readonly string _dir = Path.Combine(Path.GetTempPath(), "conduit-storage-tests", Guid.NewGuid().ToString("N"));
+    private readonly List<IKeyValueStore> _open = [];
+
+    public static TheoryData<string> AllBackends => new() { "memory", "rocksdb", "sqlite" };
+
+    public static TheoryData<string> PersistentBackends => new() { "rocksdb", "sqlite" };
+
+    private IKeyValueStore Open(string backend, IEnumerable<ColumnFamily>? families = null)
+    {
+        var path = backend == "sqlite" ? Path.Combine(_dir, "conduit.sqlite") : Path.Combine(_dir, "db");
+        var store = KvStore.Open(backend, path, families ?? Families);
+        _open.Add(store);
+        return store;
+    }
+
+    public void Dispose()
+    {
+        foreach (var s in _open) s.Dispose();
+        try
+        {
+            Directory.Delete(_dir, recursive: true);
+        }
+        catch (DirectoryNotFoundException)
+        {
+        }
+    }
+
+    private static byte[] B(string s) => Encoding.UTF8.GetBytes(s);
+
+    private static string S(byte[] b) => Encoding.UTF8.GetString(b);
+
+    private static string[] KeysOf(IEnumerable<KeyValuePair<byte[], byte[]>> e) => e.Select(kv => S(kv.Key)).ToArray();
+
+    [Theory, MemberData(nameof(AllBackends))]
+    public void PutGetDelete(string backend)
+    {
+        var store = Open(backend);
+        var map = store.Map("events");
+        Assert.Null(map.Get(B("a")));
+        Assert.False(map.Contains(B("a")));
+        map.Put(B("a"), B("1"));
+        Assert.Equal("1", S(map.Get(B("a"))!));
+        Assert.True(map.Contains(B("a")));
+        map.Put(B("a"), B("2"));
+        Assert.Equal("2", S(map.Get(B("a"))!));
+        map.Put(B("empty"), []);
+        Assert.Empty(map.Get(B("empty"))!);
+        map.Delete(B("a"));
+        Assert.Null(map.Get(B("a")));
+        map.Delete(B("never-there"));
+        // Families are separate.
+        Assert.Null(store.Map("room_events").Get(B("empty")));
+    }
+
+    [Theory, MemberData(nameof(AllBackends))]
+    public void UndeclaredFamilyThrows(string backend)
+    {
+        var store = Open(backend);
+        Assert.Throws<KeyNotFoundException>(() => store.Map("nope"));
+        using var batch = store.CreateBatch();
+        Assert.Throws<KeyNotFoundException>(() => batch.Put("nope", B("k"), B("v")));
+    }
+
+    [Theory, MemberData(nameof(AllBackends))]
+    public void PrefixScanIsAscendingAndBounded(string backend)
+    {
+        var map = Open(backend).Map("events");
+        foreach (var k in new[] { "b2", "a", "b10", "b1", "c", "b", "ba" }) map.Put(B(k), B("v" + k));
+        Assert.Equal(["b", "b1", "b10", "b2", "ba"], KeysOf(map.Scan(B("b"))));
+        Assert.Equal(["a", "b", "b1", "b10", "b2", "ba", "c"], KeysOf(map.Scan([])));
+        Assert.Empty(map.Scan(B("d")));
+        Assert.Equal("vb10", S(map.Scan(B("b10")).Single().Value));
+    }
+
+    [Theory, MemberData(nameof(AllBackends))]
+    public void ScanFromForwardAndReverse(string backend)
+    {
+        var map = Open(backend).Map("room_events");
+        var prefix = Keys.Prefix("!room:x");
+        foreach (var n in new ulong[] { 1, 2, 5, 9, 300 }) map.Put(Keys.Concat(prefix, Keys.BigEndian(n)), Keys.BigEndian(n));
+        // Neighbours outside the prefix must never show up.
+        map.Put(Keys.Concat(Keys.Prefix("!room:w"), Keys.BigEndian(7)), []);
+        map.Put(Keys.Concat(Keys.Prefix("!room:y"), Keys.BigEndian(0)), []);
+        map.Put(Keys.Prefix("!room:x")[..^1], []); // "!room:x" without separator sorts before the prefix
+
+        ulong[] Nums(IEnumerable<KeyValuePair<byte[], byte[]>> e) => e.Select(kv => Keys.ReadBigEndian(kv.Key.AsSpan(prefix.Length))).ToArray();
+        byte[] At(ulong n) => Keys.Concat(prefix, Keys.BigEndian(n));
+
+        Assert.Equal([5UL, 9, 300], Nums(map.ScanFrom(At(5), prefix, reverse: false)));
+        Assert.Equal([5UL, 9, 300], Nums(map.ScanFrom(At(3), prefix, reverse: false)));
+        Assert.Equal([5UL, 2, 1], Nums(map.ScanFrom(At(5), prefix, reverse: true)));
+        Assert.Equal([2UL, 1], Nums(map.ScanFrom(At(4), prefix, reverse: true)));
+        Assert.Equal([300UL, 9, 5, 2, 1], Nums(map.ScanFrom(At(ulong.MaxValue), prefix, reverse: true)));
+        Assert.Empty(map.ScanFrom(At(0), prefix, reverse: true));
+        Assert.Empty(map.ScanFrom(At(301), prefix, reverse: false));
+        // Starts outside the prefix's range are clamped to it.
+        Assert.Equal([300UL, 9, 5, 2, 1], Nums(map.ScanFrom(Keys.Prefix("!room:z"), prefix, reverse: true)));
+        Assert.Equal([1UL, 2, 5, 9, 300], Nums(map.ScanFrom([], prefix, reverse: false)));
+        Assert.Empty(map.ScanFrom([], prefix, reverse: true));
+    }
+
+    [Theory, MemberData(nameof(AllBackends))]
+    public void LongScansCrossPages(string backend)
+    {
+        var store = Open(backend);
+        using (var batch = store.CreateBatch())
+        {
+            for (ulong i = 0; i < 1000; i++) batch.Put("events", Keys.Concat(B("p"), Keys.BigEndian(i)), []);
+            batch.Put("events", B("q"), []);
+            store.Write(batch);
+        }
+        var map = store.Map("events");
+        var forward = map.Scan(B("p")).Select(kv => Keys.ReadBigEndian(kv.Key.AsSpan(1))).ToArray();
+        Assert.Equal(Enumerable.Range(0, 1000).Select(i => (ulong)i), forward);
+        var reverse = map.ScanFrom(Keys.Concat(B("p"), Keys.BigEndian(700)), B("p"), reverse: true).Select(kv => Keys.ReadBigEndian(kv.Key.AsSpan(1))).ToArray();
+        Assert.Equal(Enumerable.Range(0, 701).Reverse().Select(i => (ulong)i), reverse);
+    }
+
+    [Theory, MemberData(nameof(AllBackends))]
+    public void BatchIsAtomicAcrossFamilies(string backend)
+    {
+        var store = Open(backend);
+        store.Map("events").Put(B("old"), B("x"));
+        using var batch = store.CreateBatch();
+        batch.Put("events", B("$e1"), B("{}"));
+        batch.Put("room_events", Keys.Join("!r", "1"), B("$e1"));
+        batch.Delete("events", B("old"));
+        batch.Put("events", B("twice"), B("1"));
+        batch.Put("events", B("twice"), B("2"));
+        Assert.Equal(5, batch.Count);
+        // Nothing is visible before Write.
+        Assert.Null(store.Map("events").Get(B("$e1")));
+        store.Write(batch);
+        Assert.Equal("{}", S(store.Map("events").Get(B("$e1"))!));
+        Assert.Equal("$e1", S(store.Map("room_events").Get(Keys.Join("!r", "1"))!));
+        Assert.Null(store.Map("events").Get(B("old")));
+        Assert.Equal("2", S(store.Map("events").Get(B("twice"))!));
+
+        // A batch that fails midway (undeclared family) is rejected before anything is written.
+        using var bad = store.CreateBatch();
+        bad.Put("events", B("partial"), B("x"));
+        Assert.Throws<KeyNotFoundException>(() => bad.Put("missing", B("k"), B("v")));
+        Assert.Null(store.Map("events").Get(B("partial")));
+    }
+
+    [Theory, MemberData(nameof(PersistentBackends))]
+    public void ReopenPersistsData(string backend)
+    {
+        var store = Open(backend);
+        store.Map("events").Put(B("k1"), B("v1"));
+        using (var batch = store.CreateBatch())
+        {
+            batch.Put("room_events", B("k2"), B("v2"));
+            store.Write(batch);
+        }
+        store.Dispose();
+        _open.Remove(store);
+
+        var again = Open(backend);
+        Assert.Equal("v1", S(again.Map("events").Get(B("k1"))!));
+        Assert.Equal("v2", S(again.Map("room_events").Get(B("k2"))!));
+        again.Dispose();
+        _open.Remove(again);
+
+        // Families that exist on disk but are no longer declared do not stop the store from opening.
+        var fewer = Open(backend, [Families[0], new ColumnFamily("new_family", "k", "v")]);
+        Assert.Equal("v1", S(fewer.Map("events").Get(B("k1"))!));
+        Assert.Throws<KeyNotFoundException>(() => fewer.Map("room_events"));
+        fewer.Map("new_family").Put(B("n"), B("1"));
+        fewer.Dispose();
+        _open.Remove(fewer);
+
+        var all = Open(backend, [.. Families, new ColumnFamily("new_family", "k", "v")]);
+        Assert.Equal("v2", S(all.Map("room_events").Get(B("k2"))!));
+        Assert.Equal("1", S(all.Map("new_family").Get(B("n"))!));
+    }
+
+    [Theory, MemberData(nameof(AllBackends))]
+    public void KeysWithZeroAndFfBytes(string backend)
+    {
+        var map = Open(backend).Map("events");
+        byte[][] keys = [[0x00], [0x00, 0x00], [0x00, 0xFF], [0x01], [0xFF], [0xFF, 0x00], [0xFF, 0xFF], [0xFF, 0xFF, 0xFF]];
+        foreach (var k in keys.Reverse()) map.Put(k, k);
+        foreach (var k in keys) Assert.Equal(k, map.Get(k));
+        Assert.Equal(keys, map.Scan([]).Select(kv => kv.Key).ToArray());
+        Assert.Equal([[0xFF], [0xFF, 0x00], [0xFF, 0xFF], [0xFF, 0xFF, 0xFF]], map.Scan([0xFF]).Select(kv => kv.Key).ToArray());
+        Assert.Equal([[0xFF, 0xFF, 0xFF], [0xFF, 0xFF], [0xFF, 0x00], [0xFF]], map.ScanFrom([0xFF, 0xFF, 0xFF, 0xFF], [0xFF], reverse: true).Select(kv => kv.Key).ToArray());
+        Assert.Equal([[0x00], [0x00, 0x00], [0x00, 0xFF]], map.Scan([0x00]).Select(kv => kv.Key).ToArray());
+        Assert.Equal([[0x00, 0xFF], [0x00, 0x00], [0x00]], map.ScanFrom([0x00, 0xFF, 0x01], [0x00], reverse: true).Select(kv => kv.Key).ToArray());
+        map.Delete([0x00]);
+        Assert.Null(map.Get([0x00]));
+        Assert.NotNull(map.Get([0x00, 0x00]));
+    }
+
+    [Theory, MemberData(nameof(AllBackends))]
+    public void SnapshotSeesThePast(string backend)
+    {
+        var store = Open(backend);
+        var map = store.Map("events");
+        map.Put(B("a"), B("1"));
+        using var snap = store.Snapshot();
+        Assert.NotNull(snap);
+        map.Put(B("a"), B("2"));
+        map.Put(B("b"), B("1"));
+        Assert.Equal("1", S(snap.Map("events").Get(B("a"))!));
+        Assert.Null(snap.Map("events").Get(B("b")));
+        Assert.Equal(["a"], KeysOf(snap.Map("events").Scan([])));
+        Assert.Equal("2", S(map.Get(B("a"))!));
+    }
+
+    [Theory, MemberData(nameof(AllBackends))]
+    public async Task ConcurrentReadsAndWrites(string backend)
+    {
+        var store = Open(backend);
+        var map = store.Map("events");
+        var writers = Enumerable.Range(0, 4).Select(w => Task.Run(() =>
+        {
+            for (ulong i = 0; i < 100; i++) map.Put(Keys.Concat([(byte)w], Keys.BigEndian(i)), B("v"));
+        }));
+        var readers = Enumerable.Range(0, 4).Select(w => Task.Run(() =>
+        {
+            for (var i = 0; i < 50; i++)
+            {
+                _ = map.Scan([(byte)w]).Count();
+                _ = map.Get(Keys.Concat([(byte)w], Keys.BigEndian((ulong)i)));
+            }
+        }));
+        await Task.WhenAll(writers.Concat(readers));
+        Assert.Equal(400, map.Scan([]).Count());
+    }
+
+    [Fact]
+    public void SqliteDirectoryPathUsesConduitSqlite()
+    {
+        Directory.CreateDirectory(_dir);
+        var store = KvStore.Open("sqlite", _dir, Families);
+        _open.Add(store);
+        store.Map("events").Put(B("k"), B("v"));
+        Assert.True(File.Exists(Path.Combine(_dir, "conduit.sqlite")));
+    }
+
+    [Fact]
+    public void UnknownBackendThrows() =>
+        Assert.Throws<ArgumentException>(() => KvStore.Open("leveldb", _dir, Families));
+
+    [Fact]
+    public void KeyHelpers()
+    {
+        var key = Keys.Join("!room:example.org", "$event", "ü");
+        Assert.Equal(["!room:example.org", "$event", "ü"], Keys.Split(key));
+        Assert.Equal(2, key.Count(b => b == Keys.Sep));
+        Assert.Equal(Keys.Concat(Keys.Join("a", "b"), [Keys.Sep]), Keys.Prefix("a", "b"));
+        Assert.Equal(0x0102030405060708UL, Keys.ReadBigEndian(Keys.BigEndian(0x0102030405060708UL)));
+        Assert.True(Keys.Compare(Keys.BigEndian(255), Keys.BigEndian(256)) < 0);
+        Assert.Equal([(byte)'b'], Keys.PrefixEnd([(byte)'a', 0xFF, 0xFF])!);
+        Assert.Null(Keys.PrefixEnd([0xFF, 0xFF]));
+        Assert.Null(Keys.PrefixEnd([]));
+        Assert.Equal(["a", ""], Keys.Split([(byte)'a', 0xFF]));
+    }
+}
