@@ -1,0 +1,154 @@
+using System.Collections;
+using Tomlyn;
+using Tomlyn.Model;
+
+namespace Conduit.Common.Config;
+
+/// <summary>A config that cannot be used; the message names the file, line and key.</summary>
+public sealed class ConfigException(string message) : Exception(message);
+
+public sealed record LoadedConfig(GlobalConfig Global, string Source, IReadOnlyList<string> Warnings);
+
+/// <summary>
+/// Reads conduit.toml from CONDUIT_CONFIG (or the embedded default when unset or empty, as Conduit's
+/// container images do), then applies CONDUIT_&lt;KEY&gt; environment overrides to [global]
+/// (CONDUIT_PORT=8448; nested tables with "__": CONDUIT_WELL_KNOWN__CLIENT, CONDUIT_SERVICES__ROOMS).
+/// </summary>
+public static class ConfigLoader
+{
+    /// <summary>What a person trying the server gets: localhost on loopback, a database folder in the working
+    /// directory, registration open. Binding to loopback only is what makes open registration acceptable.</summary>
+    public const string EmbeddedDefault = """
+        [global]
+        server_name = "localhost"
+        address = "127.0.0.1"
+        port = 6167
+        database_backend = "rocksdb"
+        database_path = "conduit_db"
+        allow_registration = true
+        allow_federation = false
+        max_request_size = 20_000_000
+        log = "warn"
+        """;
+
+    public static LoadedConfig Load(IDictionary? environment = null)
+    {
+        environment ??= Environment.GetEnvironmentVariables();
+        var path = environment["CONDUIT_CONFIG"] as string;
+        string text, source;
+        if (string.IsNullOrWhiteSpace(path))
+        {
+            text = EmbeddedDefault;
+            source = "(embedded default config)";
+        }
+        else
+        {
+            source = path;
+            try { text = File.ReadAllText(path); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw new ConfigException($"{path}: cannot read the config file named by CONDUIT_CONFIG: {e.Message}");
+            }
+        }
+        return Parse(text, source, environment);
+    }
+
+    public static LoadedConfig Parse(string text, string source, IDictionary? environment = null)
+    {
+        var file = Deserialize(text, source);
+        var overrides = EnvOverrides(environment);
+        if (overrides.Count > 0)
+        {
+            var model = TomlSerializer.Deserialize<TomlTable>(text) ?? new TomlTable();
+            if (!model.TryGetValue("global", out var g) || g is not TomlTable global)
+                model["global"] = global = new TomlTable();
+            foreach (var (keyPath, value) in overrides)
+            {
+                var table = global;
+                for (var i = 0; i < keyPath.Length - 1; i++)
+                {
+                    if (!table.TryGetValue(keyPath[i], out var sub) || sub is not TomlTable st)
+                        table[keyPath[i]] = st = new TomlTable();
+                    table = st;
+                }
+                table[keyPath[^1]] = value;
+            }
+            file = Deserialize(TomlSerializer.Serialize(model), source + " with CONDUIT_* environment overrides");
+        }
+        var warnings = new List<string>();
+        Unknown(file.Unknown, "", warnings, source);
+        Unknown(file.Global.Unknown, "global.", warnings, source);
+        Unknown(file.Global.WellKnown.Unknown, "global.well_known.", warnings, source);
+        Unknown(file.Global.Tls?.Unknown, "global.tls.", warnings, source);
+        Unknown(file.Global.Services.Unknown, "global.services.", warnings, source);
+        Validate(file.Global, source);
+        return new LoadedConfig(file.Global, source, warnings);
+    }
+
+    static ConfigFile Deserialize(string text, string source)
+    {
+        try
+        {
+            return TomlSerializer.Deserialize(text, ConfigTomlContext.Default.ConfigFile) ?? new ConfigFile();
+        }
+        catch (TomlException e)
+        {
+            throw new ConfigException($"{source}, line {e.Line}, column {e.Column}: {e.Message}");
+        }
+    }
+
+    static void Unknown(Dictionary<string, object?>? extra, string prefix, List<string> warnings, string source)
+    {
+        if (extra is null) return;
+        foreach (var k in extra.Keys)
+            warnings.Add($"{source}: unknown config key '{prefix}{k}' is ignored");
+    }
+
+    static void Validate(GlobalConfig g, string source)
+    {
+        if (string.IsNullOrWhiteSpace(g.ServerName) || g.ServerName.Any(char.IsWhiteSpace))
+            throw new ConfigException($"{source}: key 'global.server_name' must be a server name such as example.org");
+        if (g.DatabaseBackend is not ("rocksdb" or "sqlite"))
+            throw new ConfigException($"{source}: key 'global.database_backend' must be \"rocksdb\" or \"sqlite\", not \"{g.DatabaseBackend}\"");
+        if (g.Port is <= 0 or > 65535)
+            throw new ConfigException($"{source}: key 'global.port' must be between 1 and 65535");
+        if (g.MaxRequestSize <= 0)
+            throw new ConfigException($"{source}: key 'global.max_request_size' must be positive");
+        if (g.MaxConcurrentRequests <= 0)
+            throw new ConfigException($"{source}: key 'global.max_concurrent_requests' must be positive");
+        if (RoomVersionIds.Supported.Contains(g.DefaultRoomVersion) == false)
+            throw new ConfigException($"{source}: key 'global.default_room_version' names an unsupported room version \"{g.DefaultRoomVersion}\"");
+    }
+
+    static List<(string[] Path, object Value)> EnvOverrides(IDictionary? env)
+    {
+        var list = new List<(string[], object)>();
+        if (env is null) return list;
+        foreach (DictionaryEntry e in env)
+        {
+            if (e.Key is not string k || !k.StartsWith("CONDUIT_", StringComparison.Ordinal) || k == "CONDUIT_CONFIG") continue;
+            if (e.Value is not string v) continue;
+            var path = k["CONDUIT_".Length..].ToLowerInvariant().Split("__");
+            list.Add((path, ParseValue(v)));
+        }
+        return list;
+    }
+
+    /// <summary>An override is read as a TOML value when it is one (8448, true, ["a","b"]), else as a string.</summary>
+    static object ParseValue(string v)
+    {
+        try
+        {
+            var t = TomlSerializer.Deserialize<TomlTable>("v = " + v);
+            if (t is not null && t.TryGetValue("v", out var parsed) && parsed is not null) return parsed;
+        }
+        catch (TomlException) { }
+        return v;
+    }
+}
+
+/// <summary>Room versions this server can create; kept here so config validation needs no room logic.</summary>
+public static class RoomVersionIds
+{
+    public static readonly IReadOnlySet<string> Supported = new HashSet<string> { "10", "11" };
+}

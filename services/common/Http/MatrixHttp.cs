@@ -1,0 +1,109 @@
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.Http;
+
+namespace Conduit.Common.Http;
+
+/// <summary>Reading Matrix request bodies and writing Matrix responses; the one place errors become JSON.</summary>
+public static class MatrixHttp
+{
+    static readonly JsonDocumentOptions ParseOptions = new() { MaxDepth = 64 };
+
+    /// <summary>Reads the body as a JSON object: M_NOT_JSON if it is not JSON, M_BAD_JSON if not an object,
+    /// M_TOO_LARGE past the configured request size. An empty body counts as {} (clients send none on some POSTs).</summary>
+    public static async Task<JsonObject> ReadJsonObjectAsync(this HttpRequest request)
+    {
+        byte[] body;
+        try
+        {
+            using var ms = new MemoryStream();
+            await request.Body.CopyToAsync(ms, request.HttpContext.RequestAborted);
+            body = ms.ToArray();
+        }
+        catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
+        {
+            throw Err.TooLarge();
+        }
+        if (body.Length == 0 || body.AsSpan().Trim(" \t\r\n"u8).IsEmpty) return new JsonObject();
+        JsonNode? node;
+        try
+        {
+            node = JsonNode.Parse(body, documentOptions: ParseOptions);
+        }
+        catch (JsonException)
+        {
+            throw Err.NotJson();
+        }
+        return node as JsonObject ?? throw Err.BadJson("Request body must be a JSON object");
+    }
+
+    public static async Task WriteJsonAsync(this HttpResponse response, JsonNode body, int status = 200)
+    {
+        response.StatusCode = status;
+        response.ContentType = "application/json";
+        var bytes = Encoding.UTF8.GetBytes(body.ToJsonString());
+        response.ContentLength = bytes.Length;
+        await response.Body.WriteAsync(bytes, response.HttpContext.RequestAborted);
+    }
+
+    public static JsonObject ErrorBody(MatrixException e)
+    {
+        // A user-interactive-auth challenge is a 401 whose body is only flows/params/session (no errcode).
+        var o = e.ErrCode.Length == 0 ? new JsonObject() : new JsonObject { ["errcode"] = e.ErrCode, ["error"] = e.Message };
+        if (e.Extra is not null)
+            foreach (var (k, v) in e.Extra) o[k] = v?.DeepClone();
+        return o;
+    }
+
+    public static Task WriteErrorAsync(this HttpResponse response, MatrixException e)
+        => response.WriteJsonAsync(ErrorBody(e), e.Status);
+
+    // ---- typed access to JSON request fields: wrong types are M_BAD_JSON, absent required ones M_MISSING_PARAM.
+
+    public static string? OptString(this JsonObject o, string key)
+    {
+        if (!o.TryGetPropertyValue(key, out var n) || n is null) return null;
+        if (n is JsonValue v && v.TryGetValue<string>(out var s)) return s;
+        throw Err.BadJson($"'{key}' must be a string");
+    }
+
+    public static string ReqString(this JsonObject o, string key)
+        => o.OptString(key) ?? throw Err.MissingParam($"Missing '{key}'");
+
+    public static bool? OptBool(this JsonObject o, string key)
+    {
+        if (!o.TryGetPropertyValue(key, out var n) || n is null) return null;
+        if (n is JsonValue v && v.TryGetValue<bool>(out var b)) return b;
+        throw Err.BadJson($"'{key}' must be a boolean");
+    }
+
+    public static long? OptLong(this JsonObject o, string key)
+    {
+        if (!o.TryGetPropertyValue(key, out var n) || n is null) return null;
+        if (n.TryGetInteger(out var l)) return l;
+        throw Err.BadJson($"'{key}' must be an integer");
+    }
+
+    public static JsonObject? OptObject(this JsonObject o, string key)
+    {
+        if (!o.TryGetPropertyValue(key, out var n) || n is null) return null;
+        return n as JsonObject ?? throw Err.BadJson($"'{key}' must be an object");
+    }
+
+    public static JsonArray? OptArray(this JsonObject o, string key)
+    {
+        if (!o.TryGetPropertyValue(key, out var n) || n is null) return null;
+        return n as JsonArray ?? throw Err.BadJson($"'{key}' must be an array");
+    }
+
+    public static string? Query(this HttpRequest r, string key)
+        => r.Query.TryGetValue(key, out var v) && v.Count > 0 ? v[0] : null;
+
+    /// <summary>A route value, with an encoded '/' (which Kestrel leaves encoded in the path) decoded.</summary>
+    public static string Route(this HttpContext ctx, string key)
+    {
+        var v = ctx.Request.RouteValues.TryGetValue(key, out var o) ? o?.ToString() ?? "" : "";
+        return v.Contains('%') ? Uri.UnescapeDataString(v) : v;
+    }
+}

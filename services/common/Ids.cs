@@ -1,0 +1,44 @@
+using System.Security.Cryptography;
+
+namespace Conduit.Common;
+
+/// <summary>Matrix identifier grammar (spec: appendices, "Identifier Grammar").</summary>
+public static class Ids
+{
+    /// <summary>Historical user IDs allow more, but new localparts are limited to a-z 0-9 . _ = - / +.</summary>
+    public static bool IsValidLocalpart(string localpart)
+        => localpart.Length > 0 && localpart.All(c => c is >= 'a' and <= 'z' or >= '0' and <= '9' or '.' or '_' or '=' or '-' or '/' or '+');
+
+    public static string UserId(string localpart, string serverName) => $"@{localpart}:{serverName}";
+
+    /// <summary>Splits "@local:server" (or "#alias:server", "!room:server") into its parts.</summary>
+    public static bool TrySplit(string id, char sigil, out string localpart, out string server)
+    {
+        localpart = server = "";
+        if (id.Length < 3 || id[0] != sigil || id.Length > 255) return false;
+        var colon = id.IndexOf(':');
+        if (colon < 2 || colon == id.Length - 1) return false;
+        localpart = id[1..colon];
+        server = id[(colon + 1)..];
+        return true;
+    }
+
+    public static bool IsUserId(string id) => TrySplit(id, '@', out _, out _);
+
+    public static string ServerOf(string id)
+    {
+        var colon = id.IndexOf(':');
+        return colon < 0 ? "" : id[(colon + 1)..];
+    }
+
+    const string Alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+    public static string Random(int length)
+    {
+        Span<char> chars = stackalloc char[length];
+        for (var i = 0; i < length; i++) chars[i] = Alphabet[RandomNumberGenerator.GetInt32(Alphabet.Length)];
+        return new string(chars);
+    }
+
+    public static long NowMs() => DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+}

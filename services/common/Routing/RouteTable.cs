@@ -1,0 +1,105 @@
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+
+namespace Conduit.Common.Routing;
+
+/// <summary>The parts of the deployment. The edge owns /versions, /.well-known and CORS.</summary>
+public enum Service { Edge, Keys, Rooms, Sync, Federation, Media }
+
+/// <summary>One Matrix path template owned by one service.</summary>
+public sealed record MatrixRoute(Service Owner, string Template, params string[] Methods);
+
+/// <summary>Endpoint metadata naming the service that maps an endpoint (checked against the table by a test).</summary>
+public sealed record OwnedBy(Service Service);
+
+/// <summary>
+/// The one table of which service owns which Matrix path. In split mode the edge loads it into YARP; in
+/// all-in-one mode each service maps exactly these templates in-process through <see cref="Map"/>.
+/// Client paths are served under v3 and under r0 (Conduit's docs and Hydrogen still use r0).
+/// </summary>
+public static class RouteTable
+{
+    public static readonly string[] ClientPrefixes = ["/_matrix/client/v3", "/_matrix/client/r0"];
+
+    static readonly List<MatrixRoute> _all = [];
+    public static IReadOnlyList<MatrixRoute> All => _all;
+
+    static MatrixRoute Add(Service s, string template, params string[] methods)
+    {
+        var r = new MatrixRoute(s, template, methods);
+        _all.Add(r);
+        return r;
+    }
+
+    // Client paths are written with "{C}" for the versioned prefix.
+    static MatrixRoute C(Service s, string path, params string[] methods) => Add(s, "{C}" + path, methods);
+
+    const string GET = "GET", PUT = "PUT", POST = "POST", DELETE = "DELETE";
+
+    // ---- edge
+    public static readonly MatrixRoute Versions = Add(Service.Edge, "/_matrix/client/versions", GET);
+    public static readonly MatrixRoute WellKnownClient = Add(Service.Edge, "/.well-known/matrix/client", GET);
+    public static readonly MatrixRoute WellKnownServer = Add(Service.Edge, "/.well-known/matrix/server", GET);
+    public static readonly MatrixRoute Capabilities = C(Service.Edge, "/capabilities", GET);
+    public static readonly MatrixRoute TurnServer = C(Service.Edge, "/voip/turnServer", GET);
+    public static readonly MatrixRoute ThirdPartyProtocols = C(Service.Edge, "/thirdparty/protocols", GET);
+
+    // ---- keys: accounts, devices, tokens, profiles
+    public static readonly MatrixRoute Register = C(Service.Keys, "/register", POST);
+    public static readonly MatrixRoute RegisterAvailable = C(Service.Keys, "/register/available", GET);
+    public static readonly MatrixRoute Login = C(Service.Keys, "/login", GET, POST);
+    public static readonly MatrixRoute Logout = C(Service.Keys, "/logout", POST);
+    public static readonly MatrixRoute LogoutAll = C(Service.Keys, "/logout/all", POST);
+    public static readonly MatrixRoute WhoAmI = C(Service.Keys, "/account/whoami", GET);
+    public static readonly MatrixRoute ChangePassword = C(Service.Keys, "/account/password", POST);
+    public static readonly MatrixRoute Deactivate = C(Service.Keys, "/account/deactivate", POST);
+    public static readonly MatrixRoute ThreePids = C(Service.Keys, "/account/3pid", GET);
+    public static readonly MatrixRoute Devices = C(Service.Keys, "/devices", GET);
+    public static readonly MatrixRoute Device = C(Service.Keys, "/devices/{deviceId}", GET, PUT, DELETE);
+    public static readonly MatrixRoute DeleteDevices = C(Service.Keys, "/delete_devices", POST);
+    public static readonly MatrixRoute Profile = C(Service.Keys, "/profile/{userId}", GET);
+    public static readonly MatrixRoute ProfileField = C(Service.Keys, "/profile/{userId}/{field}", GET, PUT);
+
+    // ---- rooms: rooms, events, state, membership, aliases
+    public static readonly MatrixRoute CreateRoom = C(Service.Rooms, "/createRoom", POST);
+    public static readonly MatrixRoute JoinByIdOrAlias = C(Service.Rooms, "/join/{roomIdOrAlias}", POST);
+    public static readonly MatrixRoute Membership = C(Service.Rooms, "/rooms/{roomId}/{action:regex(^(join|invite|leave|kick|ban|unban|forget)$)}", POST);
+    public static readonly MatrixRoute JoinedRooms = C(Service.Rooms, "/joined_rooms", GET);
+    public static readonly MatrixRoute Send = C(Service.Rooms, "/rooms/{roomId}/send/{eventType}/{txnId}", PUT);
+    public static readonly MatrixRoute StateEvent = C(Service.Rooms, "/rooms/{roomId}/state/{eventType}/{**stateKey}", GET, PUT);
+    public static readonly MatrixRoute StateEventNoKey = C(Service.Rooms, "/rooms/{roomId}/state/{eventType}", GET, PUT);
+    public static readonly MatrixRoute State = C(Service.Rooms, "/rooms/{roomId}/state", GET);
+    public static readonly MatrixRoute Event = C(Service.Rooms, "/rooms/{roomId}/event/{eventId}", GET);
+    public static readonly MatrixRoute Messages = C(Service.Rooms, "/rooms/{roomId}/messages", GET);
+    public static readonly MatrixRoute Members = C(Service.Rooms, "/rooms/{roomId}/members", GET);
+    public static readonly MatrixRoute JoinedMembers = C(Service.Rooms, "/rooms/{roomId}/joined_members", GET);
+    public static readonly MatrixRoute Redact = C(Service.Rooms, "/rooms/{roomId}/redact/{eventId}/{txnId}", PUT);
+    public static readonly MatrixRoute Alias = C(Service.Rooms, "/directory/room/{roomAlias}", GET, PUT, DELETE);
+    public static readonly MatrixRoute RoomAliases = C(Service.Rooms, "/rooms/{roomId}/aliases", GET);
+
+    // ---- sync: /sync, filters, account data, push rules
+    public static readonly MatrixRoute Sync = C(Service.Sync, "/sync", GET);
+    public static readonly MatrixRoute CreateFilter = C(Service.Sync, "/user/{userId}/filter", POST);
+    public static readonly MatrixRoute GetFilter = C(Service.Sync, "/user/{userId}/filter/{filterId}", GET);
+    public static readonly MatrixRoute AccountData = C(Service.Sync, "/user/{userId}/account_data/{type}", GET, PUT);
+    public static readonly MatrixRoute RoomAccountData = C(Service.Sync, "/user/{userId}/rooms/{roomId}/account_data/{type}", GET, PUT);
+    public static readonly MatrixRoute PushRules = C(Service.Sync, "/pushrules/{**rest}", GET);
+
+    // ---- federation: server keys and the federation API
+    public static readonly MatrixRoute ServerKeys = Add(Service.Federation, "/_matrix/key/v2/server/{**keyId}", GET);
+    public static readonly MatrixRoute FederationVersion = Add(Service.Federation, "/_matrix/federation/v1/version", GET);
+
+    /// <summary>Concrete path templates of a route (client routes expanded for v3 and r0).</summary>
+    public static IEnumerable<string> Templates(MatrixRoute r)
+        => r.Template.StartsWith("{C}", StringComparison.Ordinal)
+            ? ClientPrefixes.Select(p => p + r.Template[3..])
+            : [r.Template];
+
+    /// <summary>Maps a route's templates to one handler, tagged with its owner.</summary>
+    public static void Map(this IEndpointRouteBuilder app, MatrixRoute route, RequestDelegate handler)
+    {
+        foreach (var t in Templates(route))
+            app.MapMethods(t, route.Methods, handler).WithMetadata(new OwnedBy(route.Owner));
+    }
+}

@@ -1,0 +1,84 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json.Nodes;
+using Conduit.Common;
+using Conduit.Common.Config;
+using Conduit.Common.Http;
+using Conduit.Common.Routing;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+
+namespace Conduit.Edge;
+
+/// <summary>What the edge answers itself: versions, .well-known, and endpoints that only reflect configuration.</summary>
+public static class EdgeEndpoints
+{
+    static readonly string[] SpecVersions =
+        ["r0.0.1", "r0.1.0", "r0.2.0", "r0.3.0", "r0.4.0", "r0.5.0", "r0.6.0", "r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9", "v1.10", "v1.11"];
+
+    public static void MapEdge(this IEndpointRouteBuilder app, GlobalConfig config)
+    {
+        app.Map(RouteTable.Versions, ctx => ctx.Response.WriteJsonAsync(new JsonObject
+        {
+            ["versions"] = new JsonArray(SpecVersions.Select(v => (JsonNode)v).ToArray()),
+            ["unstable_features"] = new JsonObject(),
+        }));
+        app.Map(RouteTable.WellKnownClient, ctx => config.WellKnown.Client is { } client
+            ? ctx.Response.WriteJsonAsync(new JsonObject { ["m.homeserver"] = new JsonObject { ["base_url"] = client } })
+            : throw Err.NotFound("No client well-known is configured"));
+        app.Map(RouteTable.WellKnownServer, ctx => config.WellKnown.Server is { } server
+            ? ctx.Response.WriteJsonAsync(new JsonObject { ["m.server"] = server })
+            : throw Err.NotFound("No server well-known is configured"));
+        // Capabilities reflect configuration and the room versions of Conduit.Common, not any service's data.
+        app.Map(RouteTable.Capabilities, ctx =>
+        {
+            Caller.Required(ctx);
+            var available = new JsonObject();
+            foreach (var v in RoomVersionIds.Supported.Order()) available[v] = "stable";
+            return ctx.Response.WriteJsonAsync(new JsonObject
+            {
+                ["capabilities"] = new JsonObject
+                {
+                    ["m.change_password"] = new JsonObject { ["enabled"] = true },
+                    ["m.room_versions"] = new JsonObject { ["default"] = config.DefaultRoomVersion, ["available"] = available },
+                    ["m.set_displayname"] = new JsonObject { ["enabled"] = true },
+                    ["m.set_avatar_url"] = new JsonObject { ["enabled"] = true },
+                    ["m.3pid_changes"] = new JsonObject { ["enabled"] = false },
+                    ["m.get_login_token"] = new JsonObject { ["enabled"] = false },
+                },
+            });
+        });
+        app.Map(RouteTable.TurnServer, ctx => ctx.Response.WriteJsonAsync(TurnCredentials(Caller.Required(ctx).UserId, config)));
+        // No application services bridge third-party networks here yet.
+        app.Map(RouteTable.ThirdPartyProtocols, ctx =>
+        {
+            Caller.Required(ctx);
+            return ctx.Response.WriteJsonAsync(new JsonObject());
+        });
+    }
+
+    /// <summary>TURN credentials (spec: client-server-api, "Voice over IP"): an empty object when unconfigured;
+    /// with turn_secret, time-limited credentials in the TURN REST API scheme that coturn verifies.</summary>
+    static JsonObject TurnCredentials(string userId, GlobalConfig c)
+    {
+        if (c.TurnUris.Count == 0) return new JsonObject();
+        string username, password;
+        if (!string.IsNullOrEmpty(c.TurnSecret))
+        {
+            username = $"{DateTimeOffset.UtcNow.ToUnixTimeSeconds() + c.TurnTtl}:{userId}";
+            password = Convert.ToBase64String(HMACSHA1.HashData(Encoding.UTF8.GetBytes(c.TurnSecret), Encoding.UTF8.GetBytes(username)));
+        }
+        else
+        {
+            username = c.TurnUsername ?? "";
+            password = c.TurnPassword ?? "";
+        }
+        return new JsonObject
+        {
+            ["username"] = username,
+            ["password"] = password,
+            ["uris"] = new JsonArray(c.TurnUris.Select(u => (JsonNode)u).ToArray()),
+            ["ttl"] = c.TurnTtl,
+        };
+    }
+}

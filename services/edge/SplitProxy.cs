@@ -1,0 +1,54 @@
+using Conduit.Common.Config;
+using Conduit.Common.Grpc;
+using Conduit.Common.Routing;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.Extensions.DependencyInjection;
+using Yarp.ReverseProxy.Configuration;
+using Yarp.ReverseProxy.Forwarder;
+using Yarp.ReverseProxy.Transforms;
+
+namespace Conduit.Edge;
+
+/// <summary>
+/// Split mode: the route table becomes YARP routes (no method match: the owning service answers 405 itself,
+/// as in all-in-one), one cluster per service over HTTP/2 to its internal listener.
+/// </summary>
+public static class SplitProxy
+{
+    public static void Add(IServiceCollection services, GlobalConfig config)
+    {
+        var routes = new List<RouteConfig>();
+        var i = 0;
+        foreach (var r in RouteTable.All.Where(r => r.Owner != Service.Edge))
+            foreach (var t in RouteTable.Templates(r))
+                routes.Add(new RouteConfig { RouteId = $"r{i++}", ClusterId = r.Owner.ToString(), Match = new RouteMatch { Path = t } });
+        var clusters = Enum.GetValues<Service>().Where(s => s != Service.Edge).Select(s => new ClusterConfig
+        {
+            ClusterId = s.ToString(),
+            HttpRequest = new ForwarderRequestConfig
+            {
+                Version = System.Net.HttpVersion.Version20,
+                VersionPolicy = HttpVersionPolicy.RequestVersionExact,
+                // /sync long-polls for up to a minute.
+                ActivityTimeout = TimeSpan.FromMinutes(3),
+            },
+            Destinations = new Dictionary<string, DestinationConfig> { ["d"] = new() { Address = config.Services.AddressOf(s) } },
+        }).ToList();
+
+        services.AddReverseProxy()
+            .LoadFromMemory(routes, clusters)
+            .AddTransforms(ctx =>
+            {
+                ctx.AddRequestHeader(InternalAuth.HeaderName, config.Services.InternalSecret!, append: false);
+                ctx.AddRequestTransform(t =>
+                {
+                    // Forward the path exactly as the client sent it: YARP would re-escape an encoded '/'
+                    // (microsoft/reverse-proxy#1419), and Matrix IDs and state keys may contain one.
+                    var raw = t.HttpContext.Features.Get<IHttpRequestFeature>()?.RawTarget;
+                    if (raw is not null && raw.StartsWith('/'))
+                        t.ProxyRequest.RequestUri = new Uri(t.DestinationPrefix.TrimEnd('/') + raw);
+                    return ValueTask.CompletedTask;
+                });
+            });
+    }
+}

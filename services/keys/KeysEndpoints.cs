@@ -1,0 +1,291 @@
+using System.Text.Json.Nodes;
+using Conduit.Common;
+using Conduit.Common.Config;
+using Conduit.Common.Http;
+using Conduit.Common.Routing;
+using Conduit.Protos.Rooms;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+
+namespace Conduit.Keys;
+
+/// <summary>The keys service's Matrix endpoints: registration, login, devices, account, profile.</summary>
+public sealed class KeysEndpoints(AccountStore accounts, Uia uia, GlobalConfig config, Rooms.RoomsClient rooms)
+{
+    static readonly string[][] PasswordFlow = [["m.login.password"]];
+
+    public void Map(IEndpointRouteBuilder app)
+    {
+        app.Map(RouteTable.Register, Register);
+        app.Map(RouteTable.RegisterAvailable, RegisterAvailable);
+        app.Map(RouteTable.Login, Login);
+        app.Map(RouteTable.Logout, Logout);
+        app.Map(RouteTable.LogoutAll, LogoutAll);
+        app.Map(RouteTable.WhoAmI, WhoAmI);
+        app.Map(RouteTable.ChangePassword, ChangePassword);
+        app.Map(RouteTable.Deactivate, Deactivate);
+        app.Map(RouteTable.ThreePids, ThreePids);
+        app.Map(RouteTable.Devices, GetDevices);
+        app.Map(RouteTable.Device, DeviceEndpoint);
+        app.Map(RouteTable.DeleteDevices, DeleteDevices);
+        app.Map(RouteTable.Profile, GetProfile);
+        app.Map(RouteTable.ProfileField, ProfileField);
+    }
+
+    static Caller Auth(HttpContext ctx) => Caller.Required(ctx);
+
+    string? Ip(HttpContext ctx) => ctx.Request.Headers["X-Forwarded-For"].FirstOrDefault() ?? ctx.Connection.RemoteIpAddress?.ToString();
+
+    // ---- registration (spec: client-server-api, "Account registration")
+
+    IReadOnlyList<string[]> RegistrationFlows()
+        => config.RegistrationToken is { Length: > 0 } ? [["m.login.registration_token"]] : [["m.login.dummy"]];
+
+    async Task Register(HttpContext ctx)
+    {
+        var body = await ctx.Request.ReadJsonObjectAsync();
+        var kind = ctx.Request.Query("kind") ?? "user";
+        if (kind == "guest") throw new MatrixException("M_GUEST_ACCESS_FORBIDDEN", 403, "Guest accounts are not supported");
+        if (kind != "user") throw Err.InvalidParam("kind must be 'user' or 'guest'");
+        if (!config.AllowRegistration) throw Err.Forbidden("Registration is disabled");
+
+        // Validate what can be validated before the auth dance, as Synapse does, so a client learns early.
+        var requested = body.OptString("username");
+        var localpart = requested is null ? Ids.Random(12).ToLowerInvariant() : requested.ToLowerInvariant();
+        if (requested is not null) ValidateLocalpart(localpart);
+        var password = body.OptString("password");
+        var deviceId = body.OptString("device_id");
+        var deviceName = body.OptString("initial_device_display_name");
+        var inhibit = body.OptBool("inhibit_login") ?? false;
+        if (requested is not null && accounts.Exists(Ids.UserId(localpart, config.ServerName))) throw Err.UserInUse();
+
+        uia.Require(body, "register", null, RegistrationFlows(), (stage, auth) => stage switch
+        {
+            "m.login.dummy" => true,
+            "m.login.registration_token" => auth.OptString("token") is { } t && t == config.RegistrationToken,
+            _ => false,
+        });
+        if (string.IsNullOrEmpty(password)) throw Err.MissingParam("Missing 'password'");
+        if (password.Length > 512) throw Err.InvalidParam("Password too long");
+
+        var login = accounts.Register(localpart, password, deviceId, deviceName, inhibit, Ip(ctx));
+        var userId = Ids.UserId(localpart, config.ServerName);
+        var result = new JsonObject { ["user_id"] = userId, ["home_server"] = config.ServerName };
+        if (login is not null)
+        {
+            result["access_token"] = login.AccessToken;
+            result["device_id"] = login.DeviceId;
+        }
+        await ctx.Response.WriteJsonAsync(result);
+    }
+
+    void ValidateLocalpart(string localpart)
+    {
+        if (!Ids.IsValidLocalpart(localpart))
+            throw Err.InvalidUsername("User ID may only contain a-z, 0-9, '.', '_', '=', '-', '/' and '+'");
+        if (Ids.UserId(localpart, config.ServerName).Length > 255)
+            throw Err.InvalidUsername("User ID is too long");
+    }
+
+    async Task RegisterAvailable(HttpContext ctx)
+    {
+        var name = ctx.Request.Query("username") ?? throw Err.MissingParam("Missing 'username'");
+        var localpart = name.ToLowerInvariant();
+        ValidateLocalpart(localpart);
+        if (accounts.Exists(Ids.UserId(localpart, config.ServerName))) throw Err.UserInUse();
+        await ctx.Response.WriteJsonAsync(new JsonObject { ["available"] = true });
+    }
+
+    // ---- login (spec: client-server-api, "Login")
+
+    async Task Login(HttpContext ctx)
+    {
+        if (HttpMethods.IsGet(ctx.Request.Method))
+        {
+            await ctx.Response.WriteJsonAsync(new JsonObject { ["flows"] = new JsonArray(new JsonObject { ["type"] = "m.login.password" }) });
+            return;
+        }
+        var body = await ctx.Request.ReadJsonObjectAsync();
+        var type = body.ReqString("type");
+        if (type != "m.login.password") throw Err.Unknown($"Login type '{type}' is not supported");
+        var userId = UserFromIdentifier(body) ?? throw Err.Forbidden("Invalid username or password");
+        var password = body.ReqString("password");
+        var user = accounts.GetUser(userId);
+        if (user is not null && user["deactivated"]?.GetValue<bool>() == true) throw Err.UserDeactivated();
+        if (!accounts.CheckPassword(userId, password)) throw Err.Forbidden("Invalid username or password");
+        var r = accounts.Login(userId, body.OptString("device_id"), body.OptString("initial_device_display_name"), Ip(ctx));
+        await ctx.Response.WriteJsonAsync(new JsonObject
+        {
+            ["user_id"] = r.UserId,
+            ["access_token"] = r.AccessToken,
+            ["device_id"] = r.DeviceId,
+            ["home_server"] = config.ServerName,
+        });
+    }
+
+    /// <summary>The user ID from identifier {type: m.id.user, user} or the legacy top-level "user".</summary>
+    string? UserFromIdentifier(JsonObject body)
+    {
+        string? user;
+        if (body.OptObject("identifier") is { } id)
+        {
+            if (id.OptString("type") != "m.id.user") throw Err.Unknown("Only m.id.user identifiers are supported");
+            user = id.ReqString("user");
+        }
+        else user = body.OptString("user") ?? throw Err.MissingParam("Missing 'identifier'");
+        if (user.StartsWith('@'))
+            return Ids.ServerOf(user) == config.ServerName ? user.ToLowerInvariant() : null;
+        return Ids.UserId(user.ToLowerInvariant(), config.ServerName);
+    }
+
+    async Task Logout(HttpContext ctx)
+    {
+        var c = Auth(ctx);
+        accounts.DeleteDevices(c.UserId, [c.DeviceId]);
+        await ctx.Response.WriteJsonAsync(new JsonObject());
+    }
+
+    async Task LogoutAll(HttpContext ctx)
+    {
+        var c = Auth(ctx);
+        accounts.DeleteDevices(c.UserId, accounts.Devices(c.UserId).Select(d => d.DeviceId));
+        await ctx.Response.WriteJsonAsync(new JsonObject());
+    }
+
+    // No identity server integration: an account has no third-party identifiers.
+    static async Task ThreePids(HttpContext ctx)
+    {
+        Auth(ctx);
+        await ctx.Response.WriteJsonAsync(new JsonObject { ["threepids"] = new JsonArray() });
+    }
+
+    async Task WhoAmI(HttpContext ctx)
+    {
+        var c = Auth(ctx);
+        await ctx.Response.WriteJsonAsync(new JsonObject { ["user_id"] = c.UserId, ["device_id"] = c.DeviceId, ["is_guest"] = false });
+    }
+
+    // ---- account management behind UIA with the account's password
+
+    void RequirePassword(JsonObject body, string operation, Caller c)
+        => uia.Require(body, operation, c.UserId, PasswordFlow, (stage, auth) =>
+            stage == "m.login.password"
+            && UserFromIdentifier(auth) == c.UserId
+            && auth.OptString("password") is { } p && accounts.CheckPassword(c.UserId, p));
+
+    async Task ChangePassword(HttpContext ctx)
+    {
+        var c = Auth(ctx);
+        var body = await ctx.Request.ReadJsonObjectAsync();
+        var newPassword = body.ReqString("new_password");
+        RequirePassword(body, "password", c);
+        accounts.SetPassword(c.UserId, newPassword, body.OptBool("logout_devices") ?? true, c.DeviceId);
+        await ctx.Response.WriteJsonAsync(new JsonObject());
+    }
+
+    async Task Deactivate(HttpContext ctx)
+    {
+        var c = Auth(ctx);
+        var body = await ctx.Request.ReadJsonObjectAsync();
+        RequirePassword(body, "deactivate", c);
+        // Leave rooms first: if that fails the account is still whole and the client can retry.
+        await rooms.LeaveAllRoomsAsync(new LeaveAllRoomsRequest { UserId = c.UserId }, cancellationToken: ctx.RequestAborted);
+        accounts.Deactivate(c.UserId);
+        await ctx.Response.WriteJsonAsync(new JsonObject { ["id_server_unbind_result"] = "no-support" });
+    }
+
+    // ---- devices (spec: client-server-api, "Device management")
+
+    static JsonObject DeviceJson(string userId, DeviceInfo d) => new()
+    {
+        ["device_id"] = d.DeviceId,
+        ["display_name"] = d.DisplayName,
+        ["last_seen_ip"] = d.LastSeenIp,
+        ["last_seen_ts"] = d.LastSeenTs,
+        ["user_id"] = userId,
+    };
+
+    async Task GetDevices(HttpContext ctx)
+    {
+        var c = Auth(ctx);
+        var list = accounts.Devices(c.UserId).Select(d => (JsonNode)DeviceJson(c.UserId, d)).ToArray();
+        await ctx.Response.WriteJsonAsync(new JsonObject { ["devices"] = new JsonArray(list) });
+    }
+
+    async Task DeviceEndpoint(HttpContext ctx)
+    {
+        var c = Auth(ctx);
+        var deviceId = ctx.Route("deviceId");
+        switch (ctx.Request.Method)
+        {
+            case "GET":
+                var d = accounts.Device(c.UserId, deviceId) ?? throw Err.NotFound("No such device");
+                await ctx.Response.WriteJsonAsync(DeviceJson(c.UserId, d));
+                break;
+            case "PUT":
+                var body = await ctx.Request.ReadJsonObjectAsync();
+                if (!accounts.RenameDevice(c.UserId, deviceId, body.OptString("display_name"))) throw Err.NotFound("No such device");
+                await ctx.Response.WriteJsonAsync(new JsonObject());
+                break;
+            default:
+                var del = await ctx.Request.ReadJsonObjectAsync();
+                if (accounts.Device(c.UserId, deviceId) is null) throw Err.NotFound("No such device");
+                RequirePassword(del, "delete_devices", c);
+                accounts.DeleteDevices(c.UserId, [deviceId]);
+                await ctx.Response.WriteJsonAsync(new JsonObject());
+                break;
+        }
+    }
+
+    async Task DeleteDevices(HttpContext ctx)
+    {
+        var c = Auth(ctx);
+        var body = await ctx.Request.ReadJsonObjectAsync();
+        var ids = (body.OptArray("devices") ?? throw Err.MissingParam("Missing 'devices'"))
+            .Select(n => n is JsonValue v && v.TryGetValue<string>(out var s) ? s : throw Err.BadJson("'devices' must be strings")).ToList();
+        RequirePassword(body, "delete_devices", c);
+        accounts.DeleteDevices(c.UserId, ids);
+        await ctx.Response.WriteJsonAsync(new JsonObject());
+    }
+
+    // ---- profile (spec: client-server-api, "Profiles")
+
+    JsonObject ProfileOf(string userId)
+    {
+        if (!Ids.IsUserId(userId)) throw Err.InvalidParam("Not a user ID");
+        var u = accounts.GetUser(userId);
+        if (u is null || u["deactivated"]?.GetValue<bool>() == true) throw Err.NotFound("Profile not found");
+        var o = new JsonObject();
+        if (u["displayname"]?.GetValue<string>() is { } dn) o["displayname"] = dn;
+        if (u["avatar_url"]?.GetValue<string>() is { } av) o["avatar_url"] = av;
+        return o;
+    }
+
+    async Task GetProfile(HttpContext ctx) => await ctx.Response.WriteJsonAsync(ProfileOf(ctx.Route("userId")));
+
+    async Task ProfileField(HttpContext ctx)
+    {
+        var userId = ctx.Route("userId");
+        var field = ctx.Route("field");
+        if (field is not ("displayname" or "avatar_url")) throw Err.Unrecognized(404, "Unknown profile field");
+        if (HttpMethods.IsGet(ctx.Request.Method))
+        {
+            var p = ProfileOf(userId);
+            if (!p.ContainsKey(field)) throw Err.NotFound($"No {field} set");
+            await ctx.Response.WriteJsonAsync(new JsonObject { [field] = p[field]!.DeepClone() });
+            return;
+        }
+        var c = Auth(ctx);
+        if (c.UserId != userId) throw Err.Forbidden("You may only change your own profile");
+        var body = await ctx.Request.ReadJsonObjectAsync();
+        var value = body.OptString(field);
+        if (value is { Length: > 1000 }) throw Err.InvalidParam($"{field} too long");
+        accounts.SetProfileField(userId, field, string.IsNullOrEmpty(value) ? null : value);
+        var profile = ProfileOf(userId);
+        var req = new UpdateMemberProfileRequest { UserId = userId };
+        if (profile["displayname"]?.GetValue<string>() is { } dn) req.Displayname = dn;
+        if (profile["avatar_url"]?.GetValue<string>() is { } av) req.AvatarUrl = av;
+        await rooms.UpdateMemberProfileAsync(req, cancellationToken: ctx.RequestAborted);
+        await ctx.Response.WriteJsonAsync(new JsonObject());
+    }
+}

@@ -1,0 +1,32 @@
+using Conduit.Protos.Keys;
+using Grpc.Core;
+using Conduit.Common.Http;
+
+namespace Conduit.Keys;
+
+/// <summary>The keys service's gRPC surface (protos/keys.proto).</summary>
+public sealed class KeysGrpcService(AccountStore accounts) : Protos.Keys.Keys.KeysBase
+{
+    public override Task<ResolveTokenReply> ResolveToken(ResolveTokenRequest request, ServerCallContext context)
+    {
+        var r = accounts.ResolveToken(request.AccessToken);
+        return Task.FromResult(r is { } x
+            ? new ResolveTokenReply { Valid = true, UserId = x.UserId, DeviceId = x.DeviceId }
+            : new ResolveTokenReply { Valid = false });
+    }
+
+    public override async Task WatchRevocations(WatchRevocationsRequest request, IServerStreamWriter<Revocation> responseStream, ServerCallContext context)
+    {
+        await foreach (var token in accounts.WatchRevocations(context.CancellationToken))
+            await responseStream.WriteAsync(new Revocation { AccessToken = token });
+    }
+
+    public override Task<ProfileReply> GetProfile(GetProfileRequest request, ServerCallContext context)
+    {
+        var u = accounts.GetUser(request.UserId) ?? throw Err.NotFound("No such user");
+        var reply = new ProfileReply { UserId = request.UserId, Deactivated = u["deactivated"]?.GetValue<bool>() == true };
+        if (u["displayname"]?.GetValue<string>() is { } dn) reply.Displayname = dn;
+        if (u["avatar_url"]?.GetValue<string>() is { } av) reply.AvatarUrl = av;
+        return Task.FromResult(reply);
+    }
+}

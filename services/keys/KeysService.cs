@@ -1,0 +1,28 @@
+using Conduit.Common.Routing;
+using Grpc.Core;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Conduit.Keys;
+
+/// <summary>Composition entry points of the keys service.</summary>
+public static class KeysService
+{
+    public static IServiceCollection AddKeysService(this IServiceCollection services)
+        => services.AddSingleton<AccountStore>().AddSingleton<Uia>().AddSingleton<KeysEndpoints>().AddSingleton<KeysGrpcService>();
+
+    public static IEndpointRouteBuilder MapKeysService(this IEndpointRouteBuilder app)
+    {
+        app.ServiceProvider.GetRequiredService<KeysEndpoints>().Map(app);
+        return app;
+    }
+
+    public static readonly ServiceModule Module = new(
+        Service.Keys,
+        KeysFamilies.All,
+        s => s.AddKeysService(),
+        app => app.MapKeysService(),
+        app => app.MapGrpcService<KeysGrpcService>(),
+        (binder, sp) => Protos.Keys.Keys.BindService(binder, sp.GetRequiredService<KeysGrpcService>()));
+}

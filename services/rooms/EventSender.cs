@@ -1,0 +1,169 @@
+using System.Text;
+using System.Text.Json.Nodes;
+using Conduit.Common;
+using Conduit.Common.Config;
+using Conduit.Common.Crypto;
+using Conduit.Common.Events;
+using Conduit.Common.Http;
+using Conduit.Common.Storage;
+using Conduit.Protos.Federation;
+using Google.Protobuf;
+using K = Conduit.Common.Storage.Keys;
+
+namespace Conduit.Rooms;
+
+/// <summary>An event a local user asks to send.</summary>
+public sealed record NewEvent(string Type, string? StateKey, JsonObject Content, string? Redacts = null);
+
+/// <summary>Where a client's transaction ID is recorded, so a retry returns the same event.</summary>
+public sealed record TxnRef(string UserId, string DeviceId, string TxnId);
+
+/// <summary>
+/// The one writer of room events. Events of one call are built, authorized against the state as it stands
+/// with the earlier events of the same call applied, signed, and written in ONE batch: a request takes full
+/// effect or none. Writes are serialised by one lock, so stream positions are assigned in order and a position
+/// is published only after everything at or below it is durable.
+/// </summary>
+public sealed class EventSender(RoomStore rooms, RoomStream stream, Federation.FederationClient federation, GlobalConfig config)
+{
+    // Lock order: this is the only lock held across a write; nothing else is taken while holding it.
+    readonly SemaphoreSlim _write = new(1, 1);
+
+    public string ServerName => config.ServerName;
+
+    public async Task<IReadOnlyList<StoredEvent>> SendAsync(string roomId, string sender, IReadOnlyList<NewEvent> events, TxnRef? txn, CancellationToken ct)
+    {
+        if (txn is not null && rooms.TxnEvent(txn.UserId, txn.DeviceId, txn.TxnId) is { } done)
+            return [rooms.Event(done)!];
+        await _write.WaitAsync(ct);
+        try
+        {
+            if (txn is not null && rooms.TxnEvent(txn.UserId, txn.DeviceId, txn.TxnId) is { } again)
+                return [rooms.Event(again)!];
+            return await SendLockedAsync(roomId, sender, events, txn, ct);
+        }
+        finally
+        {
+            _write.Release();
+        }
+    }
+
+    async Task<IReadOnlyList<StoredEvent>> SendLockedAsync(string roomId, string sender, IReadOnlyList<NewEvent> events, TxnRef? txn, CancellationToken ct)
+    {
+        var info = rooms.Info(roomId);
+        if (info is null && events[0].Type != "m.room.create") throw Err.NotFound("Unknown room");
+        var versionId = info?["room_version"]?.GetValue<string>() ?? events[0].Content["room_version"]?.GetValue<string>() ?? config.DefaultRoomVersion;
+        var version = RoomVersion.Find(versionId) ?? throw Err.UnsupportedRoomVersion($"Unsupported room version {versionId}");
+        var creator = info?["creator"]?.GetValue<string>() ?? sender;
+        var prev = info?["forward_extremities"]?.AsArray().Select(n => n!.GetValue<string>()).ToList() ?? [];
+        var depth = info?["depth"]?.GetValue<long>() ?? 0;
+        var pos = rooms.StreamPosition;
+
+        // State written by this call, seen by its later events before anything is stored.
+        var overlay = new Dictionary<(string, string), (string EventId, JsonObject Pdu)>();
+        var memberOverlay = new Dictionary<string, string>();
+        JsonObject? State(string type, string key)
+            => overlay.TryGetValue((type, key), out var o) ? o.Pdu["content"] as JsonObject : rooms.StateContent(roomId, type, key);
+        string? StateId(string type, string key)
+            => overlay.TryGetValue((type, key), out var o) ? o.EventId : rooms.StateEventId(roomId, type, key);
+
+        using var batch = rooms.Store.CreateBatch();
+        var stored = new List<StoredEvent>();
+        var concerned = new HashSet<string>(rooms.JoinedMembers(roomId));
+
+        foreach (var e in events)
+        {
+            ct.ThrowIfCancellationRequested();
+            AuthRules.Check(e.Type, e.StateKey, sender, e.Content, State, creator, hasPriorEvents: info is not null || stored.Count > 0);
+
+            var pdu = new JsonObject
+            {
+                ["auth_events"] = new JsonArray(AuthEvents(e, sender, StateId).Select(id => (JsonNode)id).ToArray()),
+                ["content"] = e.Content.DeepClone(),
+                ["depth"] = depth + 1,
+                ["origin_server_ts"] = Ids.NowMs(),
+                ["prev_events"] = new JsonArray(prev.Select(id => (JsonNode)id).ToArray()),
+                ["room_id"] = roomId,
+                ["sender"] = sender,
+                ["type"] = e.Type,
+            };
+            if (e.StateKey is not null) pdu["state_key"] = e.StateKey;
+            if (e.Redacts is not null)
+            {
+                // v11 moved "redacts" into content; earlier versions carry it at the top level.
+                if (version.RedactsInContent) ((JsonObject)pdu["content"]!)["redacts"] = e.Redacts;
+                else pdu["redacts"] = e.Redacts;
+            }
+            EventHashing.AddContentHash(pdu);
+            var sig = await federation.SignAsync(new SignRequest { CanonicalJson = ByteString.CopyFrom(EventHashing.SigningBytes(pdu, version)) }, cancellationToken: ct);
+            JsonSigning.AddSignature(pdu, sig.ServerName, sig.KeyId, sig.Signature);
+            var eventId = EventHashing.ComputeEventId(pdu, version);
+
+            pos++;
+            depth++;
+            prev = [eventId];
+            var meta = new JsonObject { ["pos"] = pos, ["room_id"] = roomId };
+            if (txn is not null && stored.Count == 0)
+            {
+                meta["sender_device"] = txn.DeviceId;
+                meta["txn_id"] = txn.TxnId;
+            }
+            if (e.StateKey is not null && StateId(e.Type, e.StateKey) is { } replaced) meta["prev_content_event"] = replaced;
+
+            batch.Put(RoomsFamilies.Pdus, K.Utf8(eventId), Encoding.UTF8.GetBytes(CanonicalJson.Serialize(pdu)));
+            batch.Put(RoomsFamilies.EventMeta, K.Utf8(eventId), RoomStore.Json(meta));
+            batch.Put(RoomsFamilies.Timeline, K.Concat(K.Utf8(roomId), [K.Sep], K.BigEndian((ulong)pos)), K.Utf8(eventId));
+            if (e.StateKey is not null)
+            {
+                batch.Put(RoomsFamilies.State, K.Join(roomId, e.Type, e.StateKey), K.Utf8(eventId));
+                overlay[(e.Type, e.StateKey)] = (eventId, pdu);
+            }
+            if (e.Type == "m.room.member" && e.StateKey is { } target)
+            {
+                var membership = e.Content["membership"]!.GetValue<string>();
+                memberOverlay[target] = membership;
+                batch.Put(RoomsFamilies.UserRooms, K.Join(target, roomId), RoomStore.Json(new JsonObject { ["membership"] = membership, ["pos"] = pos, ["event_id"] = eventId }));
+                batch.Put(RoomsFamilies.MembershipLog, K.Concat(K.Utf8(target), [K.Sep], K.BigEndian((ulong)pos)), K.Utf8(roomId));
+                batch.Put(RoomsFamilies.Members, K.Join(roomId, target), K.Utf8(membership));
+                concerned.Add(target);
+            }
+            if (e.Redacts is not null && rooms.Event(e.Redacts) is { } target2 && target2.RoomId == roomId)
+            {
+                target2.Meta["redacted_by"] = eventId;
+                batch.Put(RoomsFamilies.EventMeta, K.Utf8(e.Redacts), RoomStore.Json(target2.Meta));
+            }
+            stored.Add(new StoredEvent(eventId, pdu, meta));
+        }
+
+        if (txn is not null) batch.Put(RoomsFamilies.Txns, K.Join(txn.UserId, txn.DeviceId, txn.TxnId), K.Utf8(stored[0].EventId));
+        batch.Put(RoomsFamilies.Counters, K.Utf8("stream"), K.BigEndian((ulong)pos));
+        var newInfo = info ?? new JsonObject
+        {
+            ["room_version"] = version.Id,
+            ["creator"] = creator,
+            ["created_ts"] = Ids.NowMs(),
+        };
+        newInfo["forward_extremities"] = new JsonArray(prev.Select(id => (JsonNode)id).ToArray());
+        newInfo["depth"] = depth;
+        batch.Put(RoomsFamilies.Info, K.Utf8(roomId), RoomStore.Json(newInfo));
+        rooms.Store.Write(batch);
+
+        foreach (var (user, m) in memberOverlay) if (m == "join") concerned.Add(user);
+        stream.Publish(new StreamAdvance(pos, concerned.Where(u => AuthRules.IsLocal(u, config.ServerName)).ToList()));
+        return stored;
+    }
+
+    /// <summary>Auth events selection (spec: server-server-api, "Auth events selection").</summary>
+    static IEnumerable<string> AuthEvents(NewEvent e, string sender, Func<string, string, string?> stateId)
+    {
+        if (e.Type == "m.room.create") yield break;
+        var ids = new List<string?> { stateId("m.room.create", ""), stateId("m.room.power_levels", ""), stateId("m.room.member", sender) };
+        if (e.Type == "m.room.member" && e.StateKey is not null)
+        {
+            ids.Add(stateId("m.room.member", e.StateKey));
+            var m = e.Content["membership"]?.GetValue<string>();
+            if (m is "join" or "invite" or "knock") ids.Add(stateId("m.room.join_rules", ""));
+        }
+        foreach (var id in ids.Where(i => i is not null).Distinct()) yield return id!;
+    }
+}

@@ -1,0 +1,169 @@
+using System.Text;
+using System.Text.Json.Nodes;
+using Conduit.Common.Storage;
+using K = Conduit.Common.Storage.Keys;
+
+namespace Conduit.Rooms;
+
+/// <summary>A stored event: the PDU and what this server knows about it locally.</summary>
+public sealed record StoredEvent(string EventId, JsonObject Pdu, JsonObject Meta)
+{
+    public long Pos => Meta["pos"]!.GetValue<long>();
+    public string Type => Pdu["type"]!.GetValue<string>();
+    public string Sender => Pdu["sender"]!.GetValue<string>();
+    public string RoomId => Pdu["room_id"]!.GetValue<string>();
+    public string? StateKey => Pdu["state_key"]?.GetValue<string>();
+    public JsonObject Content => Pdu["content"] as JsonObject ?? [];
+}
+
+public sealed record Membership(string State, long Pos, string EventId);
+
+/// <summary>Read access to the rooms service's families; all writes go through <see cref="EventSender"/>.</summary>
+public sealed class RoomStore(IKeyValueStore store)
+{
+    public IKeyValueStore Store => store;
+    readonly IKvMap _pdus = store.Map(RoomsFamilies.Pdus);
+    readonly IKvMap _meta = store.Map(RoomsFamilies.EventMeta);
+    readonly IKvMap _timeline = store.Map(RoomsFamilies.Timeline);
+    readonly IKvMap _state = store.Map(RoomsFamilies.State);
+    readonly IKvMap _info = store.Map(RoomsFamilies.Info);
+    readonly IKvMap _userRooms = store.Map(RoomsFamilies.UserRooms);
+    readonly IKvMap _membershipLog = store.Map(RoomsFamilies.MembershipLog);
+    readonly IKvMap _members = store.Map(RoomsFamilies.Members);
+    readonly IKvMap _aliases = store.Map(RoomsFamilies.Aliases);
+    readonly IKvMap _roomAliases = store.Map(RoomsFamilies.RoomAliases);
+    readonly IKvMap _txns = store.Map(RoomsFamilies.Txns);
+    readonly IKvMap _counters = store.Map(RoomsFamilies.Counters);
+
+    public static byte[] Json(JsonNode n) => Encoding.UTF8.GetBytes(n.ToJsonString());
+    static JsonObject Obj(byte[] v) => JsonNode.Parse(v)!.AsObject();
+    static byte[] Prefix(string part) => K.Concat(K.Utf8(part), [K.Sep]);
+
+    public long StreamPosition => _counters.Get(K.Utf8("stream")) is { } v ? (long)K.ReadBigEndian(v) : 0;
+
+    public JsonObject? Info(string roomId) => _info.Get(K.Utf8(roomId)) is { } v ? Obj(v) : null;
+
+    public StoredEvent? Event(string eventId)
+    {
+        var pdu = _pdus.Get(K.Utf8(eventId));
+        var meta = _meta.Get(K.Utf8(eventId));
+        return pdu is null || meta is null ? null : new StoredEvent(eventId, Obj(pdu), Obj(meta));
+    }
+
+    public string? StateEventId(string roomId, string type, string stateKey)
+        => _state.Get(K.Join(roomId, type, stateKey)) is { } v ? Encoding.UTF8.GetString(v) : null;
+
+    public StoredEvent? StateEvent(string roomId, string type, string stateKey)
+        => StateEventId(roomId, type, stateKey) is { } id ? Event(id) : null;
+
+    public JsonObject? StateContent(string roomId, string type, string stateKey = "")
+        => StateEvent(roomId, type, stateKey)?.Content;
+
+    /// <summary>The current state as (type, state_key) → event_id.</summary>
+    public Dictionary<(string Type, string StateKey), string> CurrentState(string roomId)
+    {
+        var d = new Dictionary<(string, string), string>();
+        foreach (var (k, v) in _state.Scan(Prefix(roomId)))
+        {
+            var parts = K.Split(k);
+            d[(parts[1], parts[2])] = Encoding.UTF8.GetString(v);
+        }
+        return d;
+    }
+
+    public Membership? MembershipOf(string userId, string roomId)
+    {
+        if (_userRooms.Get(K.Join(userId, roomId)) is not { } v) return null;
+        var o = Obj(v);
+        return new Membership(o["membership"]!.GetValue<string>(), o["pos"]!.GetValue<long>(), o["event_id"]!.GetValue<string>());
+    }
+
+    public IEnumerable<(string RoomId, Membership M)> RoomsOf(string userId)
+    {
+        foreach (var (k, v) in _userRooms.Scan(Prefix(userId)))
+        {
+            var o = Obj(v);
+            yield return (K.Split(k)[1], new Membership(o["membership"]!.GetValue<string>(), o["pos"]!.GetValue<long>(), o["event_id"]!.GetValue<string>()));
+        }
+    }
+
+    /// <summary>Rooms whose membership for the user changed after <paramref name="since"/>.</summary>
+    public HashSet<string> MembershipChangedSince(string userId, long since)
+    {
+        var set = new HashSet<string>();
+        foreach (var (_, v) in _membershipLog.ScanFrom(K.Concat(Prefix(userId), K.BigEndian((ulong)since + 1)), Prefix(userId), reverse: false))
+            set.Add(Encoding.UTF8.GetString(v));
+        return set;
+    }
+
+    public IEnumerable<(string UserId, string Membership)> Members(string roomId)
+    {
+        foreach (var (k, v) in _members.Scan(Prefix(roomId)))
+            yield return (K.Split(k)[1], Encoding.UTF8.GetString(v));
+    }
+
+    public IEnumerable<string> JoinedMembers(string roomId) => Members(roomId).Where(m => m.Membership == "join").Select(m => m.UserId);
+
+    /// <summary>Timeline event IDs with pos in (after, upTo], newest first when <paramref name="backwards"/>.</summary>
+    public IEnumerable<(long Pos, string EventId)> Timeline(string roomId, long after, long upTo, bool backwards)
+    {
+        var prefix = Prefix(roomId);
+        var start = K.Concat(prefix, K.BigEndian((ulong)(backwards ? upTo : after + 1)));
+        foreach (var (k, v) in _timeline.ScanFrom(start, prefix, backwards))
+        {
+            var pos = (long)K.ReadBigEndian(k.AsSpan(prefix.Length));
+            if (pos <= after || pos > upTo) yield break;
+            yield return (pos, Encoding.UTF8.GetString(v));
+        }
+    }
+
+    public string? AliasTarget(string alias) => _aliases.Get(K.Utf8(alias)) is { } v ? Obj(v)["room_id"]!.GetValue<string>() : null;
+    public JsonObject? Alias(string alias) => _aliases.Get(K.Utf8(alias)) is { } v ? Obj(v) : null;
+
+    public IEnumerable<string> AliasesOf(string roomId)
+    {
+        foreach (var (k, _) in _roomAliases.Scan(Prefix(roomId))) yield return K.Split(k)[1];
+    }
+
+    public string? TxnEvent(string userId, string deviceId, string txnId)
+        => _txns.Get(K.Join(userId, deviceId, txnId)) is { } v ? Encoding.UTF8.GetString(v) : null;
+
+    // ---- writes that are not events (aliases, directory, forgetting); events go through EventSender.
+
+    readonly Lock _aliasLock = new();
+
+    public bool TryPutAlias(string alias, string roomId, string creator)
+    {
+        lock (_aliasLock)
+        {
+            if (_aliases.Get(K.Utf8(alias)) is not null) return false;
+            PutAlias(alias, roomId, creator);
+            return true;
+        }
+    }
+
+    public void PutAlias(string alias, string roomId, string creator)
+    {
+        using var b = store.CreateBatch();
+        b.Put(RoomsFamilies.Aliases, K.Utf8(alias), Json(new JsonObject { ["room_id"] = roomId, ["creator"] = creator }));
+        b.Put(RoomsFamilies.RoomAliases, K.Join(roomId, alias), []);
+        store.Write(b);
+    }
+
+    public void DeleteAlias(string alias, string roomId)
+    {
+        using var b = store.CreateBatch();
+        b.Delete(RoomsFamilies.Aliases, K.Utf8(alias));
+        b.Delete(RoomsFamilies.RoomAliases, K.Join(roomId, alias));
+        store.Write(b);
+    }
+
+    public void SetDirectoryVisibility(string roomId, bool published)
+    {
+        var map = store.Map(RoomsFamilies.Directory);
+        if (published) map.Put(K.Utf8(roomId), []); else map.Delete(K.Utf8(roomId));
+    }
+
+    /// <summary>Forgetting drops the user's record of a room they left, so it leaves their /sync.</summary>
+    public void Forget(string userId, string roomId) => _userRooms.Delete(K.Join(userId, roomId));
+}

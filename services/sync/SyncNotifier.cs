@@ -1,0 +1,86 @@
+using Conduit.Protos.Rooms;
+using Grpc.Core;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace Conduit.Sync;
+
+/// <summary>
+/// Wakes waiting /sync requests without polling storage: it follows the rooms service's stream of positions
+/// (gRPC server streaming; in process in all-in-one mode) and wakes exactly the users each advance names.
+/// Account-data writes wake their user directly. If the stream breaks it reconnects with backoff and wakes
+/// everyone once, since an advance may have been missed in between.
+/// </summary>
+public sealed partial class SyncNotifier(Rooms.RoomsClient rooms, ILogger<SyncNotifier> log) : BackgroundService
+{
+    readonly Lock _lock = new();
+    readonly Dictionary<string, TaskCompletionSource> _waiters = [];
+    long _roomsPosition = -1;
+
+    /// <summary>The latest durable room-stream position seen, or -1 before the stream is connected.</summary>
+    public long RoomsPosition { get { lock (_lock) return _roomsPosition; } }
+
+    /// <summary>A task that completes at the user's next wake-up. Take it BEFORE reading, so nothing slips between.</summary>
+    public Task NextWake(string userId)
+    {
+        lock (_lock)
+        {
+            if (!_waiters.TryGetValue(userId, out var tcs))
+                _waiters[userId] = tcs = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            return tcs.Task;
+        }
+    }
+
+    public void Wake(string userId)
+    {
+        TaskCompletionSource? tcs;
+        lock (_lock)
+            if (_waiters.Remove(userId, out tcs)) { }
+        tcs?.TrySetResult();
+    }
+
+    void WakeAll()
+    {
+        List<TaskCompletionSource> all;
+        lock (_lock)
+        {
+            all = [.. _waiters.Values];
+            _waiters.Clear();
+        }
+        foreach (var t in all) t.TrySetResult();
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var delay = TimeSpan.FromMilliseconds(100);
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                using var call = rooms.WatchStream(new WatchStreamRequest(), cancellationToken: stoppingToken);
+                var first = true;
+                await foreach (var a in call.ResponseStream.ReadAllAsync(stoppingToken))
+                {
+                    lock (_lock)
+                        if (a.Position > _roomsPosition) _roomsPosition = a.Position;
+                    if (first || a.UserIds.Contains("*")) WakeAll();
+                    else foreach (var u in a.UserIds) Wake(u);
+                    first = false;
+                    delay = TimeSpan.FromMilliseconds(100);
+                }
+            }
+            catch (Exception e) when (!stoppingToken.IsCancellationRequested)
+            {
+                LogStreamBroken(log, delay.TotalMilliseconds, e.Message);
+            }
+            catch (OperationCanceledException) { return; }
+            catch (RpcException) when (stoppingToken.IsCancellationRequested) { return; }
+            WakeAll();
+            try { await Task.Delay(delay, stoppingToken); } catch (OperationCanceledException) { return; }
+            delay = TimeSpan.FromMilliseconds(Math.Min(delay.TotalMilliseconds * 2, 5000));
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Room stream from the rooms service broke; reconnecting in {DelayMs} ms: {Reason}")]
+    static partial void LogStreamBroken(ILogger log, double delayMs, string reason);
+}

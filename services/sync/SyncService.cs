@@ -1,0 +1,30 @@
+using Conduit.Common.Routing;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Conduit.Sync;
+
+/// <summary>Composition entry points of the sync service. It offers no gRPC service; it calls rooms.</summary>
+public static class SyncService
+{
+    public static IServiceCollection AddSyncService(this IServiceCollection services)
+    {
+        services.AddSingleton<AccountDataStore>().AddSingleton<SyncNotifier>().AddSingleton<SyncEndpoints>();
+        services.AddHostedService(sp => sp.GetRequiredService<SyncNotifier>());
+        return services;
+    }
+
+    public static IEndpointRouteBuilder MapSyncService(this IEndpointRouteBuilder app)
+    {
+        app.ServiceProvider.GetRequiredService<SyncEndpoints>().Map(app);
+        return app;
+    }
+
+    public static readonly ServiceModule Module = new(
+        Service.Sync,
+        SyncFamilies.All,
+        s => s.AddSyncService(),
+        app => app.MapSyncService(),
+        null,
+        null);
+}
