@@ -23,6 +23,11 @@ public sealed class EdgeAuth(RequestDelegate next, TokenCache tokens)
             h[Caller.UserHeader] = id.UserId;
             h[Caller.DeviceHeader] = id.DeviceId;
         }
+        ctx.Response.OnStarting(() =>
+        {
+            if (ctx.Response.Headers.Remove(TokenCache.RevokedHeader)) tokens.Clear();
+            return Task.CompletedTask;
+        });
         await next(ctx);
     }
 

@@ -16,17 +16,36 @@ public sealed partial class TokenCache(Protos.Keys.Keys.KeysClient keys, ILogger
     const int MaxEntries = 100_000;
     readonly ConcurrentDictionary<string, (string UserId, string DeviceId)> _cache = new();
     volatile bool _watching;
+    // Bumped by every eviction: a lookup that raced one (started before, finished after) is not cached.
+    long _generation;
+
+    /// <summary>
+    /// Set by the keys service on the response of anything that revoked tokens; the edge clears its cache before
+    /// that response reaches the client, so the revocation has taken effect when the client learns of it.
+    /// </summary>
+    public const string RevokedHeader = "X-Conduit-Revoked";
+
+    public void Clear()
+    {
+        Interlocked.Increment(ref _generation);
+        _cache.Clear();
+    }
+
+    void Evict(string token)
+    {
+        Interlocked.Increment(ref _generation);
+        _cache.TryRemove(token, out _);
+    }
 
     public async Task<(string UserId, string DeviceId)?> ResolveAsync(string token, CancellationToken ct)
     {
         if (_cache.TryGetValue(token, out var hit)) return hit;
-        // Read the flag before asking: a revocation racing this lookup is either seen by the stream (which
-        // removes the entry) or happened before the lookup (which then finds no token).
+        var generation = Interlocked.Read(ref _generation);
         var cacheable = _watching;
         var r = await keys.ResolveTokenAsync(new ResolveTokenRequest { AccessToken = token }, cancellationToken: ct);
         if (!r.Valid) return null;
         var id = (r.UserId, r.DeviceId);
-        if (cacheable && _watching)
+        if (cacheable && _watching && Interlocked.Read(ref _generation) == generation)
         {
             if (_cache.Count >= MaxEntries) _cache.Clear();
             _cache[token] = id;
@@ -45,8 +64,8 @@ public sealed partial class TokenCache(Protos.Keys.Keys.KeysClient keys, ILogger
                 _watching = true;
                 await foreach (var rev in call.ResponseStream.ReadAllAsync(stoppingToken))
                 {
-                    if (rev.AccessToken.Length == 0) _cache.Clear();
-                    else _cache.TryRemove(rev.AccessToken, out _);
+                    if (rev.AccessToken.Length == 0) Clear();
+                    else Evict(rev.AccessToken);
                     delay = TimeSpan.FromMilliseconds(100);
                 }
             }
@@ -56,7 +75,7 @@ public sealed partial class TokenCache(Protos.Keys.Keys.KeysClient keys, ILogger
             }
             catch (Exception) { return; }
             _watching = false;
-            _cache.Clear();
+            Clear();
             try { await Task.Delay(delay, stoppingToken); } catch (OperationCanceledException) { return; }
             delay = TimeSpan.FromMilliseconds(Math.Min(delay.TotalMilliseconds * 2, 5000));
         }

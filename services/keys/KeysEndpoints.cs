@@ -34,6 +34,9 @@ public sealed class KeysEndpoints(AccountStore accounts, Uia uia, GlobalConfig c
 
     static Caller Auth(HttpContext ctx) => Caller.Required(ctx);
 
+    /// <summary>Tells the edge that this response revoked tokens, so it drops cached ones before answering.</summary>
+    static void Revoked(HttpContext ctx) => ctx.Response.Headers["X-Conduit-Revoked"] = "1";
+
     string? Ip(HttpContext ctx) => ctx.Request.Headers["X-Forwarded-For"].FirstOrDefault() ?? ctx.Connection.RemoteIpAddress?.ToString();
 
     // ---- registration (spec: client-server-api, "Account registration")
@@ -142,6 +145,7 @@ public sealed class KeysEndpoints(AccountStore accounts, Uia uia, GlobalConfig c
     {
         var c = Auth(ctx);
         accounts.DeleteDevices(c.UserId, [c.DeviceId]);
+        Revoked(ctx);
         await ctx.Response.WriteJsonAsync(new JsonObject());
     }
 
@@ -149,6 +153,7 @@ public sealed class KeysEndpoints(AccountStore accounts, Uia uia, GlobalConfig c
     {
         var c = Auth(ctx);
         accounts.DeleteDevices(c.UserId, accounts.Devices(c.UserId).Select(d => d.DeviceId));
+        Revoked(ctx);
         await ctx.Response.WriteJsonAsync(new JsonObject());
     }
 
@@ -180,6 +185,7 @@ public sealed class KeysEndpoints(AccountStore accounts, Uia uia, GlobalConfig c
         var newPassword = body.ReqString("new_password");
         RequirePassword(body, "password", c);
         accounts.SetPassword(c.UserId, newPassword, body.OptBool("logout_devices") ?? true, c.DeviceId);
+        Revoked(ctx);
         await ctx.Response.WriteJsonAsync(new JsonObject());
     }
 
@@ -191,6 +197,7 @@ public sealed class KeysEndpoints(AccountStore accounts, Uia uia, GlobalConfig c
         // Leave rooms first: if that fails the account is still whole and the client can retry.
         await rooms.LeaveAllRoomsAsync(new LeaveAllRoomsRequest { UserId = c.UserId }, cancellationToken: ctx.RequestAborted);
         accounts.Deactivate(c.UserId);
+        Revoked(ctx);
         await ctx.Response.WriteJsonAsync(new JsonObject { ["id_server_unbind_result"] = "no-support" });
     }
 
@@ -232,6 +239,7 @@ public sealed class KeysEndpoints(AccountStore accounts, Uia uia, GlobalConfig c
                 if (accounts.Device(c.UserId, deviceId) is null) throw Err.NotFound("No such device");
                 RequirePassword(del, "delete_devices", c);
                 accounts.DeleteDevices(c.UserId, [deviceId]);
+                Revoked(ctx);
                 await ctx.Response.WriteJsonAsync(new JsonObject());
                 break;
         }
@@ -245,6 +253,7 @@ public sealed class KeysEndpoints(AccountStore accounts, Uia uia, GlobalConfig c
             .Select(n => n is JsonValue v && v.TryGetValue<string>(out var s) ? s : throw Err.BadJson("'devices' must be strings")).ToList();
         RequirePassword(body, "delete_devices", c);
         accounts.DeleteDevices(c.UserId, ids);
+        Revoked(ctx);
         await ctx.Response.WriteJsonAsync(new JsonObject());
     }
 
