@@ -35,20 +35,34 @@ export CONDUIT_DATABASE_PATH="$work/db"
 if [ -z "${CONDUIT_CONFIG:-}" ]; then export CONDUIT_ALLOW_REGISTRATION=true; fi
 
 : > "$work/pids"
-# Services first, the edge last; each part tolerates peers that start later (gRPC retries, stream reconnects).
-for role in keys rooms sync federation media edge; do
-    dotnet "$dll" --role "$role" > "$work/$role.log" 2>&1 &
-    echo "$! $role" >> "$work/pids"
+start() {
+    dotnet "$dll" --role "$1" > "$work/$1.log" 2>&1 &
+    echo "$! $1" >> "$work/pids"
+}
+check_alive() {
+    while read -r pid role; do
+        kill -0 "$pid" 2> /dev/null || { echo "split-up.sh: $role exited early:" >&2; tail -20 "$work/$role.log" >&2; "$here/scripts/split-down.sh" "$work"; exit 1; }
+    done < "$work/pids"
+}
+# Services first, the edge once they listen. Each part also tolerates peers that start later or restart
+# (gRPC retries, stream reconnects); waiting here only keeps the first requests from meeting a 502.
+for role in keys rooms sync federation media; do start "$role"; done
+for port in $(seq "$base" $((base + 4))); do
+    for _ in $(seq 1 150); do
+        # Any HTTP/2 answer (the internal gate's 403 without the secret) means the listener is up.
+        curl -s -o /dev/null --http2-prior-knowledge "http://127.0.0.1:$port/" && break
+        check_alive
+        sleep 0.2
+    done
 done
+start edge
 
 for _ in $(seq 1 150); do
     if curl -fsS "http://127.0.0.1:$edge_port/_matrix/client/versions" > /dev/null 2>&1; then
         echo "split-up.sh: edge on http://127.0.0.1:$edge_port, services on ports $base-$((base + 4)), pids in $work/pids" >&2
         exit 0
     fi
-    while read -r pid role; do
-        kill -0 "$pid" 2> /dev/null || { echo "split-up.sh: $role exited early:" >&2; tail -20 "$work/$role.log" >&2; "$here/scripts/split-down.sh" "$work"; exit 1; }
-    done < "$work/pids"
+    check_alive
     sleep 0.2
 done
 echo "split-up.sh: edge did not answer within 30 s" >&2

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Grpc.Core;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 
@@ -16,9 +17,13 @@ public sealed partial class ErrorMiddleware(RequestDelegate next, ILogger<ErrorM
         try
         {
             await next(ctx);
-            if (!ctx.Response.HasStarted && ctx.Response.ContentType is null
-                && ctx.Response.StatusCode is 404 or 405 && ctx.Response.ContentLength is null or 0)
-                await ctx.Response.WriteErrorAsync(Err.Unrecognized(ctx.Response.StatusCode));
+            if (!ctx.Response.HasStarted && ctx.Response.ContentType is null && ctx.Response.ContentLength is null or 0)
+            {
+                if (ctx.Response.StatusCode is 404 or 405)
+                    await ctx.Response.WriteErrorAsync(Err.Unrecognized(ctx.Response.StatusCode));
+                else if (ctx.Response.StatusCode is 502 or 503 or 504)
+                    await ctx.Response.WriteErrorAsync(Unavailable(ctx.Response.StatusCode));
+            }
         }
         catch (MatrixException e) when (!ctx.Response.HasStarted)
         {
@@ -32,6 +37,12 @@ public sealed partial class ErrorMiddleware(RequestDelegate next, ILogger<ErrorM
         {
             await ctx.Response.WriteErrorAsync(e.StatusCode == 413 ? Err.TooLarge() : Err.BadJson(e.Message));
         }
+        catch (RpcException e) when (!ctx.Response.HasStarted && e.StatusCode is StatusCode.Unavailable or StatusCode.DeadlineExceeded)
+        {
+            // A peer service is down or restarting: the client may retry.
+            LogPeerUnavailable(log, ctx.Request.Method, ctx.Request.Path, e.Status.Detail);
+            await ctx.Response.WriteErrorAsync(Unavailable(503));
+        }
         catch (OperationCanceledException) when (ctx.RequestAborted.IsCancellationRequested)
         {
             // The client went away; nothing to answer.
@@ -43,6 +54,11 @@ public sealed partial class ErrorMiddleware(RequestDelegate next, ILogger<ErrorM
             await ctx.Response.WriteErrorAsync(new MatrixException("M_UNKNOWN", 500, "Internal server error"));
         }
     }
+
+    static MatrixException Unavailable(int status) => new("M_UNKNOWN", status, "A service of this homeserver is unavailable; try again shortly");
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "A peer service was unavailable for {Method} {Path}: {Detail}")]
+    static partial void LogPeerUnavailable(ILogger log, string method, PathString path, string detail);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Unhandled error on {Method} {Path}")]
     static partial void LogUnhandled(ILogger log, string method, PathString path, Exception e);
