@@ -7,7 +7,7 @@ public sealed record StreamAdvance(long Position, IReadOnlyList<string> UserIds)
 
 /// <summary>
 /// Publishes room-stream positions after they are durable. Each subscriber has its own channel and reader;
-/// a subscriber that falls far behind is sent only the latest position with no users, which tells it to wake
+/// a subscriber that falls far behind is sent only the latest position with the user "*", which tells it to wake
 /// everyone (nothing is lost: sync reads data from storage, the stream only says "look again").
 /// </summary>
 public sealed class RoomStream

@@ -7,7 +7,7 @@ namespace Conduit.Rooms;
 /// Builds the "rooms" part of a /sync response between two room-stream positions (spec: client-server-api,
 /// "GET /sync"). Everything is read as of one position taken at the start, which becomes the next since.
 /// </summary>
-public sealed class SyncBuilder(RoomStore rooms, ClientEvents format)
+public sealed class SyncBuilder(RoomStore rooms, ClientEvents format, Visibility visibility)
 {
     public const int DefaultTimelineLimit = 10;
 
@@ -89,10 +89,13 @@ public sealed class SyncBuilder(RoomStore rooms, ClientEvents format)
     JsonObject? RoomSection(string roomId, string userId, string? deviceId, long since, long upTo, bool wholeState, int limit, Filter? filter)
     {
         var timelineFilter = filter?.Room?.Timeline;
+        // History visibility bounds the timeline like /messages: nothing before what the user may see.
+        var window = visibility.ReadableWindow(userId, roomId);
+        if (window is null) return null;
         var picked = new List<StoredEvent>();
         var limited = false;
         long firstPos = upTo;
-        foreach (var (pos, id) in rooms.Timeline(roomId, since, upTo, backwards: true))
+        foreach (var (pos, id) in rooms.Timeline(roomId, Math.Max(since, window.After), Math.Min(upTo, window.UpTo), backwards: true))
         {
             if (picked.Count >= limit)
             {

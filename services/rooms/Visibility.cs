@@ -14,12 +14,15 @@ public sealed class Visibility(RoomStore rooms)
     {
         var setting = rooms.StateContent(roomId, "m.room.history_visibility")?["history_visibility"]?.GetValue<string>() ?? "shared";
         var m = rooms.MembershipOf(userId, roomId);
-        if (setting == "world_readable") return new ReadWindow(0, m?.State is "leave" or "ban" ? m.Pos : long.MaxValue);
+        // Anyone may read a world_readable room, former members included; a ban still ends reading.
+        if (setting == "world_readable") return new ReadWindow(0, m?.State == "ban" ? m.Pos : long.MaxValue);
         if (m is null) return null;
         switch (m.State)
         {
             case "join":
-                return setting is "joined" or "invited" ? new ReadWindow(JoinedSince(userId, roomId, m) - 1, long.MaxValue) : new ReadWindow(0, long.MaxValue);
+                return setting is "joined" or "invited"
+                    ? new ReadWindow(MemberSince(m, includeInvite: setting == "invited") - 1, long.MaxValue)
+                    : new ReadWindow(0, long.MaxValue);
             case "leave" or "ban":
                 // A former member keeps what they could see while in the room; someone who was only invited sees nothing.
                 var prev = PrevMembership(roomId, m.EventId);
@@ -37,13 +40,14 @@ public sealed class Visibility(RoomStore rooms)
         return prevId is null ? null : rooms.Event(prevId)?.Content["membership"]?.GetValue<string>();
     }
 
-    // The position of the user's current run of "join": a displayname change keeps the original join.
-    long JoinedSince(string userId, string roomId, Membership m)
+    // Where the user's current membership began: a displayname change keeps the original join, and with
+    // "invited" visibility the invite that led to the join counts too (spec: "from the point they were invited").
+    long MemberSince(Membership m, bool includeInvite)
     {
         var ev = rooms.Event(m.EventId);
         var pos = m.Pos;
         while (ev?.Meta["prev_content_event"]?.GetValue<string>() is { } prevId && rooms.Event(prevId) is { } prev
-               && prev.Content["membership"]?.GetValue<string>() == "join")
+               && prev.Content["membership"]?.GetValue<string>() is { } pm && (pm == "join" || (includeInvite && pm == "invite")))
         {
             pos = prev.Pos;
             ev = prev;

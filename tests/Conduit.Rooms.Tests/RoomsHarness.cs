@@ -52,8 +52,8 @@ public sealed class RoomsHarness : IDisposable
         Stream = new RoomStream(Rooms);
         Sender = new EventSender(Rooms, Stream, new Protos.Federation.Federation.FederationClient(invoker), Config);
         Format = new ClientEvents(Rooms);
-        Sync = new SyncBuilder(Rooms, Format);
         Visibility = new Visibility(Rooms);
+        Sync = new SyncBuilder(Rooms, Format, Visibility);
     }
 
     public void Dispose()
