@@ -78,7 +78,10 @@ public static class ConduitHost
         else
         {
             var uri = new Uri(config.Services.AddressOf(selfService!.Value));
-            builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Parse(uri.Host == "localhost" ? "127.0.0.1" : uri.Host), uri.Port, l => l.Protocols = HttpProtocols.Http2));
+            // An IP in the service's address is bound as given; a host name (a container's name in
+            // docker-compose) means "the address peers reach me by", so listen on every interface.
+            var bind = uri.Host == "localhost" ? IPAddress.Loopback : IPAddress.TryParse(uri.Host, out var ip) ? ip : IPAddress.Any;
+            builder.WebHost.ConfigureKestrel(k => k.Listen(bind, uri.Port, l => l.Protocols = HttpProtocols.Http2));
             builder.Services.AddGrpc(o =>
             {
                 o.Interceptors.Add<MatrixErrorServerInterceptor>();
