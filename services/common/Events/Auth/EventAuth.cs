@@ -347,7 +347,11 @@ public static class EventAuth
         Func<(string Type, string StateKey), JsonObject?> authState)
     {
         var version = ctx.Version;
-        // x.1: state_key and membership are required.
+        // Sub-rules are named by membership and item: "join.4" is v1-5 5.2.4, v6-7 4.2.4,
+        // v8-11 4.3.4, v12 5.3.4; likewise invite (v1-5 5.3, v6-7 4.3, v8-11 4.4, v12 5.4),
+        // leave (5.4 / 4.4 / 4.5 / 5.5), ban (5.5 / 4.5 / 4.6 / 5.6), knock (v7 4.6, v8-11 4.7,
+        // v12 5.7) and unknown membership (5.6 / v6 4.6, v7 4.7 / 4.8 / 5.8).
+        // v1-5 5.1, v6-11 4.1, v12 5.1: state_key and membership are required.
         string? membership = Str(content, "membership");
         if (stateKey is null || membership is null)
         {
@@ -381,32 +385,33 @@ public static class EventAuth
         {
             case "join":
             {
-                // x.2.2 / x.3.2 (checked first, see below): sender must be the joining user.
-                // The spec lists the creator's first join (x.3.1) before this check; we require
-                // sender == state_key for it too, so nobody else can join the creator.
+                // join.2: sender must be the joining user. Checked before join.1 (deliberately
+                // stricter than the rule order): nobody else may send the creator's first join.
+                // gomatrixserverlib does the same; its vectors expect that rejection.
                 if (sender != stateKey)
                 {
                     return AuthResult.Deny("sender does not match state_key for a join");
                 }
-                // v1-7 5.2.1 / 4.2.1, v8-11 4.3.1, v12 5.3.1: the creator's first join right after create.
+                // join.1: the creator's first join right after the create event (creator: content.creator
+                // in v1-10, the create event's sender from v11).
                 var prev = PrevEventIds(pdu);
                 if (prev.Count == 1 && prev[0] == Str(ctx.Create, "event_id") && stateKey == ctx.Creator)
                 {
                     return AuthResult.Allow;
                 }
-                // x.3: banned users may not join.
+                // join.3: banned users may not join.
                 if (senderMembership == "ban")
                 {
                     return AuthResult.Deny("sender is banned");
                 }
-                // x.4: invite (and, v7+, knock) rooms need an invite or existing join.
+                // join.4: invite (and, v7+, knock) rooms need an invite or existing join.
                 if (joinRule == "invite" || (version.Knock && joinRule == "knock"))
                 {
                     return senderMembership is "invite" or "join"
                         ? AuthResult.Allow
                         : AuthResult.Deny("join rule requires an invite");
                 }
-                // v8-11 4.3.5, v12 5.3.5: restricted (v8+) and knock_restricted (v10+).
+                // join.5 (v8+): restricted, and knock_restricted from v10.
                 if ((version.RestrictedJoins && joinRule == "restricted")
                     || (version.KnockRestricted && joinRule == "knock_restricted"))
                 {
@@ -428,7 +433,7 @@ public static class EventAuth
                     }
                     return AuthResult.Allow;
                 }
-                // x.5 / x.6: public rooms.
+                // join.5 (v1-7) / join.6 (v8+): public rooms; then reject.
                 if (joinRule == "public")
                 {
                     return AuthResult.Allow;
@@ -437,46 +442,46 @@ public static class EventAuth
             }
             case "invite":
             {
-                // x.invite.1: third-party invites.
+                // invite.1: third-party invites.
                 if (content.ContainsKey("third_party_invite"))
                 {
                     return CheckThirdPartyInvite(sender, stateKey, targetMembership, content, authState);
                 }
-                // x.invite.2: the sender must be joined.
+                // invite.2: the sender must be joined.
                 if (senderMembership != "join")
                 {
                     return AuthResult.Deny("sender is not joined");
                 }
-                // x.invite.3: target must not be joined or banned.
+                // invite.3: target must not be joined or banned.
                 if (targetMembership is "join" or "ban")
                 {
                     return AuthResult.Deny($"target is already {targetMembership}");
                 }
-                // x.invite.4: invite level.
+                // invite.4, invite.5: invite level.
                 return ctx.UserLevel(sender) >= ctx.NamedLevel("invite", 0)
                     ? AuthResult.Allow
                     : AuthResult.Deny("sender's power level is below the invite level");
             }
             case "leave":
             {
-                // x.leave.1: leaving or rejecting; v7+ also rescinding a knock.
+                // leave.1: leaving or rejecting; v7+ also rescinding a knock.
                 if (sender == stateKey)
                 {
                     bool ok = senderMembership is "invite" or "join" || (version.Knock && senderMembership == "knock");
                     return ok ? AuthResult.Allow : AuthResult.Deny($"cannot leave from membership '{senderMembership}'");
                 }
-                // x.leave.2: kicker must be joined.
+                // leave.2: kicker must be joined.
                 if (senderMembership != "join")
                 {
                     return AuthResult.Deny("sender is not joined");
                 }
                 long senderLevel = ctx.UserLevel(sender);
-                // x.leave.3: unbanning needs the ban level.
+                // leave.3: unbanning needs the ban level.
                 if (targetMembership == "ban" && senderLevel < ctx.NamedLevel("ban", 50))
                 {
                     return AuthResult.Deny("sender's power level is below the ban level");
                 }
-                // x.leave.4: kick level and more power than the target.
+                // leave.4, leave.5: kick level and more power than the target.
                 if (senderLevel >= ctx.NamedLevel("kick", 50) && ctx.UserLevel(stateKey) < senderLevel)
                 {
                     return AuthResult.Allow;
@@ -485,13 +490,13 @@ public static class EventAuth
             }
             case "ban":
             {
-                // x.ban.1: banner must be joined.
+                // ban.1: banner must be joined.
                 if (senderMembership != "join")
                 {
                     return AuthResult.Deny("sender is not joined");
                 }
                 long senderLevel = ctx.UserLevel(sender);
-                // x.ban.2: ban level and more power than the target.
+                // ban.2, ban.3: ban level and more power than the target.
                 if (senderLevel >= ctx.NamedLevel("ban", 50) && ctx.UserLevel(stateKey) < senderLevel)
                 {
                     return AuthResult.Allow;
@@ -500,28 +505,28 @@ public static class EventAuth
             }
             case "knock" when version.Knock:
             {
-                // v7-9 4.6.1 / v10+ x.knock.1: join rule must be knock (or knock_restricted, v10+).
+                // knock.1 (v7+): join rule must be knock (or knock_restricted, v10+).
                 if (!(joinRule == "knock" || (version.KnockRestricted && joinRule == "knock_restricted")))
                 {
                     return AuthResult.Deny("join rule does not allow knocking");
                 }
-                // x.knock.2: only for oneself.
+                // knock.2: only for oneself.
                 if (sender != stateKey)
                 {
                     return AuthResult.Deny("sender does not match state_key for a knock");
                 }
-                // x.knock.3: not if banned, invited or joined.
+                // knock.3, knock.4: not if banned, invited or joined.
                 return senderMembership is "ban" or "invite" or "join"
                     ? AuthResult.Deny($"cannot knock from membership '{senderMembership}'")
                     : AuthResult.Allow;
             }
             default:
-                // Last member rule: unknown membership.
+                // Unknown membership (including knock before v7).
                 return AuthResult.Deny($"unknown membership '{membership}'");
         }
     }
 
-    // x.invite.1.1-1.8: third-party invites.
+    // invite.1.1-invite.1.8: third-party invites.
     private static AuthResult CheckThirdPartyInvite(
         string sender,
         string stateKey,
@@ -603,7 +608,8 @@ public static class EventAuth
     {
         var version = ctx.Version;
 
-        // v10+ x.1 (and, for older versions, values that cannot be read as levels at all).
+        // Power levels rules: v1-5 10.N, v6-9 9.N, v10-11 9.N, v12 10.N (v10 inserted two items).
+        // v10-11 9.1, v12 10.1 (and, for older versions, values that cannot be read as levels at all).
         foreach (var key in NamedLevelKeys)
         {
             if (content.TryGetPropertyValue(key, out var v) && !TryLevel(v, version, out _))
@@ -611,7 +617,7 @@ public static class EventAuth
                 return AuthResult.Deny($"power levels '{key}' is not an integer");
             }
         }
-        // v10+ x.2: events / notifications must be objects of integers.
+        // v10-11 9.2, v12 10.2: events / notifications must be objects of integers.
         foreach (var key in new[] { "events", "notifications" })
         {
             if (!content.TryGetPropertyValue(key, out var v))
@@ -634,7 +640,7 @@ public static class EventAuth
                 }
             }
         }
-        // v1-9 x.1, v10-11 9.3, v12 10.3: users must map valid user ids to integers.
+        // v1-5 10.1, v6-9 9.1, v10-11 9.3, v12 10.3: users must map valid user ids to integers.
         if (content.TryGetPropertyValue("users", out var usersNode))
         {
             if (usersNode is not JsonObject users)
@@ -659,7 +665,7 @@ public static class EventAuth
             }
         }
 
-        // v1-9 x.2, v10-11 9.4, v12 10.5: first power levels event.
+        // v1-5 10.2, v6-9 9.2, v10-11 9.4, v12 10.5: first power levels event.
         var old = ctx.PowerLevels?["content"] as JsonObject;
         if (ctx.PowerLevels is null)
         {
@@ -667,7 +673,7 @@ public static class EventAuth
         }
         old ??= new JsonObject();
 
-        // v12 10.6 (v1-9 x.3): named levels changed.
+        // v1-5 10.3, v6-9 9.3, v10-11 9.5, v12 10.6: named levels changed.
         foreach (var key in NamedLevelKeys)
         {
             long? oldV = ReadLevel(old, key, version);
@@ -686,7 +692,7 @@ public static class EventAuth
             }
         }
 
-        // v12 10.7 and 10.8 (v1-9 x.4/x.5): events, and notifications from v6.
+        // v1-5 10.4-10.5, v6-9 9.4-9.5, v10-11 9.6-9.7, v12 10.7-10.8: events, and notifications from v6.
         var maps = version.LimitNotificationsPowerLevels ? new[] { "events", "notifications" } : ["events"];
         foreach (var mapKey in maps)
         {
@@ -710,7 +716,7 @@ public static class EventAuth
             }
         }
 
-        // v12 10.9 and 10.10 (v1-9 x.6/x.7): users.
+        // v1-5 10.6-10.7, v6-9 9.6-9.7, v10-11 9.8-9.9, v12 10.9-10.10: users.
         var oldUsers = ReadLevelMap(old, "users", version);
         var newUsers = ReadLevelMap(content, "users", version);
         foreach (var (user, o) in oldUsers)

@@ -230,46 +230,60 @@ public static class StateResolution
         /// </summary>
         public HashSet<string> ConflictedSubgraph(HashSet<string> conflicted)
         {
-            // Events reachable from a conflicted event through at least one auth edge.
-            var reachable = new HashSet<string>(StringComparer.Ordinal);
+            // Nodes to consider: the conflicted events and everything reachable from them.
+            var nodes = new HashSet<string>(conflicted, StringComparer.Ordinal);
             foreach (var c in conflicted)
             {
-                reachable.UnionWith(AuthChain(c));
+                nodes.UnionWith(AuthChain(c));
             }
-            // Memoised: can this event reach a conflicted event through at least one auth edge?
-            var reaches = new Dictionary<string, bool>(StringComparer.Ordinal);
-            bool Reaches(string id)
+            // Reverse auth edges among those nodes.
+            var citedBy = new Dictionary<string, List<string>>(StringComparer.Ordinal);
+            foreach (var n in nodes)
             {
-                if (reaches.TryGetValue(id, out bool r))
+                foreach (var a in AuthEvents(n))
                 {
-                    return r;
-                }
-                reaches[id] = false; // the auth graph is acyclic; this only guards malformed input
-                bool result = false;
-                foreach (var a in AuthEvents(id))
-                {
-                    if (conflicted.Contains(a) || Reaches(a))
+                    if (nodes.Contains(a))
                     {
-                        result = true;
-                        break;
+                        if (!citedBy.TryGetValue(a, out var list))
+                        {
+                            citedBy[a] = list = [];
+                        }
+                        list.Add(n);
                     }
                 }
-                reaches[id] = result;
-                return result;
             }
-            var subgraph = new HashSet<string>(StringComparer.Ordinal);
-            foreach (var id in reachable)
+            // Walking the reverse edges from the conflicted events marks every node with a path
+            // of at least one auth edge to a conflicted event (iteratively: auth chains are deep).
+            var reachesConflicted = new HashSet<string>(StringComparer.Ordinal);
+            var queue = new Queue<string>(conflicted);
+            while (queue.Count > 0)
             {
-                if (conflicted.Contains(id) || Reaches(id))
+                var x = queue.Dequeue();
+                foreach (var p in citedBy.GetValueOrDefault(x) ?? [])
                 {
-                    subgraph.Add(id);
+                    if (reachesConflicted.Add(p))
+                    {
+                        queue.Enqueue(p);
+                    }
                 }
             }
+            // On a path between two conflicted events: reachable from one (or one itself) and
+            // reaching another. A conflicted event is an endpoint if it reaches another or is
+            // reached from another.
+            var reachedFromConflicted = new HashSet<string>(StringComparer.Ordinal);
             foreach (var c in conflicted)
             {
-                if (Reaches(c))
+                reachedFromConflicted.UnionWith(AuthChain(c));
+            }
+            var subgraph = new HashSet<string>(StringComparer.Ordinal);
+            foreach (var n in nodes)
+            {
+                bool isConflicted = conflicted.Contains(n);
+                bool reached = reachedFromConflicted.Contains(n);
+                bool reaches = reachesConflicted.Contains(n);
+                if ((reached && (reaches || isConflicted)) || (isConflicted && reaches))
                 {
-                    subgraph.Add(c);
+                    subgraph.Add(n);
                 }
             }
             return subgraph;
