@@ -395,4 +395,6 @@ public abstract class ClientApiTests(ServerFixture server)
 
 public sealed class AllInOneClientApiTests(AllInOneFixture f) : ClientApiTests(f), IClassFixture<AllInOneFixture>;
 
+public sealed class AllInOneSqliteClientApiTests(AllInOneSqliteFixture f) : ClientApiTests(f), IClassFixture<AllInOneSqliteFixture>;
+
 public sealed class SplitClientApiTests(SplitFixture f) : ClientApiTests(f), IClassFixture<SplitFixture>;

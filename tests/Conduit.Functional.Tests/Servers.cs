@@ -39,10 +39,11 @@ public abstract class ServerFixture : IAsyncLifetime
 }
 
 /// <summary>All-in-one: the real host (edge and every service in one process) on a loopback port.</summary>
-public sealed class AllInOneFixture : ServerFixture
+public class AllInOneFixture : ServerFixture
 {
     WebApplication? _app;
     public override string Mode => "all-in-one";
+    protected virtual string Backend => "rocksdb";
     public IServiceProvider Services => _app!.Services;
     public GlobalConfig Config { get; private set; } = null!;
 
@@ -54,6 +55,7 @@ public sealed class AllInOneFixture : ServerFixture
             address = "127.0.0.1"
             port = {FreePort()}
             database_path = "{Path.Combine(Work, "db")}"
+            database_backend = "{Backend}"
             allow_registration = true
             max_request_size = 1_000_000
             """;
@@ -70,6 +72,13 @@ public sealed class AllInOneFixture : ServerFixture
         if (_app is not null) await _app.DisposeAsync();
         Http.Dispose();
     }
+}
+
+/// <summary>All-in-one on the SQLite backend: the same behaviour from one database file.</summary>
+public sealed class AllInOneSqliteFixture : AllInOneFixture
+{
+    public override string Mode => "all-in-one (sqlite)";
+    protected override string Backend => "sqlite";
 }
 
 /// <summary>Split: six processes started by scripts/split-up.sh, the same script a person uses.</summary>
