@@ -101,6 +101,7 @@ public sealed class ConfigTests
         var e = Assert.Throws<ConfigException>(() => ConfigLoader.Parse("[global]\nserver_name = \"x\"\nport = \"eighty\"\n", "/etc/conduit.toml", new Hashtable()));
         Assert.Contains("/etc/conduit.toml", e.Message);
         Assert.Contains("line 3", e.Message);
+        Assert.Contains("key 'global.port'", e.Message);
         var bad = Assert.Throws<ConfigException>(() => ConfigLoader.Parse("[global]\ndatabase_backend = \"mysql\"\n", "c.toml", new Hashtable()));
         Assert.Contains("database_backend", bad.Message);
     }

@@ -93,8 +93,43 @@ public static class ConfigLoader
         }
         catch (TomlException e)
         {
-            throw new ConfigException($"{source}, line {e.Line}, column {e.Column}: {e.Message}");
+            throw new ConfigException(Describe(e, text, source));
         }
+    }
+
+    /// <summary>One clear line: file, line, the key there, and the innermost reason Tomlyn gives.</summary>
+    static string Describe(TomlException e, string text, string source)
+    {
+        var line = e.Line ?? 0;
+        var reason = e.Message;
+        var positions = System.Text.RegularExpressions.Regex.Matches(e.Message, @"\((\d+),(\d+)\)\s*:\s*error\s*:\s*");
+        if (positions.Count > 0)
+        {
+            var last = positions[^1];
+            line = int.Parse(last.Groups[1].Value);
+            reason = e.Message[(last.Index + last.Length)..].Trim();
+        }
+        var key = KeyAt(text, line);
+        return key is null ? $"{source}, line {line}: {reason}" : $"{source}, line {line}, key '{key}': {reason}";
+    }
+
+    // The dotted key a line sets, with the [table] it is in: "global.port".
+    static string? KeyAt(string text, int line)
+    {
+        var lines = text.Split('\n');
+        if (line < 1 || line > lines.Length) return null;
+        string? table = null;
+        for (var i = 0; i < line - 1; i++)
+        {
+            var t = lines[i].Trim();
+            if (t.StartsWith('[') && t.EndsWith(']')) table = t.Trim('[', ']', ' ');
+        }
+        var here = lines[line - 1].Trim();
+        if (here.StartsWith('[')) return here.TrimEnd('\r');
+        var eq = here.IndexOf('=');
+        if (eq <= 0) return table;
+        var key = here[..eq].Trim();
+        return table is null ? key : $"{table}.{key}";
     }
 
     static void Unknown(Dictionary<string, object?>? extra, string prefix, List<string> warnings, string source)
