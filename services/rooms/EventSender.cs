@@ -4,6 +4,7 @@ using Conduit.Common;
 using Conduit.Common.Config;
 using Conduit.Common.Crypto;
 using Conduit.Common.Events;
+using Conduit.Common.Events.Auth;
 using Conduit.Common.Http;
 using Conduit.Common.Storage;
 using Conduit.Protos.Federation;
@@ -62,8 +63,19 @@ public sealed class EventSender(RoomStore rooms, RoomStream stream, Federation.F
         // State written by this call, seen by its later events before anything is stored.
         var overlay = new Dictionary<(string, string), (string EventId, JsonObject Pdu)>();
         var memberOverlay = new Dictionary<string, string>();
-        JsonObject? State(string type, string key)
-            => overlay.TryGetValue((type, key), out var o) ? o.Pdu["content"] as JsonObject : rooms.StateContent(roomId, type, key);
+        // Full state events for the auth rules, with their event_id (which v3+ PDUs do not carry themselves).
+        JsonObject? StatePdu(string type, string key)
+        {
+            if (overlay.TryGetValue((type, key), out var o))
+            {
+                var copy = o.Pdu.DeepClone().AsObject();
+                copy["event_id"] = o.EventId;
+                return copy;
+            }
+            if (rooms.StateEvent(roomId, type, key) is not { } e) return null;
+            e.Pdu["event_id"] = e.EventId;
+            return e.Pdu;
+        }
         string? StateId(string type, string key)
             => overlay.TryGetValue((type, key), out var o) ? o.EventId : rooms.StateEventId(roomId, type, key);
 
@@ -74,11 +86,8 @@ public sealed class EventSender(RoomStore rooms, RoomStream stream, Federation.F
         foreach (var e in events)
         {
             ct.ThrowIfCancellationRequested();
-            AuthRules.Check(e.Type, e.StateKey, sender, e.Content, State, creator, hasPriorEvents: info is not null || stored.Count > 0);
-
             var pdu = new JsonObject
             {
-                ["auth_events"] = new JsonArray(AuthEvents(e, sender, StateId).Select(id => (JsonNode)id).ToArray()),
                 ["content"] = e.Content.DeepClone(),
                 ["depth"] = depth + 1,
                 ["origin_server_ts"] = Ids.NowMs(),
@@ -94,6 +103,15 @@ public sealed class EventSender(RoomStore rooms, RoomStream stream, Federation.F
                 if (version.RedactsInContent) ((JsonObject)pdu["content"]!)["redacts"] = e.Redacts;
                 else pdu["redacts"] = e.Redacts;
             }
+            // The one implementation of the auth rules, against the state as it stands with this call's
+            // earlier events applied (spec: rooms/vN "Authorization rules").
+            if (version.RoomIdFromCreateEvent) throw Err.UnsupportedRoomVersion($"Room version {version.Id} cannot be created here yet");
+            if (e.Type == "m.room.power_levels" && version.IntegerOnlyPowerLevels && !PowerLevels.AllIntegers(e.Content))
+                throw Err.BadJson("Power levels must be integers in this room version");
+            var auth = EventAuth.Check(pdu, version, key => StatePdu(key.Type, key.StateKey));
+            if (!auth.Allowed) throw Err.Forbidden(auth.Reason ?? "Not allowed by the room's rules");
+            pdu["auth_events"] = new JsonArray(EventAuth.AuthTypesFor(pdu, version)
+                .Select(k => StateId(k.Type, k.StateKey)).Where(id => id is not null).Distinct().Select(id => (JsonNode)id!).ToArray());
             EventHashing.AddContentHash(pdu);
             var sig = await federation.SignAsync(new SignRequest { CanonicalJson = ByteString.CopyFrom(EventHashing.SigningBytes(pdu, version)) }, cancellationToken: ct);
             JsonSigning.AddSignature(pdu, sig.ServerName, sig.KeyId, sig.Signature);
@@ -151,19 +169,5 @@ public sealed class EventSender(RoomStore rooms, RoomStream stream, Federation.F
         foreach (var (user, m) in memberOverlay) if (m == "join") concerned.Add(user);
         stream.Publish(new StreamAdvance(pos, concerned.Where(u => AuthRules.IsLocal(u, config.ServerName)).ToList()));
         return stored;
-    }
-
-    /// <summary>Auth events selection (spec: server-server-api, "Auth events selection").</summary>
-    static IEnumerable<string> AuthEvents(NewEvent e, string sender, Func<string, string, string?> stateId)
-    {
-        if (e.Type == "m.room.create") yield break;
-        var ids = new List<string?> { stateId("m.room.create", ""), stateId("m.room.power_levels", ""), stateId("m.room.member", sender) };
-        if (e.Type == "m.room.member" && e.StateKey is not null)
-        {
-            ids.Add(stateId("m.room.member", e.StateKey));
-            var m = e.Content["membership"]?.GetValue<string>();
-            if (m is "join" or "invite" or "knock") ids.Add(stateId("m.room.join_rules", ""));
-        }
-        foreach (var id in ids.Where(i => i is not null).Distinct()) yield return id!;
     }
 }
