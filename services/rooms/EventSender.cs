@@ -25,7 +25,7 @@ public sealed record TxnRef(string UserId, string DeviceId, string TxnId);
 /// effect or none. Writes are serialised by one lock, so stream positions are assigned in order and a position
 /// is published only after everything at or below it is durable.
 /// </summary>
-public sealed class EventSender(RoomStore rooms, RoomStream stream, Federation.FederationClient federation, GlobalConfig config)
+public sealed class EventSender(RoomStore rooms, StateStore states, RoomStream stream, Federation.FederationClient federation, GlobalConfig config)
 {
     // Lock order: this is the only lock held across a write; nothing else is taken while holding it.
     readonly SemaphoreSlim _write = new(1, 1);
@@ -80,6 +80,8 @@ public sealed class EventSender(RoomStore rooms, RoomStream stream, Federation.F
             => overlay.TryGetValue((type, key), out var o) ? o.EventId : rooms.StateEventId(roomId, type, key);
 
         using var batch = rooms.Store.CreateBatch();
+        var stateTx = states.Begin(batch);
+        var group = info?["state_group"]?.GetValue<ulong>() ?? 0;
         var stored = new List<StoredEvent>();
         var concerned = new HashSet<string>(rooms.JoinedMembers(roomId));
 
@@ -120,7 +122,9 @@ public sealed class EventSender(RoomStore rooms, RoomStream stream, Federation.F
             pos++;
             depth++;
             prev = [eventId];
-            var meta = new JsonObject { ["pos"] = pos, ["room_id"] = roomId };
+            // The state before every event is recorded (as a state group), so authorization history, /context and
+            // history visibility can use the state at that point rather than today's.
+            var meta = new JsonObject { ["pos"] = pos, ["room_id"] = roomId, ["sg"] = group };
             if (txn is not null && stored.Count == 0)
             {
                 meta["sender_device"] = txn.DeviceId;
@@ -133,6 +137,8 @@ public sealed class EventSender(RoomStore rooms, RoomStream stream, Federation.F
             batch.Put(RoomsFamilies.Timeline, K.Concat(K.Utf8(roomId), [K.Sep], K.BigEndian((ulong)pos)), K.Utf8(eventId));
             if (e.StateKey is not null)
             {
+                group = states.Set(stateTx, group, states.ShortStateKey(stateTx, e.Type, e.StateKey), states.ShortEventId(stateTx, eventId));
+                meta["sg_after"] = group;
                 batch.Put(RoomsFamilies.State, K.Join(roomId, e.Type, e.StateKey), K.Utf8(eventId));
                 overlay[(e.Type, e.StateKey)] = (eventId, pdu);
             }
@@ -163,8 +169,10 @@ public sealed class EventSender(RoomStore rooms, RoomStream stream, Federation.F
         };
         newInfo["forward_extremities"] = new JsonArray(prev.Select(id => (JsonNode)id).ToArray());
         newInfo["depth"] = depth;
+        newInfo["state_group"] = group;
         batch.Put(RoomsFamilies.Info, K.Utf8(roomId), RoomStore.Json(newInfo));
         rooms.Store.Write(batch);
+        states.Committed(stateTx);
 
         foreach (var (user, m) in memberOverlay) if (m == "join") concerned.Add(user);
         stream.Publish(new StreamAdvance(pos, concerned.Where(u => AuthRules.IsLocal(u, config.ServerName)).ToList()));

@@ -14,6 +14,9 @@ public sealed record StoredEvent(string EventId, JsonObject Pdu, JsonObject Meta
     public string RoomId => Pdu["room_id"]!.GetValue<string>();
     public string? StateKey => Pdu["state_key"]?.GetValue<string>();
     public JsonObject Content => Pdu["content"] as JsonObject ?? [];
+    /// <summary>The state group before this event, and after it (the same for non-state events).</summary>
+    public ulong StateBefore => Meta["sg"]?.GetValue<ulong>() ?? 0;
+    public ulong StateAfter => Meta["sg_after"]?.GetValue<ulong>() ?? StateBefore;
 }
 
 public sealed record Membership(string State, long Pos, string EventId);
