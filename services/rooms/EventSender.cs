@@ -133,7 +133,6 @@ public sealed class EventSender(RoomStore rooms, StateStore states, RoomStream s
             if (e.StateKey is not null && StateId(e.Type, e.StateKey) is { } replaced) meta["prev_content_event"] = replaced;
 
             batch.Put(RoomsFamilies.Pdus, K.Utf8(eventId), Encoding.UTF8.GetBytes(CanonicalJson.Serialize(pdu)));
-            batch.Put(RoomsFamilies.EventMeta, K.Utf8(eventId), RoomStore.Json(meta));
             batch.Put(RoomsFamilies.Timeline, K.Concat(K.Utf8(roomId), [K.Sep], K.BigEndian((ulong)pos)), K.Utf8(eventId));
             if (e.StateKey is not null)
             {
@@ -156,6 +155,8 @@ public sealed class EventSender(RoomStore rooms, StateStore states, RoomStream s
                 target2.Meta["redacted_by"] = eventId;
                 batch.Put(RoomsFamilies.EventMeta, K.Utf8(e.Redacts), RoomStore.Json(target2.Meta));
             }
+            // Written last: the state handling above adds to it.
+            batch.Put(RoomsFamilies.EventMeta, K.Utf8(eventId), RoomStore.Json(meta));
             stored.Add(new StoredEvent(eventId, pdu, meta));
         }
 

@@ -11,7 +11,7 @@ using Microsoft.AspNetCore.Routing;
 namespace Conduit.Rooms;
 
 /// <summary>The rooms service's Matrix endpoints.</summary>
-public sealed class RoomsEndpoints(RoomStore rooms, EventSender sender, ClientEvents format, Visibility visibility, GlobalConfig config, Keys.KeysClient keys)
+public sealed class RoomsEndpoints(RoomStore rooms, StateStore states, EventSender sender, ClientEvents format, Visibility visibility, GlobalConfig config, Keys.KeysClient keys)
 {
     public void Map(IEndpointRouteBuilder app)
     {
@@ -24,6 +24,7 @@ public sealed class RoomsEndpoints(RoomStore rooms, EventSender sender, ClientEv
         app.Map(RouteTable.StateEventNoKey, StateEvent);
         app.Map(RouteTable.State, FullState);
         app.Map(RouteTable.Event, GetEvent);
+        app.Map(RouteTable.Context, Context);
         app.Map(RouteTable.Messages, Messages);
         app.Map(RouteTable.Members, Members);
         app.Map(RouteTable.JoinedMembers, JoinedMembers);
@@ -315,6 +316,58 @@ public sealed class RoomsEndpoints(RoomStore rooms, EventSender sender, ClientEv
         await ctx.Response.WriteJsonAsync(format.Format(ev, c.DeviceId));
     }
 
+    // ---- /context (spec: client-server-api, "GET /rooms/{roomId}/context/{eventId}"): the event, what the
+    // user may see around it, and the state at the last event returned, taken from the state groups.
+    async Task Context(HttpContext ctx)
+    {
+        var c = Auth(ctx);
+        var roomId = RoomIdParam(ctx);
+        var ev = rooms.Event(ctx.Route("eventId"));
+        var window = visibility.ReadableWindow(c.UserId, roomId);
+        if (ev is null || ev.RoomId != roomId || !visibility.CanSee(c.UserId, ev, window)) throw Err.NotFound("Event not found");
+        var limit = 10;
+        if (ctx.Request.Query("limit") is { } ls && (!int.TryParse(ls, out limit) || limit < 0)) throw Err.InvalidParam("Invalid limit");
+        limit = Math.Clamp(limit, 0, 100);
+        RoomEventFilter? filter = null;
+        if (ctx.Request.Query("filter") is { } fs)
+        {
+            try { filter = RoomEventFilter.Parse(JsonNode.Parse(fs) as JsonObject ?? throw Err.BadJson("filter must be a JSON object")); }
+            catch (System.Text.Json.JsonException) { throw Err.NotJson("filter is not JSON"); }
+        }
+        // Half the limit before the event (rounded down) and the rest after, as Synapse does.
+        List<StoredEvent> Around(bool backwards, int count)
+        {
+            var list = new List<StoredEvent>();
+            var range = backwards ? rooms.Timeline(roomId, window!.After, ev.Pos - 1, true) : rooms.Timeline(roomId, ev.Pos, window!.UpTo, false);
+            foreach (var (_, id) in range)
+            {
+                if (list.Count >= count) break;
+                if (rooms.Event(id) is not { } e || !visibility.CanSee(c.UserId, e, window)) continue;
+                if (filter is not null && !filter.Matches(e.Type, e.Sender, roomId)) continue;
+                list.Add(e);
+            }
+            return list;
+        }
+        var before = Around(true, limit / 2);
+        var after = Around(false, limit - limit / 2);
+        var lastReturned = after.Count > 0 ? after[^1] : ev;
+        var state = states.Full(lastReturned.StateAfter).Values.Select(rooms.Event).OfType<StoredEvent>();
+        if (filter?.LazyLoadMembers == true)
+        {
+            var senders = before.Concat(after).Append(ev).Select(e => e.Sender).ToHashSet();
+            state = state.Where(e => e.Type != "m.room.member" || senders.Contains(e.StateKey!));
+        }
+        await ctx.Response.WriteJsonAsync(new JsonObject
+        {
+            ["event"] = format.Format(ev, c.DeviceId),
+            ["events_before"] = new JsonArray(before.Select(e => (JsonNode)format.Format(e, c.DeviceId)).ToArray()),
+            ["events_after"] = new JsonArray(after.Select(e => (JsonNode)format.Format(e, c.DeviceId)).ToArray()),
+            ["start"] = $"t{(before.Count > 0 ? before[^1].Pos : ev.Pos) - 1}",
+            ["end"] = $"t{lastReturned.Pos}",
+            ["state"] = new JsonArray(state.Select(e => (JsonNode)format.Format(e)).ToArray()),
+        });
+    }
+
     // ---- /messages (spec: client-server-api, "GET /rooms/{roomId}/messages"). Tokens are "t{pos}": a point in
     // the room stream between pos and pos+1. A /sync next_batch ("s{pos}_...") is accepted as well.
 
@@ -363,7 +416,7 @@ public sealed class RoomsEndpoints(RoomStore rooms, EventSender sender, ClientEv
             if (chunk.Count >= limit) { reachedEnd = false; break; }
             last = dir == "b" ? pos - 1 : pos;
             var ev = rooms.Event(id);
-            if (ev is null) continue;
+            if (ev is null || !visibility.CanSee(c.UserId, ev, window)) continue;
             if (filter is not null && !filter.Matches(ev.Type, ev.Sender, roomId)) continue;
             chunk.Add(format.Format(ev, c.DeviceId));
             memberIds.Add(ev.Sender);

@@ -54,8 +54,8 @@ public sealed class RoomsHarness : IDisposable
         States = new StateStore(Kv);
         Sender = new EventSender(Rooms, States, Stream, new Protos.Federation.Federation.FederationClient(invoker), Config);
         Format = new ClientEvents(Rooms);
-        Visibility = new Visibility(Rooms);
-        Sync = new SyncBuilder(Rooms, Format, Visibility);
+        Visibility = new Visibility(Rooms, States);
+        Sync = new SyncBuilder(Rooms, States, Format, Visibility);
     }
 
     public void Dispose()
