@@ -32,6 +32,11 @@ public sealed class EventSender(RoomStore rooms, StateStore states, RoomStream s
 
     public string ServerName => config.ServerName;
 
+    /// <summary>
+    /// Builds, authorizes, signs and stores <paramref name="events"/> in one batch. Creating a room whose version
+    /// derives the room ID from the create event (v12) ignores <paramref name="roomId"/> (pass ""): the ID is
+    /// computed from the create event, and the returned events carry it (<see cref="StoredEvent.RoomId"/>).
+    /// </summary>
     public async Task<IReadOnlyList<StoredEvent>> SendAsync(string roomId, string sender, IReadOnlyList<NewEvent> events, TxnRef? txn, CancellationToken ct)
     {
         if (txn is not null && rooms.TxnEvent(txn.UserId, txn.DeviceId, txn.TxnId) is { } done)
@@ -51,10 +56,11 @@ public sealed class EventSender(RoomStore rooms, StateStore states, RoomStream s
 
     async Task<IReadOnlyList<StoredEvent>> SendLockedAsync(string roomId, string sender, IReadOnlyList<NewEvent> events, TxnRef? txn, CancellationToken ct)
     {
-        var info = rooms.Info(roomId);
+        var info = roomId.Length == 0 ? null : rooms.Info(roomId);
         if (info is null && events[0].Type != "m.room.create") throw Err.NotFound("Unknown room");
         var versionId = info?["room_version"]?.GetValue<string>() ?? events[0].Content["room_version"]?.GetValue<string>() ?? config.DefaultRoomVersion;
         var version = RoomVersion.Find(versionId) ?? throw Err.UnsupportedRoomVersion($"Unsupported room version {versionId}");
+        if (roomId.Length == 0 && !(info is null && version.RoomIdFromCreateEvent)) throw Err.NotFound("Unknown room");
         var creator = info?["creator"]?.GetValue<string>() ?? sender;
         var prev = info?["forward_extremities"]?.AsArray().Select(n => n!.GetValue<string>()).ToList() ?? [];
         var depth = info?["depth"]?.GetValue<long>() ?? 0;
@@ -83,6 +89,8 @@ public sealed class EventSender(RoomStore rooms, StateStore states, RoomStream s
         var stateTx = states.Begin(batch);
         var group = info?["state_group"]?.GetValue<ulong>() ?? 0;
         var stored = new List<StoredEvent>();
+        // The stored PDU of an event this call references: one of its own earlier events, or one already stored.
+        JsonObject? PduOf(string eventId) => stored.Find(s => s.EventId == eventId)?.Pdu ?? rooms.Event(eventId)?.Pdu;
         var concerned = new HashSet<string>(rooms.JoinedMembers(roomId));
 
         foreach (var e in events)
@@ -93,12 +101,13 @@ public sealed class EventSender(RoomStore rooms, StateStore states, RoomStream s
                 ["content"] = e.Content.DeepClone(),
                 ["depth"] = depth + 1,
                 ["origin_server_ts"] = Ids.NowMs(),
-                ["prev_events"] = new JsonArray(prev.Select(id => (JsonNode)id).ToArray()),
+                ["prev_events"] = EventRefs(prev, version, PduOf),
                 ["room_id"] = roomId,
                 ["sender"] = sender,
                 ["type"] = e.Type,
             };
             if (e.StateKey is not null) pdu["state_key"] = e.StateKey;
+            ApplyIdFormat(pdu, version);
             if (e.Redacts is not null)
             {
                 // v11 moved "redacts" into content; earlier versions carry it at the top level.
@@ -107,17 +116,17 @@ public sealed class EventSender(RoomStore rooms, StateStore states, RoomStream s
             }
             // The one implementation of the auth rules, against the state as it stands with this call's
             // earlier events applied (spec: rooms/vN "Authorization rules").
-            if (version.RoomIdFromCreateEvent) throw Err.UnsupportedRoomVersion($"Room version {version.Id} cannot be created here yet");
             if (e.Type == "m.room.power_levels" && version.IntegerOnlyPowerLevels && !PowerLevels.AllIntegers(e.Content))
                 throw Err.BadJson("Power levels must be integers in this room version");
             var auth = EventAuth.Check(pdu, version, key => StatePdu(key.Type, key.StateKey));
             if (!auth.Allowed) throw Err.Forbidden(auth.Reason ?? "Not allowed by the room's rules");
-            pdu["auth_events"] = new JsonArray(EventAuth.AuthTypesFor(pdu, version)
-                .Select(k => StateId(k.Type, k.StateKey)).Where(id => id is not null).Distinct().Select(id => (JsonNode)id!).ToArray());
+            pdu["auth_events"] = EventRefs(EventAuth.AuthTypesFor(pdu, version)
+                .Select(k => StateId(k.Type, k.StateKey)).Where(id => id is not null).Distinct().Select(id => id!), version, PduOf);
             EventHashing.AddContentHash(pdu);
             var sig = await federation.SignAsync(new SignRequest { CanonicalJson = ByteString.CopyFrom(EventHashing.SigningBytes(pdu, version)) }, cancellationToken: ct);
             JsonSigning.AddSignature(pdu, sig.ServerName, sig.KeyId, sig.Signature);
-            var eventId = EventHashing.ComputeEventId(pdu, version);
+            var eventId = EventIdOf(pdu, version);
+            if (info is null && stored.Count == 0 && version.RoomIdFromCreateEvent) roomId = RoomIdFromCreateEvent(eventId);
 
             pos++;
             depth++;
@@ -178,5 +187,40 @@ public sealed class EventSender(RoomStore rooms, StateStore states, RoomStream s
         foreach (var (user, m) in memberOverlay) if (m == "join") concerned.Add(user);
         stream.Publish(new StreamAdvance(pos, concerned.Where(u => AuthRules.IsLocal(u, config.ServerName)).ToList()));
         return stored;
+    }
+
+    // ---- the event format of each room version (spec: rooms/vN.md "Event format", "Event IDs")
+
+    /// <summary>
+    /// v1, v2: the server chooses the event ID ("$opaque:server") and the PDU carries it as event_id (rooms/v1.md
+    /// "Event IDs"). v12: the create event has no room_id (rooms/v12.md "Event format").
+    /// </summary>
+    void ApplyIdFormat(JsonObject pdu, RoomVersion version)
+    {
+        if (version.EventIdFormat == EventIdFormat.ServerGenerated) pdu["event_id"] = $"${Ids.Random(24)}:{config.ServerName}";
+        if (version.RoomIdFromCreateEvent && pdu["type"]?.GetValue<string>() == "m.room.create") pdu.Remove("room_id");
+    }
+
+    /// <summary>The event ID of a finished (hashed and signed) PDU: the carried event_id in v1/v2, else the reference hash.</summary>
+    static string EventIdOf(JsonObject pdu, RoomVersion version)
+        => version.EventIdFormat == EventIdFormat.ServerGenerated ? pdu["event_id"]!.GetValue<string>() : EventHashing.ComputeEventId(pdu, version);
+
+    /// <summary>v12: "!" + the create event's reference hash, the same URL-safe Base64 as its event ID (rooms/v12.md "Room IDs").</summary>
+    public static string RoomIdFromCreateEvent(string createEventId) => "!" + createEventId[1..];
+
+    /// <summary>
+    /// prev_events and auth_events: event IDs (v3+), or [event_id, {"sha256": reference hash}] pairs in v1 and v2
+    /// (rooms/v1.md "Event format"; the hash is the referenced event's reference hash, server-server API
+    /// "Calculating the reference hash for an event").
+    /// </summary>
+    static JsonArray EventRefs(IEnumerable<string> ids, RoomVersion version, Func<string, JsonObject?> pduOf)
+    {
+        if (version.EventIdFormat != EventIdFormat.ServerGenerated) return new JsonArray(ids.Select(id => (JsonNode)id).ToArray());
+        return new JsonArray(ids.Select(id =>
+        {
+            var referenced = pduOf(id) ?? throw new InvalidOperationException($"Referenced event {id} is not stored");
+            var hash = UnpaddedBase64.Encode(EventHashing.ReferenceHash(referenced, version));
+            return (JsonNode)new JsonArray(id, new JsonObject { ["sha256"] = hash });
+        }).ToArray());
     }
 }

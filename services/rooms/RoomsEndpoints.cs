@@ -38,13 +38,27 @@ public sealed class RoomsEndpoints(RoomStore rooms, StateStore states, EventSend
     string RoomIdParam(HttpContext ctx)
     {
         var id = ctx.Route("roomId");
-        if (!Ids.TrySplit(id, '!', out _, out _)) throw Err.InvalidParam("Invalid room ID");
+        if (!Ids.IsRoomId(id)) throw Err.InvalidParam("Invalid room ID");
         return id;
     }
 
     void RequireRoom(string roomId)
     {
         if (rooms.Info(roomId) is null) throw Err.NotFound("Unknown room");
+    }
+
+    /// <summary>The room's power levels; in v12 its creators (create sender + additional_creators) rank above all.</summary>
+    PowerLevels RoomPowerLevels(string roomId)
+    {
+        var version = RoomVersion.Find(rooms.Info(roomId)?["room_version"]?.GetValue<string>() ?? "") ?? RoomVersion.V11;
+        List<string>? creators = null;
+        if (version.PrivilegedCreators && rooms.StateEvent(roomId, "m.room.create", "") is { } create)
+        {
+            creators = [create.Sender];
+            foreach (var n in create.Content["additional_creators"] as JsonArray ?? [])
+                if (n is JsonValue v && v.TryGetValue<string>(out var s)) creators.Add(s);
+        }
+        return new PowerLevels(rooms.StateContent(roomId, "m.room.power_levels"), rooms.Info(roomId)?["creator"]?.GetValue<string>(), creators);
     }
 
     // ---- createRoom (spec: client-server-api, "Creation")
@@ -54,9 +68,7 @@ public sealed class RoomsEndpoints(RoomStore rooms, StateStore states, EventSend
         var c = Auth(ctx);
         var body = await ctx.Request.ReadJsonObjectAsync();
         var versionId = body.OptString("room_version") ?? config.DefaultRoomVersion;
-        if (!RoomVersionIds.Supported.Contains(versionId) || RoomVersion.Find(versionId) is null)
-            throw Err.UnsupportedRoomVersion($"Room version {versionId} is not supported here");
-        var version = RoomVersion.Find(versionId)!;
+        var version = RoomVersion.Find(versionId) ?? throw Err.UnsupportedRoomVersion($"Room version {versionId} is not supported here");
         var preset = body.OptString("preset") ?? (body.OptString("visibility") == "public" ? "public_chat" : "private_chat");
         if (preset is not ("public_chat" or "private_chat" or "trusted_private_chat")) throw Err.BadJson("Unknown preset");
         var visibilityParam = body.OptString("visibility") ?? "private";
@@ -74,17 +86,19 @@ public sealed class RoomsEndpoints(RoomStore rooms, StateStore states, EventSend
         foreach (var invitee in invites)
             if (AuthRules.IsLocal(invitee, config.ServerName)) await RequireLocalUser(invitee, ctx.RequestAborted);
 
-        var roomId = $"!{Ids.Random(18)}:{config.ServerName}";
+        // v12: the room ID is derived from the create event, so EventSender computes it ("" here).
+        var roomId = version.RoomIdFromCreateEvent ? "" : $"!{Ids.Random(18)}:{config.ServerName}";
         var events = new List<NewEvent>();
-        var create = body.OptObject("creation_content")?.DeepClone().AsObject() ?? new JsonObject();
-        create["room_version"] = version.Id;
-        if (version.CreatorInCreateContent) create["creator"] = c.UserId;
-        else create.Remove("creator");
-        events.Add(new NewEvent("m.room.create", "", create));
+        events.Add(new NewEvent("m.room.create", "", CreateContent(body, version, c.UserId, preset, invites)));
         events.Add(new NewEvent("m.room.member", c.UserId, await MemberContent(c.UserId, "join", ctx.RequestAborted)));
 
-        var users = new JsonObject { [c.UserId] = 100 };
-        if (preset == "trusted_private_chat") foreach (var i in invites) users[i] = 100;
+        // v12 creators have infinite power and may not be listed in users (client-server-api "Creation", step 3).
+        var users = new JsonObject();
+        if (!version.PrivilegedCreators)
+        {
+            users[c.UserId] = 100;
+            if (preset == "trusted_private_chat") foreach (var i in invites) users[i] = 100;
+        }
         var pl = new JsonObject
         {
             ["users"] = users,
@@ -92,7 +106,9 @@ public sealed class RoomsEndpoints(RoomStore rooms, StateStore states, EventSend
             ["events"] = new JsonObject
             {
                 ["m.room.name"] = 50, ["m.room.power_levels"] = 100, ["m.room.history_visibility"] = 100,
-                ["m.room.canonical_alias"] = 50, ["m.room.avatar"] = 50, ["m.room.tombstone"] = 100,
+                ["m.room.canonical_alias"] = 50, ["m.room.avatar"] = 50,
+                // v12: above every non-creator's reach (client-server-api "Creation", step 3).
+                ["m.room.tombstone"] = version.PrivilegedCreators ? 150 : 100,
                 ["m.room.server_acl"] = 100, ["m.room.encryption"] = 100,
             },
             ["events_default"] = 0,
@@ -124,10 +140,37 @@ public sealed class RoomsEndpoints(RoomStore rooms, StateStore states, EventSend
             events.Add(new NewEvent("m.room.member", i, content));
         }
 
-        await sender.SendAsync(roomId, c.UserId, events, null, ctx.RequestAborted);
+        roomId = (await sender.SendAsync(roomId, c.UserId, events, null, ctx.RequestAborted))[0].RoomId;
         if (alias is not null) rooms.PutAlias(alias, roomId, c.UserId);
         if (visibilityParam == "public") rooms.SetDirectoryVisibility(roomId, true);
         await ctx.Response.WriteJsonAsync(new JsonObject { ["room_id"] = roomId });
+    }
+
+    /// <summary>
+    /// m.room.create content: creation_content with room_version (and, v1-v10, creator) overwritten; in v12 the
+    /// invitees of trusted_private_chat join additional_creators (client-server-api "Creation", creation_content).
+    /// </summary>
+    static JsonObject CreateContent(JsonObject body, RoomVersion version, string creator, string preset, List<string> invites)
+    {
+        var create = body.OptObject("creation_content")?.DeepClone().AsObject() ?? new JsonObject();
+        create["room_version"] = version.Id;
+        if (version.CreatorInCreateContent) create["creator"] = creator;
+        else create.Remove("creator");
+        if (version.PrivilegedCreators)
+        {
+            var additional = new List<string>();
+            if (create["additional_creators"] is { } given)
+            {
+                if (given is not JsonArray arr) throw Err.BadJson("additional_creators must be an array of user IDs");
+                foreach (var n in arr)
+                    additional.Add(n is JsonValue v && v.TryGetValue<string>(out var s) && Ids.IsUserId(s) ? s : throw Err.BadJson("additional_creators must be an array of user IDs"));
+            }
+            if (preset == "trusted_private_chat") additional.AddRange(invites);
+            additional = additional.Where(u => u != creator).Distinct().ToList();
+            if (additional.Count > 0) create["additional_creators"] = new JsonArray(additional.Select(u => (JsonNode)u).ToArray());
+            else create.Remove("additional_creators");
+        }
+        return create;
     }
 
     async Task RequireLocalUser(string userId, CancellationToken ct)
@@ -165,7 +208,7 @@ public sealed class RoomsEndpoints(RoomStore rooms, StateStore states, EventSend
         string roomId;
         if (target.StartsWith('#'))
             roomId = rooms.AliasTarget(target) ?? throw Err.NotFound("Room alias not found");
-        else if (Ids.TrySplit(target, '!', out _, out _)) roomId = target;
+        else if (Ids.IsRoomId(target)) roomId = target;
         else throw Err.InvalidParam("Expected a room ID or alias");
         await Join(ctx, c, roomId, body);
     }
@@ -479,7 +522,7 @@ public sealed class RoomsEndpoints(RoomStore rooms, StateStore states, EventSend
         RequireRoom(roomId);
         var target = rooms.Event(eventId);
         if (target is null || target.RoomId != roomId || !visibility.CanSee(c.UserId, target)) throw Err.NotFound("Event not found");
-        var pl = new PowerLevels(rooms.StateContent(roomId, "m.room.power_levels"), rooms.Info(roomId)?["creator"]?.GetValue<string>());
+        var pl = RoomPowerLevels(roomId);
         if (!AuthRules.MayRedact(c.UserId, target.Sender, pl)) throw Err.Forbidden("You do not have the power to redact this event");
         var content = new JsonObject();
         if (body.OptString("reason") is { } reason) content["reason"] = reason;
@@ -517,7 +560,7 @@ public sealed class RoomsEndpoints(RoomStore rooms, StateStore states, EventSend
                 var c = Auth(ctx);
                 var a = rooms.Alias(alias) ?? throw Err.NotFound("Room alias not found");
                 var target = a["room_id"]!.GetValue<string>();
-                var pl = new PowerLevels(rooms.StateContent(target, "m.room.power_levels"), rooms.Info(target)?["creator"]?.GetValue<string>());
+                var pl = RoomPowerLevels(target);
                 var mayDelete = a["creator"]?.GetValue<string>() == c.UserId
                     || (rooms.MembershipOf(c.UserId, target)?.State == "join" && pl.UserLevel(c.UserId) >= pl.EventLevel("m.room.canonical_alias", true));
                 if (!mayDelete) throw Err.Forbidden("You may not remove this alias");
