@@ -32,6 +32,17 @@ public sealed class EventSender(RoomStore rooms, StateStore states, RoomStream s
 
     public string ServerName => config.ServerName;
 
+    // Local users joined to each room, kept up to date by this writer (under its lock) so that publishing an
+    // event does not scan a big room's membership every time.
+    readonly Dictionary<string, HashSet<string>> _localJoined = [];
+
+    HashSet<string> LocalJoined(string roomId)
+    {
+        if (!_localJoined.TryGetValue(roomId, out var set))
+            _localJoined[roomId] = set = rooms.JoinedMembers(roomId).Where(u => AuthRules.IsLocal(u, config.ServerName)).ToHashSet();
+        return set;
+    }
+
     /// <summary>
     /// Builds, authorizes, signs and stores <paramref name="events"/> in one batch. Creating a room whose version
     /// derives the room ID from the create event (v12) ignores <paramref name="roomId"/> (pass ""): the ID is
@@ -91,7 +102,7 @@ public sealed class EventSender(RoomStore rooms, StateStore states, RoomStream s
         var stored = new List<StoredEvent>();
         // The stored PDU of an event this call references: one of its own earlier events, or one already stored.
         JsonObject? PduOf(string eventId) => stored.Find(s => s.EventId == eventId)?.Pdu ?? rooms.Event(eventId)?.Pdu;
-        var concerned = new HashSet<string>(rooms.JoinedMembers(roomId));
+        var concerned = new HashSet<string>(LocalJoined(roomId));
 
         foreach (var e in events)
         {
@@ -184,7 +195,12 @@ public sealed class EventSender(RoomStore rooms, StateStore states, RoomStream s
         rooms.Store.Write(batch);
         states.Committed(stateTx);
 
-        foreach (var (user, m) in memberOverlay) if (m == "join") concerned.Add(user);
+        foreach (var (user, m) in memberOverlay)
+        {
+            if (!AuthRules.IsLocal(user, config.ServerName)) continue;
+            if (m == "join") { concerned.Add(user); LocalJoined(roomId).Add(user); }
+            else LocalJoined(roomId).Remove(user);
+        }
         stream.Publish(new StreamAdvance(pos, concerned.Where(u => AuthRules.IsLocal(u, config.ServerName)).ToList()));
         return stored;
     }
