@@ -108,7 +108,7 @@ public sealed class EventSender(RoomStore rooms, RoomStream stream, Federation.F
             if (version.RoomIdFromCreateEvent) throw Err.UnsupportedRoomVersion($"Room version {version.Id} cannot be created here yet");
             if (e.Type == "m.room.power_levels" && version.IntegerOnlyPowerLevels && !PowerLevels.AllIntegers(e.Content))
                 throw Err.BadJson("Power levels must be integers in this room version");
-            var auth = EventAuth.Check(pdu, version, key => StatePdu(key.Type, key.StateKey));
+            var auth = EventAuth.Check(RestrictedJoin.ForAuth(pdu, config.ServerName), version, key => StatePdu(key.Type, key.StateKey));
             if (!auth.Allowed) throw Err.Forbidden(auth.Reason ?? "Not allowed by the room's rules");
             pdu["auth_events"] = new JsonArray(EventAuth.AuthTypesFor(pdu, version)
                 .Select(k => StateId(k.Type, k.StateKey)).Where(id => id is not null).Distinct().Select(id => (JsonNode)id!).ToArray());

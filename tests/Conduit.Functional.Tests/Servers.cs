@@ -30,11 +30,17 @@ public abstract class ServerFixture : IAsyncLifetime
         return ((IPEndPoint)l.LocalEndpoint).Port;
     }
 
-    public static string RepoRoot()
+    // From the test binaries (artifacts/ inside the repository), else from this source file: with CONDUIT_ARTIFACTS
+    // the binaries live outside the repository.
+    public static string RepoRoot([System.Runtime.CompilerServices.CallerFilePath] string sourceFile = "")
     {
-        var d = new DirectoryInfo(AppContext.BaseDirectory);
-        while (d is not null && !File.Exists(Path.Combine(d.FullName, "Conduit.Services.sln"))) d = d.Parent;
-        return d?.FullName ?? throw new InvalidOperationException("repository root not found");
+        static string? Up(string? dir)
+        {
+            var d = dir is null ? null : new DirectoryInfo(dir);
+            while (d is not null && !File.Exists(Path.Combine(d.FullName, "Conduit.Services.sln"))) d = d.Parent;
+            return d?.FullName;
+        }
+        return Up(AppContext.BaseDirectory) ?? Up(Path.GetDirectoryName(sourceFile)) ?? throw new InvalidOperationException("repository root not found");
     }
 }
 
