@@ -25,6 +25,15 @@ public static class Ids
 
     public static bool IsUserId(string id) => TrySplit(id, '@', out _, out _);
 
+    /// <summary>"!opaque:server" (room versions 1-11), or "!" + 43 URL-safe Base64 characters of the create
+    /// event's reference hash, with no server part (rooms/v12.md "Room IDs").</summary>
+    public static bool IsRoomId(string id)
+        => TrySplit(id, '!', out _, out _)
+        || (id.Length == 44 && id[0] == '!' && id.AsSpan(1).IndexOfAnyExcept(UrlSafeBase64Chars) < 0);
+
+    static readonly System.Buffers.SearchValues<char> UrlSafeBase64Chars =
+        System.Buffers.SearchValues.Create("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_");
+
     public static string ServerOf(string id)
     {
         var colon = id.IndexOf(':');

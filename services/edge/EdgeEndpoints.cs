@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json.Nodes;
 using Conduit.Common;
 using Conduit.Common.Config;
+using Conduit.Common.Events;
 using Conduit.Common.Http;
 using Conduit.Common.Routing;
 using Microsoft.AspNetCore.Http;
@@ -34,7 +35,7 @@ public static class EdgeEndpoints
         {
             Caller.Required(ctx);
             var available = new JsonObject();
-            foreach (var v in RoomVersionIds.Supported.Order()) available[v] = "stable";
+            foreach (var v in RoomVersion.All) available[v.Id] = "stable";
             return ctx.Response.WriteJsonAsync(new JsonObject
             {
                 ["capabilities"] = new JsonObject

@@ -25,13 +25,18 @@ public sealed record TxnRef(string UserId, string DeviceId, string TxnId);
 /// effect or none. Writes are serialised by one lock, so stream positions are assigned in order and a position
 /// is published only after everything at or below it is durable.
 /// </summary>
-public sealed class EventSender(RoomStore rooms, RoomStream stream, Federation.FederationClient federation, GlobalConfig config)
+public sealed class EventSender(RoomStore rooms, StateStore states, RoomStream stream, Federation.FederationClient federation, GlobalConfig config)
 {
     // Lock order: this is the only lock held across a write; nothing else is taken while holding it.
     readonly SemaphoreSlim _write = new(1, 1);
 
     public string ServerName => config.ServerName;
 
+    /// <summary>
+    /// Builds, authorizes, signs and stores <paramref name="events"/> in one batch. Creating a room whose version
+    /// derives the room ID from the create event (v12) ignores <paramref name="roomId"/> (pass ""): the ID is
+    /// computed from the create event, and the returned events carry it (<see cref="StoredEvent.RoomId"/>).
+    /// </summary>
     public async Task<IReadOnlyList<StoredEvent>> SendAsync(string roomId, string sender, IReadOnlyList<NewEvent> events, TxnRef? txn, CancellationToken ct)
     {
         if (txn is not null && rooms.TxnEvent(txn.UserId, txn.DeviceId, txn.TxnId) is { } done)
@@ -51,10 +56,11 @@ public sealed class EventSender(RoomStore rooms, RoomStream stream, Federation.F
 
     async Task<IReadOnlyList<StoredEvent>> SendLockedAsync(string roomId, string sender, IReadOnlyList<NewEvent> events, TxnRef? txn, CancellationToken ct)
     {
-        var info = rooms.Info(roomId);
+        var info = roomId.Length == 0 ? null : rooms.Info(roomId);
         if (info is null && events[0].Type != "m.room.create") throw Err.NotFound("Unknown room");
         var versionId = info?["room_version"]?.GetValue<string>() ?? events[0].Content["room_version"]?.GetValue<string>() ?? config.DefaultRoomVersion;
         var version = RoomVersion.Find(versionId) ?? throw Err.UnsupportedRoomVersion($"Unsupported room version {versionId}");
+        if (roomId.Length == 0 && !(info is null && version.RoomIdFromCreateEvent)) throw Err.NotFound("Unknown room");
         var creator = info?["creator"]?.GetValue<string>() ?? sender;
         var prev = info?["forward_extremities"]?.AsArray().Select(n => n!.GetValue<string>()).ToList() ?? [];
         var depth = info?["depth"]?.GetValue<long>() ?? 0;
@@ -80,7 +86,11 @@ public sealed class EventSender(RoomStore rooms, RoomStream stream, Federation.F
             => overlay.TryGetValue((type, key), out var o) ? o.EventId : rooms.StateEventId(roomId, type, key);
 
         using var batch = rooms.Store.CreateBatch();
+        var stateTx = states.Begin(batch);
+        var group = info?["state_group"]?.GetValue<ulong>() ?? 0;
         var stored = new List<StoredEvent>();
+        // The stored PDU of an event this call references: one of its own earlier events, or one already stored.
+        JsonObject? PduOf(string eventId) => stored.Find(s => s.EventId == eventId)?.Pdu ?? rooms.Event(eventId)?.Pdu;
         var concerned = new HashSet<string>(rooms.JoinedMembers(roomId));
 
         foreach (var e in events)
@@ -91,12 +101,13 @@ public sealed class EventSender(RoomStore rooms, RoomStream stream, Federation.F
                 ["content"] = e.Content.DeepClone(),
                 ["depth"] = depth + 1,
                 ["origin_server_ts"] = Ids.NowMs(),
-                ["prev_events"] = new JsonArray(prev.Select(id => (JsonNode)id).ToArray()),
+                ["prev_events"] = EventRefs(prev, version, PduOf),
                 ["room_id"] = roomId,
                 ["sender"] = sender,
                 ["type"] = e.Type,
             };
             if (e.StateKey is not null) pdu["state_key"] = e.StateKey;
+            ApplyIdFormat(pdu, version);
             if (e.Redacts is not null)
             {
                 // v11 moved "redacts" into content; earlier versions carry it at the top level.
@@ -105,22 +116,24 @@ public sealed class EventSender(RoomStore rooms, RoomStream stream, Federation.F
             }
             // The one implementation of the auth rules, against the state as it stands with this call's
             // earlier events applied (spec: rooms/vN "Authorization rules").
-            if (version.RoomIdFromCreateEvent) throw Err.UnsupportedRoomVersion($"Room version {version.Id} cannot be created here yet");
             if (e.Type == "m.room.power_levels" && version.IntegerOnlyPowerLevels && !PowerLevels.AllIntegers(e.Content))
                 throw Err.BadJson("Power levels must be integers in this room version");
             var auth = EventAuth.Check(RestrictedJoin.ForAuth(pdu, config.ServerName), version, key => StatePdu(key.Type, key.StateKey));
             if (!auth.Allowed) throw Err.Forbidden(auth.Reason ?? "Not allowed by the room's rules");
-            pdu["auth_events"] = new JsonArray(EventAuth.AuthTypesFor(pdu, version)
-                .Select(k => StateId(k.Type, k.StateKey)).Where(id => id is not null).Distinct().Select(id => (JsonNode)id!).ToArray());
+            pdu["auth_events"] = EventRefs(EventAuth.AuthTypesFor(pdu, version)
+                .Select(k => StateId(k.Type, k.StateKey)).Where(id => id is not null).Distinct().Select(id => id!), version, PduOf);
             EventHashing.AddContentHash(pdu);
             var sig = await federation.SignAsync(new SignRequest { CanonicalJson = ByteString.CopyFrom(EventHashing.SigningBytes(pdu, version)) }, cancellationToken: ct);
             JsonSigning.AddSignature(pdu, sig.ServerName, sig.KeyId, sig.Signature);
-            var eventId = EventHashing.ComputeEventId(pdu, version);
+            var eventId = EventIdOf(pdu, version);
+            if (info is null && stored.Count == 0 && version.RoomIdFromCreateEvent) roomId = RoomIdFromCreateEvent(eventId);
 
             pos++;
             depth++;
             prev = [eventId];
-            var meta = new JsonObject { ["pos"] = pos, ["room_id"] = roomId };
+            // The state before every event is recorded (as a state group), so authorization history, /context and
+            // history visibility can use the state at that point rather than today's.
+            var meta = new JsonObject { ["pos"] = pos, ["room_id"] = roomId, ["sg"] = group };
             if (txn is not null && stored.Count == 0)
             {
                 meta["sender_device"] = txn.DeviceId;
@@ -129,10 +142,11 @@ public sealed class EventSender(RoomStore rooms, RoomStream stream, Federation.F
             if (e.StateKey is not null && StateId(e.Type, e.StateKey) is { } replaced) meta["prev_content_event"] = replaced;
 
             batch.Put(RoomsFamilies.Pdus, K.Utf8(eventId), Encoding.UTF8.GetBytes(CanonicalJson.Serialize(pdu)));
-            batch.Put(RoomsFamilies.EventMeta, K.Utf8(eventId), RoomStore.Json(meta));
             batch.Put(RoomsFamilies.Timeline, K.Concat(K.Utf8(roomId), [K.Sep], K.BigEndian((ulong)pos)), K.Utf8(eventId));
             if (e.StateKey is not null)
             {
+                group = states.Set(stateTx, group, states.ShortStateKey(stateTx, e.Type, e.StateKey), states.ShortEventId(stateTx, eventId));
+                meta["sg_after"] = group;
                 batch.Put(RoomsFamilies.State, K.Join(roomId, e.Type, e.StateKey), K.Utf8(eventId));
                 overlay[(e.Type, e.StateKey)] = (eventId, pdu);
             }
@@ -150,6 +164,8 @@ public sealed class EventSender(RoomStore rooms, RoomStream stream, Federation.F
                 target2.Meta["redacted_by"] = eventId;
                 batch.Put(RoomsFamilies.EventMeta, K.Utf8(e.Redacts), RoomStore.Json(target2.Meta));
             }
+            // Written last: the state handling above adds to it.
+            batch.Put(RoomsFamilies.EventMeta, K.Utf8(eventId), RoomStore.Json(meta));
             stored.Add(new StoredEvent(eventId, pdu, meta));
         }
 
@@ -163,11 +179,48 @@ public sealed class EventSender(RoomStore rooms, RoomStream stream, Federation.F
         };
         newInfo["forward_extremities"] = new JsonArray(prev.Select(id => (JsonNode)id).ToArray());
         newInfo["depth"] = depth;
+        newInfo["state_group"] = group;
         batch.Put(RoomsFamilies.Info, K.Utf8(roomId), RoomStore.Json(newInfo));
         rooms.Store.Write(batch);
+        states.Committed(stateTx);
 
         foreach (var (user, m) in memberOverlay) if (m == "join") concerned.Add(user);
         stream.Publish(new StreamAdvance(pos, concerned.Where(u => AuthRules.IsLocal(u, config.ServerName)).ToList()));
         return stored;
+    }
+
+    // ---- the event format of each room version (spec: rooms/vN.md "Event format", "Event IDs")
+
+    /// <summary>
+    /// v1, v2: the server chooses the event ID ("$opaque:server") and the PDU carries it as event_id (rooms/v1.md
+    /// "Event IDs"). v12: the create event has no room_id (rooms/v12.md "Event format").
+    /// </summary>
+    void ApplyIdFormat(JsonObject pdu, RoomVersion version)
+    {
+        if (version.EventIdFormat == EventIdFormat.ServerGenerated) pdu["event_id"] = $"${Ids.Random(24)}:{config.ServerName}";
+        if (version.RoomIdFromCreateEvent && pdu["type"]?.GetValue<string>() == "m.room.create") pdu.Remove("room_id");
+    }
+
+    /// <summary>The event ID of a finished (hashed and signed) PDU: the carried event_id in v1/v2, else the reference hash.</summary>
+    static string EventIdOf(JsonObject pdu, RoomVersion version)
+        => version.EventIdFormat == EventIdFormat.ServerGenerated ? pdu["event_id"]!.GetValue<string>() : EventHashing.ComputeEventId(pdu, version);
+
+    /// <summary>v12: "!" + the create event's reference hash, the same URL-safe Base64 as its event ID (rooms/v12.md "Room IDs").</summary>
+    public static string RoomIdFromCreateEvent(string createEventId) => "!" + createEventId[1..];
+
+    /// <summary>
+    /// prev_events and auth_events: event IDs (v3+), or [event_id, {"sha256": reference hash}] pairs in v1 and v2
+    /// (rooms/v1.md "Event format"; the hash is the referenced event's reference hash, server-server API
+    /// "Calculating the reference hash for an event").
+    /// </summary>
+    static JsonArray EventRefs(IEnumerable<string> ids, RoomVersion version, Func<string, JsonObject?> pduOf)
+    {
+        if (version.EventIdFormat != EventIdFormat.ServerGenerated) return new JsonArray(ids.Select(id => (JsonNode)id).ToArray());
+        return new JsonArray(ids.Select(id =>
+        {
+            var referenced = pduOf(id) ?? throw new InvalidOperationException($"Referenced event {id} is not stored");
+            var hash = UnpaddedBase64.Encode(EventHashing.ReferenceHash(referenced, version));
+            return (JsonNode)new JsonArray(id, new JsonObject { ["sha256"] = hash });
+        }).ToArray());
     }
 }

@@ -7,8 +7,10 @@ namespace Conduit.Rooms;
 /// <summary>
 /// A room's m.room.power_levels with the spec's defaults for absent keys (spec: client-server-api,
 /// "m.room.power_levels"). Without a power levels event the creator has 100 and everyone else 0.
+/// <paramref name="privilegedCreators"/>: in v12, the room's creators, whose power is infinite (rooms/v12.md
+/// "Authorisation rules").
 /// </summary>
-public sealed class PowerLevels(JsonObject? content, string? creator)
+public sealed class PowerLevels(JsonObject? content, string? creator, IReadOnlyCollection<string>? privilegedCreators = null)
 {
     public JsonObject? Content => content;
 
@@ -32,6 +34,7 @@ public sealed class PowerLevels(JsonObject? content, string? creator)
 
     public long UserLevel(string userId)
     {
+        if (privilegedCreators?.Contains(userId) == true) return long.MaxValue;
         if (content is null) return userId == creator ? 100 : 0;
         return (content["users"] as JsonObject)?[userId] is { } n && Num(n) is { } l ? l : UsersDefault;
     }

@@ -81,7 +81,7 @@ public sealed class RoomFeatures(RoomStore rooms, EventSender sender, Visibility
         var oldRoom = RoomIdParam(ctx);
         var body = await ctx.Request.ReadJsonObjectAsync();
         var versionId = body.ReqString("new_version");
-        if (!RoomVersionIds.Supported.Contains(versionId) || RoomVersion.Find(versionId) is not { } version)
+        var version = RoomVersion.Find(versionId) ??
             throw Err.UnsupportedRoomVersion($"Room version {versionId} is not supported here");
         var ct = ctx.RequestAborted;
 
@@ -92,10 +92,20 @@ public sealed class RoomFeatures(RoomStore rooms, EventSender sender, Visibility
         if (UserLevel(oldRoom, c.UserId) < oldLevels.EventLevel("m.room.tombstone", true))
             throw Err.Forbidden("You do not have the power to upgrade this room");
 
-        // Step 2: the replacement room's create event, with the predecessor and the old room's type.
-        var newRoom = $"!{Ids.Random(18)}:{config.ServerName}";
+        // Step 2: the replacement room's create event, with the predecessor and the old room's type. Versions whose
+        // room ID comes from the create event (v12) get it from EventSender; their additional creators are only
+        // those the request names.
+        var newRoom = version.RoomIdFromCreateEvent ? "" : $"!{Ids.Random(18)}:{config.ServerName}";
         var create = new JsonObject { ["room_version"] = version.Id };
         if (version.CreatorInCreateContent) create["creator"] = c.UserId;
+        var creators = new List<string> { c.UserId };
+        if (version.PrivilegedCreators && body["additional_creators"] is { } given)
+        {
+            foreach (var n in given as JsonArray ?? throw Err.BadJson("additional_creators must be an array of user IDs"))
+                creators.Add(n is JsonValue v && v.TryGetValue<string>(out var u) && Ids.IsUserId(u) ? u : throw Err.BadJson("additional_creators must be an array of user IDs"));
+            creators = creators.Distinct().ToList();
+            if (creators.Count > 1) create["additional_creators"] = new JsonArray(creators.Skip(1).Select(u => (JsonNode)u).ToArray());
+        }
         if (rooms.StateContent(oldRoom, "m.room.create")?["type"] is JsonValue roomType) create["type"] = roomType.DeepClone();
         var predecessor = new JsonObject { ["room_id"] = oldRoom };
         if (rooms.Info(oldRoom)?["forward_extremities"] is JsonArray { Count: > 0 } fe) predecessor["event_id"] = fe[0]!.DeepClone();
@@ -109,7 +119,7 @@ public sealed class RoomFeatures(RoomStore rooms, EventSender sender, Visibility
         // Step 3: transferable state. The power levels are copied as they are; if the caller's own level is too
         // low to send the rest of the copied state, it is raised for the copy and restored by a last event.
         var copied = TransferredState.Select(t => (Type: t, Content: rooms.StateContent(oldRoom, t))).Where(s => s.Content is not null).ToList();
-        var pl = NormalizedPowerLevels(oldPl, version, c.UserId, oldRoom);
+        var pl = NormalizedPowerLevels(oldPl, version, c.UserId, creators, oldRoom);
         var newLevels = new PowerLevels(pl, c.UserId);
         var needed = copied.Select(s => newLevels.EventLevel(s.Type, true)).Append(newLevels.EventLevel("m.room.power_levels", true)).Max();
         var raise = !version.PrivilegedCreators && newLevels.UserLevel(c.UserId) < needed;
@@ -124,7 +134,7 @@ public sealed class RoomFeatures(RoomStore rooms, EventSender sender, Visibility
         else events.Add(new NewEvent("m.room.power_levels", "", pl));
         foreach (var (type, content) in copied) events.Add(new NewEvent(type, "", content!.DeepClone().AsObject()));
         if (raise) events.Add(new NewEvent("m.room.power_levels", "", pl));
-        await sender.SendAsync(newRoom, c.UserId, events, null, ct);
+        newRoom = (await sender.SendAsync(newRoom, c.UserId, events, null, ct))[0].RoomId;
 
         // Step 4: local aliases (and publication in the room directory) move to the new room.
         foreach (var alias in rooms.AliasesOf(oldRoom).ToList())
@@ -147,7 +157,7 @@ public sealed class RoomFeatures(RoomStore rooms, EventSender sender, Visibility
 
         // Step 6, best effort: the old room stops taking messages and invites from ordinary members, and no longer
         // names the aliases that moved.
-        var restricted = oldPl?.DeepClone().AsObject() ?? new JsonObject { ["users"] = new JsonObject { [c.UserId] = UserLevel(oldRoom, c.UserId) } };
+        var restricted = oldPl?.DeepClone().AsObject() ?? new JsonObject { ["users"] = new JsonObject { [c.UserId] = Math.Min(100, UserLevel(oldRoom, c.UserId)) } };
         var floor = Math.Max(50, oldLevels.UsersDefault + 1);
         restricted["events_default"] = Math.Max(floor, oldLevels.EventsDefault);
         restricted["invite"] = Math.Max(floor, oldLevels.Invite);
@@ -173,9 +183,9 @@ public sealed class RoomFeatures(RoomStore rooms, EventSender sender, Visibility
 
     // The old room's power levels for the new room: integers where the new version requires them, and (in versions
     // whose creators are privileged) no entry for the creator. Without power levels the old defaults are spelled out.
-    JsonObject NormalizedPowerLevels(JsonObject? old, RoomVersion version, string creator, string oldRoom)
+    JsonObject NormalizedPowerLevels(JsonObject? old, RoomVersion version, string creator, IEnumerable<string> creators, string oldRoom)
     {
-        var pl = old?.DeepClone().AsObject() ?? new JsonObject { ["users"] = new JsonObject { [creator] = UserLevel(oldRoom, creator) } };
+        var pl = old?.DeepClone().AsObject() ?? new JsonObject { ["users"] = new JsonObject { [creator] = Math.Min(100, UserLevel(oldRoom, creator)) } };
         if (version.IntegerOnlyPowerLevels)
         {
             static JsonNode? Int(JsonNode? n) => n is JsonValue v && v.TryGetValue<string>(out var s) && long.TryParse(s, out var l) ? l : n;
@@ -185,7 +195,8 @@ public sealed class RoomFeatures(RoomStore rooms, EventSender sender, Visibility
                 else pl[k] = Int(v)?.DeepClone();
             }
         }
-        if (version.PrivilegedCreators) (pl["users"] as JsonObject)?.Remove(creator);
+        if (version.PrivilegedCreators && pl["users"] is JsonObject users)
+            foreach (var u in creators) users.Remove(u);
         return pl;
     }
 
@@ -206,7 +217,8 @@ public sealed class RoomFeatures(RoomStore rooms, EventSender sender, Visibility
         // Local events are stored in the order they were created, so timestamps grow along the timeline.
         foreach (var (_, id) in rooms.Timeline(roomId, window.After, upTo, backwards: !forward))
         {
-            if (rooms.Event(id) is not { } e || e.Pdu["origin_server_ts"]?.GetValue<long>() is not { } evTs) continue;
+            if (rooms.Event(id) is not { } e || !visibility.CanSee(c.UserId, e, window)
+                || e.Pdu["origin_server_ts"]?.GetValue<long>() is not { } evTs) continue;
             if (forward ? evTs >= ts : evTs <= ts)
             {
                 await ctx.Response.WriteJsonAsync(new JsonObject { ["event_id"] = e.EventId, ["origin_server_ts"] = evTs });

@@ -11,9 +11,13 @@ public sealed record StoredEvent(string EventId, JsonObject Pdu, JsonObject Meta
     public long Pos => Meta["pos"]!.GetValue<long>();
     public string Type => Pdu["type"]!.GetValue<string>();
     public string Sender => Pdu["sender"]!.GetValue<string>();
-    public string RoomId => Pdu["room_id"]!.GetValue<string>();
+    // A v12 create event has no room_id (rooms/v12.md "Event format"); the meta always records it.
+    public string RoomId => Pdu["room_id"]?.GetValue<string>() ?? Meta["room_id"]!.GetValue<string>();
     public string? StateKey => Pdu["state_key"]?.GetValue<string>();
     public JsonObject Content => Pdu["content"] as JsonObject ?? [];
+    /// <summary>The state group before this event, and after it (the same for non-state events).</summary>
+    public ulong StateBefore => Meta["sg"]?.GetValue<ulong>() ?? 0;
+    public ulong StateAfter => Meta["sg_after"]?.GetValue<ulong>() ?? StateBefore;
 }
 
 public sealed record Membership(string State, long Pos, string EventId);

@@ -11,7 +11,7 @@ using Microsoft.AspNetCore.Routing;
 namespace Conduit.Rooms;
 
 /// <summary>The rooms service's Matrix endpoints.</summary>
-public sealed class RoomsEndpoints(RoomStore rooms, EventSender sender, ClientEvents format, Visibility visibility, GlobalConfig config, Keys.KeysClient keys)
+public sealed class RoomsEndpoints(RoomStore rooms, StateStore states, EventSender sender, ClientEvents format, Visibility visibility, GlobalConfig config, Keys.KeysClient keys)
 {
     public void Map(IEndpointRouteBuilder app)
     {
@@ -24,6 +24,7 @@ public sealed class RoomsEndpoints(RoomStore rooms, EventSender sender, ClientEv
         app.Map(RouteTable.StateEventNoKey, StateEvent);
         app.Map(RouteTable.State, FullState);
         app.Map(RouteTable.Event, GetEvent);
+        app.Map(RouteTable.Context, Context);
         app.Map(RouteTable.Messages, Messages);
         app.Map(RouteTable.Members, Members);
         app.Map(RouteTable.JoinedMembers, JoinedMembers);
@@ -37,13 +38,27 @@ public sealed class RoomsEndpoints(RoomStore rooms, EventSender sender, ClientEv
     string RoomIdParam(HttpContext ctx)
     {
         var id = ctx.Route("roomId");
-        if (!Ids.TrySplit(id, '!', out _, out _)) throw Err.InvalidParam("Invalid room ID");
+        if (!Ids.IsRoomId(id)) throw Err.InvalidParam("Invalid room ID");
         return id;
     }
 
     void RequireRoom(string roomId)
     {
         if (rooms.Info(roomId) is null) throw Err.NotFound("Unknown room");
+    }
+
+    /// <summary>The room's power levels; in v12 its creators (create sender + additional_creators) rank above all.</summary>
+    PowerLevels RoomPowerLevels(string roomId)
+    {
+        var version = RoomVersion.Find(rooms.Info(roomId)?["room_version"]?.GetValue<string>() ?? "") ?? RoomVersion.V11;
+        List<string>? creators = null;
+        if (version.PrivilegedCreators && rooms.StateEvent(roomId, "m.room.create", "") is { } create)
+        {
+            creators = [create.Sender];
+            foreach (var n in create.Content["additional_creators"] as JsonArray ?? [])
+                if (n is JsonValue v && v.TryGetValue<string>(out var s)) creators.Add(s);
+        }
+        return new PowerLevels(rooms.StateContent(roomId, "m.room.power_levels"), rooms.Info(roomId)?["creator"]?.GetValue<string>(), creators);
     }
 
     // ---- createRoom (spec: client-server-api, "Creation")
@@ -53,9 +68,7 @@ public sealed class RoomsEndpoints(RoomStore rooms, EventSender sender, ClientEv
         var c = Auth(ctx);
         var body = await ctx.Request.ReadJsonObjectAsync();
         var versionId = body.OptString("room_version") ?? config.DefaultRoomVersion;
-        if (!RoomVersionIds.Supported.Contains(versionId) || RoomVersion.Find(versionId) is null)
-            throw Err.UnsupportedRoomVersion($"Room version {versionId} is not supported here");
-        var version = RoomVersion.Find(versionId)!;
+        var version = RoomVersion.Find(versionId) ?? throw Err.UnsupportedRoomVersion($"Room version {versionId} is not supported here");
         var preset = body.OptString("preset") ?? (body.OptString("visibility") == "public" ? "public_chat" : "private_chat");
         if (preset is not ("public_chat" or "private_chat" or "trusted_private_chat")) throw Err.BadJson("Unknown preset");
         var visibilityParam = body.OptString("visibility") ?? "private";
@@ -73,17 +86,19 @@ public sealed class RoomsEndpoints(RoomStore rooms, EventSender sender, ClientEv
         foreach (var invitee in invites)
             if (AuthRules.IsLocal(invitee, config.ServerName)) await RequireLocalUser(invitee, ctx.RequestAborted);
 
-        var roomId = $"!{Ids.Random(18)}:{config.ServerName}";
+        // v12: the room ID is derived from the create event, so EventSender computes it ("" here).
+        var roomId = version.RoomIdFromCreateEvent ? "" : $"!{Ids.Random(18)}:{config.ServerName}";
         var events = new List<NewEvent>();
-        var create = body.OptObject("creation_content")?.DeepClone().AsObject() ?? new JsonObject();
-        create["room_version"] = version.Id;
-        if (version.CreatorInCreateContent) create["creator"] = c.UserId;
-        else create.Remove("creator");
-        events.Add(new NewEvent("m.room.create", "", create));
+        events.Add(new NewEvent("m.room.create", "", CreateContent(body, version, c.UserId, preset, invites)));
         events.Add(new NewEvent("m.room.member", c.UserId, await MemberContent(c.UserId, "join", ctx.RequestAborted)));
 
-        var users = new JsonObject { [c.UserId] = 100 };
-        if (preset == "trusted_private_chat") foreach (var i in invites) users[i] = 100;
+        // v12 creators have infinite power and may not be listed in users (client-server-api "Creation", step 3).
+        var users = new JsonObject();
+        if (!version.PrivilegedCreators)
+        {
+            users[c.UserId] = 100;
+            if (preset == "trusted_private_chat") foreach (var i in invites) users[i] = 100;
+        }
         var pl = new JsonObject
         {
             ["users"] = users,
@@ -91,7 +106,9 @@ public sealed class RoomsEndpoints(RoomStore rooms, EventSender sender, ClientEv
             ["events"] = new JsonObject
             {
                 ["m.room.name"] = 50, ["m.room.power_levels"] = 100, ["m.room.history_visibility"] = 100,
-                ["m.room.canonical_alias"] = 50, ["m.room.avatar"] = 50, ["m.room.tombstone"] = 100,
+                ["m.room.canonical_alias"] = 50, ["m.room.avatar"] = 50,
+                // v12: above every non-creator's reach (client-server-api "Creation", step 3).
+                ["m.room.tombstone"] = version.PrivilegedCreators ? 150 : 100,
                 ["m.room.server_acl"] = 100, ["m.room.encryption"] = 100,
             },
             ["events_default"] = 0,
@@ -123,10 +140,37 @@ public sealed class RoomsEndpoints(RoomStore rooms, EventSender sender, ClientEv
             events.Add(new NewEvent("m.room.member", i, content));
         }
 
-        await sender.SendAsync(roomId, c.UserId, events, null, ctx.RequestAborted);
+        roomId = (await sender.SendAsync(roomId, c.UserId, events, null, ctx.RequestAborted))[0].RoomId;
         if (alias is not null) rooms.PutAlias(alias, roomId, c.UserId);
         if (visibilityParam == "public") rooms.SetDirectoryVisibility(roomId, true);
         await ctx.Response.WriteJsonAsync(new JsonObject { ["room_id"] = roomId });
+    }
+
+    /// <summary>
+    /// m.room.create content: creation_content with room_version (and, v1-v10, creator) overwritten; in v12 the
+    /// invitees of trusted_private_chat join additional_creators (client-server-api "Creation", creation_content).
+    /// </summary>
+    static JsonObject CreateContent(JsonObject body, RoomVersion version, string creator, string preset, List<string> invites)
+    {
+        var create = body.OptObject("creation_content")?.DeepClone().AsObject() ?? new JsonObject();
+        create["room_version"] = version.Id;
+        if (version.CreatorInCreateContent) create["creator"] = creator;
+        else create.Remove("creator");
+        if (version.PrivilegedCreators)
+        {
+            var additional = new List<string>();
+            if (create["additional_creators"] is { } given)
+            {
+                if (given is not JsonArray arr) throw Err.BadJson("additional_creators must be an array of user IDs");
+                foreach (var n in arr)
+                    additional.Add(n is JsonValue v && v.TryGetValue<string>(out var s) && Ids.IsUserId(s) ? s : throw Err.BadJson("additional_creators must be an array of user IDs"));
+            }
+            if (preset == "trusted_private_chat") additional.AddRange(invites);
+            additional = additional.Where(u => u != creator).Distinct().ToList();
+            if (additional.Count > 0) create["additional_creators"] = new JsonArray(additional.Select(u => (JsonNode)u).ToArray());
+            else create.Remove("additional_creators");
+        }
+        return create;
     }
 
     async Task RequireLocalUser(string userId, CancellationToken ct)
@@ -164,7 +208,7 @@ public sealed class RoomsEndpoints(RoomStore rooms, EventSender sender, ClientEv
         string roomId;
         if (target.StartsWith('#'))
             roomId = rooms.AliasTarget(target) ?? throw Err.NotFound("Room alias not found");
-        else if (Ids.TrySplit(target, '!', out _, out _)) roomId = target;
+        else if (Ids.IsRoomId(target)) roomId = target;
         else throw Err.InvalidParam("Expected a room ID or alias");
         await Join(ctx, c, roomId, body);
     }
@@ -316,6 +360,58 @@ public sealed class RoomsEndpoints(RoomStore rooms, EventSender sender, ClientEv
         await ctx.Response.WriteJsonAsync(format.Format(ev, c.DeviceId));
     }
 
+    // ---- /context (spec: client-server-api, "GET /rooms/{roomId}/context/{eventId}"): the event, what the
+    // user may see around it, and the state at the last event returned, taken from the state groups.
+    async Task Context(HttpContext ctx)
+    {
+        var c = Auth(ctx);
+        var roomId = RoomIdParam(ctx);
+        var ev = rooms.Event(ctx.Route("eventId"));
+        var window = visibility.ReadableWindow(c.UserId, roomId);
+        if (ev is null || ev.RoomId != roomId || !visibility.CanSee(c.UserId, ev, window)) throw Err.NotFound("Event not found");
+        var limit = 10;
+        if (ctx.Request.Query("limit") is { } ls && (!int.TryParse(ls, out limit) || limit < 0)) throw Err.InvalidParam("Invalid limit");
+        limit = Math.Clamp(limit, 0, 100);
+        RoomEventFilter? filter = null;
+        if (ctx.Request.Query("filter") is { } fs)
+        {
+            try { filter = RoomEventFilter.Parse(JsonNode.Parse(fs) as JsonObject ?? throw Err.BadJson("filter must be a JSON object")); }
+            catch (System.Text.Json.JsonException) { throw Err.NotJson("filter is not JSON"); }
+        }
+        // Half the limit before the event (rounded down) and the rest after, as Synapse does.
+        List<StoredEvent> Around(bool backwards, int count)
+        {
+            var list = new List<StoredEvent>();
+            var range = backwards ? rooms.Timeline(roomId, window!.After, ev.Pos - 1, true) : rooms.Timeline(roomId, ev.Pos, window!.UpTo, false);
+            foreach (var (_, id) in range)
+            {
+                if (list.Count >= count) break;
+                if (rooms.Event(id) is not { } e || !visibility.CanSee(c.UserId, e, window)) continue;
+                if (filter is not null && !filter.Matches(e.Type, e.Sender, roomId)) continue;
+                list.Add(e);
+            }
+            return list;
+        }
+        var before = Around(true, limit / 2);
+        var after = Around(false, limit - limit / 2);
+        var lastReturned = after.Count > 0 ? after[^1] : ev;
+        var state = states.Full(lastReturned.StateAfter).Values.Select(rooms.Event).OfType<StoredEvent>();
+        if (filter?.LazyLoadMembers == true)
+        {
+            var senders = before.Concat(after).Append(ev).Select(e => e.Sender).ToHashSet();
+            state = state.Where(e => e.Type != "m.room.member" || senders.Contains(e.StateKey!));
+        }
+        await ctx.Response.WriteJsonAsync(new JsonObject
+        {
+            ["event"] = format.Format(ev, c.DeviceId),
+            ["events_before"] = new JsonArray(before.Select(e => (JsonNode)format.Format(e, c.DeviceId)).ToArray()),
+            ["events_after"] = new JsonArray(after.Select(e => (JsonNode)format.Format(e, c.DeviceId)).ToArray()),
+            ["start"] = $"t{(before.Count > 0 ? before[^1].Pos : ev.Pos) - 1}",
+            ["end"] = $"t{lastReturned.Pos}",
+            ["state"] = new JsonArray(state.Select(e => (JsonNode)format.Format(e)).ToArray()),
+        });
+    }
+
     // ---- /messages (spec: client-server-api, "GET /rooms/{roomId}/messages"). Tokens are "t{pos}": a point in
     // the room stream between pos and pos+1. A /sync next_batch ("s{pos}_...") is accepted as well.
 
@@ -364,7 +460,7 @@ public sealed class RoomsEndpoints(RoomStore rooms, EventSender sender, ClientEv
             if (chunk.Count >= limit) { reachedEnd = false; break; }
             last = dir == "b" ? pos - 1 : pos;
             var ev = rooms.Event(id);
-            if (ev is null) continue;
+            if (ev is null || !visibility.CanSee(c.UserId, ev, window)) continue;
             if (filter is not null && !filter.Matches(ev.Type, ev.Sender, roomId)) continue;
             chunk.Add(format.Format(ev, c.DeviceId));
             memberIds.Add(ev.Sender);
@@ -427,7 +523,7 @@ public sealed class RoomsEndpoints(RoomStore rooms, EventSender sender, ClientEv
         RequireRoom(roomId);
         var target = rooms.Event(eventId);
         if (target is null || target.RoomId != roomId || !visibility.CanSee(c.UserId, target)) throw Err.NotFound("Event not found");
-        var pl = new PowerLevels(rooms.StateContent(roomId, "m.room.power_levels"), rooms.Info(roomId)?["creator"]?.GetValue<string>());
+        var pl = RoomPowerLevels(roomId);
         if (!AuthRules.MayRedact(c.UserId, target.Sender, pl)) throw Err.Forbidden("You do not have the power to redact this event");
         var content = new JsonObject();
         if (body.OptString("reason") is { } reason) content["reason"] = reason;
@@ -465,7 +561,7 @@ public sealed class RoomsEndpoints(RoomStore rooms, EventSender sender, ClientEv
                 var c = Auth(ctx);
                 var a = rooms.Alias(alias) ?? throw Err.NotFound("Room alias not found");
                 var target = a["room_id"]!.GetValue<string>();
-                var pl = new PowerLevels(rooms.StateContent(target, "m.room.power_levels"), rooms.Info(target)?["creator"]?.GetValue<string>());
+                var pl = RoomPowerLevels(target);
                 var mayDelete = a["creator"]?.GetValue<string>() == c.UserId
                     || (rooms.MembershipOf(c.UserId, target)?.State == "join" && pl.UserLevel(c.UserId) >= pl.EventLevel("m.room.canonical_alias", true));
                 if (!mayDelete) throw Err.Forbidden("You may not remove this alias");

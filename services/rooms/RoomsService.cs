@@ -9,7 +9,7 @@ namespace Conduit.Rooms;
 public static class RoomsService
 {
     public static IServiceCollection AddRoomsService(this IServiceCollection services)
-        => services.AddSingleton<RoomStore>().AddSingleton<RoomStream>().AddSingleton<EventSender>().AddSingleton<ClientEvents>()
+        => services.AddSingleton<RoomStore>().AddSingleton<StateStore>().AddSingleton<RoomStream>().AddSingleton<EventSender>().AddSingleton<ClientEvents>()
             .AddSingleton<Visibility>().AddSingleton<SyncBuilder>().AddSingleton<RoomsEndpoints>().AddSingleton<RoomFeatures>().AddSingleton<RoomsGrpcService>();
 
     public static IEndpointRouteBuilder MapRoomsService(this IEndpointRouteBuilder app)

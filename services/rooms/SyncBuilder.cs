@@ -7,7 +7,7 @@ namespace Conduit.Rooms;
 /// Builds the "rooms" part of a /sync response between two room-stream positions (spec: client-server-api,
 /// "GET /sync"). Everything is read as of one position taken at the start, which becomes the next since.
 /// </summary>
-public sealed class SyncBuilder(RoomStore rooms, ClientEvents format, Visibility visibility)
+public sealed class SyncBuilder(RoomStore rooms, StateStore states, ClientEvents format, Visibility visibility)
 {
     public const int DefaultTimelineLimit = 10;
 
@@ -79,6 +79,14 @@ public sealed class SyncBuilder(RoomStore rooms, ClientEvents format, Visibility
         return new Result(result, upTo, joined);
     }
 
+    /// <summary>The room's state group after the last event at or before <paramref name="pos"/>.</summary>
+    ulong GroupAt(string roomId, long pos)
+    {
+        foreach (var (_, id) in rooms.Timeline(roomId, 0, pos, backwards: true))
+            return rooms.Event(id)?.StateAfter ?? 0;
+        return 0;
+    }
+
     string? PreviousMembership(Membership m)
     {
         var ev = rooms.Event(m.EventId);
@@ -103,7 +111,7 @@ public sealed class SyncBuilder(RoomStore rooms, ClientEvents format, Visibility
                 break;
             }
             firstPos = pos;
-            if (rooms.Event(id) is not { } e) continue;
+            if (rooms.Event(id) is not { } e || !visibility.CanSee(userId, e, window)) continue;
             if (timelineFilter is not null && !timelineFilter.Matches(e.Type, e.Sender, roomId)) continue;
             picked.Add(e);
         }
@@ -111,16 +119,21 @@ public sealed class SyncBuilder(RoomStore rooms, ClientEvents format, Visibility
         picked.Reverse();
         var inTimeline = picked.Select(e => e.EventId).ToHashSet();
 
+        // "state" is the state at the start of the timeline (spec: "Syncing"): all of it for an initial or
+        // full-state sync; for a limited incremental sync, what changed in the gap the timeline skipped.
         var stateFilter = filter?.Room?.State;
         var state = new JsonArray();
-        foreach (var (_, id) in rooms.CurrentState(roomId))
+        IEnumerable<string> stateIds = [];
+        var startGroup = picked.Count > 0 ? picked[0].StateBefore : GroupAt(roomId, Math.Min(upTo, window.UpTo));
+        if (wholeState) stateIds = states.Full(startGroup).Values;
+        else if (limited)
         {
-            if (inTimeline.Contains(id) || rooms.Event(id) is not { } e) continue;
-            // Former members get the state as of their leave, not what changed after.
-            var ev = e;
-            while (ev.Pos > upTo && ev.Meta["prev_content_event"]?.GetValue<string>() is { } prevId && rooms.Event(prevId) is { } prev) ev = prev;
-            if (ev.Pos > upTo) continue;
-            if (!wholeState && ev.Pos <= since) continue;
+            var atSince = states.Full(GroupAt(roomId, since));
+            stateIds = states.Full(startGroup).Where(kv => !atSince.TryGetValue(kv.Key, out var old) || old != kv.Value).Select(kv => kv.Value);
+        }
+        foreach (var id in stateIds)
+        {
+            if (inTimeline.Contains(id) || rooms.Event(id) is not { } ev) continue;
             if (stateFilter is not null && !stateFilter.Matches(ev.Type, ev.Sender, roomId)) continue;
             state.Add(format.Format(ev, deviceId, false));
         }

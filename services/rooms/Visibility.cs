@@ -1,84 +1,70 @@
 namespace Conduit.Rooms;
 
-/// <summary>The part of a room's stream a user may read: positions in (After, UpTo].</summary>
+/// <summary>The part of a room's stream a user may read at most: positions in (After, UpTo].</summary>
 public sealed record ReadWindow(long After, long UpTo);
 
 /// <summary>
-/// History visibility (spec: client-server-api, "History visibility"), evaluated against the room's current
-/// m.room.history_visibility and the user's latest membership: members read what the setting allows up to
-/// now, former members up to their leave or ban, and anyone reads a world_readable room.
+/// History visibility (spec: client-server-api, "History visibility"). Each event is judged by the room's
+/// m.room.history_visibility and the user's membership in the state before that event (from the state groups),
+/// and reading is bounded by the user's current membership: a former member reads nothing after leaving, a
+/// banned user nothing after the ban, and a stranger only world_readable rooms.
 /// </summary>
-public sealed class Visibility(RoomStore rooms)
+public sealed class Visibility(RoomStore rooms, StateStore states)
 {
+    /// <summary>The bound set by the user's current membership, or null if they may read nothing at all.</summary>
     public ReadWindow? ReadableWindow(string userId, string roomId)
     {
         var setting = rooms.StateContent(roomId, "m.room.history_visibility")?["history_visibility"]?.GetValue<string>() ?? "shared";
         var m = rooms.MembershipOf(userId, roomId);
-        // Anyone may read a world_readable room, former members included; a ban still ends reading.
-        if (setting == "world_readable") return new ReadWindow(0, m?.State == "ban" ? m.Pos : long.MaxValue);
-        if (m is null) return null;
-        switch (m.State)
+        if (m?.State == "ban") return WasJoined(m) || setting == "world_readable" ? new ReadWindow(0, m.Pos) : null;
+        if (setting == "world_readable") return new ReadWindow(0, long.MaxValue);
+        return m?.State switch
         {
-            case "join":
-                return setting is "joined" or "invited"
-                    ? new ReadWindow(MemberSince(m, includeInvite: setting == "invited") - 1, long.MaxValue)
-                    : new ReadWindow(0, long.MaxValue);
-            case "leave" or "ban":
-                // A former member keeps what they could see while in the room; someone who was only invited sees nothing.
-                var prev = PrevMembership(roomId, m.EventId);
-                if (prev != "join") return null;
-                return new ReadWindow(0, m.Pos);
-            default:
-                return null;
-        }
+            "join" => new ReadWindow(0, long.MaxValue),
+            // A former member keeps what they could see while in the room; someone only ever invited sees nothing.
+            "leave" when WasJoined(m) => new ReadWindow(0, m.Pos),
+            _ => null,
+        };
     }
 
-    string? PrevMembership(string roomId, string eventId)
-    {
-        var ev = rooms.Event(eventId);
-        var prevId = ev?.Meta["prev_content_event"]?.GetValue<string>();
-        return prevId is null ? null : rooms.Event(prevId)?.Content["membership"]?.GetValue<string>();
-    }
-
-    // Where the user's current membership began: a displayname change keeps the original join, and with
-    // "invited" visibility the invite that led to the join counts too (spec: "from the point they were invited").
-    long MemberSince(Membership m, bool includeInvite)
+    bool WasJoined(Membership m)
     {
         var ev = rooms.Event(m.EventId);
-        var pos = m.Pos;
-        while (ev?.Meta["prev_content_event"]?.GetValue<string>() is { } prevId && rooms.Event(prevId) is { } prev
-               && prev.Content["membership"]?.GetValue<string>() is { } pm && (pm == "join" || (includeInvite && pm == "invite")))
-        {
-            pos = prev.Pos;
-            ev = prev;
-        }
-        return pos;
+        return ev?.Meta["prev_content_event"]?.GetValue<string>() is { } prevId
+            && rooms.Event(prevId)?.Content["membership"]?.GetValue<string>() == "join";
     }
 
-    public bool CanSee(string userId, StoredEvent e)
-        => ReadableWindow(userId, e.RoomId) is { } w && e.Pos > w.After && e.Pos <= w.UpTo;
+    /// <summary>Whether the user may see the event, given a window from <see cref="ReadableWindow"/>.</summary>
+    public bool CanSee(string userId, StoredEvent e, ReadWindow? window)
+    {
+        if (window is null || e.Pos <= window.After || e.Pos > window.UpTo) return false;
+        var group = e.StateBefore;
+        var setting = EventContent(states.LookupEventId(group, "m.room.history_visibility", ""))?["history_visibility"]?.GetValue<string>() ?? "shared";
+        if (setting is "world_readable" or "shared") return true;
+        // The user's own membership event shows its own membership (a joiner sees their join).
+        var membership = e.Type == "m.room.member" && e.StateKey == userId
+            ? e.Content["membership"]?.GetValue<string>()
+            : EventContent(states.LookupEventId(group, "m.room.member", userId))?["membership"]?.GetValue<string>();
+        return membership == "join" || (setting == "invited" && membership == "invite");
+    }
 
-    /// <summary>The room's state as the user may see it, or null if they may not see it at all.</summary>
+    public bool CanSee(string userId, StoredEvent e) => CanSee(userId, e, ReadableWindow(userId, e.RoomId));
+
+    System.Text.Json.Nodes.JsonObject? EventContent(string? eventId) => eventId is null ? null : rooms.Event(eventId)?.Content;
+
+    /// <summary>The room's state as the user may see it (as it was when they left, for a former member), or null.</summary>
     public IReadOnlyList<StoredEvent>? VisibleState(string userId, string roomId)
     {
         var w = ReadableWindow(userId, roomId);
         if (w is null) return null;
-        var list = new List<StoredEvent>();
-        foreach (var (_, id) in rooms.CurrentState(roomId))
-            if (rooms.Event(id) is { } e) list.Add(e);
-        if (w.UpTo != long.MaxValue)
+        IEnumerable<string> ids;
+        if (w.UpTo == long.MaxValue) ids = rooms.CurrentState(roomId).Values;
+        else
         {
-            // Former members see the state as it was when they left: undo later changes along each chain.
-            for (var i = 0; i < list.Count; i++)
-            {
-                var e = list[i];
-                while (e.Pos > w.UpTo && e.Meta["prev_content_event"]?.GetValue<string>() is { } prevId && rooms.Event(prevId) is { } prev)
-                    e = prev;
-                list[i] = e;
-            }
-            list.RemoveAll(e => e.Pos > w.UpTo);
+            var m = rooms.MembershipOf(userId, roomId)!;
+            ids = states.Full(rooms.Event(m.EventId)!.StateAfter).Values;
         }
-        return list;
+        return ids.Select(rooms.Event).OfType<StoredEvent>().ToList();
     }
 
     public StoredEvent? VisibleStateEvent(string userId, string roomId, string type, string stateKey)

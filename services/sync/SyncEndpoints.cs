@@ -202,7 +202,7 @@ public sealed class SyncEndpoints(AccountDataStore data, SyncNotifier notifier, 
         var c = Self(ctx);
         var roomId = ctx.Route("roomId");
         var type = ctx.Route("type");
-        if (!Conduit.Common.Ids.TrySplit(roomId, '!', out _, out _)) throw Err.InvalidParam("Invalid room ID");
+        if (!Conduit.Common.Ids.IsRoomId(roomId)) throw Err.InvalidParam("Invalid room ID");
         if (HttpMethods.IsGet(ctx.Request.Method))
         {
             await ctx.Response.WriteJsonAsync(data.Get(c.UserId, roomId, type) ?? throw Err.NotFound("No account data of that type"));

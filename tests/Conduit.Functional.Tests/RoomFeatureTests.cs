@@ -167,6 +167,23 @@ public abstract class RoomFeatureTests(ServerFixture server)
         Assert.Contains("made it", TimelineBodies(await alice.Sync(), newRoom));
     }
 
+    [Fact]
+    public async Task Upgrade_to_version_12_gives_a_room_id_from_its_create_event()
+    {
+        var alice = await Register(server);
+        var room = await alice.CreateRoom(new JsonObject { ["preset"] = "public_chat", ["name"] = "To twelve", ["room_version"] = "11" });
+        var newRoom = (await alice.Post($"{C}/rooms/{E(room)}/upgrade", new JsonObject { ["new_version"] = "12" })).Ok().Obj["replacement_room"]!.GetValue<string>();
+        Assert.DoesNotContain(":", newRoom);
+        var create = await State(alice, newRoom, "m.room.create");
+        Assert.Equal("12", create["room_version"]!.GetValue<string>());
+        Assert.Equal(room, create["predecessor"]!["room_id"]!.GetValue<string>());
+        Assert.Equal("To twelve", (await State(alice, newRoom, "m.room.name"))["name"]!.GetValue<string>());
+        // The creator is not listed in the new room's power levels (v12 creators are above them) and can still act.
+        Assert.Null((await State(alice, newRoom, "m.room.power_levels"))["users"]?[alice.UserId]);
+        await alice.SendText(newRoom, "still mine");
+        Assert.Equal(newRoom, (await State(alice, room, "m.room.tombstone"))["replacement_room"]!.GetValue<string>());
+    }
+
     // ---- timestamp_to_event
 
     [Fact]

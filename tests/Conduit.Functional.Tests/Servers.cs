@@ -50,6 +50,7 @@ public class AllInOneFixture : ServerFixture
     WebApplication? _app;
     public override string Mode => "all-in-one";
     protected virtual string Backend => "rocksdb";
+    protected virtual string Registration => "allow_registration = true";
     public IServiceProvider Services => _app!.Services;
     public GlobalConfig Config { get; private set; } = null!;
 
@@ -62,7 +63,7 @@ public class AllInOneFixture : ServerFixture
             port = {FreePort()}
             database_path = "{Path.Combine(Work, "db")}"
             database_backend = "{Backend}"
-            allow_registration = true
+            {Registration}
             max_request_size = 1_000_000
             """;
         var loaded = ConfigLoader.Parse(toml, "test.toml", new Hashtable());

@@ -43,6 +43,7 @@ public sealed class RoomsHarness : IDisposable
     public readonly ClientEvents Format;
     public readonly SyncBuilder Sync;
     public readonly Visibility Visibility;
+    public readonly StateStore States;
 
     public RoomsHarness()
     {
@@ -50,10 +51,11 @@ public sealed class RoomsHarness : IDisposable
         var invoker = InProcessCallInvoker.Create(null, b => Protos.Federation.Federation.BindService(b, Federation)).WithMatrixErrors();
         Rooms = new RoomStore(Kv);
         Stream = new RoomStream(Rooms);
-        Sender = new EventSender(Rooms, Stream, new Protos.Federation.Federation.FederationClient(invoker), Config);
+        States = new StateStore(Kv);
+        Sender = new EventSender(Rooms, States, Stream, new Protos.Federation.Federation.FederationClient(invoker), Config);
         Format = new ClientEvents(Rooms);
-        Visibility = new Visibility(Rooms);
-        Sync = new SyncBuilder(Rooms, Format, Visibility);
+        Visibility = new Visibility(Rooms, States);
+        Sync = new SyncBuilder(Rooms, States, Format, Visibility);
     }
 
     public void Dispose()

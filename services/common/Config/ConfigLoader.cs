@@ -1,4 +1,5 @@
 using System.Collections;
+using Conduit.Common.Events;
 using Tomlyn;
 using Tomlyn.Model;
 
@@ -151,7 +152,7 @@ public static class ConfigLoader
             throw new ConfigException($"{source}: key 'global.max_request_size' must be positive");
         if (g.MaxConcurrentRequests <= 0)
             throw new ConfigException($"{source}: key 'global.max_concurrent_requests' must be positive");
-        if (RoomVersionIds.Supported.Contains(g.DefaultRoomVersion) == false)
+        if (RoomVersion.Find(g.DefaultRoomVersion) is null)
             throw new ConfigException($"{source}: key 'global.default_room_version' names an unsupported room version \"{g.DefaultRoomVersion}\"");
     }
 
@@ -180,10 +181,4 @@ public static class ConfigLoader
         catch (TomlException) { }
         return v;
     }
-}
-
-/// <summary>Room versions this server can create; kept here so config validation needs no room logic.</summary>
-public static class RoomVersionIds
-{
-    public static readonly IReadOnlySet<string> Supported = new HashSet<string> { "10", "11" };
 }

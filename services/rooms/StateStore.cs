@@ -1,0 +1,269 @@
+using System.Buffers.Binary;
+using System.Collections.Concurrent;
+using System.Text;
+using Conduit.Common.Storage;
+using K = Conduit.Common.Storage.Keys;
+
+namespace Conduit.Rooms;
+
+/// <summary>
+/// The state of a room before every event, stored compactly. A (type, state_key) and an event ID each get an
+/// 8-byte short ID; a state group is a layer of (short key → short event) entries added and removed on top of a
+/// parent group. New groups are saved with the layering rule Conduit uses (famedly/conduit, state_compressor):
+/// at most four layers deep, and a diff large enough relative to the layer below is merged into it, so layers
+/// grow geometrically and a 10,000-member room never copies its whole state per event.
+/// Groups are immutable once written; short IDs and groups created by a batch that fails are never referenced,
+/// and their IDs are not reused.
+/// </summary>
+public sealed class StateStore
+{
+    readonly IKeyValueStore _store;
+    readonly IKvMap _keyToShort, _shortToKey, _eventToShort, _shortToEvent, _groups, _counters;
+    readonly ConcurrentDictionary<ulong, Layer> _layers = new();
+    readonly ConcurrentDictionary<(string, string), ulong> _shortKeys = new();
+    readonly ConcurrentDictionary<ulong, (string, string)> _keysByShort = new();
+    ulong _nextStateKey, _nextEvent, _nextGroup;
+    const int MaxCachedLayers = 20_000;
+
+    /// <summary>One layer: entries keyed by short state key. A key may be both removed (old event) and added (new).</summary>
+    public sealed record Layer(ulong Id, ulong Parent, Dictionary<ulong, ulong> Added, Dictionary<ulong, ulong> Removed)
+    {
+        public int Size => Added.Count + Removed.Count;
+    }
+
+    public StateStore(IKeyValueStore store)
+    {
+        _store = store;
+        _keyToShort = store.Map(RoomsFamilies.StateKeyShort);
+        _shortToKey = store.Map(RoomsFamilies.ShortStateKey);
+        _eventToShort = store.Map(RoomsFamilies.EventIdShort);
+        _shortToEvent = store.Map(RoomsFamilies.ShortEventId);
+        _groups = store.Map(RoomsFamilies.StateGroups);
+        _counters = store.Map(RoomsFamilies.Counters);
+        _nextStateKey = Counter("shortstatekey");
+        _nextEvent = Counter("shorteventid");
+        _nextGroup = Counter("stategroup");
+    }
+
+    ulong Counter(string name) => _counters.Get(K.Utf8(name)) is { } v ? K.ReadBigEndian(v) : 0;
+
+    /// <summary>Writes made while one event batch is built; the caller holds the room write lock.</summary>
+    public sealed class Tx(IWriteBatch batch)
+    {
+        public IWriteBatch Batch { get; } = batch;
+        internal readonly Dictionary<(string, string), ulong> Keys = [];
+        internal readonly Dictionary<string, ulong> Events = [];
+        internal readonly Dictionary<ulong, Layer> Layers = [];
+    }
+
+    public Tx Begin(IWriteBatch batch) => new(batch);
+
+    /// <summary>After the batch is durable: what it created becomes visible to later readers.</summary>
+    public void Committed(Tx tx)
+    {
+        foreach (var (k, v) in tx.Keys) { _shortKeys[k] = v; _keysByShort[v] = k; }
+        foreach (var (id, layer) in tx.Layers) Cache(layer);
+    }
+
+    public ulong ShortStateKey(Tx tx, string type, string stateKey)
+    {
+        if (tx.Keys.TryGetValue((type, stateKey), out var s) || TryShortStateKey(type, stateKey, out s)) return s;
+        s = ++_nextStateKey;
+        tx.Keys[(type, stateKey)] = s;
+        var key = K.Join(type, stateKey);
+        tx.Batch.Put(RoomsFamilies.StateKeyShort, key, K.BigEndian(s));
+        tx.Batch.Put(RoomsFamilies.ShortStateKey, K.BigEndian(s), key);
+        tx.Batch.Put(RoomsFamilies.Counters, K.Utf8("shortstatekey"), K.BigEndian(_nextStateKey));
+        return s;
+    }
+
+    public bool TryShortStateKey(string type, string stateKey, out ulong s)
+    {
+        if (_shortKeys.TryGetValue((type, stateKey), out s)) return true;
+        if (_keyToShort.Get(K.Join(type, stateKey)) is not { } v) return false;
+        s = K.ReadBigEndian(v);
+        _shortKeys[(type, stateKey)] = s;
+        return true;
+    }
+
+    public (string Type, string StateKey) StateKeyOf(ulong s)
+    {
+        if (_keysByShort.TryGetValue(s, out var k)) return k;
+        var parts = K.Split(_shortToKey.Get(K.BigEndian(s)) ?? throw new InvalidOperationException($"unknown short state key {s}"));
+        k = (parts[0], parts[1]);
+        _keysByShort[s] = k;
+        return k;
+    }
+
+    public ulong ShortEventId(Tx tx, string eventId)
+    {
+        if (tx.Events.TryGetValue(eventId, out var s)) return s;
+        if (_eventToShort.Get(K.Utf8(eventId)) is { } v) return K.ReadBigEndian(v);
+        s = ++_nextEvent;
+        tx.Events[eventId] = s;
+        tx.Batch.Put(RoomsFamilies.EventIdShort, K.Utf8(eventId), K.BigEndian(s));
+        tx.Batch.Put(RoomsFamilies.ShortEventId, K.BigEndian(s), K.Utf8(eventId));
+        tx.Batch.Put(RoomsFamilies.Counters, K.Utf8("shorteventid"), K.BigEndian(_nextEvent));
+        return s;
+    }
+
+    public string EventIdOf(ulong s, Tx? tx = null)
+    {
+        if (tx is not null)
+            foreach (var (id, v) in tx.Events) if (v == s) return id;
+        return Encoding.UTF8.GetString(_shortToEvent.Get(K.BigEndian(s)) ?? throw new InvalidOperationException($"unknown short event id {s}"));
+    }
+
+    // ---- groups
+
+    public Layer LoadLayer(ulong id, Tx? tx = null)
+    {
+        if (tx is not null && tx.Layers.TryGetValue(id, out var pending)) return pending;
+        if (_layers.TryGetValue(id, out var cached)) return cached;
+        var v = _groups.Get(K.BigEndian(id)) ?? throw new InvalidOperationException($"unknown state group {id}");
+        var parent = BinaryPrimitives.ReadUInt64BigEndian(v);
+        var added = BinaryPrimitives.ReadInt32BigEndian(v.AsSpan(8));
+        var a = new Dictionary<ulong, ulong>(added);
+        var r = new Dictionary<ulong, ulong>();
+        var span = v.AsSpan(12);
+        for (var i = 0; i < span.Length / 16; i++)
+        {
+            var k = BinaryPrimitives.ReadUInt64BigEndian(span[(i * 16)..]);
+            var e = BinaryPrimitives.ReadUInt64BigEndian(span[(i * 16 + 8)..]);
+            if (i < added) a[k] = e; else r[k] = e;
+        }
+        var layer = new Layer(id, parent, a, r);
+        Cache(layer);
+        return layer;
+    }
+
+    void Cache(Layer layer)
+    {
+        if (_layers.Count > MaxCachedLayers) _layers.Clear();
+        _layers[layer.Id] = layer;
+    }
+
+    /// <summary>The layers of a group, root first.</summary>
+    List<Layer> Chain(ulong group, Tx? tx)
+    {
+        var list = new List<Layer>();
+        for (var g = group; g != 0;)
+        {
+            var l = LoadLayer(g, tx);
+            list.Add(l);
+            g = l.Parent;
+        }
+        list.Reverse();
+        return list;
+    }
+
+    /// <summary>A new group: <paramref name="parent"/> with one key set to an event (replacing what it had).</summary>
+    public ulong Set(Tx tx, ulong parent, ulong shortKey, ulong shortEvent)
+    {
+        var added = new Dictionary<ulong, ulong> { [shortKey] = shortEvent };
+        var removed = new Dictionary<ulong, ulong>();
+        if (parent != 0 && Lookup(parent, shortKey, tx) is { } old) removed[shortKey] = old;
+        var id = ++_nextGroup;
+        tx.Batch.Put(RoomsFamilies.Counters, K.Utf8("stategroup"), K.BigEndian(_nextGroup));
+        SaveFromDiff(tx, id, added, removed, 1_000_000, parent == 0 ? [] : Chain(parent, tx));
+        return id;
+    }
+
+    void SaveFromDiff(Tx tx, ulong id, Dictionary<ulong, ulong> added, Dictionary<ulong, ulong> removed, long diffToSibling, List<Layer> parents)
+    {
+        long diffSum = added.Count + removed.Count;
+        if (parents.Count > 3)
+        {
+            // Too many layers: fold this diff into the top one and try again one level down.
+            var top = parents[^1];
+            parents.RemoveAt(parents.Count - 1);
+            var (a, r) = Merge(top, added, removed);
+            SaveFromDiff(tx, id, a, r, diffSum, parents);
+            return;
+        }
+        if (parents.Count == 0)
+        {
+            Write(tx, new Layer(id, 0, added, removed));
+            return;
+        }
+        var parent = parents[^1];
+        if (diffSum * diffSum >= 2 * diffToSibling * parent.Size)
+        {
+            // The diff is large next to the layer below: replace that layer instead of stacking on it.
+            parents.RemoveAt(parents.Count - 1);
+            var (a, r) = Merge(parent, added, removed);
+            SaveFromDiff(tx, id, a, r, diffSum, parents);
+        }
+        else
+        {
+            Write(tx, new Layer(id, parent.Id, added, removed));
+        }
+    }
+
+    static (Dictionary<ulong, ulong> Added, Dictionary<ulong, ulong> Removed) Merge(Layer below, Dictionary<ulong, ulong> added, Dictionary<ulong, ulong> removed)
+    {
+        var a = new Dictionary<ulong, ulong>(below.Added);
+        var r = new Dictionary<ulong, ulong>(below.Removed);
+        foreach (var (k, e) in removed)
+        {
+            if (a.TryGetValue(k, out var ae) && ae == e) a.Remove(k);
+            else r[k] = e;
+        }
+        foreach (var (k, e) in added)
+        {
+            if (r.TryGetValue(k, out var re) && re == e) r.Remove(k);
+            else a[k] = e;
+        }
+        return (a, r);
+    }
+
+    void Write(Tx tx, Layer layer)
+    {
+        var buf = new byte[12 + 16 * layer.Size];
+        BinaryPrimitives.WriteUInt64BigEndian(buf, layer.Parent);
+        BinaryPrimitives.WriteInt32BigEndian(buf.AsSpan(8), layer.Added.Count);
+        var i = 12;
+        foreach (var (k, e) in layer.Added.Concat(layer.Removed))
+        {
+            BinaryPrimitives.WriteUInt64BigEndian(buf.AsSpan(i), k);
+            BinaryPrimitives.WriteUInt64BigEndian(buf.AsSpan(i + 8), e);
+            i += 16;
+        }
+        tx.Batch.Put(RoomsFamilies.StateGroups, K.BigEndian(layer.Id), buf);
+        tx.Layers[layer.Id] = layer;
+    }
+
+    // ---- reading
+
+    /// <summary>The event a group maps a key to, walking the layers from the top.</summary>
+    public ulong? Lookup(ulong group, ulong shortKey, Tx? tx = null)
+    {
+        for (var g = group; g != 0;)
+        {
+            var l = LoadLayer(g, tx);
+            if (l.Added.TryGetValue(shortKey, out var e)) return e;
+            if (l.Removed.ContainsKey(shortKey)) return null;
+            g = l.Parent;
+        }
+        return null;
+    }
+
+    public string? LookupEventId(ulong group, string type, string stateKey)
+        => group != 0 && TryShortStateKey(type, stateKey, out var k) && Lookup(group, k) is { } e ? EventIdOf(e) : null;
+
+    /// <summary>The whole state of a group as (type, state_key) → event ID.</summary>
+    public Dictionary<(string Type, string StateKey), string> Full(ulong group)
+    {
+        var state = new Dictionary<ulong, ulong>();
+        foreach (var l in Chain(group, null))
+        {
+            foreach (var (k, e) in l.Removed)
+                if (state.TryGetValue(k, out var cur) && cur == e) state.Remove(k);
+            foreach (var (k, e) in l.Added) state[k] = e;
+        }
+        return state.ToDictionary(kv => StateKeyOf(kv.Key), kv => EventIdOf(kv.Value));
+    }
+
+    /// <summary>Bytes stored for a room's groups (for the benchmark): entries are 16 bytes plus 12 per group.</summary>
+    public long GroupBytes(IEnumerable<ulong> groups) => groups.Distinct().Sum(g => 12L + 16L * LoadLayer(g).Size);
+}
