@@ -129,7 +129,7 @@ public sealed class EventSender(RoomStore rooms, StateStore states, RoomStream s
             // earlier events applied (spec: rooms/vN "Authorization rules").
             if (e.Type == "m.room.power_levels" && version.IntegerOnlyPowerLevels && !PowerLevels.AllIntegers(e.Content))
                 throw Err.BadJson("Power levels must be integers in this room version");
-            var auth = EventAuth.Check(pdu, version, key => StatePdu(key.Type, key.StateKey));
+            var auth = EventAuth.Check(RestrictedJoin.ForAuth(pdu, config.ServerName), version, key => StatePdu(key.Type, key.StateKey));
             if (!auth.Allowed) throw Err.Forbidden(auth.Reason ?? "Not allowed by the room's rules");
             pdu["auth_events"] = EventRefs(EventAuth.AuthTypesFor(pdu, version)
                 .Select(k => StateId(k.Type, k.StateKey)).Where(id => id is not null).Distinct().Select(id => id!), version, PduOf);

@@ -220,6 +220,7 @@ public sealed class RoomsEndpoints(RoomStore rooms, StateStore states, EventSend
         {
             var content = await MemberContent(c.UserId, "join", ctx.RequestAborted);
             if (body.OptString("reason") is { } reason) content["reason"] = reason;
+            RestrictedJoin.Authorise(rooms, config.ServerName, roomId, c.UserId, content);
             await sender.SendAsync(roomId, c.UserId, [new NewEvent("m.room.member", c.UserId, content)], null, ctx.RequestAborted);
         }
         await ctx.Response.WriteJsonAsync(new JsonObject { ["room_id"] = roomId });

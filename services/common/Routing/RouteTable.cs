@@ -78,6 +78,9 @@ public static class RouteTable
     public static readonly MatrixRoute Redact = C(Service.Rooms, "/rooms/{roomId}/redact/{eventId}/{txnId}", PUT);
     public static readonly MatrixRoute Alias = C(Service.Rooms, "/directory/room/{roomAlias}", GET, PUT, DELETE);
     public static readonly MatrixRoute RoomAliases = C(Service.Rooms, "/rooms/{roomId}/aliases", GET);
+    public static readonly MatrixRoute Knock = C(Service.Rooms, "/knock/{roomIdOrAlias}", POST);
+    public static readonly MatrixRoute Upgrade = C(Service.Rooms, "/rooms/{roomId}/upgrade", POST);
+    public static readonly MatrixRoute TimestampToEvent = Add(Service.Rooms, "/_matrix/client/v1/rooms/{roomId}/timestamp_to_event", GET);
 
     // ---- sync: /sync, filters, account data, push rules
     public static readonly MatrixRoute Sync = C(Service.Sync, "/sync", GET);
