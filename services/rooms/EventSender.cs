@@ -125,17 +125,18 @@ public sealed class EventSender(RoomStore rooms, StateStore states, RoomStream s
                 if (version.RedactsInContent) ((JsonObject)pdu["content"]!)["redacts"] = e.Redacts;
                 else pdu["redacts"] = e.Redacts;
             }
-            // The one implementation of the auth rules, against the state as it stands with this call's
-            // earlier events applied (spec: rooms/vN "Authorization rules").
             if (e.Type == "m.room.power_levels" && version.IntegerOnlyPowerLevels && !PowerLevels.AllIntegers(e.Content))
                 throw Err.BadJson("Power levels must be integers in this room version");
-            var auth = EventAuth.Check(RestrictedJoin.ForAuth(pdu, config.ServerName), version, key => StatePdu(key.Type, key.StateKey));
-            if (!auth.Allowed) throw Err.Forbidden(auth.Reason ?? "Not allowed by the room's rules");
             pdu["auth_events"] = EventRefs(EventAuth.AuthTypesFor(pdu, version)
                 .Select(k => StateId(k.Type, k.StateKey)).Where(id => id is not null).Distinct().Select(id => id!), version, PduOf);
             EventHashing.AddContentHash(pdu);
             var sig = await federation.SignAsync(new SignRequest { CanonicalJson = ByteString.CopyFrom(EventHashing.SigningBytes(pdu, version)) }, cancellationToken: ct);
             JsonSigning.AddSignature(pdu, sig.ServerName, sig.KeyId, sig.Signature);
+            // The one implementation of the auth rules, on the finished, signed event (a restricted join must carry
+            // the authorising server's signature), against the state as it stands with this call's earlier events
+            // applied (spec: rooms/vN "Authorization rules").
+            var auth = EventAuth.Check(pdu, version, key => StatePdu(key.Type, key.StateKey));
+            if (!auth.Allowed) throw Err.Forbidden(auth.Reason ?? "Not allowed by the room's rules");
             var eventId = EventIdOf(pdu, version);
             if (info is null && stored.Count == 0 && version.RoomIdFromCreateEvent) roomId = RoomIdFromCreateEvent(eventId);
 

@@ -233,24 +233,11 @@ public sealed class RoomFeatures(RoomStore rooms, EventSender sender, Visibility
 /// Joins of rooms whose join rule is restricted or knock_restricted (spec: client-server-api, "Restricted rooms";
 /// rooms v8+ auth rules, join.5). A user without an invite who is joined to one of the allowed rooms gets a
 /// join_authorised_via_users_server naming a local member with the power to invite; otherwise the join is refused.
+/// The auth rules then require this server's signature on the join, which <see cref="EventSender"/> adds before it
+/// checks the event.
 /// </summary>
 public static class RestrictedJoin
 {
-    /// <summary>
-    /// The event as the auth rules should see it before it is signed. A join naming a local user in
-    /// join_authorised_via_users_server must carry this server's signature (v8+ rule 4.2); this server signs every
-    /// event it sends right after the check, so the check sees a placeholder for that signature.
-    /// </summary>
-    public static JsonObject ForAuth(JsonObject pdu, string serverName)
-    {
-        if (pdu["content"] is not JsonObject content || content.OptString("join_authorised_via_users_server") is not { } via
-            || !AuthRules.IsLocal(via, serverName) || pdu.ContainsKey("signatures"))
-            return pdu;
-        var copy = pdu.DeepClone().AsObject();
-        copy["signatures"] = new JsonObject { [serverName] = new JsonObject { ["ed25519:pending"] = "" } };
-        return copy;
-    }
-
     public static void Authorise(RoomStore rooms, string serverName, string roomId, string userId, JsonObject content)
     {
         var version = RoomVersion.Find(rooms.Info(roomId)?["room_version"]?.GetValue<string>() ?? "");
