@@ -360,6 +360,14 @@ public sealed class RoomsEndpoints(RoomStore rooms, StateStore states, EventSend
         await ctx.Response.WriteJsonAsync(format.Format(ev, c.DeviceId));
     }
 
+    /// <summary>The RoomEventFilter JSON in the "filter" query parameter, if any.</summary>
+    static RoomEventFilter? FilterParam(HttpContext ctx)
+    {
+        if (ctx.Request.Query("filter") is not { } fs) return null;
+        try { return RoomEventFilter.Parse(JsonNode.Parse(fs) as JsonObject ?? throw Err.BadJson("filter must be a JSON object")); }
+        catch (System.Text.Json.JsonException) { throw Err.NotJson("filter is not JSON"); }
+    }
+
     // ---- /context (spec: client-server-api, "GET /rooms/{roomId}/context/{eventId}"): the event, what the
     // user may see around it, and the state at the last event returned, taken from the state groups.
     async Task Context(HttpContext ctx)
@@ -372,12 +380,7 @@ public sealed class RoomsEndpoints(RoomStore rooms, StateStore states, EventSend
         var limit = 10;
         if (ctx.Request.Query("limit") is { } ls && (!int.TryParse(ls, out limit) || limit < 0)) throw Err.InvalidParam("Invalid limit");
         limit = Math.Clamp(limit, 0, 100);
-        RoomEventFilter? filter = null;
-        if (ctx.Request.Query("filter") is { } fs)
-        {
-            try { filter = RoomEventFilter.Parse(JsonNode.Parse(fs) as JsonObject ?? throw Err.BadJson("filter must be a JSON object")); }
-            catch (System.Text.Json.JsonException) { throw Err.NotJson("filter is not JSON"); }
-        }
+        var filter = FilterParam(ctx);
         // Half the limit before the event (rounded down) and the rest after, as Synapse does.
         List<StoredEvent> Around(bool backwards, int count)
         {
@@ -434,14 +437,10 @@ public sealed class RoomsEndpoints(RoomStore rooms, StateStore states, EventSend
         var limit = 10;
         if (ctx.Request.Query("limit") is { } ls && (!int.TryParse(ls, out limit) || limit < 0)) throw Err.InvalidParam("Invalid limit");
         limit = Math.Clamp(limit, 0, 1000);
-        RoomEventFilter? filter = null;
-        if (ctx.Request.Query("filter") is { } fs)
+        var filter = FilterParam(ctx);
+        if (filter?.Limit is { } fl)
         {
-            JsonObject fo;
-            try { fo = JsonNode.Parse(fs) as JsonObject ?? throw Err.BadJson("filter must be a JSON object"); }
-            catch (System.Text.Json.JsonException) { throw Err.NotJson("filter is not JSON"); }
-            filter = RoomEventFilter.Parse(fo);
-            if (filter.Limit is { } fl) limit = Math.Min(limit, fl);
+            limit = Math.Min(limit, fl);
         }
         var window = visibility.ReadableWindow(c.UserId, roomId) ?? throw Err.Forbidden("You are not allowed to read this room");
         var now = rooms.StreamPosition;
