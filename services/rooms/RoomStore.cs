@@ -170,4 +170,28 @@ public sealed class RoomStore(IKeyValueStore store)
 
     /// <summary>Forgetting drops the user's record of a room they left, so it leaves their /sync.</summary>
     public void Forget(string userId, string roomId) => _userRooms.Delete(K.Join(userId, roomId));
+
+    /// <summary>
+    /// The auth chain of an event (spec: server-server-api, "Auth chain"): its auth events, theirs, and so on,
+    /// each once, nearest first. Events this server does not have are left out.
+    /// </summary>
+    public IReadOnlyList<string> AuthChain(string eventId)
+    {
+        var seen = new HashSet<string>();
+        var order = new List<string>();
+        var queue = new Queue<string>();
+        void Enqueue(StoredEvent e)
+        {
+            foreach (var id in Conduit.Common.Events.Auth.EventAuth.AuthEventIds(e.Pdu))
+                if (seen.Add(id)) queue.Enqueue(id);
+        }
+        if (Event(eventId) is { } start) Enqueue(start);
+        while (queue.TryDequeue(out var id))
+        {
+            if (Event(id) is not { } e) continue;
+            order.Add(id);
+            Enqueue(e);
+        }
+        return order;
+    }
 }

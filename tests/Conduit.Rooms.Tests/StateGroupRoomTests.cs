@@ -33,3 +33,30 @@ public sealed class StateGroupRoomTests : IDisposable
         Assert.Equal(_h.Rooms.CurrentState(Room).Count, _h.States.Full(_h.Rooms.Info(Room)!["state_group"]!.GetValue<ulong>()).Count);
     }
 }
+
+public sealed class AuthChainTests : IDisposable
+{
+    const string Room = "!chain:test.local";
+    readonly RoomsHarness _h = new();
+    public void Dispose() => _h.Dispose();
+
+    [Fact]
+    public async Task The_auth_chain_of_a_message_reaches_back_to_the_create_event()
+    {
+        var created = await _h.CreateRoomAsync(Room);
+        var join = await _h.MemberAsync(Room, Bob, Bob, "join");
+        var msg = await _h.MessageAsync(Room, Bob, "hi");
+        var chain = _h.Rooms.AuthChain(msg.EventId);
+        var create = created[0].EventId;
+        var powerLevels = created.Single(e => e.Type == "m.room.power_levels").EventId;
+        var joinRules = created.Single(e => e.Type == "m.room.join_rules").EventId;
+        Assert.Contains(create, chain);
+        Assert.Contains(powerLevels, chain);
+        Assert.Contains(join.EventId, chain);
+        // Bob's join was authorised by the join rules, so they are in the chain too; no event appears twice.
+        Assert.Contains(joinRules, chain);
+        Assert.Equal(chain.Count, chain.Distinct().Count());
+        Assert.DoesNotContain(msg.EventId, chain);
+        Assert.Empty(_h.Rooms.AuthChain(create));
+    }
+}
