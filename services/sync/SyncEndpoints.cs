@@ -21,7 +21,7 @@ public sealed class SyncEndpoints(AccountDataStore data, SyncNotifier notifier, 
         app.Map(RouteTable.GetFilter, GetFilter);
         app.Map(RouteTable.AccountData, GlobalAccountData);
         app.Map(RouteTable.RoomAccountData, RoomAccountData);
-        app.Map(RouteTable.PushRules, GetPushRules);
+        app.Map(RouteTable.PushRules, PushRules);
     }
 
     static Caller Self(HttpContext ctx)
@@ -217,19 +217,42 @@ public sealed class SyncEndpoints(AccountDataStore data, SyncNotifier notifier, 
         await ctx.Response.WriteJsonAsync(new JsonObject());
     }
 
-    // ---- push rules (spec: client-server-api, "Push Rules: API"). Reading only for now.
+    // ---- push rules (spec: client-server-api, "Push Rules: API"). The ruleset lives in the m.push_rules account
+    // data, so a change reaches the user's clients through /sync like any account data.
 
-    async Task GetPushRules(HttpContext ctx)
+    async Task PushRules(HttpContext ctx)
     {
         var c = Caller.Required(ctx);
         var ruleset = data.Get(c.UserId, "", "m.push_rules") ?? DefaultPushRules.For(c.UserId);
-        var rest = ctx.Route("rest").Trim('/');
-        if (rest.Length == 0)
+        var path = ctx.Route("rest").Split('/', StringSplitOptions.RemoveEmptyEntries);
+        if (HttpMethods.IsGet(ctx.Request.Method))
         {
-            await ctx.Response.WriteJsonAsync(ruleset);
+            var node = path.Length == 0 ? ruleset : DefaultPushRules.Select(ruleset, path) ?? throw Err.NotFound("Unknown push rule");
+            await ctx.Response.WriteJsonAsync(node.DeepClone());
             return;
         }
-        var node = DefaultPushRules.Select(ruleset, rest.Split('/')) ?? throw Err.NotFound("Unknown push rule");
-        await ctx.Response.WriteJsonAsync(node.DeepClone());
+        if (path.Length is < 3 or > 4 || path[0] != "global") throw Err.Unrecognized(400, "Push rules are changed at /pushrules/global/{kind}/{ruleId}");
+        var (kind, ruleId) = (path[1], path[2]);
+        var body = HttpMethods.IsPut(ctx.Request.Method) ? await ctx.Request.ReadJsonObjectAsync() : new JsonObject();
+        switch (ctx.Request.Method, path.Length == 4 ? path[3] : null)
+        {
+            case ("PUT", null):
+                PushRuleEditor.Put(ruleset, kind, ruleId, body, ctx.Request.Query("before"), ctx.Request.Query("after"));
+                break;
+            case ("DELETE", null):
+                PushRuleEditor.Delete(ruleset, kind, ruleId);
+                break;
+            case ("PUT", "enabled"):
+                PushRuleEditor.SetEnabled(ruleset, kind, ruleId, body.OptBool("enabled") ?? throw Err.MissingParam("Missing 'enabled'"));
+                break;
+            case ("PUT", "actions"):
+                PushRuleEditor.SetActions(ruleset, kind, ruleId, body.OptArray("actions") ?? throw Err.MissingParam("Missing 'actions'"));
+                break;
+            default:
+                throw Err.Unrecognized(405, "Unsupported push rule request");
+        }
+        data.Put(c.UserId, "", "m.push_rules", ruleset);
+        notifier.Wake(c.UserId);
+        await ctx.Response.WriteJsonAsync(new JsonObject());
     }
 }

@@ -88,7 +88,7 @@ public static class RouteTable
     public static readonly MatrixRoute GetFilter = C(Service.Sync, "/user/{userId}/filter/{filterId}", GET);
     public static readonly MatrixRoute AccountData = C(Service.Sync, "/user/{userId}/account_data/{type}", GET, PUT);
     public static readonly MatrixRoute RoomAccountData = C(Service.Sync, "/user/{userId}/rooms/{roomId}/account_data/{type}", GET, PUT);
-    public static readonly MatrixRoute PushRules = C(Service.Sync, "/pushrules/{**rest}", GET);
+    public static readonly MatrixRoute PushRules = C(Service.Sync, "/pushrules/{**rest}", GET, PUT, DELETE);
 
     // ---- federation: server keys and the federation API
     public static readonly MatrixRoute ServerKeys = Add(Service.Federation, "/_matrix/key/v2/server/{**keyId}", GET);
