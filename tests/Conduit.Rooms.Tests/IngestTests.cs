@@ -1,0 +1,246 @@
+using System.Text.Json.Nodes;
+using Conduit.Common;
+using Conduit.Common.Crypto;
+using Conduit.Common.Events;
+using Conduit.Common.Events.Auth;
+using static Conduit.Rooms.Tests.RoomsHarness;
+
+namespace Conduit.Rooms.Tests;
+
+/// <summary>PDUs from another server through <see cref="EventSender.AcceptRemoteAsync"/> (server-server-api, "Checks performed on receipt of a PDU").</summary>
+public sealed class IngestTests : IDisposable
+{
+    const string Room = "!room:test.local";
+    const string RemoteServer = "remote.example";
+    const string Rem = "@rem:remote.example";
+    const string R1 = "@r1:remote.example";
+    const string R2 = "@r2:remote.example";
+    const string Stranger = "@stranger:remote.example";
+
+    readonly RoomsHarness _h = new();
+    readonly SigningKey _remoteKey = SigningKey.Generate("r");
+    static readonly RoomVersion V11 = RoomVersion.Find("11")!;
+
+    public void Dispose()
+    {
+        _h.Dispose();
+        _remoteKey.Dispose();
+    }
+
+    byte[]? VerifyKey(string server, string keyId)
+        => server == RemoteServer && keyId == _remoteKey.KeyId ? _remoteKey.PublicKey
+        : server == Server && keyId == _h.Key.KeyId ? _h.Key.PublicKey
+        : null;
+
+    /// <summary>
+    /// A PDU as the remote server would build it: prev_events default to the room's forward extremities, auth events
+    /// are picked from the state after the first prev event, depth is one more than the deepest prev.
+    /// </summary>
+    JsonObject Build(string sender, string type, string? stateKey, JsonObject content, IReadOnlyList<string>? prev = null,
+        IReadOnlyList<string>? auth = null, long? ts = null, SigningKey? signWith = null)
+    {
+        prev ??= _h.Rooms.Info(Room)!["forward_extremities"]!.AsArray().Select(n => n!.GetValue<string>()).ToList();
+        var prevEvents = prev.Select(id => _h.Rooms.Event(id)!).ToList();
+        var pdu = new JsonObject
+        {
+            ["content"] = content,
+            ["depth"] = prevEvents.Max(e => e.Pdu["depth"]!.GetValue<long>()) + 1,
+            ["origin_server_ts"] = ts ?? Ids.NowMs(),
+            ["prev_events"] = new JsonArray(prev.Select(id => (JsonNode)id).ToArray()),
+            ["room_id"] = Room,
+            ["sender"] = sender,
+            ["type"] = type,
+        };
+        if (stateKey is not null) pdu["state_key"] = stateKey;
+        auth ??= EventAuth.AuthTypesFor(pdu, V11)
+            .Select(k => _h.States.LookupEventId(prevEvents[0].StateAfter, k.Type, k.StateKey))
+            .OfType<string>().Distinct().ToList();
+        pdu["auth_events"] = new JsonArray(auth.Select(id => (JsonNode)id).ToArray());
+        EventHashing.HashAndSign(pdu, V11, RemoteServer, signWith ?? _remoteKey);
+        return pdu;
+    }
+
+    Task<IngestResult> Accept(JsonObject pdu) => _h.Sender.AcceptRemoteAsync(pdu, VerifyKey, CancellationToken.None);
+
+    async Task<IngestResult> JoinAsync(string user)
+    {
+        var r = await Accept(Build(user, "m.room.member", user, new JsonObject { ["membership"] = "join" }));
+        Assert.Equal(IngestOutcome.Accepted, r.Outcome);
+        return r;
+    }
+
+    List<string> Extremities() => _h.Rooms.Info(Room)!["forward_extremities"]!.AsArray().Select(n => n!.GetValue<string>()).ToList();
+    List<string> TimelineIds() => _h.Rooms.Timeline(Room, 0, long.MaxValue, backwards: false).Select(t => t.EventId).ToList();
+
+    [Fact]
+    public async Task RemoteJoin_IsAccepted_InTimelineAndMembers()
+    {
+        await _h.CreateRoomAsync(Room);
+        var positions = _h.Rooms.StreamPosition;
+        var r = await JoinAsync(Rem);
+
+        Assert.Equal(positions + 1, _h.Rooms.StreamPosition);
+        Assert.Equal(positions + 1, _h.Stream.Position);
+        Assert.Equal(r.EventId, TimelineIds()[^1]);
+        Assert.Contains(Rem, _h.Rooms.JoinedMembers(Room));
+        Assert.Equal("join", _h.Rooms.MembershipOf(Rem, Room)!.State);
+        Assert.Equal(r.EventId, _h.Rooms.StateEventId(Room, "m.room.member", Rem));
+        Assert.Equal([r.EventId!], Extremities());
+        Assert.True(_h.Visibility.CanSee(Alice, _h.Rooms.Event(r.EventId!)!));
+
+        // Receiving it again changes nothing and reports the earlier outcome.
+        var again = await Accept(_h.Rooms.Event(r.EventId!)!.Pdu);
+        Assert.Equal(IngestOutcome.Accepted, again.Outcome);
+        Assert.Equal(positions + 1, _h.Rooms.StreamPosition);
+
+        // A local event afterwards builds on it.
+        var m = await _h.MessageAsync(Room, Alice, "welcome");
+        Assert.Equal([r.EventId!], EventAuth.PrevEventIds(m.Pdu));
+    }
+
+    [Fact]
+    public async Task ForgedSignature_IsDropped_NotStored()
+    {
+        await _h.CreateRoomAsync(Room);
+        using var forger = SigningKey.Generate("r"); // the same key ID, another key
+        var pdu = Build(Rem, "m.room.member", Rem, new JsonObject { ["membership"] = "join" }, signWith: forger);
+        var r = await Accept(pdu);
+        Assert.Equal(IngestOutcome.Dropped, r.Outcome);
+        Assert.Null(_h.Rooms.Event(r.EventId!));
+        Assert.Null(_h.Rooms.MembershipOf(Rem, Room));
+
+        // Unsigned by the sender's server at all: dropped too.
+        pdu = Build(Rem, "m.room.member", Rem, new JsonObject { ["membership"] = "join" });
+        pdu["signatures"] = new JsonObject { [Server] = pdu["signatures"]![RemoteServer]!.DeepClone() };
+        Assert.Equal(IngestOutcome.Dropped, (await Accept(pdu)).Outcome);
+    }
+
+    [Fact]
+    public async Task ContentHashMismatch_KeepsTheRedactedForm()
+    {
+        await _h.CreateRoomAsync(Room);
+        await JoinAsync(Rem);
+        var pdu = Build(Rem, "m.room.message", null, new JsonObject { ["msgtype"] = "m.text", ["body"] = "hello" });
+        pdu["content"]!["body"] = "tampered"; // the signature covers only the redacted form, the content hash all of it
+        var r = await Accept(pdu);
+        Assert.Equal(IngestOutcome.Accepted, r.Outcome);
+        Assert.Empty(_h.Rooms.Event(r.EventId!)!.Content);
+    }
+
+    [Fact]
+    public async Task EventFailingAuth_IsRejected_StoredOutsideTimeline_AndTaintsEventsCitingIt()
+    {
+        await _h.CreateRoomAsync(Room);
+        var timeline = TimelineIds();
+        var extremities = Extremities();
+
+        // Not joined: the auth events hold no membership for the sender.
+        var r = await Accept(Build(Stranger, "m.room.message", null, new JsonObject { ["msgtype"] = "m.text", ["body"] = "hi" }));
+        Assert.Equal(IngestOutcome.Rejected, r.Outcome);
+        var stored = _h.Rooms.Event(r.EventId!)!;
+        Assert.NotNull(stored.Rejected);
+        Assert.False(stored.InTimeline);
+        Assert.False(_h.Visibility.CanSee(Alice, stored));
+        Assert.Equal(timeline, TimelineIds());
+        Assert.Equal(extremities, Extremities());
+        Assert.Equal(IngestOutcome.Rejected, (await Accept(stored.Pdu)).Outcome);
+
+        // A power levels change by a member without the power to make it: rejected, never state.
+        await JoinAsync(Rem);
+        var pl = _h.Rooms.StateEvent(Room, "m.room.power_levels", "")!;
+        var grab = (JsonObject)pl.Content.DeepClone();
+        grab["users"]![Rem] = 100;
+        var bad = await Accept(Build(Rem, "m.room.power_levels", "", grab));
+        Assert.Equal(IngestOutcome.Rejected, bad.Outcome);
+        Assert.Equal(pl.EventId, _h.Rooms.StateEventId(Room, "m.room.power_levels", ""));
+
+        // An event citing the rejected one in its auth events is rejected as well.
+        var auth = new[] { _h.Rooms.StateEventId(Room, "m.room.create", "")!, bad.EventId!, _h.Rooms.StateEventId(Room, "m.room.member", Rem)! };
+        var cites = await Accept(Build(Rem, "m.room.message", null, new JsonObject { ["msgtype"] = "m.text", ["body"] = "x" }, auth: auth));
+        Assert.Equal(IngestOutcome.Rejected, cites.Outcome);
+        Assert.Contains("rejected", cites.Reason);
+        Assert.DoesNotContain(cites.EventId!, TimelineIds());
+
+        // An unknown prev event is rejected: fetching it is federation's job.
+        var orphan = Build(Rem, "m.room.message", null, new JsonObject { ["msgtype"] = "m.text", ["body"] = "y" });
+        orphan["prev_events"] = new JsonArray("$unknownunknownunknownunknownunknownunknown0");
+        EventHashing.HashAndSign(orphan, V11, RemoteServer, _remoteKey);
+        var o = await Accept(orphan);
+        Assert.Equal(IngestOutcome.Rejected, o.Outcome);
+        Assert.Contains("missing prev event", o.Reason);
+    }
+
+    [Fact]
+    public async Task ConcurrentTopics_AreResolved_AndALocalEventMergesBothExtremities()
+    {
+        await _h.CreateRoomAsync(Room);
+        await JoinAsync(R1);
+        await JoinAsync(R2);
+        var pl = _h.Rooms.StateEvent(Room, "m.room.power_levels", "")!;
+        var content = (JsonObject)pl.Content.DeepClone();
+        content["users"] = new JsonObject { [Alice] = 100, [R1] = 50, [R2] = 75 };
+        var plEvent = await _h.StateAsync(Room, Alice, "m.room.power_levels", "", content);
+
+        // Two topics on the same prev event. r1 (less power) sent later: a topic is not a power event, so both are
+        // ordered by the mainline (the same power levels event), then origin_server_ts, then event ID, and the
+        // later one is applied last and wins (rooms/v2.md "State resolution", mainline ordering).
+        var now = Ids.NowMs();
+        var t1 = Build(R1, "m.room.topic", "", new JsonObject { ["topic"] = "from r1" }, prev: [plEvent.EventId], ts: now + 1000);
+        var t2 = Build(R2, "m.room.topic", "", new JsonObject { ["topic"] = "from r2" }, prev: [plEvent.EventId], ts: now);
+        var a1 = await Accept(t1);
+        var a2 = await Accept(t2);
+        Assert.Equal(IngestOutcome.Accepted, a1.Outcome);
+        Assert.Equal(IngestOutcome.Accepted, a2.Outcome);
+        Assert.Equal(new[] { a1.EventId!, a2.EventId! }.Order(), Extremities().Order());
+        Assert.Equal(a1.EventId, _h.Rooms.StateEventId(Room, "m.room.topic", ""));
+        Assert.Equal(a1.EventId, _h.States.LookupEventId(_h.Rooms.Info(Room)!["state_group"]!.GetValue<ulong>(), "m.room.topic", ""));
+        Assert.Contains(a1.EventId!, TimelineIds());
+        Assert.Contains(a2.EventId!, TimelineIds());
+
+        // The next local event has both extremities as prev events and the resolved state before it.
+        var m = await _h.MessageAsync(Room, Alice, "merged");
+        Assert.Equal(new[] { a1.EventId!, a2.EventId! }.Order(), EventAuth.PrevEventIds(m.Pdu).Order());
+        Assert.Equal(a1.EventId, _h.States.LookupEventId(m.StateBefore, "m.room.topic", ""));
+        Assert.Equal([m.EventId], Extremities());
+        Assert.Equal("from r1", _h.Rooms.StateContent(Room, "m.room.topic")!["topic"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public async Task ConcurrentTopics_EarlierTimestampLoses_WhicheverArrivesLast()
+    {
+        await _h.CreateRoomAsync(Room);
+        await JoinAsync(R1);
+        var pl = _h.Rooms.StateEvent(Room, "m.room.power_levels", "")!;
+        var content = (JsonObject)pl.Content.DeepClone();
+        content["users"] = new JsonObject { [Alice] = 100, [R1] = 50 };
+        var plEvent = await _h.StateAsync(Room, Alice, "m.room.power_levels", "", content);
+        var now = Ids.NowMs();
+        var late = Build(R1, "m.room.topic", "", new JsonObject { ["topic"] = "late" }, prev: [plEvent.EventId], ts: now + 5000);
+        var early = Build(R1, "m.room.topic", "", new JsonObject { ["topic"] = "early" }, prev: [plEvent.EventId], ts: now);
+        var aLate = await Accept(late);
+        await Accept(early);
+        Assert.Equal(aLate.EventId, _h.Rooms.StateEventId(Room, "m.room.topic", ""));
+    }
+
+    [Fact]
+    public async Task BannedInCurrentState_IsSoftFailed_StoredButNotInTimeline()
+    {
+        await _h.CreateRoomAsync(Room);
+        var join = await JoinAsync(Rem);
+        var ban = await _h.MemberAsync(Room, Alice, Rem, "ban");
+        Assert.Equal("ban", _h.Rooms.MembershipOf(Rem, Room)!.State);
+        var timeline = TimelineIds();
+
+        // Built on the state before the ban, where the sender is still joined.
+        var r = await Accept(Build(Rem, "m.room.message", null, new JsonObject { ["msgtype"] = "m.text", ["body"] = "sneaky" }, prev: [join.EventId!]));
+        Assert.Equal(IngestOutcome.SoftFailed, r.Outcome);
+        var stored = _h.Rooms.Event(r.EventId!)!;
+        Assert.True(stored.SoftFailed);
+        Assert.Null(stored.Rejected);
+        Assert.False(stored.InTimeline);
+        Assert.False(_h.Visibility.CanSee(Alice, stored));
+        Assert.Equal(timeline, TimelineIds());
+        Assert.Equal([ban.EventId], Extremities());
+        Assert.Equal(IngestOutcome.SoftFailed, (await Accept(stored.Pdu)).Outcome);
+    }
+}
