@@ -318,6 +318,7 @@ public sealed partial class EventSender
             batch.Put(RoomsFamilies.Members, K.Join(roomId, k), K.Utf8(membership));
         }
         if (newGroup != groupAfter) meta["sg_room"] = newGroup;
+        if (type == "m.room.redaction") ApplyRemoteRedaction(batch, roomId, eventId, pdu, version, sender, StateBeforeId, FetchPdu);
         batch.Put(RoomsFamilies.Timeline, K.Concat(K.Utf8(roomId), [K.Sep], K.BigEndian((ulong)pos)), K.Utf8(eventId));
         batch.Put(RoomsFamilies.Counters, K.Utf8("stream"), K.BigEndian((ulong)pos));
         PutEvent();
@@ -359,6 +360,30 @@ public sealed partial class EventSender
         }
         if (version.RoomIdFromCreateEvent) authState.TryAdd(("m.room.create", ""), "$" + roomId[1..]);
         return null;
+    }
+
+    /// <summary>
+    /// Marks the target of an accepted redaction as redacted when the redaction may take effect: the same server
+    /// sent both (v3+ leaves this check to the server applying it, rooms/v3.md "Handling redactions"), or the
+    /// sender has the redact level in the state before the redaction. A redaction of an event not stored yet is
+    /// not applied later (not yet: federation would re-check it when the target arrives).
+    /// </summary>
+    void ApplyRemoteRedaction(Conduit.Common.Storage.IWriteBatch batch, string roomId, string eventId, JsonObject pdu, RoomVersion version, string sender,
+        Func<string, string, string?> stateBeforeId, Func<string, JsonObject?> fetchPdu)
+    {
+        var targetId = version.RedactsInContent ? (pdu["content"] is JsonObject c ? Str(c, "redacts") : null) : Str(pdu, "redacts");
+        if (targetId is null || rooms.Event(targetId) is not { } target || target.RoomId != roomId || target.Rejected is not null) return;
+        var allowed = Ids.ServerOf(target.Sender) == Ids.ServerOf(sender);
+        if (!allowed)
+        {
+            var pl = stateBeforeId("m.room.power_levels", "") is { } plId ? fetchPdu(plId) : null;
+            var create = stateBeforeId("m.room.create", "") is { } createId ? fetchPdu(createId) : null;
+            var needed = pl?["content"]?["redact"] is { } n && EventAuth.TryLevel(n, version, out var l) ? l : 50;
+            allowed = EventAuth.UserPowerLevel(sender, pl, create, version) >= needed;
+        }
+        if (!allowed) return;
+        target.Meta["redacted_by"] = eventId;
+        batch.Put(RoomsFamilies.EventMeta, K.Utf8(targetId), RoomStore.Json(target.Meta));
     }
 
     /// <summary>A state group holding exactly <paramref name="state"/>, built as a diff on <paramref name="baseGroup"/>.</summary>

@@ -206,6 +206,67 @@ public sealed class IngestTests : IDisposable
     }
 
     [Fact]
+    public async Task RemoteEventWithTwoPrevEvents_IsCheckedAgainstTheResolvedState_AndMergesTheExtremities()
+    {
+        await _h.CreateRoomAsync(Room);
+        await JoinAsync(R1);
+        var pl = _h.Rooms.StateEvent(Room, "m.room.power_levels", "")!;
+        var content = (JsonObject)pl.Content.DeepClone();
+        content["users"] = new JsonObject { [Alice] = 100, [R1] = 50 };
+        var plEvent = await _h.StateAsync(Room, Alice, "m.room.power_levels", "", content);
+        var now = Ids.NowMs();
+        var a1 = await Accept(Build(R1, "m.room.topic", "", new JsonObject { ["topic"] = "a" }, prev: [plEvent.EventId], ts: now + 1000));
+        var a2 = await Accept(Build(R1, "m.room.name", "", new JsonObject { ["name"] = "n" }, prev: [plEvent.EventId], ts: now));
+        Assert.Equal(2, Extremities().Count);
+
+        var merge = await Accept(Build(R1, "m.room.message", null, new JsonObject { ["msgtype"] = "m.text", ["body"] = "m" }, prev: [a1.EventId!, a2.EventId!]));
+        Assert.Equal(IngestOutcome.Accepted, merge.Outcome);
+        Assert.Equal([merge.EventId!], Extremities());
+        var stored = _h.Rooms.Event(merge.EventId!)!;
+        // Both branches' state is in the state before the merging event (no conflict: different keys).
+        Assert.Equal(a1.EventId, _h.States.LookupEventId(stored.StateBefore, "m.room.topic", ""));
+        Assert.Equal(a2.EventId, _h.States.LookupEventId(stored.StateBefore, "m.room.name", ""));
+        Assert.Equal(a2.EventId, _h.Rooms.StateEventId(Room, "m.room.name", ""));
+    }
+
+    [Fact]
+    public async Task RejectedPrevEvent_ContributesNoState()
+    {
+        await _h.CreateRoomAsync(Room);
+        await JoinAsync(Rem);
+        var pl = _h.Rooms.StateEvent(Room, "m.room.power_levels", "")!;
+        var grab = (JsonObject)pl.Content.DeepClone();
+        grab["users"]![Rem] = 100;
+        var bad = await Accept(Build(Rem, "m.room.power_levels", "", grab));
+        Assert.Equal(IngestOutcome.Rejected, bad.Outcome);
+
+        // Built on the rejected event: the state after it is the state before it, where rem has no power to set a topic.
+        var topic = Build(Rem, "m.room.topic", "", new JsonObject { ["topic"] = "t" }, prev: [bad.EventId!],
+            auth: [_h.Rooms.StateEventId(Room, "m.room.create", "")!, pl.EventId, _h.Rooms.StateEventId(Room, "m.room.member", Rem)!]);
+        Assert.Equal(IngestOutcome.Rejected, (await Accept(topic)).Outcome);
+        var msg = await Accept(Build(Rem, "m.room.message", null, new JsonObject { ["msgtype"] = "m.text", ["body"] = "ok" }, prev: [bad.EventId!],
+            auth: [_h.Rooms.StateEventId(Room, "m.room.create", "")!, pl.EventId, _h.Rooms.StateEventId(Room, "m.room.member", Rem)!]));
+        Assert.Equal(IngestOutcome.Accepted, msg.Outcome);
+    }
+
+    [Fact]
+    public async Task RemoteRedaction_OfTheSameServersEvent_IsApplied()
+    {
+        await _h.CreateRoomAsync(Room);
+        await JoinAsync(Rem);
+        var m = await Accept(Build(Rem, "m.room.message", null, new JsonObject { ["msgtype"] = "m.text", ["body"] = "oops" }));
+        var red = await Accept(Build(Rem, "m.room.redaction", null, new JsonObject { ["redacts"] = m.EventId }));
+        Assert.Equal(IngestOutcome.Accepted, red.Outcome);
+        Assert.Equal(red.EventId, _h.Rooms.Event(m.EventId!)!.Meta["redacted_by"]!.GetValue<string>());
+
+        // Alice's message cannot be redacted by rem (another server, no redact power).
+        var a = await _h.MessageAsync(Room, Alice, "mine");
+        var red2 = await Accept(Build(Rem, "m.room.redaction", null, new JsonObject { ["redacts"] = a.EventId }));
+        Assert.Equal(IngestOutcome.Accepted, red2.Outcome);
+        Assert.Null(_h.Rooms.Event(a.EventId)!.Meta["redacted_by"]);
+    }
+
+    [Fact]
     public async Task ConcurrentTopics_EarlierTimestampLoses_WhicheverArrivesLast()
     {
         await _h.CreateRoomAsync(Room);
