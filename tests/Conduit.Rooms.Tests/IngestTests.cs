@@ -19,7 +19,6 @@ public sealed class IngestTests : IDisposable
 
     readonly RoomsHarness _h = new();
     readonly SigningKey _remoteKey = SigningKey.Generate("r");
-    static readonly RoomVersion V11 = RoomVersion.Find("11")!;
 
     public void Dispose()
     {
@@ -37,34 +36,41 @@ public sealed class IngestTests : IDisposable
     /// are picked from the state after the first prev event, depth is one more than the deepest prev.
     /// </summary>
     JsonObject Build(string sender, string type, string? stateKey, JsonObject content, IReadOnlyList<string>? prev = null,
-        IReadOnlyList<string>? auth = null, long? ts = null, SigningKey? signWith = null)
+        IReadOnlyList<string>? auth = null, long? ts = null, SigningKey? signWith = null, string room = Room)
     {
-        prev ??= _h.Rooms.Info(Room)!["forward_extremities"]!.AsArray().Select(n => n!.GetValue<string>()).ToList();
+        var version = RoomVersion.Find(_h.Rooms.Info(room)!["room_version"]!.GetValue<string>())!;
+        prev ??= _h.Rooms.Info(room)!["forward_extremities"]!.AsArray().Select(n => n!.GetValue<string>()).ToList();
         var prevEvents = prev.Select(id => _h.Rooms.Event(id)!).ToList();
         var pdu = new JsonObject
         {
             ["content"] = content,
             ["depth"] = prevEvents.Max(e => e.Pdu["depth"]!.GetValue<long>()) + 1,
             ["origin_server_ts"] = ts ?? Ids.NowMs(),
-            ["prev_events"] = new JsonArray(prev.Select(id => (JsonNode)id).ToArray()),
-            ["room_id"] = Room,
+            ["room_id"] = room,
             ["sender"] = sender,
             ["type"] = type,
         };
         if (stateKey is not null) pdu["state_key"] = stateKey;
-        auth ??= EventAuth.AuthTypesFor(pdu, V11)
+        auth ??= EventAuth.AuthTypesFor(pdu, version)
             .Select(k => _h.States.LookupEventId(prevEvents[0].StateAfter, k.Type, k.StateKey))
             .OfType<string>().Distinct().ToList();
-        pdu["auth_events"] = new JsonArray(auth.Select(id => (JsonNode)id).ToArray());
-        EventHashing.HashAndSign(pdu, V11, RemoteServer, signWith ?? _remoteKey);
+        // v1, v2: the origin chooses the event ID, and references carry the referenced event's reference hash.
+        var serverIds = version.EventIdFormat == EventIdFormat.ServerGenerated;
+        JsonNode Ref(string id) => serverIds
+            ? new JsonArray(id, new JsonObject { ["sha256"] = UnpaddedBase64.Encode(EventHashing.ReferenceHash(_h.Rooms.Event(id)!.Pdu, version)) })
+            : id;
+        pdu["prev_events"] = new JsonArray(prev.Select(Ref).ToArray());
+        pdu["auth_events"] = new JsonArray(auth.Select(Ref).ToArray());
+        if (serverIds) pdu["event_id"] = $"${Ids.Random(18)}:{RemoteServer}";
+        EventHashing.HashAndSign(pdu, version, RemoteServer, signWith ?? _remoteKey);
         return pdu;
     }
 
     Task<IngestResult> Accept(JsonObject pdu) => _h.Sender.AcceptRemoteAsync(pdu, VerifyKey, CancellationToken.None);
 
-    async Task<IngestResult> JoinAsync(string user)
+    async Task<IngestResult> JoinAsync(string user, string room = Room)
     {
-        var r = await Accept(Build(user, "m.room.member", user, new JsonObject { ["membership"] = "join" }));
+        var r = await Accept(Build(user, "m.room.member", user, new JsonObject { ["membership"] = "join" }, room: room));
         Assert.Equal(IngestOutcome.Accepted, r.Outcome);
         return r;
     }
@@ -164,7 +170,7 @@ public sealed class IngestTests : IDisposable
         // An unknown prev event is rejected: fetching it is federation's job.
         var orphan = Build(Rem, "m.room.message", null, new JsonObject { ["msgtype"] = "m.text", ["body"] = "y" });
         orphan["prev_events"] = new JsonArray("$unknownunknownunknownunknownunknownunknown0");
-        EventHashing.HashAndSign(orphan, V11, RemoteServer, _remoteKey);
+        EventHashing.HashAndSign(orphan, RoomVersion.Find("11")!, RemoteServer, _remoteKey);
         var o = await Accept(orphan);
         Assert.Equal(IngestOutcome.Rejected, o.Outcome);
         Assert.Contains("missing prev event", o.Reason);
@@ -303,5 +309,51 @@ public sealed class IngestTests : IDisposable
         Assert.Equal(timeline, TimelineIds());
         Assert.Equal([ban.EventId], Extremities());
         Assert.Equal(IngestOutcome.SoftFailed, (await Accept(stored.Pdu)).Outcome);
+    }
+
+    [Theory]
+    [InlineData("1")]
+    [InlineData("2")]
+    [InlineData("3")]
+    [InlineData("12")]
+    public async Task OtherRoomVersions_JoinMessageForkAndMerge(string versionId)
+    {
+        var created = await _h.Sender.SendAsync(versionId == "12" ? "" : $"!v{versionId}:test.local", Alice,
+        [
+            // v1-10 name the creator in the create content; v12 creators may not be listed in users.
+            new NewEvent("m.room.create", "", int.Parse(versionId) <= 10
+                ? new JsonObject { ["room_version"] = versionId, ["creator"] = Alice }
+                : new JsonObject { ["room_version"] = versionId }),
+            new NewEvent("m.room.member", Alice, new JsonObject { ["membership"] = "join" }),
+            new NewEvent("m.room.power_levels", "", new JsonObject
+            {
+                ["users"] = versionId == "12" ? new JsonObject { [R1] = 50 } : new JsonObject { [Alice] = 100, [R1] = 50 },
+                ["state_default"] = 50,
+            }),
+            new NewEvent("m.room.join_rules", "", new JsonObject { ["join_rule"] = "public" }),
+        ], null, CancellationToken.None);
+        var room = created[0].RoomId;
+        var join = await JoinAsync(R1, room);
+        var msg = await Accept(Build(R1, "m.room.message", null, new JsonObject { ["msgtype"] = "m.text", ["body"] = "hi" }, room: room));
+        Assert.Equal(IngestOutcome.Accepted, msg.Outcome);
+        Assert.Contains(msg.EventId!, _h.Rooms.Timeline(room, 0, long.MaxValue, false).Select(t => t.EventId));
+        using var forger = SigningKey.Generate("r");
+        Assert.Equal(IngestOutcome.Dropped, (await Accept(Build(R1, "m.room.message", null, new JsonObject { ["body"] = "x" }, signWith: forger, room: room))).Outcome);
+
+        // A fork of two topics; v1 has no state resolution here, so its merge is dropped (not stored) for now.
+        var now = Ids.NowMs();
+        var t1 = await Accept(Build(R1, "m.room.topic", "", new JsonObject { ["topic"] = "late" }, prev: [msg.EventId!], ts: now + 1000, room: room));
+        Assert.Equal(IngestOutcome.Accepted, t1.Outcome);
+        var t2 = await Accept(Build(R1, "m.room.topic", "", new JsonObject { ["topic"] = "early" }, prev: [msg.EventId!], ts: now, room: room));
+        if (versionId == "1")
+        {
+            Assert.Equal(IngestOutcome.Dropped, t2.Outcome);
+            return;
+        }
+        Assert.Equal(IngestOutcome.Accepted, t2.Outcome);
+        Assert.Equal(t1.EventId, _h.Rooms.StateEventId(room, "m.room.topic", ""));
+        var merged = await _h.MessageAsync(room, Alice, "merged");
+        Assert.Equal(new[] { t1.EventId!, t2.EventId! }.Order(), EventAuth.PrevEventIds(merged.Pdu).Order());
+        Assert.Equal(t1.EventId, _h.States.LookupEventId(merged.StateBefore, "m.room.topic", ""));
     }
 }
