@@ -61,6 +61,8 @@ public sealed partial class EventSender
             return Dropped(null, "not canonical JSON: " + e.Message);
         }
         if (rooms.Event(eventId) is { } known) return OutcomeOf(known);
+        // From v3 the ID is the reference hash and not part of the format; stored PDUs are kept uniform without it.
+        if (version.EventIdFormat != EventIdFormat.ServerGenerated) pdu.Remove("event_id");
 
         // 2. Signatures (server-server-api, "Validating hashes and signatures on received events").
         if (SignatureFailure(pdu, version, eventId, verifyKey) is { } badSig) return Dropped(eventId, badSig);
