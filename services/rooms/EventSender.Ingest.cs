@@ -107,6 +107,8 @@ public sealed partial class EventSender
         foreach (var field in new[] { "prev_events", "auth_events" })
         {
             if (pdu[field] is not JsonArray refs) return field + " is not an array";
+            // The PDU definition bounds both lists (spec data/api/server-server/definitions/pdu_v1.yaml, pdu_v3.yaml).
+            if (refs.Count > (field == "prev_events" ? 20 : 10)) return field + " has too many entries";
             foreach (var r in refs)
             {
                 var ok = version.EventIdFormat == EventIdFormat.ServerGenerated

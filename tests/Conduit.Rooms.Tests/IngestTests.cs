@@ -273,6 +273,35 @@ public sealed class IngestTests : IDisposable
     }
 
     [Fact]
+    public async Task ConcurrentBanAndTopic_TheBanWins_AndTheBannedUsersTopicIsResolvedAway()
+    {
+        await _h.CreateRoomAsync(Room);
+        await JoinAsync(R1);
+        await JoinAsync(R2);
+        var pl = _h.Rooms.StateEvent(Room, "m.room.power_levels", "")!;
+        var content = (JsonObject)pl.Content.DeepClone();
+        content["users"] = new JsonObject { [Alice] = 100, [R1] = 50, [R2] = 75 };
+        var plEvent = await _h.StateAsync(Room, Alice, "m.room.power_levels", "", content);
+
+        // r1 changes the topic while r2 bans r1, both on the same prev event. The topic arrives first, so neither
+        // is soft-failed; state resolution orders the ban (a power event) first, and the topic then fails the auth
+        // checks against the resolved state (rooms/v2.md "State resolution": iterative auth checks).
+        var topic = await Accept(Build(R1, "m.room.topic", "", new JsonObject { ["topic"] = "mine" }, prev: [plEvent.EventId]));
+        var ban = await Accept(Build(R2, "m.room.member", R1, new JsonObject { ["membership"] = "ban" }, prev: [plEvent.EventId]));
+        Assert.Equal(IngestOutcome.Accepted, topic.Outcome);
+        Assert.Equal(IngestOutcome.Accepted, ban.Outcome);
+        Assert.Equal(2, Extremities().Count);
+        Assert.Null(_h.Rooms.StateEventId(Room, "m.room.topic", ""));
+        Assert.Equal(ban.EventId, _h.Rooms.StateEventId(Room, "m.room.member", R1));
+        Assert.Equal("ban", _h.Rooms.MembershipOf(R1, Room)!.State);
+        Assert.DoesNotContain(R1, _h.Rooms.JoinedMembers(Room));
+
+        var m = await _h.MessageAsync(Room, Alice, "after");
+        Assert.Equal(2, EventAuth.PrevEventIds(m.Pdu).Count);
+        Assert.Null(_h.States.LookupEventId(m.StateBefore, "m.room.topic", ""));
+    }
+
+    [Fact]
     public async Task ConcurrentTopics_EarlierTimestampLoses_WhicheverArrivesLast()
     {
         await _h.CreateRoomAsync(Room);
