@@ -25,7 +25,7 @@ public sealed record TxnRef(string UserId, string DeviceId, string TxnId);
 /// effect or none. Writes are serialised by one lock, so stream positions are assigned in order and a position
 /// is published only after everything at or below it is durable.
 /// </summary>
-public sealed class EventSender(RoomStore rooms, StateStore states, RoomStream stream, Federation.FederationClient federation, GlobalConfig config)
+public sealed partial class EventSender(RoomStore rooms, StateStore states, RoomStream stream, Federation.FederationClient federation, GlobalConfig config)
 {
     // Lock order: this is the only lock held across a write; nothing else is taken while holding it.
     readonly SemaphoreSlim _write = new(1, 1);

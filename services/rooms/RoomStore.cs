@@ -8,7 +8,11 @@ namespace Conduit.Rooms;
 /// <summary>A stored event: the PDU and what this server knows about it locally.</summary>
 public sealed record StoredEvent(string EventId, JsonObject Pdu, JsonObject Meta)
 {
-    public long Pos => Meta["pos"]!.GetValue<long>();
+    /// <summary>The stream position; 0 for events outside the timeline (rejected or soft-failed remote events).</summary>
+    public long Pos => Meta["pos"]?.GetValue<long>() ?? 0;
+    public bool InTimeline => Meta["pos"] is not null;
+    public string? Rejected => Meta["rejected"]?.GetValue<string>();
+    public bool SoftFailed => Meta["soft_failed"]?.GetValue<bool>() ?? false;
     public string Type => Pdu["type"]!.GetValue<string>();
     public string Sender => Pdu["sender"]!.GetValue<string>();
     // A v12 create event has no room_id (rooms/v12.md "Event format"); the meta always records it.

@@ -86,8 +86,10 @@ public sealed class StateStore
         return true;
     }
 
-    public (string Type, string StateKey) StateKeyOf(ulong s)
+    public (string Type, string StateKey) StateKeyOf(ulong s, Tx? tx = null)
     {
+        if (tx is not null)
+            foreach (var (key, v) in tx.Keys) if (v == s) return key;
         if (_keysByShort.TryGetValue(s, out var k)) return k;
         var parts = K.Split(_shortToKey.Get(K.BigEndian(s)) ?? throw new InvalidOperationException($"unknown short state key {s}"));
         k = (parts[0], parts[1]);
@@ -163,6 +165,28 @@ public sealed class StateStore
         var added = new Dictionary<ulong, ulong> { [shortKey] = shortEvent };
         var removed = new Dictionary<ulong, ulong>();
         if (parent != 0 && Lookup(parent, shortKey, tx) is { } old) removed[shortKey] = old;
+        var id = ++_nextGroup;
+        tx.Batch.Put(RoomsFamilies.Counters, K.Utf8("stategroup"), K.BigEndian(_nextGroup));
+        SaveFromDiff(tx, id, added, removed, 1_000_000, parent == 0 ? [] : Chain(parent, tx));
+        return id;
+    }
+
+    /// <summary>
+    /// A new group: <paramref name="parent"/> with several keys set (event) or removed (null). Used for states
+    /// that are not one event on top of another: the result of state resolution.
+    /// </summary>
+    public ulong Apply(Tx tx, ulong parent, IReadOnlyDictionary<ulong, ulong?> changes)
+    {
+        var added = new Dictionary<ulong, ulong>();
+        var removed = new Dictionary<ulong, ulong>();
+        foreach (var (k, e) in changes)
+        {
+            var old = parent == 0 ? null : Lookup(parent, k, tx);
+            if (old == e) continue;
+            if (old is { } o) removed[k] = o;
+            if (e is { } n) added[k] = n;
+        }
+        if (added.Count == 0 && removed.Count == 0 && parent != 0) return parent;
         var id = ++_nextGroup;
         tx.Batch.Put(RoomsFamilies.Counters, K.Utf8("stategroup"), K.BigEndian(_nextGroup));
         SaveFromDiff(tx, id, added, removed, 1_000_000, parent == 0 ? [] : Chain(parent, tx));
@@ -252,16 +276,16 @@ public sealed class StateStore
         => group != 0 && TryShortStateKey(type, stateKey, out var k) && Lookup(group, k) is { } e ? EventIdOf(e) : null;
 
     /// <summary>The whole state of a group as (type, state_key) → event ID.</summary>
-    public Dictionary<(string Type, string StateKey), string> Full(ulong group)
+    public Dictionary<(string Type, string StateKey), string> Full(ulong group, Tx? tx = null)
     {
         var state = new Dictionary<ulong, ulong>();
-        foreach (var l in Chain(group, null))
+        foreach (var l in Chain(group, tx))
         {
             foreach (var (k, e) in l.Removed)
                 if (state.TryGetValue(k, out var cur) && cur == e) state.Remove(k);
             foreach (var (k, e) in l.Added) state[k] = e;
         }
-        return state.ToDictionary(kv => StateKeyOf(kv.Key), kv => EventIdOf(kv.Value));
+        return state.ToDictionary(kv => StateKeyOf(kv.Key, tx), kv => EventIdOf(kv.Value, tx));
     }
 
     /// <summary>Bytes stored for a room's groups (for the benchmark): entries are 16 bytes plus 12 per group.</summary>

@@ -83,7 +83,9 @@ public sealed class SyncBuilder(RoomStore rooms, StateStore states, ClientEvents
     ulong GroupAt(string roomId, long pos)
     {
         foreach (var (_, id) in rooms.Timeline(roomId, 0, pos, backwards: true))
-            return rooms.Event(id)?.StateAfter ?? 0;
+            // "sg_room": the room's state after a remote event when it differs from the state after that event
+            // alone (forward extremities merged by state resolution).
+            return rooms.Event(id) is { } e ? e.Meta["sg_room"]?.GetValue<ulong>() ?? e.StateAfter : 0;
         return 0;
     }
 

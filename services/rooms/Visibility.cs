@@ -37,7 +37,8 @@ public sealed class Visibility(RoomStore rooms, StateStore states)
     /// <summary>Whether the user may see the event, given a window from <see cref="ReadableWindow"/>.</summary>
     public bool CanSee(string userId, StoredEvent e, ReadWindow? window)
     {
-        if (window is null || e.Pos <= window.After || e.Pos > window.UpTo) return false;
+        // Rejected and soft-failed remote events have no timeline position and are never shown to clients.
+        if (window is null || !e.InTimeline || e.Pos <= window.After || e.Pos > window.UpTo) return false;
         var group = e.StateBefore;
         var setting = EventContent(states.LookupEventId(group, "m.room.history_visibility", ""))?["history_visibility"]?.GetValue<string>() ?? "shared";
         if (setting is "world_readable" or "shared") return true;
