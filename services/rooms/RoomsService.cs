@@ -10,12 +10,13 @@ public static class RoomsService
 {
     public static IServiceCollection AddRoomsService(this IServiceCollection services)
         => services.AddSingleton<RoomStore>().AddSingleton<StateStore>().AddSingleton<RoomStream>().AddSingleton<EventSender>().AddSingleton<ClientEvents>()
-            .AddSingleton<Visibility>().AddSingleton<SyncBuilder>().AddSingleton<RoomsEndpoints>().AddSingleton<RoomFeatures>().AddSingleton<RoomsGrpcService>();
+            .AddSingleton<Visibility>().AddSingleton<SyncBuilder>().AddSingleton<RoomsEndpoints>().AddSingleton<RoomFeatures>().AddSingleton<Search>().AddSingleton<RoomsGrpcService>();
 
     public static IEndpointRouteBuilder MapRoomsService(this IEndpointRouteBuilder app)
     {
         app.ServiceProvider.GetRequiredService<RoomsEndpoints>().Map(app);
         app.ServiceProvider.GetRequiredService<RoomFeatures>().Map(app);
+        app.ServiceProvider.GetRequiredService<Search>().Map(app);
         return app;
     }
 

@@ -116,3 +116,54 @@ public abstract class VisibilityTests(ServerFixture server)
 public sealed class AllInOneVisibilityTests(AllInOneFixture f) : VisibilityTests(f), IClassFixture<AllInOneFixture>;
 
 public sealed class SplitVisibilityTests(SplitFixture f) : VisibilityTests(f), IClassFixture<SplitFixture>;
+
+public abstract class SearchTests(ServerFixture server)
+{
+    static List<string> Bodies(JsonObject r) => r["search_categories"]!["room_events"]!["results"]!.AsArray()
+        .Select(x => x!["result"]!["content"]!["body"]!.GetValue<string>()).ToList();
+
+    static JsonObject Query(string term, JsonObject? extra = null)
+    {
+        var criteria = new JsonObject { ["search_term"] = term, ["order_by"] = "recent" };
+        foreach (var (k, v) in extra ?? []) criteria[k] = v?.DeepClone();
+        return new JsonObject { ["search_categories"] = new JsonObject { ["room_events"] = criteria } };
+    }
+
+    [Fact]
+    public async Task Search_finds_what_the_user_may_see_and_nothing_else()
+    {
+        var alice = await Register(server);
+        var word = UniqueName("zebra");
+        var room = await alice.CreateRoom(new JsonObject
+        {
+            ["preset"] = "public_chat",
+            ["initial_state"] = new JsonArray(new JsonObject { ["type"] = "m.room.history_visibility", ["content"] = new JsonObject { ["history_visibility"] = "joined" } }),
+        });
+        await alice.SendText(room, $"early {word} sighting");
+        var bob = await Register(server);
+        (await bob.Post($"{C}/join/{E(room)}", new JsonObject())).Ok();
+        await alice.SendText(room, $"late {word} sighting");
+        await alice.SendText(room, "nothing to see");
+
+        Assert.Equal([$"late {word} sighting", $"early {word} sighting"], Bodies((await alice.Post($"{C}/search", Query(word))).Ok().Obj));
+        // Bob joined after the first message of a joined-only room: he finds only the second.
+        Assert.Equal([$"late {word} sighting"], Bodies((await bob.Post($"{C}/search", Query(word))).Ok().Obj));
+        // Someone who is not in the room finds nothing.
+        var carol = await Register(server);
+        Assert.Empty(Bodies((await carol.Post($"{C}/search", Query(word))).Ok().Obj));
+
+        // All terms must match; pages continue with next_batch; context comes when asked.
+        Assert.Empty(Bodies((await alice.Post($"{C}/search", Query($"{word} unicorn"))).Ok().Obj));
+        var first = (await alice.Post($"{C}/search", Query(word, new JsonObject { ["filter"] = new JsonObject { ["limit"] = 1 }, ["event_context"] = new JsonObject { ["before_limit"] = 1 } }))).Ok().Obj;
+        Assert.Equal([$"late {word} sighting"], Bodies(first));
+        Assert.Single(first["search_categories"]!["room_events"]!["results"]![0]!["context"]!["events_before"]!.AsArray());
+        var next = first["search_categories"]!["room_events"]!["next_batch"]!.GetValue<string>();
+        var second = (await alice.Post($"{C}/search?next_batch={E(next)}", Query(word, new JsonObject { ["filter"] = new JsonObject { ["limit"] = 1 } }))).Ok().Obj;
+        Assert.Equal([$"early {word} sighting"], Bodies(second));
+        Assert.Equal("M_MISSING_PARAM", (await alice.Post($"{C}/search", new JsonObject { ["search_categories"] = new JsonObject() })).ErrCode);
+    }
+}
+
+public sealed class AllInOneSearchTests(AllInOneFixture f) : SearchTests(f), IClassFixture<AllInOneFixture>;
+
+public sealed class SplitSearchTests(SplitFixture f) : SearchTests(f), IClassFixture<SplitFixture>;

@@ -72,6 +72,7 @@ public static class RouteTable
     public static readonly MatrixRoute State = C(Service.Rooms, "/rooms/{roomId}/state", GET);
     public static readonly MatrixRoute Event = C(Service.Rooms, "/rooms/{roomId}/event/{eventId}", GET);
     public static readonly MatrixRoute Context = C(Service.Rooms, "/rooms/{roomId}/context/{eventId}", GET);
+    public static readonly MatrixRoute Search = C(Service.Rooms, "/search", POST);
     public static readonly MatrixRoute Messages = C(Service.Rooms, "/rooms/{roomId}/messages", GET);
     public static readonly MatrixRoute Members = C(Service.Rooms, "/rooms/{roomId}/members", GET);
     public static readonly MatrixRoute JoinedMembers = C(Service.Rooms, "/rooms/{roomId}/joined_members", GET);
