@@ -13,7 +13,7 @@ public sealed class ClientEvents(RoomStore rooms)
     public JsonObject Format(StoredEvent e, string? forDevice = null, bool includeRoomId = true)
     {
         var pdu = e.Pdu;
-        var version = RoomVersion.Find(rooms.Info(e.RoomId)?["room_version"]?.GetValue<string>() ?? "11") ?? RoomVersion.V11;
+        var version = rooms.VersionOf(e.RoomId!) ?? RoomVersion.V11;
         var unsigned = new JsonObject { ["age"] = Math.Max(0, Ids.NowMs() - (pdu["origin_server_ts"]?.GetValue<long>() ?? 0)) };
         if (e.Meta["redacted_by"]?.GetValue<string>() is { } redactedBy)
         {

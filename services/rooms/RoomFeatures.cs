@@ -176,7 +176,7 @@ public sealed class RoomFeatures(RoomStore rooms, EventSender sender, Visibility
 
     long UserLevel(string roomId, string userId)
     {
-        var version = RoomVersion.Find(rooms.Info(roomId)?["room_version"]?.GetValue<string>() ?? "") ?? RoomVersion.V11;
+        var version = rooms.VersionOf(roomId) ?? RoomVersion.V11;
         return EventAuth.UserPowerLevel(userId, rooms.StateEvent(roomId, "m.room.power_levels", "")?.Pdu,
             rooms.StateEvent(roomId, "m.room.create", "")?.Pdu, version);
     }
@@ -240,7 +240,7 @@ public static class RestrictedJoin
 {
     public static void Authorise(RoomStore rooms, string serverName, string roomId, string userId, JsonObject content)
     {
-        var version = RoomVersion.Find(rooms.Info(roomId)?["room_version"]?.GetValue<string>() ?? "");
+        var version = rooms.VersionOf(roomId);
         var rules = rooms.StateContent(roomId, "m.room.join_rules");
         var rule = rules?["join_rule"] is JsonValue jv && jv.TryGetValue<string>(out var r) ? r : null;
         var restricted = version is not null

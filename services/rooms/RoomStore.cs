@@ -51,6 +51,18 @@ public sealed class RoomStore(IKeyValueStore store)
 
     public JsonObject? Info(string roomId) => _info.Get(K.Utf8(roomId)) is { } v ? Obj(v) : null;
 
+    // A room's version never changes: cached, since every event formatted for a client needs it.
+    readonly System.Collections.Concurrent.ConcurrentDictionary<string, Conduit.Common.Events.RoomVersion> _versions = new();
+
+    /// <summary>The room's version, or null for a room this server does not know.</summary>
+    public Conduit.Common.Events.RoomVersion? VersionOf(string roomId)
+    {
+        if (_versions.TryGetValue(roomId, out var v)) return v;
+        var found = Conduit.Common.Events.RoomVersion.Find(Info(roomId)?["room_version"]?.GetValue<string>() ?? "");
+        if (found is not null) _versions[roomId] = found;
+        return found;
+    }
+
     public StoredEvent? Event(string eventId)
     {
         var pdu = _pdus.Get(K.Utf8(eventId));

@@ -50,7 +50,7 @@ public sealed class RoomsEndpoints(RoomStore rooms, StateStore states, EventSend
     /// <summary>The room's power levels; in v12 its creators (create sender + additional_creators) rank above all.</summary>
     PowerLevels RoomPowerLevels(string roomId)
     {
-        var version = RoomVersion.Find(rooms.Info(roomId)?["room_version"]?.GetValue<string>() ?? "") ?? RoomVersion.V11;
+        var version = rooms.VersionOf(roomId) ?? RoomVersion.V11;
         List<string>? creators = null;
         if (version.PrivilegedCreators && rooms.StateEvent(roomId, "m.room.create", "") is { } create)
         {
