@@ -49,11 +49,11 @@ public sealed class ClientEvents(RoomStore rooms)
     {
         var arr = new JsonArray();
         foreach (var type in new[] { "m.room.create", "m.room.join_rules", "m.room.name", "m.room.avatar", "m.room.canonical_alias", "m.room.encryption", "m.room.topic" })
-            if (rooms.StateEvent(roomId, type, "") is { } ev) arr.Add(Stripped(ev));
+            if (rooms.StateEvent(roomId, type, "") is { } ev) arr.Add((JsonNode)Stripped(ev));
         if (rooms.StateEvent(roomId, "m.room.member", userId) is { } me)
         {
-            if (rooms.StateEvent(roomId, "m.room.member", me.Sender) is { } inviter && me.Sender != userId) arr.Add(Stripped(inviter));
-            arr.Add(Stripped(me));
+            if (rooms.StateEvent(roomId, "m.room.member", me.Sender) is { } inviter && me.Sender != userId) arr.Add((JsonNode)Stripped(inviter));
+            arr.Add((JsonNode)Stripped(me));
         }
         return arr;
     }

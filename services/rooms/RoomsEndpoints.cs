@@ -461,7 +461,7 @@ public sealed class RoomsEndpoints(RoomStore rooms, StateStore states, EventSend
             var ev = rooms.Event(id);
             if (ev is null || !visibility.CanSee(c.UserId, ev, window)) continue;
             if (filter is not null && !filter.Matches(ev.Type, ev.Sender, roomId)) continue;
-            chunk.Add(format.Format(ev, c.DeviceId));
+            chunk.Add((JsonNode)format.Format(ev, c.DeviceId));
             memberIds.Add(ev.Sender);
         }
         var result = new JsonObject { ["chunk"] = chunk, ["start"] = $"t{from}" };
@@ -470,7 +470,7 @@ public sealed class RoomsEndpoints(RoomStore rooms, StateStore states, EventSend
         {
             var state = new JsonArray();
             foreach (var m in memberIds)
-                if (rooms.StateEvent(roomId, "m.room.member", m) is { } me) state.Add(format.Format(me));
+                if (rooms.StateEvent(roomId, "m.room.member", m) is { } me) state.Add((JsonNode)format.Format(me));
             result["state"] = state;
         }
         await ctx.Response.WriteJsonAsync(result);
@@ -490,7 +490,7 @@ public sealed class RoomsEndpoints(RoomStore rooms, StateStore states, EventSend
             var m = e.Content["membership"]?.GetValue<string>();
             if (only is not null && m != only) continue;
             if (not is not null && m == not) continue;
-            chunk.Add(format.Format(e));
+            chunk.Add((JsonNode)format.Format(e));
         }
         await ctx.Response.WriteJsonAsync(new JsonObject { ["chunk"] = chunk });
     }

@@ -74,7 +74,7 @@ public sealed class Search(RoomStore rooms, Visibility visibility, ClientEvents 
         {
             var r = new JsonObject { ["rank"] = rank, ["result"] = format.Format(e, c.DeviceId) };
             if (context is not null) r["context"] = Context(c.UserId, c.DeviceId, e, context);
-            results.Add(r);
+            results.Add((JsonNode)r);
         }
         var roomEvents = new JsonObject
         {

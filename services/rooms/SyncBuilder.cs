@@ -62,7 +62,7 @@ public sealed class SyncBuilder(RoomStore rooms, StateStore states, ClientEvents
                     if (section is null)
                     {
                         var events = new JsonArray();
-                        if (rooms.Event(m.EventId) is { } le) events.Add(format.Format(le, deviceId, false));
+                        if (rooms.Event(m.EventId) is { } le) events.Add((JsonNode)format.Format(le, deviceId, false));
                         section = new JsonObject
                         {
                             ["timeline"] = new JsonObject { ["events"] = events, ["limited"] = false },
@@ -137,7 +137,7 @@ public sealed class SyncBuilder(RoomStore rooms, StateStore states, ClientEvents
         {
             if (inTimeline.Contains(id) || rooms.Event(id) is not { } ev) continue;
             if (stateFilter is not null && !stateFilter.Matches(ev.Type, ev.Sender, roomId)) continue;
-            state.Add(format.Format(ev, deviceId, false));
+            state.Add((JsonNode)format.Format(ev, deviceId, false));
         }
 
         return new JsonObject
@@ -161,7 +161,7 @@ public sealed class SyncBuilder(RoomStore rooms, StateStore states, ClientEvents
         {
             if (m == "join") joinedCount++;
             else if (m == "invite") invitedCount++;
-            if (u != userId && m is "join" or "invite" && heroes.Count < 5) heroes.Add(u);
+            if (u != userId && m is "join" or "invite" && heroes.Count < 5) heroes.Add((JsonNode)u);
         }
         var summary = new JsonObject { ["m.joined_member_count"] = joinedCount, ["m.invited_member_count"] = invitedCount };
         // Heroes only matter to clients when the room has neither a name nor a canonical alias.

@@ -112,7 +112,7 @@ public sealed class SyncEndpoints(AccountDataStore data, SyncNotifier notifier, 
             if (e.RoomId.Length == 0)
             {
                 if (e.Type == "m.push_rules") sawPushRules = true;
-                if (accountFilter is null || accountFilter.Matches(e.Type, c.UserId)) global.Add(ev);
+                if (accountFilter is null || accountFilter.Matches(e.Type, c.UserId)) global.Add((JsonNode)ev);
                 continue;
             }
             if (roomAccountFilter is not null && !roomAccountFilter.Matches(e.Type, c.UserId, e.RoomId)) continue;
@@ -127,11 +127,11 @@ public sealed class SyncEndpoints(AccountDataStore data, SyncNotifier notifier, 
                 };
             }
             if (room["account_data"] is not JsonObject ad) room["account_data"] = ad = new JsonObject { ["events"] = new JsonArray() };
-            ad["events"]!.AsArray().Add(ev);
+            ad["events"]!.AsArray().Add((JsonNode)ev);
         }
         // Clients expect their push rules in the first sync; until a user changes them they are the defaults.
         if (since is null && !sawPushRules && (accountFilter is null || accountFilter.Matches("m.push_rules", c.UserId)))
-            global.Add(new JsonObject { ["type"] = "m.push_rules", ["content"] = DefaultPushRules.For(c.UserId) });
+            global.Add((JsonNode)new JsonObject { ["type"] = "m.push_rules", ["content"] = DefaultPushRules.For(c.UserId) });
 
         return new JsonObject
         {

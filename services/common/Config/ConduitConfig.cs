@@ -90,4 +90,5 @@ public sealed class ServicesConfig
 
 [TomlSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower)]
 [TomlSerializable(typeof(ConfigFile))]
+[TomlSerializable(typeof(Tomlyn.Model.TomlTable))]
 internal partial class ConfigTomlContext : TomlSerializerContext;

@@ -60,7 +60,7 @@ public static class ConfigLoader
         var overrides = EnvOverrides(environment);
         if (overrides.Count > 0)
         {
-            var model = TomlSerializer.Deserialize<TomlTable>(text) ?? new TomlTable();
+            var model = TomlSerializer.Deserialize(text, ConfigTomlContext.Default.TomlTable) ?? new TomlTable();
             if (!model.TryGetValue("global", out var g) || g is not TomlTable global)
                 model["global"] = global = new TomlTable();
             foreach (var (keyPath, value) in overrides)
@@ -74,7 +74,7 @@ public static class ConfigLoader
                 }
                 table[keyPath[^1]] = value;
             }
-            file = Deserialize(TomlSerializer.Serialize(model), source + " with CONDUIT_* environment overrides");
+            file = Deserialize(TomlSerializer.Serialize(model, ConfigTomlContext.Default.TomlTable), source + " with CONDUIT_* environment overrides");
         }
         var warnings = new List<string>();
         Unknown(file.Unknown, "", warnings, source);
@@ -175,7 +175,7 @@ public static class ConfigLoader
     {
         try
         {
-            var t = TomlSerializer.Deserialize<TomlTable>("v = " + v);
+            var t = TomlSerializer.Deserialize("v = " + v, ConfigTomlContext.Default.TomlTable);
             if (t is not null && t.TryGetValue("v", out var parsed) && parsed is not null) return parsed;
         }
         catch (TomlException) { }

@@ -400,7 +400,7 @@ internal static class FilterJson
     internal static JsonArray ToArray(IReadOnlyList<string> list)
     {
         var a = new JsonArray();
-        foreach (var s in list) a.Add(s);
+        foreach (var s in list) a.Add((JsonNode)s);
         return a;
     }
 
