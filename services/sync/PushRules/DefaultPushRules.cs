@@ -89,12 +89,12 @@ public static class DefaultPushRules
             [EventMatch("type", "m.room.member")],
             []),
         Rule(".m.rule.is_user_mention", enabled: true,
-            [new JsonObject { ["kind"] = "event_property_contains", ["key"] = @"content.m\.mentions.user_ids", ["value"] = userId }],
+            [(JsonNode)new JsonObject { ["kind"] = "event_property_contains", ["key"] = @"content.m\.mentions.user_ids", ["value"] = userId }],
             [Notify(), Sound("default"), Highlight()]),
         Rule(".m.rule.is_room_mention", enabled: true,
             [
-                new JsonObject { ["kind"] = "event_property_is", ["key"] = @"content.m\.mentions.room", ["value"] = true },
-                new JsonObject { ["kind"] = "sender_notification_permission", ["key"] = "room" },
+                (JsonNode)new JsonObject { ["kind"] = "event_property_is", ["key"] = @"content.m\.mentions.room", ["value"] = true },
+                (JsonNode)new JsonObject { ["kind"] = "sender_notification_permission", ["key"] = "room" },
             ],
             [Notify(), Highlight()]),
         Rule(".m.rule.tombstone", enabled: true,
@@ -107,7 +107,7 @@ public static class DefaultPushRules
             [EventMatch("type", "m.room.server_acl"), EventMatch("state_key", "")],
             []),
         Rule(".m.rule.suppress_edits", enabled: true,
-            [new JsonObject { ["kind"] = "event_property_is", ["key"] = @"content.m\.relates_to.rel_type", ["value"] = "m.replace" }],
+            [(JsonNode)new JsonObject { ["kind"] = "event_property_is", ["key"] = @"content.m\.relates_to.rel_type", ["value"] = "m.replace" }],
             []),
     ];
 
@@ -130,7 +130,8 @@ public static class DefaultPushRules
             [Notify()]),
     ];
 
-    private static JsonObject Rule(string ruleId, bool enabled, JsonArray conditions, JsonArray actions) => new()
+    // Typed as JsonNode so collection expressions use JsonArray.Add(JsonNode), not the reflection-based Add<T>.
+    private static JsonNode Rule(string ruleId, bool enabled, JsonArray conditions, JsonArray actions) => new JsonObject
     {
         ["rule_id"] = ruleId,
         ["default"] = true,
@@ -139,14 +140,14 @@ public static class DefaultPushRules
         ["actions"] = actions,
     };
 
-    private static JsonObject EventMatch(string key, string pattern) =>
-        new() { ["kind"] = "event_match", ["key"] = key, ["pattern"] = pattern };
+    private static JsonNode EventMatch(string key, string pattern) =>
+        new JsonObject { ["kind"] = "event_match", ["key"] = key, ["pattern"] = pattern };
 
-    private static JsonObject MemberCount(string @is) => new() { ["kind"] = "room_member_count", ["is"] = @is };
+    private static JsonNode MemberCount(string @is) => new JsonObject { ["kind"] = "room_member_count", ["is"] = @is };
 
     private static JsonNode Notify() => JsonValue.Create("notify");
 
-    private static JsonObject Sound(string sound) => new() { ["set_tweak"] = "sound", ["value"] = sound };
+    private static JsonNode Sound(string sound) => new JsonObject { ["set_tweak"] = "sound", ["value"] = sound };
 
-    private static JsonObject Highlight() => new() { ["set_tweak"] = "highlight" };
+    private static JsonNode Highlight() => new JsonObject { ["set_tweak"] = "highlight" };
 }
