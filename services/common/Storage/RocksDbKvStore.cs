@@ -1,19 +1,28 @@
-using RocksDbSharp;
+using System.Runtime.InteropServices;
+using static Conduit.Common.Storage.RocksDbNative;
 
 namespace Conduit.Common.Storage;
 
 /// <summary>
 /// RocksDB backend: one database directory, one column family per declared family. Every write goes through the WAL
-/// with sync, so an acknowledged write survives a crash of the process or the machine.
+/// with sync, so an acknowledged write survives a crash of the process or the machine. Bound through
+/// <see cref="RocksDbNative"/> (RocksDB's C API), which also runs under Native AOT.
 /// </summary>
-internal sealed class RocksDbKvStore : IKeyValueStore
+internal sealed unsafe class RocksDbKvStore : IKeyValueStore
 {
-    private readonly RocksDb _db;
-    private readonly WriteOptions _syncWrite = new WriteOptions().SetSync(true);
-    private readonly Dictionary<string, ColumnFamilyHandle> _handles = new(StringComparer.Ordinal);
+    private readonly nint _db;
+    private readonly nint _syncWrite;
+    private readonly nint _defaultRead;
+    private readonly List<nint> _ownedOptions = [];
+    private readonly List<nint> _allHandles = [];
+    private readonly Dictionary<string, nint> _handles = new(StringComparer.Ordinal);
     private readonly Dictionary<string, FamilyMap> _maps = new(StringComparer.Ordinal);
     private readonly HashSet<string> _names;
-    private static readonly Lazy<Cache> SharedCache = new(() => Cache.CreateLru(16UL << 20));
+    // One block cache for every database of the process (split mode opens one per service process anyway).
+    private static readonly Lazy<nint> SharedCache = new(() => rocksdb_cache_create_lru(16u << 20));
+    // Native calls and iterations in flight; Dispose waits for them so the handles are never freed under a running
+    // call. A counter rather than a lock: an iteration may be resumed on another thread.
+    private int _active;
     private volatile bool _disposed;
 
     public RocksDbKvStore(string path, IReadOnlyList<ColumnFamily> families)
@@ -24,40 +33,66 @@ internal sealed class RocksDbKvStore : IKeyValueStore
         // Sized for a small VPS: RocksDB's defaults (64 MB memtables per family, each allocated in 8 MB arena
         // blocks) would cost far more than our data with a couple of dozen families. All families share one
         // block cache and one memtable budget.
-        var options = new DbOptions()
-            .SetCreateIfMissing(true)
-            .SetCreateMissingColumnFamilies(true)
-            .SetDbWriteBufferSize(32UL << 20)
-            .SetMaxOpenFiles(256)
-            .SetKeepLogFileNum(3);
+        var options = rocksdb_options_create();
+        _ownedOptions.Add(options);
+        rocksdb_options_set_create_if_missing(options, 1);
+        rocksdb_options_set_create_missing_column_families(options, 1);
+        rocksdb_options_set_db_write_buffer_size(options, 32u << 20);
+        rocksdb_options_set_max_open_files(options, 256);
+        rocksdb_options_set_keep_log_file_num(options, 3);
 
         // Every existing family must be opened, declared now or not (RocksDB refuses to open otherwise).
         var names = new List<string>();
         if (File.Exists(Path.Combine(path, "CURRENT")))
         {
-            names.AddRange(RocksDb.ListColumnFamilies(options, path));
+            var list = rocksdb_list_column_families(options, path, out var count, out var err);
+            Check(err);
+            for (nuint i = 0; i < count; i++) names.Add(Marshal.PtrToStringUTF8(((nint*)list)[i])!);
+            rocksdb_list_column_families_destroy(list, count);
         }
+        if (!names.Contains("default")) names.Insert(0, "default");
         foreach (var f in families)
-        {
             if (!names.Contains(f.Name)) names.Add(f.Name);
-        }
-        var table = new BlockBasedTableOptions().SetBlockCache(SharedCache.Value);
-        ColumnFamilyOptions FamilyOptions() => new ColumnFamilyOptions()
-            .SetWriteBufferSize(4UL << 20)
-            .SetArenaBlockSize(256UL << 10)
-            .SetBlockBasedTableFactory(table);
-        var cfs = new ColumnFamilies(FamilyOptions()); // holds "default"
-        foreach (var name in names)
+
+        var table = rocksdb_block_based_options_create();
+        rocksdb_block_based_options_set_block_cache(table, SharedCache.Value);
+        var familyOptions = rocksdb_options_create();
+        _ownedOptions.Add(familyOptions);
+        rocksdb_options_set_write_buffer_size(familyOptions, 4u << 20);
+        rocksdb_options_set_arena_block_size(familyOptions, 256u << 10);
+        rocksdb_options_set_block_based_table_factory(familyOptions, table);
+        rocksdb_block_based_options_destroy(table);
+
+        var n = names.Count;
+        var namePtrs = new nint[n];
+        var optPtrs = new nint[n];
+        var handles = new nint[n];
+        try
         {
-            if (name != "default") cfs.Add(name, FamilyOptions());
+            for (var i = 0; i < n; i++)
+            {
+                namePtrs[i] = Marshal.StringToCoTaskMemUTF8(names[i]);
+                optPtrs[i] = familyOptions;
+            }
+            fixed (nint* np = namePtrs, op = optPtrs, hp = handles)
+            {
+                _db = rocksdb_open_column_families(options, path, n, np, op, hp, out var err);
+                Check(err);
+            }
         }
-        _db = RocksDb.Open(options, path, cfs);
-        foreach (var f in families)
+        finally
         {
-            var handle = _db.GetColumnFamily(f.Name);
-            _handles[f.Name] = handle;
-            _maps[f.Name] = new FamilyMap(this, f.Name, handle, null);
+            foreach (var p in namePtrs) Marshal.FreeCoTaskMem(p);
         }
+        for (var i = 0; i < n; i++)
+        {
+            _allHandles.Add(handles[i]);
+            _handles[names[i]] = handles[i];
+        }
+        _syncWrite = rocksdb_writeoptions_create();
+        rocksdb_writeoptions_set_sync(_syncWrite, 1);
+        _defaultRead = rocksdb_readoptions_create();
+        foreach (var f in families) _maps[f.Name] = new FamilyMap(this, f.Name, _handles[f.Name], _defaultRead);
     }
 
     public string Backend => "rocksdb";
@@ -75,66 +110,121 @@ internal sealed class RocksDbKvStore : IKeyValueStore
     public void Write(IWriteBatch batch)
     {
         var b = KvWriteBatch.From(batch, this);
-        ObjectDisposedException.ThrowIf(_disposed, this);
         if (b.Count == 0) return;
-        using var wb = new WriteBatch();
-        foreach (var op in b.Ops)
+        using var _ = Enter();
+        var wb = rocksdb_writebatch_create();
+        try
         {
-            var cf = _handles[op.Family];
-            if (op.Value is null) wb.Delete(op.Key, cf);
-            else wb.Put(op.Key, op.Value, cf);
+            foreach (var op in b.Ops)
+            {
+                var cf = _handles[op.Family];
+                fixed (byte* k = op.Key)
+                {
+                    if (op.Value is null) rocksdb_writebatch_delete_cf(wb, cf, k, (nuint)op.Key.Length);
+                    else
+                        fixed (byte* v = op.Value)
+                            rocksdb_writebatch_put_cf(wb, cf, k, (nuint)op.Key.Length, v, (nuint)op.Value.Length);
+                }
+            }
+            rocksdb_write(_db, _syncWrite, wb, out var err);
+            Check(err);
         }
-        _db.Write(wb, _syncWrite);
+        finally
+        {
+            rocksdb_writebatch_destroy(wb);
+        }
     }
 
     public IKvSnapshot? Snapshot()
     {
-        ObjectDisposedException.ThrowIf(_disposed, this);
-        return new SnapshotView(this, _db.CreateSnapshot());
+        using var _ = Enter();
+        return new SnapshotView(this, rocksdb_create_snapshot(_db));
+    }
+
+    /// <summary>Holds the store open for the duration of one native call or iteration.</summary>
+    private Lease Enter()
+    {
+        Interlocked.Increment(ref _active);
+        if (_disposed)
+        {
+            Interlocked.Decrement(ref _active);
+            throw new ObjectDisposedException(nameof(RocksDbKvStore));
+        }
+        return new Lease(this);
+    }
+
+    private readonly struct Lease(RocksDbKvStore store) : IDisposable
+    {
+        public void Dispose() => Interlocked.Decrement(ref store._active);
     }
 
     public void Dispose()
     {
-        if (_disposed) return;
-        _disposed = true;
-        _db.Dispose();
+        lock (_ownedOptions)
+        {
+            if (_disposed) return;
+            _disposed = true;
+        }
+        // New calls now fail; wait (bounded) for the ones already inside native code.
+        var deadline = Environment.TickCount64 + 5000;
+        var spin = new SpinWait();
+        while (Volatile.Read(ref _active) > 0 && Environment.TickCount64 < deadline) spin.SpinOnce();
+        foreach (var h in _allHandles) rocksdb_column_family_handle_destroy(h);
+        rocksdb_close(_db);
+        rocksdb_readoptions_destroy(_defaultRead);
+        rocksdb_writeoptions_destroy(_syncWrite);
+        foreach (var o in _ownedOptions) rocksdb_options_destroy(o);
     }
 
     private sealed class SnapshotView : IKvSnapshot
     {
         private readonly RocksDbKvStore _store;
-        private readonly Snapshot _snapshot;
-        private readonly ReadOptions _read;
+        private readonly nint _snapshot;
+        private readonly nint _read;
         private readonly Dictionary<string, FamilyMap> _maps = new(StringComparer.Ordinal);
+        private bool _released;
 
-        public SnapshotView(RocksDbKvStore store, Snapshot snapshot)
+        public SnapshotView(RocksDbKvStore store, nint snapshot)
         {
             _store = store;
             _snapshot = snapshot;
-            _read = new ReadOptions().SetSnapshot(snapshot);
-            foreach (var (name, handle) in store._handles) _maps[name] = new FamilyMap(store, name, handle, _read);
+            _read = rocksdb_readoptions_create();
+            rocksdb_readoptions_set_snapshot(_read, snapshot);
+            foreach (var f in store.Families) _maps[f.Name] = new FamilyMap(store, f.Name, store._handles[f.Name], _read, readOnly: true);
         }
 
         public IKvReader Map(string family) =>
             _maps.TryGetValue(family, out var m) ? m : throw MemoryKvStore.Undeclared(family);
 
-        public void Dispose() => _snapshot.Dispose();
+        public void Dispose()
+        {
+            if (_released) return;
+            _released = true;
+            if (_store._disposed) return;
+            using var _ = _store.Enter();
+            rocksdb_release_snapshot(_store._db, _snapshot);
+            rocksdb_readoptions_destroy(_read);
+        }
     }
 
-    private sealed class FamilyMap(RocksDbKvStore store, string family, ColumnFamilyHandle cf, ReadOptions? read) : IKvMap
+    private sealed class FamilyMap(RocksDbKvStore store, string family, nint cf, nint read, bool readOnly = false) : IKvMap
     {
         public string Family => family;
 
-        private RocksDb Db
+        public byte[]? Get(ReadOnlySpan<byte> key)
         {
-            get
+            using var _ = store.Enter();
+            nint value;
+            nuint len;
+            fixed (byte* k = key)
             {
-                ObjectDisposedException.ThrowIf(store._disposed, store);
-                return store._db;
+                value = rocksdb_get_cf(store._db, read, cf, k, (nuint)key.Length, out len, out var err);
+                Check(err);
             }
+            if (value == 0) return null;
+            try { return new ReadOnlySpan<byte>((void*)value, checked((int)len)).ToArray(); }
+            finally { rocksdb_free(value); }
         }
-
-        public byte[]? Get(ReadOnlySpan<byte> key) => Db.Get(key.ToArray(), cf, read);
 
         public bool Contains(ReadOnlySpan<byte> key) => Get(key) is not null;
 
@@ -142,15 +232,25 @@ internal sealed class RocksDbKvStore : IKeyValueStore
         {
             ArgumentNullException.ThrowIfNull(key);
             ArgumentNullException.ThrowIfNull(value);
-            if (read is not null) throw new InvalidOperationException("A snapshot is read-only.");
-            Db.Put(key, value, cf, store._syncWrite);
+            if (readOnly) throw new InvalidOperationException("A snapshot is read-only.");
+            using var _ = store.Enter();
+            fixed (byte* k = key, v = value)
+            {
+                rocksdb_put_cf(store._db, store._syncWrite, cf, k, (nuint)key.Length, v, (nuint)value.Length, out var err);
+                Check(err);
+            }
         }
 
         public void Delete(byte[] key)
         {
             ArgumentNullException.ThrowIfNull(key);
-            if (read is not null) throw new InvalidOperationException("A snapshot is read-only.");
-            Db.Remove(key, cf, store._syncWrite);
+            if (readOnly) throw new InvalidOperationException("A snapshot is read-only.");
+            using var _ = store.Enter();
+            fixed (byte* k = key)
+            {
+                rocksdb_delete_cf(store._db, store._syncWrite, cf, k, (nuint)key.Length, out var err);
+                Check(err);
+            }
         }
 
         public IEnumerable<KeyValuePair<byte[], byte[]>> Scan(byte[] prefix) => ScanFrom(prefix, prefix, reverse: false);
@@ -162,38 +262,57 @@ internal sealed class RocksDbKvStore : IKeyValueStore
             return Iterate(start, prefix, reverse);
         }
 
+        static void Seek(nint it, byte[] key, bool forPrev)
+        {
+            fixed (byte* k = key)
+            {
+                if (forPrev) rocksdb_iter_seek_for_prev(it, k, (nuint)key.Length);
+                else rocksdb_iter_seek(it, k, (nuint)key.Length);
+            }
+        }
+
+        static byte[] Key(nint it) => new ReadOnlySpan<byte>(rocksdb_iter_key(it, out var len), checked((int)len)).ToArray();
+
+        static byte[] Value(nint it) => new ReadOnlySpan<byte>(rocksdb_iter_value(it, out var len), checked((int)len)).ToArray();
+
+        // The store stays open while an iteration runs (the lease is held by the enumerator until it is disposed).
         private IEnumerable<KeyValuePair<byte[], byte[]>> Iterate(byte[] start, byte[] prefix, bool reverse)
         {
-            using var it = Db.NewIterator(cf, read);
-            if (reverse)
+            using var lease = store.Enter();
+            var it = rocksdb_create_iterator_cf(store._db, read, cf);
+            try
             {
-                var end = Keys.PrefixEnd(prefix);
-                if (end is not null && Keys.Compare(start, end) >= 0)
+                if (reverse)
                 {
-                    // Start lies above the prefix's range: begin at its last key.
-                    it.SeekForPrev(end);
-                    if (it.Valid() && Keys.Compare(it.Key(), end) == 0) it.Prev();
+                    var end = Keys.PrefixEnd(prefix);
+                    if (end is not null && Keys.Compare(start, end) >= 0)
+                    {
+                        // Start lies above the prefix's range: begin at its last key.
+                        Seek(it, end, forPrev: true);
+                        if (rocksdb_iter_valid(it) != 0 && Keys.Compare(Key(it), end) == 0) rocksdb_iter_prev(it);
+                    }
+                    else
+                    {
+                        Seek(it, start, forPrev: true);
+                    }
                 }
                 else
                 {
-                    it.SeekForPrev(start);
+                    Seek(it, Keys.Compare(start, prefix) < 0 ? prefix : start, forPrev: false);
                 }
-                for (; it.Valid(); it.Prev())
+                while (rocksdb_iter_valid(it) != 0)
                 {
-                    var k = it.Key();
+                    var k = Key(it);
                     if (!k.AsSpan().StartsWith(prefix)) yield break;
-                    yield return new(k, it.Value());
+                    yield return new(k, Value(it));
+                    if (reverse) rocksdb_iter_prev(it); else rocksdb_iter_next(it);
                 }
+                rocksdb_iter_get_error(it, out var err);
+                Check(err);
             }
-            else
+            finally
             {
-                it.Seek(Keys.Compare(start, prefix) < 0 ? prefix : start);
-                for (; it.Valid(); it.Next())
-                {
-                    var k = it.Key();
-                    if (!k.AsSpan().StartsWith(prefix)) yield break;
-                    yield return new(k, it.Value());
-                }
+                rocksdb_iter_destroy(it);
             }
         }
     }

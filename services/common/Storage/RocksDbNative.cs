@@ -1,0 +1,80 @@
+using System.Runtime.InteropServices;
+
+namespace Conduit.Common.Storage;
+
+/// <summary>
+/// The part of RocksDB's C API (rocksdb/c.h) this project uses, bound with source-generated [LibraryImport] so it
+/// works under Native AOT (the RocksDbSharp wrapper binds through Reflection.Emit, which AOT cannot run). The
+/// native library itself comes from the RocksDB NuGet package (runtimes/*/native/librocksdb.so).
+/// Every function here is a direct, documented C entry point; handles are raw pointers owned by the caller.
+/// </summary>
+internal static unsafe partial class RocksDbNative
+{
+    const string Lib = "rocksdb";
+
+    // ---- options
+    [LibraryImport(Lib)] internal static partial nint rocksdb_options_create();
+    [LibraryImport(Lib)] internal static partial void rocksdb_options_destroy(nint options);
+    [LibraryImport(Lib)] internal static partial void rocksdb_options_set_create_if_missing(nint options, byte value);
+    [LibraryImport(Lib)] internal static partial void rocksdb_options_set_create_missing_column_families(nint options, byte value);
+    [LibraryImport(Lib)] internal static partial void rocksdb_options_set_db_write_buffer_size(nint options, nuint size);
+    [LibraryImport(Lib)] internal static partial void rocksdb_options_set_max_open_files(nint options, int n);
+    [LibraryImport(Lib)] internal static partial void rocksdb_options_set_keep_log_file_num(nint options, nuint n);
+    [LibraryImport(Lib)] internal static partial void rocksdb_options_set_write_buffer_size(nint options, nuint size);
+    [LibraryImport(Lib)] internal static partial void rocksdb_options_set_arena_block_size(nint options, nuint size);
+    [LibraryImport(Lib)] internal static partial void rocksdb_options_set_block_based_table_factory(nint options, nint tableOptions);
+    [LibraryImport(Lib)] internal static partial nint rocksdb_block_based_options_create();
+    [LibraryImport(Lib)] internal static partial void rocksdb_block_based_options_destroy(nint tableOptions);
+    [LibraryImport(Lib)] internal static partial void rocksdb_block_based_options_set_block_cache(nint tableOptions, nint cache);
+    [LibraryImport(Lib)] internal static partial nint rocksdb_cache_create_lru(nuint capacity);
+    [LibraryImport(Lib)] internal static partial nint rocksdb_writeoptions_create();
+    [LibraryImport(Lib)] internal static partial void rocksdb_writeoptions_set_sync(nint options, byte value);
+    [LibraryImport(Lib)] internal static partial void rocksdb_writeoptions_destroy(nint options);
+    [LibraryImport(Lib)] internal static partial nint rocksdb_readoptions_create();
+    [LibraryImport(Lib)] internal static partial void rocksdb_readoptions_destroy(nint options);
+    [LibraryImport(Lib)] internal static partial void rocksdb_readoptions_set_snapshot(nint options, nint snapshot);
+
+    // ---- database
+    [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)]
+    internal static partial nint rocksdb_list_column_families(nint options, string name, out nuint count, out nint err);
+    [LibraryImport(Lib)] internal static partial void rocksdb_list_column_families_destroy(nint list, nuint count);
+    [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)]
+    internal static partial nint rocksdb_open_column_families(nint options, string name, int count, nint* names, nint* familyOptions, nint* handles, out nint err);
+    [LibraryImport(Lib)] internal static partial void rocksdb_close(nint db);
+    [LibraryImport(Lib)] internal static partial void rocksdb_column_family_handle_destroy(nint handle);
+    [LibraryImport(Lib)] internal static partial void rocksdb_free(nint ptr);
+
+    [LibraryImport(Lib)] internal static partial nint rocksdb_get_cf(nint db, nint readOptions, nint cf, byte* key, nuint keyLen, out nuint valueLen, out nint err);
+    [LibraryImport(Lib)] internal static partial void rocksdb_put_cf(nint db, nint writeOptions, nint cf, byte* key, nuint keyLen, byte* value, nuint valueLen, out nint err);
+    [LibraryImport(Lib)] internal static partial void rocksdb_delete_cf(nint db, nint writeOptions, nint cf, byte* key, nuint keyLen, out nint err);
+    [LibraryImport(Lib)] internal static partial void rocksdb_write(nint db, nint writeOptions, nint batch, out nint err);
+
+    [LibraryImport(Lib)] internal static partial nint rocksdb_writebatch_create();
+    [LibraryImport(Lib)] internal static partial void rocksdb_writebatch_destroy(nint batch);
+    [LibraryImport(Lib)] internal static partial void rocksdb_writebatch_put_cf(nint batch, nint cf, byte* key, nuint keyLen, byte* value, nuint valueLen);
+    [LibraryImport(Lib)] internal static partial void rocksdb_writebatch_delete_cf(nint batch, nint cf, byte* key, nuint keyLen);
+
+    [LibraryImport(Lib)] internal static partial nint rocksdb_create_snapshot(nint db);
+    [LibraryImport(Lib)] internal static partial void rocksdb_release_snapshot(nint db, nint snapshot);
+
+    // ---- iterators
+    [LibraryImport(Lib)] internal static partial nint rocksdb_create_iterator_cf(nint db, nint readOptions, nint cf);
+    [LibraryImport(Lib)] internal static partial void rocksdb_iter_destroy(nint it);
+    [LibraryImport(Lib)] internal static partial byte rocksdb_iter_valid(nint it);
+    [LibraryImport(Lib)] internal static partial void rocksdb_iter_seek(nint it, byte* key, nuint keyLen);
+    [LibraryImport(Lib)] internal static partial void rocksdb_iter_seek_for_prev(nint it, byte* key, nuint keyLen);
+    [LibraryImport(Lib)] internal static partial void rocksdb_iter_next(nint it);
+    [LibraryImport(Lib)] internal static partial void rocksdb_iter_prev(nint it);
+    [LibraryImport(Lib)] internal static partial byte* rocksdb_iter_key(nint it, out nuint keyLen);
+    [LibraryImport(Lib)] internal static partial byte* rocksdb_iter_value(nint it, out nuint valueLen);
+    [LibraryImport(Lib)] internal static partial void rocksdb_iter_get_error(nint it, out nint err);
+
+    /// <summary>Turns a C API error string into an exception (and frees it).</summary>
+    internal static void Check(nint err)
+    {
+        if (err == 0) return;
+        var message = Marshal.PtrToStringUTF8(err) ?? "unknown RocksDB error";
+        rocksdb_free(err);
+        throw new IOException("RocksDB: " + message);
+    }
+}
