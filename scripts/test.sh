@@ -73,5 +73,19 @@ else
     echo "test.sh: split deployment did not start"; failed=$((failed + 1))
 fi
 
+# The Native AOT build: it must publish with no trim/AOT warning and serve the real client.
+echo "== Native AOT"
+if bash scripts/publish-aot.sh "$work/aot" > "$work/aot.log" 2>&1; then
+    mkdir -p "$work/aot-run"
+    (cd "$work/aot-run" && CONDUIT_PORT=16169 CONDUIT_DATABASE_PATH="$work/aot-run/db" exec "$work/aot/conduit" > "$work/aot-run/log" 2>&1) &
+    aio_pid=$!
+    for _ in $(seq 1 100); do curl -fsS http://127.0.0.1:16169/_matrix/client/versions > /dev/null 2>&1 && break; sleep 0.2; done
+    js_suite aot http://127.0.0.1:16169
+    echo "[aot] RSS after the suite: $(awk '/VmRSS/ {print $2 / 1024 " MB"}' /proc/$aio_pid/status 2> /dev/null)"
+    kill "$aio_pid" 2> /dev/null; wait "$aio_pid" 2> /dev/null; aio_pid=
+else
+    echo "test.sh: Native AOT publish failed:"; tail -30 "$work/aot.log"; failed=$((failed + 1))
+fi
+
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]
