@@ -5,8 +5,9 @@
 #   scripts/split-up.sh WORKDIR [EDGE_PORT] [FIRST_INTERNAL_PORT]
 #
 # Uses CONDUIT_CONFIG as the base config if set (server_name etc.); ports and the secret are given to every part
-# as environment overrides, the way docker-compose does. The binary is CONDUIT_DLL (default: the Release build,
-# else the Debug build, under artifacts/). Writes WORKDIR/pids and WORKDIR/<role>.log; stop with split-down.sh.
+# as environment overrides, the way docker-compose does. The binary is CONDUIT_BIN (a Native AOT executable, see
+# publish-aot.sh) or CONDUIT_DLL (default: the Release build, else the Debug build, under artifacts/).
+# Writes WORKDIR/pids and WORKDIR/<role>.log; stop with split-down.sh.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 work="${1:?usage: split-up.sh WORKDIR [EDGE_PORT] [FIRST_INTERNAL_PORT]}"
@@ -16,12 +17,14 @@ mkdir -p "$work"
 work="$(cd "$work" && pwd)"
 
 dll="${CONDUIT_DLL:-}"
-if [ -z "$dll" ]; then
+if [ -n "${CONDUIT_BIN:-}" ]; then
+    [ -x "$CONDUIT_BIN" ] || { echo "split-up.sh: CONDUIT_BIN=$CONDUIT_BIN is not an executable" >&2; exit 2; }
+elif [ -z "$dll" ]; then
     for c in "$here/artifacts/bin/Conduit.Edge/release/conduit.dll" "$here/artifacts/bin/Conduit.Edge/debug/conduit.dll"; do
         [ -f "$c" ] && { dll="$c"; break; }
     done
 fi
-[ -n "$dll" ] && [ -f "$dll" ] || { echo "split-up.sh: conduit.dll not found; build first (dotnet build) or set CONDUIT_DLL" >&2; exit 2; }
+[ -n "${CONDUIT_BIN:-}" ] || { [ -n "$dll" ] && [ -f "$dll" ]; } || { echo "split-up.sh: conduit.dll not found; build first (dotnet build) or set CONDUIT_DLL" >&2; exit 2; }
 
 export CONDUIT_SERVICES__INTERNAL_SECRET="${CONDUIT_SERVICES__INTERNAL_SECRET:-$(head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')}"
 export CONDUIT_SERVICES__KEYS="http://127.0.0.1:$((base))"
@@ -36,7 +39,9 @@ if [ -z "${CONDUIT_CONFIG:-}" ]; then export CONDUIT_ALLOW_REGISTRATION=true; fi
 
 : > "$work/pids"
 start() {
-    dotnet "$dll" --role "$1" > "$work/$1.log" 2>&1 &
+    if [ -n "${CONDUIT_BIN:-}" ]; then "$CONDUIT_BIN" --role "$1" > "$work/$1.log" 2>&1 &
+    else dotnet "$dll" --role "$1" > "$work/$1.log" 2>&1 &
+    fi
     echo "$! $1" >> "$work/pids"
 }
 check_alive() {
