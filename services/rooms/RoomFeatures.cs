@@ -2,7 +2,6 @@ using System.Text.Json.Nodes;
 using Conduit.Common;
 using Conduit.Common.Config;
 using Conduit.Common.Events;
-using Conduit.Common.Events.Auth;
 using Conduit.Common.Http;
 using Conduit.Common.Routing;
 using Conduit.Protos.Keys;
@@ -88,8 +87,8 @@ public sealed class RoomFeatures(RoomStore rooms, EventSender sender, Visibility
         // Step 1: the caller must be able to send m.room.tombstone in the old room.
         if (rooms.MembershipOf(c.UserId, oldRoom)?.State != "join") throw Err.Forbidden("You are not joined to this room");
         var oldPl = rooms.StateContent(oldRoom, "m.room.power_levels");
-        var oldLevels = new PowerLevels(oldPl, rooms.Info(oldRoom)?["creator"]?.GetValue<string>());
-        if (UserLevel(oldRoom, c.UserId) < oldLevels.EventLevel("m.room.tombstone", true))
+        var oldLevels = rooms.PowerLevelsOf(oldRoom);
+        if (oldLevels.UserLevel(c.UserId) < oldLevels.EventLevel("m.room.tombstone", true))
             throw Err.Forbidden("You do not have the power to upgrade this room");
 
         // Step 2: the replacement room's create event, with the predecessor and the old room's type. Versions whose
@@ -174,12 +173,7 @@ public sealed class RoomFeatures(RoomStore rooms, EventSender sender, Visibility
         catch (MatrixException) { /* the caller may lack the power; the tombstone already tells clients */ }
     }
 
-    long UserLevel(string roomId, string userId)
-    {
-        var version = rooms.VersionOf(roomId) ?? RoomVersion.V11;
-        return EventAuth.UserPowerLevel(userId, rooms.StateEvent(roomId, "m.room.power_levels", "")?.Pdu,
-            rooms.StateEvent(roomId, "m.room.create", "")?.Pdu, version);
-    }
+    long UserLevel(string roomId, string userId) => rooms.PowerLevelsOf(roomId).UserLevel(userId);
 
     // The old room's power levels for the new room: integers where the new version requires them, and (in versions
     // whose creators are privileged) no entry for the creator. Without power levels the old defaults are spelled out.
@@ -259,13 +253,11 @@ public static class RestrictedJoin
             }
         if (!allowed) throw Err.Forbidden("You are not invited and not joined to any room this room's join rules allow");
 
-        var plEvent = rooms.StateEvent(roomId, "m.room.power_levels", "")?.Pdu;
-        var createEvent = rooms.StateEvent(roomId, "m.room.create", "")?.Pdu;
-        var inviteLevel = new PowerLevels(plEvent?["content"] as JsonObject, null).Invite;
+        var levels = rooms.PowerLevelsOf(roomId);
         var via = rooms.JoinedMembers(roomId)
             .Where(u => AuthRules.IsLocal(u, serverName))
-            .Select(u => (User: u, Level: EventAuth.UserPowerLevel(u, plEvent, createEvent, version!)))
-            .Where(x => x.Level >= inviteLevel)
+            .Select(u => (User: u, Level: levels.UserLevel(u)))
+            .Where(x => x.Level >= levels.Invite)
             .OrderByDescending(x => x.Level).ThenBy(x => x.User, StringComparer.Ordinal)
             .Select(x => x.User).FirstOrDefault()
             ?? throw Err.Forbidden("No member of this server can authorise your join");

@@ -210,4 +210,26 @@ public sealed class RoomStore(IKeyValueStore store)
         }
         return order;
     }
+
+    /// <summary>The membership the user had before their current one (from its prev_content), if any.</summary>
+    public string? PreviousMembership(Membership m)
+        => Event(m.EventId)?.Meta["prev_content_event"]?.GetValue<string>() is { } prevId
+            ? Event(prevId)?.Content["membership"]?.GetValue<string>()
+            : null;
+
+    /// <summary>
+    /// The room's power levels as the client endpoints check them; in v12 the creators (the create event's sender
+    /// and additional_creators) rank above everyone (rooms/v12.md, "Authorisation rules").
+    /// </summary>
+    public PowerLevels PowerLevelsOf(string roomId)
+    {
+        List<string>? creators = null;
+        if (VersionOf(roomId)?.PrivilegedCreators == true && StateEvent(roomId, "m.room.create", "") is { } create)
+        {
+            creators = [create.Sender];
+            foreach (var n in create.Content["additional_creators"] as JsonArray ?? [])
+                if (n is JsonValue v && v.TryGetValue<string>(out var s)) creators.Add(s);
+        }
+        return new PowerLevels(StateContent(roomId, "m.room.power_levels"), Info(roomId)?["creator"]?.GetValue<string>(), creators);
+    }
 }

@@ -47,19 +47,6 @@ public sealed class RoomsEndpoints(RoomStore rooms, StateStore states, EventSend
         if (rooms.Info(roomId) is null) throw Err.NotFound("Unknown room");
     }
 
-    /// <summary>The room's power levels; in v12 its creators (create sender + additional_creators) rank above all.</summary>
-    PowerLevels RoomPowerLevels(string roomId)
-    {
-        var version = rooms.VersionOf(roomId) ?? RoomVersion.V11;
-        List<string>? creators = null;
-        if (version.PrivilegedCreators && rooms.StateEvent(roomId, "m.room.create", "") is { } create)
-        {
-            creators = [create.Sender];
-            foreach (var n in create.Content["additional_creators"] as JsonArray ?? [])
-                if (n is JsonValue v && v.TryGetValue<string>(out var s)) creators.Add(s);
-        }
-        return new PowerLevels(rooms.StateContent(roomId, "m.room.power_levels"), rooms.Info(roomId)?["creator"]?.GetValue<string>(), creators);
-    }
 
     // ---- createRoom (spec: client-server-api, "Creation")
 
@@ -382,21 +369,9 @@ public sealed class RoomsEndpoints(RoomStore rooms, StateStore states, EventSend
         limit = Math.Clamp(limit, 0, 100);
         var filter = FilterParam(ctx);
         // Half the limit before the event (rounded down) and the rest after, as Synapse does.
-        List<StoredEvent> Around(bool backwards, int count)
-        {
-            var list = new List<StoredEvent>();
-            var range = backwards ? rooms.Timeline(roomId, window!.After, ev.Pos - 1, true) : rooms.Timeline(roomId, ev.Pos, window!.UpTo, false);
-            foreach (var (_, id) in range)
-            {
-                if (list.Count >= count) break;
-                if (rooms.Event(id) is not { } e || !visibility.CanSee(c.UserId, e, window)) continue;
-                if (filter is not null && !filter.Matches(e.Type, e.Sender, roomId)) continue;
-                list.Add(e);
-            }
-            return list;
-        }
-        var before = Around(true, limit / 2);
-        var after = Around(false, limit - limit / 2);
+        Func<StoredEvent, bool>? include = filter is null ? null : e => filter.Matches(e.Type, e.Sender, roomId);
+        var before = visibility.Around(c.UserId, ev, window, backwards: true, limit / 2, include);
+        var after = visibility.Around(c.UserId, ev, window, backwards: false, limit - limit / 2, include);
         var lastReturned = after.Count > 0 ? after[^1] : ev;
         var state = states.Full(lastReturned.StateAfter).Values.Select(rooms.Event).OfType<StoredEvent>();
         if (filter?.LazyLoadMembers == true)
@@ -522,7 +497,7 @@ public sealed class RoomsEndpoints(RoomStore rooms, StateStore states, EventSend
         RequireRoom(roomId);
         var target = rooms.Event(eventId);
         if (target is null || target.RoomId != roomId || !visibility.CanSee(c.UserId, target)) throw Err.NotFound("Event not found");
-        var pl = RoomPowerLevels(roomId);
+        var pl = rooms.PowerLevelsOf(roomId);
         if (!AuthRules.MayRedact(c.UserId, target.Sender, pl)) throw Err.Forbidden("You do not have the power to redact this event");
         var content = new JsonObject();
         if (body.OptString("reason") is { } reason) content["reason"] = reason;
@@ -560,7 +535,7 @@ public sealed class RoomsEndpoints(RoomStore rooms, StateStore states, EventSend
                 var c = Auth(ctx);
                 var a = rooms.Alias(alias) ?? throw Err.NotFound("Room alias not found");
                 var target = a["room_id"]!.GetValue<string>();
-                var pl = RoomPowerLevels(target);
+                var pl = rooms.PowerLevelsOf(target);
                 var mayDelete = a["creator"]?.GetValue<string>() == c.UserId
                     || (rooms.MembershipOf(c.UserId, target)?.State == "join" && pl.UserLevel(c.UserId) >= pl.EventLevel("m.room.canonical_alias", true));
                 if (!mayDelete) throw Err.Forbidden("You may not remove this alias");

@@ -144,20 +144,8 @@ public sealed class Search(RoomStore rooms, Visibility visibility, ClientEvents 
         var beforeLimit = (int)Math.Clamp(options.OptLong("before_limit") ?? 5, 0, 20);
         var afterLimit = (int)Math.Clamp(options.OptLong("after_limit") ?? 5, 0, 20);
         var window = visibility.ReadableWindow(userId, e.RoomId!);
-        List<StoredEvent> Around(bool backwards, int count)
-        {
-            var list = new List<StoredEvent>();
-            if (window is null || count == 0) return list;
-            var range = backwards ? rooms.Timeline(e.RoomId!, window.After, e.Pos - 1, true) : rooms.Timeline(e.RoomId!, e.Pos, window.UpTo, false);
-            foreach (var (_, id) in range)
-            {
-                if (list.Count >= count) break;
-                if (rooms.Event(id) is { } x && visibility.CanSee(userId, x, window)) list.Add(x);
-            }
-            return list;
-        }
-        var before = Around(true, beforeLimit);
-        var after = Around(false, afterLimit);
+        var before = visibility.Around(userId, e, window, backwards: true, beforeLimit);
+        var after = visibility.Around(userId, e, window, backwards: false, afterLimit);
         var ctx = new JsonObject
         {
             ["events_before"] = new JsonArray(before.Select(x => (JsonNode)format.Format(x, deviceId)).ToArray()),

@@ -36,7 +36,7 @@ public sealed class SyncBuilder(RoomStore rooms, StateStore states, ClientEvents
                 case "join":
                 {
                     // A room joined since the last sync is sent whole, like an initial sync of that room.
-                    var roomSince = changed && PreviousMembership(m) != "join" ? 0 : since;
+                    var roomSince = changed && rooms.PreviousMembership(m) != "join" ? 0 : since;
                     if (RoomSection(roomId, userId, deviceId, roomSince, upTo, fullState || roomSince == 0, limit, filter) is { } section)
                     {
                         section["summary"] = Summary(roomId, userId);
@@ -55,7 +55,7 @@ public sealed class SyncBuilder(RoomStore rooms, StateStore states, ClientEvents
                 case "leave" or "ban" when (changed && since > 0) || (since == 0 && roomFilter?.IncludeLeave == true) || fullState && changed:
                 {
                     // The timeline ends with the user's own leave; nothing after it is theirs to see.
-                    var wasMember = PreviousMembership(m) == "join";
+                    var wasMember = rooms.PreviousMembership(m) == "join";
                     var section = wasMember
                         ? RoomSection(roomId, userId, deviceId, since, m.Pos, fullState || since == 0, limit, filter)
                         : null;
@@ -87,12 +87,6 @@ public sealed class SyncBuilder(RoomStore rooms, StateStore states, ClientEvents
             // alone (forward extremities merged by state resolution).
             return rooms.Event(id) is { } e ? e.Meta["sg_room"]?.GetValue<ulong>() ?? e.StateAfter : 0;
         return 0;
-    }
-
-    string? PreviousMembership(Membership m)
-    {
-        var ev = rooms.Event(m.EventId);
-        return ev?.Meta["prev_content_event"]?.GetValue<string>() is { } prevId ? rooms.Event(prevId)?.Content["membership"]?.GetValue<string>() : null;
     }
 
     /// <summary>Timeline (newest <paramref name="limit"/> events in (since, upTo]) and the state not in it.</summary>

@@ -27,11 +27,23 @@ public sealed class Visibility(RoomStore rooms, StateStore states)
         };
     }
 
-    bool WasJoined(Membership m)
+    bool WasJoined(Membership m) => rooms.PreviousMembership(m) == "join";
+
+    /// <summary>
+    /// Up to <paramref name="count"/> events next to <paramref name="e"/> (before it, newest first, or after it) that
+    /// the user may see and that pass <paramref name="include"/>: what /context and search's event_context return.
+    /// </summary>
+    public List<StoredEvent> Around(string userId, StoredEvent e, ReadWindow? window, bool backwards, int count, Func<StoredEvent, bool>? include = null)
     {
-        var ev = rooms.Event(m.EventId);
-        return ev?.Meta["prev_content_event"]?.GetValue<string>() is { } prevId
-            && rooms.Event(prevId)?.Content["membership"]?.GetValue<string>() == "join";
+        var list = new List<StoredEvent>();
+        if (window is null || count <= 0) return list;
+        var range = backwards ? rooms.Timeline(e.RoomId!, window.After, e.Pos - 1, true) : rooms.Timeline(e.RoomId!, e.Pos, window.UpTo, false);
+        foreach (var (_, id) in range)
+        {
+            if (list.Count >= count) break;
+            if (rooms.Event(id) is { } x && CanSee(userId, x, window) && (include is null || include(x))) list.Add(x);
+        }
+        return list;
     }
 
     /// <summary>Whether the user may see the event, given a window from <see cref="ReadableWindow"/>.</summary>
