@@ -191,6 +191,23 @@ public abstract class ClientApiTests(ServerFixture server)
     }
 
     [Fact]
+    public async Task A_sync_right_after_a_send_sees_it()
+    {
+        // Read-your-writes: a /sync with timeout=0 issued after the 200 of a send must include that event, even
+        // if the sync service's notifier has not yet heard of it.
+        var alice = await Register(server);
+        var room = await alice.CreateRoom();
+        var since = (await alice.Sync())["next_batch"]!.GetValue<string>();
+        for (var i = 0; i < 30; i++)
+        {
+            await alice.SendText(room, $"n{i}");
+            var s = await alice.Sync(since);
+            Assert.Equal([$"n{i}"], TimelineBodies(s, room));
+            since = s["next_batch"]!.GetValue<string>();
+        }
+    }
+
+    [Fact]
     public async Task Transaction_ids_make_sends_idempotent()
     {
         var u = await Register(server);
