@@ -9,14 +9,21 @@ namespace Conduit.Rooms;
 public static class RoomsService
 {
     public static IServiceCollection AddRoomsService(this IServiceCollection services)
-        => services.AddSingleton<RoomStore>().AddSingleton<StateStore>().AddSingleton<RoomStream>().AddSingleton<EventSender>().AddSingleton<ClientEvents>()
-            .AddSingleton<Visibility>().AddSingleton<SyncBuilder>().AddSingleton<RoomsEndpoints>().AddSingleton<RoomFeatures>().AddSingleton<Search>().AddSingleton<RoomsGrpcService>();
+        => services.AddSingleton<RoomStore>().AddSingleton<StateStore>().AddSingleton<RoomStream>().AddSingleton<EventSender>()
+            .AddSingleton<ClientEvents>().AddSingleton<Visibility>().AddSingleton<SyncBuilder>().AddSingleton<RoomParams>()
+            .AddSingleton<CreateRoomEndpoint>().AddSingleton<MembershipEndpoints>().AddSingleton<EventEndpoints>().AddSingleton<ReadEndpoints>()
+            .AddSingleton<AliasEndpoints>().AddSingleton<UpgradeEndpoint>().AddSingleton<SearchEndpoint>().AddSingleton<RoomsGrpcService>();
 
     public static IEndpointRouteBuilder MapRoomsService(this IEndpointRouteBuilder app)
     {
-        app.ServiceProvider.GetRequiredService<RoomsEndpoints>().Map(app);
-        app.ServiceProvider.GetRequiredService<RoomFeatures>().Map(app);
-        app.ServiceProvider.GetRequiredService<Search>().Map(app);
+        var sp = app.ServiceProvider;
+        sp.GetRequiredService<CreateRoomEndpoint>().Map(app);
+        sp.GetRequiredService<MembershipEndpoints>().Map(app);
+        sp.GetRequiredService<EventEndpoints>().Map(app);
+        sp.GetRequiredService<ReadEndpoints>().Map(app);
+        sp.GetRequiredService<AliasEndpoints>().Map(app);
+        sp.GetRequiredService<UpgradeEndpoint>().Map(app);
+        sp.GetRequiredService<SearchEndpoint>().Map(app);
         return app;
     }
 

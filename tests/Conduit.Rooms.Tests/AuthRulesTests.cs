@@ -1,7 +1,7 @@
 using System.Text.Json.Nodes;
 using Conduit.Common;
 using Conduit.Common.Events;
-using Conduit.Common.Events.Auth;
+using Conduit.Rooms.Rules;
 
 namespace Conduit.Rooms.Tests;
 

@@ -2,7 +2,7 @@ using System.Text.Json.Nodes;
 using Conduit.Common;
 using Conduit.Common.Crypto;
 using Conduit.Common.Events;
-using Conduit.Common.Events.Auth;
+using Conduit.Rooms.Rules;
 using static Conduit.Rooms.Tests.RoomsHarness;
 
 namespace Conduit.Rooms.Tests;

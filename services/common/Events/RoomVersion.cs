@@ -15,7 +15,7 @@ public enum EventIdFormat
 
 /// <summary>
 /// The differences between the redaction algorithms of the room versions. Each flag names one
-/// rule that changed; <see cref="Redaction"/> applies them. Named after the spec version that
+/// rule that changed; the rooms service's redaction algorithm (Conduit.Rooms.Rules.Redaction) applies them. Named after the spec version that
 /// introduced the variant (rooms/fragments/v1-, v6-, v9-, v11-redactions.md; v8 is inline in rooms/v8.md).
 /// </summary>
 public sealed record RedactionRules

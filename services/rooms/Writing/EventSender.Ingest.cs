@@ -3,8 +3,7 @@ using System.Text.Json.Nodes;
 using Conduit.Common;
 using Conduit.Common.Crypto;
 using Conduit.Common.Events;
-using Conduit.Common.Events.Auth;
-using Conduit.Common.Events.StateRes;
+using Conduit.Rooms.Rules;
 using K = Conduit.Common.Storage.Keys;
 
 namespace Conduit.Rooms;

@@ -13,7 +13,7 @@ namespace Conduit.Rooms;
 /// event by event, what a user may find. Results come newest first, a page at a time; the scan walks the
 /// timelines of the user's rooms directly (no index yet), bounded per request.
 /// </summary>
-public sealed class Search(RoomStore rooms, Visibility visibility, ClientEvents format)
+public sealed class SearchEndpoint(RoomStore rooms, Visibility visibility, ClientEvents format)
 {
     const int PageSize = 10, ScanBudget = 50_000;
     static readonly string[] AllKeys = ["content.body", "content.name", "content.topic"];

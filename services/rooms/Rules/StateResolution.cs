@@ -1,7 +1,8 @@
 using System.Text.Json.Nodes;
-using Conduit.Common.Events.Auth;
+using Conduit.Common;
+using Conduit.Common.Events;
 
-namespace Conduit.Common.Events.StateRes;
+namespace Conduit.Rooms.Rules;
 
 /// <summary>
 /// State resolution v2 (room versions 2-11, spec rooms/fragments/v2-state-res.md) and v2.1

@@ -198,7 +198,7 @@ public sealed class RoomStore(IKeyValueStore store)
         var queue = new Queue<string>();
         void Enqueue(StoredEvent e)
         {
-            foreach (var id in Conduit.Common.Events.Auth.EventAuth.AuthEventIds(e.Pdu))
+            foreach (var id in EventAuth.AuthEventIds(e.Pdu))
                 if (seen.Add(id)) queue.Enqueue(id);
         }
         if (Event(eventId) is { } start) Enqueue(start);

@@ -1,6 +1,8 @@
 using System.Text.Json.Nodes;
+using Conduit.Common;
+using Conduit.Common.Events;
 
-namespace Conduit.Common.Events;
+namespace Conduit.Rooms.Rules;
 
 /// <summary>
 /// The redaction algorithm (client-server API "Redactions", with the per-version rules in

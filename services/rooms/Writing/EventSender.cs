@@ -4,7 +4,7 @@ using Conduit.Common;
 using Conduit.Common.Config;
 using Conduit.Common.Crypto;
 using Conduit.Common.Events;
-using Conduit.Common.Events.Auth;
+using Conduit.Rooms.Rules;
 using Conduit.Common.Http;
 using Conduit.Common.Storage;
 using Conduit.Protos.Federation;

@@ -1,9 +1,9 @@
 using System.Text.Json.Nodes;
 using Conduit.Common.Crypto;
 using Conduit.Common.Events;
-using Conduit.Common.Events.Auth;
+using Conduit.Rooms.Rules;
 
-namespace Conduit.Common.Tests;
+namespace Conduit.Rooms.Tests.Rules;
 
 /// <summary>
 /// Data-driven tests over every case in tests/vectors/event-auth/cases.json (from

@@ -1,8 +1,9 @@
+using Conduit.Common;
 using System.Text.Json.Nodes;
 using Conduit.Common.Events;
-using Conduit.Common.Events.Auth;
+using Conduit.Rooms.Rules;
 
-namespace Conduit.Common.Tests;
+namespace Conduit.Rooms.Tests.Rules;
 
 /// <summary>
 /// Hand-written checks of the auth rules that the gomatrixserverlib vectors (all room v1) do not

@@ -2,8 +2,10 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Conduit.Common.Crypto;
+using Conduit.Common;
+using Conduit.Common.Events;
 
-namespace Conduit.Common.Events.Auth;
+namespace Conduit.Rooms.Rules;
 
 /// <summary>The outcome of an authorization check: allowed, or rejected with a reason.</summary>
 public sealed record AuthResult(bool Allowed, string? Reason)

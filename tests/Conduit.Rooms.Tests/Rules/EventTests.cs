@@ -2,7 +2,7 @@ using System.Text.Json.Nodes;
 using Conduit.Common.Crypto;
 using Conduit.Common.Events;
 
-namespace Conduit.Common.Tests;
+namespace Conduit.Rooms.Tests.Rules;
 
 public class RoomVersionTests
 {

@@ -4,68 +4,16 @@ using Conduit.Common.Config;
 using Conduit.Common.Events;
 using Conduit.Common.Http;
 using Conduit.Common.Routing;
-using Conduit.Protos.Keys;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using K = Conduit.Common.Storage.Keys;
 
 namespace Conduit.Rooms;
 
-/// <summary>
-/// Knocking, room upgrades and timestamp_to_event: endpoints built on <see cref="EventSender"/> and the existing
-/// membership endpoints (accepting a knock is /invite, denying it /kick or /ban, rescinding it /leave).
-/// Restricted joins are <see cref="RestrictedJoin"/>, called from the join path.
-/// </summary>
-public sealed class RoomFeatures(RoomStore rooms, EventSender sender, Visibility visibility, GlobalConfig config, Keys.KeysClient keys)
+/// <summary>POST /rooms/{roomId}/upgrade (spec: client-server-api, "Room Upgrades", "Server behaviour").</summary>
+public sealed class UpgradeEndpoint(RoomStore rooms, EventSender sender, RoomParams param, GlobalConfig config)
 {
-    public void Map(IEndpointRouteBuilder app)
-    {
-        app.Map(RouteTable.Knock, Knock);
-        app.Map(RouteTable.Upgrade, Upgrade);
-        app.Map(RouteTable.TimestampToEvent, TimestampToEvent);
-    }
-
-    string RoomIdParam(HttpContext ctx)
-    {
-        var id = ctx.Route("roomId");
-        if (!Ids.TrySplit(id, '!', out _, out _)) throw Err.InvalidParam("Invalid room ID");
-        if (rooms.Info(id) is null) throw Err.NotFound("Unknown room");
-        return id;
-    }
-
-    async Task<JsonObject> MemberContent(string userId, string membership, CancellationToken ct)
-    {
-        var content = new JsonObject { ["membership"] = membership };
-        var p = await keys.GetProfileAsync(new GetProfileRequest { UserId = userId }, cancellationToken: ct);
-        if (p.HasDisplayname) content["displayname"] = p.Displayname;
-        if (p.HasAvatarUrl) content["avatar_url"] = p.AvatarUrl;
-        return content;
-    }
-
-    // ---- knocking (spec: client-server-api, "Knocking on rooms"; POST /knock/{roomIdOrAlias}).
-    // The auth rules (knock.1-knock.4) decide whether the room takes knocks and from whom.
-
-    async Task Knock(HttpContext ctx)
-    {
-        var c = Caller.Required(ctx);
-        var target = ctx.Route("roomIdOrAlias");
-        var body = await ctx.Request.ReadJsonObjectAsync();
-        string roomId;
-        if (target.StartsWith('#'))
-            roomId = rooms.AliasTarget(target) ?? throw Err.NotFound("Room alias not found");
-        else if (Ids.TrySplit(target, '!', out _, out _)) roomId = target;
-        else throw Err.InvalidParam("Expected a room ID or alias");
-        if (rooms.Info(roomId) is null) throw Err.NotFound("Room not found (knocking over federation is not enabled yet)");
-        if (rooms.MembershipOf(c.UserId, roomId)?.State != "knock")
-        {
-            var content = await MemberContent(c.UserId, "knock", ctx.RequestAborted);
-            if (body.OptString("reason") is { } reason) content["reason"] = reason;
-            await sender.SendAsync(roomId, c.UserId, [new NewEvent("m.room.member", c.UserId, content)], null, ctx.RequestAborted);
-        }
-        await ctx.Response.WriteJsonAsync(new JsonObject { ["room_id"] = roomId });
-    }
-
-    // ---- room upgrades (spec: client-server-api, "Room Upgrades", "Server behaviour").
+    public void Map(IEndpointRouteBuilder app) => app.Map(RouteTable.Upgrade, Upgrade);
 
     // The state copied to the replacement room (spec list, plus the canonical alias, whose local aliases move too).
     static readonly string[] TransferredState =
@@ -77,7 +25,7 @@ public sealed class RoomFeatures(RoomStore rooms, EventSender sender, Visibility
     async Task Upgrade(HttpContext ctx)
     {
         var c = Caller.Required(ctx);
-        var oldRoom = RoomIdParam(ctx);
+        var oldRoom = param.KnownRoomId(ctx);
         var body = await ctx.Request.ReadJsonObjectAsync();
         var versionId = body.ReqString("new_version");
         var version = RoomVersion.Find(versionId) ??
@@ -98,11 +46,9 @@ public sealed class RoomFeatures(RoomStore rooms, EventSender sender, Visibility
         var create = new JsonObject { ["room_version"] = version.Id };
         if (version.CreatorInCreateContent) create["creator"] = c.UserId;
         var creators = new List<string> { c.UserId };
-        if (version.PrivilegedCreators && body["additional_creators"] is { } given)
+        if (version.PrivilegedCreators)
         {
-            foreach (var n in given as JsonArray ?? throw Err.BadJson("additional_creators must be an array of user IDs"))
-                creators.Add(n is JsonValue v && v.TryGetValue<string>(out var u) && Ids.IsUserId(u) ? u : throw Err.BadJson("additional_creators must be an array of user IDs"));
-            creators = creators.Distinct().ToList();
+            creators = creators.Concat(RoomParams.UserIds(body["additional_creators"], "additional_creators")).Distinct().ToList();
             if (creators.Count > 1) create["additional_creators"] = new JsonArray(creators.Skip(1).Select(u => (JsonNode)u).ToArray());
         }
         if (rooms.StateContent(oldRoom, "m.room.create")?["type"] is JsonValue roomType) create["type"] = roomType.DeepClone();
@@ -112,7 +58,7 @@ public sealed class RoomFeatures(RoomStore rooms, EventSender sender, Visibility
         var events = new List<NewEvent>
         {
             new("m.room.create", "", create),
-            new("m.room.member", c.UserId, await MemberContent(c.UserId, "join", ct)),
+            new("m.room.member", c.UserId, await param.MemberContent(c.UserId, "join", ct)),
         };
 
         // Step 3: transferable state. The power levels are copied as they are; if the caller's own level is too
@@ -192,75 +138,5 @@ public sealed class RoomFeatures(RoomStore rooms, EventSender sender, Visibility
         if (version.PrivilegedCreators && pl["users"] is JsonObject users)
             foreach (var u in creators) users.Remove(u);
         return pl;
-    }
-
-    // ---- GET /_matrix/client/v1/rooms/{roomId}/timestamp_to_event (spec: client-server-api, "Room participation",
-    // getEventByTimestamp): the closest event at or after (dir=f) or at or before (dir=b) ts that the caller may see.
-
-    async Task TimestampToEvent(HttpContext ctx)
-    {
-        var c = Caller.Required(ctx);
-        var roomId = RoomIdParam(ctx);
-        var dir = ctx.Request.Query("dir") ?? throw Err.MissingParam("dir is required");
-        if (dir is not ("f" or "b")) throw Err.InvalidParam("dir must be 'f' or 'b'");
-        var tsParam = ctx.Request.Query("ts") ?? throw Err.MissingParam("ts is required");
-        if (!long.TryParse(tsParam, out var ts)) throw Err.InvalidParam("ts must be an integer");
-        var window = visibility.ReadableWindow(c.UserId, roomId) ?? throw Err.Forbidden("You are not allowed to read this room");
-        var upTo = Math.Min(rooms.StreamPosition, window.UpTo);
-        var forward = dir == "f";
-        // Local events are stored in the order they were created, so timestamps grow along the timeline.
-        foreach (var (_, id) in rooms.Timeline(roomId, window.After, upTo, backwards: !forward))
-        {
-            if (rooms.Event(id) is not { } e || !visibility.CanSee(c.UserId, e, window)
-                || e.Pdu["origin_server_ts"]?.GetValue<long>() is not { } evTs) continue;
-            if (forward ? evTs >= ts : evTs <= ts)
-            {
-                await ctx.Response.WriteJsonAsync(new JsonObject { ["event_id"] = e.EventId, ["origin_server_ts"] = evTs });
-                return;
-            }
-        }
-        throw Err.NotFound($"Unable to find an event from {ts} in the {(forward ? "forward" : "backward")} direction");
-    }
-}
-
-/// <summary>
-/// Joins of rooms whose join rule is restricted or knock_restricted (spec: client-server-api, "Restricted rooms";
-/// rooms v8+ auth rules, join.5). A user without an invite who is joined to one of the allowed rooms gets a
-/// join_authorised_via_users_server naming a local member with the power to invite; otherwise the join is refused.
-/// The auth rules then require this server's signature on the join, which <see cref="EventSender"/> adds before it
-/// checks the event.
-/// </summary>
-public static class RestrictedJoin
-{
-    public static void Authorise(RoomStore rooms, string serverName, string roomId, string userId, JsonObject content)
-    {
-        var version = rooms.VersionOf(roomId);
-        var rules = rooms.StateContent(roomId, "m.room.join_rules");
-        var rule = rules?["join_rule"] is JsonValue jv && jv.TryGetValue<string>(out var r) ? r : null;
-        var restricted = version is not null
-            && ((version.RestrictedJoins && rule == "restricted") || (version.KnockRestricted && rule == "knock_restricted"));
-        if (!restricted) return;
-        // Invited (or already joined) users join as usual; the conditions do not apply to them.
-        if (rooms.MembershipOf(userId, roomId)?.State is "invite" or "join") return;
-
-        var allowed = false;
-        foreach (var n in rules!["allow"] as JsonArray ?? [])
-            if (n is JsonObject cond && cond.OptString("type") == "m.room_membership" && cond.OptString("room_id") is { } allowRoom
-                && rooms.MembershipOf(userId, allowRoom)?.State == "join")
-            {
-                allowed = true;
-                break;
-            }
-        if (!allowed) throw Err.Forbidden("You are not invited and not joined to any room this room's join rules allow");
-
-        var levels = rooms.PowerLevelsOf(roomId);
-        var via = rooms.JoinedMembers(roomId)
-            .Where(u => AuthRules.IsLocal(u, serverName))
-            .Select(u => (User: u, Level: levels.UserLevel(u)))
-            .Where(x => x.Level >= levels.Invite)
-            .OrderByDescending(x => x.Level).ThenBy(x => x.User, StringComparer.Ordinal)
-            .Select(x => x.User).FirstOrDefault()
-            ?? throw Err.Forbidden("No member of this server can authorise your join");
-        content["join_authorised_via_users_server"] = via;
     }
 }

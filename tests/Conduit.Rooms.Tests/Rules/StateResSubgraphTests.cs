@@ -1,8 +1,8 @@
 using System.Text.Json.Nodes;
 using Conduit.Common.Events;
-using Conduit.Common.Events.StateRes;
+using Conduit.Rooms.Rules;
 
-namespace Conduit.Common.Tests;
+namespace Conduit.Rooms.Tests.Rules;
 
 /// <summary>
 /// Hand-built DAGs for parts of state resolution that the ruma vectors do not reach: the v2.1

@@ -1,8 +1,8 @@
 using System.Text.Json.Nodes;
 using Conduit.Common.Events;
-using Conduit.Common.Events.StateRes;
+using Conduit.Rooms.Rules;
 
-namespace Conduit.Common.Tests;
+namespace Conduit.Rooms.Tests.Rules;
 
 /// <summary>
 /// Data-driven tests over every case in tests/vectors/state-res/cases.json (from ruma/ruma, MIT).

@@ -1,8 +1,10 @@
 using System.Security.Cryptography;
 using System.Text.Json.Nodes;
 using Conduit.Common.Crypto;
+using Conduit.Common;
+using Conduit.Common.Events;
 
-namespace Conduit.Common.Events;
+namespace Conduit.Rooms.Rules;
 
 /// <summary>
 /// Content hashes, reference hashes, event ids and event signatures

@@ -1,0 +1,66 @@
+using System.Text.Json.Nodes;
+using Conduit.Common;
+using Conduit.Common.Config;
+using Conduit.Common.Http;
+using Conduit.Common.Routing;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+
+namespace Conduit.Rooms;
+
+/// <summary>Room aliases (spec: client-server-api, "Room aliases"): PUT, GET and DELETE /directory/room/{alias}, and /rooms/{id}/aliases.</summary>
+public sealed class AliasEndpoints(RoomStore rooms, Visibility visibility, RoomParams param, GlobalConfig config)
+{
+    public void Map(IEndpointRouteBuilder app)
+    {
+        app.Map(RouteTable.Alias, AliasEndpoint);
+        app.Map(RouteTable.RoomAliases, RoomAliases);
+    }
+
+    async Task AliasEndpoint(HttpContext ctx)
+    {
+        var alias = ctx.Route("roomAlias");
+        if (!Ids.TrySplit(alias, '#', out _, out _)) throw Err.InvalidParam("Invalid room alias");
+        switch (ctx.Request.Method)
+        {
+            case "GET":
+                var roomId = rooms.AliasTarget(alias) ?? throw Err.NotFound("Room alias not found");
+                await ctx.Response.WriteJsonAsync(new JsonObject { ["room_id"] = roomId, ["servers"] = new JsonArray(config.ServerName) });
+                return;
+            case "PUT":
+            {
+                var c = Caller.Required(ctx);
+                var body = await ctx.Request.ReadJsonObjectAsync();
+                var target = body.ReqString("room_id");
+                if (Ids.ServerOf(alias) != config.ServerName) throw Err.InvalidParam("Aliases of other servers cannot be created here");
+                param.RequireRoom(target);
+                if (rooms.MembershipOf(c.UserId, target)?.State != "join") throw Err.Forbidden("You are not joined to this room");
+                if (!rooms.TryPutAlias(alias, target, c.UserId)) throw new MatrixException("M_ROOM_IN_USE", 409, "Room alias already exists");
+                await ctx.Response.WriteJsonAsync(new JsonObject());
+                return;
+            }
+            default:
+            {
+                var c = Caller.Required(ctx);
+                var a = rooms.Alias(alias) ?? throw Err.NotFound("Room alias not found");
+                var target = a["room_id"]!.GetValue<string>();
+                var pl = rooms.PowerLevelsOf(target);
+                var mayDelete = a["creator"]?.GetValue<string>() == c.UserId
+                    || (rooms.MembershipOf(c.UserId, target)?.State == "join" && pl.UserLevel(c.UserId) >= pl.EventLevel("m.room.canonical_alias", true));
+                if (!mayDelete) throw Err.Forbidden("You may not remove this alias");
+                rooms.DeleteAlias(alias, target);
+                await ctx.Response.WriteJsonAsync(new JsonObject());
+                return;
+            }
+        }
+    }
+
+    async Task RoomAliases(HttpContext ctx)
+    {
+        var c = Caller.Required(ctx);
+        var roomId = RoomParams.RoomId(ctx);
+        param.RequireRoom(roomId);
+        if (visibility.VisibleState(c.UserId, roomId) is null) throw Err.Forbidden("You are not allowed to see this room");
+        await ctx.Response.WriteJsonAsync(new JsonObject { ["aliases"] = new JsonArray(rooms.AliasesOf(roomId).Select(a => (JsonNode)a).ToArray()) });
+    }
+}

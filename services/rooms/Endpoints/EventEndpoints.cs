@@ -1,0 +1,97 @@
+using System.Text.Json.Nodes;
+using Conduit.Common;
+using Conduit.Common.Config;
+using Conduit.Common.Http;
+using Conduit.Common.Routing;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+
+namespace Conduit.Rooms;
+
+/// <summary>
+/// Sending: PUT /send (idempotent per device and transaction ID), PUT and GET /state, and PUT /redact.
+/// </summary>
+public sealed class EventEndpoints(RoomStore rooms, EventSender sender, ClientEvents format, Visibility visibility, RoomParams param, GlobalConfig config)
+{
+    public void Map(IEndpointRouteBuilder app)
+    {
+        app.Map(RouteTable.Send, Send);
+        app.Map(RouteTable.StateEvent, StateEvent);
+        app.Map(RouteTable.StateEventNoKey, StateEvent);
+        app.Map(RouteTable.Redact, Redact);
+    }
+
+    async Task Send(HttpContext ctx)
+    {
+        var c = Caller.Required(ctx);
+        var roomId = RoomParams.RoomId(ctx);
+        var type = ctx.Route("eventType");
+        var txnId = ctx.Route("txnId");
+        var content = await ctx.Request.ReadJsonObjectAsync();
+        param.RequireRoom(roomId);
+        var txn = new TxnRef(c.UserId, c.DeviceId, txnId);
+        var sent = await sender.SendAsync(roomId, c.UserId, [new NewEvent(type, null, content)], txn, ctx.RequestAborted);
+        await ctx.Response.WriteJsonAsync(new JsonObject { ["event_id"] = sent[0].EventId });
+    }
+
+    async Task StateEvent(HttpContext ctx)
+    {
+        var c = Caller.Required(ctx);
+        var roomId = RoomParams.RoomId(ctx);
+        var type = ctx.Route("eventType");
+        var stateKey = ctx.Route("stateKey");
+        param.RequireRoom(roomId);
+        if (HttpMethods.IsGet(ctx.Request.Method))
+        {
+            var ev = visibility.VisibleStateEvent(c.UserId, roomId, type, stateKey) ?? throw Err.NotFound("State event not found");
+            var formatted = format.Format(ev);
+            if (ctx.Request.Query("format") == "event") await ctx.Response.WriteJsonAsync(formatted);
+            else await ctx.Response.WriteJsonAsync(formatted["content"]!.DeepClone());
+            return;
+        }
+        var content = await ctx.Request.ReadJsonObjectAsync();
+        if (type == "m.room.create") throw Err.Forbidden("The create event cannot be replaced");
+        if (type == "m.room.member")
+        {
+            // Membership goes through the membership endpoints' checks; only profile updates of one's own join pass here.
+            if (stateKey != c.UserId || content.OptString("membership") is not { } m || m != rooms.MembershipOf(c.UserId, roomId)?.State)
+                throw Err.Forbidden("Use the membership endpoints to change membership");
+        }
+        if (type == "m.room.canonical_alias") ValidateCanonicalAlias(content, roomId);
+        var sent = await sender.SendAsync(roomId, c.UserId, [new NewEvent(type, stateKey, content)], null, ctx.RequestAborted);
+        await ctx.Response.WriteJsonAsync(new JsonObject { ["event_id"] = sent[0].EventId });
+    }
+
+    // Spec: "m.room.canonical_alias": the server must check that the aliases point to the room (M_BAD_ALIAS).
+    void ValidateCanonicalAlias(JsonObject content, string roomId)
+    {
+        var aliases = new List<string>();
+        if (content.OptString("alias") is { } a) aliases.Add(a);
+        foreach (var n in content.OptArray("alt_aliases") ?? [])
+            aliases.Add(n is JsonValue v && v.TryGetValue<string>(out var s) ? s : throw Err.BadJson("alt_aliases must be strings"));
+        foreach (var alias in aliases)
+        {
+            if (!Ids.TrySplit(alias, '#', out _, out _)) throw Err.InvalidParam($"Invalid alias {alias}");
+            if (Ids.ServerOf(alias) == config.ServerName && rooms.AliasTarget(alias) != roomId)
+                throw new MatrixException("M_BAD_ALIAS", 400, $"{alias} does not point to this room");
+        }
+    }
+
+    async Task Redact(HttpContext ctx)
+    {
+        var c = Caller.Required(ctx);
+        var roomId = RoomParams.RoomId(ctx);
+        var eventId = ctx.Route("eventId");
+        var body = await ctx.Request.ReadJsonObjectAsync();
+        param.RequireRoom(roomId);
+        var target = rooms.Event(eventId);
+        if (target is null || target.RoomId != roomId || !visibility.CanSee(c.UserId, target)) throw Err.NotFound("Event not found");
+        var pl = rooms.PowerLevelsOf(roomId);
+        if (!AuthRules.MayRedact(c.UserId, target.Sender, pl)) throw Err.Forbidden("You do not have the power to redact this event");
+        var content = new JsonObject();
+        if (body.OptString("reason") is { } reason) content["reason"] = reason;
+        var sent = await sender.SendAsync(roomId, c.UserId, [new NewEvent("m.room.redaction", null, content, eventId)],
+            new TxnRef(c.UserId, c.DeviceId, "redact:" + ctx.Route("txnId")), ctx.RequestAborted);
+        await ctx.Response.WriteJsonAsync(new JsonObject { ["event_id"] = sent[0].EventId });
+    }
+}

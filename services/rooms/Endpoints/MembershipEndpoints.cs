@@ -1,0 +1,163 @@
+using System.Text.Json.Nodes;
+using Conduit.Common;
+using Conduit.Common.Config;
+using Conduit.Common.Http;
+using Conduit.Common.Routing;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+
+namespace Conduit.Rooms;
+
+/// <summary>
+/// Membership (spec: client-server-api, "Room membership"): joining by ID or alias, invite, leave, kick, ban,
+/// unban, forget, knocking, and the list of joined rooms. Accepting a knock is /invite, denying it /kick or /ban,
+/// rescinding it /leave. The auth rules, applied by <see cref="EventSender"/> to every event, decide what is
+/// allowed; the checks here only give clearer errors first.
+/// </summary>
+public sealed class MembershipEndpoints(RoomStore rooms, EventSender sender, RoomParams param, GlobalConfig config)
+{
+    public void Map(IEndpointRouteBuilder app)
+    {
+        app.Map(RouteTable.JoinByIdOrAlias, JoinByIdOrAlias);
+        app.Map(RouteTable.Membership, MembershipAction);
+        app.Map(RouteTable.JoinedRooms, JoinedRooms);
+        app.Map(RouteTable.Knock, Knock);
+    }
+
+    async Task JoinByIdOrAlias(HttpContext ctx)
+    {
+        var c = Caller.Required(ctx);
+        var roomId = param.RoomIdOrAlias(ctx);
+        var body = await ctx.Request.ReadJsonObjectAsync();
+        await Join(ctx, c, roomId, body);
+    }
+
+    async Task Join(HttpContext ctx, Caller c, string roomId, JsonObject body)
+    {
+        if (rooms.Info(roomId) is null) throw Err.NotFound("Room not found (joining over federation is not enabled yet)");
+        if (rooms.MembershipOf(c.UserId, roomId)?.State != "join")
+        {
+            var content = await param.MemberContent(c.UserId, "join", ctx.RequestAborted);
+            if (body.OptString("reason") is { } reason) content["reason"] = reason;
+            RestrictedJoin.Authorise(rooms, config.ServerName, roomId, c.UserId, content);
+            await sender.SendAsync(roomId, c.UserId, [new NewEvent("m.room.member", c.UserId, content)], null, ctx.RequestAborted);
+        }
+        await ctx.Response.WriteJsonAsync(new JsonObject { ["room_id"] = roomId });
+    }
+
+    async Task MembershipAction(HttpContext ctx)
+    {
+        var c = Caller.Required(ctx);
+        var roomId = RoomParams.RoomId(ctx);
+        var action = ctx.Route("action");
+        var body = await ctx.Request.ReadJsonObjectAsync();
+        if (action == "join")
+        {
+            await Join(ctx, c, roomId, body);
+            return;
+        }
+        if (action == "forget")
+        {
+            var m = rooms.MembershipOf(c.UserId, roomId);
+            if (m is null) throw Err.NotFound("You were never in this room");
+            if (m.State is "join" or "invite" or "knock") throw Err.Unknown("Leave the room before forgetting it");
+            rooms.Forget(c.UserId, roomId);
+            await ctx.Response.WriteJsonAsync(new JsonObject());
+            return;
+        }
+        param.RequireRoom(roomId);
+        string target, membership;
+        JsonObject content;
+        if (action == "leave")
+        {
+            target = c.UserId;
+            membership = "leave";
+            if (rooms.MembershipOf(c.UserId, roomId) is null) throw Err.Forbidden("You are not in this room");
+            content = new JsonObject { ["membership"] = "leave" };
+        }
+        else
+        {
+            target = RoomParams.UserId(body.ReqString("user_id"), "user_id");
+            membership = action switch { "invite" => "invite", "kick" => "leave", "ban" => "ban", _ => "leave" };
+            if (action == "unban" && rooms.MembershipOf(target, roomId)?.State != "ban") throw Err.Forbidden("The user is not banned");
+            if (action == "kick" && rooms.MembershipOf(target, roomId)?.State is not ("join" or "invite" or "knock"))
+                throw Err.Forbidden("The user is not in the room");
+            if (action == "invite" && rooms.MembershipOf(target, roomId)?.State == "invite")
+            {
+                await ctx.Response.WriteJsonAsync(new JsonObject());
+                return;
+            }
+            content = action == "invite" ? await param.InviteContent(target, ctx.RequestAborted) : new JsonObject { ["membership"] = membership };
+        }
+        if (body.OptString("reason") is { } reason) content["reason"] = reason;
+        await sender.SendAsync(roomId, c.UserId, [new NewEvent("m.room.member", target, content)], null, ctx.RequestAborted);
+        await ctx.Response.WriteJsonAsync(new JsonObject());
+    }
+
+    async Task JoinedRooms(HttpContext ctx)
+    {
+        var c = Caller.Required(ctx);
+        var ids = rooms.RoomsOf(c.UserId).Where(r => r.M.State == "join").Select(r => (JsonNode)r.RoomId).ToArray();
+        await ctx.Response.WriteJsonAsync(new JsonObject { ["joined_rooms"] = new JsonArray(ids) });
+    }
+
+    // ---- knocking (spec: client-server-api, "Knocking on rooms"; POST /knock/{roomIdOrAlias}).
+    // The auth rules (knock.1-knock.4) decide whether the room takes knocks and from whom.
+
+    async Task Knock(HttpContext ctx)
+    {
+        var c = Caller.Required(ctx);
+        var roomId = param.RoomIdOrAlias(ctx);
+        var body = await ctx.Request.ReadJsonObjectAsync();
+        if (rooms.Info(roomId) is null) throw Err.NotFound("Room not found (knocking over federation is not enabled yet)");
+        if (rooms.MembershipOf(c.UserId, roomId)?.State != "knock")
+        {
+            var content = await param.MemberContent(c.UserId, "knock", ctx.RequestAborted);
+            if (body.OptString("reason") is { } reason) content["reason"] = reason;
+            await sender.SendAsync(roomId, c.UserId, [new NewEvent("m.room.member", c.UserId, content)], null, ctx.RequestAborted);
+        }
+        await ctx.Response.WriteJsonAsync(new JsonObject { ["room_id"] = roomId });
+    }
+}
+
+/// <summary>
+/// Joins of rooms whose join rule is restricted or knock_restricted (spec: client-server-api, "Restricted rooms";
+/// rooms v8+ auth rules, join.5). A user without an invite who is joined to one of the allowed rooms gets a
+/// join_authorised_via_users_server naming a local member with the power to invite; otherwise the join is refused.
+/// The auth rules then require this server's signature on the join, which <see cref="EventSender"/> adds before it
+/// checks the event.
+/// </summary>
+public static class RestrictedJoin
+{
+    public static void Authorise(RoomStore rooms, string serverName, string roomId, string userId, JsonObject content)
+    {
+        var version = rooms.VersionOf(roomId);
+        var rules = rooms.StateContent(roomId, "m.room.join_rules");
+        var rule = rules?["join_rule"] is JsonValue jv && jv.TryGetValue<string>(out var r) ? r : null;
+        var restricted = version is not null
+            && ((version.RestrictedJoins && rule == "restricted") || (version.KnockRestricted && rule == "knock_restricted"));
+        if (!restricted) return;
+        // Invited (or already joined) users join as usual; the conditions do not apply to them.
+        if (rooms.MembershipOf(userId, roomId)?.State is "invite" or "join") return;
+
+        var allowed = false;
+        foreach (var n in rules!["allow"] as JsonArray ?? [])
+            if (n is JsonObject cond && cond.OptString("type") == "m.room_membership" && cond.OptString("room_id") is { } allowRoom
+                && rooms.MembershipOf(userId, allowRoom)?.State == "join")
+            {
+                allowed = true;
+                break;
+            }
+        if (!allowed) throw Err.Forbidden("You are not invited and not joined to any room this room's join rules allow");
+
+        var levels = rooms.PowerLevelsOf(roomId);
+        var via = rooms.JoinedMembers(roomId)
+            .Where(u => AuthRules.IsLocal(u, serverName))
+            .Select(u => (User: u, Level: levels.UserLevel(u)))
+            .Where(x => x.Level >= levels.Invite)
+            .OrderByDescending(x => x.Level).ThenBy(x => x.User, StringComparer.Ordinal)
+            .Select(x => x.User).FirstOrDefault()
+            ?? throw Err.Forbidden("No member of this server can authorise your join");
+        content["join_authorised_via_users_server"] = via;
+    }
+}

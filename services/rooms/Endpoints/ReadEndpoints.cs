@@ -1,0 +1,193 @@
+using System.Text.Json.Nodes;
+using Conduit.Common;
+using Conduit.Common.Config;
+using Conduit.Common.Http;
+using Conduit.Common.Routing;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+
+namespace Conduit.Rooms;
+
+/// <summary>
+/// Reading a room: its state, one event, /context, /messages, members, joined members and timestamp_to_event.
+/// History visibility (<see cref="Visibility"/>) decides event by event what the caller may see.
+/// </summary>
+public sealed class ReadEndpoints(RoomStore rooms, StateStore states, ClientEvents format, Visibility visibility, RoomParams param)
+{
+    public void Map(IEndpointRouteBuilder app)
+    {
+        app.Map(RouteTable.State, FullState);
+        app.Map(RouteTable.Event, GetEvent);
+        app.Map(RouteTable.Context, Context);
+        app.Map(RouteTable.Messages, Messages);
+        app.Map(RouteTable.Members, Members);
+        app.Map(RouteTable.JoinedMembers, JoinedMembers);
+        app.Map(RouteTable.TimestampToEvent, TimestampToEvent);
+    }
+
+    async Task FullState(HttpContext ctx)
+    {
+        var c = Caller.Required(ctx);
+        var roomId = RoomParams.RoomId(ctx);
+        param.RequireRoom(roomId);
+        var state = visibility.VisibleState(c.UserId, roomId) ?? throw Err.Forbidden("You are not allowed to see this room's state");
+        var arr = new JsonArray(state.Select(e => (JsonNode)format.Format(e)).ToArray());
+        await ctx.Response.WriteJsonAsync(arr);
+    }
+
+    async Task GetEvent(HttpContext ctx)
+    {
+        var c = Caller.Required(ctx);
+        var roomId = RoomParams.RoomId(ctx);
+        var ev = rooms.Event(ctx.Route("eventId"));
+        if (ev is null || ev.RoomId != roomId || !visibility.CanSee(c.UserId, ev)) throw Err.NotFound("Event not found");
+        await ctx.Response.WriteJsonAsync(format.Format(ev, c.DeviceId));
+    }
+
+    // ---- /context (spec: client-server-api, "GET /rooms/{roomId}/context/{eventId}"): the event, what the
+    // user may see around it, and the state at the last event returned, taken from the state groups.
+    async Task Context(HttpContext ctx)
+    {
+        var c = Caller.Required(ctx);
+        var roomId = RoomParams.RoomId(ctx);
+        var ev = rooms.Event(ctx.Route("eventId"));
+        var window = visibility.ReadableWindow(c.UserId, roomId);
+        if (ev is null || ev.RoomId != roomId || !visibility.CanSee(c.UserId, ev, window)) throw Err.NotFound("Event not found");
+        var limit = RoomParams.LimitParam(ctx, 10, 100);
+        var filter = RoomParams.FilterParam(ctx);
+        // Half the limit before the event (rounded down) and the rest after, as Synapse does.
+        Func<StoredEvent, bool>? include = filter is null ? null : e => filter.Matches(e.Type, e.Sender, roomId);
+        var before = visibility.Around(c.UserId, ev, window, backwards: true, limit / 2, include);
+        var after = visibility.Around(c.UserId, ev, window, backwards: false, limit - limit / 2, include);
+        var lastReturned = after.Count > 0 ? after[^1] : ev;
+        var state = states.Full(lastReturned.StateAfter).Values.Select(rooms.Event).OfType<StoredEvent>();
+        if (filter?.LazyLoadMembers == true)
+        {
+            var senders = before.Concat(after).Append(ev).Select(e => e.Sender).ToHashSet();
+            state = state.Where(e => e.Type != "m.room.member" || senders.Contains(e.StateKey!));
+        }
+        await ctx.Response.WriteJsonAsync(new JsonObject
+        {
+            ["event"] = format.Format(ev, c.DeviceId),
+            ["events_before"] = new JsonArray(before.Select(e => (JsonNode)format.Format(e, c.DeviceId)).ToArray()),
+            ["events_after"] = new JsonArray(after.Select(e => (JsonNode)format.Format(e, c.DeviceId)).ToArray()),
+            ["start"] = $"t{(before.Count > 0 ? before[^1].Pos : ev.Pos) - 1}",
+            ["end"] = $"t{lastReturned.Pos}",
+            ["state"] = new JsonArray(state.Select(e => (JsonNode)format.Format(e)).ToArray()),
+        });
+    }
+
+    // ---- /messages (spec: client-server-api, "GET /rooms/{roomId}/messages"); tokens: RoomParams.ParsePoint.
+
+    async Task Messages(HttpContext ctx)
+    {
+        var c = Caller.Required(ctx);
+        var roomId = RoomParams.RoomId(ctx);
+        param.RequireRoom(roomId);
+        var dir = ctx.Request.Query("dir") ?? "b";
+        if (dir is not ("b" or "f")) throw Err.InvalidParam("dir must be 'b' or 'f'");
+        var limit = RoomParams.LimitParam(ctx, 10, 1000);
+        var filter = RoomParams.FilterParam(ctx);
+        if (filter?.Limit is { } fl)
+        {
+            limit = Math.Min(limit, fl);
+        }
+        var window = visibility.ReadableWindow(c.UserId, roomId) ?? throw Err.Forbidden("You are not allowed to read this room");
+        var now = rooms.StreamPosition;
+        var from = RoomParams.ParsePoint(ctx.Request.Query("from")) ?? (dir == "b" ? now : 0);
+        var to = RoomParams.ParsePoint(ctx.Request.Query("to"));
+
+        var chunk = new JsonArray();
+        long last = from;
+        var memberIds = new HashSet<string>();
+        var timeline = dir == "b"
+            ? rooms.Timeline(roomId, Math.Max(to ?? 0, window.After), Math.Min(from, window.UpTo), backwards: true)
+            : rooms.Timeline(roomId, Math.Max(from, window.After), Math.Min(to ?? long.MaxValue, window.UpTo), backwards: false);
+        var reachedEnd = true;
+        foreach (var (pos, id) in timeline)
+        {
+            if (chunk.Count >= limit) { reachedEnd = false; break; }
+            last = dir == "b" ? pos - 1 : pos;
+            var ev = rooms.Event(id);
+            if (ev is null || !visibility.CanSee(c.UserId, ev, window)) continue;
+            if (filter is not null && !filter.Matches(ev.Type, ev.Sender, roomId)) continue;
+            chunk.Add((JsonNode)format.Format(ev, c.DeviceId));
+            memberIds.Add(ev.Sender);
+        }
+        var result = new JsonObject { ["chunk"] = chunk, ["start"] = $"t{from}" };
+        if (!reachedEnd || (chunk.Count > 0 && chunk.Count >= limit)) result["end"] = $"t{last}";
+        if (filter?.LazyLoadMembers == true)
+        {
+            var state = new JsonArray();
+            foreach (var m in memberIds)
+                if (rooms.StateEvent(roomId, "m.room.member", m) is { } me) state.Add((JsonNode)format.Format(me));
+            result["state"] = state;
+        }
+        await ctx.Response.WriteJsonAsync(result);
+    }
+
+    async Task Members(HttpContext ctx)
+    {
+        var c = Caller.Required(ctx);
+        var roomId = RoomParams.RoomId(ctx);
+        param.RequireRoom(roomId);
+        var state = visibility.VisibleState(c.UserId, roomId) ?? throw Err.Forbidden("You are not allowed to see this room's members");
+        var only = ctx.Request.Query("membership");
+        var not = ctx.Request.Query("not_membership");
+        var chunk = new JsonArray();
+        foreach (var e in state.Where(e => e.Type == "m.room.member"))
+        {
+            var m = e.Content["membership"]?.GetValue<string>();
+            if (only is not null && m != only) continue;
+            if (not is not null && m == not) continue;
+            chunk.Add((JsonNode)format.Format(e));
+        }
+        await ctx.Response.WriteJsonAsync(new JsonObject { ["chunk"] = chunk });
+    }
+
+    async Task JoinedMembers(HttpContext ctx)
+    {
+        var c = Caller.Required(ctx);
+        var roomId = RoomParams.RoomId(ctx);
+        param.RequireRoom(roomId);
+        if (rooms.MembershipOf(c.UserId, roomId)?.State != "join") throw Err.Forbidden("You are not joined to this room");
+        var joined = new JsonObject();
+        foreach (var u in rooms.JoinedMembers(roomId))
+        {
+            var content = rooms.StateContent(roomId, "m.room.member", u);
+            var o = new JsonObject();
+            if (content?["displayname"] is JsonValue dn) o["display_name"] = dn.DeepClone();
+            if (content?["avatar_url"] is JsonValue av) o["avatar_url"] = av.DeepClone();
+            joined[u] = o;
+        }
+        await ctx.Response.WriteJsonAsync(new JsonObject { ["joined"] = joined });
+    }
+
+    // ---- GET /_matrix/client/v1/rooms/{roomId}/timestamp_to_event (spec: client-server-api, "Room participation",
+    // getEventByTimestamp): the closest event at or after (dir=f) or at or before (dir=b) ts that the caller may see.
+
+    async Task TimestampToEvent(HttpContext ctx)
+    {
+        var c = Caller.Required(ctx);
+        var roomId = param.KnownRoomId(ctx);
+        var dir = ctx.Request.Query("dir") ?? throw Err.MissingParam("dir is required");
+        if (dir is not ("f" or "b")) throw Err.InvalidParam("dir must be 'f' or 'b'");
+        var tsParam = ctx.Request.Query("ts") ?? throw Err.MissingParam("ts is required");
+        if (!long.TryParse(tsParam, out var ts)) throw Err.InvalidParam("ts must be an integer");
+        var window = visibility.ReadableWindow(c.UserId, roomId) ?? throw Err.Forbidden("You are not allowed to read this room");
+        var upTo = Math.Min(rooms.StreamPosition, window.UpTo);
+        var forward = dir == "f";
+        // Local events are stored in the order they were created, so timestamps grow along the timeline.
+        foreach (var (_, id) in rooms.Timeline(roomId, window.After, upTo, backwards: !forward))
+        {
+            if (rooms.Event(id) is not { } e || !visibility.CanSee(c.UserId, e, window)
+                || e.Pdu["origin_server_ts"]?.GetValue<long>() is not { } evTs) continue;
+            if (forward ? evTs >= ts : evTs <= ts)
+            {
+                await ctx.Response.WriteJsonAsync(new JsonObject { ["event_id"] = e.EventId, ["origin_server_ts"] = evTs });
+                return;
+            }
+        }
+        throw Err.NotFound($"Unable to find an event from {ts} in the {(forward ? "forward" : "backward")} direction");
+    }
+}
