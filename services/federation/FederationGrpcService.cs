@@ -1,4 +1,5 @@
 using Conduit.Protos.Federation;
+using Google.Protobuf;
 using Grpc.Core;
 
 namespace Conduit.Federation;
@@ -6,11 +7,14 @@ namespace Conduit.Federation;
 /// <summary>The federation service's gRPC surface (protos/federation.proto).</summary>
 public sealed class FederationGrpcService(ServerKeys keys) : Protos.Federation.Federation.FederationBase
 {
-    public override Task<SignReply> Sign(SignRequest request, ServerCallContext context)
-        => Task.FromResult(new SignReply
-        {
-            ServerName = keys.ServerName,
-            KeyId = keys.Key.KeyId,
-            Signature = keys.Key.SignBase64(request.CanonicalJson.Span),
-        });
+    public override async Task WatchSigningKey(WatchSigningKeyRequest request, IServerStreamWriter<SigningKeyUpdate> responseStream, ServerCallContext context)
+    {
+        await foreach (var key in keys.Watch(context.CancellationToken))
+            await responseStream.WriteAsync(new SigningKeyUpdate
+            {
+                ServerName = keys.ServerName,
+                Version = key.Version,
+                Seed = ByteString.CopyFrom(key.ExportSeed()),
+            });
+    }
 }

@@ -30,6 +30,18 @@ public sealed class ServerKeys : IDisposable
         }
     }
 
+    /// <summary>
+    /// The signing key now, then each key that replaces it, until <paramref name="ct"/> is cancelled: what the rooms
+    /// service signs events with. The key is never replaced yet (rotation comes with federation, and will publish
+    /// the new key here); the stream stays open so a later rotation reaches every subscriber.
+    /// </summary>
+    public async IAsyncEnumerable<SigningKey> Watch([System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
+    {
+        yield return Key;
+        try { await Task.Delay(Timeout.Infinite, ct); }
+        catch (OperationCanceledException) { }
+    }
+
     /// <summary>GET /_matrix/key/v2/server (spec: server-server-api, "Publishing Keys"), signed by the key itself.</summary>
     public JsonObject KeyResponse()
     {

@@ -41,15 +41,22 @@ public sealed class ServerKeysTests : IDisposable
     }
 
     [Fact]
-    public async Task Sign_returns_a_signature_that_verifies()
+    public async Task WatchSigningKey_hands_out_the_published_key_so_local_signatures_verify()
     {
         using var store = Open();
         using var keys = new ServerKeys(store, _config);
-        var svc = new FederationGrpcService(keys);
+        var invoker = Conduit.Common.Grpc.InProcessCallInvoker.Create(null, b => Protos.Federation.Federation.BindService(b, new FederationGrpcService(keys)));
+        var client = new Protos.Federation.Federation.FederationClient(invoker);
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        using var call = client.WatchSigningKey(new Protos.Federation.WatchSigningKeyRequest(), cancellationToken: cts.Token);
+        Assert.True(await call.ResponseStream.MoveNext(cts.Token));
+        var update = call.ResponseStream.Current;
+        Assert.Equal("example.org", update.ServerName);
+        using var local = SigningKey.FromSeed(update.Seed.Span, update.Version);
+        Assert.Equal(keys.Key.KeyId, local.KeyId);
         var data = "{\"a\":1}"u8.ToArray();
-        var reply = await svc.Sign(new Protos.Federation.SignRequest { CanonicalJson = Google.Protobuf.ByteString.CopyFrom(data) }, null!);
-        Assert.Equal(keys.Key.KeyId, reply.KeyId);
-        Assert.True(SigningKey.Verify(keys.Key.PublicKey, data, UnpaddedBase64.Decode(reply.Signature)));
+        var published = UnpaddedBase64.Decode(keys.KeyResponse()["verify_keys"]![local.KeyId]!["key"]!.GetValue<string>());
+        Assert.True(SigningKey.Verify(published, data, UnpaddedBase64.Decode(local.SignBase64(data))));
     }
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);

@@ -5,23 +5,24 @@ using Conduit.Common.Grpc;
 using Conduit.Common.Storage;
 using Conduit.Protos.Federation;
 using Grpc.Core;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Conduit.Rooms.Tests;
 
-/// <summary>Signs like the federation service does, with a key made for the test.</summary>
+/// <summary>
+/// Hands out a signing key made for the test, as the federation service does (WatchSigningKey). <see cref="Calls"/>
+/// counts the signatures the rooms service made with it.
+/// </summary>
 public sealed class FakeFederation(SigningKey key, string serverName) : Protos.Federation.Federation.FederationBase
 {
-    public int Calls;
+    public EventSigner? Signer;
 
-    public override Task<SignReply> Sign(SignRequest request, ServerCallContext context)
+    public long Calls => Signer?.Signed ?? 0;
+
+    public override async Task WatchSigningKey(WatchSigningKeyRequest request, IServerStreamWriter<SigningKeyUpdate> responseStream, ServerCallContext context)
     {
-        Interlocked.Increment(ref Calls);
-        return Task.FromResult(new SignReply
-        {
-            ServerName = serverName,
-            KeyId = key.KeyId,
-            Signature = key.SignBase64(request.CanonicalJson.Span),
-        });
+        await responseStream.WriteAsync(new SigningKeyUpdate { ServerName = serverName, Version = key.Version, Seed = Google.Protobuf.ByteString.CopyFrom(key.ExportSeed()) });
+        try { await Task.Delay(Timeout.Infinite, context.CancellationToken); } catch (OperationCanceledException) { }
     }
 }
 
@@ -39,6 +40,8 @@ public sealed class RoomsHarness : IDisposable
     public readonly FakeFederation Federation;
     public readonly RoomStore Rooms;
     public readonly RoomStream Stream;
+    public readonly RoomWriter Writer;
+    public readonly EventSigner Signer;
     public readonly EventSender Sender;
     public readonly ClientEvents Format;
     public readonly SyncBuilder Sync;
@@ -52,14 +55,19 @@ public sealed class RoomsHarness : IDisposable
         Rooms = new RoomStore(Kv);
         Stream = new RoomStream(Rooms);
         States = new StateStore(Kv);
-        Sender = new EventSender(Rooms, States, Stream, new Protos.Federation.Federation.FederationClient(invoker), Config);
+        Writer = new RoomWriter(Rooms, States, Stream, Config, NullLogger<RoomWriter>.Instance);
+        Signer = new EventSigner(new Protos.Federation.Federation.FederationClient(invoker), NullLogger<EventSigner>.Instance);
+        Federation.Signer = Signer;
+        Sender = new EventSender(Rooms, States, Writer, Signer, Config);
         Format = new ClientEvents(Rooms);
         Visibility = new Visibility(Rooms, States);
-        Sync = new SyncBuilder(Rooms, States, Format, Visibility);
+        Sync = new SyncBuilder(Rooms, States, Stream, Format, Visibility);
     }
 
     public void Dispose()
     {
+        Signer.Dispose();
+        Writer.Dispose();
         Kv.Dispose();
         Key.Dispose();
     }

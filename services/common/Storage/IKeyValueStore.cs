@@ -68,6 +68,12 @@ public interface IWriteBatch : IDisposable
 
     int Count { get; }
 
+    /// <summary>
+    /// Adds every operation of <paramref name="other"/> (a batch of the same store) after this batch's own, so that
+    /// several requests' batches can be written as one (group commit). <paramref name="other"/> is left as it is.
+    /// </summary>
+    void Append(IWriteBatch other);
+
     void Clear();
 }
 

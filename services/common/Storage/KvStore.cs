@@ -54,6 +54,12 @@ internal sealed class KvWriteBatch(IKeyValueStore owner, IReadOnlySet<string> fa
         Ops.Add(new Op(family, key, null));
     }
 
+    public void Append(IWriteBatch other)
+    {
+        if (other is not KvWriteBatch b || !ReferenceEquals(b.Owner, Owner)) throw new ArgumentException("The batch was not created by this store.", nameof(other));
+        Ops.AddRange(b.Ops);
+    }
+
     public void Clear() => Ops.Clear();
 
     public void Dispose() => Ops.Clear();

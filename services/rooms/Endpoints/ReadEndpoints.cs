@@ -12,7 +12,7 @@ namespace Conduit.Rooms;
 /// Reading a room: its state, one event, /context, /messages, members, joined members and timestamp_to_event.
 /// History visibility (<see cref="Visibility"/>) decides event by event what the caller may see.
 /// </summary>
-public sealed class ReadEndpoints(RoomStore rooms, StateStore states, ClientEvents format, Visibility visibility, RoomParams param)
+public sealed class ReadEndpoints(RoomStore rooms, StateStore states, RoomStream stream, ClientEvents format, Visibility visibility, RoomParams param)
 {
     public void Map(IEndpointRouteBuilder app)
     {
@@ -93,7 +93,7 @@ public sealed class ReadEndpoints(RoomStore rooms, StateStore states, ClientEven
             limit = Math.Min(limit, fl);
         }
         var window = visibility.ReadableWindow(c.UserId, roomId) ?? throw Err.Forbidden("You are not allowed to read this room");
-        var now = rooms.StreamPosition;
+        var now = stream.Position;
         var from = RoomParams.ParsePoint(ctx.Request.Query("from")) ?? (dir == "b" ? now : 0);
         var to = RoomParams.ParsePoint(ctx.Request.Query("to"));
 
@@ -175,7 +175,7 @@ public sealed class ReadEndpoints(RoomStore rooms, StateStore states, ClientEven
         var tsParam = ctx.Request.Query("ts") ?? throw Err.MissingParam("ts is required");
         if (!long.TryParse(tsParam, out var ts)) throw Err.InvalidParam("ts must be an integer");
         var window = visibility.ReadableWindow(c.UserId, roomId) ?? throw Err.Forbidden("You are not allowed to read this room");
-        var upTo = Math.Min(rooms.StreamPosition, window.UpTo);
+        var upTo = Math.Min(stream.Position, window.UpTo);
         var forward = dir == "f";
         // Local events are stored in the order they were created, so timestamps grow along the timeline.
         foreach (var (_, id) in rooms.Timeline(roomId, window.After, upTo, backwards: !forward))

@@ -6,7 +6,6 @@ using Conduit.Common.Http;
 using Conduit.Common.Routing;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
-using K = Conduit.Common.Storage.Keys;
 
 namespace Conduit.Rooms;
 
@@ -90,7 +89,7 @@ public sealed class UpgradeEndpoint(RoomStore rooms, EventSender sender, RoomPar
             rooms.PutAlias(alias, newRoom, aliasCreator);
         }
         var directory = rooms.Store.Map(RoomsFamilies.Directory);
-        if (directory.Get(K.Utf8(oldRoom)) is not null)
+        if (directory.Get(RoomsFamilies.DirectoryKey(oldRoom)) is not null)
         {
             rooms.SetDirectoryVisibility(newRoom, true);
             rooms.SetDirectoryVisibility(oldRoom, false);

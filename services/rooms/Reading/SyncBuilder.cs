@@ -7,7 +7,7 @@ namespace Conduit.Rooms;
 /// Builds the "rooms" part of a /sync response between two room-stream positions (spec: client-server-api,
 /// "GET /sync"). Everything is read as of one position taken at the start, which becomes the next since.
 /// </summary>
-public sealed class SyncBuilder(RoomStore rooms, StateStore states, ClientEvents format, Visibility visibility)
+public sealed class SyncBuilder(RoomStore rooms, StateStore states, RoomStream stream, ClientEvents format, Visibility visibility)
 {
     public const int DefaultTimelineLimit = 10;
 
@@ -15,7 +15,7 @@ public sealed class SyncBuilder(RoomStore rooms, StateStore states, ClientEvents
 
     public Result Build(string userId, string? deviceId, long since, bool fullState, Filter? filter)
     {
-        var upTo = rooms.StreamPosition;
+        var upTo = stream.Position;
         var roomFilter = filter?.Room;
         var limit = roomFilter?.Timeline?.Limit ?? DefaultTimelineLimit;
         var join = new JsonObject();

@@ -45,11 +45,14 @@ public sealed class RoomStore(IKeyValueStore store)
 
     public static byte[] Json(JsonNode n) => Encoding.UTF8.GetBytes(n.ToJsonString());
     static JsonObject Obj(byte[] v) => JsonNode.Parse(v)!.AsObject();
-    static byte[] Prefix(string part) => K.Concat(K.Utf8(part), [K.Sep]);
 
-    public long StreamPosition => _counters.Get(K.Utf8("stream")) is { } v ? (long)K.ReadBigEndian(v) : 0;
+    /// <summary>
+    /// The room stream position of the last durable write, as stored. Readers use <see cref="RoomStream.Position"/>,
+    /// which is published only once everything at or below it is durable.
+    /// </summary>
+    public long StreamPosition => _counters.Get(RoomsFamilies.StreamCounterKey) is { } v ? (long)K.ReadBigEndian(v) : 0;
 
-    public JsonObject? Info(string roomId) => _info.Get(K.Utf8(roomId)) is { } v ? Obj(v) : null;
+    public JsonObject? Info(string roomId) => _info.Get(RoomsFamilies.InfoKey(roomId)) is { } v ? Obj(v) : null;
 
     // A room's version never changes: cached, since every event formatted for a client needs it.
     readonly System.Collections.Concurrent.ConcurrentDictionary<string, Conduit.Common.Events.RoomVersion> _versions = new();
@@ -65,13 +68,13 @@ public sealed class RoomStore(IKeyValueStore store)
 
     public StoredEvent? Event(string eventId)
     {
-        var pdu = _pdus.Get(K.Utf8(eventId));
-        var meta = _meta.Get(K.Utf8(eventId));
+        var pdu = _pdus.Get(RoomsFamilies.PduKey(eventId));
+        var meta = _meta.Get(RoomsFamilies.EventMetaKey(eventId));
         return pdu is null || meta is null ? null : new StoredEvent(eventId, Obj(pdu), Obj(meta));
     }
 
     public string? StateEventId(string roomId, string type, string stateKey)
-        => _state.Get(K.Join(roomId, type, stateKey)) is { } v ? Encoding.UTF8.GetString(v) : null;
+        => _state.Get(RoomsFamilies.StateKey(roomId, type, stateKey)) is { } v ? Encoding.UTF8.GetString(v) : null;
 
     public StoredEvent? StateEvent(string roomId, string type, string stateKey)
         => StateEventId(roomId, type, stateKey) is { } id ? Event(id) : null;
@@ -83,7 +86,7 @@ public sealed class RoomStore(IKeyValueStore store)
     public Dictionary<(string Type, string StateKey), string> CurrentState(string roomId)
     {
         var d = new Dictionary<(string, string), string>();
-        foreach (var (k, v) in _state.Scan(Prefix(roomId)))
+        foreach (var (k, v) in _state.Scan(RoomsFamilies.StatePrefix(roomId)))
         {
             var parts = K.Split(k);
             d[(parts[1], parts[2])] = Encoding.UTF8.GetString(v);
@@ -93,14 +96,14 @@ public sealed class RoomStore(IKeyValueStore store)
 
     public Membership? MembershipOf(string userId, string roomId)
     {
-        if (_userRooms.Get(K.Join(userId, roomId)) is not { } v) return null;
+        if (_userRooms.Get(RoomsFamilies.UserRoomKey(userId, roomId)) is not { } v) return null;
         var o = Obj(v);
         return new Membership(o["membership"]!.GetValue<string>(), o["pos"]!.GetValue<long>(), o["event_id"]!.GetValue<string>());
     }
 
     public IEnumerable<(string RoomId, Membership M)> RoomsOf(string userId)
     {
-        foreach (var (k, v) in _userRooms.Scan(Prefix(userId)))
+        foreach (var (k, v) in _userRooms.Scan(RoomsFamilies.UserRoomsPrefix(userId)))
         {
             var o = Obj(v);
             yield return (K.Split(k)[1], new Membership(o["membership"]!.GetValue<string>(), o["pos"]!.GetValue<long>(), o["event_id"]!.GetValue<string>()));
@@ -111,14 +114,14 @@ public sealed class RoomStore(IKeyValueStore store)
     public HashSet<string> MembershipChangedSince(string userId, long since)
     {
         var set = new HashSet<string>();
-        foreach (var (_, v) in _membershipLog.ScanFrom(K.Concat(Prefix(userId), K.BigEndian((ulong)since + 1)), Prefix(userId), reverse: false))
+        foreach (var (_, v) in _membershipLog.ScanFrom(RoomsFamilies.MembershipLogKey(userId, since + 1), RoomsFamilies.MembershipLogPrefix(userId), reverse: false))
             set.Add(Encoding.UTF8.GetString(v));
         return set;
     }
 
     public IEnumerable<(string UserId, string Membership)> Members(string roomId)
     {
-        foreach (var (k, v) in _members.Scan(Prefix(roomId)))
+        foreach (var (k, v) in _members.Scan(RoomsFamilies.MembersPrefix(roomId)))
             yield return (K.Split(k)[1], Encoding.UTF8.GetString(v));
     }
 
@@ -127,8 +130,8 @@ public sealed class RoomStore(IKeyValueStore store)
     /// <summary>Timeline event IDs with pos in (after, upTo], newest first when <paramref name="backwards"/>.</summary>
     public IEnumerable<(long Pos, string EventId)> Timeline(string roomId, long after, long upTo, bool backwards)
     {
-        var prefix = Prefix(roomId);
-        var start = K.Concat(prefix, K.BigEndian((ulong)(backwards ? upTo : after + 1)));
+        var prefix = RoomsFamilies.TimelinePrefix(roomId);
+        var start = RoomsFamilies.TimelineKey(roomId, backwards ? upTo : after + 1);
         foreach (var (k, v) in _timeline.ScanFrom(start, prefix, backwards))
         {
             var pos = (long)K.ReadBigEndian(k.AsSpan(prefix.Length));
@@ -137,16 +140,16 @@ public sealed class RoomStore(IKeyValueStore store)
         }
     }
 
-    public string? AliasTarget(string alias) => _aliases.Get(K.Utf8(alias)) is { } v ? Obj(v)["room_id"]!.GetValue<string>() : null;
-    public JsonObject? Alias(string alias) => _aliases.Get(K.Utf8(alias)) is { } v ? Obj(v) : null;
+    public string? AliasTarget(string alias) => _aliases.Get(RoomsFamilies.AliasKey(alias)) is { } v ? Obj(v)["room_id"]!.GetValue<string>() : null;
+    public JsonObject? Alias(string alias) => _aliases.Get(RoomsFamilies.AliasKey(alias)) is { } v ? Obj(v) : null;
 
     public IEnumerable<string> AliasesOf(string roomId)
     {
-        foreach (var (k, _) in _roomAliases.Scan(Prefix(roomId))) yield return K.Split(k)[1];
+        foreach (var (k, _) in _roomAliases.Scan(RoomsFamilies.RoomAliasesPrefix(roomId))) yield return K.Split(k)[1];
     }
 
     public string? TxnEvent(string userId, string deviceId, string txnId)
-        => _txns.Get(K.Join(userId, deviceId, txnId)) is { } v ? Encoding.UTF8.GetString(v) : null;
+        => _txns.Get(RoomsFamilies.TxnKey(userId, deviceId, txnId)) is { } v ? Encoding.UTF8.GetString(v) : null;
 
     // ---- writes that are not events (aliases, directory, forgetting); events go through EventSender.
 
@@ -156,7 +159,7 @@ public sealed class RoomStore(IKeyValueStore store)
     {
         lock (_aliasLock)
         {
-            if (_aliases.Get(K.Utf8(alias)) is not null) return false;
+            if (_aliases.Get(RoomsFamilies.AliasKey(alias)) is not null) return false;
             PutAlias(alias, roomId, creator);
             return true;
         }
@@ -165,27 +168,27 @@ public sealed class RoomStore(IKeyValueStore store)
     public void PutAlias(string alias, string roomId, string creator)
     {
         using var b = store.CreateBatch();
-        b.Put(RoomsFamilies.Aliases, K.Utf8(alias), Json(new JsonObject { ["room_id"] = roomId, ["creator"] = creator }));
-        b.Put(RoomsFamilies.RoomAliases, K.Join(roomId, alias), []);
+        b.Put(RoomsFamilies.Aliases, RoomsFamilies.AliasKey(alias), Json(new JsonObject { ["room_id"] = roomId, ["creator"] = creator }));
+        b.Put(RoomsFamilies.RoomAliases, RoomsFamilies.RoomAliasKey(roomId, alias), []);
         store.Write(b);
     }
 
     public void DeleteAlias(string alias, string roomId)
     {
         using var b = store.CreateBatch();
-        b.Delete(RoomsFamilies.Aliases, K.Utf8(alias));
-        b.Delete(RoomsFamilies.RoomAliases, K.Join(roomId, alias));
+        b.Delete(RoomsFamilies.Aliases, RoomsFamilies.AliasKey(alias));
+        b.Delete(RoomsFamilies.RoomAliases, RoomsFamilies.RoomAliasKey(roomId, alias));
         store.Write(b);
     }
 
     public void SetDirectoryVisibility(string roomId, bool published)
     {
         var map = store.Map(RoomsFamilies.Directory);
-        if (published) map.Put(K.Utf8(roomId), []); else map.Delete(K.Utf8(roomId));
+        if (published) map.Put(RoomsFamilies.DirectoryKey(roomId), []); else map.Delete(RoomsFamilies.DirectoryKey(roomId));
     }
 
     /// <summary>Forgetting drops the user's record of a room they left, so it leaves their /sync.</summary>
-    public void Forget(string userId, string roomId) => _userRooms.Delete(K.Join(userId, roomId));
+    public void Forget(string userId, string roomId) => _userRooms.Delete(RoomsFamilies.UserRoomKey(userId, roomId));
 
     /// <summary>
     /// The auth chain of an event (spec: server-server-api, "Auth chain"): its auth events, theirs, and so on,

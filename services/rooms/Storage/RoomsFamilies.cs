@@ -1,51 +1,99 @@
 using Conduit.Common.Storage;
+using K = Conduit.Common.Storage.Keys;
 
 namespace Conduit.Rooms;
 
 /// <summary>
-/// The rooms service's column families. Keys are UTF-8 parts joined by 0xFF (which never occurs in UTF-8);
-/// "pos" is the room stream position, an 8-byte big-endian integer so keys sort by it.
+/// The rooms service's column families, each declared with its key and value layout and, beside it, the builder of
+/// its keys: nothing else in the service assembles these keys. Keys are UTF-8 parts joined by 0xFF (which never
+/// occurs in UTF-8); "pos" is the room stream position, an 8-byte big-endian integer so keys sort by it.
+/// services/rooms/README.md shows the same table; a test checks it against <see cref="All"/>.
 /// </summary>
 public static class RoomsFamilies
 {
     public const string Pdus = "rooms_pdus";
+    static readonly ColumnFamily PdusFamily = new(Pdus, "event_id", "the signed PDU (canonical JSON), as federation will serve it");
+    public static byte[] PduKey(string eventId) => K.Utf8(eventId);
+
     public const string EventMeta = "rooms_event_meta";
+    static readonly ColumnFamily EventMetaFamily = new(EventMeta, "event_id",
+        "JSON {pos (absent for rejected and soft-failed remote events), room_id, sg (state group before), sg_after? (state events), sg_room? (room state after a remote event when extremities were merged), sender_device?, txn_id?, prev_content_event?, redacted_by?, rejected? (reason), soft_failed?, soft_fail_reason?}");
+    public static byte[] EventMetaKey(string eventId) => K.Utf8(eventId);
+
     public const string Timeline = "rooms_timeline";
+    static readonly ColumnFamily TimelineFamily = new(Timeline, "room_id 0xFF pos", "event_id");
+    public static byte[] TimelineKey(string roomId, long pos) => K.Concat(K.Prefix(roomId), K.BigEndian((ulong)pos));
+    public static byte[] TimelinePrefix(string roomId) => K.Prefix(roomId);
+
     public const string State = "rooms_state";
+    static readonly ColumnFamily StateFamily = new(State, "room_id 0xFF type 0xFF state_key", "event_id of the current state event");
+    public static byte[] StateKey(string roomId, string type, string stateKey) => K.Join(roomId, type, stateKey);
+    public static byte[] StatePrefix(string roomId) => K.Prefix(roomId);
+
     public const string Info = "rooms_info";
+    static readonly ColumnFamily InfoFamily = new(Info, "room_id", "JSON {room_version, creator, created_ts, forward_extremities, depth, state_group (the current state)}");
+    public static byte[] InfoKey(string roomId) => K.Utf8(roomId);
+
     public const string UserRooms = "rooms_user_rooms";
+    static readonly ColumnFamily UserRoomsFamily = new(UserRooms, "user_id 0xFF room_id", "JSON {membership, pos, event_id}: the user's latest membership");
+    public static byte[] UserRoomKey(string userId, string roomId) => K.Join(userId, roomId);
+    public static byte[] UserRoomsPrefix(string userId) => K.Prefix(userId);
+
     public const string MembershipLog = "rooms_membership_log";
+    static readonly ColumnFamily MembershipLogFamily = new(MembershipLog, "user_id 0xFF pos", "room_id: membership changes in stream order, for /sync");
+    public static byte[] MembershipLogKey(string userId, long pos) => K.Concat(K.Prefix(userId), K.BigEndian((ulong)pos));
+    public static byte[] MembershipLogPrefix(string userId) => K.Prefix(userId);
+
     public const string Members = "rooms_members";
+    static readonly ColumnFamily MembersFamily = new(Members, "room_id 0xFF user_id", "membership (join, invite, leave, ban, knock)");
+    public static byte[] MemberKey(string roomId, string userId) => K.Join(roomId, userId);
+    public static byte[] MembersPrefix(string roomId) => K.Prefix(roomId);
+
     public const string Aliases = "rooms_aliases";
+    static readonly ColumnFamily AliasesFamily = new(Aliases, "room_alias", "JSON {room_id, creator}");
+    public static byte[] AliasKey(string alias) => K.Utf8(alias);
+
     public const string RoomAliases = "rooms_room_aliases";
+    static readonly ColumnFamily RoomAliasesFamily = new(RoomAliases, "room_id 0xFF room_alias", "empty");
+    public static byte[] RoomAliasKey(string roomId, string alias) => K.Join(roomId, alias);
+    public static byte[] RoomAliasesPrefix(string roomId) => K.Prefix(roomId);
+
     public const string Txns = "rooms_txns";
-    public const string Counters = "rooms_counters";
+    static readonly ColumnFamily TxnsFamily = new(Txns, "user_id 0xFF device_id 0xFF txn_id", "event_id: client transaction idempotency");
+    public static byte[] TxnKey(string userId, string deviceId, string txnId) => K.Join(userId, deviceId, txnId);
+
     public const string Directory = "rooms_directory";
+    static readonly ColumnFamily DirectoryFamily = new(Directory, "room_id", "empty: the room is published in the public room directory");
+    public static byte[] DirectoryKey(string roomId) => K.Utf8(roomId);
+
     public const string StateKeyShort = "rooms_statekey_short";
+    static readonly ColumnFamily StateKeyShortFamily = new(StateKeyShort, "event_type 0xFF state_key", "8-byte short state key");
+    public static byte[] StateKeyShortKey(string type, string stateKey) => K.Join(type, stateKey);
+
     public const string ShortStateKey = "rooms_short_statekey";
+    static readonly ColumnFamily ShortStateKeyFamily = new(ShortStateKey, "8-byte short state key", "event_type 0xFF state_key");
+
     public const string EventIdShort = "rooms_eventid_short";
+    static readonly ColumnFamily EventIdShortFamily = new(EventIdShort, "event_id", "8-byte short event id (state events only)");
+
     public const string ShortEventId = "rooms_short_eventid";
+    static readonly ColumnFamily ShortEventIdFamily = new(ShortEventId, "8-byte short event id", "event_id");
+
     public const string StateGroups = "rooms_state_groups";
+    static readonly ColumnFamily StateGroupsFamily = new(StateGroups, "8-byte state group id",
+        "8-byte parent group (0: none), 4-byte count of added entries, then added and removed entries of 16 bytes (short state key, short event id)");
+
+    /// <summary>Short IDs and state group IDs are 8-byte big-endian keys, so the last key of a family is its largest ID.</summary>
+    public static byte[] ShortIdKey(ulong id) => K.BigEndian(id);
+
+    public const string Counters = "rooms_counters";
+    static readonly ColumnFamily CountersFamily = new(Counters, "\"stream\"", "8-byte big-endian room stream position, written by the group commit");
+    public static readonly byte[] StreamCounterKey = K.Utf8("stream");
 
     public static readonly ColumnFamily[] All =
     [
-        new(Pdus, "event_id", "the signed PDU as JSON, exactly as federation will serve it"),
-        new(EventMeta, "event_id", "JSON {pos, room_id, sg (state group before the event), sg_after? (state events), sender_device?, txn_id?, prev_content_event?, redacted_by?}"),
-        new(Timeline, "room_id 0xFF pos", "event_id"),
-        new(State, "room_id 0xFF event_type 0xFF state_key", "event_id of the current state event"),
-        new(Info, "room_id", "JSON {room_version, creator, created_ts, forward_extremities[], depth, state_group (current state)}"),
-        new(UserRooms, "user_id 0xFF room_id", "JSON {membership, pos, event_id}: the user's latest membership"),
-        new(MembershipLog, "user_id 0xFF pos", "room_id: membership changes in stream order, for /sync"),
-        new(Members, "room_id 0xFF user_id", "membership (join, invite, leave, ban, knock)"),
-        new(Aliases, "room_alias", "JSON {room_id, creator}"),
-        new(RoomAliases, "room_id 0xFF room_alias", "empty"),
-        new(Txns, "user_id 0xFF device_id 0xFF txn_id", "event_id: client transaction idempotency"),
-        new(Directory, "room_id", "empty: the room is published in the public room directory"),
-        new(StateKeyShort, "event_type 0xFF state_key", "8-byte short state key"),
-        new(ShortStateKey, "8-byte short state key", "event_type 0xFF state_key"),
-        new(EventIdShort, "event_id", "8-byte short event id (state events only)"),
-        new(ShortEventId, "8-byte short event id", "event_id"),
-        new(StateGroups, "8-byte state group id", "8-byte parent group (0: none), 4-byte count of added entries, then added and removed entries of 16 bytes (short state key, short event id)"),
-        new(Counters, "\"stream\" | \"shortstatekey\" | \"shorteventid\" | \"stategroup\"", "8-byte big-endian counter"),
+        PdusFamily, EventMetaFamily, TimelineFamily, StateFamily, InfoFamily, UserRoomsFamily, MembershipLogFamily, MembersFamily,
+        AliasesFamily, RoomAliasesFamily, TxnsFamily, DirectoryFamily, StateKeyShortFamily, ShortStateKeyFamily, EventIdShortFamily,
+        ShortEventIdFamily, StateGroupsFamily, CountersFamily,
     ];
 }

@@ -14,14 +14,21 @@ namespace Conduit.Rooms;
 /// grow geometrically and a 10,000-member room never copies its whole state per event.
 /// Groups are immutable once written; short IDs and groups created by a batch that fails are never referenced,
 /// and their IDs are not reused.
+/// Several rooms are written at once (each under its own room lock): IDs are allocated atomically, and a (type,
+/// state_key) gets one short ID server-wide even when two rooms first use it at the same moment. Until some batch
+/// that writes its mapping is durable, every batch that uses it writes the mapping too. The next free IDs are found
+/// at start from the largest key of each family, so no counter has to be written in order by concurrent batches.
 /// </summary>
 public sealed class StateStore
 {
     readonly IKeyValueStore _store;
-    readonly IKvMap _keyToShort, _shortToKey, _eventToShort, _shortToEvent, _groups, _counters;
+    readonly IKvMap _keyToShort, _shortToKey, _eventToShort, _shortToEvent, _groups;
     readonly ConcurrentDictionary<ulong, Layer> _layers = new();
     readonly ConcurrentDictionary<(string, string), ulong> _shortKeys = new();
     readonly ConcurrentDictionary<ulong, (string, string)> _keysByShort = new();
+    // Short state keys allocated but not yet durable (invisible to readers), and the lock that makes allocation unique.
+    readonly ConcurrentDictionary<(string, string), ulong> _pendingKeys = new();
+    readonly Lock _allocate = new();
     ulong _nextStateKey, _nextEvent, _nextGroup;
     const int MaxCachedLayers = 20_000;
 
@@ -39,18 +46,22 @@ public sealed class StateStore
         _eventToShort = store.Map(RoomsFamilies.EventIdShort);
         _shortToEvent = store.Map(RoomsFamilies.ShortEventId);
         _groups = store.Map(RoomsFamilies.StateGroups);
-        _counters = store.Map(RoomsFamilies.Counters);
-        _nextStateKey = Counter("shortstatekey");
-        _nextEvent = Counter("shorteventid");
-        _nextGroup = Counter("stategroup");
+        _nextStateKey = LargestId(_shortToKey);
+        _nextEvent = LargestId(_shortToEvent);
+        _nextGroup = LargestId(_groups);
     }
 
-    ulong Counter(string name) => _counters.Get(K.Utf8(name)) is { } v ? K.ReadBigEndian(v) : 0;
+    static ulong LargestId(IKvMap family)
+    {
+        foreach (var (k, _) in family.ScanFrom(RoomsFamilies.ShortIdKey(ulong.MaxValue), [], reverse: true)) return K.ReadBigEndian(k);
+        return 0;
+    }
 
-    /// <summary>Writes made while one event batch is built; the caller holds the room write lock.</summary>
+    /// <summary>Writes made while one event batch is built; the caller holds the room's write lock.</summary>
     public sealed class Tx(IWriteBatch batch)
     {
         public IWriteBatch Batch { get; } = batch;
+        // Short state keys whose mapping this batch writes (allocated by it, or still pending from another batch).
         internal readonly Dictionary<(string, string), ulong> Keys = [];
         internal readonly Dictionary<string, ulong> Events = [];
         internal readonly Dictionary<ulong, Layer> Layers = [];
@@ -61,26 +72,37 @@ public sealed class StateStore
     /// <summary>After the batch is durable: what it created becomes visible to later readers.</summary>
     public void Committed(Tx tx)
     {
-        foreach (var (k, v) in tx.Keys) { _shortKeys[k] = v; _keysByShort[v] = k; }
+        foreach (var (k, v) in tx.Keys)
+        {
+            _shortKeys[k] = v;
+            _keysByShort[v] = k;
+            _pendingKeys.TryRemove(k, out _);
+        }
         foreach (var (id, layer) in tx.Layers) Cache(layer);
     }
 
     public ulong ShortStateKey(Tx tx, string type, string stateKey)
     {
         if (tx.Keys.TryGetValue((type, stateKey), out var s) || TryShortStateKey(type, stateKey, out s)) return s;
-        s = ++_nextStateKey;
+        // Not durable yet: allocated now, or by another batch still in flight (or one that failed), whose ID is
+        // reused so the key keeps one short ID; this batch writes the mapping as well.
+        lock (_allocate)
+        {
+            if (TryShortStateKey(type, stateKey, out s)) return s;
+            if (!_pendingKeys.TryGetValue((type, stateKey), out s))
+                _pendingKeys[(type, stateKey)] = s = Interlocked.Increment(ref _nextStateKey);
+        }
         tx.Keys[(type, stateKey)] = s;
-        var key = K.Join(type, stateKey);
-        tx.Batch.Put(RoomsFamilies.StateKeyShort, key, K.BigEndian(s));
-        tx.Batch.Put(RoomsFamilies.ShortStateKey, K.BigEndian(s), key);
-        tx.Batch.Put(RoomsFamilies.Counters, K.Utf8("shortstatekey"), K.BigEndian(_nextStateKey));
+        var key = RoomsFamilies.StateKeyShortKey(type, stateKey);
+        tx.Batch.Put(RoomsFamilies.StateKeyShort, key, RoomsFamilies.ShortIdKey(s));
+        tx.Batch.Put(RoomsFamilies.ShortStateKey, RoomsFamilies.ShortIdKey(s), key);
         return s;
     }
 
     public bool TryShortStateKey(string type, string stateKey, out ulong s)
     {
         if (_shortKeys.TryGetValue((type, stateKey), out s)) return true;
-        if (_keyToShort.Get(K.Join(type, stateKey)) is not { } v) return false;
+        if (_keyToShort.Get(RoomsFamilies.StateKeyShortKey(type, stateKey)) is not { } v) return false;
         s = K.ReadBigEndian(v);
         _shortKeys[(type, stateKey)] = s;
         return true;
@@ -91,7 +113,7 @@ public sealed class StateStore
         if (tx is not null)
             foreach (var (key, v) in tx.Keys) if (v == s) return key;
         if (_keysByShort.TryGetValue(s, out var k)) return k;
-        var parts = K.Split(_shortToKey.Get(K.BigEndian(s)) ?? throw new InvalidOperationException($"unknown short state key {s}"));
+        var parts = K.Split(_shortToKey.Get(RoomsFamilies.ShortIdKey(s)) ?? throw new InvalidOperationException($"unknown short state key {s}"));
         k = (parts[0], parts[1]);
         _keysByShort[s] = k;
         return k;
@@ -101,11 +123,11 @@ public sealed class StateStore
     {
         if (tx.Events.TryGetValue(eventId, out var s)) return s;
         if (_eventToShort.Get(K.Utf8(eventId)) is { } v) return K.ReadBigEndian(v);
-        s = ++_nextEvent;
+        // An event belongs to one room, whose lock the caller holds: no other batch allocates for it meanwhile.
+        s = Interlocked.Increment(ref _nextEvent);
         tx.Events[eventId] = s;
-        tx.Batch.Put(RoomsFamilies.EventIdShort, K.Utf8(eventId), K.BigEndian(s));
-        tx.Batch.Put(RoomsFamilies.ShortEventId, K.BigEndian(s), K.Utf8(eventId));
-        tx.Batch.Put(RoomsFamilies.Counters, K.Utf8("shorteventid"), K.BigEndian(_nextEvent));
+        tx.Batch.Put(RoomsFamilies.EventIdShort, K.Utf8(eventId), RoomsFamilies.ShortIdKey(s));
+        tx.Batch.Put(RoomsFamilies.ShortEventId, RoomsFamilies.ShortIdKey(s), K.Utf8(eventId));
         return s;
     }
 
@@ -113,7 +135,7 @@ public sealed class StateStore
     {
         if (tx is not null)
             foreach (var (id, v) in tx.Events) if (v == s) return id;
-        return Encoding.UTF8.GetString(_shortToEvent.Get(K.BigEndian(s)) ?? throw new InvalidOperationException($"unknown short event id {s}"));
+        return Encoding.UTF8.GetString(_shortToEvent.Get(RoomsFamilies.ShortIdKey(s)) ?? throw new InvalidOperationException($"unknown short event id {s}"));
     }
 
     // ---- groups
@@ -122,7 +144,7 @@ public sealed class StateStore
     {
         if (tx is not null && tx.Layers.TryGetValue(id, out var pending)) return pending;
         if (_layers.TryGetValue(id, out var cached)) return cached;
-        var v = _groups.Get(K.BigEndian(id)) ?? throw new InvalidOperationException($"unknown state group {id}");
+        var v = _groups.Get(RoomsFamilies.ShortIdKey(id)) ?? throw new InvalidOperationException($"unknown state group {id}");
         var parent = BinaryPrimitives.ReadUInt64BigEndian(v);
         var added = BinaryPrimitives.ReadInt32BigEndian(v.AsSpan(8));
         var a = new Dictionary<ulong, ulong>(added);
@@ -165,8 +187,7 @@ public sealed class StateStore
         var added = new Dictionary<ulong, ulong> { [shortKey] = shortEvent };
         var removed = new Dictionary<ulong, ulong>();
         if (parent != 0 && Lookup(parent, shortKey, tx) is { } old) removed[shortKey] = old;
-        var id = ++_nextGroup;
-        tx.Batch.Put(RoomsFamilies.Counters, K.Utf8("stategroup"), K.BigEndian(_nextGroup));
+        var id = Interlocked.Increment(ref _nextGroup);
         SaveFromDiff(tx, id, added, removed, 1_000_000, parent == 0 ? [] : Chain(parent, tx));
         return id;
     }
@@ -187,8 +208,7 @@ public sealed class StateStore
             if (e is { } n) added[k] = n;
         }
         if (added.Count == 0 && removed.Count == 0 && parent != 0) return parent;
-        var id = ++_nextGroup;
-        tx.Batch.Put(RoomsFamilies.Counters, K.Utf8("stategroup"), K.BigEndian(_nextGroup));
+        var id = Interlocked.Increment(ref _nextGroup);
         SaveFromDiff(tx, id, added, removed, 1_000_000, parent == 0 ? [] : Chain(parent, tx));
         return id;
     }
@@ -253,7 +273,7 @@ public sealed class StateStore
             BinaryPrimitives.WriteUInt64BigEndian(buf.AsSpan(i + 8), e);
             i += 16;
         }
-        tx.Batch.Put(RoomsFamilies.StateGroups, K.BigEndian(layer.Id), buf);
+        tx.Batch.Put(RoomsFamilies.StateGroups, RoomsFamilies.ShortIdKey(layer.Id), buf);
         tx.Layers[layer.Id] = layer;
     }
 

@@ -36,7 +36,7 @@ public sealed partial class EventSender
 
     /// <summary>
     /// Runs the receipt checks on a PDU from another server and stores it with its outcome, in one batch under the
-    /// write lock. <paramref name="verifyKey"/> returns the public key of (server, key ID), or null if unknown.
+    /// room's lock. <paramref name="verifyKey"/> returns the public key of (server, key ID), or null if unknown.
     /// </summary>
     public async Task<IngestResult> AcceptRemoteAsync(JsonObject pdu, Func<string, string, byte[]?> verifyKey, CancellationToken ct)
     {
@@ -69,16 +69,9 @@ public sealed partial class EventSender
         // 3. A content hash mismatch: the event is used in its redacted form from here on.
         if (!EventHashing.VerifyContentHash(pdu)) pdu = Redaction.Redact(pdu, version);
 
-        await _write.WaitAsync(ct);
-        try
-        {
-            if (rooms.Event(eventId) is { } again) return OutcomeOf(again);
-            return IngestLocked(roomId, eventId, pdu, version);
-        }
-        finally
-        {
-            _write.Release();
-        }
+        using var held = await writer.LockAsync(roomId, ct);
+        if (rooms.Event(eventId) is { } again) return OutcomeOf(again);
+        return await IngestLockedAsync(roomId, eventId, pdu, version);
     }
 
     static IngestResult Dropped(string? eventId, string reason) => new(eventId, IngestOutcome.Dropped, reason);
@@ -153,11 +146,11 @@ public sealed partial class EventSender
         return null;
     }
 
-    IngestResult IngestLocked(string roomId, string eventId, JsonObject pdu, RoomVersion version)
+    async Task<IngestResult> IngestLockedAsync(string roomId, string eventId, JsonObject pdu, RoomVersion version)
     {
         var info = rooms.Info(roomId)!;
-        using var batch = rooms.Store.CreateBatch();
-        var tx = states.Begin(batch);
+        using var write = writer.Begin(roomId);
+        var tx = write.StateTx;
         var type = Str(pdu, "type")!;
         var stateKey = Str(pdu, "state_key");
         var sender = Str(pdu, "sender")!;
@@ -226,18 +219,12 @@ public sealed partial class EventSender
 
         var meta = new JsonObject { ["room_id"] = roomId };
         if (groupBefore is { } gb) meta["sg"] = gb;
-        void PutEvent()
-        {
-            batch.Put(RoomsFamilies.Pdus, K.Utf8(eventId), Encoding.UTF8.GetBytes(CanonicalJson.Serialize(pdu)));
-            batch.Put(RoomsFamilies.EventMeta, K.Utf8(eventId), RoomStore.Json(meta));
-        }
         if (reason is not null)
         {
             // Rejected events are kept (spec: "Rejection") but change nothing: no timeline, no state, no extremity.
             meta["rejected"] = reason;
-            PutEvent();
-            rooms.Store.Write(batch);
-            states.Committed(tx);
+            write.AddEvent(eventId, pdu, meta, inTimeline: false);
+            await writer.CommitAsync(write);
             return new IngestResult(eventId, IngestOutcome.Rejected, reason);
         }
 
@@ -256,15 +243,12 @@ public sealed partial class EventSender
         {
             meta["soft_failed"] = true;
             meta["soft_fail_reason"] = current.Reason;
-            PutEvent();
-            rooms.Store.Write(batch);
-            states.Committed(tx);
+            write.AddEvent(eventId, pdu, meta, inTimeline: false);
+            await writer.CommitAsync(write);
             return new IngestResult(eventId, IngestOutcome.SoftFailed, current.Reason);
         }
 
-        // 7. Accepted: timeline position, forward extremities, and the room's new current state.
-        var pos = rooms.StreamPosition + 1;
-        meta["pos"] = pos;
+        // 7. Accepted: a timeline position (given at commit), forward extremities, and the room's new current state.
         var oldExtremities = info["forward_extremities"]?.AsArray().Select(n => n!.GetValue<string>()).ToList() ?? [];
         var extremities = oldExtremities.Where(id => !prevIds.Contains(id)).Append(eventId).Distinct().ToList();
         var oldGroup = info["state_group"]?.GetValue<ulong>() ?? 0;
@@ -300,45 +284,22 @@ public sealed partial class EventSender
             foreach (var k in oldState.Keys) if (!newState.ContainsKey(k)) changes[k] = null;
         }
 
-        // The difference to the current state goes to the state table and the memberships, as local sends do.
-        var concerned = new HashSet<string>(LocalJoined(roomId));
-        var memberChanges = new Dictionary<string, string?>();
+        // The event, then the difference to the current state (the state table and the memberships, as local sends do).
+        if (newGroup != groupAfter) meta["sg_room"] = newGroup;
+        write.ConcernRoomMembers();
+        write.AddEvent(eventId, pdu, meta, inTimeline: true);
         foreach (var ((t, k), id) in changes)
         {
-            if (id is null) batch.Delete(RoomsFamilies.State, K.Join(roomId, t, k));
-            else batch.Put(RoomsFamilies.State, K.Join(roomId, t, k), K.Utf8(id));
-            if (t != "m.room.member") continue;
-            var membership = id is null ? null : (id == eventId ? pdu : rooms.Event(id)?.Pdu)?["content"]?["membership"]?.GetValue<string>();
-            memberChanges[k] = membership;
-            concerned.Add(k);
-            if (membership is null)
-            {
-                batch.Delete(RoomsFamilies.Members, K.Join(roomId, k));
-                continue;
-            }
-            batch.Put(RoomsFamilies.UserRooms, K.Join(k, roomId), RoomStore.Json(new JsonObject { ["membership"] = membership, ["pos"] = pos, ["event_id"] = id }));
-            batch.Put(RoomsFamilies.MembershipLog, K.Concat(K.Utf8(k), [K.Sep], K.BigEndian((ulong)pos)), K.Utf8(roomId));
-            batch.Put(RoomsFamilies.Members, K.Join(roomId, k), K.Utf8(membership));
+            var membership = t != "m.room.member" || id is null ? null
+                : (id == eventId ? pdu : rooms.Event(id)?.Pdu)?["content"]?["membership"]?.GetValue<string>();
+            write.SetCurrentState(t, k, id, membership);
         }
-        if (newGroup != groupAfter) meta["sg_room"] = newGroup;
-        if (type == "m.room.redaction") ApplyRemoteRedaction(batch, roomId, eventId, pdu, version, sender, StateBeforeId, FetchPdu);
-        batch.Put(RoomsFamilies.Timeline, K.Concat(K.Utf8(roomId), [K.Sep], K.BigEndian((ulong)pos)), K.Utf8(eventId));
-        batch.Put(RoomsFamilies.Counters, K.Utf8("stream"), K.BigEndian((ulong)pos));
-        PutEvent();
+        if (type == "m.room.redaction") ApplyRemoteRedaction(write, roomId, eventId, pdu, version, sender, StateBeforeId, FetchPdu);
         info["forward_extremities"] = new JsonArray(extremities.Select(id => (JsonNode)id).ToArray());
         info["depth"] = Math.Max(info["depth"]?.GetValue<long>() ?? 0, pdu["depth"]!.GetValue<long>());
         info["state_group"] = newGroup;
-        batch.Put(RoomsFamilies.Info, K.Utf8(roomId), RoomStore.Json(info));
-        rooms.Store.Write(batch);
-        states.Committed(tx);
-
-        foreach (var (user, m) in memberChanges)
-        {
-            if (!AuthRules.IsLocal(user, config.ServerName)) continue;
-            if (m == "join") LocalJoined(roomId).Add(user);
-            else LocalJoined(roomId).Remove(user);
-        }
-        stream.Publish(new StreamAdvance(pos, concerned.Where(u => AuthRules.IsLocal(u, config.ServerName)).ToList()));
+        write.SetInfo(info);
+        await writer.CommitAsync(write);
         return new IngestResult(eventId, IngestOutcome.Accepted);
     }
 
@@ -371,7 +332,7 @@ public sealed partial class EventSender
     /// sender has the redact level in the state before the redaction. A redaction of an event not stored yet is
     /// not applied later (not yet: federation would re-check it when the target arrives).
     /// </summary>
-    void ApplyRemoteRedaction(Conduit.Common.Storage.IWriteBatch batch, string roomId, string eventId, JsonObject pdu, RoomVersion version, string sender,
+    void ApplyRemoteRedaction(RoomWriter.RoomWrite write, string roomId, string eventId, JsonObject pdu, RoomVersion version, string sender,
         Func<string, string, string?> stateBeforeId, Func<string, JsonObject?> fetchPdu)
     {
         var targetId = version.RedactsInContent ? (pdu["content"] is JsonObject c ? Str(c, "redacts") : null) : Str(pdu, "redacts");
@@ -385,8 +346,7 @@ public sealed partial class EventSender
             allowed = EventAuth.UserPowerLevel(sender, pl, create, version) >= needed;
         }
         if (!allowed) return;
-        target.Meta["redacted_by"] = eventId;
-        batch.Put(RoomsFamilies.EventMeta, K.Utf8(targetId), RoomStore.Json(target.Meta));
+        write.MarkRedacted(target, eventId);
     }
 
     /// <summary>A state group holding exactly <paramref name="state"/>, built as a diff on <paramref name="baseGroup"/>.</summary>

@@ -6,10 +6,6 @@ using Conduit.Common.Crypto;
 using Conduit.Common.Events;
 using Conduit.Rooms.Rules;
 using Conduit.Common.Http;
-using Conduit.Common.Storage;
-using Conduit.Protos.Federation;
-using Google.Protobuf;
-using K = Conduit.Common.Storage.Keys;
 
 namespace Conduit.Rooms;
 
@@ -20,28 +16,15 @@ public sealed record NewEvent(string Type, string? StateKey, JsonObject Content,
 public sealed record TxnRef(string UserId, string DeviceId, string TxnId);
 
 /// <summary>
-/// The one writer of room events. Events of one call are built, authorized against the state as it stands
-/// with the earlier events of the same call applied, signed, and written in ONE batch: a request takes full
-/// effect or none. Writes are serialised by one lock, so stream positions are assigned in order and a position
-/// is published only after everything at or below it is durable.
+/// Builds, authorizes and signs the events local users send, and stores them through <see cref="RoomWriter"/>, the
+/// one writer of the room graph. Events of one call are built, authorized against the state as it stands with the
+/// earlier events of the same call applied, signed, and written in ONE batch: a request takes full effect or none.
+/// The room's lock is held from reading its state until the batch is durable; other rooms are written meanwhile.
+/// Signing is local (<see cref="EventSigner"/>), so no network round trip happens under the lock.
 /// </summary>
-public sealed partial class EventSender(RoomStore rooms, StateStore states, RoomStream stream, Federation.FederationClient federation, GlobalConfig config)
+public sealed partial class EventSender(RoomStore rooms, StateStore states, RoomWriter writer, EventSigner signer, GlobalConfig config)
 {
-    // Lock order: this is the only lock held across a write; nothing else is taken while holding it.
-    readonly SemaphoreSlim _write = new(1, 1);
-
     public string ServerName => config.ServerName;
-
-    // Local users joined to each room, kept up to date by this writer (under its lock) so that publishing an
-    // event does not scan a big room's membership every time.
-    readonly Dictionary<string, HashSet<string>> _localJoined = [];
-
-    HashSet<string> LocalJoined(string roomId)
-    {
-        if (!_localJoined.TryGetValue(roomId, out var set))
-            _localJoined[roomId] = set = rooms.JoinedMembers(roomId).Where(u => AuthRules.IsLocal(u, config.ServerName)).ToHashSet();
-        return set;
-    }
 
     /// <summary>
     /// Builds, authorizes, signs and stores <paramref name="events"/> in one batch. Creating a room whose version
@@ -52,20 +35,16 @@ public sealed partial class EventSender(RoomStore rooms, StateStore states, Room
     {
         if (txn is not null && rooms.TxnEvent(txn.UserId, txn.DeviceId, txn.TxnId) is { } done)
             return [rooms.Event(done)!];
-        await _write.WaitAsync(ct);
-        try
-        {
-            if (txn is not null && rooms.TxnEvent(txn.UserId, txn.DeviceId, txn.TxnId) is { } again)
-                return [rooms.Event(again)!];
-            return await SendLockedAsync(roomId, sender, events, txn, ct);
-        }
-        finally
-        {
-            _write.Release();
-        }
+        var key = await signer.CurrentAsync(ct);
+        // A v12 room's ID is not known until its create event is built, and nobody else can know it before then:
+        // that write needs no lock.
+        using var held = roomId.Length == 0 ? null : await writer.LockAsync(roomId, ct);
+        if (txn is not null && rooms.TxnEvent(txn.UserId, txn.DeviceId, txn.TxnId) is { } again)
+            return [rooms.Event(again)!];
+        return await SendLockedAsync(roomId, sender, events, txn, key, ct);
     }
 
-    async Task<IReadOnlyList<StoredEvent>> SendLockedAsync(string roomId, string sender, IReadOnlyList<NewEvent> events, TxnRef? txn, CancellationToken ct)
+    async Task<IReadOnlyList<StoredEvent>> SendLockedAsync(string roomId, string sender, IReadOnlyList<NewEvent> events, TxnRef? txn, EventSigner.Key key, CancellationToken ct)
     {
         var info = roomId.Length == 0 ? null : rooms.Info(roomId);
         if (info is null && events[0].Type != "m.room.create") throw Err.NotFound("Unknown room");
@@ -75,11 +54,9 @@ public sealed partial class EventSender(RoomStore rooms, StateStore states, Room
         var creator = info?["creator"]?.GetValue<string>() ?? sender;
         var prev = info?["forward_extremities"]?.AsArray().Select(n => n!.GetValue<string>()).ToList() ?? [];
         var depth = info?["depth"]?.GetValue<long>() ?? 0;
-        var pos = rooms.StreamPosition;
 
         // State written by this call, seen by its later events before anything is stored.
         var overlay = new Dictionary<(string, string), (string EventId, JsonObject Pdu)>();
-        var memberOverlay = new Dictionary<string, string>();
         // Full state events for the auth rules, with their event_id (which v3+ PDUs do not carry themselves).
         JsonObject? StatePdu(string type, string key)
         {
@@ -96,13 +73,12 @@ public sealed partial class EventSender(RoomStore rooms, StateStore states, Room
         string? StateId(string type, string key)
             => overlay.TryGetValue((type, key), out var o) ? o.EventId : rooms.StateEventId(roomId, type, key);
 
-        using var batch = rooms.Store.CreateBatch();
-        var stateTx = states.Begin(batch);
+        using var write = writer.Begin(roomId);
+        if (roomId.Length > 0) write.ConcernRoomMembers();
         var group = info?["state_group"]?.GetValue<ulong>() ?? 0;
         var stored = new List<StoredEvent>();
         // The stored PDU of an event this call references: one of its own earlier events, or one already stored.
         JsonObject? PduOf(string eventId) => stored.Find(s => s.EventId == eventId)?.Pdu ?? rooms.Event(eventId)?.Pdu;
-        var concerned = new HashSet<string>(LocalJoined(roomId));
 
         foreach (var e in events)
         {
@@ -130,59 +106,45 @@ public sealed partial class EventSender(RoomStore rooms, StateStore states, Room
             pdu["auth_events"] = EventRefs(EventAuth.AuthTypesFor(pdu, version)
                 .Select(k => StateId(k.Type, k.StateKey)).Where(id => id is not null).Distinct().Select(id => id!), version, PduOf);
             EventHashing.AddContentHash(pdu);
-            var sig = await federation.SignAsync(new SignRequest { CanonicalJson = ByteString.CopyFrom(EventHashing.SigningBytes(pdu, version)) }, cancellationToken: ct);
-            JsonSigning.AddSignature(pdu, sig.ServerName, sig.KeyId, sig.Signature);
+            signer.Sign(pdu, version, key);
             // The one implementation of the auth rules, on the finished, signed event (a restricted join must carry
             // the authorising server's signature), against the state as it stands with this call's earlier events
             // applied (spec: rooms/vN "Authorization rules").
-            var auth = EventAuth.Check(pdu, version, key => StatePdu(key.Type, key.StateKey));
+            var auth = EventAuth.Check(pdu, version, k => StatePdu(k.Type, k.StateKey));
             if (!auth.Allowed) throw Err.Forbidden(auth.Reason ?? "Not allowed by the room's rules");
             var eventId = EventIdOf(pdu, version);
-            if (info is null && stored.Count == 0 && version.RoomIdFromCreateEvent) roomId = RoomIdFromCreateEvent(eventId);
+            if (info is null && stored.Count == 0 && version.RoomIdFromCreateEvent)
+            {
+                roomId = RoomIdFromCreateEvent(eventId);
+                write.SetRoomId(roomId);
+            }
 
-            pos++;
             depth++;
             prev = [eventId];
             // The state before every event is recorded (as a state group), so authorization history, /context and
             // history visibility can use the state at that point rather than today's.
-            var meta = new JsonObject { ["pos"] = pos, ["room_id"] = roomId, ["sg"] = group };
+            var meta = new JsonObject { ["room_id"] = roomId, ["sg"] = group };
             if (txn is not null && stored.Count == 0)
             {
                 meta["sender_device"] = txn.DeviceId;
                 meta["txn_id"] = txn.TxnId;
             }
             if (e.StateKey is not null && StateId(e.Type, e.StateKey) is { } replaced) meta["prev_content_event"] = replaced;
-
-            batch.Put(RoomsFamilies.Pdus, K.Utf8(eventId), Encoding.UTF8.GetBytes(CanonicalJson.Serialize(pdu)));
-            batch.Put(RoomsFamilies.Timeline, K.Concat(K.Utf8(roomId), [K.Sep], K.BigEndian((ulong)pos)), K.Utf8(eventId));
             if (e.StateKey is not null)
             {
-                group = states.Set(stateTx, group, states.ShortStateKey(stateTx, e.Type, e.StateKey), states.ShortEventId(stateTx, eventId));
+                group = states.Set(write.StateTx, group, states.ShortStateKey(write.StateTx, e.Type, e.StateKey), states.ShortEventId(write.StateTx, eventId));
                 meta["sg_after"] = group;
-                batch.Put(RoomsFamilies.State, K.Join(roomId, e.Type, e.StateKey), K.Utf8(eventId));
                 overlay[(e.Type, e.StateKey)] = (eventId, pdu);
             }
-            if (e.Type == "m.room.member" && e.StateKey is { } target)
-            {
-                var membership = e.Content["membership"]!.GetValue<string>();
-                memberOverlay[target] = membership;
-                batch.Put(RoomsFamilies.UserRooms, K.Join(target, roomId), RoomStore.Json(new JsonObject { ["membership"] = membership, ["pos"] = pos, ["event_id"] = eventId }));
-                batch.Put(RoomsFamilies.MembershipLog, K.Concat(K.Utf8(target), [K.Sep], K.BigEndian((ulong)pos)), K.Utf8(roomId));
-                batch.Put(RoomsFamilies.Members, K.Join(roomId, target), K.Utf8(membership));
-                concerned.Add(target);
-            }
-            if (e.Redacts is not null && rooms.Event(e.Redacts) is { } target2 && target2.RoomId == roomId)
-            {
-                target2.Meta["redacted_by"] = eventId;
-                batch.Put(RoomsFamilies.EventMeta, K.Utf8(e.Redacts), RoomStore.Json(target2.Meta));
-            }
-            // Written last: the state handling above adds to it.
-            batch.Put(RoomsFamilies.EventMeta, K.Utf8(eventId), RoomStore.Json(meta));
+            write.AddEvent(eventId, pdu, meta, inTimeline: true);
+            if (e.StateKey is not null)
+                write.SetCurrentState(e.Type, e.StateKey, eventId, e.Type == "m.room.member" ? e.Content["membership"]!.GetValue<string>() : null);
+            if (e.Redacts is not null && rooms.Event(e.Redacts) is { } target && target.RoomId == roomId)
+                write.MarkRedacted(target, eventId);
             stored.Add(new StoredEvent(eventId, pdu, meta));
         }
 
-        if (txn is not null) batch.Put(RoomsFamilies.Txns, K.Join(txn.UserId, txn.DeviceId, txn.TxnId), K.Utf8(stored[0].EventId));
-        batch.Put(RoomsFamilies.Counters, K.Utf8("stream"), K.BigEndian((ulong)pos));
+        if (txn is not null) write.SetTxn(txn, stored[0].EventId);
         var newInfo = info ?? new JsonObject
         {
             ["room_version"] = version.Id,
@@ -192,17 +154,8 @@ public sealed partial class EventSender(RoomStore rooms, StateStore states, Room
         newInfo["forward_extremities"] = new JsonArray(prev.Select(id => (JsonNode)id).ToArray());
         newInfo["depth"] = depth;
         newInfo["state_group"] = group;
-        batch.Put(RoomsFamilies.Info, K.Utf8(roomId), RoomStore.Json(newInfo));
-        rooms.Store.Write(batch);
-        states.Committed(stateTx);
-
-        foreach (var (user, m) in memberOverlay)
-        {
-            if (!AuthRules.IsLocal(user, config.ServerName)) continue;
-            if (m == "join") { concerned.Add(user); LocalJoined(roomId).Add(user); }
-            else LocalJoined(roomId).Remove(user);
-        }
-        stream.Publish(new StreamAdvance(pos, concerned.Where(u => AuthRules.IsLocal(u, config.ServerName)).ToList()));
+        write.SetInfo(newInfo);
+        await writer.CommitAsync(write);
         return stored;
     }
 
