@@ -11,7 +11,7 @@ public static class KeysFamilies
 
     public static readonly ColumnFamily[] All =
     [
-        new(Users, "user_id", "JSON {password_hash, created_ts, deactivated, displayname?, avatar_url?}"),
+        new(Users, "user_id", "JSON {password_hash (Argon2id, PHC string), created_ts, deactivated, displayname?, avatar_url?}"),
         new(Devices, "user_id 0xFF device_id", "JSON {device_id, display_name?, last_seen_ts, last_seen_ip?, access_token}"),
         new(Tokens, "access_token", "user_id 0xFF device_id"),
     ];
