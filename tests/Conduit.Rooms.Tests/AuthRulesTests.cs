@@ -10,7 +10,7 @@ public sealed class PowerLevelsTests
     [Fact]
     public void WithoutContent_CreatorHas100AndEveryoneElse0()
     {
-        var pl = new PowerLevels(null, "@creator:t");
+        var pl = new PowerLevels(RoomVersion.V11, "@creator:t", null, null);
         Assert.Equal(100, pl.UserLevel("@creator:t"));
         Assert.Equal(0, pl.UserLevel("@someone:t"));
         Assert.Equal(0, pl.StateDefault);
@@ -26,7 +26,7 @@ public sealed class PowerLevelsTests
     [Fact]
     public void WithEmptyContent_StateDefaultIs50AndTheCreatorHasNoSpecialPower()
     {
-        var pl = new PowerLevels(new JsonObject(), "@creator:t");
+        var pl = new PowerLevels(RoomVersion.V11, "@creator:t", null, new JsonObject());
         Assert.Equal(50, pl.StateDefault);
         Assert.Equal(0, pl.EventsDefault);
         Assert.Equal(0, pl.UsersDefault);
@@ -38,14 +38,14 @@ public sealed class PowerLevelsTests
     [Fact]
     public void ExplicitValues_OverrideDefaults()
     {
-        var pl = new PowerLevels(new JsonObject
+        var pl = new PowerLevels(RoomVersion.V11, "@creator:t", null, new JsonObject
         {
             ["users"] = new JsonObject { ["@mod:t"] = 50 },
             ["users_default"] = 10,
             ["events"] = new JsonObject { ["m.room.message"] = 20, ["m.room.name"] = 75 },
             ["state_default"] = 40,
             ["kick"] = 60,
-        }, "@creator:t");
+        });
         Assert.Equal(50, pl.UserLevel("@mod:t"));
         Assert.Equal(10, pl.UserLevel("@creator:t"));
         Assert.Equal(20, pl.EventLevel("m.room.message", isState: false));

@@ -64,7 +64,7 @@ public sealed class UpgradeEndpoint(RoomStore rooms, EventSender sender, RoomPar
         // low to send the rest of the copied state, it is raised for the copy and restored by a last event.
         var copied = TransferredState.Select(t => (Type: t, Content: rooms.StateContent(oldRoom, t))).Where(s => s.Content is not null).ToList();
         var pl = NormalizedPowerLevels(oldPl, version, c.UserId, creators, oldRoom);
-        var newLevels = new PowerLevels(pl, c.UserId);
+        var newLevels = new PowerLevels(version, c.UserId, version.PrivilegedCreators ? creators : null, pl);
         var needed = copied.Select(s => newLevels.EventLevel(s.Type, true)).Append(newLevels.EventLevel("m.room.power_levels", true)).Max();
         var raise = !version.PrivilegedCreators && newLevels.UserLevel(c.UserId) < needed;
         if (raise)

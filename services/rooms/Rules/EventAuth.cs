@@ -31,9 +31,6 @@ public sealed record AuthResult(bool Allowed, string? Reason)
 /// </summary>
 public static class EventAuth
 {
-    /// <summary>The power level of v12 room creators ("infinitely high").</summary>
-    public const long InfinitePowerLevel = long.MaxValue;
-
     private static readonly (string Type, string StateKey) CreateKey = ("m.room.create", "");
     private static readonly (string Type, string StateKey) PowerLevelsKey = ("m.room.power_levels", "");
     private static readonly (string Type, string StateKey) JoinRulesKey = ("m.room.join_rules", "");
@@ -129,7 +126,7 @@ public static class EventAuth
             return AuthResult.Deny("room is not federated and sender is from a different server");
         }
 
-        var ctx = new Context(version, create, authState(PowerLevelsKey));
+        var levels = PowerLevels.FromEvents(version, create, authState(PowerLevelsKey));
 
         // v1-5 4: m.room.aliases special case.
         if (version.SpecialCaseAliasesAuth && type == "m.room.aliases")
@@ -146,7 +143,7 @@ public static class EventAuth
         // v1-5 5, v6-11 4, v12 5: m.room.member.
         if (type == "m.room.member")
         {
-            return CheckMember(pdu, ctx, sender, stateKey, content, authState);
+            return CheckMember(pdu, version, create, levels, sender, stateKey, content, authState);
         }
 
         // v1-5 6, v6-11 5, v12 6: the sender must be joined.
@@ -156,18 +153,18 @@ public static class EventAuth
             return AuthResult.Deny("sender is not joined to the room");
         }
 
-        long senderLevel = ctx.UserLevel(sender);
+        long senderLevel = levels.UserLevel(sender);
 
         // v1-5 7, v6-11 6, v12 7: m.room.third_party_invite needs the invite level.
         if (type == "m.room.third_party_invite")
         {
-            return senderLevel >= ctx.NamedLevel("invite", 0)
+            return senderLevel >= levels.NamedLevel("invite", 0)
                 ? AuthResult.Allow
                 : AuthResult.Deny("sender's power level is below the invite level");
         }
 
         // v1-5 8, v6-11 7, v12 8: the event type's required power level.
-        long required = ctx.EventLevel(type, stateKey is not null);
+        long required = levels.EventLevel(type, stateKey is not null);
         if (required > senderLevel)
         {
             return AuthResult.Deny($"sender's power level {senderLevel} is below {required} required for {type}");
@@ -182,13 +179,13 @@ public static class EventAuth
         // v1-5 10, v6-11 9, v12 10: m.room.power_levels.
         if (type == "m.room.power_levels")
         {
-            return CheckPowerLevels(ctx, sender, senderLevel, content);
+            return CheckPowerLevels(version, levels, sender, senderLevel, content);
         }
 
         // v1-2 11: m.room.redaction needs the redact level or the same origin as the redacted event.
         if (type == "m.room.redaction" && version.EventIdFormat == EventIdFormat.ServerGenerated)
         {
-            if (senderLevel >= ctx.NamedLevel("redact", 50))
+            if (senderLevel >= levels.NamedLevel("redact", 50))
             {
                 return AuthResult.Allow;
             }
@@ -264,14 +261,6 @@ public static class EventAuth
         return keys;
     }
 
-    /// <summary>
-    /// The power level of <paramref name="userId"/> given a power levels event and the create event
-    /// (either may be null): v12 creators are infinite; with power levels, users[user] or
-    /// users_default; without, the room creator has 100 and everyone else 0.
-    /// </summary>
-    public static long UserPowerLevel(string userId, JsonObject? powerLevels, JsonObject? create, RoomVersion version) =>
-        new Context(version, create, powerLevels).UserLevel(userId);
-
     // ---- m.room.create ----
 
     private static AuthResult CheckCreate(
@@ -342,13 +331,14 @@ public static class EventAuth
 
     private static AuthResult CheckMember(
         JsonObject pdu,
-        Context ctx,
+        RoomVersion version,
+        JsonObject create,
+        PowerLevels levels,
         string sender,
         string? stateKey,
         JsonObject content,
         Func<(string Type, string StateKey), JsonObject?> authState)
     {
-        var version = ctx.Version;
         // Sub-rules are named by membership and item: "join.4" is v1-5 5.2.4, v6-7 4.2.4,
         // v8-11 4.3.4, v12 5.3.4; likewise invite (v1-5 5.3, v6-7 4.3, v8-11 4.4, v12 5.4),
         // leave (5.4 / 4.4 / 4.5 / 5.5), ban (5.5 / 4.5 / 4.6 / 5.6), knock (v7 4.6, v8-11 4.7,
@@ -397,7 +387,7 @@ public static class EventAuth
                 // join.1: the creator's first join right after the create event (creator: content.creator
                 // in v1-10, the create event's sender from v11).
                 var prev = PrevEventIds(pdu);
-                if (prev.Count == 1 && prev[0] == Str(ctx.Create, "event_id") && stateKey == ctx.Creator)
+                if (prev.Count == 1 && prev[0] == Str(create, "event_id") && stateKey == levels.Creator)
                 {
                     return AuthResult.Allow;
                 }
@@ -429,7 +419,7 @@ public static class EventAuth
                     {
                         return AuthResult.Deny("join_authorised_via_users_server is not joined");
                     }
-                    if (ctx.UserLevel(via) < ctx.NamedLevel("invite", 0))
+                    if (levels.UserLevel(via) < levels.NamedLevel("invite", 0))
                     {
                         return AuthResult.Deny("join_authorised_via_users_server may not invite");
                     }
@@ -460,7 +450,7 @@ public static class EventAuth
                     return AuthResult.Deny($"target is already {targetMembership}");
                 }
                 // invite.4, invite.5: invite level.
-                return ctx.UserLevel(sender) >= ctx.NamedLevel("invite", 0)
+                return levels.UserLevel(sender) >= levels.NamedLevel("invite", 0)
                     ? AuthResult.Allow
                     : AuthResult.Deny("sender's power level is below the invite level");
             }
@@ -477,14 +467,14 @@ public static class EventAuth
                 {
                     return AuthResult.Deny("sender is not joined");
                 }
-                long senderLevel = ctx.UserLevel(sender);
+                long senderLevel = levels.UserLevel(sender);
                 // leave.3: unbanning needs the ban level.
-                if (targetMembership == "ban" && senderLevel < ctx.NamedLevel("ban", 50))
+                if (targetMembership == "ban" && senderLevel < levels.NamedLevel("ban", 50))
                 {
                     return AuthResult.Deny("sender's power level is below the ban level");
                 }
                 // leave.4, leave.5: kick level and more power than the target.
-                if (senderLevel >= ctx.NamedLevel("kick", 50) && ctx.UserLevel(stateKey) < senderLevel)
+                if (senderLevel >= levels.NamedLevel("kick", 50) && levels.UserLevel(stateKey) < senderLevel)
                 {
                     return AuthResult.Allow;
                 }
@@ -497,9 +487,9 @@ public static class EventAuth
                 {
                     return AuthResult.Deny("sender is not joined");
                 }
-                long senderLevel = ctx.UserLevel(sender);
+                long senderLevel = levels.UserLevel(sender);
                 // ban.2, ban.3: ban level and more power than the target.
-                if (senderLevel >= ctx.NamedLevel("ban", 50) && ctx.UserLevel(stateKey) < senderLevel)
+                if (senderLevel >= levels.NamedLevel("ban", 50) && levels.UserLevel(stateKey) < senderLevel)
                 {
                     return AuthResult.Allow;
                 }
@@ -606,15 +596,14 @@ public static class EventAuth
 
     // ---- m.room.power_levels (v1-5 rule 10, v6-11 rule 9, v12 rule 10) ----
 
-    private static AuthResult CheckPowerLevels(Context ctx, string sender, long senderLevel, JsonObject content)
+    private static AuthResult CheckPowerLevels(RoomVersion version, PowerLevels levels, string sender, long senderLevel, JsonObject content)
     {
-        var version = ctx.Version;
 
         // Power levels rules: v1-5 10.N, v6-9 9.N, v10-11 9.N, v12 10.N (v10 inserted two items).
         // v10-11 9.1, v12 10.1 (and, for older versions, values that cannot be read as levels at all).
         foreach (var key in NamedLevelKeys)
         {
-            if (content.TryGetPropertyValue(key, out var v) && !TryLevel(v, version, out _))
+            if (content.TryGetPropertyValue(key, out var v) && !PowerLevels.TryLevel(v, version, out _))
             {
                 return AuthResult.Deny($"power levels '{key}' is not an integer");
             }
@@ -636,7 +625,7 @@ public static class EventAuth
             }
             foreach (var (name, level) in obj)
             {
-                if (!TryLevel(level, version, out _))
+                if (!PowerLevels.TryLevel(level, version, out _))
                 {
                     return AuthResult.Deny($"power levels '{key}.{name}' is not an integer");
                 }
@@ -655,12 +644,12 @@ public static class EventAuth
                 {
                     return AuthResult.Deny($"power levels 'users' key '{user}' is not a user ID");
                 }
-                if (!TryLevel(level, version, out _))
+                if (!PowerLevels.TryLevel(level, version, out _))
                 {
                     return AuthResult.Deny($"power level of '{user}' is not an integer");
                 }
                 // v12 10.4: creators may not appear in users.
-                if (version.PrivilegedCreators && ctx.IsCreator(user))
+                if (version.PrivilegedCreators && levels.IsCreator(user))
                 {
                     return AuthResult.Deny($"power levels 'users' may not contain the room creator '{user}'");
                 }
@@ -668,18 +657,16 @@ public static class EventAuth
         }
 
         // v1-5 10.2, v6-9 9.2, v10-11 9.4, v12 10.5: first power levels event.
-        var old = ctx.PowerLevels?["content"] as JsonObject;
-        if (ctx.PowerLevels is null)
+        if (levels.Content is not { } old)
         {
             return AuthResult.Allow;
         }
-        old ??= new JsonObject();
 
         // v1-5 10.3, v6-9 9.3, v10-11 9.5, v12 10.6: named levels changed.
         foreach (var key in NamedLevelKeys)
         {
-            long? oldV = ReadLevel(old, key, version);
-            long? newV = ReadLevel(content, key, version);
+            long? oldV = PowerLevels.ReadLevel(old, key, version);
+            long? newV = PowerLevels.ReadLevel(content, key, version);
             if (oldV == newV)
             {
                 continue;
@@ -698,8 +685,8 @@ public static class EventAuth
         var maps = version.LimitNotificationsPowerLevels ? new[] { "events", "notifications" } : ["events"];
         foreach (var mapKey in maps)
         {
-            var oldMap = ReadLevelMap(old, mapKey, version);
-            var newMap = ReadLevelMap(content, mapKey, version);
+            var oldMap = PowerLevels.ReadLevelMap(old, mapKey, version);
+            var newMap = PowerLevels.ReadLevelMap(content, mapKey, version);
             foreach (var (name, o) in oldMap)
             {
                 bool changed = !newMap.TryGetValue(name, out long n) || n != o;
@@ -719,8 +706,8 @@ public static class EventAuth
         }
 
         // v1-5 10.6-10.7, v6-9 9.6-9.7, v10-11 9.8-9.9, v12 10.9-10.10: users.
-        var oldUsers = ReadLevelMap(old, "users", version);
-        var newUsers = ReadLevelMap(content, "users", version);
+        var oldUsers = PowerLevels.ReadLevelMap(old, "users", version);
+        var newUsers = PowerLevels.ReadLevelMap(content, "users", version);
         foreach (var (user, o) in oldUsers)
         {
             bool changed = !newUsers.TryGetValue(user, out long n) || n != o;
@@ -741,160 +728,6 @@ public static class EventAuth
     }
 
     // ---- helpers ----
-
-    private sealed class Context(RoomVersion version, JsonObject? create, JsonObject? powerLevels)
-    {
-        public RoomVersion Version { get; } = version;
-
-        public JsonObject? Create { get; } = create;
-
-        public JsonObject? PowerLevels { get; } = powerLevels;
-
-        private JsonObject? PlContent => PowerLevels?["content"] as JsonObject ?? (PowerLevels is null ? null : new JsonObject());
-
-        /// <summary>The creator for the "first join" rule and the no-power-levels default: content.creator in v1-10, the sender from v11.</summary>
-        public string? Creator => Version.CreatorInCreateContent
-            ? (Create?["content"] is JsonObject c ? Str(c, "creator") : null)
-            : Str(Create, "sender");
-
-        public bool IsCreator(string user)
-        {
-            if (!Version.PrivilegedCreators)
-            {
-                return false;
-            }
-            if (Str(Create, "sender") == user)
-            {
-                return true;
-            }
-            if (Create?["content"] is JsonObject c && c["additional_creators"] is JsonArray arr)
-            {
-                foreach (var item in arr)
-                {
-                    if (item is JsonValue v && v.TryGetValue(out string? s) && s == user)
-                    {
-                        return true;
-                    }
-                }
-            }
-            return false;
-        }
-
-        public long UserLevel(string user)
-        {
-            if (IsCreator(user))
-            {
-                return InfinitePowerLevel;
-            }
-            var pl = PlContent;
-            if (pl is null)
-            {
-                return !Version.PrivilegedCreators && user == Creator ? 100 : 0;
-            }
-            if (pl["users"] is JsonObject users && users.TryGetPropertyValue(user, out var v) && TryLevel(v, Version, out long level))
-            {
-                return level;
-            }
-            return ReadLevel(pl, "users_default", Version) ?? 0;
-        }
-
-        /// <summary>ban, kick, redact (default 50) and invite (default 0).</summary>
-        public long NamedLevel(string name, long defaultLevel) =>
-            PlContent is { } pl ? ReadLevel(pl, name, Version) ?? defaultLevel : defaultLevel;
-
-        public long EventLevel(string type, bool isState)
-        {
-            var pl = PlContent;
-            if (pl is null)
-            {
-                return 0;
-            }
-            if (pl["events"] is JsonObject events && events.TryGetPropertyValue(type, out var v) && TryLevel(v, Version, out long level))
-            {
-                return level;
-            }
-            return isState
-                ? ReadLevel(pl, "state_default", Version) ?? 50
-                : ReadLevel(pl, "events_default", Version) ?? 0;
-        }
-    }
-
-    private static long? ReadLevel(JsonObject obj, string key, RoomVersion version) =>
-        obj.TryGetPropertyValue(key, out var v) && TryLevel(v, version, out long level) ? level : null;
-
-    private static Dictionary<string, long> ReadLevelMap(JsonObject obj, string key, RoomVersion version)
-    {
-        var result = new Dictionary<string, long>(StringComparer.Ordinal);
-        if (obj[key] is JsonObject map)
-        {
-            foreach (var (name, v) in map)
-            {
-                if (TryLevel(v, version, out long level))
-                {
-                    result[name] = level;
-                }
-            }
-        }
-        return result;
-    }
-
-    /// <summary>
-    /// Reads a power level value: integers in all versions; in v1-9 also strings holding an
-    /// integer (rooms/fragments/v1-stringy-power-levels.md); in v1-5 also floats, truncated
-    /// (rooms/fragments/v1-floaty-power-levels.md).
-    /// </summary>
-    public static bool TryLevel(JsonNode? node, RoomVersion version, out long level)
-    {
-        level = 0;
-        if (node is not JsonValue v)
-        {
-            return false;
-        }
-        if (node.TryGetInteger(out level))
-        {
-            return true;
-        }
-        switch (v.GetValueKind())
-        {
-            case JsonValueKind.Number when !version.StrictCanonicalJson:
-            {
-                if (v.TryGetValue(out double d) && double.IsFinite(d) && Math.Abs(d) < 9.2e18)
-                {
-                    level = (long)Math.Truncate(d);
-                    return true;
-                }
-                if (v.TryGetValue(out JsonElement e) && e.TryGetDouble(out d) && double.IsFinite(d) && Math.Abs(d) < 9.2e18)
-                {
-                    level = (long)Math.Truncate(d);
-                    return true;
-                }
-                return false;
-            }
-            case JsonValueKind.String when !version.IntegerOnlyPowerLevels:
-            {
-                string s = v.GetValue<string>().Trim();
-                if (s.Length == 0)
-                {
-                    return false;
-                }
-                int start = s[0] is '+' or '-' ? 1 : 0;
-                if (start == s.Length)
-                {
-                    return false;
-                }
-                for (int i = start; i < s.Length; i++)
-                {
-                    if (s[i] is < '0' or > '9')
-                    {
-                        return false;
-                    }
-                }
-                return long.TryParse(s, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out level);
-            }
-            default:
-                return false;
-        }
-    }
 
     private static string? Membership(JsonObject? memberEvent) =>
         memberEvent?["content"] is JsonObject c ? Str(c, "membership") : null;

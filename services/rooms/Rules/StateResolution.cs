@@ -327,7 +327,7 @@ public static class StateResolution
             string sender = Str(ev, "sender") ?? "";
             JsonObject? pl = PowerLevelsAuthEvent(id) is { } plId ? Get(plId) : null;
             JsonObject? create = Str(ev, "type") == "m.room.create" ? ev : CreateFor(ev);
-            return EventAuth.UserPowerLevel(sender, pl, create, version);
+            return PowerLevels.FromEvents(version, create, pl).UserLevel(sender);
         }
 
         private static long Ts(JsonObject ev) => ev["origin_server_ts"].TryGetInteger(out long ts) ? ts : 0;

@@ -220,19 +220,7 @@ public sealed class RoomStore(IKeyValueStore store)
             ? Event(prevId)?.Content["membership"]?.GetValue<string>()
             : null;
 
-    /// <summary>
-    /// The room's power levels as the client endpoints check them; in v12 the creators (the create event's sender
-    /// and additional_creators) rank above everyone (rooms/v12.md, "Authorisation rules").
-    /// </summary>
+    /// <summary>The room's current power levels, read as the auth rules read them (v12 creators included).</summary>
     public PowerLevels PowerLevelsOf(string roomId)
-    {
-        List<string>? creators = null;
-        if (VersionOf(roomId)?.PrivilegedCreators == true && StateEvent(roomId, "m.room.create", "") is { } create)
-        {
-            creators = [create.Sender];
-            foreach (var n in create.Content["additional_creators"] as JsonArray ?? [])
-                if (n is JsonValue v && v.TryGetValue<string>(out var s)) creators.Add(s);
-        }
-        return new PowerLevels(StateContent(roomId, "m.room.power_levels"), Info(roomId)?["creator"]?.GetValue<string>(), creators);
-    }
+        => PowerLevels.FromEvents(VersionOf(roomId) ?? Conduit.Common.Events.RoomVersion.V11, StateEvent(roomId, "m.room.create", "")?.Pdu, StateEvent(roomId, "m.room.power_levels", "")?.Pdu);
 }

@@ -342,8 +342,8 @@ public sealed partial class EventSender
         {
             var pl = stateBeforeId("m.room.power_levels", "") is { } plId ? fetchPdu(plId) : null;
             var create = stateBeforeId("m.room.create", "") is { } createId ? fetchPdu(createId) : null;
-            var needed = pl?["content"]?["redact"] is { } n && EventAuth.TryLevel(n, version, out var l) ? l : 50;
-            allowed = EventAuth.UserPowerLevel(sender, pl, create, version) >= needed;
+            var levels = PowerLevels.FromEvents(version, create, pl);
+            allowed = levels.UserLevel(sender) >= levels.Redact;
         }
         if (!allowed) return;
         write.MarkRedacted(target, eventId);
