@@ -33,7 +33,7 @@ var rooms = new RoomStore(store);
 var states = new StateStore(store);
 using var writer = new RoomWriter(rooms, states, new RoomStream(rooms), config, Microsoft.Extensions.Logging.Abstractions.NullLogger<RoomWriter>.Instance);
 using var signer = new EventSigner(fed, Microsoft.Extensions.Logging.Abstractions.NullLogger<EventSigner>.Instance);
-var sender = new EventSender(rooms, states, writer, signer, config);
+var sender = new EventSender(rooms, states, writer, signer, config, Microsoft.Extensions.Logging.Abstractions.NullLogger<EventSender>.Instance);
 
 static double RssMb() => File.ReadLines("/proc/self/status").Where(l => l.StartsWith("VmRSS:")).Select(l => long.Parse(l.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) / 1024.0).FirstOrDefault();
 static long DirBytes(string d) => new DirectoryInfo(d).EnumerateFiles("*", SearchOption.AllDirectories).Sum(f => f.Length);

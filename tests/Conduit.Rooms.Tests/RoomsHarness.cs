@@ -58,7 +58,7 @@ public sealed class RoomsHarness : IDisposable
         Writer = new RoomWriter(Rooms, States, Stream, Config, NullLogger<RoomWriter>.Instance);
         Signer = new EventSigner(new Protos.Federation.Federation.FederationClient(invoker), NullLogger<EventSigner>.Instance);
         Federation.Signer = Signer;
-        Sender = new EventSender(Rooms, States, Writer, Signer, Config);
+        Sender = new EventSender(Rooms, States, Writer, Signer, Config, NullLogger<EventSender>.Instance);
         Format = new ClientEvents(Rooms);
         Visibility = new Visibility(Rooms, States);
         Sync = new SyncBuilder(Rooms, States, Stream, Format, Visibility);

@@ -4,7 +4,7 @@ using Conduit.Common;
 using Conduit.Common.Crypto;
 using Conduit.Common.Events;
 using Conduit.Rooms.Rules;
-using K = Conduit.Common.Storage.Keys;
+using Microsoft.Extensions.Logging;
 
 namespace Conduit.Rooms;
 
@@ -39,6 +39,27 @@ public sealed partial class EventSender
     /// room's lock. <paramref name="verifyKey"/> returns the public key of (server, key ID), or null if unknown.
     /// </summary>
     public async Task<IngestResult> AcceptRemoteAsync(JsonObject pdu, Func<string, string, byte[]?> verifyKey, CancellationToken ct)
+    {
+        var result = await AcceptRemoteCoreAsync(pdu, verifyKey, ct);
+        switch (result.Outcome)
+        {
+            case IngestOutcome.Dropped: LogDropped(log, result.EventId ?? "(no ID)", result.Reason); break;
+            case IngestOutcome.Rejected: LogRejected(log, result.EventId!, result.Reason); break;
+            case IngestOutcome.SoftFailed: LogSoftFailed(log, result.EventId!, result.Reason); break;
+        }
+        return result;
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Remote event {EventId} dropped: {Reason}")]
+    static partial void LogDropped(ILogger log, string eventId, string? reason);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Remote event {EventId} rejected: {Reason}")]
+    static partial void LogRejected(ILogger log, string eventId, string? reason);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Remote event {EventId} soft-failed: {Reason}")]
+    static partial void LogSoftFailed(ILogger log, string eventId, string? reason);
+
+    async Task<IngestResult> AcceptRemoteCoreAsync(JsonObject pdu, Func<string, string, byte[]?> verifyKey, CancellationToken ct)
     {
         ArgumentNullException.ThrowIfNull(pdu);
         ArgumentNullException.ThrowIfNull(verifyKey);

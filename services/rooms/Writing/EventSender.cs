@@ -6,6 +6,7 @@ using Conduit.Common.Crypto;
 using Conduit.Common.Events;
 using Conduit.Rooms.Rules;
 using Conduit.Common.Http;
+using Microsoft.Extensions.Logging;
 
 namespace Conduit.Rooms;
 
@@ -22,7 +23,7 @@ public sealed record TxnRef(string UserId, string DeviceId, string TxnId);
 /// The room's lock is held from reading its state until the batch is durable; other rooms are written meanwhile.
 /// Signing is local (<see cref="EventSigner"/>), so no network round trip happens under the lock.
 /// </summary>
-public sealed partial class EventSender(RoomStore rooms, StateStore states, RoomWriter writer, EventSigner signer, GlobalConfig config)
+public sealed partial class EventSender(RoomStore rooms, StateStore states, RoomWriter writer, EventSigner signer, GlobalConfig config, ILogger<EventSender> log)
 {
     public string ServerName => config.ServerName;
 
@@ -38,11 +39,24 @@ public sealed partial class EventSender(RoomStore rooms, StateStore states, Room
         var key = await signer.CurrentAsync(ct);
         // A v12 room's ID is not known until its create event is built, and nobody else can know it before then:
         // that write needs no lock.
+        var started = Environment.TickCount64;
         using var held = roomId.Length == 0 ? null : await writer.LockAsync(roomId, ct);
         if (txn is not null && rooms.TxnEvent(txn.UserId, txn.DeviceId, txn.TxnId) is { } again)
             return [rooms.Event(again)!];
-        return await SendLockedAsync(roomId, sender, events, txn, key, ct);
+        var sent = await SendLockedAsync(roomId, sender, events, txn, key, ct);
+        var ms = Environment.TickCount64 - started;
+        if (ms > SlowMs) LogSlow(log, events.Count, sent[0].RoomId, ms);
+        return sent;
     }
+
+    /// <summary>A send slower than this (lock wait included) is logged as a warning.</summary>
+    const long SlowMs = 1000;
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "{Type} from {Sender} in {RoomId} refused by the auth rules: {Reason}")]
+    static partial void LogRefused(ILogger log, string type, string sender, string roomId, string? reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Sending {Count} event(s) to {RoomId} took {Ms} ms")]
+    static partial void LogSlow(ILogger log, int count, string roomId, long ms);
 
     async Task<IReadOnlyList<StoredEvent>> SendLockedAsync(string roomId, string sender, IReadOnlyList<NewEvent> events, TxnRef? txn, EventSigner.Key key, CancellationToken ct)
     {
@@ -111,7 +125,11 @@ public sealed partial class EventSender(RoomStore rooms, StateStore states, Room
             // the authorising server's signature), against the state as it stands with this call's earlier events
             // applied (spec: rooms/vN "Authorization rules").
             var auth = EventAuth.Check(pdu, version, k => StatePdu(k.Type, k.StateKey));
-            if (!auth.Allowed) throw Err.Forbidden(auth.Reason ?? "Not allowed by the room's rules");
+            if (!auth.Allowed)
+            {
+                LogRefused(log, e.Type, sender, roomId, auth.Reason);
+                throw Err.Forbidden(auth.Reason ?? "Not allowed by the room's rules");
+            }
             var eventId = EventIdOf(pdu, version);
             if (info is null && stored.Count == 0 && version.RoomIdFromCreateEvent)
             {

@@ -151,9 +151,12 @@ public sealed partial class RoomWriter(RoomStore rooms, StateStore states, RoomS
             users.UnionWith(p.Write.Concerned);
         }
         batch.Put(RoomsFamilies.Counters, RoomsFamilies.StreamCounterKey, K.BigEndian((ulong)position));
+        var started = Environment.TickCount64;
         try
         {
             rooms.Store.Write(batch);
+            var ms = Environment.TickCount64 - started;
+            if (ms > 500) LogSlowCommit(log, group.Count, ms);
         }
         catch (Exception e)
         {
@@ -170,6 +173,9 @@ public sealed partial class RoomWriter(RoomStore rooms, StateStore states, RoomS
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Writing {Count} room write(s) failed; nothing of them was stored")]
     static partial void LogCommitFailed(ILogger log, int count, Exception e);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Writing {Count} room write(s) to disk took {Ms} ms")]
+    static partial void LogSlowCommit(ILogger log, int count, long ms);
 
     [LoggerMessage(Level = LogLevel.Trace, Message = "Group commit of {Count} room writes up to stream position {Position}")]
     static partial void LogGroup(ILogger log, int count, long position);
