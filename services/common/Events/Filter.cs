@@ -17,7 +17,8 @@ namespace Conduit.Common.Events;
 /// non-string list items, non-boolean flags, an <c>event_format</c> other than "client"/"federation".</item>
 /// <item>Entries of <c>senders</c>/<c>not_senders</c> must start with '@' and of <c>rooms</c>/<c>not_rooms</c>
 /// with '!' (the schema's patterns); otherwise <c>M_BAD_JSON</c>.</item>
-/// <item><c>limit</c> must be an integer (10.0 counts) greater than 0, otherwise <c>M_BAD_JSON</c>;
+/// <item><c>limit</c> must be a non-negative integer (10.0 counts), otherwise <c>M_BAD_JSON</c>. The spec asks for
+/// more than 0, but clients send 0 to get a room's state without its timeline and Synapse accepts it, so 0 is taken;
 /// values above <see cref="MaxLimit"/> are clamped to it (the spec asks servers to impose a maximum;
 /// 1000 matches Synapse's pagination cap). Absent means "server default" (<c>null</c>).</item>
 /// </list>
@@ -101,7 +102,7 @@ public sealed class Filter
 /// <summary>EventFilter: used for presence and global account data.</summary>
 public sealed class EventFilter
 {
-    /// <summary>Maximum number of events; <c>null</c> = server default. Always in 1..<see cref="Filter.MaxLimit"/>.</summary>
+    /// <summary>Maximum number of events; <c>null</c> = server default. Always in 0..<see cref="Filter.MaxLimit"/>.</summary>
     public int? Limit { get; init; }
     public IReadOnlyList<string>? Types { get; init; }
     public IReadOnlyList<string>? NotTypes { get; init; }
@@ -141,7 +142,7 @@ public sealed class EventFilter
 /// <summary>RoomEventFilter: the timeline, state, ephemeral and per-room account data filters.</summary>
 public sealed class RoomEventFilter
 {
-    /// <summary>Maximum number of events; <c>null</c> = server default. Always in 1..<see cref="Filter.MaxLimit"/>.</summary>
+    /// <summary>Maximum number of events; <c>null</c> = server default. Always in 0..<see cref="Filter.MaxLimit"/>.</summary>
     public int? Limit { get; init; }
     public IReadOnlyList<string>? Types { get; init; }
     public IReadOnlyList<string>? NotTypes { get; init; }
@@ -329,13 +330,13 @@ internal static class FilterJson
         string text = v.ToJsonString();
         if (long.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long l))
         {
-            return l > 0 ? (int)Math.Min(l, Filter.MaxLimit) : throw Bad($"{where}.limit must be greater than 0");
+            return l >= 0 ? (int)Math.Min(l, Filter.MaxLimit) : throw Bad($"{where}.limit must not be negative");
         }
         if (double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out double d)
             && double.IsFinite(d) && d == Math.Floor(d))
         {
             // Integral but written as 10.0 / 1e3, or beyond the range of long.
-            return d > 0 ? (int)Math.Min(d, Filter.MaxLimit) : throw Bad($"{where}.limit must be greater than 0");
+            return d >= 0 ? (int)Math.Min(d, Filter.MaxLimit) : throw Bad($"{where}.limit must not be negative");
         }
         throw Bad($"{where}.limit must be an integer");
     }

@@ -9,7 +9,7 @@ using Microsoft.AspNetCore.Routing;
 namespace Conduit.Rooms;
 
 /// <summary>Room aliases (spec: client-server-api, "Room aliases"): PUT, GET and DELETE /directory/room/{alias}, and /rooms/{id}/aliases.</summary>
-public sealed class AliasEndpoints(RoomStore rooms, Visibility visibility, RoomParams param, GlobalConfig config)
+public sealed class AliasEndpoints(RoomStore rooms, EventSender sender, Visibility visibility, RoomParams param, GlobalConfig config)
 {
     public void Map(IEndpointRouteBuilder app)
     {
@@ -49,9 +49,35 @@ public sealed class AliasEndpoints(RoomStore rooms, Visibility visibility, RoomP
                     || (rooms.MembershipOf(c.UserId, target)?.State == "join" && pl.UserLevel(c.UserId) >= pl.EventLevel("m.room.canonical_alias", true));
                 if (!mayDelete) throw Err.Forbidden("You may not remove this alias");
                 rooms.DeleteAlias(alias, target);
+                await RemoveFromCanonicalAlias(c, target, alias, ctx.RequestAborted);
                 await ctx.Response.WriteJsonAsync(new JsonObject());
                 return;
             }
+        }
+    }
+
+    /// <summary>
+    /// A deleted alias leaves the room's m.room.canonical_alias too (alias and alt_aliases), sent by the deleter, as
+    /// Synapse does; if they lack the power to change it the alias is still deleted.
+    /// </summary>
+    async Task RemoveFromCanonicalAlias(Caller c, string roomId, string alias, CancellationToken ct)
+    {
+        if (rooms.StateContent(roomId, "m.room.canonical_alias") is not { } current) return;
+        var updated = current.DeepClone().AsObject();
+        if (updated["alias"] is JsonValue a && a.TryGetValue<string>(out var s) && s == alias) updated.Remove("alias");
+        if (updated["alt_aliases"] is JsonArray alt)
+        {
+            var kept = alt.Where(n => !(n is JsonValue v && v.TryGetValue<string>(out var x) && x == alias)).Select(n => n?.DeepClone()).ToArray();
+            if (kept.Length != alt.Count) updated["alt_aliases"] = new JsonArray(kept);
+        }
+        if (JsonNode.DeepEquals(updated, current)) return;
+        try
+        {
+            await sender.SendAsync(roomId, c.UserId, [new NewEvent("m.room.canonical_alias", "", updated)], null, ct);
+        }
+        catch (MatrixException)
+        {
+            // Not allowed to change the canonical alias: the alias is gone all the same.
         }
     }
 

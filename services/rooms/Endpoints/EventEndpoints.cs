@@ -53,11 +53,23 @@ public sealed class EventEndpoints(RoomStore rooms, EventSender sender, ClientEv
         if (type == "m.room.create") throw Err.Forbidden("The create event cannot be replaced");
         if (type == "m.room.member")
         {
-            // Membership goes through the membership endpoints' checks; only profile updates of one's own join pass here.
-            if (stateKey != c.UserId || content.OptString("membership") is not { } m || m != rooms.MembershipOf(c.UserId, roomId)?.State)
+            // Membership changes go through the membership endpoints' checks. Here a user may only change their own
+            // member event without changing the membership: a display name or avatar for this room (Element does this).
+            var current = rooms.MembershipOf(c.UserId, roomId)?.State;
+            var membership = content.OptString("membership") ?? current;
+            if (stateKey != c.UserId || current is null || membership != current)
                 throw Err.Forbidden("Use the membership endpoints to change membership");
+            content["membership"] = membership;
         }
         if (type == "m.room.canonical_alias") ValidateCanonicalAlias(content, roomId);
+        // State identical to the current state (same sender, same content) is not sent again: the existing event
+        // is the answer, as Synapse does.
+        if (rooms.StateEvent(roomId, type, stateKey) is { } existing && existing.Sender == c.UserId && existing.Meta["redacted_by"] is null
+            && JsonNode.DeepEquals(existing.Content, content))
+        {
+            await ctx.Response.WriteJsonAsync(new JsonObject { ["event_id"] = existing.EventId });
+            return;
+        }
         var sent = await sender.SendAsync(roomId, c.UserId, [new NewEvent(type, stateKey, content)], null, ctx.RequestAborted);
         await ctx.Response.WriteJsonAsync(new JsonObject { ["event_id"] = sent[0].EventId });
     }
@@ -84,10 +96,14 @@ public sealed class EventEndpoints(RoomStore rooms, EventSender sender, ClientEv
         var eventId = ctx.Route("eventId");
         var body = await ctx.Request.ReadJsonObjectAsync();
         param.RequireRoom(roomId);
-        var target = rooms.Event(eventId);
-        if (target is null || target.RoomId != roomId || !visibility.CanSee(c.UserId, target)) throw Err.NotFound("Event not found");
-        var pl = rooms.PowerLevelsOf(roomId);
-        if (!AuthRules.MayRedact(c.UserId, target.Sender, pl)) throw Err.Forbidden("You do not have the power to redact this event");
+        // As Synapse: an event this server does not have may be redacted (the redaction applies if it arrives), one
+        // of another room may not (400), and the room's create event never (403).
+        if (rooms.Event(eventId) is { } target)
+        {
+            if (target.RoomId != roomId) throw Err.InvalidParam("Cannot redact an event from a different room");
+            if (target.Type == "m.room.create") throw Err.Forbidden("The create event cannot be redacted");
+            if (!AuthRules.MayRedact(c.UserId, target.Sender, rooms.PowerLevelsOf(roomId))) throw Err.Forbidden("You do not have the power to redact this event");
+        }
         var content = new JsonObject();
         if (body.OptString("reason") is { } reason) content["reason"] = reason;
         var sent = await sender.SendAsync(roomId, c.UserId, [new NewEvent("m.room.redaction", null, content, eventId)],

@@ -38,7 +38,13 @@ public sealed class MembershipEndpoints(RoomStore rooms, EventSender sender, Roo
         if (rooms.MembershipOf(c.UserId, roomId)?.State != "join")
         {
             var content = await param.MemberContent(c.UserId, "join", ctx.RequestAborted);
-            if (body.OptString("reason") is { } reason) content["reason"] = reason;
+            // The request body is the member event's content, as Synapse takes it: a reason, or a display name or
+            // avatar for this room, override the profile. Keys the server decides are not the client's to set.
+            foreach (var (key, value) in body)
+                if (key is not ("membership" or "join_authorised_via_users_server" or "third_party_signed" or "third_party_invite"))
+                    content[key] = value?.DeepClone();
+            // The keys clients show must have the right type (M_BAD_JSON otherwise).
+            foreach (var key in new[] { "reason", "displayname", "avatar_url" }) body.OptString(key);
             RestrictedJoin.Authorise(rooms, config.ServerName, roomId, c.UserId, content);
             await sender.SendAsync(roomId, c.UserId, [new NewEvent("m.room.member", c.UserId, content)], null, ctx.RequestAborted);
         }

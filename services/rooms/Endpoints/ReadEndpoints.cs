@@ -51,7 +51,8 @@ public sealed class ReadEndpoints(RoomStore rooms, StateStore states, RoomStream
         var c = Caller.Required(ctx);
         var roomId = RoomParams.RoomId(ctx);
         var ev = rooms.Event(ctx.Route("eventId"));
-        var window = visibility.ReadableWindow(c.UserId, roomId);
+        // Not allowed to read the room at all: 403, as Synapse answers; an event the user may not see: 404.
+        var window = visibility.ReadableWindow(c.UserId, roomId) ?? throw Err.Forbidden("You are not allowed to read this room");
         if (ev is null || ev.RoomId != roomId || !visibility.CanSee(c.UserId, ev, window)) throw Err.NotFound("Event not found");
         var limit = RoomParams.LimitParam(ctx, 10, 100);
         var filter = RoomParams.FilterParam(ctx);
@@ -154,11 +155,13 @@ public sealed class ReadEndpoints(RoomStore rooms, StateStore states, RoomStream
         var joined = new JsonObject();
         foreach (var u in rooms.JoinedMembers(roomId))
         {
+            // Both keys always, null when unset, as Synapse answers (clients read avatar_url without checking for it).
             var content = rooms.StateContent(roomId, "m.room.member", u);
-            var o = new JsonObject();
-            if (content?["displayname"] is JsonValue dn) o["display_name"] = dn.DeepClone();
-            if (content?["avatar_url"] is JsonValue av) o["avatar_url"] = av.DeepClone();
-            joined[u] = o;
+            joined[u] = new JsonObject
+            {
+                ["avatar_url"] = content?["avatar_url"] is JsonValue { } av && av.TryGetValue<string>(out var a) ? a : null,
+                ["display_name"] = content?["displayname"] is JsonValue { } dn && dn.TryGetValue<string>(out var d) ? d : null,
+            };
         }
         await ctx.Response.WriteJsonAsync(new JsonObject { ["joined"] = joined });
     }
