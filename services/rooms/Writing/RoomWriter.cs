@@ -133,7 +133,17 @@ public sealed partial class RoomWriter(RoomStore rooms, StateStore states, RoomS
         {
             group.Clear();
             while (_queue.Reader.TryRead(out var p)) group.Add(p);
-            if (group.Count > 0) CommitGroup(group);
+            if (group.Count == 0) continue;
+            try
+            {
+                CommitGroup(group);
+            }
+            catch (Exception e)
+            {
+                // Whatever goes wrong, the committer lives on and no request waits forever.
+                LogCommitFailed(log, group.Count, e);
+                foreach (var p in group) p.Done.TrySetException(e);
+            }
         }
     }
 
