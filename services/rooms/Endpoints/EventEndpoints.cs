@@ -11,7 +11,7 @@ namespace Conduit.Rooms;
 /// <summary>
 /// Sending: PUT /send (idempotent per device and transaction ID), PUT and GET /state, and PUT /redact.
 /// </summary>
-public sealed class EventEndpoints(RoomStore rooms, EventSender sender, ClientEvents format, Visibility visibility, RoomParams param, GlobalConfig config)
+public sealed class EventEndpoints(RoomStore rooms, EventSender sender, ClientEvents format, Visibility visibility, RoomParams param, GlobalConfig config, RateLimits limits)
 {
     public void Map(IEndpointRouteBuilder app)
     {
@@ -30,8 +30,16 @@ public sealed class EventEndpoints(RoomStore rooms, EventSender sender, ClientEv
         var content = await ctx.Request.ReadJsonObjectAsync();
         param.RequireRoom(roomId);
         var txn = new TxnRef(c.UserId, c.DeviceId, txnId);
+        Limit(ctx, c, txn);
         var sent = await sender.SendAsync(roomId, c.UserId, [new NewEvent(type, null, content)], txn, ctx.RequestAborted);
         await ctx.Response.WriteJsonAsync(new JsonObject { ["event_id"] = sent[0].EventId });
+    }
+
+    // rc_message. A retried transaction is answered from its first result, so it costs nothing and is never refused.
+    void Limit(HttpContext ctx, Caller c, TxnRef? txn)
+    {
+        if (txn is null || rooms.TxnEvent(txn.UserId, txn.DeviceId, txn.TxnId) is null)
+            limits.Take(ctx, c, new Charge(limits.Message, c.UserId));
     }
 
     async Task StateEvent(HttpContext ctx)
@@ -58,6 +66,7 @@ public sealed class EventEndpoints(RoomStore rooms, EventSender sender, ClientEv
                 throw Err.Forbidden("Use the membership endpoints to change membership");
         }
         if (type == "m.room.canonical_alias") ValidateCanonicalAlias(content, roomId);
+        Limit(ctx, c, null);
         var sent = await sender.SendAsync(roomId, c.UserId, [new NewEvent(type, stateKey, content)], null, ctx.RequestAborted);
         await ctx.Response.WriteJsonAsync(new JsonObject { ["event_id"] = sent[0].EventId });
     }
@@ -90,8 +99,9 @@ public sealed class EventEndpoints(RoomStore rooms, EventSender sender, ClientEv
         if (!AuthRules.MayRedact(c.UserId, target.Sender, pl)) throw Err.Forbidden("You do not have the power to redact this event");
         var content = new JsonObject();
         if (body.OptString("reason") is { } reason) content["reason"] = reason;
-        var sent = await sender.SendAsync(roomId, c.UserId, [new NewEvent("m.room.redaction", null, content, eventId)],
-            new TxnRef(c.UserId, c.DeviceId, "redact:" + ctx.Route("txnId")), ctx.RequestAborted);
+        var txn = new TxnRef(c.UserId, c.DeviceId, "redact:" + ctx.Route("txnId"));
+        Limit(ctx, c, txn);
+        var sent = await sender.SendAsync(roomId, c.UserId, [new NewEvent("m.room.redaction", null, content, eventId)], txn, ctx.RequestAborted);
         await ctx.Response.WriteJsonAsync(new JsonObject { ["event_id"] = sent[0].EventId });
     }
 }
