@@ -97,6 +97,7 @@ public static class ConduitHost
         {
             app.UseMiddleware<ErrorMiddleware>();
             app.UseMiddleware<EdgeGate>(config.MaxRequestSize, config.MaxConcurrentRequests);
+            app.UseMiddleware<EdgeClientIp>(TrustedProxies.Parse(config.TrustedProxies));
             app.UseMiddleware<EdgeAuth>();
             app.MapEdge(config);
             if (role == AllInOne) foreach (var m in modules) m.MapHttp(app);

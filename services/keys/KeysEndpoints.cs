@@ -10,7 +10,7 @@ using Microsoft.AspNetCore.Routing;
 namespace Conduit.Keys;
 
 /// <summary>The keys service's Matrix endpoints: registration, login, devices, account, profile.</summary>
-public sealed class KeysEndpoints(AccountStore accounts, Uia uia, GlobalConfig config, Rooms.RoomsClient rooms)
+public sealed class KeysEndpoints(AccountStore accounts, Uia uia, GlobalConfig config, Rooms.RoomsClient rooms, RateLimits limits)
 {
     static readonly string[][] PasswordFlow = [["m.login.password"]];
 
@@ -37,7 +37,8 @@ public sealed class KeysEndpoints(AccountStore accounts, Uia uia, GlobalConfig c
     /// <summary>Tells the edge that this response revoked tokens, so it drops cached ones before answering.</summary>
     static void Revoked(HttpContext ctx) => ctx.Response.Headers["X-Conduit-Revoked"] = "1";
 
-    string? Ip(HttpContext ctx) => ctx.Request.Headers["X-Forwarded-For"].FirstOrDefault() ?? ctx.Connection.RemoteIpAddress?.ToString();
+    // The edge resolved the client's address (trusted_proxies); per-address limits key on it.
+    static string Ip(HttpContext ctx) => ClientIp.Of(ctx) ?? "unknown";
 
     // ---- registration (spec: client-server-api, "Account registration")
 
@@ -51,34 +52,51 @@ public sealed class KeysEndpoints(AccountStore accounts, Uia uia, GlobalConfig c
         if (kind == "guest") throw new MatrixException("M_GUEST_ACCESS_FORBIDDEN", 403, "Guest accounts are not supported");
         if (kind != "user") throw Err.InvalidParam("kind must be 'user' or 'guest'");
         if (!config.AllowRegistration) throw Err.Forbidden("Registration is disabled");
+        var ip = Ip(ctx);
 
-        // Validate what can be validated before the auth dance, as Synapse does, so a client learns early.
-        var requested = body.OptString("username");
-        var localpart = requested is null ? Ids.Random(12).ToLowerInvariant() : requested.ToLowerInvariant();
-        if (requested is not null) ValidateLocalpart(localpart);
-        var password = body.OptString("password");
-        var deviceId = body.OptString("device_id");
-        var deviceName = body.OptString("initial_device_display_name");
-        var inhibit = body.OptBool("inhibit_login") ?? false;
-        if (requested is not null && accounts.Exists(Ids.UserId(localpart, config.ServerName))) throw Err.UserInUse();
-
-        uia.Require(body, "register", null, RegistrationFlows(), (stage, auth) => stage switch
+        // The parameters of the session's first request count unless this one repeats them (a later stage may send
+        // only auth). A session that already passed its flow skips to the operation, which replays its result.
+        var session = uia.Begin(body, "register", null);
+        var p = session.Params;
+        var requested = p.OptString("username");
+        var localpart = requested?.ToLowerInvariant();
+        var password = p.OptString("password");
+        if (!session.Authenticated)
+        {
+            // Refused before the auth dance once this address has made its fill of accounts (counted below, when one
+            // is made, as Synapse does: challenges cost nothing but a bounded session).
+            limits.Take(ctx, null, new Charge(limits.Registration, ip, Update: false));
+            // Validate what can be validated before the auth dance, as Synapse does, so a client learns early.
+            if (localpart is not null)
+            {
+                ValidateLocalpart(localpart);
+                if (accounts.Exists(Ids.UserId(localpart, config.ServerName))) throw Err.UserInUse();
+            }
+        }
+        uia.Require(session, ip, RegistrationFlows(), (stage, auth) => stage switch
         {
             "m.login.dummy" => true,
             "m.login.registration_token" => auth.OptString("token") is { } t && t == config.RegistrationToken,
             _ => false,
         });
-        if (string.IsNullOrEmpty(password)) throw Err.MissingParam("Missing 'password'");
-        if (password.Length > 512) throw Err.InvalidParam("Password too long");
-
-        var login = accounts.Register(localpart, password, deviceId, deviceName, inhibit, Ip(ctx));
-        var userId = Ids.UserId(localpart, config.ServerName);
-        var result = new JsonObject { ["user_id"] = userId, ["home_server"] = config.ServerName };
-        if (login is not null)
+        var result = await uia.Once(session, _ =>
         {
-            result["access_token"] = login.AccessToken;
-            result["device_id"] = login.DeviceId;
-        }
+            if (string.IsNullOrEmpty(password)) throw Err.MissingParam("Missing 'password'");
+            if (password.Length > 512) throw Err.InvalidParam("Password too long");
+            if (localpart is not null) ValidateLocalpart(localpart);
+            localpart ??= Ids.Random(12).ToLowerInvariant();
+            limits.Take(ctx, null, new Charge(limits.Registration, ip));
+            var inhibit = p.OptBool("inhibit_login") ?? false;
+            var login = accounts.Register(localpart, password, p.OptString("device_id"), p.OptString("initial_device_display_name"), inhibit, ip);
+            var r = new JsonObject { ["user_id"] = Ids.UserId(localpart, config.ServerName), ["home_server"] = config.ServerName };
+            // inhibit_login: no device and no access token (spec: POST /register).
+            if (login is not null)
+            {
+                r["access_token"] = login.AccessToken;
+                r["device_id"] = login.DeviceId;
+            }
+            return Task.FromResult(r);
+        });
         await ctx.Response.WriteJsonAsync(result);
     }
 
@@ -111,12 +129,23 @@ public sealed class KeysEndpoints(AccountStore accounts, Uia uia, GlobalConfig c
         var body = await ctx.Request.ReadJsonObjectAsync();
         var type = body.ReqString("type");
         if (type != "m.login.password") throw Err.Unknown($"Login type '{type}' is not supported");
+        var ip = Ip(ctx);
+        // rc_login as Synapse applies it: every attempt counts against the address; a wrong password counts
+        // against the account's failed attempts too (checked before the password, so guessing stops there);
+        // a successful login counts against the account.
+        limits.Take(ctx, null, new Charge(limits.LoginAddress, ip));
         var userId = UserFromIdentifier(body) ?? throw Err.Forbidden("Invalid username or password");
         var password = body.ReqString("password");
+        limits.Take(ctx, null, new Charge(limits.LoginFailedAttempts, userId, Update: false));
         var user = accounts.GetUser(userId);
         if (user is not null && user["deactivated"]?.GetValue<bool>() == true) throw Err.UserDeactivated();
-        if (!accounts.CheckPassword(userId, password)) throw Err.Forbidden("Invalid username or password");
-        var r = accounts.Login(userId, body.OptString("device_id"), body.OptString("initial_device_display_name"), Ip(ctx));
+        if (!accounts.CheckPassword(userId, password))
+        {
+            limits.LoginFailedAttempts?.Record(userId);
+            throw Err.Forbidden("Invalid username or password");
+        }
+        limits.Take(ctx, null, new Charge(limits.LoginAccount, userId));
+        var r = accounts.Login(userId, body.OptString("device_id"), body.OptString("initial_device_display_name"), ip);
         await ctx.Response.WriteJsonAsync(new JsonObject
         {
             ["user_id"] = r.UserId,
@@ -172,33 +201,50 @@ public sealed class KeysEndpoints(AccountStore accounts, Uia uia, GlobalConfig c
 
     // ---- account management behind UIA with the account's password
 
-    void RequirePassword(JsonObject body, string operation, Caller c)
-        => uia.Require(body, operation, c.UserId, PasswordFlow, (stage, auth) =>
-            stage == "m.login.password"
-            && UserFromIdentifier(auth) == c.UserId
-            && auth.OptString("password") is { } p && accounts.CheckPassword(c.UserId, p));
+    /// <summary>
+    /// Performs an operation behind UIA with the account's password, once per session: a client retrying with the
+    /// completed session gets the first result. Wrong passwords count as failed login attempts (Synapse: the
+    /// password stage shares rc_login.failed_attempts), so a stolen access token cannot guess the password.
+    /// </summary>
+    async Task WithPassword(HttpContext ctx, JsonObject body, string operation, Caller c, Action<JsonObject> validate, Func<JsonObject, Task<JsonObject>> perform)
+    {
+        var session = uia.Begin(body, operation, c.UserId);
+        if (!session.Authenticated) validate(session.Params);
+        uia.Require(session, c.UserId, PasswordFlow, (stage, auth) =>
+        {
+            if (stage != "m.login.password" || UserFromIdentifier(auth) != c.UserId || auth.OptString("password") is not { } password) return false;
+            limits.Take(ctx, c, new Charge(limits.LoginFailedAttempts, c.UserId, Update: false));
+            if (accounts.CheckPassword(c.UserId, password)) return true;
+            limits.LoginFailedAttempts?.Record(c.UserId);
+            return false;
+        });
+        await ctx.Response.WriteJsonAsync(await uia.Once(session, perform));
+    }
 
     async Task ChangePassword(HttpContext ctx)
     {
         var c = Auth(ctx);
         var body = await ctx.Request.ReadJsonObjectAsync();
-        var newPassword = body.ReqString("new_password");
-        RequirePassword(body, "password", c);
-        accounts.SetPassword(c.UserId, newPassword, body.OptBool("logout_devices") ?? true, c.DeviceId);
-        Revoked(ctx);
-        await ctx.Response.WriteJsonAsync(new JsonObject());
+        await WithPassword(ctx, body, "password", c, p => p.ReqString("new_password"), p =>
+        {
+            accounts.SetPassword(c.UserId, p.ReqString("new_password"), p.OptBool("logout_devices") ?? true, c.DeviceId);
+            Revoked(ctx);
+            return Task.FromResult(new JsonObject());
+        });
     }
 
     async Task Deactivate(HttpContext ctx)
     {
         var c = Auth(ctx);
         var body = await ctx.Request.ReadJsonObjectAsync();
-        RequirePassword(body, "deactivate", c);
-        // Leave rooms first: if that fails the account is still whole and the client can retry.
-        await rooms.LeaveAllRoomsAsync(new LeaveAllRoomsRequest { UserId = c.UserId }, cancellationToken: ctx.RequestAborted);
-        accounts.Deactivate(c.UserId);
-        Revoked(ctx);
-        await ctx.Response.WriteJsonAsync(new JsonObject { ["id_server_unbind_result"] = "no-support" });
+        await WithPassword(ctx, body, "deactivate", c, _ => { }, async _ =>
+        {
+            // Leave rooms first: if that fails the account is still whole and the client can retry.
+            await rooms.LeaveAllRoomsAsync(new LeaveAllRoomsRequest { UserId = c.UserId }, cancellationToken: ctx.RequestAborted);
+            accounts.Deactivate(c.UserId);
+            Revoked(ctx);
+            return new JsonObject { ["id_server_unbind_result"] = "no-support" };
+        });
     }
 
     // ---- devices (spec: client-server-api, "Device management")
@@ -236,11 +282,14 @@ public sealed class KeysEndpoints(AccountStore accounts, Uia uia, GlobalConfig c
                 break;
             default:
                 var del = await ctx.Request.ReadJsonObjectAsync();
-                if (accounts.Device(c.UserId, deviceId) is null) throw Err.NotFound("No such device");
-                RequirePassword(del, "delete_devices", c);
-                accounts.DeleteDevices(c.UserId, [deviceId]);
-                Revoked(ctx);
-                await ctx.Response.WriteJsonAsync(new JsonObject());
+                await WithPassword(ctx, del, "delete_device " + deviceId, c,
+                    _ => { if (accounts.Device(c.UserId, deviceId) is null) throw Err.NotFound("No such device"); },
+                    _ =>
+                    {
+                        accounts.DeleteDevices(c.UserId, [deviceId]);
+                        Revoked(ctx);
+                        return Task.FromResult(new JsonObject());
+                    });
                 break;
         }
     }
@@ -249,13 +298,17 @@ public sealed class KeysEndpoints(AccountStore accounts, Uia uia, GlobalConfig c
     {
         var c = Auth(ctx);
         var body = await ctx.Request.ReadJsonObjectAsync();
-        var ids = (body.OptArray("devices") ?? throw Err.MissingParam("Missing 'devices'"))
-            .Select(n => n is JsonValue v && v.TryGetValue<string>(out var s) ? s : throw Err.BadJson("'devices' must be strings")).ToList();
-        RequirePassword(body, "delete_devices", c);
-        accounts.DeleteDevices(c.UserId, ids);
-        Revoked(ctx);
-        await ctx.Response.WriteJsonAsync(new JsonObject());
+        await WithPassword(ctx, body, "delete_devices", c, p => DeviceIds(p), p =>
+        {
+            accounts.DeleteDevices(c.UserId, DeviceIds(p));
+            Revoked(ctx);
+            return Task.FromResult(new JsonObject());
+        });
     }
+
+    static List<string> DeviceIds(JsonObject p)
+        => (p.OptArray("devices") ?? throw Err.MissingParam("Missing 'devices'"))
+            .Select(n => n is JsonValue v && v.TryGetValue<string>(out var s) ? s : throw Err.BadJson("'devices' must be strings")).ToList();
 
     // ---- profile (spec: client-server-api, "Profiles")
 

@@ -1,3 +1,4 @@
+using Conduit.Common.Http;
 using Conduit.Common.Routing;
 using Grpc.Core;
 using Microsoft.AspNetCore.Builder;
@@ -10,7 +11,7 @@ namespace Conduit.Keys;
 public static class KeysService
 {
     public static IServiceCollection AddKeysService(this IServiceCollection services)
-        => services.AddSingleton<AccountStore>().AddSingleton<Uia>().AddSingleton<KeysEndpoints>().AddSingleton<KeysGrpcService>();
+        => services.AddRateLimits().AddSingleton<AccountStore>().AddSingleton<Uia>().AddSingleton<KeysEndpoints>().AddSingleton<KeysGrpcService>();
 
     public static IEndpointRouteBuilder MapKeysService(this IEndpointRouteBuilder app)
     {

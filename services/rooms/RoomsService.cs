@@ -1,3 +1,4 @@
+using Conduit.Common.Http;
 using Conduit.Common.Routing;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Routing;
@@ -9,7 +10,7 @@ namespace Conduit.Rooms;
 public static class RoomsService
 {
     public static IServiceCollection AddRoomsService(this IServiceCollection services)
-        => services.AddSingleton<RoomStore>().AddSingleton<StateStore>().AddSingleton<RoomStream>().AddSingleton<RoomWriter>()
+        => services.AddRateLimits().AddSingleton<RoomStore>().AddSingleton<StateStore>().AddSingleton<RoomStream>().AddSingleton<RoomWriter>()
             .AddSingleton<EventSigner>().AddHostedService(sp => sp.GetRequiredService<EventSigner>()).AddSingleton<EventSender>()
             .AddSingleton<ClientEvents>().AddSingleton<Visibility>().AddSingleton<SyncBuilder>().AddSingleton<RoomParams>()
             .AddSingleton<CreateRoomEndpoint>().AddSingleton<MembershipEndpoints>().AddSingleton<EventEndpoints>().AddSingleton<ReadEndpoints>()

@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using Conduit.Common;
+using Conduit.Common.Http;
 using Conduit.Keys;
 
 namespace Conduit.Keys.Tests;
@@ -11,6 +12,14 @@ public sealed class UiaTests
 
     readonly Uia _uia = new();
 
+    // Begin and Require, as an endpoint calls them; the owner is the client's address before login.
+    Uia.Request Require(JsonObject body, string op, string? user, string[][] flows, string owner = "192.0.2.1")
+    {
+        var r = _uia.Begin(body, op, user);
+        _uia.Require(r, owner, flows, Check);
+        return r;
+    }
+
     // Accepts dummy, and password only when it is "secret".
     static bool Check(string stage, JsonObject auth) => stage switch
     {
@@ -19,8 +28,8 @@ public sealed class UiaTests
         _ => false,
     };
 
-    MatrixException Challenge(JsonObject body, string op, string? user, string[][] flows)
-        => Assert.Throws<MatrixException>(() => _uia.Require(body, op, user, flows, Check));
+    MatrixException Challenge(JsonObject body, string op, string? user, string[][] flows, string owner = "192.0.2.1")
+        => Assert.Throws<MatrixException>(() => Require(body, op, user, flows, owner));
 
     [Fact]
     public void FirstCall_Is401WithFlowsAndSession()
@@ -51,17 +60,99 @@ public sealed class UiaTests
     {
         var session = Challenge(new JsonObject(), "register", null, DummyFlow).Extra!["session"]!.GetValue<string>();
         var body = new JsonObject { ["auth"] = new JsonObject { ["type"] = "m.login.dummy", ["session"] = session } };
-        _uia.Require(body, "register", null, DummyFlow, Check); // does not throw
+        Require(body, "register", null, DummyFlow); // does not throw
     }
 
     [Fact]
-    public void ACompletedSessionCannotBeReplayed()
+    public async Task ACompletedSessionRetried_GetsTheFirstResultWithoutRunningTheOperationAgain()
     {
         var session = Challenge(new JsonObject(), "register", null, DummyFlow).Extra!["session"]!.GetValue<string>();
         JsonObject Body() => new() { ["auth"] = new JsonObject { ["type"] = "m.login.dummy", ["session"] = session } };
-        _uia.Require(Body(), "register", null, DummyFlow, Check);
-        var e = Assert.Throws<MatrixException>(() => _uia.Require(Body(), "register", null, DummyFlow, Check));
+        var runs = 0;
+        Task<JsonObject> Operation(JsonObject p) => Task.FromResult(new JsonObject { ["run"] = ++runs });
+        var first = await _uia.Once(Require(Body(), "register", null, DummyFlow), Operation);
+        var retry = Require(Body(), "register", null, DummyFlow);
+        Assert.True(retry.Authenticated);
+        var again = await _uia.Once(retry, Operation);
+        Assert.Equal((1, 1, 1), (runs, first["run"]!.GetValue<int>(), again["run"]!.GetValue<int>()));
+    }
+
+    [Fact]
+    public async Task AnOperationThatFailed_RunsAgainOnRetry()
+    {
+        var session = Challenge(new JsonObject(), "register", null, DummyFlow).Extra!["session"]!.GetValue<string>();
+        JsonObject Body() => new() { ["auth"] = new JsonObject { ["type"] = "m.login.dummy", ["session"] = session } };
+        await Assert.ThrowsAsync<MatrixException>(() => _uia.Once(Require(Body(), "register", null, DummyFlow), _ => throw Err.UserInUse()));
+        var ok = await _uia.Once(Require(Body(), "register", null, DummyFlow), _ => Task.FromResult(new JsonObject { ["ok"] = true }));
+        Assert.True(ok["ok"]!.GetValue<bool>());
+    }
+
+    [Fact]
+    public void TheFirstRequestsParameters_AreRememberedAcrossStages()
+    {
+        var first = new JsonObject { ["username"] = "alice", ["password"] = "pw", ["inhibit_login"] = true };
+        var session = Challenge(first, "register", null, DummyFlow).Extra!["session"]!.GetValue<string>();
+        // The next stage sends only auth, and one parameter changed.
+        var r = Require(new JsonObject
+        {
+            ["initial_device_display_name"] = "phone",
+            ["auth"] = new JsonObject { ["type"] = "m.login.dummy", ["session"] = session },
+        }, "register", null, DummyFlow);
+        Assert.Equal("alice", r.Params["username"]!.GetValue<string>());
+        Assert.True(r.Params["inhibit_login"]!.GetValue<bool>());
+        Assert.Equal("phone", r.Params["initial_device_display_name"]!.GetValue<string>());
+        Assert.False(r.Params.ContainsKey("auth"));
+    }
+
+    [Fact]
+    public void ParametersTooLargeToRemember_AreNotButTheFlowStillWorks()
+    {
+        var big = new JsonObject { ["devices"] = new JsonArray(Enumerable.Range(0, 3000).Select(i => (JsonNode)$"DEVICE{i:D6}").ToArray()) };
+        var session = Challenge(big, "delete_devices", "@alice:test.local", DummyFlow).Extra!["session"]!.GetValue<string>();
+        var bare = Require(new JsonObject { ["auth"] = new JsonObject { ["type"] = "m.login.dummy", ["session"] = session } }, "delete_devices", "@alice:test.local", DummyFlow);
+        Assert.False(bare.Params.ContainsKey("devices"));
+    }
+
+    [Fact]
+    public void AFloodOfChallengesFromOneOwner_EvictsOnlyItsOwnOldestSessions()
+    {
+        var other = Challenge(new JsonObject(), "register", null, DummyFlow, "198.51.100.7").Extra!["session"]!.GetValue<string>();
+        var flood = Enumerable.Range(0, 500).Select(_ => Challenge(new JsonObject(), "register", null, DummyFlow, "203.0.113.9").Extra!["session"]!.GetValue<string>()).ToList();
+        Assert.Equal(Uia.MaxPerOwner + 1, _uia.Count);
+        JsonObject Body(string s) => new() { ["auth"] = new JsonObject { ["type"] = "m.login.dummy", ["session"] = s } };
+        Assert.Equal("M_UNKNOWN", Assert.Throws<MatrixException>(() => Require(Body(flood[0]), "register", null, DummyFlow)).ErrCode);
+        Require(Body(flood[^1]), "register", null, DummyFlow);
+        Require(Body(other), "register", null, DummyFlow);
+    }
+
+    [Fact]
+    public void SessionsFromManyOwners_AreCappedOldestFirst()
+    {
+        var sessions = Enumerable.Range(0, Uia.MaxSessions + 50)
+            .Select(i => Challenge(new JsonObject(), "register", null, DummyFlow, $"owner{i}").Extra!["session"]!.GetValue<string>()).ToList();
+        Assert.Equal(Uia.MaxSessions, _uia.Count);
+        JsonObject Body(string s) => new() { ["auth"] = new JsonObject { ["type"] = "m.login.dummy", ["session"] = s } };
+        Assert.Throws<MatrixException>(() => Require(Body(sessions[0]), "register", null, DummyFlow));
+        Require(Body(sessions[^1]), "register", null, DummyFlow);
+    }
+
+    sealed class ManualClock : TimeProvider
+    {
+        public DateTimeOffset Now = DateTimeOffset.UnixEpoch;
+        public override DateTimeOffset GetUtcNow() => Now;
+    }
+
+    [Fact]
+    public void SessionsExpireAfterAnHour()
+    {
+        var clock = new ManualClock();
+        var uia = new Uia(clock);
+        var r = uia.Begin(new JsonObject(), "register", null);
+        var session = Assert.Throws<MatrixException>(() => uia.Require(r, "192.0.2.1", DummyFlow, Check)).Extra!["session"]!.GetValue<string>();
+        clock.Now += TimeSpan.FromMinutes(61);
+        var e = Assert.Throws<MatrixException>(() => uia.Begin(new JsonObject { ["auth"] = new JsonObject { ["session"] = session } }, "register", null));
         Assert.Equal("M_UNKNOWN", e.ErrCode);
+        Assert.Equal(0, uia.Count);
     }
 
     [Fact]
@@ -84,7 +175,7 @@ public sealed class UiaTests
         {
             ["auth"] = new JsonObject { ["type"] = "m.login.password", ["password"] = "secret", ["session"] = session },
         };
-        _uia.Require(ok, "delete_devices", "@alice:test.local", PasswordFlow, Check);
+        Require(ok, "delete_devices", "@alice:test.local", PasswordFlow);
     }
 
     [Fact]
@@ -92,7 +183,7 @@ public sealed class UiaTests
     {
         var session = Challenge(new JsonObject(), "delete_devices", "@alice:test.local", DummyFlow).Extra!["session"]!.GetValue<string>();
         var body = new JsonObject { ["auth"] = new JsonObject { ["type"] = "m.login.dummy", ["session"] = session } };
-        var e = Assert.Throws<MatrixException>(() => _uia.Require(body, "deactivate", "@alice:test.local", DummyFlow, Check));
+        var e = Assert.Throws<MatrixException>(() => Require(body, "deactivate", "@alice:test.local", DummyFlow));
         Assert.Equal("M_FORBIDDEN", e.ErrCode);
         Assert.Equal(403, e.Status);
     }
@@ -102,7 +193,7 @@ public sealed class UiaTests
     {
         var session = Challenge(new JsonObject(), "deactivate", "@alice:test.local", DummyFlow).Extra!["session"]!.GetValue<string>();
         var body = new JsonObject { ["auth"] = new JsonObject { ["type"] = "m.login.dummy", ["session"] = session } };
-        var e = Assert.Throws<MatrixException>(() => _uia.Require(body, "deactivate", "@mallory:test.local", DummyFlow, Check));
+        var e = Assert.Throws<MatrixException>(() => Require(body, "deactivate", "@mallory:test.local", DummyFlow));
         Assert.Equal("M_FORBIDDEN", e.ErrCode);
     }
 
@@ -110,7 +201,7 @@ public sealed class UiaTests
     public void UnknownSession_IsRefused()
     {
         var body = new JsonObject { ["auth"] = new JsonObject { ["type"] = "m.login.dummy", ["session"] = "no-such-session" } };
-        var e = Assert.Throws<MatrixException>(() => _uia.Require(body, "register", null, DummyFlow, Check));
+        var e = Assert.Throws<MatrixException>(() => Require(body, "register", null, DummyFlow));
         Assert.Equal("M_UNKNOWN", e.ErrCode);
     }
 
@@ -137,6 +228,6 @@ public sealed class UiaTests
         Assert.Equal(["m.login.password"], e.Extra!["completed"]!.AsArray().Select(s => s!.GetValue<string>()));
         Assert.False(e.Extra.ContainsKey("errcode"));
         var dummy = new JsonObject { ["auth"] = new JsonObject { ["type"] = "m.login.dummy", ["session"] = session } };
-        _uia.Require(dummy, "op", "@alice:test.local", flows, Check);
+        Require(dummy, "op", "@alice:test.local", flows);
     }
 }

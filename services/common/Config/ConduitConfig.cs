@@ -38,6 +38,12 @@ public sealed class GlobalConfig
     public TlsConfig? Tls { get; set; }
     /// <summary>Split mode: where each part listens and the secret they share.</summary>
     public ServicesConfig Services { get; set; } = new();
+    /// <summary>
+    /// Reverse proxies (IP addresses or CIDR ranges) whose X-Forwarded-For the edge believes; empty: the client is
+    /// the connection's peer.
+    /// </summary>
+    public List<string> TrustedProxies { get; set; } = [];
+    public RateLimitsConfig RateLimits { get; set; } = new();
 
     [TomlExtensionData]
     public Dictionary<string, object?>? Unknown { get; set; }
@@ -86,6 +92,86 @@ public sealed class ServicesConfig
         Routing.Service.Media => Media,
         _ => throw new ArgumentOutOfRangeException(nameof(s)),
     };
+}
+
+/// <summary>
+/// [global.rate_limits], named after Synapse's rc_* options: a leaky bucket per action that fills by one per
+/// action and drains at per_second, refusing (429 M_LIMIT_EXCEEDED) an action that would overflow burst_count.
+/// A limit left out, or a key of one left out, takes its default (see <c>Conduit.Common.Http.RateLimits</c>);
+/// enabled = false turns every limit off.
+/// </summary>
+public sealed class RateLimitsConfig
+{
+    public bool Enabled { get; set; } = true;
+    /// <summary>rc_message: events sent (send, state, redact), per user.</summary>
+    public RateLimitConfig Message { get; set; } = new();
+    /// <summary>rc_registration: accounts created, per client IP.</summary>
+    public RateLimitConfig Registration { get; set; } = new();
+    /// <summary>rc_room_creation: rooms created (createRoom, upgrade), per user.</summary>
+    public RateLimitConfig RoomCreation { get; set; } = new();
+    public LoginRateLimitsConfig Login { get; set; } = new();
+    public JoinRateLimitsConfig Joins { get; set; } = new();
+    public InviteRateLimitsConfig Invites { get; set; } = new();
+
+    [TomlExtensionData]
+    public Dictionary<string, object?>? Unknown { get; set; }
+
+    /// <summary>Every limit with its key under global.rate_limits ("login.address").</summary>
+    public IEnumerable<(string Key, RateLimitConfig Limit)> Each() =>
+    [
+        ("message", Message), ("registration", Registration), ("room_creation", RoomCreation),
+        ("login.address", Login.Address), ("login.account", Login.Account), ("login.failed_attempts", Login.FailedAttempts),
+        ("joins.local", Joins.Local),
+        ("invites.per_room", Invites.PerRoom), ("invites.per_user", Invites.PerUser), ("invites.per_issuer", Invites.PerIssuer),
+    ];
+}
+
+/// <summary>rc_login.</summary>
+public sealed class LoginRateLimitsConfig
+{
+    /// <summary>Every login attempt, per client IP.</summary>
+    public RateLimitConfig Address { get; set; } = new();
+    /// <summary>Successful logins, per account.</summary>
+    public RateLimitConfig Account { get; set; } = new();
+    /// <summary>Wrong passwords (login and user-interactive auth), per account.</summary>
+    public RateLimitConfig FailedAttempts { get; set; } = new();
+
+    [TomlExtensionData]
+    public Dictionary<string, object?>? Unknown { get; set; }
+}
+
+/// <summary>rc_joins (joins over federation do not exist yet, so there is no "remote").</summary>
+public sealed class JoinRateLimitsConfig
+{
+    /// <summary>Joins and knocks, per user.</summary>
+    public RateLimitConfig Local { get; set; } = new();
+
+    [TomlExtensionData]
+    public Dictionary<string, object?>? Unknown { get; set; }
+}
+
+/// <summary>rc_invites.</summary>
+public sealed class InviteRateLimitsConfig
+{
+    /// <summary>Invites into a room.</summary>
+    public RateLimitConfig PerRoom { get; set; } = new();
+    /// <summary>Invites received, per invited user.</summary>
+    public RateLimitConfig PerUser { get; set; } = new();
+    /// <summary>Invites sent, per inviting user.</summary>
+    public RateLimitConfig PerIssuer { get; set; } = new();
+
+    [TomlExtensionData]
+    public Dictionary<string, object?>? Unknown { get; set; }
+}
+
+/// <summary>One limit; a key left out takes the action's default.</summary>
+public sealed class RateLimitConfig
+{
+    public double? PerSecond { get; set; }
+    public double? BurstCount { get; set; }
+
+    [TomlExtensionData]
+    public Dictionary<string, object?>? Unknown { get; set; }
 }
 
 [TomlSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower)]

@@ -1,5 +1,6 @@
 using System.Collections;
 using Conduit.Common.Events;
+using Conduit.Common.Http;
 using Tomlyn;
 using Tomlyn.Model;
 
@@ -82,6 +83,12 @@ public static class ConfigLoader
         Unknown(file.Global.WellKnown.Unknown, "global.well_known.", warnings, source);
         Unknown(file.Global.Tls?.Unknown, "global.tls.", warnings, source);
         Unknown(file.Global.Services.Unknown, "global.services.", warnings, source);
+        var limits = file.Global.RateLimits;
+        Unknown(limits.Unknown, "global.rate_limits.", warnings, source);
+        Unknown(limits.Login.Unknown, "global.rate_limits.login.", warnings, source);
+        Unknown(limits.Joins.Unknown, "global.rate_limits.joins.", warnings, source);
+        Unknown(limits.Invites.Unknown, "global.rate_limits.invites.", warnings, source);
+        foreach (var (key, limit) in limits.Each()) Unknown(limit.Unknown, $"global.rate_limits.{key}.", warnings, source);
         Validate(file.Global, source);
         return new LoadedConfig(file.Global, source, warnings);
     }
@@ -154,6 +161,16 @@ public static class ConfigLoader
             throw new ConfigException($"{source}: key 'global.max_concurrent_requests' must be positive");
         if (RoomVersion.Find(g.DefaultRoomVersion) is null)
             throw new ConfigException($"{source}: key 'global.default_room_version' names an unsupported room version \"{g.DefaultRoomVersion}\"");
+        foreach (var p in g.TrustedProxies)
+            if (!TrustedProxies.TryParseEntry(p, out _))
+                throw new ConfigException($"{source}: key 'global.trusted_proxies' has \"{p}\", which is neither an IP address nor a CIDR range such as 10.0.0.0/8");
+        foreach (var (key, limit) in g.RateLimits.Each())
+        {
+            if (limit.PerSecond is { } ps && !(ps > 0 && double.IsFinite(ps)))
+                throw new ConfigException($"{source}: key 'global.rate_limits.{key}.per_second' must be a positive number");
+            if (limit.BurstCount is { } bc && !(bc >= 1 && double.IsFinite(bc)))
+                throw new ConfigException($"{source}: key 'global.rate_limits.{key}.burst_count' must be at least 1");
+        }
     }
 
     static List<(string[] Path, object Value)> EnvOverrides(IDictionary? env)

@@ -10,7 +10,7 @@ using Microsoft.AspNetCore.Routing;
 namespace Conduit.Rooms;
 
 /// <summary>POST /createRoom (spec: client-server-api, "Creation").</summary>
-public sealed class CreateRoomEndpoint(RoomStore rooms, EventSender sender, RoomParams param, GlobalConfig config)
+public sealed class CreateRoomEndpoint(RoomStore rooms, EventSender sender, RoomParams param, GlobalConfig config, RateLimits limits)
 {
     public void Map(IEndpointRouteBuilder app) => app.Map(RouteTable.CreateRoom, CreateRoom);
 
@@ -36,6 +36,13 @@ public sealed class CreateRoomEndpoint(RoomStore rooms, EventSender sender, Room
         }
         foreach (var invitee in invites)
             if (AuthRules.IsLocal(invitee, config.ServerName)) await param.RequireLocalUser(invitee, ctx.RequestAborted);
+
+        // rc_room_creation, and the invites it sends count as invites by this user and to each invitee (Synapse
+        // counts them only per room, which lets createRoom deliver invites past the per-invitee limit).
+        var charges = new List<Charge> { new(limits.RoomCreation, c.UserId) };
+        if (invites.Count > 0) charges.Add(new(limits.InvitesPerIssuer, c.UserId, invites.Count));
+        charges.AddRange(invites.Select(i => new Charge(limits.InvitesPerUser, i)));
+        limits.Take(ctx, c, [.. charges]);
 
         // v12: the room ID is derived from the create event, so EventSender computes it ("" here).
         var roomId = version.RoomIdFromCreateEvent ? "" : $"!{Ids.Random(18)}:{config.ServerName}";

@@ -11,7 +11,7 @@ namespace Conduit.Rooms;
 /// <summary>
 /// Sending: PUT /send (idempotent per device and transaction ID), PUT and GET /state, and PUT /redact.
 /// </summary>
-public sealed class EventEndpoints(RoomStore rooms, EventSender sender, ClientEvents format, Visibility visibility, RoomParams param, GlobalConfig config)
+public sealed class EventEndpoints(RoomStore rooms, EventSender sender, ClientEvents format, Visibility visibility, RoomParams param, GlobalConfig config, RateLimits limits)
 {
     public void Map(IEndpointRouteBuilder app)
     {
@@ -30,8 +30,16 @@ public sealed class EventEndpoints(RoomStore rooms, EventSender sender, ClientEv
         var content = await ctx.Request.ReadJsonObjectAsync();
         param.RequireRoom(roomId);
         var txn = new TxnRef(c.UserId, c.DeviceId, txnId);
+        Limit(ctx, c, txn);
         var sent = await sender.SendAsync(roomId, c.UserId, [new NewEvent(type, null, content)], txn, ctx.RequestAborted);
         await ctx.Response.WriteJsonAsync(new JsonObject { ["event_id"] = sent[0].EventId });
+    }
+
+    // rc_message. A retried transaction is answered from its first result, so it costs nothing and is never refused.
+    void Limit(HttpContext ctx, Caller c, TxnRef? txn)
+    {
+        if (txn is null || rooms.TxnEvent(txn.UserId, txn.DeviceId, txn.TxnId) is null)
+            limits.Take(ctx, c, new Charge(limits.Message, c.UserId));
     }
 
     async Task StateEvent(HttpContext ctx)
@@ -62,6 +70,7 @@ public sealed class EventEndpoints(RoomStore rooms, EventSender sender, ClientEv
             content["membership"] = membership;
         }
         if (type == "m.room.canonical_alias") ValidateCanonicalAlias(content, roomId);
+        Limit(ctx, c, null);
         // State identical to the current state (same sender, same content) is not sent again: the existing event
         // is the answer, as Synapse does.
         if (rooms.StateEvent(roomId, type, stateKey) is { } existing && existing.Sender == c.UserId && existing.Meta["redacted_by"] is null
@@ -106,8 +115,9 @@ public sealed class EventEndpoints(RoomStore rooms, EventSender sender, ClientEv
         }
         var content = new JsonObject();
         if (body.OptString("reason") is { } reason) content["reason"] = reason;
-        var sent = await sender.SendAsync(roomId, c.UserId, [new NewEvent("m.room.redaction", null, content, eventId)],
-            new TxnRef(c.UserId, c.DeviceId, "redact:" + ctx.Route("txnId")), ctx.RequestAborted);
+        var txn = new TxnRef(c.UserId, c.DeviceId, "redact:" + ctx.Route("txnId"));
+        Limit(ctx, c, txn);
+        var sent = await sender.SendAsync(roomId, c.UserId, [new NewEvent("m.room.redaction", null, content, eventId)], txn, ctx.RequestAborted);
         await ctx.Response.WriteJsonAsync(new JsonObject { ["event_id"] = sent[0].EventId });
     }
 }

@@ -14,7 +14,7 @@ namespace Conduit.Rooms;
 /// rescinding it /leave. The auth rules, applied by <see cref="EventSender"/> to every event, decide what is
 /// allowed; the checks here only give clearer errors first.
 /// </summary>
-public sealed class MembershipEndpoints(RoomStore rooms, EventSender sender, RoomParams param, GlobalConfig config)
+public sealed class MembershipEndpoints(RoomStore rooms, EventSender sender, RoomParams param, GlobalConfig config, RateLimits limits)
 {
     public void Map(IEndpointRouteBuilder app)
     {
@@ -46,6 +46,7 @@ public sealed class MembershipEndpoints(RoomStore rooms, EventSender sender, Roo
             // The keys clients show must have the right type (M_BAD_JSON otherwise).
             foreach (var key in new[] { "reason", "displayname", "avatar_url" }) body.OptString(key);
             RestrictedJoin.Authorise(rooms, config.ServerName, roomId, c.UserId, content);
+            limits.Take(ctx, c, new Charge(limits.Joins, c.UserId));
             await sender.SendAsync(roomId, c.UserId, [new NewEvent("m.room.member", c.UserId, content)], null, ctx.RequestAborted);
         }
         await ctx.Response.WriteJsonAsync(new JsonObject { ["room_id"] = roomId });
@@ -94,6 +95,9 @@ public sealed class MembershipEndpoints(RoomStore rooms, EventSender sender, Roo
                 return;
             }
             content = action == "invite" ? await param.InviteContent(target, ctx.RequestAborted) : new JsonObject { ["membership"] = membership };
+            // rc_invites: into this room, by this user, and to the invitee (who cannot be flooded from many rooms).
+            if (action == "invite")
+                limits.Take(ctx, c, new(limits.InvitesPerRoom, roomId), new(limits.InvitesPerIssuer, c.UserId), new(limits.InvitesPerUser, target));
         }
         if (body.OptString("reason") is { } reason) content["reason"] = reason;
         await sender.SendAsync(roomId, c.UserId, [new NewEvent("m.room.member", target, content)], null, ctx.RequestAborted);
@@ -120,6 +124,8 @@ public sealed class MembershipEndpoints(RoomStore rooms, EventSender sender, Roo
         {
             var content = await param.MemberContent(c.UserId, "knock", ctx.RequestAborted);
             if (body.OptString("reason") is { } reason) content["reason"] = reason;
+            // A knock notifies the room's moderators; it counts as a join.
+            limits.Take(ctx, c, new Charge(limits.Joins, c.UserId));
             await sender.SendAsync(roomId, c.UserId, [new NewEvent("m.room.member", c.UserId, content)], null, ctx.RequestAborted);
         }
         await ctx.Response.WriteJsonAsync(new JsonObject { ["room_id"] = roomId });

@@ -10,7 +10,7 @@ using Microsoft.AspNetCore.Routing;
 namespace Conduit.Rooms;
 
 /// <summary>POST /rooms/{roomId}/upgrade (spec: client-server-api, "Room Upgrades", "Server behaviour").</summary>
-public sealed class UpgradeEndpoint(RoomStore rooms, EventSender sender, RoomParams param, GlobalConfig config)
+public sealed class UpgradeEndpoint(RoomStore rooms, EventSender sender, RoomParams param, GlobalConfig config, RateLimits limits)
 {
     public void Map(IEndpointRouteBuilder app) => app.Map(RouteTable.Upgrade, Upgrade);
 
@@ -37,6 +37,8 @@ public sealed class UpgradeEndpoint(RoomStore rooms, EventSender sender, RoomPar
         var oldLevels = rooms.PowerLevelsOf(oldRoom);
         if (oldLevels.UserLevel(c.UserId) < oldLevels.EventLevel("m.room.tombstone", true))
             throw Err.Forbidden("You do not have the power to upgrade this room");
+        // An upgrade creates a room: rc_room_creation.
+        limits.Take(ctx, c, new Charge(limits.RoomCreation, c.UserId));
 
         // Step 2: the replacement room's create event, with the predecessor and the old room's type. Versions whose
         // room ID comes from the create event (v12) get it from EventSender; their additional creators are only
