@@ -58,16 +58,34 @@ js_suite() { # name url
     [ "${f:-0}" = 0 ] || tail -60 "$log"
 }
 
-# All-in-one on the embedded default config, with a fresh database and its own port.
-mkdir -p "$work/aio"
-(cd "$work/aio" && CONDUIT_PORT=16167 CONDUIT_DATABASE_PATH="$work/aio/db" exec dotnet "$dll" > "$work/aio/log" 2>&1) &
-aio_pid=$!
-for _ in $(seq 1 150); do curl -fsS http://127.0.0.1:16167/_matrix/client/versions > /dev/null 2>&1 && break; sleep 0.2; done
-js_suite all-in-one http://127.0.0.1:16167
-kill "$aio_pid" 2> /dev/null; wait "$aio_pid" 2> /dev/null; aio_pid=
+# Starts an all-in-one server in $work/NAME on the embedded default config with a fresh database, on a port the
+# system picks (CONDUIT_PORT=0), and sets $url from its startup summary. No port here is assumed free.
+serve() { # name command...
+    local name=$1 line; shift
+    mkdir -p "$work/$name"
+    (cd "$work/$name" && CONDUIT_PORT=0 CONDUIT_DATABASE_PATH="$work/$name/db" exec "$@" > "$work/$name/log" 2>&1) &
+    aio_pid=$!
+    url=
+    for _ in $(seq 1 600); do
+        line=$(grep -m1 '^conduit: listening on ' "$work/$name/log")
+        if [ -n "$line" ]; then url=${line#conduit: listening on }; url=${url%% *}; return 0; fi
+        kill -0 "$aio_pid" 2> /dev/null || break
+        sleep 0.1
+    done
+    echo "test.sh: the $name server did not start:"; tail -20 "$work/$name/log"
+    kill "$aio_pid" 2> /dev/null; aio_pid=
+    return 1
+}
 
-if CONDUIT_DLL="$dll" scripts/split-up.sh "$work/split" 16168 16171; then
-    js_suite split http://127.0.0.1:16168
+if serve aio dotnet "$dll"; then
+    js_suite all-in-one "$url"
+    kill "$aio_pid" 2> /dev/null; wait "$aio_pid" 2> /dev/null; aio_pid=
+else
+    failed=$((failed + 1))
+fi
+
+if url=$(CONDUIT_DLL="$dll" scripts/split-up.sh "$work/split" auto); then
+    js_suite split "$url"
     scripts/split-down.sh "$work/split"
 else
     echo "test.sh: split deployment did not start"; failed=$((failed + 1))
@@ -76,13 +94,13 @@ fi
 # The Native AOT build: it must publish with no trim/AOT warning and serve the real client.
 echo "== Native AOT"
 if bash scripts/publish-aot.sh "$work/aot" > "$work/aot.log" 2>&1; then
-    mkdir -p "$work/aot-run"
-    (cd "$work/aot-run" && CONDUIT_PORT=16169 CONDUIT_DATABASE_PATH="$work/aot-run/db" exec "$work/aot/conduit" > "$work/aot-run/log" 2>&1) &
-    aio_pid=$!
-    for _ in $(seq 1 100); do curl -fsS http://127.0.0.1:16169/_matrix/client/versions > /dev/null 2>&1 && break; sleep 0.2; done
-    js_suite aot http://127.0.0.1:16169
-    echo "[aot] RSS after the suite: $(awk '/VmRSS/ {print $2 / 1024 " MB"}' /proc/$aio_pid/status 2> /dev/null)"
-    kill "$aio_pid" 2> /dev/null; wait "$aio_pid" 2> /dev/null; aio_pid=
+    if serve aot-run "$work/aot/conduit"; then
+        js_suite aot "$url"
+        echo "[aot] RSS after the suite: $(awk '/VmRSS/ {print $2 / 1024 " MB"}' /proc/$aio_pid/status 2> /dev/null)"
+        kill "$aio_pid" 2> /dev/null; wait "$aio_pid" 2> /dev/null; aio_pid=
+    else
+        failed=$((failed + 1))
+    fi
 else
     echo "test.sh: Native AOT publish failed:"; tail -30 "$work/aot.log"; failed=$((failed + 1))
 fi

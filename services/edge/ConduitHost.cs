@@ -9,6 +9,8 @@ using Grpc.Net.Client;
 using Grpc.Net.Client.Configuration;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
@@ -56,12 +58,23 @@ public static class ConduitHost
         if (role != AllInOne && string.IsNullOrEmpty(secret))
             throw new ConfigException($"{loaded.Source}: split mode needs 'global.services.internal_secret' (or CONDUIT_SERVICES__INTERNAL_SECRET), shared by every part");
 
-        // Storage: one database all-in-one; in split mode each service process has its own, under database_path/<service>.
-        if (modules.Any(m => m.Families.Count > 0))
+        if (role != AllInOne)
+            foreach (var s in Enum.GetValues<Service>().Where(s => s != Service.Edge))
+                ServiceEndpoint(config, s, loaded.Source);
+
+        if (DatabasePathFor(config, role) is { } path)
         {
-            var path = role == AllInOne ? config.DatabasePath : Path.Combine(config.DatabasePath, role);
-            Directory.CreateDirectory(path);
-            var store = KvStore.Open(config.DatabaseBackend, path, modules.SelectMany(m => m.Families));
+            IKeyValueStore store;
+            try
+            {
+                Directory.CreateDirectory(path);
+                store = KvStore.Open(config.DatabaseBackend, path, modules.SelectMany(m => m.Families));
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // Most often another server already has it open (RocksDB's LOCK file), or the folder is not writable.
+                throw new StartupException($"cannot open the {config.DatabaseBackend} database at {Path.GetFullPath(path)}: {e.Message}", e);
+            }
             builder.Services.AddSingleton(store);
         }
         foreach (var m in modules) m.Add(builder.Services);
@@ -72,16 +85,12 @@ public static class ConduitHost
         {
             builder.Services.AddSingleton<TokenCache>();
             builder.Services.AddHostedService(sp => sp.GetRequiredService<TokenCache>());
-            builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Parse(config.Address), config.Port, l => l.Protocols = HttpProtocols.Http1));
+            builder.WebHost.ConfigureKestrel(k => k.Listen(ListenEndpoint(config, role), l => l.Protocols = HttpProtocols.Http1));
             if (role == "edge") SplitProxy.Add(builder.Services, config);
         }
         else
         {
-            var uri = new Uri(config.Services.AddressOf(selfService!.Value));
-            // An IP in the service's address is bound as given; a host name (a container's name in
-            // docker-compose) means "the address peers reach me by", so listen on every interface.
-            var bind = uri.Host == "localhost" ? IPAddress.Loopback : IPAddress.TryParse(uri.Host, out var ip) ? ip : IPAddress.Any;
-            builder.WebHost.ConfigureKestrel(k => k.Listen(bind, uri.Port, l => l.Protocols = HttpProtocols.Http2));
+            builder.WebHost.ConfigureKestrel(k => k.Listen(ListenEndpoint(config, role), l => l.Protocols = HttpProtocols.Http2));
             builder.Services.AddGrpc(o =>
             {
                 o.Interceptors.Add<MatrixErrorServerInterceptor>();
@@ -92,6 +101,12 @@ public static class ConduitHost
         var app = builder.Build();
         var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Conduit");
         foreach (var w in loaded.Warnings.Concat(logWarnings)) log.LogWarning("{Warning}", w);
+        // Once Kestrel has bound (so port 0 reads as the real port), and whatever the log level.
+        app.Lifetime.ApplicationStarted.Register(() =>
+        {
+            var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses ?? [];
+            foreach (var line in StartupReport.Lines(loaded, role, addresses)) Console.Out.WriteLine(line);
+        });
 
         if (role is AllInOne or "edge")
         {
@@ -114,6 +129,36 @@ public static class ConduitHost
             }
         }
         return app;
+    }
+
+    /// <summary>Where this process listens: the public address all-in-one and for the edge, else the service's
+    /// internal listener from [global.services].</summary>
+    public static IPEndPoint ListenEndpoint(GlobalConfig config, string role)
+    {
+        if (role is AllInOne or "edge") return new IPEndPoint(IPAddress.Parse(config.Address), config.Port);
+        return Enum.TryParse<Service>(role, ignoreCase: true, out var s) && s != Service.Edge
+            ? ServiceEndpoint(config, s, "config")
+            : throw new ConfigException($"Unknown role '{role}': use edge, keys, rooms, sync, federation or media");
+    }
+
+    /// <summary>Where a split part keeps its data: one database all-in-one; each service process its own, under
+    /// database_path/&lt;service&gt;; none for the edge.</summary>
+    public static string? DatabasePathFor(GlobalConfig config, string role) =>
+        role == AllInOne ? config.DatabasePath
+        : Modules.Any(m => string.Equals(m.Service.ToString(), role, StringComparison.OrdinalIgnoreCase) && m.Families.Count > 0) ? Path.Combine(config.DatabasePath, role)
+        : null;
+
+    // A service's address in [global.services] is both what it binds and what its peers dial, so it needs a fixed
+    // port: with port 0 nobody could find it. An IP is bound as given; a host name (a container's name in
+    // docker-compose) means "the address peers reach me by", so listen on every interface.
+    static IPEndPoint ServiceEndpoint(GlobalConfig config, Service s, string source)
+    {
+        var key = $"global.services.{s.ToString().ToLowerInvariant()}";
+        var value = config.Services.AddressOf(s);
+        if (!Uri.TryCreate(value, UriKind.Absolute, out var uri) || uri.Scheme != "http" || uri.Port <= 0)
+            throw new ConfigException($"{source}: key '{key}' must be an address with a fixed port such as http://127.0.0.1:6172, not \"{value}\"");
+        var bind = uri.Host == "localhost" ? IPAddress.Loopback : IPAddress.TryParse(uri.Host, out var ip) ? ip : IPAddress.Any;
+        return new IPEndPoint(bind, uri.Port);
     }
 
     /// <summary>

@@ -23,8 +23,11 @@ public static class LogConfig
             if (area is null) logging.SetMinimumLevel(level);
             else logging.AddFilter(area, level);
         }
-        // Hosting lifetime messages say where the server listens: keep them unless logging is off.
-        logging.AddFilter("Microsoft.Hosting.Lifetime", LogLevel.Information);
+        // The startup summary (StartupReport) says where the server listens, whatever the level. A start that
+        // fails is reported by Program.cs: one line for a known cause, else the exception, so the host's own
+        // "Hosting failed to start" error (with a stack trace) would only repeat it. A faulted BackgroundService
+        // is still logged, at Critical with its exception.
+        logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.Critical);
         return warnings;
     }
 

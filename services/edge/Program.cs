@@ -1,20 +1,37 @@
 using Conduit.Common.Config;
 using Conduit.Edge;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.Hosting;
 
 // conduit            all-in-one: the edge and every service in one process
 // conduit --role R   one part of a split deployment (edge, keys, rooms, sync, federation, media)
+// A start that fails for a known reason (config, database, listener) is one line on stderr and exit code 2.
 var role = ConduitHost.AllInOne;
 for (var i = 0; i < args.Length; i++)
     if (args[i] == "--role" && i + 1 < args.Length) role = args[++i].ToLowerInvariant();
 
+WebApplication app;
 try
 {
-    var app = ConduitHost.Build(ConfigLoader.Load(), role, args);
-    await app.RunAsync();
-    return 0;
+    app = ConduitHost.Build(ConfigLoader.Load(), role, args);
 }
-catch (ConfigException e)
+catch (Exception e) when (e is ConfigException or StartupException)
 {
     Console.Error.WriteLine($"conduit: {e.Message}");
     return 2;
 }
+
+await using (app)
+{
+    try
+    {
+        await app.StartAsync();
+    }
+    catch (Exception e) when (StartupReport.ListenFailure(e) is { } reason)
+    {
+        Console.Error.WriteLine($"conduit: cannot listen on {ConduitHost.ListenEndpoint(app.Services.GetRequiredService<GlobalConfig>(), role)}: {reason}");
+        return 2;
+    }
+    await app.WaitForShutdownAsync();
+}
+return 0;

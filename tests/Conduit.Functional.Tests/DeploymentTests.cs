@@ -1,7 +1,9 @@
 using System.Collections;
 using System.Net;
+using System.Net.Sockets;
 using Conduit.Common.Config;
 using Conduit.Common.Routing;
+using Conduit.Edge;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
 
@@ -37,17 +39,137 @@ public sealed class InternalPortTests(SplitFixture server) : IClassFixture<Split
     {
         using var http = new HttpClient();
         // The keys service's own listener, asked directly for a Matrix path with a forged caller.
-        using var req = new HttpRequestMessage(HttpMethod.Get, $"http://127.0.0.1:{server.FirstInternalPort}/_matrix/client/v3/account/whoami");
+        using var req = new HttpRequestMessage(HttpMethod.Get, $"{server.Addresses["keys"]}/_matrix/client/v3/account/whoami");
         req.Headers.Add("X-Conduit-User", "@admin:test.local");
         (req.Version, req.VersionPolicy) = (HttpVersion.Version20, HttpVersionPolicy.RequestVersionExact);
         using var resp = await http.SendAsync(req);
         Assert.Equal(HttpStatusCode.Forbidden, resp.StatusCode);
         Assert.Contains("M_FORBIDDEN", await resp.Content.ReadAsStringAsync());
         // With the secret the same listener answers (this is what the edge does).
-        using var ok = new HttpRequestMessage(HttpMethod.Get, $"http://127.0.0.1:{server.FirstInternalPort}/_matrix/client/v3/register/available?username=free");
+        using var ok = new HttpRequestMessage(HttpMethod.Get, $"{server.Addresses["keys"]}/_matrix/client/v3/register/available?username=free");
         ok.Headers.Add("x-conduit-internal", server.Secret);
         (ok.Version, ok.VersionPolicy) = (HttpVersion.Version20, HttpVersionPolicy.RequestVersionExact);
         Assert.Equal(HttpStatusCode.OK, (await http.SendAsync(ok)).StatusCode);
+    }
+
+    [Fact]
+    public void Each_part_says_its_role_and_the_internal_listener_it_opened()
+    {
+        foreach (var role in new[] { "keys", "rooms", "sync", "federation", "media" })
+        {
+            var log = server.Log(role);
+            Assert.Contains($"conduit: split mode, role {role}; config: ", log);
+            Assert.Contains($"{StartupReport.ListeningPrefix}{server.Addresses[role]} (internal listener", log);
+            Assert.Contains("conduit: database: ", log);
+        }
+        var edge = server.Log("edge");
+        Assert.Contains("conduit: split mode, role edge; config: ", edge);
+        Assert.Contains($"{StartupReport.ListeningPrefix}{server.BaseUrl}", edge);
+        Assert.Contains($"rooms {server.Addresses["rooms"]}", edge);
+        // The split script's own CONDUIT_DLL is not a config key: no warning about it.
+        Assert.DoesNotContain("dll", edge, StringComparison.OrdinalIgnoreCase);
+    }
+}
+
+/// <summary>The real executable started as a person starts it: what it says at start, and how it refuses to.</summary>
+public sealed class StartupTests
+{
+    static string Dir() => Directory.CreateTempSubdirectory("conduit-start-").FullName;
+
+    [Fact]
+    public async Task The_startup_summary_names_the_config_server_backend_database_address_and_registration()
+    {
+        var dir = Dir();
+        var config = Path.Combine(dir, "conduit.toml");
+        File.WriteAllText(config, $"""
+            [global]
+            server_name = "summary.test"
+            database_backend = "sqlite"
+            database_path = "{Path.Combine(dir, "db")}"
+            address = "127.0.0.1"
+            port = 0
+            allow_registration = true
+            """);
+        await using var p = ConduitProcess.Start(new Dictionary<string, string>
+        {
+            ["CONDUIT_CONFIG"] = config,
+            ["CONDUIT_ALLOW_REGISTRATION"] = "false",
+            ["CONDUIT_DLL"] = "/not/a/config/key.dll",
+        });
+        var url = await p.ListeningAsync();
+        Assert.Matches(@"^http://127\.0\.0\.1:[1-9][0-9]*$", url);
+        using var http = new HttpClient();
+        Assert.Equal(HttpStatusCode.OK, (await http.GetAsync(url + "/_matrix/client/versions")).StatusCode);
+        var lines = p.Stdout;
+        Assert.Contains($"conduit: all-in-one; config: {config}, with CONDUIT_ALLOW_REGISTRATION from the environment", lines);
+        Assert.Contains("conduit: server name: summary.test", lines);
+        Assert.Contains($"conduit: database: sqlite at {Path.Combine(dir, "db")}", lines);
+        Assert.Contains("conduit: registration: closed (allow_registration = false)", lines);
+        Assert.Contains($"conduit: listening on {url}", lines);
+        // Said once, and nothing else at the default log level: no warning about CONDUIT_DLL, no hosting chatter.
+        Assert.Single(lines, l => l.StartsWith(StartupReport.ListeningPrefix, StringComparison.Ordinal));
+        Assert.Empty(p.Stderr);
+        Assert.DoesNotContain(lines, l => l.Contains("dll", StringComparison.OrdinalIgnoreCase));
+    }
+
+    [Fact]
+    public async Task The_embedded_default_is_named_as_such()
+    {
+        var dir = Dir();
+        await using var p = ConduitProcess.Start(new Dictionary<string, string>
+        {
+            ["CONDUIT_PORT"] = "0",
+            ["CONDUIT_DATABASE_PATH"] = Path.Combine(dir, "db"),
+        });
+        var url = await p.ListeningAsync();
+        Assert.Contains("conduit: all-in-one; config: the embedded default (CONDUIT_CONFIG is not set), with CONDUIT_DATABASE_PATH, CONDUIT_PORT from the environment", p.Stdout);
+        Assert.Contains("conduit: server name: localhost", p.Stdout);
+        Assert.Contains($"conduit: database: rocksdb at {Path.Combine(dir, "db")}", p.Stdout);
+        Assert.Contains("conduit: registration: open to anyone who can reach the server", p.Stdout);
+        Assert.Contains($"conduit: listening on {url}", p.Stdout);
+    }
+
+    [Fact]
+    public async Task A_port_already_in_use_is_one_line_naming_the_address_and_exit_code_2()
+    {
+        // Held open for the whole test, so the port is certainly taken (nothing is chosen first and bound later).
+        using var taken = new TcpListener(IPAddress.Loopback, 0);
+        taken.Start();
+        var port = ((IPEndPoint)taken.LocalEndpoint).Port;
+        await using var p = ConduitProcess.Start(new Dictionary<string, string>
+        {
+            ["CONDUIT_PORT"] = port.ToString(),
+            ["CONDUIT_DATABASE_PATH"] = Path.Combine(Dir(), "db"),
+        });
+        Assert.Equal(2, await p.ExitCodeAsync());
+        Assert.Equal([$"conduit: cannot listen on 127.0.0.1:{port}: address already in use"], p.Stderr);
+        Assert.DoesNotContain(p.Stdout, l => l.Contains("Exception") || l.Contains("listening on"));
+    }
+
+    [Fact]
+    public async Task An_address_that_is_not_this_machines_is_one_line_and_exit_code_2()
+    {
+        // 192.0.2.0/24 is TEST-NET-1 (RFC 5737): never assigned to a host.
+        await using var p = ConduitProcess.Start(new Dictionary<string, string>
+        {
+            ["CONDUIT_ADDRESS"] = "192.0.2.1",
+            ["CONDUIT_PORT"] = "0",
+            ["CONDUIT_DATABASE_PATH"] = Path.Combine(Dir(), "db"),
+        });
+        Assert.Equal(2, await p.ExitCodeAsync());
+        Assert.Equal(["conduit: cannot listen on 192.0.2.1:0: the address is not one of this machine's (see 'address' in the config)"], p.Stderr);
+    }
+
+    [Fact]
+    public async Task A_database_another_server_holds_is_one_line_and_exit_code_2()
+    {
+        var db = Path.Combine(Dir(), "db");
+        await using var first = ConduitProcess.Start(new Dictionary<string, string> { ["CONDUIT_PORT"] = "0", ["CONDUIT_DATABASE_PATH"] = db });
+        await first.ListeningAsync();
+        await using var second = ConduitProcess.Start(new Dictionary<string, string> { ["CONDUIT_PORT"] = "0", ["CONDUIT_DATABASE_PATH"] = db });
+        Assert.Equal(2, await second.ExitCodeAsync());
+        var line = Assert.Single(second.Stderr);
+        Assert.StartsWith($"conduit: cannot open the rocksdb database at {db}: ", line);
     }
 }
 
@@ -93,6 +215,75 @@ public sealed class ConfigTests
         Assert.Equal("env.example", c.Global.ServerName);
         Assert.False(c.Global.AllowRegistration);
         Assert.Equal("http://10.0.0.2:6172", c.Global.Services.Rooms);
+    }
+
+    [Fact]
+    public void Environment_variables_that_name_no_config_key_are_not_ours_and_ignored_silently()
+    {
+        // Our scripts' own variables, and keys no config table has, nested or not.
+        var env = new Hashtable
+        {
+            ["CONDUIT_DLL"] = "/x/conduit.dll", ["CONDUIT_BIN"] = "/x/conduit", ["CONDUIT_URL"] = "http://127.0.0.1:1",
+            ["CONDUIT_ARTIFACTS"] = "/tmp/a", ["CONDUIT_SERVICES__NOPE"] = "1", ["CONDUIT_NOPE__DEEPER"] = "x",
+            ["CONDUIT_PORT"] = "8448", ["CONDUIT_WELL_KNOWN__CLIENT"] = "https://m.example", ["CONDUIT_TLS__CERTS"] = "/c.pem",
+        };
+        var c = ConfigLoader.Parse("[global]\nserver_name = \"file.example\"\n", "conduit.toml", env);
+        Assert.Empty(c.Warnings);
+        Assert.Equal(["CONDUIT_PORT", "CONDUIT_TLS__CERTS", "CONDUIT_WELL_KNOWN__CLIENT"], c.Overrides);
+        Assert.Equal((8448, "https://m.example", "/c.pem"), (c.Global.Port, c.Global.WellKnown.Client, c.Global.Tls!.Certs));
+        // The same unknown keys in the file are still a warning each: the file is only ever config.
+        var f = ConfigLoader.Parse("[global]\ndll = \"x\"\n[global.services]\nnope = 1\n", "conduit.toml", env);
+        Assert.Equal(["conduit.toml: unknown config key 'global.dll' is ignored", "conduit.toml: unknown config key 'global.services.nope' is ignored"], f.Warnings);
+    }
+
+    [Fact]
+    public void Every_key_of_the_config_classes_can_be_set_from_the_environment()
+    {
+        // Which keys are known comes from the config classes themselves (their source-generated reader), not from a
+        // list kept beside GlobalConfig: any key of any table may be set, including ones added later. A value that
+        // reads as a TOML number where the key takes a string is that string (room version "10").
+        var env = new Hashtable
+        {
+            ["CONDUIT_MAX_CONCURRENT_REQUESTS"] = "7", ["CONDUIT_TRUSTED_SERVERS"] = "[\"a.example\"]",
+            ["CONDUIT_DEFAULT_ROOM_VERSION"] = "10", ["CONDUIT_TURN_TTL"] = "60", ["CONDUIT_REGISTRATION_TOKEN"] = "t",
+            ["CONDUIT_SERVICES__INTERNAL_SECRET"] = "s",
+        };
+        var c = ConfigLoader.Parse("[global]\n", "c.toml", env).Global;
+        Assert.Equal((7, "a.example", "10", 60L, "t", "s"),
+            (c.MaxConcurrentRequests, c.TrustedServers.Single(), c.DefaultRoomVersion, c.TurnTtl, c.RegistrationToken, c.Services.InternalSecret));
+    }
+
+    [Fact]
+    public void A_bad_value_from_the_environment_names_the_variable_and_the_key()
+    {
+        var e = Assert.Throws<ConfigException>(() => ConfigLoader.Parse("[global]\n", "conduit.toml", new Hashtable { ["CONDUIT_PORT"] = "eighty" }));
+        Assert.Contains("CONDUIT_PORT", e.Message);
+        Assert.Contains("global.port", e.Message);
+    }
+
+    [Fact]
+    public void Port_0_means_any_free_port_and_out_of_range_ports_are_refused()
+    {
+        Assert.Equal(0, ConfigLoader.Parse("[global]\nport = 0\n", "c.toml", new Hashtable()).Global.Port);
+        Assert.Equal(0, ConfigLoader.Parse("[global]\n", "c.toml", new Hashtable { ["CONDUIT_PORT"] = "0" }).Global.Port);
+        foreach (var bad in new[] { "-1", "65536" })
+            Assert.Contains("global.port", Assert.Throws<ConfigException>(() => ConfigLoader.Parse($"[global]\nport = {bad}\n", "c.toml", new Hashtable())).Message);
+        Assert.Contains("global.address", Assert.Throws<ConfigException>(() => ConfigLoader.Parse("[global]\naddress = \"example.org\"\n", "c.toml", new Hashtable())).Message);
+    }
+
+    [Fact]
+    public void A_split_service_address_needs_a_fixed_port()
+    {
+        // Peers dial the address in [global.services] before the service has started: port 0 could not be found.
+        var loaded = ConfigLoader.Parse("""
+            [global]
+            database_path = "unused"
+            [global.services]
+            internal_secret = "s"
+            rooms = "http://127.0.0.1:0"
+            """, "c.toml", new Hashtable());
+        var e = Assert.Throws<ConfigException>(() => ConduitHost.Build(loaded, "sync"));
+        Assert.Contains("global.services.rooms", e.Message);
     }
 
     [Fact]

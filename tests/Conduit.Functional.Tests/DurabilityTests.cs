@@ -1,6 +1,4 @@
-using System.Diagnostics;
 using System.Text.Json.Nodes;
-using Conduit.Edge;
 using static Conduit.Functional.Tests.MatrixClient;
 
 namespace Conduit.Functional.Tests;
@@ -11,42 +9,29 @@ public sealed class DurabilityTests
     sealed class ProcessServer : ServerFixture
     {
         readonly string _backend;
-        Process? _p;
-        readonly int _port = FreePort();
+        ConduitProcess? _p;
         public override string Mode => "process";
         public ProcessServer(string backend, string work) { _backend = backend; WorkDir = work; }
         public string WorkDir { get; }
 
         public override async Task InitializeAsync()
         {
-            var psi = new ProcessStartInfo("dotnet", [typeof(ConduitHost).Assembly.Location]) { RedirectStandardOutput = true, RedirectStandardError = true };
-            psi.Environment["CONDUIT_CONFIG"] = "";
-            psi.Environment["CONDUIT_SERVER_NAME"] = ServerName;
-            psi.Environment["CONDUIT_PORT"] = _port.ToString();
-            psi.Environment["CONDUIT_DATABASE_PATH"] = Path.Combine(WorkDir, "db");
-            psi.Environment["CONDUIT_DATABASE_BACKEND"] = _backend;
-            _p = Process.Start(psi)!;
-            _p.OutputDataReceived += (_, _) => { };
-            _p.ErrorDataReceived += (_, _) => { };
-            _p.BeginOutputReadLine();
-            _p.BeginErrorReadLine();
-            BaseUrl = $"http://127.0.0.1:{_port}";
-            for (var i = 0; i < 150; i++)
+            _p = ConduitProcess.Start(new Dictionary<string, string>
             {
-                try { if ((await Http.GetAsync(BaseUrl + "/_matrix/client/versions")).IsSuccessStatusCode) return; }
-                catch (HttpRequestException) { }
-                await Task.Delay(200);
-            }
-            throw new InvalidOperationException("server did not start");
+                ["CONDUIT_SERVER_NAME"] = ServerName,
+                ["CONDUIT_PORT"] = "0",
+                ["CONDUIT_DATABASE_PATH"] = Path.Combine(WorkDir, "db"),
+                ["CONDUIT_DATABASE_BACKEND"] = _backend,
+            });
+            BaseUrl = await _p.ListeningAsync();
         }
 
-        public void KillHard() => _p!.Kill(entireProcessTree: true);
+        public void KillHard() => _p!.Kill();
 
-        public override Task DisposeAsync()
+        public override async Task DisposeAsync()
         {
-            if (_p is { HasExited: false }) _p.Kill(true);
+            if (_p is not null) await _p.DisposeAsync();
             Http.Dispose();
-            return Task.CompletedTask;
         }
     }
 

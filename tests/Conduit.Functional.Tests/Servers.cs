@@ -1,7 +1,5 @@
 using System.Collections;
 using System.Diagnostics;
-using System.Net;
-using System.Net.Sockets;
 using Conduit.Common.Config;
 using Conduit.Edge;
 using Microsoft.AspNetCore.Builder;
@@ -27,13 +25,6 @@ public abstract class ServerFixture : IAsyncLifetime
     public abstract Task InitializeAsync();
     public abstract Task DisposeAsync();
 
-    public static int FreePort()
-    {
-        using var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        return ((IPEndPoint)l.LocalEndpoint).Port;
-    }
-
     // From the test binaries (artifacts/ inside the repository), else from this source file: with CONDUIT_ARTIFACTS
     // the binaries live outside the repository.
     public static string RepoRoot([System.Runtime.CompilerServices.CallerFilePath] string sourceFile = "")
@@ -48,7 +39,8 @@ public abstract class ServerFixture : IAsyncLifetime
     }
 }
 
-/// <summary>All-in-one: the real host (edge and every service in one process) on a loopback port.</summary>
+/// <summary>All-in-one: the real host (edge and every service in one process) on a loopback port the system picks
+/// when it binds (port 0), read back from the server: no port is chosen first and bound later.</summary>
 public class AllInOneFixture : ServerFixture
 {
     WebApplication? _app;
@@ -64,7 +56,7 @@ public class AllInOneFixture : ServerFixture
             [global]
             server_name = "{ServerName}"
             address = "127.0.0.1"
-            port = {FreePort()}
+            port = 0
             database_path = "{Path.Combine(Work, "db")}"
             database_backend = "{Backend}"
             {Registration}
@@ -93,18 +85,17 @@ public sealed class AllInOneSqliteFixture : AllInOneFixture
     protected override string Backend => "sqlite";
 }
 
-/// <summary>Split: six processes started by scripts/split-up.sh, the same script a person uses.</summary>
+/// <summary>Split: six processes started by scripts/split-up.sh, the same script a person uses, in its mode that
+/// chooses every port itself (and retries when one turns out taken).</summary>
 public class SplitFixture : ServerFixture
 {
     public override string Mode => "split";
-    public int FirstInternalPort { get; private set; }
     public string Secret { get; } = "test-secret-" + Guid.NewGuid().ToString("N");
+    /// <summary>Each part's address as split-up.sh wrote it to WORKDIR/ports: "edge", "keys", ...</summary>
+    public IReadOnlyDictionary<string, string> Addresses { get; private set; } = new Dictionary<string, string>();
 
     public override async Task InitializeAsync()
     {
-        var edge = FreePort();
-        // Five consecutive free ports for the services.
-        FirstInternalPort = FreePort();
         var root = RepoRoot();
         File.WriteAllText(Path.Combine(Work, "conduit.toml"), $"""
             [global]
@@ -113,7 +104,7 @@ public class SplitFixture : ServerFixture
             max_request_size = 1_000_000
             {ExtraConfig}
             """);
-        var psi = new ProcessStartInfo("bash", [Path.Combine(root, "scripts", "split-up.sh"), Work, edge.ToString(), FirstInternalPort.ToString()])
+        var psi = new ProcessStartInfo("bash", [Path.Combine(root, "scripts", "split-up.sh"), Work, "auto"])
         {
             RedirectStandardError = true,
             RedirectStandardOutput = true,
@@ -122,16 +113,94 @@ public class SplitFixture : ServerFixture
         psi.Environment["CONDUIT_CONFIG"] = Path.Combine(Work, "conduit.toml");
         psi.Environment["CONDUIT_SERVICES__INTERNAL_SECRET"] = Secret;
         using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
         var err = await p.StandardError.ReadToEndAsync();
         await p.WaitForExitAsync();
         if (p.ExitCode != 0) throw new InvalidOperationException($"split-up.sh failed ({p.ExitCode}): {err}");
-        BaseUrl = $"http://127.0.0.1:{edge}";
+        BaseUrl = (await stdout).Trim();
+        Addresses = File.ReadAllLines(Path.Combine(Work, "ports")).Select(l => l.Split(' ', 2)).ToDictionary(f => f[0], f => f[1]);
     }
+
+    /// <summary>What a part wrote to its log (stdout and stderr) so far.</summary>
+    public string Log(string role) => File.ReadAllText(Path.Combine(Work, role + ".log"));
 
     public override async Task DisposeAsync()
     {
         using var p = Process.Start("bash", [Path.Combine(RepoRoot(), "scripts", "split-down.sh"), Work]);
         await p.WaitForExitAsync();
         Http.Dispose();
+    }
+}
+
+/// <summary>
+/// The real `conduit` executable in a child process, as a person starts it, with only the CONDUIT_* variables the
+/// test gives. Its address comes from its startup summary, so it can listen on port 0.
+/// </summary>
+public sealed class ConduitProcess : IAsyncDisposable
+{
+    readonly Process _p;
+    readonly List<string> _stdout = [], _stderr = [];
+    readonly TaskCompletionSource<string> _listening = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    ConduitProcess(Process p) => _p = p;
+
+    public static ConduitProcess Start(IReadOnlyDictionary<string, string> environment, params string[] args)
+    {
+        var psi = new ProcessStartInfo("dotnet", [typeof(ConduitHost).Assembly.Location, .. args])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        foreach (var k in psi.Environment.Keys.Where(k => k.StartsWith("CONDUIT_", StringComparison.Ordinal)).ToList())
+            psi.Environment.Remove(k);
+        foreach (var (k, v) in environment) psi.Environment[k] = v;
+        var cp = new ConduitProcess(new Process { StartInfo = psi });
+        cp._p.OutputDataReceived += (_, e) =>
+        {
+            if (e.Data is null) return;
+            lock (cp._stdout) cp._stdout.Add(e.Data);
+            if (e.Data.StartsWith(StartupReport.ListeningPrefix, StringComparison.Ordinal))
+                cp._listening.TrySetResult(e.Data[StartupReport.ListeningPrefix.Length..].Split(' ')[0]);
+        };
+        cp._p.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (cp._stderr) cp._stderr.Add(e.Data); };
+        cp._p.Start();
+        cp._p.BeginOutputReadLine();
+        cp._p.BeginErrorReadLine();
+        return cp;
+    }
+
+    public IReadOnlyList<string> Stdout { get { lock (_stdout) return [.. _stdout]; } }
+    public IReadOnlyList<string> Stderr { get { lock (_stderr) return [.. _stderr]; } }
+
+    /// <summary>The URL from "conduit: listening on URL"; fails with the output if the process exits first.</summary>
+    public async Task<string> ListeningAsync(TimeSpan? timeout = null)
+    {
+        using var cts = new CancellationTokenSource(timeout ?? TimeSpan.FromSeconds(60));
+        var exited = _p.WaitForExitAsync(cts.Token);
+        var first = await Task.WhenAny(_listening.Task, exited);
+        if (first == _listening.Task) return await _listening.Task;
+        await exited.ContinueWith(_ => { }, TaskScheduler.Default);
+        throw new InvalidOperationException(_p.HasExited
+            ? $"conduit exited with code {_p.ExitCode} before listening:\n{string.Join('\n', Stdout.Concat(Stderr))}"
+            : $"conduit did not say where it listens within the timeout:\n{string.Join('\n', Stdout.Concat(Stderr))}");
+    }
+
+    public async Task<int> ExitCodeAsync(TimeSpan? timeout = null)
+    {
+        using var cts = new CancellationTokenSource(timeout ?? TimeSpan.FromSeconds(60));
+        await _p.WaitForExitAsync(cts.Token);
+        return _p.ExitCode;
+    }
+
+    public void Kill() => _p.Kill(entireProcessTree: true);
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!_p.HasExited)
+        {
+            _p.Kill(entireProcessTree: true);
+            await _p.WaitForExitAsync();
+        }
+        _p.Dispose();
     }
 }

@@ -9,12 +9,21 @@ namespace Conduit.Common.Config;
 /// <summary>A config that cannot be used; the message names the file, line and key.</summary>
 public sealed class ConfigException(string message) : Exception(message);
 
-public sealed record LoadedConfig(GlobalConfig Global, string Source, IReadOnlyList<string> Warnings);
+public sealed record LoadedConfig(GlobalConfig Global, string Source, IReadOnlyList<string> Warnings)
+{
+    /// <summary>The CONDUIT_* environment variables that set a config key (said at start, so a person sees them).</summary>
+    public IReadOnlyList<string> Overrides { get; init; } = [];
+
+    /// <summary>True when no file was read (CONDUIT_CONFIG unset or empty).</summary>
+    public bool IsEmbeddedDefault => Source == ConfigLoader.EmbeddedDefaultSource;
+}
 
 /// <summary>
 /// Reads conduit.toml from CONDUIT_CONFIG (or the embedded default when unset or empty, as Conduit's
 /// container images do), then applies CONDUIT_&lt;KEY&gt; environment overrides to [global]
 /// (CONDUIT_PORT=8448; nested tables with "__": CONDUIT_WELL_KNOWN__CLIENT, CONDUIT_SERVICES__ROOMS).
+/// A CONDUIT_* variable that names no config key is not ours (scripts use CONDUIT_DLL, CONDUIT_URL, ...) and is
+/// ignored without a word, while an unknown key in the file is a warning: the file is only ever config.
 /// </summary>
 public static class ConfigLoader
 {
@@ -33,6 +42,8 @@ public static class ConfigLoader
         log = "warn"
         """;
 
+    public const string EmbeddedDefaultSource = "(embedded default config)";
+
     public static LoadedConfig Load(IDictionary? environment = null)
     {
         environment ??= Environment.GetEnvironmentVariables();
@@ -41,7 +52,7 @@ public static class ConfigLoader
         if (string.IsNullOrWhiteSpace(path))
         {
             text = EmbeddedDefault;
-            source = "(embedded default config)";
+            source = EmbeddedDefaultSource;
         }
         else
         {
@@ -58,39 +69,89 @@ public static class ConfigLoader
     public static LoadedConfig Parse(string text, string source, IDictionary? environment = null)
     {
         var file = Deserialize(text, source);
-        var overrides = EnvOverrides(environment);
+        var where = source; // what an error names: the file, and the variables that changed it
+        var overrides = new List<(string Variable, string[] Path, object Value)>();
+        foreach (var (variable, keyPath, raw) in EnvOverrides(environment))
+            if (IsConfigKey(keyPath, raw, out var value)) overrides.Add((variable, keyPath, value));
         if (overrides.Count > 0)
         {
             var model = TomlSerializer.Deserialize(text, ConfigTomlContext.Default.TomlTable) ?? new TomlTable();
-            if (!model.TryGetValue("global", out var g) || g is not TomlTable global)
-                model["global"] = global = new TomlTable();
-            foreach (var (keyPath, value) in overrides)
-            {
-                var table = global;
-                for (var i = 0; i < keyPath.Length - 1; i++)
-                {
-                    if (!table.TryGetValue(keyPath[i], out var sub) || sub is not TomlTable st)
-                        table[keyPath[i]] = st = new TomlTable();
-                    table = st;
-                }
-                table[keyPath[^1]] = value;
-            }
-            file = Deserialize(TomlSerializer.Serialize(model, ConfigTomlContext.Default.TomlTable), source + " with CONDUIT_* environment overrides");
+            foreach (var (_, keyPath, value) in overrides) Set(model, keyPath, value);
+            where += " with " + string.Join(", ", overrides.Select(o => o.Variable));
+            file = Deserialize(TomlSerializer.Serialize(model, ConfigTomlContext.Default.TomlTable), where);
         }
         var warnings = new List<string>();
-        Unknown(file.Unknown, "", warnings, source);
-        Unknown(file.Global.Unknown, "global.", warnings, source);
-        Unknown(file.Global.WellKnown.Unknown, "global.well_known.", warnings, source);
-        Unknown(file.Global.Tls?.Unknown, "global.tls.", warnings, source);
-        Unknown(file.Global.Services.Unknown, "global.services.", warnings, source);
-        var limits = file.Global.RateLimits;
-        Unknown(limits.Unknown, "global.rate_limits.", warnings, source);
-        Unknown(limits.Login.Unknown, "global.rate_limits.login.", warnings, source);
-        Unknown(limits.Joins.Unknown, "global.rate_limits.joins.", warnings, source);
-        Unknown(limits.Invites.Unknown, "global.rate_limits.invites.", warnings, source);
-        foreach (var (key, limit) in limits.Each()) Unknown(limit.Unknown, $"global.rate_limits.{key}.", warnings, source);
-        Validate(file.Global, source);
-        return new LoadedConfig(file.Global, source, warnings);
+        foreach (var key in UnknownKeys(file)) warnings.Add($"{source}: unknown config key '{key}' is ignored");
+        Validate(file.Global, where);
+        return new LoadedConfig(file.Global, source, warnings) { Overrides = overrides.Select(o => o.Variable).ToList() };
+    }
+
+    // [global] a.b.c = value, creating the tables on the way.
+    static void Set(TomlTable model, string[] keyPath, object value)
+    {
+        if (!model.TryGetValue("global", out var g) || g is not TomlTable table)
+            model["global"] = table = new TomlTable();
+        for (var i = 0; i < keyPath.Length - 1; i++)
+        {
+            if (!table.TryGetValue(keyPath[i], out var sub) || sub is not TomlTable st)
+                table[keyPath[i]] = st = new TomlTable();
+            table = st;
+        }
+        table[keyPath[^1]] = value;
+    }
+
+    /// <summary>
+    /// Whether [global] a.b names a key of the config classes, and the value to give it. The source-generated
+    /// deserializer is the catalogue: a document holding only that key is read, and the key is ours unless it lands
+    /// in an extension-data dictionary. So a key added to <see cref="GlobalConfig"/> is known here with no list to
+    /// keep, and no reflection (Native AOT). A value that reads as TOML but not as the key's type is given as the
+    /// string it was (CONDUIT_DEFAULT_ROOM_VERSION=10); one that fits neither is kept for the real parse to report
+    /// with the key's name: an unknown key never fails to read, so a failure means the key is ours.
+    /// </summary>
+    static bool IsConfigKey(string[] keyPath, string raw, out object value)
+    {
+        value = ParseValue(raw);
+        if (keyPath.Any(string.IsNullOrEmpty)) return false;
+        if (Probe(keyPath, value) is { } known) return known;
+        if (value is not string && Probe(keyPath, raw) is not null) value = raw;
+        return true;
+    }
+
+    // True: a known key with a value of its type; false: an unknown key; null: a known key, a value it cannot take.
+    static bool? Probe(string[] keyPath, object value)
+    {
+        var probe = new TomlTable();
+        Set(probe, keyPath, value);
+        try
+        {
+            var file = TomlSerializer.Deserialize(TomlSerializer.Serialize(probe, ConfigTomlContext.Default.TomlTable), ConfigTomlContext.Default.ConfigFile);
+            return file is null || !UnknownKeys(file).Any();
+        }
+        catch (TomlException)
+        {
+            return null;
+        }
+    }
+
+    // Every table that keeps unknown keys (a [TomlExtensionData] dictionary), with its dotted prefix.
+    static IEnumerable<string> UnknownKeys(ConfigFile file)
+    {
+        (Dictionary<string, object?>? Extra, string Prefix)[] tables =
+        [
+            (file.Unknown, ""),
+            (file.Global.Unknown, "global."),
+            (file.Global.WellKnown.Unknown, "global.well_known."),
+            (file.Global.Tls?.Unknown, "global.tls."),
+            (file.Global.Services.Unknown, "global.services."),
+            (file.Global.RateLimits.Unknown, "global.rate_limits."),
+            (file.Global.RateLimits.Login.Unknown, "global.rate_limits.login."),
+            (file.Global.RateLimits.Joins.Unknown, "global.rate_limits.joins."),
+            (file.Global.RateLimits.Invites.Unknown, "global.rate_limits.invites."),
+            .. file.Global.RateLimits.Each().Select(e => (e.Limit.Unknown, $"global.rate_limits.{e.Key}.")),
+        ];
+        foreach (var (extra, prefix) in tables)
+            if (extra is not null)
+                foreach (var k in extra.Keys) yield return prefix + k;
     }
 
     static ConfigFile Deserialize(string text, string source)
@@ -140,21 +201,17 @@ public static class ConfigLoader
         return table is null ? key : $"{table}.{key}";
     }
 
-    static void Unknown(Dictionary<string, object?>? extra, string prefix, List<string> warnings, string source)
-    {
-        if (extra is null) return;
-        foreach (var k in extra.Keys)
-            warnings.Add($"{source}: unknown config key '{prefix}{k}' is ignored");
-    }
-
     static void Validate(GlobalConfig g, string source)
     {
         if (string.IsNullOrWhiteSpace(g.ServerName) || g.ServerName.Any(char.IsWhiteSpace))
             throw new ConfigException($"{source}: key 'global.server_name' must be a server name such as example.org");
         if (g.DatabaseBackend is not ("rocksdb" or "sqlite"))
             throw new ConfigException($"{source}: key 'global.database_backend' must be \"rocksdb\" or \"sqlite\", not \"{g.DatabaseBackend}\"");
-        if (g.Port is <= 0 or > 65535)
-            throw new ConfigException($"{source}: key 'global.port' must be between 1 and 65535");
+        if (!System.Net.IPAddress.TryParse(g.Address, out _))
+            throw new ConfigException($"{source}: key 'global.address' must be an IP address such as 127.0.0.1 or 0.0.0.0, not \"{g.Address}\"");
+        // 0: the system picks a free port when the server starts; the startup summary says which.
+        if (g.Port is < 0 or > 65535)
+            throw new ConfigException($"{source}: key 'global.port' must be between 0 and 65535 (0: any free port)");
         if (g.MaxRequestSize <= 0)
             throw new ConfigException($"{source}: key 'global.max_request_size' must be positive");
         if (g.MaxConcurrentRequests <= 0)
@@ -173,17 +230,19 @@ public static class ConfigLoader
         }
     }
 
-    static List<(string[] Path, object Value)> EnvOverrides(IDictionary? env)
+    static List<(string Variable, string[] Path, string Value)> EnvOverrides(IDictionary? env)
     {
-        var list = new List<(string[], object)>();
+        var list = new List<(string, string[], string)>();
         if (env is null) return list;
         foreach (DictionaryEntry e in env)
         {
             if (e.Key is not string k || !k.StartsWith("CONDUIT_", StringComparison.Ordinal) || k == "CONDUIT_CONFIG") continue;
             if (e.Value is not string v) continue;
             var path = k["CONDUIT_".Length..].ToLowerInvariant().Split("__");
-            list.Add((path, ParseValue(v)));
+            list.Add((k, path, v));
         }
+        // Environment order is arbitrary; a stable order keeps the startup summary stable.
+        list.Sort((a, b) => string.CompareOrdinal(a.Item1, b.Item1));
         return list;
     }
 
