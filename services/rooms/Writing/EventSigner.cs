@@ -25,7 +25,7 @@ public sealed partial class EventSigner(Protos.Federation.Federation.FederationC
     readonly CancellationTokenSource _stop = new();
     readonly TaskCompletionSource _first = new(TaskCreationOptions.RunContinuationsAsynchronously);
     volatile Key? _key;
-    int _started;
+    int _started, _disposed;
     long _signed;
 
     /// <summary>How many events this signer has signed (a figure for tests and diagnostics).</summary>
@@ -99,10 +99,11 @@ public sealed partial class EventSigner(Protos.Federation.Federation.FederationC
         }
     }
 
+    // Disposed once as a singleton and once as the hosted service it also is: the second call does nothing. The
+    // token source is not disposed, as the watch loop may still be reading it while it winds down.
     public void Dispose()
     {
-        _stop.Cancel();
-        _stop.Dispose();
+        if (Interlocked.Exchange(ref _disposed, 1) == 0) _stop.Cancel();
     }
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Signing key stream from the federation service broke; reconnecting in {DelayMs} ms: {Reason}")]
