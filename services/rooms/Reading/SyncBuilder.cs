@@ -272,7 +272,8 @@ public sealed class SyncBuilder(RoomStore rooms, StateStore states, ClientEvents
         public PartWriter(int partBytes)
         {
             _partBytes = partBytes;
-            _buffer = ArrayPool<byte>.Shared.Rent(Math.Min(partBytes, 16 * 1024) + 4096);
+            // A part and the event that crosses its size fit without growing (a room is cut after that event).
+            _buffer = ArrayPool<byte>.Shared.Rent(partBytes + 16 * 1024);
             Json = new Utf8JsonWriter(this);
         }
 
