@@ -23,7 +23,8 @@ public sealed class RoomsGrpcService(RoomStore rooms, RoomStream stream, SyncBui
         var filter = request.Filter is { } f ? FilterOf(f) : null;
         // Each part is sent before the next is built: the builder runs at the pace of the reader (bounded in
         // process by the invoker's channel, over HTTP/2 by flow control), and stops when the call is cancelled.
-        foreach (var part in sync.Build(request.UserId, request.DeviceId.Length > 0 ? request.DeviceId : null, request.Since, request.FullState, filter))
+        var deviceId = request.DeviceId.Length > 0 ? request.DeviceId : null;
+        foreach (var part in sync.Build(request.UserId, deviceId, request.Since, request.FullState, filter, request.WantJoinedRoomIds))
             await responseStream.WriteAsync(part, context.CancellationToken);
     }
 

@@ -46,12 +46,8 @@ public sealed class SyncEndpoints(AccountDataStore data, SyncNotifier notifier, 
         if (setPresence is not (null or "online" or "offline" or "unavailable")) throw Err.InvalidParam("Invalid set_presence");
         // The filter is parsed once, here; the rooms service gets its room part typed.
         var filter = ResolveFilter(c.UserId, ctx.Request.Query("filter"));
+        var roomFilter = filter is null ? null : SyncRoomsFilter.From(filter);
         var s = since ?? new SyncToken(0, 0);
-        var request = new SyncRoomsRequest
-        {
-            UserId = c.UserId, DeviceId = c.DeviceId, Since = s.Rooms, FullState = fullState,
-            Filter = filter is null ? null : SyncRoomsFilter.From(filter),
-        };
         var ct = ctx.RequestAborted;
         // Only an incremental sync without full_state waits for news; the others answer at once.
         var canWait = since is not null && !fullState;
@@ -77,6 +73,11 @@ public sealed class SyncEndpoints(AccountDataStore data, SyncNotifier notifier, 
                 }
                 else
                 {
+                    var request = new SyncRoomsRequest
+                    {
+                        UserId = c.UserId, DeviceId = c.DeviceId, Since = s.Rooms, FullState = fullState, Filter = roomFilter,
+                        WantJoinedRoomIds = accountData.Rooms.Count > 0,
+                    };
                     using var call = rooms.SyncRooms(request, cancellationToken: ct);
                     var parts = call.ResponseStream;
                     // Read before the response starts, so a failing rooms service is still a Matrix error.

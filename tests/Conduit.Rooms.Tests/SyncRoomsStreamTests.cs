@@ -153,7 +153,7 @@ public sealed class SyncRoomsStreamTests : IDisposable
         var service = new RoomsGrpcService(_h.Rooms, _h.Stream, _h.Builder, _h.Sender);
         var client = new Protos.Rooms.Rooms.RoomsClient(InProcessCallInvoker.Create(null, b => Protos.Rooms.Rooms.BindService(b, service)).WithMatrixErrors());
 
-        using var call = client.SyncRooms(new SyncRoomsRequest
+        var request = new SyncRoomsRequest
         {
             UserId = Alice,
             Filter = new SyncRoomFilter
@@ -161,10 +161,19 @@ public sealed class SyncRoomsStreamTests : IDisposable
                 Rooms = new StringList { Values = { RoomId(1), RoomId(2) } },
                 Timeline = new SyncEventFilter { Limit = 1 },
             },
-        });
-        var parts = new List<SyncRoomsPart>();
-        await foreach (var p in call.ResponseStream.ReadAllAsync()) parts.Add(p);
-        var r = SyncHarness.Assemble(parts);
+        };
+        async Task<SyncHarness.Result> Call(SyncRoomsRequest req)
+        {
+            using var call = client.SyncRooms(req);
+            var parts = new List<SyncRoomsPart>();
+            await foreach (var p in call.ResponseStream.ReadAllAsync()) parts.Add(p);
+            return SyncHarness.Assemble(parts);
+        }
+
+        // The joined rooms are listed only when asked for (sync asks when it has per-room account data to place).
+        Assert.Empty((await Call(request)).JoinedRoomIds);
+        request.WantJoinedRoomIds = true;
+        var r = await Call(request);
 
         Assert.Equal(4, r.JoinedRoomIds.Count);
         Assert.Equal([RoomId(1), RoomId(2)], r.Rooms["join"]!.AsObject().Select(kv => kv.Key));

@@ -37,16 +37,18 @@ public sealed class SyncBuilder(RoomStore rooms, StateStore states, ClientEvents
     };
 
     /// <summary>
-    /// The SyncRooms stream for a user: the head first, then the parts, each yielded as soon as it is full (or the
-    /// last one at the end). The caller sends each before asking for the next, so a slow reader slows the build.
+    /// The SyncRooms stream for a user: the head first (listing the joined rooms if <paramref name="withJoinedRoomIds"/>),
+    /// then the parts, each yielded as soon as it is full (or the last one at the end). The caller sends each before
+    /// asking for the next, so a slow reader slows the build.
     /// </summary>
-    public IEnumerable<SyncRoomsPart> Build(string userId, string? deviceId, long since, bool fullState, Filter? filter)
+    public IEnumerable<SyncRoomsPart> Build(string userId, string? deviceId, long since, bool fullState, Filter? filter, bool withJoinedRoomIds = true)
     {
         var upTo = stream.Position;
         var memberships = rooms.RoomsOf(userId).ToList();
         var head = new SyncRoomsHead { Position = upTo };
-        foreach (var (roomId, m) in memberships)
-            if (m.State == "join") head.JoinedRoomIds.Add(roomId);
+        if (withJoinedRoomIds)
+            foreach (var (roomId, m) in memberships)
+                if (m.State == "join") head.JoinedRoomIds.Add(roomId);
         yield return new SyncRoomsPart { Head = head };
 
         var roomFilter = filter?.Room;
