@@ -1,6 +1,5 @@
 using System.Text.Json.Nodes;
 using Conduit.Common.Events;
-using Conduit.Common.Http;
 using Conduit.Protos.Rooms;
 using Grpc.Core;
 
@@ -19,16 +18,45 @@ public sealed class RoomsGrpcService(RoomStore rooms, RoomStream stream, SyncBui
         }
     }
 
-    public override Task<SyncRoomsReply> SyncRooms(SyncRoomsRequest request, ServerCallContext context)
+    public override async Task SyncRooms(SyncRoomsRequest request, IServerStreamWriter<SyncRoomsPart> responseStream, ServerCallContext context)
     {
-        Filter? filter = null;
-        if (request.FilterJson.Length > 0)
-            filter = Filter.Parse(JsonNode.Parse(request.FilterJson) as JsonObject ?? throw Err.BadJson("filter must be an object"));
-        var r = sync.Build(request.UserId, request.DeviceId.Length > 0 ? request.DeviceId : null, request.Since, request.FullState, filter);
-        var reply = new SyncRoomsReply { RoomsJson = r.Rooms.ToJsonString(), Position = r.Position };
-        reply.JoinedRoomIds.AddRange(r.JoinedRoomIds);
-        return Task.FromResult(reply);
+        var filter = request.Filter is { } f ? FilterOf(f) : null;
+        // Each part is sent before the next is built: the builder runs at the pace of the reader (bounded in
+        // process by the invoker's channel, over HTTP/2 by flow control), and stops when the call is cancelled.
+        var deviceId = request.DeviceId.Length > 0 ? request.DeviceId : null;
+        foreach (var part in sync.Build(request.UserId, deviceId, request.Since, request.FullState, filter, request.WantJoinedRoomIds))
+            await responseStream.WriteAsync(part, context.CancellationToken);
     }
+
+    /// <summary>The filter sync parsed, back in the type the builder applies (its room part is all that travels).</summary>
+    internal static Filter FilterOf(SyncRoomFilter f) => new()
+    {
+        Room = new RoomFilter
+        {
+            Rooms = ListOf(f.Rooms),
+            NotRooms = ListOf(f.NotRooms),
+            IncludeLeave = f.IncludeLeave,
+            Timeline = EventFilterOf(f.Timeline),
+            State = EventFilterOf(f.State),
+        },
+    };
+
+    static RoomEventFilter EventFilterOf(SyncEventFilter? f) => f is null ? new RoomEventFilter() : new RoomEventFilter
+    {
+        Limit = f.HasLimit ? f.Limit : null,
+        Types = ListOf(f.Types_),
+        NotTypes = ListOf(f.NotTypes),
+        Senders = ListOf(f.Senders),
+        NotSenders = ListOf(f.NotSenders),
+        Rooms = ListOf(f.Rooms),
+        NotRooms = ListOf(f.NotRooms),
+        ContainsUrl = f.HasContainsUrl ? f.ContainsUrl : null,
+        LazyLoadMembers = f.LazyLoadMembers,
+        IncludeRedundantMembers = f.IncludeRedundantMembers,
+        UnreadThreadNotifications = f.UnreadThreadNotifications,
+    };
+
+    static string[]? ListOf(StringList? l) => l is null ? null : [.. l.Values];
 
     public override Task<GetMembershipReply> GetMembership(GetMembershipRequest request, ServerCallContext context)
         => Task.FromResult(new GetMembershipReply

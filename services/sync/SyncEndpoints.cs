@@ -4,6 +4,7 @@ using Conduit.Common.Http;
 using Conduit.Common.Routing;
 using Conduit.Protos.Rooms;
 using Conduit.Sync.PushRules;
+using Grpc.Core;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 
@@ -43,119 +44,108 @@ public sealed class SyncEndpoints(AccountDataStore data, SyncNotifier notifier, 
         timeout = Math.Min(timeout, MaxTimeoutMs);
         var setPresence = ctx.Request.Query("set_presence");
         if (setPresence is not (null or "online" or "offline" or "unavailable")) throw Err.InvalidParam("Invalid set_presence");
-        var (filterJson, filter) = ResolveFilter(c.UserId, ctx.Request.Query("filter"));
-
-        var deadline = Environment.TickCount64 + timeout;
-        while (true)
-        {
-            // Take the wake-up before reading, so an event landing during the read still wakes us.
-            var wake = notifier.NextWake(c.UserId);
-            // The notifier's position may trail a write the client just made (the advance is still on its way),
-            // so it may only save the rooms call when this request will wait for a wake-up anyway.
-            var mayWait = deadline - Environment.TickCount64 > 0;
-            var response = await Compute(c, since, fullState, filterJson, filter, mayWait, ctx.RequestAborted);
-            var remaining = deadline - Environment.TickCount64;
-            if (remaining <= 0 && mayWait && !HasContent(response))
-                response = await Compute(c, since, fullState, filterJson, filter, mayWait: false, ctx.RequestAborted);
-            if (since is null || fullState || HasContent(response) || remaining <= 0)
-            {
-                await ctx.Response.WriteJsonAsync(response);
-                return;
-            }
-            await Task.WhenAny(wake, Task.Delay(TimeSpan.FromMilliseconds(remaining), ctx.RequestAborted));
-            ctx.RequestAborted.ThrowIfCancellationRequested();
-        }
-    }
-
-    (string Json, Filter? Filter) ResolveFilter(string userId, string? param)
-    {
-        if (string.IsNullOrEmpty(param)) return ("", null);
-        JsonObject? o;
-        if (param.TrimStart().StartsWith('{'))
-        {
-            try { o = JsonNode.Parse(param) as JsonObject; }
-            catch (System.Text.Json.JsonException) { throw Err.NotJson("filter is not valid JSON"); }
-            if (o is null) throw Err.BadJson("filter must be a JSON object");
-        }
-        else o = data.GetFilter(userId, param) ?? throw Err.NotFound("Unknown filter");
-        return (o.ToJsonString(), Filter.Parse(o));
-    }
-
-    async Task<JsonObject> Compute(Caller c, SyncToken? since, bool fullState, string filterJson, Filter? filter, bool mayWait, CancellationToken ct)
-    {
+        // The filter is parsed once, here; the rooms service gets its room part typed.
+        var filter = ResolveFilter(c.UserId, ctx.Request.Query("filter"));
+        var roomFilter = filter is null ? null : SyncRoomsFilter.From(filter);
         var s = since ?? new SyncToken(0, 0);
-        JsonObject roomsJson;
-        long roomsPos;
-        IReadOnlyList<string> joinedRooms;
-        if (mayWait && since is not null && !fullState && s.Rooms >= notifier.RoomsPosition && notifier.RoomsPosition >= 0)
+        var ct = ctx.RequestAborted;
+        // Only an incremental sync without full_state waits for news; the others answer at once.
+        var canWait = since is not null && !fullState;
+        var deadline = Environment.TickCount64 + timeout;
+        try
         {
-            // Nothing new in the room stream since this token: no need to ask the rooms service.
-            roomsJson = new JsonObject { ["join"] = new JsonObject(), ["invite"] = new JsonObject(), ["leave"] = new JsonObject() };
-            roomsPos = s.Rooms;
-            joinedRooms = [];
-        }
-        else
-        {
-            var reply = await rooms.SyncRoomsAsync(new SyncRoomsRequest
+            while (true)
             {
-                UserId = c.UserId, DeviceId = c.DeviceId, Since = s.Rooms, FullState = fullState, FilterJson = filterJson,
-            }, cancellationToken: ct);
-            roomsJson = JsonNode.Parse(reply.RoomsJson)!.AsObject();
-            roomsPos = reply.Position;
-            joinedRooms = reply.JoinedRoomIds;
-        }
-
-        var adPos = data.Position;
-        var global = new JsonArray();
-        var accountFilter = filter?.AccountData;
-        var roomAccountFilter = filter?.Room?.AccountData;
-        var sawPushRules = false;
-        foreach (var e in data.ChangedSince(c.UserId, s.AccountData))
-        {
-            if (e.Pos > adPos) continue;
-            var ev = new JsonObject { ["type"] = e.Type, ["content"] = e.Content.DeepClone() };
-            if (e.RoomId.Length == 0)
-            {
-                if (e.Type == "m.push_rules") sawPushRules = true;
-                if (accountFilter is null || accountFilter.Matches(e.Type, c.UserId)) global.Add((JsonNode)ev);
-                continue;
-            }
-            if (roomAccountFilter is not null && !roomAccountFilter.Matches(e.Type, c.UserId, e.RoomId)) continue;
-            var join = roomsJson["join"]!.AsObject();
-            if (join[e.RoomId] is not JsonObject room)
-            {
-                if (since is null || !joinedRooms.Contains(e.RoomId)) continue;
-                join[e.RoomId] = room = new JsonObject
+                // Take the wake-up before reading, so an event landing during the read still wakes us.
+                var wake = notifier.NextWake(c.UserId);
+                var mayWait = canWait && deadline - Environment.TickCount64 > 0;
+                var accountData = SyncAccountData.Read(data, c.UserId, s.AccountData, since is null, filter);
+                // The notifier's position may trail a write the client just made (the advance is still on its way),
+                // so it may only save the rooms call when this request will wait for a wake-up anyway. Per-room
+                // account data needs the rooms call too: it shows only in rooms the user is joined to.
+                if (mayWait && s.Rooms >= notifier.RoomsPosition && notifier.RoomsPosition >= 0 && accountData.Rooms.Count == 0)
                 {
-                    ["timeline"] = new JsonObject { ["events"] = new JsonArray(), ["limited"] = false },
-                    ["state"] = new JsonObject { ["events"] = new JsonArray() },
-                };
+                    if (accountData.Global.Count > 0)
+                    {
+                        await Respond(ctx, new SyncRoomsHead { Position = s.Rooms }, null, null, accountData, since is not null);
+                        return;
+                    }
+                }
+                else
+                {
+                    var request = new SyncRoomsRequest
+                    {
+                        UserId = c.UserId, DeviceId = c.DeviceId, Since = s.Rooms, FullState = fullState, Filter = roomFilter,
+                        WantJoinedRoomIds = accountData.Rooms.Count > 0,
+                    };
+                    using var call = rooms.SyncRooms(request, cancellationToken: ct);
+                    var parts = call.ResponseStream;
+                    // Read before the response starts, so a failing rooms service is still a Matrix error.
+                    if (!await parts.MoveNext(ct) || parts.Current.Head is not { } head)
+                        throw new InvalidOperationException("SyncRooms stream without a head");
+                    if (!mayWait)
+                    {
+                        // This response will not wait: it is written as it comes, whatever its size.
+                        await Respond(ctx, head, null, parts, accountData, since is not null);
+                        return;
+                    }
+                    // It waits unless there is news: read until the first room (incremental responses are small, and
+                    // from that room on it is written as it comes) or the end of the stream.
+                    var hasContent = accountData.HasContentFor(head.JoinedRoomIds);
+                    SyncRoomsPart? first = null;
+                    while (!hasContent && await parts.MoveNext(ct))
+                        if (parts.Current.Rooms.Count > 0) (first, hasContent) = (parts.Current, true);
+                    if (hasContent || deadline - Environment.TickCount64 <= 0)
+                    {
+                        await Respond(ctx, head, first, hasContent ? parts : null, accountData, since is not null);
+                        return;
+                    }
+                }
+                var remaining = deadline - Environment.TickCount64;
+                // Time is up after a read that trusted the notifier: the next turn reads for real, without waiting.
+                if (remaining <= 0) continue;
+                await Task.WhenAny(wake, Task.Delay(TimeSpan.FromMilliseconds(remaining), ct));
+                ct.ThrowIfCancellationRequested();
             }
-            if (room["account_data"] is not JsonObject ad) room["account_data"] = ad = new JsonObject { ["events"] = new JsonArray() };
-            ad["events"]!.AsArray().Add((JsonNode)ev);
         }
-        // Clients expect their push rules in the first sync; until a user changes them they are the defaults.
-        if (since is null && !sawPushRules && (accountFilter is null || accountFilter.Matches("m.push_rules", c.UserId)))
-            global.Add((JsonNode)new JsonObject { ["type"] = "m.push_rules", ["content"] = DefaultPushRules.For(c.UserId) });
-
-        return new JsonObject
+        catch (RpcException e) when (e.StatusCode == StatusCode.Cancelled && ct.IsCancellationRequested)
         {
-            ["next_batch"] = new SyncToken(roomsPos, adPos).ToString(),
-            ["rooms"] = roomsJson,
-            ["account_data"] = new JsonObject { ["events"] = global },
-            ["presence"] = new JsonObject { ["events"] = new JsonArray() },
-            ["to_device"] = new JsonObject { ["events"] = new JsonArray() },
-            ["device_lists"] = new JsonObject { ["changed"] = new JsonArray(), ["left"] = new JsonArray() },
-            ["device_one_time_keys_count"] = new JsonObject(),
-        };
+            // The client went away while the rooms part was streaming.
+            throw new OperationCanceledException(ct);
+        }
     }
 
-    static bool HasContent(JsonObject r)
+    /// <summary>
+    /// Writes the response as the rooms stream delivers it (after <paramref name="first"/>, a part already read),
+    /// flushing after each part: a large initial sync is never held whole in memory. The status goes out first, so
+    /// a failure from here on aborts the connection (the client retries) instead of mixing an error into the body.
+    /// </summary>
+    static async Task Respond(HttpContext ctx, SyncRoomsHead head, SyncRoomsPart? first, IAsyncStreamReader<SyncRoomsPart>? rest,
+        SyncAccountData accountData, bool incremental)
     {
-        var rooms = r["rooms"]!.AsObject();
-        foreach (var (_, section) in rooms)
-            if (section is JsonObject o && o.Count > 0) return true;
-        return r["account_data"]!["events"]!.AsArray().Count > 0;
+        var ct = ctx.RequestAborted;
+        var res = ctx.Response;
+        res.StatusCode = 200;
+        res.ContentType = "application/json";
+        await res.StartAsync(ct);
+        var body = res.BodyWriter;
+        using var writer = new SyncResponseWriter(body, head, accountData, incremental);
+        if (first is not null) writer.Write(first);
+        if (rest is not null)
+            while (await rest.MoveNext(ct))
+            {
+                writer.Write(rest.Current);
+                await body.FlushAsync(ct);
+            }
+        writer.Finish();
+        await body.FlushAsync(ct);
+    }
+
+    Filter? ResolveFilter(string userId, string? param)
+    {
+        if (string.IsNullOrEmpty(param)) return null;
+        if (param.TrimStart().StartsWith('{')) return Filter.ParseText(param);
+        return Filter.Parse(data.GetFilter(userId, param) ?? throw Err.NotFound("Unknown filter"));
     }
 
     // ---- filters (spec: client-server-api, "Filtering")

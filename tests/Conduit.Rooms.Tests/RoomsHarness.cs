@@ -1,9 +1,12 @@
+using System.Text;
 using System.Text.Json.Nodes;
+using Conduit.Common.Events;
 using Conduit.Common.Config;
 using Conduit.Common.Crypto;
 using Conduit.Common.Grpc;
 using Conduit.Common.Storage;
 using Conduit.Protos.Federation;
+using Conduit.Protos.Rooms;
 using Grpc.Core;
 using Microsoft.Extensions.Logging.Abstractions;
 
@@ -44,7 +47,8 @@ public sealed class RoomsHarness : IDisposable
     public readonly EventSigner Signer;
     public readonly EventSender Sender;
     public readonly ClientEvents Format;
-    public readonly SyncBuilder Sync;
+    public readonly SyncBuilder Builder;
+    public readonly SyncHarness Sync;
     public readonly Visibility Visibility;
     public readonly StateStore States;
 
@@ -61,7 +65,8 @@ public sealed class RoomsHarness : IDisposable
         Sender = new EventSender(Rooms, States, Writer, Signer, Config, NullLogger<EventSender>.Instance);
         Format = new ClientEvents(Rooms);
         Visibility = new Visibility(Rooms, States);
-        Sync = new SyncBuilder(Rooms, States, Stream, Format, Visibility);
+        Builder = new SyncBuilder(Rooms, States, Format, Visibility, Stream);
+        Sync = new SyncHarness(Builder);
     }
 
     public void Dispose()
@@ -104,4 +109,59 @@ public sealed class RoomsHarness : IDisposable
         => (await Sender.SendAsync(roomId, sender, [new NewEvent(type, stateKey, content)], null, CancellationToken.None)).Single();
 
     public int TimelineCount(string roomId) => Rooms.Timeline(roomId, 0, long.MaxValue, backwards: false).Count();
+}
+
+/// <summary>
+/// Runs <see cref="SyncBuilder"/> and puts its SyncRooms stream back together as the "rooms" object a client sees
+/// (without the join sections' account_data, which the sync service adds), checking the stream's contract
+/// (protos/rooms.proto) on the way: the head first and alone, sections in order, each room's pieces in a row
+/// ending with one marked last, and each room's members a valid JSON object once put between braces.
+/// </summary>
+public sealed class SyncHarness(SyncBuilder builder)
+{
+    public sealed record Result(JsonObject Rooms, long Position, IReadOnlyList<string> JoinedRoomIds, IReadOnlyList<SyncRoomsPart> Parts);
+
+    static readonly string[] SectionNames = ["join", "invite", "leave", "knock"];
+
+    public Result Build(string userId, string? deviceId, long since, bool fullState, Filter? filter)
+        => Assemble(builder.Build(userId, deviceId, since, fullState, filter).ToList());
+
+    public static Result Assemble(IReadOnlyList<SyncRoomsPart> parts)
+    {
+        Assert.NotEmpty(parts);
+        var head = parts[0].Head;
+        Assert.NotNull(head);
+        Assert.Empty(parts[0].Rooms);
+        var rooms = new JsonObject { ["join"] = new JsonObject(), ["invite"] = new JsonObject(), ["leave"] = new JsonObject() };
+        var section = -1;
+        string? open = null;
+        var members = new StringBuilder();
+        foreach (var part in parts.Skip(1))
+        {
+            Assert.Null(part.Head);
+            Assert.NotEmpty(part.Rooms);
+            foreach (var piece in part.Rooms)
+            {
+                if (open is null)
+                {
+                    Assert.True((int)piece.Section >= section, $"{piece.RoomId} comes after section {section}");
+                    section = (int)piece.Section;
+                    open = piece.RoomId;
+                    members.Clear();
+                }
+                Assert.Equal(open, piece.RoomId);
+                Assert.Equal(section, (int)piece.Section);
+                members.Append(piece.Json.ToStringUtf8());
+                if (!piece.Last) continue;
+                var room = JsonNode.Parse("{" + members + "}")!.AsObject();
+                var name = SectionNames[section];
+                if (rooms[name] is not JsonObject target) rooms[name] = target = new JsonObject();
+                Assert.False(target.ContainsKey(open), $"{open} twice");
+                target[open] = room;
+                open = null;
+            }
+        }
+        Assert.Null(open);
+        return new Result(rooms, head.Position, [.. head.JoinedRoomIds], parts);
+    }
 }

@@ -1,82 +1,149 @@
-using System.Text.Json.Nodes;
+using System.Buffers;
+using System.Text.Json;
 using Conduit.Common.Events;
+using Conduit.Protos.Rooms;
+using Google.Protobuf;
 
 namespace Conduit.Rooms;
 
 /// <summary>
 /// Builds the "rooms" part of a /sync response between two room-stream positions (spec: client-server-api,
-/// "GET /sync"). Everything is read as of one position taken at the start, which becomes the next since.
+/// "GET /sync") as the SyncRooms stream of protos/rooms.proto: a head (position, joined rooms), then each room's
+/// JSON written once with a <see cref="Utf8JsonWriter"/> as it is built and sent in parts of about
+/// <see cref="PartBytes"/>, so memory stays bounded by one room whatever the number of rooms. Everything is read
+/// as of one position taken at the start (the published <see cref="RoomStream.Position"/>: every event at or
+/// before it is durable and visible), which becomes the next since.
 /// </summary>
-public sealed class SyncBuilder(RoomStore rooms, StateStore states, RoomStream stream, ClientEvents format, Visibility visibility)
+public sealed class SyncBuilder(RoomStore rooms, StateStore states, ClientEvents format, Visibility visibility, RoomStream stream)
 {
     public const int DefaultTimelineLimit = 10;
 
-    public sealed record Result(JsonObject Rooms, long Position, IReadOnlyList<string> JoinedRoomIds);
+    /// <summary>
+    /// Rooms' JSON is sent in messages of at most this many bytes of JSON, or one piece when a room is larger (a
+    /// room is cut into pieces at the first event boundary past this size, so a piece exceeds it by one event at
+    /// most): far below gRPC's message limit, and each piece's bytes stay out of the large object heap.
+    /// </summary>
+    internal int PartBytes { get; init; } = 32 * 1024;
 
-    public Result Build(string userId, string? deviceId, long since, bool fullState, Filter? filter)
+    static readonly SyncSection[] Sections = [SyncSection.Join, SyncSection.Invite, SyncSection.Leave, SyncSection.Knock];
+
+    static SyncSection? SectionOf(string membership) => membership switch
+    {
+        "join" => SyncSection.Join,
+        "invite" => SyncSection.Invite,
+        "leave" or "ban" => SyncSection.Leave,
+        "knock" => SyncSection.Knock,
+        _ => null,
+    };
+
+    /// <summary>
+    /// The SyncRooms stream for a user: the head first (listing the joined rooms if <paramref name="withJoinedRoomIds"/>),
+    /// then the parts, each yielded as soon as it is full (or the last one at the end). The caller sends each before
+    /// asking for the next, so a slow reader slows the build.
+    /// </summary>
+    public IEnumerable<SyncRoomsPart> Build(string userId, string? deviceId, long since, bool fullState, Filter? filter, bool withJoinedRoomIds = true)
     {
         var upTo = stream.Position;
+        var memberships = rooms.RoomsOf(userId).ToList();
+        var head = new SyncRoomsHead { Position = upTo };
+        if (withJoinedRoomIds)
+            foreach (var (roomId, m) in memberships)
+                if (m.State == "join") head.JoinedRoomIds.Add(roomId);
+        yield return new SyncRoomsPart { Head = head };
+
         var roomFilter = filter?.Room;
         var limit = roomFilter?.Timeline?.Limit ?? DefaultTimelineLimit;
-        var join = new JsonObject();
-        var invite = new JsonObject();
-        var leave = new JsonObject();
-        var knock = new JsonObject();
-        var joined = new List<string>();
-
-        foreach (var (roomId, m) in rooms.RoomsOf(userId))
-        {
-            if (m.State == "join") joined.Add(roomId);
-            // A membership newer than the snapshot is reported by the next sync.
-            if (m.Pos > upTo) continue;
-            if (roomFilter is not null && !roomFilter.IncludesRoom(roomId)) continue;
-            var changed = m.Pos > since;
-            switch (m.State)
+        using var output = new PartWriter(PartBytes);
+        // Sections in the order the contract promises; a user's membership list is small next to their rooms' JSON.
+        foreach (var section in Sections)
+            foreach (var (roomId, m) in memberships)
             {
-                case "join":
+                if (SectionOf(m.State) != section) continue;
+                // A membership newer than the snapshot is reported by the next sync.
+                if (m.Pos > upTo) continue;
+                if (roomFilter is not null && !roomFilter.IncludesRoom(roomId)) continue;
+                WriteRoom(output, section, roomId, m, userId, deviceId, since, upTo, fullState, limit, filter);
+                while (output.TakeReady() is { } part) yield return part;
+            }
+        if (output.TakeRest() is { } rest) yield return rest;
+    }
+
+    void WriteRoom(PartWriter output, SyncSection section, string roomId, Membership m, string userId, string? deviceId,
+        long since, long upTo, bool fullState, int limit, Filter? filter)
+    {
+        var changed = m.Pos > since;
+        var w = output.Json;
+        switch (m.State)
+        {
+            case "join":
+            {
+                // A room joined since the last sync is sent whole, like an initial sync of that room.
+                var roomSince = changed && rooms.PreviousMembership(m) != "join" ? 0 : since;
+                if (PlanSection(roomId, userId, roomSince, upTo, fullState || roomSince == 0, limit, filter) is not { } plan) return;
+                output.BeginRoom(section, roomId);
+                WriteSection(output, plan, roomId, deviceId, filter);
+                Summary(w, roomId, userId);
+                w.WriteStartObject("unread_notifications");
+                w.WriteNumber("highlight_count", 0);
+                w.WriteNumber("notification_count", 0);
+                w.WriteEndObject();
+                w.WriteStartObject("ephemeral");
+                w.WriteStartArray("events");
+                w.WriteEndArray();
+                w.WriteEndObject();
+                // "account_data" is the sync service's to add (protos/rooms.proto, SyncRoomPiece).
+                output.EndRoom();
+                return;
+            }
+            case "invite" when changed || since == 0:
+                output.BeginRoom(section, roomId);
+                StrippedState(output, "invite_state", roomId, userId);
+                output.EndRoom();
+                return;
+            case "knock" when changed || since == 0:
+                output.BeginRoom(section, roomId);
+                StrippedState(output, "knock_state", roomId, userId);
+                output.EndRoom();
+                return;
+            case "leave" or "ban" when (changed && since > 0) || (since == 0 && filter?.Room?.IncludeLeave == true) || fullState && changed:
+            {
+                // The timeline ends with the user's own leave; nothing after it is theirs to see.
+                var wasMember = rooms.PreviousMembership(m) == "join";
+                var plan = wasMember ? PlanSection(roomId, userId, since, m.Pos, fullState || since == 0, limit, filter) : null;
+                output.BeginRoom(section, roomId);
+                if (plan is not null) WriteSection(output, plan, roomId, deviceId, filter);
+                else
                 {
-                    // A room joined since the last sync is sent whole, like an initial sync of that room.
-                    var roomSince = changed && rooms.PreviousMembership(m) != "join" ? 0 : since;
-                    if (RoomSection(roomId, userId, deviceId, roomSince, upTo, fullState || roomSince == 0, limit, filter) is { } section)
-                    {
-                        section["summary"] = Summary(roomId, userId);
-                        section["unread_notifications"] = new JsonObject { ["highlight_count"] = 0, ["notification_count"] = 0 };
-                        section["ephemeral"] = new JsonObject { ["events"] = new JsonArray() };
-                        join[roomId] = section;
-                    }
-                    break;
+                    w.WriteStartObject("timeline");
+                    w.WriteStartArray("events");
+                    if (rooms.Event(m.EventId) is { } le) format.Format(le, deviceId, false).WriteTo(w);
+                    w.WriteEndArray();
+                    w.WriteBoolean("limited", false);
+                    w.WriteEndObject();
+                    EmptyEvents(w, "state");
                 }
-                case "invite" when changed || since == 0:
-                    invite[roomId] = new JsonObject { ["invite_state"] = new JsonObject { ["events"] = format.StrippedState(roomId, userId) } };
-                    break;
-                case "knock" when changed || since == 0:
-                    knock[roomId] = new JsonObject { ["knock_state"] = new JsonObject { ["events"] = format.StrippedState(roomId, userId) } };
-                    break;
-                case "leave" or "ban" when (changed && since > 0) || (since == 0 && roomFilter?.IncludeLeave == true) || fullState && changed:
-                {
-                    // The timeline ends with the user's own leave; nothing after it is theirs to see.
-                    var wasMember = rooms.PreviousMembership(m) == "join";
-                    var section = wasMember
-                        ? RoomSection(roomId, userId, deviceId, since, m.Pos, fullState || since == 0, limit, filter)
-                        : null;
-                    if (section is null)
-                    {
-                        var events = new JsonArray();
-                        if (rooms.Event(m.EventId) is { } le) events.Add((JsonNode)format.Format(le, deviceId, false));
-                        section = new JsonObject
-                        {
-                            ["timeline"] = new JsonObject { ["events"] = events, ["limited"] = false },
-                            ["state"] = new JsonObject { ["events"] = new JsonArray() },
-                        };
-                    }
-                    leave[roomId] = section;
-                    break;
-                }
+                if (plan is not null) EmptyEvents(w, "account_data");
+                output.EndRoom();
+                return;
             }
         }
-        var result = new JsonObject { ["join"] = join, ["invite"] = invite, ["leave"] = leave };
-        if (knock.Count > 0) result["knock"] = knock;
-        return new Result(result, upTo, joined);
+    }
+
+    static void EmptyEvents(Utf8JsonWriter w, string name)
+    {
+        w.WriteStartObject(name);
+        w.WriteStartArray("events");
+        w.WriteEndArray();
+        w.WriteEndObject();
+    }
+
+    void StrippedState(PartWriter output, string name, string roomId, string userId)
+    {
+        var w = output.Json;
+        w.WriteStartObject(name);
+        w.WritePropertyName("events");
+        format.StrippedState(roomId, userId).WriteTo(w);
+        w.WriteEndObject();
     }
 
     /// <summary>The room's state group after the last event at or before <paramref name="pos"/>.</summary>
@@ -89,8 +156,13 @@ public sealed class SyncBuilder(RoomStore rooms, StateStore states, RoomStream s
         return 0;
     }
 
-    /// <summary>Timeline (newest <paramref name="limit"/> events in (since, upTo]) and the state not in it.</summary>
-    JsonObject? RoomSection(string roomId, string userId, string? deviceId, long since, long upTo, bool wholeState, int limit, Filter? filter)
+    /// <summary>What a room's timeline and state sections hold: the timeline's events, and the state's event IDs
+    /// (read and written one at a time, since a large room's state is most of its JSON).</summary>
+    sealed record SectionPlan(List<StoredEvent> Timeline, bool Limited, string PrevBatch, IEnumerable<string> StateIds, HashSet<string> InTimeline);
+
+    /// <summary>Timeline (newest <paramref name="limit"/> events in (since, upTo]) and the state not in it; null when
+    /// an incremental sync has nothing to say about the room.</summary>
+    SectionPlan? PlanSection(string roomId, string userId, long since, long upTo, bool wholeState, int limit, Filter? filter)
     {
         var timelineFilter = filter?.Room?.Timeline;
         // History visibility bounds the timeline like /messages: nothing before what the user may see.
@@ -113,12 +185,9 @@ public sealed class SyncBuilder(RoomStore rooms, StateStore states, RoomStream s
         }
         if (picked.Count == 0 && !wholeState && since > 0) return null;
         picked.Reverse();
-        var inTimeline = picked.Select(e => e.EventId).ToHashSet();
 
         // "state" is the state at the start of the timeline (spec: "Syncing"): all of it for an initial or
         // full-state sync; for a limited incremental sync, what changed in the gap the timeline skipped.
-        var stateFilter = filter?.Room?.State;
-        var state = new JsonArray();
         IEnumerable<string> stateIds = [];
         var startGroup = picked.Count > 0 ? picked[0].StateBefore : GroupAt(roomId, Math.Min(upTo, window.UpTo));
         if (wholeState) stateIds = states.Full(startGroup).Values;
@@ -127,40 +196,181 @@ public sealed class SyncBuilder(RoomStore rooms, StateStore states, RoomStream s
             var atSince = states.Full(GroupAt(roomId, since));
             stateIds = states.Full(startGroup).Where(kv => !atSince.TryGetValue(kv.Key, out var old) || old != kv.Value).Select(kv => kv.Value);
         }
-        foreach (var id in stateIds)
-        {
-            if (inTimeline.Contains(id) || rooms.Event(id) is not { } ev) continue;
-            if (stateFilter is not null && !stateFilter.Matches(ev.Type, ev.Sender, roomId)) continue;
-            state.Add((JsonNode)format.Format(ev, deviceId, false));
-        }
-
-        return new JsonObject
-        {
-            ["timeline"] = new JsonObject
-            {
-                ["events"] = new JsonArray(picked.Select(e => (JsonNode)format.Format(e, deviceId, false)).ToArray()),
-                ["limited"] = limited,
-                ["prev_batch"] = $"t{(picked.Count > 0 ? picked[0].Pos - 1 : firstPos)}",
-            },
-            ["state"] = new JsonObject { ["events"] = state },
-            ["account_data"] = new JsonObject { ["events"] = new JsonArray() },
-        };
+        var prevBatch = $"t{(picked.Count > 0 ? picked[0].Pos - 1 : firstPos)}";
+        return new SectionPlan(picked, limited, prevBatch, stateIds, picked.Select(e => e.EventId).ToHashSet());
     }
 
-    JsonObject Summary(string roomId, string userId)
+    void WriteSection(PartWriter output, SectionPlan plan, string roomId, string? deviceId, Filter? filter)
+    {
+        var w = output.Json;
+        w.WriteStartObject("timeline");
+        w.WriteStartArray("events");
+        foreach (var e in plan.Timeline)
+        {
+            format.Format(e, deviceId, false).WriteTo(w);
+            output.MayCut();
+        }
+        w.WriteEndArray();
+        w.WriteBoolean("limited", plan.Limited);
+        w.WriteString("prev_batch", plan.PrevBatch);
+        w.WriteEndObject();
+
+        var stateFilter = filter?.Room?.State;
+        w.WriteStartObject("state");
+        w.WriteStartArray("events");
+        foreach (var id in plan.StateIds)
+        {
+            if (plan.InTimeline.Contains(id) || rooms.Event(id) is not { } ev) continue;
+            if (stateFilter is not null && !stateFilter.Matches(ev.Type, ev.Sender, roomId)) continue;
+            format.Format(ev, deviceId, false).WriteTo(w);
+            output.MayCut();
+        }
+        w.WriteEndArray();
+        w.WriteEndObject();
+    }
+
+    void Summary(Utf8JsonWriter w, string roomId, string userId)
     {
         int joinedCount = 0, invitedCount = 0;
-        var heroes = new JsonArray();
+        var heroes = new List<string>(5);
         foreach (var (u, m) in rooms.Members(roomId))
         {
             if (m == "join") joinedCount++;
             else if (m == "invite") invitedCount++;
-            if (u != userId && m is "join" or "invite" && heroes.Count < 5) heroes.Add((JsonNode)u);
+            if (u != userId && m is "join" or "invite" && heroes.Count < 5) heroes.Add(u);
         }
-        var summary = new JsonObject { ["m.joined_member_count"] = joinedCount, ["m.invited_member_count"] = invitedCount };
+        w.WriteStartObject("summary");
+        w.WriteNumber("m.joined_member_count", joinedCount);
+        w.WriteNumber("m.invited_member_count", invitedCount);
         // Heroes only matter to clients when the room has neither a name nor a canonical alias.
         if (rooms.StateContent(roomId, "m.room.name") is null && rooms.StateContent(roomId, "m.room.canonical_alias") is null)
-            summary["m.heroes"] = heroes;
-        return summary;
+        {
+            w.WriteStartArray("m.heroes");
+            foreach (var h in heroes) w.WriteStringValue(h);
+            w.WriteEndArray();
+        }
+        w.WriteEndObject();
+    }
+
+    /// <summary>
+    /// Writes rooms' JSON once into one pooled buffer and cuts it into SyncRoomsPart messages: each room is written
+    /// as an object whose members (the bytes between its braces) become one or more pieces. The buffer holds at most
+    /// about one part; a piece's bytes are copied out into its message, so the buffer is reused at once and returned
+    /// to the pool at the end. The messages of a room cut into several wait in <see cref="_ready"/> until the room
+    /// is done (a synchronous builder cannot yield from inside a room), so memory is bounded by the largest room.
+    /// </summary>
+    sealed class PartWriter : IBufferWriter<byte>, IDisposable
+    {
+        readonly int _partBytes;
+        readonly Queue<SyncRoomsPart> _ready = new();
+        byte[] _buffer;
+        int _written;
+        int _roomStart = -1;
+        SyncSection _section;
+        string _roomId = "";
+        SyncRoomsPart _part = new();
+        int _partSize;
+
+        public PartWriter(int partBytes)
+        {
+            _partBytes = partBytes;
+            // A part and the event that crosses its size fit without growing (a room is cut after that event).
+            _buffer = ArrayPool<byte>.Shared.Rent(partBytes + 16 * 1024);
+            Json = new Utf8JsonWriter(this);
+        }
+
+        public Utf8JsonWriter Json { get; }
+
+        public void BeginRoom(SyncSection section, string roomId)
+        {
+            (_section, _roomId) = (section, roomId);
+            Json.Reset();
+            _written = 0;
+            Json.WriteStartObject();
+            Json.Flush();
+            _roomStart = _written;
+        }
+
+        /// <summary>At an event boundary: once the room's pending bytes fill a part, they go out as a piece.</summary>
+        public void MayCut()
+        {
+            if (_written - _roomStart + Json.BytesPending >= _partBytes) Cut(last: false);
+        }
+
+        public void EndRoom()
+        {
+            Cut(last: true);
+            // The closing brace is not part of the contract's members: drop it with the writer's state.
+            Json.Reset();
+            _written = 0;
+            _roomStart = -1;
+        }
+
+        void Cut(bool last)
+        {
+            Json.Flush();
+            var length = _written - _roomStart;
+            // A part stays within the part size unless a single piece is larger (one event past it, at most).
+            if (_partSize > 0 && _partSize + length > _partBytes) Seal();
+            _part.Rooms.Add(new SyncRoomPiece
+            {
+                Section = _section,
+                RoomId = _roomId,
+                Json = ByteString.CopyFrom(_buffer, _roomStart, length),
+                Last = last,
+            });
+            _partSize += length;
+            // The rest of the room is written from the same place; the writer keeps its own state (depth, commas).
+            _written = _roomStart;
+            if (_partSize >= _partBytes) Seal();
+        }
+
+        void Seal()
+        {
+            _ready.Enqueue(_part);
+            _part = new SyncRoomsPart();
+            _partSize = 0;
+        }
+
+        public SyncRoomsPart? TakeReady() => _ready.TryDequeue(out var p) ? p : null;
+
+        /// <summary>The last, partly filled part, if it has any room.</summary>
+        public SyncRoomsPart? TakeRest()
+        {
+            if (_part.Rooms.Count > 0) Seal();
+            return TakeReady();
+        }
+
+        public void Advance(int count) => _written += count;
+
+        public Memory<byte> GetMemory(int sizeHint = 0)
+        {
+            Ensure(sizeHint);
+            return _buffer.AsMemory(_written);
+        }
+
+        public Span<byte> GetSpan(int sizeHint = 0)
+        {
+            Ensure(sizeHint);
+            return _buffer.AsSpan(_written);
+        }
+
+        void Ensure(int sizeHint)
+        {
+            var need = _written + Math.Max(sizeHint, 256);
+            if (need <= _buffer.Length) return;
+            // Grows only for a single event larger than the buffer; the buffer goes back to the pool at the end.
+            var bigger = ArrayPool<byte>.Shared.Rent(Math.Max(need, _buffer.Length * 2));
+            _buffer.AsSpan(0, _written).CopyTo(bigger);
+            ArrayPool<byte>.Shared.Return(_buffer);
+            _buffer = bigger;
+        }
+
+        public void Dispose()
+        {
+            Json.Dispose();
+            ArrayPool<byte>.Shared.Return(_buffer);
+            _buffer = [];
+        }
     }
 }
