@@ -231,16 +231,18 @@ done
 elapsed=$((SECONDS - start_time))
 
 # ---------------- the table: one row per figure, one column per mode and build ----------------
-mode_name() { [ "$1" = aio ] && echo "all-in-one" || echo "split"; }
+column_name() { # MODE LABEL
+    if [ ${#labels[@]} -gt 1 ]; then echo "$1 $2"; elif [ "$1" = aio ]; then echo "all-in-one"; else echo "split"; fi
+}
 value() { awk -F'\t' -v k="$2" '$1 == k { print $2; exit }' "$work/$1/results.tsv" 2> /dev/null; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && a + 0 > 0) printf "%.2f", b / a; else print "" }'; }
 
 echo
 echo "== Conduit bench ($(date '+%Y-%m-%d %H:%M'), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), ${elapsed} s) =="
 for l in "${labels[@]}"; do echo "$l: ${build_of[$l]}"; done
-header=$(printf '%-15s %-30s' scenario figure)
+header=$(printf '%-15s %-34s' scenario figure)
 for mode in "${mode_list[@]}"; do
-    for l in "${labels[@]}"; do header+=$(printf ' %12s' "$(mode_name "$mode")$([ ${#labels[@]} -gt 1 ] && echo " $l")"); done
+    for l in "${labels[@]}"; do header+=$(printf ' %12s' "$(column_name "$mode" "$l")"); done
     [ ${#labels[@]} -gt 1 ] && header+=$(printf ' %7s' "ratio")
 done
 echo "$header"
@@ -254,7 +256,7 @@ for scenario in "${scenario_list[@]}"; do
     done
     [ -n "$figures" ] || { printf '%-15s %s\n' "$scenario" "no results"; continue; }
     while IFS= read -r fig; do
-        row=$(printf '%-15s %-30s' "$scenario" "$fig")
+        row=$(printf '%-15s %-34s' "$scenario" "$fig")
         for mode in "${mode_list[@]}"; do
             for l in "${labels[@]}"; do
                 v=$(value "$mode.$scenario.$l" "$fig")

@@ -21,7 +21,7 @@ internal sealed class Options
     public int Events { get; private set; } = 500;
     public int Senders { get; private set; } = 10;
     public int Warmup { get; private set; } = 1000;
-    public int Repeat { get; private set; } = 3;
+    public int Repeat { get; private set; } = 5;
     public int WarmupSeconds { get; private set; }
     public int PhaseTimeoutSeconds { get; private set; } = 120;
     public List<int> Pids { get; } = [];
@@ -70,7 +70,7 @@ internal sealed class Options
           --warmup N                 untimed sends in each pattern before the timed phases of one-room and
                                      rooms-parallel, then 1 s of rest (default 1000)
           --repeat R                 one-room/rooms-parallel: run the two patterns R times, alternating, and report
-                                     the median of each (default 3)
+                                     the median of each (default 5)
           --warmup-seconds W         mixed/saturate: send for W s before the measured --seconds (mixed 0, saturate 5)
           --phase-timeout-seconds T  bound on each timed phase of one-room, rooms-parallel and big-sync (default 120)
           --setup-timeout-seconds T  bound on registration + room setup + initial syncs (default 300; big-sync 1200)

@@ -176,9 +176,14 @@ namespace Conduit.LoadGen
             var measureStart = Stopwatch.GetTimestamp() + (long)(o.WarmupSeconds * (double)Stopwatch.Frequency);
             var sendEnd = measureStart + (long)(o.Seconds * (double)Stopwatch.Frequency);
             var senderTasks = active.Select(u => SenderLoopAsync(u, roomMembers, measureStart, sendEnd, hard.Token)).ToList();
+            double? cpuStart = null, cpuEnd = null;
             try
             {
+                var untilMeasured = Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), measureStart);
+                if (untilMeasured > TimeSpan.Zero) await Task.Delay(untilMeasured, hard.Token).ConfigureAwait(false);
+                cpuStart = Cpu.ReadSeconds(o.Pids);
                 await Task.WhenAll(senderTasks).ConfigureAwait(false);
+                cpuEnd = Cpu.ReadSeconds(o.Pids);
             }
             catch (OperationCanceledException)
             {
@@ -214,7 +219,7 @@ namespace Conduit.LoadGen
                 // expected
             }
 
-            PrintReport(users, rooms, active, sendPhase, drain, sampler);
+            PrintReport(users, rooms, active, sendPhase, drain, sampler, cpuEnd - cpuStart);
             return 0;
         }
 
@@ -345,7 +350,8 @@ namespace Conduit.LoadGen
 
         // ================= report =================
 
-        private void PrintReport(List<User> users, List<RoomInfo> rooms, List<User> active, TimeSpan sendPhase, TimeSpan drain, RssSampler rss)
+        private void PrintReport(List<User> users, List<RoomInfo> rooms, List<User> active, TimeSpan sendPhase, TimeSpan drain, RssSampler rss,
+            double? serverCpuSeconds)
         {
             var sent = _sent.Values.ToList();
             var all = new List<double>();
@@ -398,6 +404,10 @@ namespace Conduit.LoadGen
             Line("from send start (ms)", Dist(fromStart) + "  (send request start -> /sync, all deliveries)");
             Line("latency first (ms)", Dist(firstPerMessage.Values.ToList()) + "  (first other member to see each message)");
             Line("syncs completed", Interlocked.Read(ref _syncsCompleted).ToString(inv));
+            var cpuPerEvent = serverCpuSeconds is { } cpu && sent.Count > 0 ? cpu * 1000 / sent.Count : (double?)null;
+            Line("server CPU", cpuPerEvent is { } c
+                ? $"{serverCpuSeconds!.Value.ToString("0.0", inv)} s while sending: {c.ToString("0.00", inv)} ms per event sent (sends and their /sync deliveries)"
+                : "n/a (pass --pid or --pids)");
             if (o.Pids.Count > 0)
                 Line("server RSS", $"idle {Rss.Mb(_rssIdleKb)}, peak {Rss.Mb(rss.PeakKb)} (pids {string.Join(",", o.Pids)}, {rss.Samples} samples every 250 ms)");
             else
@@ -412,6 +422,7 @@ namespace Conduit.LoadGen
             results.Add("send->sync p50 ms", Percentile(all, 0.50));
             results.Add("send->sync p99 ms", Percentile(all, 0.99));
             results.Add("delivered %", expected > 0 ? 100.0 * all.Count / expected : null);
+            results.Add("CPU ms/event", cpuPerEvent, "0.00");
             results.Add("RSS idle MB", Rss.MbValue(_rssIdleKb));
             results.Add("RSS peak MB", Rss.MbValue(rss.PeakKb));
             results.AddRequestCounts(_api);

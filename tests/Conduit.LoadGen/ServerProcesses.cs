@@ -50,6 +50,48 @@ internal static class Rss
     public static double? MbValue(long? kb) => kb is { } v && v >= 0 ? v / 1024.0 : null;
 }
 
+/// <summary>
+/// Server CPU time (user + system) from /proc/PID/stat, summed over the processes. On a machine shared with other work,
+/// CPU per event moves much less than wall-clock throughput does.
+/// </summary>
+internal static class Cpu
+{
+    /// <summary>USER_HZ, the unit of /proc/PID/stat times: 100 on every Linux architecture .NET runs on.</summary>
+    const double TicksPerSecond = 100;
+
+    /// <summary>Seconds of CPU the processes have used so far, or null if none could be read.</summary>
+    public static double? ReadSeconds(IReadOnlyList<int> pids)
+    {
+        long ticks = 0;
+        var any = false;
+        foreach (var pid in pids)
+        {
+            string stat;
+            try
+            {
+                stat = File.ReadAllText($"/proc/{pid}/stat");
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                continue; // process gone or not readable
+            }
+            // Fields after "(comm)", which may hold spaces: state is field 3, utime 14, stime 15.
+            var f = stat[(stat.LastIndexOf(')') + 1)..].Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            if (f.Length > 12 && long.TryParse(f[11], NumberStyles.Integer, CultureInfo.InvariantCulture, out var user)
+                && long.TryParse(f[12], NumberStyles.Integer, CultureInfo.InvariantCulture, out var system))
+            {
+                ticks += user + system;
+                any = true;
+            }
+        }
+        return any ? ticks / TicksPerSecond : null;
+    }
+
+    /// <summary>Server CPU milliseconds per event between two readings.</summary>
+    public static double? MsPerEvent(double? before, double? after, int events) =>
+        before is { } b && after is { } a && events > 0 ? (a - b) * 1000 / events : null;
+}
+
 /// <summary>Samples the summed RSS of the server processes every <c>period</c> until disposed, keeping the peak.</summary>
 internal sealed class RssSampler : IAsyncDisposable
 {
