@@ -176,14 +176,14 @@ namespace Conduit.LoadGen
             var measureStart = Stopwatch.GetTimestamp() + (long)(o.WarmupSeconds * (double)Stopwatch.Frequency);
             var sendEnd = measureStart + (long)(o.Seconds * (double)Stopwatch.Frequency);
             var senderTasks = active.Select(u => SenderLoopAsync(u, roomMembers, measureStart, sendEnd, hard.Token)).ToList();
-            double? cpuStart = null, cpuEnd = null;
+            Dictionary<int, double?>? cpuStart = null, cpuEnd = null;
             try
             {
                 var untilMeasured = Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), measureStart);
                 if (untilMeasured > TimeSpan.Zero) await Task.Delay(untilMeasured, hard.Token).ConfigureAwait(false);
-                cpuStart = Cpu.ReadSeconds(o.Pids);
+                cpuStart = Cpu.ReadEach(o.Pids);
                 await Task.WhenAll(senderTasks).ConfigureAwait(false);
-                cpuEnd = Cpu.ReadSeconds(o.Pids);
+                cpuEnd = Cpu.ReadEach(o.Pids);
             }
             catch (OperationCanceledException)
             {
@@ -219,7 +219,7 @@ namespace Conduit.LoadGen
                 // expected
             }
 
-            PrintReport(users, rooms, active, sendPhase, drain, sampler, cpuEnd - cpuStart);
+            PrintReport(users, rooms, active, sendPhase, drain, sampler, cpuStart, cpuEnd);
             return 0;
         }
 
@@ -322,17 +322,14 @@ namespace Conduit.LoadGen
                 var r = await _api.CallAsync("send", HttpMethod.Put, roomPath + MatrixApi.Esc(txn), content, u.Token,
                     TimeSpan.FromSeconds(30), ct).ConfigureAwait(false);
                 var t1 = Stopwatch.GetTimestamp();
-                if (warmUp)
-                {
-                    // not measured
-                }
-                else if (r.Ok && MatrixApi.Str(r.Json?["event_id"]) is { } eventId)
+                var eventId = r.Ok ? MatrixApi.Str(r.Json?["event_id"]) : null;
+                if (!warmUp && eventId is not null)
                 {
                     _sent[body] = new SentMessage(body, u.Index, roomId, eventId, t0, t1, others);
                     Interlocked.Add(ref _expectedDeliveries, others);
                     _sendMs.Enqueue(Stopwatch.GetElapsedTime(t0, t1).TotalMilliseconds);
                 }
-                else if (r.Ok)
+                else if (!warmUp && r.Ok)
                 {
                     _api.Errors.AddOrUpdate("send 200 without event_id", 1, (_, n) => n + 1);
                 }
@@ -351,7 +348,7 @@ namespace Conduit.LoadGen
         // ================= report =================
 
         private void PrintReport(List<User> users, List<RoomInfo> rooms, List<User> active, TimeSpan sendPhase, TimeSpan drain, RssSampler rss,
-            double? serverCpuSeconds)
+            Dictionary<int, double?>? cpuStart, Dictionary<int, double?>? cpuEnd)
         {
             var sent = _sent.Values.ToList();
             var all = new List<double>();
@@ -404,9 +401,11 @@ namespace Conduit.LoadGen
             Line("from send start (ms)", Dist(fromStart) + "  (send request start -> /sync, all deliveries)");
             Line("latency first (ms)", Dist(firstPerMessage.Values.ToList()) + "  (first other member to see each message)");
             Line("syncs completed", Interlocked.Read(ref _syncsCompleted).ToString(inv));
-            var cpuPerEvent = serverCpuSeconds is { } cpu && sent.Count > 0 ? cpu * 1000 / sent.Count : (double?)null;
+            var serverCpu = cpuStart is not null && cpuEnd is not null ? Cpu.Used(cpuStart, cpuEnd) : null;
+            var cpuPerEvent = serverCpu is { } cpu && sent.Count > 0 ? cpu * 1000 / sent.Count : (double?)null;
             Line("server CPU", cpuPerEvent is { } c
-                ? $"{serverCpuSeconds!.Value.ToString("0.0", inv)} s while sending: {c.ToString("0.00", inv)} ms per event sent (sends and their /sync deliveries)"
+                ? $"{serverCpu!.Value.ToString("0.0", inv)} s while sending: {c.ToString("0.00", inv)} ms per event sent (sends and their /sync deliveries)" +
+                  (o.Pids.Count > 1 ? $"; {Cpu.PerProcess(o, cpuStart!, cpuEnd!)}" : "")
                 : "n/a (pass --pid or --pids)");
             if (o.Pids.Count > 0)
                 Line("server RSS", $"idle {Rss.Mb(_rssIdleKb)}, peak {Rss.Mb(rss.PeakKb)} (pids {string.Join(",", o.Pids)}, {rss.Samples} samples every 250 ms)");

@@ -168,16 +168,16 @@ internal sealed class ScenarioRun(Options o)
         var beforeEach = Rss.PerProcess(o);
 
         ApiResult r;
-        double? cpu0, cpu1;
+        Dictionary<int, double?> cpu0, cpu1;
         long? after;
         string afterEach;
         long? peak;
         await using (var sampler = new RssSampler(o.Pids, TimeSpan.FromMilliseconds(50), hard))
         {
-            cpu0 = Cpu.ReadSeconds(o.Pids);
+            cpu0 = Cpu.ReadEach(o.Pids);
             r = await _api.CallAsync("big sync", HttpMethod.Get, "_matrix/client/v3/sync?timeout=0", null, user.Token,
                 TimeSpan.FromSeconds(o.PhaseTimeoutSeconds), hard).ConfigureAwait(false);
-            cpu1 = Cpu.ReadSeconds(o.Pids);
+            cpu1 = Cpu.ReadEach(o.Pids);
             after = Rss.ReadKb(o.Pids);
             afterEach = Rss.PerProcess(o);
             peak = sampler.PeakKb;
@@ -207,8 +207,8 @@ internal sealed class ScenarioRun(Options o)
         report.Add(("first /sync", r.Ok
             ? $"{F(r.Elapsed.TotalSeconds, "0.00")} s, {F(r.Bytes / 1e6, "0.00")} MB, {rooms} joined rooms"
             : r.Describe()));
-        var syncCpu = cpu1 - cpu0;
-        report.Add(("first /sync server CPU", syncCpu is { } c ? $"{F(c, "0.00")} s" : "n/a"));
+        var syncCpu = Cpu.Used(cpu0, cpu1);
+        report.Add(("first /sync server CPU", syncCpu is { } c ? $"{F(c, "0.00")} s" + (o.Pids.Count > 1 ? $" ({Cpu.PerProcess(o, cpu0, cpu1)})" : "") : "n/a"));
         report.Add(("next /sync", nextProblem ?? (nextMedian is { } nm ? $"{F(nm)} ms (median of {string.Join(", ", nextMs.Select(x => F(x)))}; nothing new)" : "n/a")));
         report.Add(("server RSS before", $"{Rss.Mb(before)} ({beforeEach})"));
         report.Add(("server RSS peak", $"{Rss.Mb(peak)} (sampled every 50 ms during the /sync)"));
