@@ -198,6 +198,9 @@ run() {
     else start_split "${build_of[$label]}" "$dir" "$db" || { notes+=("$name: split deployment did not start"); return; }
     fi
     local from to
+    # A second's rest: split parts log a reconnect or two while they find each other, and the log window below starts
+    # at the next second.
+    sleep 1
     from=$(date +%H:%M:%S)
     # shellcheck disable=SC2046 # scenario_args is a list of words
     dotnet "$loadgen" --scenario "$scenario" --url "$url" --pids "$pids_arg" --results "$dir/results.tsv" \

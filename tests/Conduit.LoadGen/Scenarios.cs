@@ -208,7 +208,7 @@ internal sealed class ScenarioRun(Options o)
             ? $"{F(r.Elapsed.TotalSeconds, "0.00")} s, {F(r.Bytes / 1e6, "0.00")} MB, {rooms} joined rooms"
             : r.Describe()));
         var syncCpu = Cpu.Used(cpu0, cpu1);
-        report.Add(("first /sync server CPU", syncCpu is { } c ? $"{F(c, "0.00")} s" + (o.Pids.Count > 1 ? $" ({Cpu.PerProcess(o, cpu0, cpu1)})" : "") : "n/a"));
+        report.Add(("first /sync CPU", syncCpu is { } c ? $"{F(c, "0.00")} s" + (o.Pids.Count > 1 ? $" ({Cpu.PerProcess(o, cpu0, cpu1)})" : "") : "n/a"));
         report.Add(("next /sync", nextProblem ?? (nextMedian is { } nm ? $"{F(nm)} ms (median of {string.Join(", ", nextMs.Select(x => F(x)))}; nothing new)" : "n/a")));
         report.Add(("server RSS before", $"{Rss.Mb(before)} ({beforeEach})"));
         report.Add(("server RSS peak", $"{Rss.Mb(peak)} (sampled every 50 ms during the /sync)"));
