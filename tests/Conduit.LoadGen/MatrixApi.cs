@@ -1,5 +1,5 @@
 using System.Collections.Concurrent;
-using System.Globalization;
+using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Text;
@@ -12,15 +12,31 @@ internal readonly record struct ApiResult(int Status, JsonNode? Json, string? Er
 {
     public bool Ok => Status is >= 200 and < 300;
 
+    /// <summary>Size of the response body in bytes.</summary>
+    public long Bytes { get; init; }
+
+    /// <summary>From sending the request to the last byte of the body (before JSON parsing) of the final attempt.</summary>
+    public TimeSpan Elapsed { get; init; }
+
     public string Describe() =>
         Status == 0 ? $"no response ({Error})" : $"HTTP {Status} {Errcode} {Error}".TrimEnd();
 }
 
-/// <summary>Thin JSON-over-HTTP helper around one shared <see cref="HttpClient"/>; tallies every failure.</summary>
+/// <summary>
+/// Thin JSON-over-HTTP helper around one shared <see cref="HttpClient"/>; tallies every failure. Every call retries
+/// 429 M_LIMIT_EXCEEDED honouring retry_after_ms (so rate limiting slows a run down instead of failing it) and counts
+/// those 429s per operation.
+/// </summary>
 internal sealed class MatrixApi(HttpClient http, Uri baseUrl)
 {
+    const int MaxRateLimitedAttempts = 20;
+    static readonly TimeSpan MaxRetryAfter = TimeSpan.FromSeconds(10);
+
     /// <summary>Failures keyed by "operation status errcode".</summary>
     public ConcurrentDictionary<string, int> Errors { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>429 answers that were waited out and retried, keyed by operation.</summary>
+    public ConcurrentDictionary<string, int> RateLimited { get; } = new(StringComparer.Ordinal);
 
     public Uri BaseUrl => baseUrl;
 
@@ -33,6 +49,24 @@ internal sealed class MatrixApi(HttpClient http, Uri baseUrl)
     public async Task<ApiResult> CallAsync(string op, HttpMethod method, string path, JsonNode? body, string? accessToken,
         TimeSpan timeout, CancellationToken ct, bool record = true)
     {
+        for (var attempt = 1; ; attempt++)
+        {
+            var r = await CallOnceAsync(method, path, body, accessToken, timeout, ct).ConfigureAwait(false);
+            if (r.Status == 429 && attempt < MaxRateLimitedAttempts)
+            {
+                RateLimited.AddOrUpdate(op, 1, (_, n) => n + 1);
+                var wait = r.RetryAfter ?? TimeSpan.FromSeconds(1);
+                await Task.Delay(wait > MaxRetryAfter ? MaxRetryAfter : wait, ct).ConfigureAwait(false);
+                continue;
+            }
+            if (!r.Ok && record && !IsUiaChallenge(op, r)) Tally(op, r);
+            return r;
+        }
+    }
+
+    async Task<ApiResult> CallOnceAsync(HttpMethod method, string path, JsonNode? body, string? accessToken, TimeSpan timeout,
+        CancellationToken ct)
+    {
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
         cts.CancelAfter(timeout);
         using var req = new HttpRequestMessage(method, new Uri(baseUrl, path));
@@ -40,15 +74,16 @@ internal sealed class MatrixApi(HttpClient http, Uri baseUrl)
         if (body is not null)
             req.Content = new StringContent(body.ToJsonString(), Encoding.UTF8, "application/json");
 
-        ApiResult result;
+        var start = Stopwatch.GetTimestamp();
         try
         {
             using var resp = await http.SendAsync(req, HttpCompletionOption.ResponseContentRead, cts.Token).ConfigureAwait(false);
-            var text = await resp.Content.ReadAsStringAsync(cts.Token).ConfigureAwait(false);
+            var bytes = await resp.Content.ReadAsByteArrayAsync(cts.Token).ConfigureAwait(false);
+            var elapsed = Stopwatch.GetElapsedTime(start);
             JsonNode? json = null;
-            if (text.Length > 0)
+            if (bytes.Length > 0)
             {
-                try { json = JsonNode.Parse(text); }
+                try { json = JsonNode.Parse(bytes); }
                 catch (System.Text.Json.JsonException) { /* non-JSON body: keep null */ }
             }
 
@@ -62,7 +97,7 @@ internal sealed class MatrixApi(HttpClient http, Uri baseUrl)
                 if (json?["retry_after_ms"] is JsonValue ra && ra.TryGetValue<long>(out var ms)) retryAfter = TimeSpan.FromMilliseconds(ms);
                 else if (resp.Headers.RetryAfter?.Delta is { } d) retryAfter = d;
             }
-            result = new ApiResult(status, json, errcode, error, retryAfter);
+            return new ApiResult(status, json, errcode, error, retryAfter) { Bytes = bytes.Length, Elapsed = elapsed };
         }
         catch (OperationCanceledException) when (ct.IsCancellationRequested)
         {
@@ -70,26 +105,23 @@ internal sealed class MatrixApi(HttpClient http, Uri baseUrl)
         }
         catch (OperationCanceledException)
         {
-            result = new ApiResult(0, null, "timeout", $"no response within {timeout.TotalSeconds:0.#} s", null);
+            return new ApiResult(0, null, "timeout", $"no response within {timeout.TotalSeconds:0.#} s", null) { Elapsed = Stopwatch.GetElapsedTime(start) };
         }
         catch (HttpRequestException e)
         {
             var code = e.HttpRequestError.ToString();
-            result = new ApiResult(0, null, code, e.InnerException?.Message ?? e.Message, null);
+            return new ApiResult(0, null, code, e.InnerException?.Message ?? e.Message, null) { Elapsed = Stopwatch.GetElapsedTime(start) };
         }
-
-        if (!result.Ok && record && !IsUiaChallenge(op, result)) Tally(op, result);
-        return result;
     }
 
-    /// <summary>Calls <see cref="CallAsync"/>, retrying (up to 8 times) on 429 and on connection failures.</summary>
+    /// <summary>Calls <see cref="CallAsync"/> (which already waits out 429s), retrying up to 8 times on connection failures, 502 and 503.</summary>
     public async Task<ApiResult> CallWithRetryAsync(string op, HttpMethod method, string path, JsonNode? body, string? accessToken,
         TimeSpan timeout, CancellationToken ct)
     {
         for (var attempt = 1; ; attempt++)
         {
             var r = await CallAsync(op, method, path, body, accessToken, timeout, ct).ConfigureAwait(false);
-            var retriable = r.Status == 429 || r.Status == 0 || r.Status == 502 || r.Status == 503;
+            var retriable = r.Status is 0 or 502 or 503;
             if (!retriable || attempt >= 8) return r;
             var wait = r.RetryAfter ?? TimeSpan.FromMilliseconds(200 * attempt);
             if (wait > TimeSpan.FromSeconds(10)) wait = TimeSpan.FromSeconds(10);
@@ -169,38 +201,6 @@ internal sealed class MatrixApi(HttpClient http, Uri baseUrl)
         if (userId is null || token is null)
             throw new InvalidOperationException($"register {localpart}: 200 without user_id/access_token: {r.Json?.ToJsonString()}");
         return (userId, token);
-    }
-
-    /// <summary>Sum of VmRSS (in kB) of the given processes, or null if none could be read.</summary>
-    public static long? ReadRssKb(IReadOnlyList<int> pids)
-    {
-        long total = 0;
-        var any = false;
-        foreach (var pid in pids)
-        {
-            try
-            {
-                foreach (var line in File.ReadLines($"/proc/{pid}/status"))
-                {
-                    if (!line.StartsWith("VmRSS:", StringComparison.Ordinal)) continue;
-                    var parts = line[6..].Trim().Split(' ', StringSplitOptions.RemoveEmptyEntries);
-                    if (parts.Length > 0 && long.TryParse(parts[0], NumberStyles.Integer, CultureInfo.InvariantCulture, out var kb))
-                    {
-                        total += kb;
-                        any = true;
-                    }
-                    break;
-                }
-            }
-            catch (IOException)
-            {
-                // process gone or not readable
-            }
-            catch (UnauthorizedAccessException)
-            {
-            }
-        }
-        return any ? total : null;
     }
 
     public static HttpClient CreateHttpClient(int users)

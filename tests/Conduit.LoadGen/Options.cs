@@ -3,42 +3,89 @@ using System.Net;
 
 namespace Conduit.LoadGen;
 
+/// <summary>What a run measures; see README.md.</summary>
+internal enum Scenario { Mixed, Saturate, OneRoom, RoomsParallel, BigSync, Idle }
+
 /// <summary>Command-line options. Parsing errors throw <see cref="ArgumentException"/> with a readable message.</summary>
 internal sealed class Options
 {
+    public Scenario Scenario { get; private set; } = Scenario.Mixed;
     public Uri Url { get; private set; } = new("http://127.0.0.1:6167");
-    public int Users { get; private set; } = 100;
-    public int Rooms { get; private set; } = 10;
-    public int Seconds { get; private set; } = 30;
-    public int IntervalMs { get; private set; } = 1500;
+    public int Users { get; private set; }
+    public int Rooms { get; private set; }
+    public int Seconds { get; private set; }
+    public int IntervalMs { get; private set; }
     public int DrainSeconds { get; private set; } = 10;
-    public int SetupTimeoutSeconds { get; private set; } = 300;
-    public int SetupConcurrency { get; private set; } = 8;
+    public int SetupTimeoutSeconds { get; private set; }
+    public int SetupConcurrency { get; private set; }
+    public int Events { get; private set; } = 500;
+    public int Senders { get; private set; } = 10;
+    public int Warmup { get; private set; } = 1000;
+    public int Repeat { get; private set; } = 5;
+    public int WarmupSeconds { get; private set; }
+    public int PhaseTimeoutSeconds { get; private set; } = 120;
     public List<int> Pids { get; } = [];
+    public Dictionary<int, string> PidNames { get; } = [];
     public string? RegistrationToken { get; private set; }
+    public string? ResultsPath { get; private set; }
+
+    public string PidName(int pid) => PidNames.GetValueOrDefault(pid) ?? pid.ToString(CultureInfo.InvariantCulture);
+
+    public static string ScenarioName(Scenario s) => s switch
+    {
+        Scenario.Mixed => "mixed",
+        Scenario.Saturate => "saturate",
+        Scenario.OneRoom => "one-room",
+        Scenario.RoomsParallel => "rooms-parallel",
+        Scenario.BigSync => "big-sync",
+        Scenario.Idle => "idle",
+        _ => throw new ArgumentOutOfRangeException(nameof(s)),
+    };
 
     public const string Usage = """
-        Conduit.LoadGen: registers users, puts them in rooms, then has every user /sync in a loop and send
-        messages, measuring send-200 -> /sync delivery latency and server memory.
+        Conduit.LoadGen: drives a homeserver on this machine and reports throughput, latency and server memory.
+
+        Scenarios (--scenario NAME):
+          mixed           (default) every user /syncs in a loop and sends a message every --interval-ms;
+                          events/s, send 200 -> /sync delivery latency, RSS idle and peak
+          saturate        mixed with --interval-ms 0: every user sends back to back (default 20 s)
+          one-room        one room of --senders members: --events sends by one client in sequence, then
+                          --events sends from --senders concurrent clients; time, events/s, ratio
+          rooms-parallel  --rooms rooms with the same --rooms members: --events sends into one room from --rooms
+                          concurrent clients, then --events sends spread over the rooms, one client per room
+          big-sync        one user creates --rooms rooms (default 5000), then a first /sync?timeout=0: time,
+                          response size, server RSS before, peak during, after, and 5 s after
+          idle            server RSS at start and after one registration and one /sync
 
         Options:
           --url URL                  homeserver base URL, loopback only (default http://127.0.0.1:6167)
-          --users N                  number of users to register (default 100)
-          --rooms M                  number of rooms; users are spread round-robin (default 10)
-          --seconds S                length of the send phase (default 30)
-          --interval-ms MS           mean time between two messages of one user (default 1500; jittered +-25%)
+          --users N                  users to register (mixed/saturate 100); one-room: members of the room (default
+                                     --senders); rooms-parallel: members of every room (default --rooms)
+          --rooms M                  rooms (mixed/saturate 10, users spread round-robin; rooms-parallel 10; big-sync 5000)
+          --seconds S                length of the send phase (mixed 30, saturate 20)
+          --interval-ms MS           mean time between two messages of one user (mixed 1500, jittered +-25%; saturate 0)
           --drain-seconds D          after sending stops, how long to wait for outstanding deliveries (default 10)
-          --setup-timeout-seconds T  bound on registration + room setup + initial syncs (default 300)
-          --setup-concurrency C      parallel requests during setup (default 8)
+          --events N                 sends per timed phase of one-room and rooms-parallel (default 500)
+          --senders N                concurrent senders of one-room (default 10)
+          --warmup N                 untimed sends in each pattern before the timed phases of one-room and
+                                     rooms-parallel, then 1 s of rest (default 1000)
+          --repeat R                 one-room/rooms-parallel: run the two patterns R times, alternating, and report
+                                     the median of each (default 5)
+          --warmup-seconds W         mixed/saturate: send for W s before the measured --seconds (mixed 0, saturate 5)
+          --phase-timeout-seconds T  bound on each timed phase of one-room, rooms-parallel and big-sync (default 120)
+          --setup-timeout-seconds T  bound on registration + room setup + initial syncs (default 300; big-sync 1200)
+          --setup-concurrency C      parallel requests during setup (default 8; big-sync 4)
           --pid P                    server process to read VmRSS from (/proc/P/status); repeatable
-          --pids P1,P2,...           several server processes (split mode); RSS is summed
+          --pids P1[:NAME],P2,...    several server processes (split mode); RSS is summed, NAME labels the breakdown
           --registration-token TOK   complete registration with m.login.registration_token
+          --results FILE             also write the headline figures to FILE as "label<TAB>value" lines
           -h, --help                 this text
         """;
 
     public static Options? Parse(string[] args)
     {
         var o = new Options();
+        int? users = null, rooms = null, seconds = null, intervalMs = null, setupTimeout = null, setupConcurrency = null, warmupSeconds = null;
         for (var i = 0; i < args.Length; i++)
         {
             var a = args[i];
@@ -70,48 +117,105 @@ internal sealed class Options
                 case "-h":
                 case "--help":
                     return null;
+                case "--scenario":
+                    var name = Next();
+                    o.Scenario = Enum.GetValues<Scenario>().Cast<Scenario?>().FirstOrDefault(s => ScenarioName(s!.Value) == name)
+                        ?? throw new ArgumentException($"--scenario '{name}' is not one of " +
+                            string.Join(", ", Enum.GetValues<Scenario>().Select(ScenarioName)));
+                    break;
                 case "--url":
                     o.Url = ParseLoopbackUrl(Next());
                     break;
                 case "--users":
-                    o.Users = NextInt(1);
+                    users = NextInt(1);
                     break;
                 case "--rooms":
-                    o.Rooms = NextInt(1);
+                    rooms = NextInt(1);
                     break;
                 case "--seconds":
-                    o.Seconds = NextInt(1);
+                    seconds = NextInt(1);
                     break;
                 case "--interval-ms":
-                    o.IntervalMs = NextInt(10);
+                    intervalMs = NextInt(0);
                     break;
                 case "--drain-seconds":
                     o.DrainSeconds = NextInt(0);
                     break;
+                case "--events":
+                    o.Events = NextInt(1);
+                    break;
+                case "--senders":
+                    o.Senders = NextInt(1);
+                    break;
+                case "--warmup":
+                    o.Warmup = NextInt(0);
+                    break;
+                case "--repeat":
+                    o.Repeat = NextInt(1);
+                    break;
+                case "--warmup-seconds":
+                    warmupSeconds = NextInt(0);
+                    break;
+                case "--phase-timeout-seconds":
+                    o.PhaseTimeoutSeconds = NextInt(1);
+                    break;
                 case "--setup-timeout-seconds":
-                    o.SetupTimeoutSeconds = NextInt(1);
+                    setupTimeout = NextInt(1);
                     break;
                 case "--setup-concurrency":
-                    o.SetupConcurrency = NextInt(1);
+                    setupConcurrency = NextInt(1);
                     break;
                 case "--pid":
-                    o.Pids.Add(ParsePid(Next()));
+                    o.AddPid(Next());
                     break;
                 case "--pids":
                     foreach (var p in Next().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
-                        o.Pids.Add(ParsePid(p));
+                        o.AddPid(p);
                     break;
                 case "--registration-token":
                     o.RegistrationToken = Next();
+                    break;
+                case "--results":
+                    o.ResultsPath = Next();
                     break;
                 default:
                     throw new ArgumentException($"unknown argument '{args[i]}'");
             }
         }
 
-        if (o.Rooms > o.Users)
+        var saturate = o.Scenario == Scenario.Saturate;
+        var bigSync = o.Scenario == Scenario.BigSync;
+        if (saturate && intervalMs is > 0)
+            throw new ArgumentException("--interval-ms does not apply to --scenario saturate (it sends back to back); use mixed");
+        o.Users = users ?? o.Scenario switch
+        {
+            Scenario.Mixed or Scenario.Saturate => 100,
+            Scenario.OneRoom => o.Senders,
+            Scenario.RoomsParallel => rooms ?? 10,
+            _ => 1,
+        };
+        o.Rooms = rooms ?? (bigSync ? 5000 : 10);
+        o.Seconds = seconds ?? (saturate ? 20 : 30);
+        o.IntervalMs = intervalMs ?? (saturate ? 0 : 1500);
+        o.WarmupSeconds = warmupSeconds ?? (saturate ? 5 : 0);
+        o.SetupTimeoutSeconds = setupTimeout ?? (bigSync ? 1200 : 300);
+        o.SetupConcurrency = setupConcurrency ?? (bigSync ? 4 : 8);
+
+        if (o.Scenario is Scenario.Mixed or Scenario.Saturate && o.Rooms > o.Users)
             throw new ArgumentException($"--rooms ({o.Rooms}) must not exceed --users ({o.Users}): every room needs a creator");
+        if (o.Scenario == Scenario.OneRoom && o.Users < o.Senders)
+            throw new ArgumentException($"--users ({o.Users}) must be at least --senders ({o.Senders}): every sender is a member");
+        if (o.Scenario == Scenario.RoomsParallel && o.Users < o.Rooms)
+            throw new ArgumentException($"--users ({o.Users}) must be at least --rooms ({o.Rooms}): one sender per room");
         return o;
+    }
+
+    void AddPid(string s)
+    {
+        var colon = s.IndexOf(':');
+        var pid = ParsePid(colon < 0 ? s : s[..colon]);
+        Pids.Add(pid);
+        if (colon >= 0 && s[(colon + 1)..] is { Length: > 0 } name) PidNames[pid] = name;
     }
 
     private static int ParsePid(string s)

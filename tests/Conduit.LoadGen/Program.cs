@@ -1,9 +1,9 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
-using System.Security.Cryptography;
 using System.Text.Json.Nodes;
 using Conduit.LoadGen;
+using static Conduit.LoadGen.Out;
 
 // Conduit.LoadGen: a load generator (not a test). See README.md beside this file.
 
@@ -25,7 +25,9 @@ if (options is null)
     return 0;
 }
 
-return await new LoadRun(options).RunAsync().ConfigureAwait(false);
+return options.Scenario is Scenario.Mixed or Scenario.Saturate
+    ? await new LoadRun(options).RunAsync().ConfigureAwait(false)
+    : await new ScenarioRun(options).RunAsync().ConfigureAwait(false);
 
 namespace Conduit.LoadGen
 {
@@ -53,14 +55,15 @@ namespace Conduit.LoadGen
 
     internal sealed record Delivery(string Body, string EventId, int Receiver, long ArrivalTs);
 
+    /// <summary>The mixed and saturate scenarios: every user syncs in a loop and sends at its own pace.</summary>
     internal sealed class LoadRun(Options o)
     {
         private static readonly TimeSpan SyncServerTimeout = TimeSpan.FromMilliseconds(30_000);
         private static readonly TimeSpan SyncRequestTimeout = SyncServerTimeout + TimeSpan.FromSeconds(15);
 
-        private readonly string _runId = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(4));
-        private readonly string _password = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(12));
         private MatrixApi _api = null!;
+        private Setup _setup = null!;
+        private string _runId = "";
 
         private readonly ConcurrentDictionary<string, SentMessage> _sent = new(StringComparer.Ordinal);
         private readonly ConcurrentQueue<Delivery> _deliveries = new();
@@ -71,19 +74,20 @@ namespace Conduit.LoadGen
         private long _limitedTimelines;
         private long _syncsCompleted;
         private long _sendAttempts;
+        private long _warmupSends;
         private long _expectedDeliveries;
 
         private long? _rssIdleKb;
-        private long _rssPeakKb = -1;
-        private int _rssSamples;
 
         public async Task<int> RunAsync()
         {
             using var http = MatrixApi.CreateHttpClient(o.Users);
             _api = new MatrixApi(http, o.Url);
+            _setup = new Setup(_api, o);
+            _runId = _setup.RunId;
 
             // Hard upper bound for the whole run, whatever the server does.
-            var hardLimit = TimeSpan.FromSeconds(o.SetupTimeoutSeconds + o.Seconds + o.DrainSeconds + 90);
+            var hardLimit = TimeSpan.FromSeconds(o.SetupTimeoutSeconds + o.WarmupSeconds + o.Seconds + o.DrainSeconds + 90);
             using var hard = new CancellationTokenSource(hardLimit);
             Console.CancelKeyPress += (_, e) =>
             {
@@ -92,12 +96,13 @@ namespace Conduit.LoadGen
                 try { hard.Cancel(); } catch (ObjectDisposedException) { }
             };
 
-            Log($"run {_runId}: {o.Users} users, {o.Rooms} rooms, {o.Seconds} s at one message per ~{o.IntervalMs} ms per user, target {o.Url}");
-            if (o.Pids.Count > 0 && MatrixApi.ReadRssKb(o.Pids) is null)
+            Log($"run {_runId} ({Options.ScenarioName(o.Scenario)}): {o.Users} users, {o.Rooms} rooms, {o.Seconds} s at one message per " +
+                (o.IntervalMs == 0 ? "user back to back" : $"~{o.IntervalMs} ms per user") + $", target {o.Url}");
+            if (o.Pids.Count > 0 && Rss.ReadKb(o.Pids) is null)
                 Log($"warning: cannot read VmRSS of pid(s) {string.Join(",", o.Pids)}; RSS will be reported as n/a");
 
             // ---------------- setup ----------------
-            if (!await CheckReachableAsync(hard.Token).ConfigureAwait(false)) return 1;
+            if (!await _setup.CheckReachableAsync(hard.Token).ConfigureAwait(false)) return 1;
 
             List<User> users;
             List<RoomInfo> rooms;
@@ -108,12 +113,12 @@ namespace Conduit.LoadGen
                 try
                 {
                     var sw = Stopwatch.StartNew();
-                    users = await RegisterAllAsync(setup.Token).ConfigureAwait(false);
+                    users = await _setup.RegisterAsync(o.Users, setup.Token).ConfigureAwait(false);
                     Log($"registered {users.Count}/{o.Users} users in {sw.Elapsed.TotalSeconds:0.0} s");
                     if (users.Count < 2)
                     {
                         Log("error: fewer than 2 users registered; nothing to measure");
-                        PrintErrors();
+                        PrintErrors(_api);
                         return 1;
                     }
 
@@ -125,25 +130,25 @@ namespace Conduit.LoadGen
                     if (rooms.All(r => r.JoinedCount < 2))
                     {
                         Log("error: no room has two joined members; nothing to measure");
-                        PrintErrors();
+                        PrintErrors(_api);
                         return 1;
                     }
 
                     phase = "initial sync";
                     sw.Restart();
-                    await InitialSyncAllAsync(users.Where(u => u.Joined).ToList(), setup.Token).ConfigureAwait(false);
+                    await _setup.InitialSyncAsync(users.Where(u => u.Joined).ToList(), setup.Token).ConfigureAwait(false);
                     Log($"initial /sync done for {users.Count(u => u.Since is not null)} users in {sw.Elapsed.TotalSeconds:0.0} s");
                 }
                 catch (OperationCanceledException) when (!hard.IsCancellationRequested)
                 {
                     Log($"error: setup did not finish within --setup-timeout-seconds {o.SetupTimeoutSeconds} (during {phase})");
-                    PrintErrors();
+                    PrintErrors(_api);
                     return 1;
                 }
                 catch (OperationCanceledException)
                 {
                     Log($"error: run stopped during {phase}");
-                    PrintErrors();
+                    PrintErrors(_api);
                     return 1;
                 }
             }
@@ -156,29 +161,35 @@ namespace Conduit.LoadGen
             if (o.Pids.Count > 0)
             {
                 await Task.Delay(1000, hard.Token).ConfigureAwait(false);
-                _rssIdleKb = MatrixApi.ReadRssKb(o.Pids);
+                _rssIdleKb = Rss.ReadKb(o.Pids);
             }
 
             // ---------------- load ----------------
             using var syncStop = CancellationTokenSource.CreateLinkedTokenSource(hard.Token);
-            using var samplerStop = CancellationTokenSource.CreateLinkedTokenSource(hard.Token);
-            var sampler = SampleRssAsync(samplerStop.Token);
+            var sampler = new RssSampler(o.Pids, TimeSpan.FromMilliseconds(250), hard.Token);
 
             var syncTasks = active.Select(u => SyncLoopAsync(u, syncStop.Token)).ToList();
-            Log($"load: {active.Count} users syncing and sending for {o.Seconds} s");
+            Log($"load: {active.Count} users syncing and sending for {o.WarmupSeconds} s of warm-up + {o.Seconds} s");
 
-            var loadStart = Stopwatch.GetTimestamp();
-            var sendEnd = loadStart + (long)(o.Seconds * (double)Stopwatch.Frequency);
-            var senderTasks = active.Select(u => SenderLoopAsync(u, roomMembers, sendEnd, hard.Token)).ToList();
+            // Sends started during the warm-up are not counted: their bodies do not carry the run's prefix, so the
+            // /sync loops ignore them too.
+            var measureStart = Stopwatch.GetTimestamp() + (long)(o.WarmupSeconds * (double)Stopwatch.Frequency);
+            var sendEnd = measureStart + (long)(o.Seconds * (double)Stopwatch.Frequency);
+            var senderTasks = active.Select(u => SenderLoopAsync(u, roomMembers, measureStart, sendEnd, hard.Token)).ToList();
+            Dictionary<int, double?>? cpuStart = null, cpuEnd = null;
             try
             {
+                var untilMeasured = Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), measureStart);
+                if (untilMeasured > TimeSpan.Zero) await Task.Delay(untilMeasured, hard.Token).ConfigureAwait(false);
+                cpuStart = Cpu.ReadEach(o.Pids);
                 await Task.WhenAll(senderTasks).ConfigureAwait(false);
+                cpuEnd = Cpu.ReadEach(o.Pids);
             }
             catch (OperationCanceledException)
             {
                 Log("send phase cut short");
             }
-            var sendPhase = Stopwatch.GetElapsedTime(loadStart);
+            var sendPhase = Stopwatch.GetElapsedTime(measureStart);
 
             // ---------------- drain ----------------
             var drainStart = Stopwatch.GetTimestamp();
@@ -193,8 +204,8 @@ namespace Conduit.LoadGen
 
             // ---------------- stop ----------------
             await syncStop.CancelAsync().ConfigureAwait(false);
-            await samplerStop.CancelAsync().ConfigureAwait(false);
-            var allLoops = Task.WhenAll(syncTasks.Append(sampler));
+            await sampler.DisposeAsync().ConfigureAwait(false);
+            var allLoops = Task.WhenAll(syncTasks);
             try
             {
                 await allLoops.WaitAsync(TimeSpan.FromSeconds(10)).ConfigureAwait(false);
@@ -208,44 +219,11 @@ namespace Conduit.LoadGen
                 // expected
             }
 
-            PrintReport(users, rooms, active, sendPhase, drain);
+            PrintReport(users, rooms, active, sendPhase, drain, sampler, cpuStart, cpuEnd);
             return 0;
         }
 
         // ================= setup =================
-
-        private async Task<bool> CheckReachableAsync(CancellationToken ct)
-        {
-            var r = await _api.CallAsync("versions", HttpMethod.Get, "_matrix/client/versions", null, null,
-                TimeSpan.FromSeconds(5), ct, record: false).ConfigureAwait(false);
-            if (r.Ok && r.Json?["versions"] is JsonArray) return true;
-            Log($"error: homeserver not reachable at {o.Url}: GET /_matrix/client/versions gave {r.Describe()}");
-            return false;
-        }
-
-        private async Task<List<User>> RegisterAllAsync(CancellationToken ct)
-        {
-            var all = Enumerable.Range(0, o.Users).Select(i => new User(i, $"lg_{_runId}_{i}")).ToList();
-            var ok = new ConcurrentBag<User>();
-            var firstFailures = new ConcurrentQueue<string>();
-            await Parallel.ForEachAsync(all, new ParallelOptions { MaxDegreeOfParallelism = o.SetupConcurrency, CancellationToken = ct },
-                async (u, token) =>
-                {
-                    try
-                    {
-                        var (userId, accessToken) = await _api.RegisterAsync(u.Localpart, _password, o.RegistrationToken, token).ConfigureAwait(false);
-                        u.UserId = userId;
-                        u.Token = accessToken;
-                        ok.Add(u);
-                    }
-                    catch (InvalidOperationException e)
-                    {
-                        if (firstFailures.Count < 3) firstFailures.Enqueue(e.Message);
-                    }
-                }).ConfigureAwait(false);
-            foreach (var f in firstFailures) Log($"  {f}");
-            return ok.OrderBy(u => u.Index).ToList();
-        }
 
         private async Task<List<RoomInfo>> SetUpRoomsAsync(List<User> users, CancellationToken ct)
         {
@@ -257,71 +235,18 @@ namespace Conduit.LoadGen
                 rooms[i % roomCount].Members.Add(users[i]);
             }
 
-            var setupTimeout = TimeSpan.FromSeconds(60);
             var problems = new ConcurrentQueue<string>();
             await Parallel.ForEachAsync(rooms, new ParallelOptions { MaxDegreeOfParallelism = o.SetupConcurrency, CancellationToken = ct },
                 async (room, token) =>
                 {
-                    var creator = room.Members[0];
-                    var body = new JsonObject
-                    {
-                        ["name"] = $"loadgen {_runId} room {room.Slot}",
-                        ["preset"] = "private_chat",
-                    };
-                    var r = await _api.CallWithRetryAsync("createRoom", HttpMethod.Post, "_matrix/client/v3/createRoom", body, creator.Token,
-                        setupTimeout, token).ConfigureAwait(false);
-                    var roomId = MatrixApi.Str(r.Json?["room_id"]);
-                    if (!r.Ok || roomId is null)
-                    {
-                        problems.Enqueue($"createRoom by {creator.UserId}: {r.Describe()}");
-                        return;
-                    }
+                    var (roomId, joined) = await _setup.CreateRoomAsync(room.Members[0], room.Members.Skip(1),
+                        $"loadgen {_runId} room {room.Slot}", problems, token).ConfigureAwait(false);
                     room.RoomId = roomId;
-                    creator.RoomId = roomId;
-                    creator.Joined = true;
-
-                    var roomPath = $"_matrix/client/v3/rooms/{MatrixApi.Esc(roomId)}";
-                    foreach (var m in room.Members.Skip(1))
-                    {
-                        m.RoomId = roomId;
-                        var inv = await _api.CallWithRetryAsync("invite", HttpMethod.Post, $"{roomPath}/invite",
-                            new JsonObject { ["user_id"] = m.UserId }, creator.Token, setupTimeout, token).ConfigureAwait(false);
-                        if (!inv.Ok)
-                        {
-                            problems.Enqueue($"invite {m.UserId} to {roomId}: {inv.Describe()}");
-                            continue;
-                        }
-                        var join = await _api.CallWithRetryAsync("join", HttpMethod.Post, $"{roomPath}/join",
-                            new JsonObject(), m.Token, setupTimeout, token).ConfigureAwait(false);
-                        if (!join.Ok)
-                        {
-                            problems.Enqueue($"join {m.UserId} to {roomId}: {join.Describe()}");
-                            continue;
-                        }
-                        m.Joined = true;
-                    }
+                    foreach (var m in room.Members) m.RoomId = roomId;
+                    foreach (var m in joined) m.Joined = true;
                 }).ConfigureAwait(false);
             foreach (var p in problems.Take(5)) Log($"  {p}");
             return rooms;
-        }
-
-        private async Task InitialSyncAllAsync(List<User> users, CancellationToken ct)
-        {
-            var failures = new ConcurrentQueue<string>();
-            await Parallel.ForEachAsync(users, new ParallelOptions { MaxDegreeOfParallelism = o.SetupConcurrency, CancellationToken = ct },
-                async (u, token) =>
-                {
-                    var r = await _api.CallWithRetryAsync("initial sync", HttpMethod.Get, "_matrix/client/v3/sync?timeout=0", null, u.Token,
-                        TimeSpan.FromSeconds(120), token).ConfigureAwait(false);
-                    var next = MatrixApi.Str(r.Json?["next_batch"]);
-                    if (!r.Ok || next is null)
-                    {
-                        failures.Enqueue($"initial sync of {u.UserId}: {(r.Ok ? "no next_batch" : r.Describe())}");
-                        return;
-                    }
-                    u.Since = next;
-                }).ConfigureAwait(false);
-            foreach (var f in failures.Take(3)) Log($"  {f}");
         }
 
         // ================= load =================
@@ -374,7 +299,7 @@ namespace Conduit.LoadGen
             }
         }
 
-        private async Task SenderLoopAsync(User u, Dictionary<string, int> roomMembers, long sendEnd, CancellationToken ct)
+        private async Task SenderLoopAsync(User u, Dictionary<string, int> roomMembers, long measureStart, long sendEnd, CancellationToken ct)
         {
             var rnd = new Random(HashCode.Combine(_runId, u.Index));
             var roomId = u.RoomId!;
@@ -387,21 +312,24 @@ namespace Conduit.LoadGen
             while (Stopwatch.GetTimestamp() < sendEnd && !ct.IsCancellationRequested)
             {
                 seq++;
-                var body = $"lg {_runId} {u.Index} {seq}";
+                var t0 = Stopwatch.GetTimestamp();
+                var warmUp = t0 < measureStart;
+                var body = $"{(warmUp ? "lgw" : "lg")} {_runId} {u.Index} {seq}";
                 var txn = $"lg{_runId}.{seq}";
                 var content = new JsonObject { ["msgtype"] = "m.text", ["body"] = body };
-                var t0 = Stopwatch.GetTimestamp();
-                Interlocked.Increment(ref _sendAttempts);
+                if (warmUp) Interlocked.Increment(ref _warmupSends);
+                else Interlocked.Increment(ref _sendAttempts);
                 var r = await _api.CallAsync("send", HttpMethod.Put, roomPath + MatrixApi.Esc(txn), content, u.Token,
                     TimeSpan.FromSeconds(30), ct).ConfigureAwait(false);
                 var t1 = Stopwatch.GetTimestamp();
-                if (r.Ok && MatrixApi.Str(r.Json?["event_id"]) is { } eventId)
+                var eventId = r.Ok ? MatrixApi.Str(r.Json?["event_id"]) : null;
+                if (!warmUp && eventId is not null)
                 {
                     _sent[body] = new SentMessage(body, u.Index, roomId, eventId, t0, t1, others);
                     Interlocked.Add(ref _expectedDeliveries, others);
                     _sendMs.Enqueue(Stopwatch.GetElapsedTime(t0, t1).TotalMilliseconds);
                 }
-                else if (r.Ok)
+                else if (!warmUp && r.Ok)
                 {
                     _api.Errors.AddOrUpdate("send 200 without event_id", 1, (_, n) => n + 1);
                 }
@@ -414,34 +342,13 @@ namespace Conduit.LoadGen
             }
         }
 
-        private async Task SampleRssAsync(CancellationToken stop)
-        {
-            if (o.Pids.Count == 0) return;
-            try
-            {
-                using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(250));
-                do
-                {
-                    if (MatrixApi.ReadRssKb(o.Pids) is { } kb)
-                    {
-                        _rssSamples++;
-                        if (kb > _rssPeakKb) _rssPeakKb = kb;
-                    }
-                }
-                while (await timer.WaitForNextTickAsync(stop).ConfigureAwait(false));
-            }
-            catch (OperationCanceledException)
-            {
-                // stopping
-            }
-        }
-
         /// <summary>Deliveries whose message's send returned 200 (so they count towards the expected total).</summary>
         private long CountMatchedDeliveries() => _deliveries.Count(d => _sent.ContainsKey(d.Body));
 
         // ================= report =================
 
-        private void PrintReport(List<User> users, List<RoomInfo> rooms, List<User> active, TimeSpan sendPhase, TimeSpan drain)
+        private void PrintReport(List<User> users, List<RoomInfo> rooms, List<User> active, TimeSpan sendPhase, TimeSpan drain, RssSampler rss,
+            Dictionary<int, double?>? cpuStart, Dictionary<int, double?>? cpuEnd)
         {
             var sent = _sent.Values.ToList();
             var all = new List<double>();
@@ -471,17 +378,21 @@ namespace Conduit.LoadGen
 
             var expected = Interlocked.Read(ref _expectedDeliveries);
             var inv = CultureInfo.InvariantCulture;
-            string Mb(long? kb) => kb is { } v && v >= 0 ? (v / 1024.0).ToString("0.0", inv) + " MB" : "n/a";
+            var sendMs = _sendMs.ToList();
+            var eventsPerSecond = sent.Count / Math.Max(0.001, sendPhase.TotalSeconds);
 
             Console.WriteLine();
             Console.WriteLine("== Conduit.LoadGen results ==");
+            Line("scenario", Options.ScenarioName(o.Scenario));
             Line("url", o.Url.ToString());
             Line("users", $"{o.Users} requested, {users.Count} registered, {active.Count} joined and syncing");
             Line("rooms", $"{rooms.Count(r => r.RoomId is not null)} created of {o.Rooms} (members per room: {string.Join("/", rooms.Select(r => r.JoinedCount).Distinct().OrderBy(x => x))})");
-            Line("duration", $"{sendPhase.TotalSeconds.ToString("0.0", inv)} s sending (requested {o.Seconds} s), {drain.TotalSeconds.ToString("0.0", inv)} s draining");
+            Line("duration", $"{sendPhase.TotalSeconds.ToString("0.0", inv)} s sending (requested {o.Seconds} s)" +
+                (o.WarmupSeconds > 0 ? $" after {o.WarmupSeconds} s of warm-up ({Interlocked.Read(ref _warmupSends)} sends, not counted)" : "") +
+                $", {drain.TotalSeconds.ToString("0.0", inv)} s draining");
             Line("messages sent", $"{sent.Count} ok of {Interlocked.Read(ref _sendAttempts)} attempts");
-            Line("events/s sent", (sent.Count / Math.Max(0.001, sendPhase.TotalSeconds)).ToString("0.0", inv));
-            Line("send request (ms)", Dist(_sendMs.ToList()));
+            Line("events/s sent", eventsPerSecond.ToString("0.0", inv));
+            Line("send request (ms)", Dist(sendMs));
             Line("deliveries expected", expected.ToString(inv));
             Line("deliveries observed",
                 $"{all.Count}" + (expected > 0 ? $" ({(100.0 * all.Count / expected).ToString("0.0", inv)} %)" : "") +
@@ -490,38 +401,31 @@ namespace Conduit.LoadGen
             Line("from send start (ms)", Dist(fromStart) + "  (send request start -> /sync, all deliveries)");
             Line("latency first (ms)", Dist(firstPerMessage.Values.ToList()) + "  (first other member to see each message)");
             Line("syncs completed", Interlocked.Read(ref _syncsCompleted).ToString(inv));
+            var serverCpu = cpuStart is not null && cpuEnd is not null ? Cpu.Used(cpuStart, cpuEnd) : null;
+            var cpuPerEvent = serverCpu is { } cpu && sent.Count > 0 ? cpu * 1000 / sent.Count : (double?)null;
+            Line("server CPU", cpuPerEvent is { } c
+                ? $"{serverCpu!.Value.ToString("0.0", inv)} s while sending: {c.ToString("0.00", inv)} ms per event sent (sends and their /sync deliveries)" +
+                  (o.Pids.Count > 1 ? $"; {Cpu.PerProcess(o, cpuStart!, cpuEnd!)}" : "")
+                : "n/a (pass --pid or --pids)");
             if (o.Pids.Count > 0)
-                Line("server RSS", $"idle {Mb(_rssIdleKb)}, peak {Mb(_rssPeakKb)} (pids {string.Join(",", o.Pids)}, {_rssSamples} samples every 250 ms)");
+                Line("server RSS", $"idle {Rss.Mb(_rssIdleKb)}, peak {Rss.Mb(rss.PeakKb)} (pids {string.Join(",", o.Pids)}, {rss.Samples} samples every 250 ms)");
             else
                 Line("server RSS", "n/a (pass --pid or --pids)");
-            PrintErrors();
+            PrintErrors(_api);
+
+            var results = new Results();
+            results.Add("users x rooms", $"{active.Count}x{rooms.Count(r => r.RoomId is not null)}");
+            results.Add("events/s", eventsPerSecond);
+            results.Add("send p50 ms", Percentile(sendMs, 0.50));
+            results.Add("send p99 ms", Percentile(sendMs, 0.99));
+            results.Add("send->sync p50 ms", Percentile(all, 0.50));
+            results.Add("send->sync p99 ms", Percentile(all, 0.99));
+            results.Add("delivered %", expected > 0 ? 100.0 * all.Count / expected : null);
+            results.Add("CPU ms/event", cpuPerEvent, "0.00");
+            results.Add("RSS idle MB", Rss.MbValue(_rssIdleKb));
+            results.Add("RSS peak MB", Rss.MbValue(rss.PeakKb));
+            results.AddRequestCounts(_api);
+            results.Save(o.ResultsPath);
         }
-
-        private void PrintErrors()
-        {
-            if (_api is null || _api.Errors.IsEmpty)
-            {
-                Line("errors", "none");
-                return;
-            }
-            Line("errors", _api.Errors.Values.Sum().ToString(CultureInfo.InvariantCulture));
-            foreach (var (key, n) in _api.Errors.OrderByDescending(kv => kv.Value).ThenBy(kv => kv.Key, StringComparer.Ordinal))
-                Console.WriteLine($"  {n,8}  {key}");
-        }
-
-        private static string Dist(List<double> values)
-        {
-            if (values.Count == 0) return "n/a (no samples)";
-            values.Sort();
-            double P(double p) => values[Math.Clamp((int)Math.Ceiling(p * values.Count) - 1, 0, values.Count - 1)];
-            var inv = CultureInfo.InvariantCulture;
-            return $"p50 {P(0.50).ToString("0.0", inv)}  p90 {P(0.90).ToString("0.0", inv)}  p99 {P(0.99).ToString("0.0", inv)}  " +
-                   $"max {values[^1].ToString("0.0", inv)}  (n={values.Count})";
-        }
-
-        private static void Line(string key, string value) => Console.WriteLine($"{key + ":",-22}{value}");
-
-        private static void Log(string message) =>
-            Console.Error.WriteLine($"[{DateTime.Now.ToString("HH:mm:ss.fff", CultureInfo.InvariantCulture)}] {message}");
     }
 }
