@@ -71,12 +71,7 @@ public sealed class SyncEndpoints(AccountDataStore data, SyncNotifier notifier, 
     {
         if (string.IsNullOrEmpty(param)) return ("", null);
         JsonObject? o;
-        if (param.TrimStart().StartsWith('{'))
-        {
-            try { o = JsonNode.Parse(param) as JsonObject; }
-            catch (System.Text.Json.JsonException) { throw Err.NotJson("filter is not valid JSON"); }
-            if (o is null) throw Err.BadJson("filter must be a JSON object");
-        }
+        if (param.TrimStart().StartsWith('{')) o = RequestJson.ParseObject(param, "filter");
         else o = data.GetFilter(userId, param) ?? throw Err.NotFound("Unknown filter");
         return (o.ToJsonString(), Filter.Parse(o));
     }
