@@ -137,7 +137,7 @@ public sealed class ReadEndpoints(RoomStore rooms, StateStore states, ClientEven
         var chunk = new JsonArray();
         foreach (var e in state.Where(e => e.Type == "m.room.member"))
         {
-            var m = e.Content["membership"]?.GetValue<string>();
+            var m = MemberContent.MembershipOf(e.Content);
             if (only is not null && m != only) continue;
             if (not is not null && m == not) continue;
             chunk.Add((JsonNode)format.Format(e));
@@ -156,8 +156,8 @@ public sealed class ReadEndpoints(RoomStore rooms, StateStore states, ClientEven
         {
             var content = rooms.StateContent(roomId, "m.room.member", u);
             var o = new JsonObject();
-            if (content?["displayname"] is JsonValue dn) o["display_name"] = dn.DeepClone();
-            if (content?["avatar_url"] is JsonValue av) o["avatar_url"] = av.DeepClone();
+            if (MemberContent.DisplayName(content) is { } dn) o["display_name"] = dn;
+            if (MemberContent.AvatarUrl(content) is { } av) o["avatar_url"] = av;
             joined[u] = o;
         }
         await ctx.Response.WriteJsonAsync(new JsonObject { ["joined"] = joined });

@@ -214,7 +214,7 @@ public sealed class RoomStore(IKeyValueStore store)
     /// <summary>The membership the user had before their current one (from its prev_content), if any.</summary>
     public string? PreviousMembership(Membership m)
         => Event(m.EventId)?.Meta["prev_content_event"]?.GetValue<string>() is { } prevId
-            ? Event(prevId)?.Content["membership"]?.GetValue<string>()
+            ? MemberContent.MembershipOf(Event(prevId)?.Content)
             : null;
 
     /// <summary>
@@ -227,8 +227,7 @@ public sealed class RoomStore(IKeyValueStore store)
         if (VersionOf(roomId)?.PrivilegedCreators == true && StateEvent(roomId, "m.room.create", "") is { } create)
         {
             creators = [create.Sender];
-            foreach (var n in create.Content["additional_creators"] as JsonArray ?? [])
-                if (n is JsonValue v && v.TryGetValue<string>(out var s)) creators.Add(s);
+            creators.AddRange(ContentField.Strings(create.Content, "additional_creators"));
         }
         return new PowerLevels(StateContent(roomId, "m.room.power_levels"), Info(roomId)?["creator"]?.GetValue<string>(), creators);
     }

@@ -107,6 +107,7 @@ public sealed partial class EventSender(RoomStore rooms, StateStore states, Room
         foreach (var e in events)
         {
             ct.ThrowIfCancellationRequested();
+            EventContent.Validate(e, roomId, config.ServerName);
             var pdu = new JsonObject
             {
                 ["content"] = e.Content.DeepClone(),
@@ -137,6 +138,7 @@ public sealed partial class EventSender(RoomStore rooms, StateStore states, Room
             // applied (spec: rooms/vN "Authorization rules").
             var auth = EventAuth.Check(pdu, version, key => StatePdu(key.Type, key.StateKey));
             if (!auth.Allowed) throw Err.Forbidden(auth.Reason ?? "Not allowed by the room's rules");
+            EventContent.RequireWithinLimits(pdu);
             var eventId = EventIdOf(pdu, version);
             if (info is null && stored.Count == 0 && version.RoomIdFromCreateEvent) roomId = RoomIdFromCreateEvent(eventId);
 
