@@ -56,18 +56,33 @@ public static class ServerErrorBodies
     /// one of Kestrel's bodiless error responses: it is let go as soon as it cannot be (usually at the first bytes),
     /// so responses are not copied or delayed beyond that.
     /// </summary>
+    /// <remarks>
+    /// Kestrel's header writer keeps writing into the rest of the span it was given after an Advance, without asking
+    /// for a new one (a Pipe allows it: the rest of the span is where the next bytes go). So after the held bytes are
+    /// let go mid-flush, what is advanced until the next GetMemory was written into the rest of the held buffer, and
+    /// is copied on from there.
+    /// </remarks>
     sealed class Writer(PipeWriter inner) : PipeWriter
     {
         // Kestrel's error responses are a short header block; anything longer is passed on.
         const int MaxHeld = 4096;
         static readonly byte[] Http11 = "HTTP/1.1 "u8.ToArray();
-        readonly ArrayBufferWriter<byte> _held = new(256);
+        ArrayBufferWriter<byte> _held = new(256);
         bool _passThrough;
+        // The memory last handed out from _held, how much of it was advanced, and whether, the held bytes having been
+        // let go, Kestrel may still be writing into the rest of it.
+        Memory<byte> _lastHeld;
+        int _lastHeldUsed;
+        bool _writingIntoHeld;
 
         public override Memory<byte> GetMemory(int sizeHint = 0)
         {
+            _writingIntoHeld = false;
             if (!_passThrough && _held.WrittenCount == 0 && sizeHint > MaxHeld) _passThrough = true;
-            return _passThrough ? inner.GetMemory(sizeHint) : _held.GetMemory(sizeHint);
+            if (_passThrough) return inner.GetMemory(sizeHint);
+            _lastHeld = _held.GetMemory(sizeHint);
+            _lastHeldUsed = 0;
+            return _lastHeld;
         }
 
         public override Span<byte> GetSpan(int sizeHint = 0) => GetMemory(sizeHint).Span;
@@ -76,11 +91,18 @@ public static class ServerErrorBodies
         {
             if (_passThrough)
             {
-                inner.Advance(bytes);
+                if (_writingIntoHeld) inner.Write(_lastHeld.Span.Slice(_lastHeldUsed, bytes));
+                else inner.Advance(bytes);
+                _lastHeldUsed += bytes;
                 return;
             }
             _held.Advance(bytes);
-            if (!MayBeServerError(_held.WrittenSpan)) Release();
+            _lastHeldUsed += bytes;
+            if (!MayBeServerError(_held.WrittenSpan))
+            {
+                Release();
+                _writingIntoHeld = true;
+            }
         }
 
         public override async ValueTask<FlushResult> FlushAsync(CancellationToken cancellationToken = default)
@@ -91,8 +113,11 @@ public static class ServerErrorBodies
                 else inner.Write(_held.WrittenSpan);
                 _held.ResetWrittenCount();
             }
-            // Whatever follows a flush may start a new response.
+            // Whatever follows a flush may start a new response; a buffer grown by a long one is not kept.
             _passThrough = false;
+            _writingIntoHeld = false;
+            _lastHeld = default;
+            if (_held.Capacity > 4 * MaxHeld) _held = new ArrayBufferWriter<byte>(256);
             return await inner.FlushAsync(cancellationToken);
         }
 
