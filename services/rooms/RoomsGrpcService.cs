@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using Conduit.Common;
 using Conduit.Common.Events;
 using Conduit.Common.Http;
 using Conduit.Protos.Rooms;
@@ -23,7 +24,7 @@ public sealed class RoomsGrpcService(RoomStore rooms, RoomStream stream, SyncBui
     {
         Filter? filter = null;
         if (request.FilterJson.Length > 0)
-            filter = Filter.Parse(JsonNode.Parse(request.FilterJson) as JsonObject ?? throw Err.BadJson("filter must be an object"));
+            filter = Filter.Parse(JsonLimits.ParseInternal(request.FilterJson) as JsonObject ?? throw Err.BadJson("filter must be an object"));
         var r = sync.Build(request.UserId, request.DeviceId.Length > 0 ? request.DeviceId : null, request.Since, request.FullState, filter);
         var reply = new SyncRoomsReply { RoomsJson = r.Rooms.ToJsonString(), Position = r.Position };
         reply.JoinedRoomIds.AddRange(r.JoinedRoomIds);

@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using Conduit.Common;
 using Conduit.Common.Events;
 using Conduit.Common.Http;
 using Conduit.Common.Routing;
@@ -95,7 +96,7 @@ public sealed class SyncEndpoints(AccountDataStore data, SyncNotifier notifier, 
             {
                 UserId = c.UserId, DeviceId = c.DeviceId, Since = s.Rooms, FullState = fullState, FilterJson = filterJson,
             }, cancellationToken: ct);
-            roomsJson = JsonNode.Parse(reply.RoomsJson)!.AsObject();
+            roomsJson = JsonLimits.ParseInternal(reply.RoomsJson)!.AsObject();
             roomsPos = reply.Position;
             joinedRooms = reply.JoinedRoomIds;
         }

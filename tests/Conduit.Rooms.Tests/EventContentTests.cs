@@ -110,8 +110,20 @@ public sealed class EventContentTests : IDisposable
         Valid("x.state", new string('k', 255), "{}");
         Assert.Equal("M_TOO_LARGE", Refused("x.state", new string('€', 86), "{}"));
         Assert.Equal("M_TOO_LARGE", Refused("m.room.message", null, new JsonObject { ["body"] = new string('b', 70_000) }.ToJsonString()));
+        // Nesting is bounded too, so that whatever is stored can be read back by every reader.
+        // (content one level less than the PDU around it)
+        EventContent.Validate(new NewEvent("x.deep", null, Nested(JsonLimits.MaxEventDepth - 1)), Room, Server);
+        Assert.Equal("M_BAD_JSON", Assert.Throws<MatrixException>(() => EventContent.Validate(new NewEvent("x.deep", null, Nested(JsonLimits.MaxEventDepth)), Room, Server)).ErrCode);
         // The top-level redacts of v1-v10 is checked like content.redacts.
         Assert.Equal("M_INVALID_PARAM", Refused("m.room.redaction", null, "{}", redacts: "nope"));
+    }
+
+    /// <summary>An object nested <paramref name="depth"/> levels deep.</summary>
+    static JsonObject Nested(int depth)
+    {
+        var o = new JsonObject();
+        for (var i = 1; i < depth; i++) o = new JsonObject { ["n"] = o };
+        return o;
     }
 
     [Fact]
@@ -216,5 +228,11 @@ public sealed class EventContentTests : IDisposable
             Assert.Equal(IngestOutcome.Dropped, r.Outcome);
             Assert.Contains("255 bytes", r.Reason);
         }
+        Assert.Equal(IngestOutcome.Accepted, (await Accept(FromRemote("m.room.member", Rem, new JsonObject { ["membership"] = "join" }))).Outcome);
+        var deep = await Accept(FromRemote("x.deep", null, Nested(JsonLimits.MaxEventDepth)));
+        Assert.Equal((IngestOutcome.Dropped, "nested deeper than 100"), (deep.Outcome, deep.Reason));
+        Assert.Equal(IngestOutcome.Accepted, (await Accept(FromRemote("x.deep", null, Nested(JsonLimits.MaxEventDepth - 1)))).Outcome);
+        // The deepest event allowed reads back everywhere.
+        Assert.True(_h.Sync.Build(Alice, null, 0, false, null).Rooms["join"]![Room] is JsonObject);
     }
 }

@@ -43,6 +43,7 @@ public static class EventContent
         }
         // The content alone over the PDU limit needs no signing to refuse; the whole PDU is checked once built.
         if (contentBytes > MaxPduBytes) throw Err.TooLarge($"Event is larger than {MaxPduBytes} bytes");
+        if (JsonLimits.DepthOf(e.Content) >= JsonLimits.MaxEventDepth) throw Err.BadJson("Event content is nested too deeply");
 
         var c = e.Content;
         // m.mentions on any event (client-server-api, "User and room mentions"), checked as Synapse does.
@@ -120,15 +121,12 @@ public static class EventContent
     }
 
     /// <summary>
-    /// The spec's size limits on a PDU's keys (client-server-api, "Size limits"; appendices, "Identifier Grammar"):
-    /// type, state_key, sender, room_id and event_id at most 255 bytes each. Null when they hold.
+    /// Why a PDU breaks the spec's size limits on its keys (client-server-api, "Size limits"; appendices, "Identifier
+    /// Grammar": type, state_key, sender, room_id and event_id at most 255 bytes each) or nests deeper than
+    /// <see cref="JsonLimits.MaxEventDepth"/> (so that every reader can parse it again); null when it does not.
     /// </summary>
-    public static string? KeyTooLarge(JsonObject pdu)
-    {
-        foreach (var key in SizeLimitedKeys)
-            if (ContentField.String(pdu, key) is { } s && !Ids.FitsBytes(s)) return $"{key} is longer than 255 bytes";
-        return null;
-    }
+    public static string? LimitViolation(JsonObject pdu)
+        => KeyTooLarge(pdu) ?? (JsonLimits.DepthOf(pdu) > JsonLimits.MaxEventDepth ? $"nested deeper than {JsonLimits.MaxEventDepth}" : null);
 
     /// <summary>M_TOO_LARGE unless the finished (hashed and signed) PDU is within the spec's limits.</summary>
     public static void RequireWithinLimits(JsonObject pdu)
@@ -138,6 +136,13 @@ public static class EventContent
     }
 
     static readonly string[] SizeLimitedKeys = ["type", "state_key", "sender", "room_id", "event_id"];
+
+    static string? KeyTooLarge(JsonObject pdu)
+    {
+        foreach (var key in SizeLimitedKeys)
+            if (ContentField.String(pdu, key) is { } s && !Ids.FitsBytes(s)) return $"{key} is longer than 255 bytes";
+        return null;
+    }
 
     static readonly HashSet<string> StateTypes =
     [

@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.Json.Nodes;
+using Conduit.Common;
 using Conduit.Common.Storage;
 using K = Conduit.Common.Storage.Keys;
 
@@ -44,7 +45,7 @@ public sealed class RoomStore(IKeyValueStore store)
     readonly IKvMap _counters = store.Map(RoomsFamilies.Counters);
 
     public static byte[] Json(JsonNode n) => Encoding.UTF8.GetBytes(n.ToJsonString());
-    static JsonObject Obj(byte[] v) => JsonNode.Parse(v)!.AsObject();
+    static JsonObject Obj(byte[] v) => JsonLimits.ParseInternal(v)!.AsObject();
     static byte[] Prefix(string part) => K.Concat(K.Utf8(part), [K.Sep]);
 
     public long StreamPosition => _counters.Get(K.Utf8("stream")) is { } v ? (long)K.ReadBigEndian(v) : 0;

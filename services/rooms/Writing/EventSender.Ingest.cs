@@ -94,7 +94,7 @@ public sealed partial class EventSender
     static string? WellFormed(JsonObject pdu, RoomVersion version)
     {
         if (Str(pdu, "type") is null) return "type is missing or not a string";
-        if (EventContent.KeyTooLarge(pdu) is { } tooLarge) return tooLarge;
+        if (EventContent.LimitViolation(pdu) is { } beyond) return beyond;
         if (Str(pdu, "sender") is not { } sender || !Ids.IsUserId(sender)) return "sender is not a user ID";
         if (pdu["content"] is not JsonObject) return "content is not an object";
         if (pdu.ContainsKey("state_key") && Str(pdu, "state_key") is null) return "state_key is not a string";
