@@ -27,6 +27,7 @@ public static class RequestBodyLimit
             if (declared > max) throw Err.TooLarge();
             return;
         }
+        if (ctx.Features.Get<IHttpRequestBodyDetectionFeature>()?.CanHaveBody == false) return;
         if (ctx.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } f) f.MaxRequestBodySize = KestrelLimit(max);
         ctx.Request.Body = new LimitedStream(ctx.Request.Body, max, ctx);
     }
