@@ -139,8 +139,8 @@ public sealed class UpgradeEndpoint(RoomStore rooms, EventSender sender, RoomPar
         return pl;
     }
 
-    // The old room's power levels for the new room: integers, and (in versions
-    // whose creators are privileged) no entry for the creator. Without power levels the old defaults are spelled out.
+    // The old room's power levels for the new room: integers, and (in versions whose creators are privileged) no entry
+    // for the creator. Without power levels the old defaults are spelled out.
     JsonObject NormalizedPowerLevels(JsonObject? old, RoomVersion version, string creator, IEnumerable<string> creators, string oldRoom)
     {
         var pl = old is null ? new JsonObject { ["users"] = new JsonObject { [creator] = Math.Min(100, UserLevel(oldRoom, creator)) } } : IntegerLevels(old);
