@@ -11,11 +11,18 @@ public static class Ids
 
     public static string UserId(string localpart, string serverName) => $"@{localpart}:{serverName}";
 
-    /// <summary>Splits "@local:server" (or "#alias:server", "!room:server") into its parts.</summary>
+    /// <summary>Longest identifier (user, room, alias, event ID), in bytes of UTF-8 (appendices, "Identifier Grammar").</summary>
+    public const int MaxIdBytes = 255;
+
+    /// <summary>Whether <paramref name="s"/> fits in <paramref name="maxBytes"/> bytes of UTF-8 (not UTF-16 chars).</summary>
+    public static bool FitsBytes(string s, int maxBytes = MaxIdBytes)
+        => s.Length <= maxBytes && (s.Length * 3 <= maxBytes || System.Text.Encoding.UTF8.GetByteCount(s) <= maxBytes);
+
+    /// <summary>Splits "@local:server" (or "#alias:server", "!room:server") into its parts; at most 255 bytes.</summary>
     public static bool TrySplit(string id, char sigil, out string localpart, out string server)
     {
         localpart = server = "";
-        if (id.Length < 3 || id[0] != sigil || id.Length > 255) return false;
+        if (id.Length < 3 || id[0] != sigil || !FitsBytes(id)) return false;
         var colon = id.IndexOf(':');
         if (colon < 2 || colon == id.Length - 1) return false;
         localpart = id[1..colon];
@@ -30,6 +37,13 @@ public static class Ids
     public static bool IsRoomId(string id)
         => TrySplit(id, '!', out _, out _)
         || (id.Length == 44 && id[0] == '!' && id.AsSpan(1).IndexOfAnyExcept(UrlSafeBase64Chars) < 0);
+
+    /// <summary>
+    /// An event ID of any room version: "$" and an opaque part ("$opaque:server" in v1/v2, a hash from v3), at most
+    /// 255 bytes (appendices, "Event IDs"), without whitespace or control characters (no grammar allows them).
+    /// </summary>
+    public static bool IsEventId(string id)
+        => id.Length >= 2 && id[0] == '$' && FitsBytes(id) && !id.Any(c => char.IsWhiteSpace(c) || char.IsControl(c));
 
     static readonly System.Buffers.SearchValues<char> UrlSafeBase64Chars =
         System.Buffers.SearchValues.Create("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_");

@@ -85,7 +85,11 @@ public static class ConduitHost
         {
             builder.Services.AddSingleton<TokenCache>();
             builder.Services.AddHostedService(sp => sp.GetRequiredService<TokenCache>());
-            builder.WebHost.ConfigureKestrel(k => k.Listen(ListenEndpoint(config, role), l => l.Protocols = HttpProtocols.Http1));
+            builder.WebHost.ConfigureKestrel(k => k.Listen(ListenEndpoint(config, role), l =>
+            {
+                l.Protocols = HttpProtocols.Http1;
+                l.Use(ServerErrorBodies.Middleware);
+            }));
             if (role == "edge") SplitProxy.Add(builder.Services, config);
         }
         else

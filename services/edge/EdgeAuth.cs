@@ -41,7 +41,7 @@ public sealed class EdgeAuth(RequestDelegate next, TokenCache tokens)
 
 /// <summary>
 /// CORS on every path (spec: client-server-api, "Web Browser Clients"): any origin, and preflight answered here.
-/// Also refuses bodies over max_request_size before they are read, and bounds concurrent requests; long-polling
+/// Also bounds bodies to max_request_size (<see cref="RequestBodyLimit"/>), and bounds concurrent requests; long-polling
 /// /sync requests are idle most of the time and do not count against the bound.
 /// </summary>
 public sealed class EdgeGate(RequestDelegate next, long maxRequestSize, int maxConcurrent)
@@ -59,7 +59,7 @@ public sealed class EdgeGate(RequestDelegate next, long maxRequestSize, int maxC
             ctx.Response.StatusCode = 200;
             return;
         }
-        if (ctx.Request.ContentLength > maxRequestSize) throw Err.TooLarge();
+        RequestBodyLimit.Apply(ctx, maxRequestSize);
         if (ctx.Request.Path.Value?.EndsWith("/sync", StringComparison.Ordinal) == true)
         {
             await next(ctx);

@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using Conduit.Common;
 using Conduit.Common.Events;
 using Conduit.Protos.Rooms;
 using Grpc.Core;

@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.Json.Nodes;
+using Conduit.Common;
 using Conduit.Common.Storage;
 using K = Conduit.Common.Storage.Keys;
 
@@ -20,7 +21,7 @@ public sealed class AccountDataStore(IKeyValueStore store)
     long Counter(string name) => _counters.Get(K.Utf8(name)) is { } v ? (long)K.ReadBigEndian(v) : 0;
 
     public JsonObject? Get(string userId, string roomId, string type)
-        => _data.Get(K.Join(userId, roomId, type)) is { } v ? JsonNode.Parse(v)!["content"]!.AsObject() : null;
+        => _data.Get(K.Join(userId, roomId, type)) is { } v ? JsonLimits.ParseInternal(v)!["content"]!.AsObject() : null;
 
     public long Put(string userId, string roomId, string type, JsonObject content)
     {
@@ -41,7 +42,7 @@ public sealed class AccountDataStore(IKeyValueStore store)
     {
         foreach (var (k, v) in _data.Scan(K.Prefix(userId)))
         {
-            var o = JsonNode.Parse(v)!.AsObject();
+            var o = JsonLimits.ParseInternal(v)!.AsObject();
             var pos = o["pos"]!.GetValue<long>();
             if (pos <= since) continue;
             var parts = K.Split(k);
@@ -63,5 +64,5 @@ public sealed class AccountDataStore(IKeyValueStore store)
     }
 
     public JsonObject? GetFilter(string userId, string filterId)
-        => _filters.Get(K.Join(userId, filterId)) is { } v ? JsonNode.Parse(v)!.AsObject() : null;
+        => _filters.Get(K.Join(userId, filterId)) is { } v ? JsonLimits.ParseInternal(v)!.AsObject() : null;
 }

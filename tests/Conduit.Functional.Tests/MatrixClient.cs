@@ -37,7 +37,8 @@ public sealed class MatrixClient(ServerFixture server, string? token = null)
         JsonNode? node = null;
         if (text.Length > 0)
         {
-            try { node = JsonNode.Parse(text); } catch (System.Text.Json.JsonException) { node = JsonValue.Create(text); }
+            // Deeper than System.Text.Json's default of 64: a /sync can carry events nested that deep.
+            try { node = JsonNode.Parse(text, documentOptions: new() { MaxDepth = 256 }); } catch (System.Text.Json.JsonException) { node = JsonValue.Create(text); }
         }
         return new Response(resp.StatusCode, node);
     }

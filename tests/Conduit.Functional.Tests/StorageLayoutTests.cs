@@ -12,7 +12,8 @@ public sealed class StorageLayoutTests
     {
         foreach (var line in File.ReadLines(readme))
         {
-            if (!line.StartsWith("| `", StringComparison.Ordinal)) continue;
+            // A family row: its first cell is one backticked family name ("| `rooms_pdus` | ...").
+            if (!System.Text.RegularExpressions.Regex.IsMatch(line, @"^\| `[a-z0-9_]+` \|")) continue;
             // Cells are split on '|' not escaped as "\|".
             var cells = System.Text.RegularExpressions.Regex.Split(line.Trim().Trim('|'), @"(?<!\\)\|")
                 .Select(c => c.Trim().Replace("\\|", "|")).ToArray();

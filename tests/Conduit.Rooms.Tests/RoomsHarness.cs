@@ -153,7 +153,7 @@ public sealed class SyncHarness(SyncBuilder builder)
                 Assert.Equal(section, (int)piece.Section);
                 members.Append(piece.Json.ToStringUtf8());
                 if (!piece.Last) continue;
-                var room = JsonNode.Parse("{" + members + "}")!.AsObject();
+                var room = Conduit.Common.JsonLimits.ParseInternal("{" + members + "}")!.AsObject();
                 var name = SectionNames[section];
                 if (rooms[name] is not JsonObject target) rooms[name] = target = new JsonObject();
                 Assert.False(target.ContainsKey(open), $"{open} twice");

@@ -74,16 +74,7 @@ public sealed class Filter
     public static Filter ParseText(string json)
     {
         ArgumentNullException.ThrowIfNull(json);
-        JsonNode? node;
-        try
-        {
-            node = JsonNode.Parse(json);
-        }
-        catch (JsonException e)
-        {
-            throw new MatrixException("M_NOT_JSON", 400, "filter is not valid JSON: " + e.Message);
-        }
-        return node is JsonObject o ? Parse(o) : throw FilterJson.Bad("filter must be a JSON object");
+        return Parse(Http.RequestJson.ParseObject(json, "filter"));
     }
 
     /// <summary>Normalized JSON form: only non-default fields; re-parsing it yields an equal filter.</summary>

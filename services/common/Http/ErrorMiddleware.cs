@@ -8,7 +8,8 @@ namespace Conduit.Common.Http;
 /// <summary>
 /// Turns every failure into Matrix error JSON: MatrixException as itself, malformed input as
 /// M_NOT_JSON/M_BAD_JSON, unmatched routes as M_UNRECOGNIZED (404, or 405 for a known path with another
-/// method), anything unexpected as a logged 500 M_UNKNOWN.
+/// method), any other error status left without a body as Matrix JSON for that status, anything unexpected as a
+/// logged 500 M_UNKNOWN. (Errors Kestrel answers before any middleware runs: the edge's ServerErrorBodies.)
 /// </summary>
 public sealed partial class ErrorMiddleware(RequestDelegate next, ILogger<ErrorMiddleware> log)
 {
@@ -17,13 +18,9 @@ public sealed partial class ErrorMiddleware(RequestDelegate next, ILogger<ErrorM
         try
         {
             await next(ctx);
-            if (!ctx.Response.HasStarted && ctx.Response.ContentType is null && ctx.Response.ContentLength is null or 0)
-            {
-                if (ctx.Response.StatusCode is 404 or 405)
-                    await ctx.Response.WriteErrorAsync(Err.Unrecognized(ctx.Response.StatusCode));
-                else if (ctx.Response.StatusCode is 502 or 503 or 504)
-                    await ctx.Response.WriteErrorAsync(Unavailable(ctx.Response.StatusCode));
-            }
+            // A status set without a body (routing's 404/405, the proxy's 400/502/504, ...) still gets Matrix error JSON.
+            if (!ctx.Response.HasStarted && ctx.Response.ContentType is null && ctx.Response.ContentLength is null or 0 && ctx.Response.StatusCode >= 400)
+                await ctx.Response.WriteErrorAsync(ErrorForStatus(ctx));
         }
         catch (MatrixException e) when (!ctx.Response.HasStarted)
         {
@@ -54,6 +51,20 @@ public sealed partial class ErrorMiddleware(RequestDelegate next, ILogger<ErrorM
             await ctx.Response.WriteErrorAsync(new MatrixException("M_UNKNOWN", 500, "Internal server error"));
         }
     }
+
+    static MatrixException ErrorForStatus(HttpContext ctx) => ctx.Response.StatusCode switch
+    {
+        404 or 405 => Err.Unrecognized(ctx.Response.StatusCode),
+        502 or 503 or 504 => Unavailable(ctx.Response.StatusCode),
+        413 => Err.TooLarge(),
+        // The reverse proxy answers 400 when reading the client's body failed, also when it went past the limit.
+        400 when ctx.Items.ContainsKey(BodyTooLargeItem) => Err.TooLarge(),
+        >= 500 => new MatrixException("M_UNKNOWN", ctx.Response.StatusCode, "Internal server error"),
+        var s => new MatrixException("M_UNKNOWN", s, "The request could not be processed"),
+    };
+
+    /// <summary>The HttpContext item set when a request body went past max_request_size (see the edge's RequestBodyLimit).</summary>
+    public const string BodyTooLargeItem = "conduit.body_too_large";
 
     static MatrixException Unavailable(int status) => new("M_UNKNOWN", status, "A service of this homeserver is unavailable; try again shortly");
 

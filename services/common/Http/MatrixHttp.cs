@@ -8,10 +8,9 @@ namespace Conduit.Common.Http;
 /// <summary>Reading Matrix request bodies and writing Matrix responses; the one place errors become JSON.</summary>
 public static class MatrixHttp
 {
-    static readonly JsonDocumentOptions ParseOptions = new() { MaxDepth = 64 };
-
-    /// <summary>Reads the body as a JSON object: M_NOT_JSON if it is not JSON, M_BAD_JSON if not an object,
-    /// M_TOO_LARGE past the configured request size. An empty body counts as {} (clients send none on some POSTs).</summary>
+    /// <summary>Reads the body as a JSON object with the strict rules of <see cref="RequestJson"/>: M_NOT_JSON if it is
+    /// not usable JSON, M_BAD_JSON if not an object, M_TOO_LARGE past the configured request size. An empty body
+    /// counts as {} (clients send none on some POSTs).</summary>
     public static async Task<JsonObject> ReadJsonObjectAsync(this HttpRequest request)
     {
         byte[] body;
@@ -26,16 +25,7 @@ public static class MatrixHttp
             throw Err.TooLarge();
         }
         if (body.Length == 0 || body.AsSpan().Trim(" \t\r\n"u8).IsEmpty) return new JsonObject();
-        JsonNode? node;
-        try
-        {
-            node = JsonNode.Parse(body, documentOptions: ParseOptions);
-        }
-        catch (JsonException)
-        {
-            throw Err.NotJson();
-        }
-        return node as JsonObject ?? throw Err.BadJson("Request body must be a JSON object");
+        return RequestJson.ParseObject(body);
     }
 
     public static async Task WriteJsonAsync(this HttpResponse response, JsonNode body, int status = 200)
@@ -95,6 +85,23 @@ public static class MatrixHttp
     {
         if (!o.TryGetPropertyValue(key, out var n) || n is null) return null;
         return n as JsonArray ?? throw Err.BadJson($"'{key}' must be an array");
+    }
+
+    /// <summary>A list of strings: M_BAD_JSON if it is not an array or has an entry that is not a string.</summary>
+    public static List<string>? OptStringList(this JsonObject o, string key)
+    {
+        if (o.OptArray(key) is not { } a) return null;
+        var list = new List<string>(a.Count);
+        foreach (var n in a)
+            list.Add(n is JsonValue v && v.TryGetValue<string>(out var s) ? s : throw Err.BadJson($"'{key}' must be an array of strings"));
+        return list;
+    }
+
+    /// <summary>A list of objects: M_BAD_JSON if it is not an array or has an entry that is not an object.</summary>
+    public static List<JsonObject>? OptObjectList(this JsonObject o, string key)
+    {
+        if (o.OptArray(key) is not { } a) return null;
+        return a.Select(n => n as JsonObject ?? throw Err.BadJson($"'{key}' must be an array of objects")).ToList();
     }
 
     public static string? Query(this HttpRequest r, string key)

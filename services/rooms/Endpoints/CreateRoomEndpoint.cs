@@ -30,8 +30,9 @@ public sealed class CreateRoomEndpoint(RoomStore rooms, EventSender sender, Room
         string? alias = null;
         if (body.OptString("room_alias_name") is { } aliasName)
         {
-            if (aliasName.Length == 0 || aliasName.Contains(':') || aliasName.Any(char.IsWhiteSpace)) throw Err.InvalidParam("Invalid room_alias_name");
             alias = $"#{aliasName}:{config.ServerName}";
+            if (aliasName.Length == 0 || aliasName.Contains(':') || aliasName.Any(char.IsWhiteSpace) || !Ids.TrySplit(alias, '#', out _, out _))
+                throw Err.InvalidParam("Invalid room_alias_name");
             if (rooms.AliasTarget(alias) is not null) throw Err.RoomInUse();
         }
         foreach (var invitee in invites)

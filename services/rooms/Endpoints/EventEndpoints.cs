@@ -30,8 +30,13 @@ public sealed class EventEndpoints(RoomStore rooms, EventSender sender, ClientEv
         var content = await ctx.Request.ReadJsonObjectAsync();
         param.RequireRoom(roomId);
         var txn = new TxnRef(c.UserId, c.DeviceId, txnId);
+        // A redaction sent as an event names its target in content.redacts (rooms/v11.md; MSC2174, MSC4169 for older
+        // versions) and is held to the same checks as /redact, which it then takes effect like.
+        var e = type == "m.room.redaction"
+            ? RedactionOf(c, roomId, EventContent.RedactedEventId(content.OptString("redacts")), content)
+            : new NewEvent(type, null, content);
         Limit(ctx, c, txn);
-        var sent = await sender.SendAsync(roomId, c.UserId, [new NewEvent(type, null, content)], txn, ctx.RequestAborted);
+        var sent = await sender.SendAsync(roomId, c.UserId, [e], txn, ctx.RequestAborted);
         await ctx.Response.WriteJsonAsync(new JsonObject { ["event_id"] = sent[0].EventId });
     }
 
@@ -83,41 +88,45 @@ public sealed class EventEndpoints(RoomStore rooms, EventSender sender, ClientEv
         await ctx.Response.WriteJsonAsync(new JsonObject { ["event_id"] = sent[0].EventId });
     }
 
-    // Spec: "m.room.canonical_alias": the server must check that the aliases point to the room (M_BAD_ALIAS).
+    // Spec: "m.room.canonical_alias": the server must check that the aliases point to the room (M_BAD_ALIAS). The
+    // shape of the content (strings, alias grammar) is EventContent's to check when the event is sent.
     void ValidateCanonicalAlias(JsonObject content, string roomId)
     {
-        var aliases = new List<string>();
-        if (content.OptString("alias") is { } a) aliases.Add(a);
-        foreach (var n in content.OptArray("alt_aliases") ?? [])
-            aliases.Add(n is JsonValue v && v.TryGetValue<string>(out var s) ? s : throw Err.BadJson("alt_aliases must be strings"));
+        var aliases = ContentField.Strings(content, "alt_aliases").Prepend(ContentField.String(content, "alias")).OfType<string>();
         foreach (var alias in aliases)
-        {
-            if (!Ids.TrySplit(alias, '#', out _, out _)) throw Err.InvalidParam($"Invalid alias {alias}");
-            if (Ids.ServerOf(alias) == config.ServerName && rooms.AliasTarget(alias) != roomId)
+            if (Ids.ServerOf(alias) == config.ServerName && Ids.TrySplit(alias, '#', out _, out _) && rooms.AliasTarget(alias) != roomId)
                 throw new MatrixException("M_BAD_ALIAS", 400, $"{alias} does not point to this room");
-        }
     }
 
     async Task Redact(HttpContext ctx)
     {
         var c = Caller.Required(ctx);
         var roomId = RoomParams.RoomId(ctx);
-        var eventId = ctx.Route("eventId");
+        var eventId = EventContent.RedactedEventId(ctx.Route("eventId"));
         var body = await ctx.Request.ReadJsonObjectAsync();
         param.RequireRoom(roomId);
-        // As Synapse: an event this server does not have may be redacted (the redaction applies if it arrives), one
-        // of another room may not (400), and the room's create event never (403).
+        var content = new JsonObject();
+        if (body.OptString("reason") is { } reason) content["reason"] = reason;
+        var redaction = RedactionOf(c, roomId, eventId, content);
+        var txn = new TxnRef(c.UserId, c.DeviceId, "redact:" + ctx.Route("txnId"));
+        Limit(ctx, c, txn);
+        var sent = await sender.SendAsync(roomId, c.UserId, [redaction], txn, ctx.RequestAborted);
+        await ctx.Response.WriteJsonAsync(new JsonObject { ["event_id"] = sent[0].EventId });
+    }
+
+    /// <summary>
+    /// The redaction of <paramref name="eventId"/>, after /redact's checks, as Synapse makes them: an event this
+    /// server does not have may be redacted (the redaction applies if it arrives over federation), one of another
+    /// room may not (400), the room's create event never (403), and someone else's only with the redact level.
+    /// </summary>
+    NewEvent RedactionOf(Caller c, string roomId, string eventId, JsonObject content)
+    {
         if (rooms.Event(eventId) is { } target)
         {
             if (target.RoomId != roomId) throw Err.InvalidParam("Cannot redact an event from a different room");
             if (target.Type == "m.room.create") throw Err.Forbidden("The create event cannot be redacted");
             if (!AuthRules.MayRedact(c.UserId, target.Sender, rooms.PowerLevelsOf(roomId))) throw Err.Forbidden("You do not have the power to redact this event");
         }
-        var content = new JsonObject();
-        if (body.OptString("reason") is { } reason) content["reason"] = reason;
-        var txn = new TxnRef(c.UserId, c.DeviceId, "redact:" + ctx.Route("txnId"));
-        Limit(ctx, c, txn);
-        var sent = await sender.SendAsync(roomId, c.UserId, [new NewEvent("m.room.redaction", null, content, eventId)], txn, ctx.RequestAborted);
-        await ctx.Response.WriteJsonAsync(new JsonObject { ["event_id"] = sent[0].EventId });
+        return new NewEvent("m.room.redaction", null, content, eventId);
     }
 }

@@ -145,21 +145,14 @@ public static class RestrictedJoin
     {
         var version = rooms.VersionOf(roomId);
         var rules = rooms.StateContent(roomId, "m.room.join_rules");
-        var rule = rules?["join_rule"] is JsonValue jv && jv.TryGetValue<string>(out var r) ? r : null;
+        var rule = JoinRule.Of(rules);
         var restricted = version is not null
             && ((version.RestrictedJoins && rule == "restricted") || (version.KnockRestricted && rule == "knock_restricted"));
         if (!restricted) return;
         // Invited (or already joined) users join as usual; the conditions do not apply to them.
         if (rooms.MembershipOf(userId, roomId)?.State is "invite" or "join") return;
 
-        var allowed = false;
-        foreach (var n in rules!["allow"] as JsonArray ?? [])
-            if (n is JsonObject cond && cond.OptString("type") == "m.room_membership" && cond.OptString("room_id") is { } allowRoom
-                && rooms.MembershipOf(userId, allowRoom)?.State == "join")
-            {
-                allowed = true;
-                break;
-            }
+        var allowed = JoinRule.AllowedRoomIds(rules).Any(allowRoom => rooms.MembershipOf(userId, allowRoom)?.State == "join");
         if (!allowed) throw Err.Forbidden("You are not invited and not joined to any room this room's join rules allow");
 
         var levels = rooms.PowerLevelsOf(roomId);

@@ -138,7 +138,7 @@ public sealed class ReadEndpoints(RoomStore rooms, StateStore states, RoomStream
         var chunk = new JsonArray();
         foreach (var e in state.Where(e => e.Type == "m.room.member"))
         {
-            var m = e.Content["membership"]?.GetValue<string>();
+            var m = MemberContent.MembershipOf(e.Content);
             if (only is not null && m != only) continue;
             if (not is not null && m == not) continue;
             chunk.Add((JsonNode)format.Format(e));
@@ -159,8 +159,8 @@ public sealed class ReadEndpoints(RoomStore rooms, StateStore states, RoomStream
             var content = rooms.StateContent(roomId, "m.room.member", u);
             joined[u] = new JsonObject
             {
-                ["avatar_url"] = content?["avatar_url"] is JsonValue { } av && av.TryGetValue<string>(out var a) ? a : null,
-                ["display_name"] = content?["displayname"] is JsonValue { } dn && dn.TryGetValue<string>(out var d) ? d : null,
+                ["avatar_url"] = MemberContent.AvatarUrl(content),
+                ["display_name"] = MemberContent.DisplayName(content),
             };
         }
         await ctx.Response.WriteJsonAsync(new JsonObject { ["joined"] = joined });

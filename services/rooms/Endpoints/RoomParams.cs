@@ -110,8 +110,7 @@ public sealed class RoomParams(RoomStore rooms, GlobalConfig config, Keys.KeysCl
     public static RoomEventFilter? FilterParam(HttpContext ctx)
     {
         if (ctx.Request.Query("filter") is not { } fs) return null;
-        try { return RoomEventFilter.Parse(JsonNode.Parse(fs) as JsonObject ?? throw Err.BadJson("filter must be a JSON object")); }
-        catch (System.Text.Json.JsonException) { throw Err.NotJson("filter is not JSON"); }
+        return RoomEventFilter.Parse(RequestJson.ParseObject(fs, "filter"));
     }
 
     /// <summary>A non-negative integer query parameter, clamped to <paramref name="max"/>; M_INVALID_PARAM otherwise.</summary>

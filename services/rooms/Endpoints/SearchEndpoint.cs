@@ -29,7 +29,7 @@ public sealed class SearchEndpoint(RoomStore rooms, Visibility visibility, Clien
         var term = criteria.ReqString("search_term");
         var terms = term.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries).Select(t => t.ToLowerInvariant()).ToArray();
         if (terms.Length == 0) throw Err.InvalidParam("search_term is empty");
-        var keys = criteria.OptArray("keys")?.Select(k => k?.GetValue<string>() ?? "").ToArray() ?? AllKeys;
+        var keys = criteria.OptStringList("keys")?.ToArray() ?? AllKeys;
         if (keys.Any(k => !AllKeys.Contains(k))) throw Err.InvalidParam("keys may be content.body, content.name and content.topic");
         var filter = criteria.OptObject("filter") is { } f ? RoomEventFilter.Parse(f) : null;
         var orderBy = criteria.OptString("order_by") ?? "rank";
@@ -119,7 +119,7 @@ public sealed class SearchEndpoint(RoomStore rooms, Visibility visibility, Clien
         {
             var field = key["content.".Length..];
             var relevantType = field switch { "body" => e.Type is "m.room.message" or "m.room.encrypted" or "m.sticker", "name" => e.Type == "m.room.name", _ => e.Type == "m.room.topic" };
-            if (relevantType && e.Content[field] is JsonValue v && v.TryGetValue<string>(out var s)) texts.Add(s.ToLowerInvariant());
+            if (relevantType && ContentField.String(e.Content, field) is { } s) texts.Add(s.ToLowerInvariant());
         }
         if (texts.Count == 0) return 0;
         var rank = 0;
@@ -160,8 +160,8 @@ public sealed class SearchEndpoint(RoomStore rooms, Visibility visibility, Clien
             {
                 var member = rooms.StateContent(e.RoomId!, "m.room.member", sender);
                 var p = new JsonObject();
-                if (member?["displayname"] is JsonValue dn) p["displayname"] = dn.DeepClone();
-                if (member?["avatar_url"] is JsonValue av) p["avatar_url"] = av.DeepClone();
+                if (MemberContent.DisplayName(member) is { } dn) p["displayname"] = dn;
+                if (MemberContent.AvatarUrl(member) is { } av) p["avatar_url"] = av;
                 profiles[sender] = p;
             }
             ctx["profile_info"] = profiles;

@@ -64,7 +64,9 @@ public sealed class UpgradeEndpoint(RoomStore rooms, EventSender sender, RoomPar
 
         // Step 3: transferable state. The power levels are copied as they are; if the caller's own level is too
         // low to send the rest of the copied state, it is raised for the copy and restored by a last event.
-        var copied = TransferredState.Select(t => (Type: t, Content: rooms.StateContent(oldRoom, t))).Where(s => s.Content is not null).ToList();
+        // State another server sent in a shape this server would not send is left behind rather than failing the upgrade.
+        var copied = TransferredState.Select(t => (Type: t, Content: rooms.StateContent(oldRoom, t)))
+            .Where(s => s.Content is not null && EventContent.IsValid(new NewEvent(s.Type, "", s.Content), oldRoom, config.ServerName)).ToList();
         var pl = NormalizedPowerLevels(oldPl, version, c.UserId, creators, oldRoom);
         var newLevels = new PowerLevels(version, c.UserId, version.PrivilegedCreators ? creators : null, pl);
         var needed = copied.Select(s => newLevels.EventLevel(s.Type, true)).Append(newLevels.EventLevel("m.room.power_levels", true)).Max();
@@ -103,7 +105,7 @@ public sealed class UpgradeEndpoint(RoomStore rooms, EventSender sender, RoomPar
 
         // Step 6, best effort: the old room stops taking messages and invites from ordinary members, and no longer
         // names the aliases that moved.
-        var restricted = oldPl?.DeepClone().AsObject() ?? new JsonObject { ["users"] = new JsonObject { [c.UserId] = Math.Min(100, UserLevel(oldRoom, c.UserId)) } };
+        var restricted = oldPl is null ? new JsonObject { ["users"] = new JsonObject { [c.UserId] = Math.Min(100, UserLevel(oldRoom, c.UserId)) } } : IntegerLevels(oldPl);
         var floor = Math.Max(50, oldLevels.UsersDefault + 1);
         restricted["events_default"] = Math.Max(floor, oldLevels.EventsDefault);
         restricted["invite"] = Math.Max(floor, oldLevels.Invite);
@@ -122,20 +124,27 @@ public sealed class UpgradeEndpoint(RoomStore rooms, EventSender sender, RoomPar
 
     long UserLevel(string roomId, string userId) => rooms.PowerLevelsOf(roomId).UserLevel(userId);
 
-    // The old room's power levels for the new room: integers where the new version requires them, and (in versions
-    // whose creators are privileged) no entry for the creator. Without power levels the old defaults are spelled out.
+    /// <summary>
+    /// A copy of power levels with numeric strings ("50", which rooms before v10 accept from other servers) as
+    /// integers: this server sends integers only, in every room version (EventContent).
+    /// </summary>
+    static JsonObject IntegerLevels(JsonObject levels)
+    {
+        static JsonNode? Int(JsonNode? n) => n is JsonValue v && v.TryGetValue<string>(out var s) && long.TryParse(s, out var l) ? l : n;
+        var pl = levels.DeepClone().AsObject();
+        foreach (var (k, v) in pl.ToList())
+        {
+            if (v is JsonObject o) { foreach (var (ik, iv) in o.ToList()) o[ik] = Int(iv)?.DeepClone(); }
+            else pl[k] = Int(v)?.DeepClone();
+        }
+        return pl;
+    }
+
+    // The old room's power levels for the new room: integers, and (in versions whose creators are privileged) no entry
+    // for the creator. Without power levels the old defaults are spelled out.
     JsonObject NormalizedPowerLevels(JsonObject? old, RoomVersion version, string creator, IEnumerable<string> creators, string oldRoom)
     {
-        var pl = old?.DeepClone().AsObject() ?? new JsonObject { ["users"] = new JsonObject { [creator] = Math.Min(100, UserLevel(oldRoom, creator)) } };
-        if (version.IntegerOnlyPowerLevels)
-        {
-            static JsonNode? Int(JsonNode? n) => n is JsonValue v && v.TryGetValue<string>(out var s) && long.TryParse(s, out var l) ? l : n;
-            foreach (var (k, v) in pl.ToList())
-            {
-                if (v is JsonObject o) { foreach (var (ik, iv) in o.ToList()) o[ik] = Int(iv)?.DeepClone(); }
-                else pl[k] = Int(v)?.DeepClone();
-            }
-        }
+        var pl = old is null ? new JsonObject { ["users"] = new JsonObject { [creator] = Math.Min(100, UserLevel(oldRoom, creator)) } } : IntegerLevels(old);
         if (version.PrivilegedCreators && pl["users"] is JsonObject users)
             foreach (var u in creators) users.Remove(u);
         return pl;

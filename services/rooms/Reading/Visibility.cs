@@ -14,7 +14,7 @@ public sealed class Visibility(RoomStore rooms, StateStore states)
     /// <summary>The bound set by the user's current membership, or null if they may read nothing at all.</summary>
     public ReadWindow? ReadableWindow(string userId, string roomId)
     {
-        var setting = rooms.StateContent(roomId, "m.room.history_visibility")?["history_visibility"]?.GetValue<string>() ?? "shared";
+        var setting = HistoryVisibility.Of(rooms.StateContent(roomId, "m.room.history_visibility"));
         var m = rooms.MembershipOf(userId, roomId);
         if (m?.State == "ban") return WasJoined(m) || setting == "world_readable" ? new ReadWindow(0, m.Pos) : null;
         if (setting == "world_readable") return new ReadWindow(0, long.MaxValue);
@@ -52,12 +52,12 @@ public sealed class Visibility(RoomStore rooms, StateStore states)
         // Rejected and soft-failed remote events have no timeline position and are never shown to clients.
         if (window is null || !e.InTimeline || e.Pos <= window.After || e.Pos > window.UpTo) return false;
         var group = e.StateBefore;
-        var setting = EventContent(states.LookupEventId(group, "m.room.history_visibility", ""))?["history_visibility"]?.GetValue<string>() ?? "shared";
+        var setting = HistoryVisibility.Of(EventContent(states.LookupEventId(group, "m.room.history_visibility", "")));
         if (setting is "world_readable" or "shared") return true;
         // The user's own membership event shows its own membership (a joiner sees their join).
         var membership = e.Type == "m.room.member" && e.StateKey == userId
-            ? e.Content["membership"]?.GetValue<string>()
-            : EventContent(states.LookupEventId(group, "m.room.member", userId))?["membership"]?.GetValue<string>();
+            ? MemberContent.MembershipOf(e.Content)
+            : MemberContent.MembershipOf(EventContent(states.LookupEventId(group, "m.room.member", userId)));
         return membership == "join" || (setting == "invited" && membership == "invite");
     }
 

@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.Json.Nodes;
+using Conduit.Common;
 using Conduit.Common.Storage;
 using K = Conduit.Common.Storage.Keys;
 
@@ -44,7 +45,7 @@ public sealed class RoomStore(IKeyValueStore store)
     readonly IKvMap _counters = store.Map(RoomsFamilies.Counters);
 
     public static byte[] Json(JsonNode n) => Encoding.UTF8.GetBytes(n.ToJsonString());
-    static JsonObject Obj(byte[] v) => JsonNode.Parse(v)!.AsObject();
+    static JsonObject Obj(byte[] v) => JsonLimits.ParseInternal(v)!.AsObject();
 
     /// <summary>
     /// The room stream position of the last durable write, as stored. Readers use <see cref="RoomStream.Position"/>,
@@ -217,7 +218,7 @@ public sealed class RoomStore(IKeyValueStore store)
     /// <summary>The membership the user had before their current one (from its prev_content), if any.</summary>
     public string? PreviousMembership(Membership m)
         => Event(m.EventId)?.Meta["prev_content_event"]?.GetValue<string>() is { } prevId
-            ? Event(prevId)?.Content["membership"]?.GetValue<string>()
+            ? MemberContent.MembershipOf(Event(prevId)?.Content)
             : null;
 
     /// <summary>The room's current power levels, read as the auth rules read them (v12 creators included).</summary>

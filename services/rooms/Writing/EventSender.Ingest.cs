@@ -32,7 +32,7 @@ public sealed record IngestResult(string? EventId, IngestOutcome Outcome, string
 public sealed partial class EventSender
 {
     /// <summary>Largest PDU accepted, in bytes of canonical JSON (server-server-api, "Size limits").</summary>
-    const int MaxPduBytes = 65536;
+    const int MaxPduBytes = EventContent.MaxPduBytes;
 
     /// <summary>
     /// Runs the receipt checks on a PDU from another server and stores it with its outcome, in one batch under the
@@ -108,6 +108,7 @@ public sealed partial class EventSender
     static string? WellFormed(JsonObject pdu, RoomVersion version)
     {
         if (Str(pdu, "type") is null) return "type is missing or not a string";
+        if (EventContent.LimitViolation(pdu) is { } beyond) return beyond;
         if (Str(pdu, "sender") is not { } sender || !Ids.IsUserId(sender)) return "sender is not a user ID";
         if (pdu["content"] is not JsonObject) return "content is not an object";
         if (pdu.ContainsKey("state_key") && Str(pdu, "state_key") is null) return "state_key is not a string";

@@ -97,6 +97,7 @@ public sealed partial class EventSender(RoomStore rooms, StateStore states, Room
         foreach (var e in events)
         {
             ct.ThrowIfCancellationRequested();
+            EventContent.Validate(e, roomId, config.ServerName);
             var pdu = new JsonObject
             {
                 ["content"] = e.Content.DeepClone(),
@@ -115,8 +116,6 @@ public sealed partial class EventSender(RoomStore rooms, StateStore states, Room
                 if (version.RedactsInContent) ((JsonObject)pdu["content"]!)["redacts"] = e.Redacts;
                 else pdu["redacts"] = e.Redacts;
             }
-            if (e.Type == "m.room.power_levels" && version.IntegerOnlyPowerLevels && !PowerLevels.AllIntegers(e.Content))
-                throw Err.BadJson("Power levels must be integers in this room version");
             pdu["auth_events"] = EventRefs(EventAuth.AuthTypesFor(pdu, version)
                 .Select(k => StateId(k.Type, k.StateKey)).Where(id => id is not null).Distinct().Select(id => id!), version, PduOf);
             EventHashing.AddContentHash(pdu);
@@ -130,6 +129,7 @@ public sealed partial class EventSender(RoomStore rooms, StateStore states, Room
                 LogRefused(log, e.Type, sender, roomId, auth.Reason);
                 throw Err.Forbidden(auth.Reason ?? "Not allowed by the room's rules");
             }
+            EventContent.RequireWithinLimits(pdu);
             var eventId = EventIdOf(pdu, version);
             if (info is null && stored.Count == 0 && version.RoomIdFromCreateEvent)
             {
