@@ -22,13 +22,13 @@ public static class RouteTable
 {
     public static readonly string[] ClientPrefixes = ["/_matrix/client/v3", "/_matrix/client/r0"];
 
-    static readonly List<MatrixRoute> _all = [];
-    public static IReadOnlyList<MatrixRoute> All => _all;
+    static readonly List<MatrixRoute> Routes = [];
+    public static IReadOnlyList<MatrixRoute> All => Routes;
 
     static MatrixRoute Add(Service s, string template, params string[] methods)
     {
         var r = new MatrixRoute(s, template, methods);
-        _all.Add(r);
+        Routes.Add(r);
         return r;
     }
 
