@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using Conduit.Common;
 using Conduit.Common.Storage;
 using static Conduit.Rooms.Tests.RoomsHarness;
 
@@ -79,6 +80,47 @@ public sealed class WriterConcurrencyTests : IDisposable
             var group = _h.Rooms.Info(r)!["state_group"]!.GetValue<ulong>();
             Assert.Equal(id, _h.States.LookupEventId(group, "org.example.shared", "k"));
         }
+    }
+
+    [Fact]
+    public async Task Sends_queued_on_a_busy_room_are_written_together_and_a_refused_one_fails_alone()
+    {
+        const string Room = "!busy:test.local";
+        await _h.CreateRoomAsync(Room);
+        await _h.MemberAsync(Room, Bob, Bob, "join");
+        var before = _h.Stream.Position;
+        using var advances = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        var published = new List<long>();
+        var watching = Task.Run(async () =>
+        {
+            try { await foreach (var a in _h.Stream.Subscribe(advances.Token)) lock (published) published.Add(a.Position); }
+            catch (OperationCanceledException) { }
+        });
+
+        // While the room is busy, eight messages, a retried transaction and a send by a stranger queue up.
+        Task<StoredEvent> sent0, retry, refused;
+        var sends = new List<Task<StoredEvent>>();
+        using (await _h.Writer.LockAsync(Room, CancellationToken.None))
+        {
+            for (var i = 0; i < 8; i++) sends.Add(_h.MessageAsync(Room, i % 2 == 0 ? Alice : Bob, $"m{i}"));
+            sent0 = _h.MessageAsync(Room, Alice, "once", new TxnRef(Alice, "D", "t1"));
+            retry = _h.MessageAsync(Room, Alice, "once again", new TxnRef(Alice, "D", "t1"));
+            refused = _h.MessageAsync(Room, Carol, "let me in");
+            await Task.Delay(200);
+        }
+        var all = await Task.WhenAll(sends);
+        Assert.Equal("M_FORBIDDEN", (await Assert.ThrowsAsync<MatrixException>(() => refused)).ErrCode);
+        Assert.Equal((await sent0).EventId, (await retry).EventId);
+
+        // Nine events in one chain, one commit: the stream advanced once, by nine.
+        var timeline = _h.Rooms.Timeline(Room, before, long.MaxValue, backwards: false).Select(t => _h.Rooms.Event(t.EventId)!).ToList();
+        Assert.Equal(9, timeline.Count);
+        for (var i = 1; i < timeline.Count; i++) Assert.Equal([timeline[i - 1].EventId], PrevEvents(timeline[i]));
+        Assert.Equal(all.Select(e => e.EventId).Append((await sent0).EventId).Order(), timeline.Select(e => e.EventId).Order());
+        await Task.Delay(100);
+        advances.Cancel();
+        await watching;
+        lock (published) Assert.Equal([before, before + 9], published);
     }
 
     [Fact]

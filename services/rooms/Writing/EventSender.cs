@@ -18,17 +18,33 @@ public sealed record TxnRef(string UserId, string DeviceId, string TxnId);
 
 /// <summary>
 /// Builds, authorizes and signs the events local users send, and stores them through <see cref="RoomWriter"/>, the
-/// one writer of the room graph. Events of one call are built, authorized against the state as it stands with the
-/// earlier events of the same call applied, signed, and written in ONE batch: a request takes full effect or none.
-/// The room's lock is held from reading its state until the batch is durable; other rooms are written meanwhile.
-/// Signing is local (<see cref="EventSigner"/>), so no network round trip happens under the lock.
+/// one writer of the room graph. Events of one request are built, authorized against the state as it stands with the
+/// earlier events of the same request applied, and signed; a request takes full effect or none.
+///
+/// Sends to one room queue up; whoever holds the room's lock builds every request queued by then, each on top of the
+/// one before, and writes them in one batch, so concurrent sends to a room share one disk flush as sends to
+/// different rooms do (their batches meet in <see cref="RoomWriter"/>'s group commit). A request refused by the rules
+/// (or broken) fails alone; the others of its batch are written. The lock is held from reading the room's state until
+/// the batch is durable. Signing is local (<see cref="EventSigner"/>), so no network round trip happens under it.
 /// </summary>
 public sealed partial class EventSender(RoomStore rooms, StateStore states, RoomWriter writer, EventSigner signer, GlobalConfig config, ILogger<EventSender> log)
 {
     public string ServerName => config.ServerName;
 
+    // Requests waiting for each room's lock. An entry is removed once drained empty; a request that went into a
+    // removed queue is drained by its own sender, who holds that queue.
+    readonly System.Collections.Concurrent.ConcurrentDictionary<string, System.Collections.Concurrent.ConcurrentQueue<Request>> _pending = new();
+
+    sealed class Request(string sender, IReadOnlyList<NewEvent> events, TxnRef? txn)
+    {
+        public readonly string Sender = sender;
+        public readonly IReadOnlyList<NewEvent> Events = events;
+        public readonly TxnRef? Txn = txn;
+        public readonly TaskCompletionSource<IReadOnlyList<StoredEvent>> Done = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+
     /// <summary>
-    /// Builds, authorizes, signs and stores <paramref name="events"/> in one batch. Creating a room whose version
+    /// Builds, authorizes, signs and stores <paramref name="events"/>, all or none. Creating a room whose version
     /// derives the room ID from the create event (v12) ignores <paramref name="roomId"/> (pass ""): the ID is
     /// computed from the create event, and the returned events carry it (<see cref="StoredEvent.RoomId"/>).
     /// </summary>
@@ -37,13 +53,38 @@ public sealed partial class EventSender(RoomStore rooms, StateStore states, Room
         if (txn is not null && rooms.TxnEvent(txn.UserId, txn.DeviceId, txn.TxnId) is { } done)
             return [rooms.Event(done)!];
         var key = await signer.CurrentAsync(ct);
-        // A v12 room's ID is not known until its create event is built, and nobody else can know it before then:
-        // that write needs no lock.
         var started = Environment.TickCount64;
-        using var held = roomId.Length == 0 ? null : await writer.LockAsync(roomId, ct);
-        if (txn is not null && rooms.TxnEvent(txn.UserId, txn.DeviceId, txn.TxnId) is { } again)
-            return [rooms.Event(again)!];
-        var sent = await SendLockedAsync(roomId, sender, events, txn, key, ct);
+        var request = new Request(sender, events, txn);
+        if (roomId.Length == 0)
+        {
+            // A v12 room's ID is not known until its create event is built, and nobody else can know it before then:
+            // that write needs no lock.
+            await WriteAsync("", [request], key);
+        }
+        else
+        {
+            var queue = _pending.GetOrAdd(roomId, _ => new());
+            queue.Enqueue(request);
+            try
+            {
+                using var held = await writer.LockAsync(roomId, ct);
+                if (!request.Done.Task.IsCompleted)
+                {
+                    var batch = new List<Request>();
+                    while (queue.TryDequeue(out var r))
+                        if (!r.Done.Task.IsCompleted) batch.Add(r);
+                    if (queue.IsEmpty) _pending.TryRemove(new KeyValuePair<string, System.Collections.Concurrent.ConcurrentQueue<Request>>(roomId, queue));
+                    await WriteAsync(roomId, batch, key);
+                }
+            }
+            catch (OperationCanceledException) when (ct.IsCancellationRequested)
+            {
+                // Gave up waiting for the lock: a later holder skips this request (if it has not taken it already).
+                request.Done.TrySetCanceled(ct);
+                throw;
+            }
+        }
+        var sent = await request.Done.Task;
         var ms = Environment.TickCount64 - started;
         if (ms > SlowMs) LogSlow(log, events.Count, sent[0].RoomId, ms);
         return sent;
@@ -58,23 +99,102 @@ public sealed partial class EventSender(RoomStore rooms, StateStore states, Room
     [LoggerMessage(Level = LogLevel.Warning, Message = "Sending {Count} event(s) to {RoomId} took {Ms} ms")]
     static partial void LogSlow(ILogger log, int count, string roomId, long ms);
 
-    async Task<IReadOnlyList<StoredEvent>> SendLockedAsync(string roomId, string sender, IReadOnlyList<NewEvent> events, TxnRef? txn, EventSigner.Key key, CancellationToken ct)
+    /// <summary>
+    /// The room as the requests of one batch see it: what is stored, with the batch's earlier requests applied.
+    /// Nothing of the batch is visible to readers before the write is durable.
+    /// </summary>
+    sealed class RoomView(string roomId, JsonObject? info)
     {
-        var info = roomId.Length == 0 ? null : rooms.Info(roomId);
-        if (info is null && events[0].Type != "m.room.create") throw Err.NotFound("Unknown room");
-        var versionId = info?["room_version"]?.GetValue<string>() ?? events[0].Content["room_version"]?.GetValue<string>() ?? config.DefaultRoomVersion;
-        var version = RoomVersion.Find(versionId) ?? throw Err.UnsupportedRoomVersion($"Unsupported room version {versionId}");
-        if (roomId.Length == 0 && !(info is null && version.RoomIdFromCreateEvent)) throw Err.NotFound("Unknown room");
-        var creator = info?["creator"]?.GetValue<string>() ?? sender;
-        var prev = info?["forward_extremities"]?.AsArray().Select(n => n!.GetValue<string>()).ToList() ?? [];
-        var depth = info?["depth"]?.GetValue<long>() ?? 0;
+        public string RoomId = roomId;
+        public JsonObject? Info = info;
+        public RoomVersion? Version = info is null ? null : RoomVersion.Find(info["room_version"]?.GetValue<string>() ?? "");
+        public string? Creator = info?["creator"]?.GetValue<string>();
+        public List<string> Prev = info?["forward_extremities"]?.AsArray().Select(n => n!.GetValue<string>()).ToList() ?? [];
+        public long Depth = info?["depth"]?.GetValue<long>() ?? 0;
+        public ulong Group = info?["state_group"]?.GetValue<ulong>() ?? 0;
+        public readonly Dictionary<(string, string), (string EventId, JsonObject Pdu)> State = [];
+        public readonly List<StoredEvent> Stored = [];
+        public readonly Dictionary<(string, string, string), StoredEvent> Txns = [];
+        public bool Exists => Info is not null || Version is not null;
+    }
 
-        // State written by this call, seen by its later events before anything is stored.
-        var overlay = new Dictionary<(string, string), (string EventId, JsonObject Pdu)>();
+    /// <summary>An event of a request, built, signed and authorized, not yet applied.</summary>
+    sealed record Planned(NewEvent Event, string EventId, JsonObject Pdu, string? Replaced);
+
+    async Task WriteAsync(string roomId, List<Request> requests, EventSigner.Key key)
+    {
+        var room = new RoomView(roomId, roomId.Length == 0 ? null : rooms.Info(roomId));
+        using var write = writer.Begin(roomId);
+        if (roomId.Length > 0) write.ConcernRoomMembers();
+        var accepted = new List<(Request Request, IReadOnlyList<StoredEvent> Stored)>();
+        try
+        {
+            foreach (var r in requests)
+            {
+                if (r.Txn is { } txn && TxnEventOf(room, txn) is { } earlier)
+                {
+                    accepted.Add((r, [earlier]));
+                    continue;
+                }
+                List<Planned> planned;
+                string planRoomId;
+                RoomVersion version;
+                try
+                {
+                    (planned, planRoomId, version) = Plan(room, r, key);
+                }
+                catch (Exception e)
+                {
+                    // This request alone is refused; the others of the batch go on.
+                    r.Done.TrySetException(e);
+                    continue;
+                }
+                accepted.Add((r, Apply(room, write, r, planned, planRoomId, version)));
+            }
+            // Only retried transactions, or nothing accepted: there is nothing to write.
+            if (room.Stored.Count > 0)
+            {
+                write.SetInfo(NewInfo(room));
+                await writer.CommitAsync(write);
+            }
+        }
+        catch (Exception e)
+        {
+            foreach (var (r, _) in accepted) r.Done.TrySetException(e);
+            throw;
+        }
+        foreach (var (r, stored) in accepted) r.Done.TrySetResult(stored);
+    }
+
+    StoredEvent? TxnEventOf(RoomView room, TxnRef txn)
+        => room.Txns.TryGetValue((txn.UserId, txn.DeviceId, txn.TxnId), out var pending) ? pending
+            : rooms.TxnEvent(txn.UserId, txn.DeviceId, txn.TxnId) is { } id ? rooms.Event(id) : null;
+
+    /// <summary>
+    /// Builds, signs and authorizes the events of one request against the room as the batch has left it; nothing
+    /// is written. Throws (M_NOT_FOUND, M_FORBIDDEN, M_BAD_JSON, ...) when the request cannot take effect.
+    /// </summary>
+    (List<Planned> Planned, string RoomId, RoomVersion Version) Plan(RoomView room, Request request, EventSigner.Key key)
+    {
+        var events = request.Events;
+        var sender = request.Sender;
+        if (!room.Exists && events[0].Type != "m.room.create") throw Err.NotFound("Unknown room");
+        var versionId = room.Version?.Id ?? events[0].Content["room_version"]?.GetValue<string>() ?? config.DefaultRoomVersion;
+        var version = room.Version ?? RoomVersion.Find(versionId) ?? throw Err.UnsupportedRoomVersion($"Unsupported room version {versionId}");
+        var roomId = room.RoomId;
+        if (roomId.Length == 0 && !(!room.Exists && version.RoomIdFromCreateEvent)) throw Err.NotFound("Unknown room");
+        var prev = room.Prev;
+        var depth = room.Depth;
+
+        // State set by this request's earlier events, then by the batch's earlier requests, then as stored.
+        var local = new Dictionary<(string, string), (string EventId, JsonObject Pdu)>();
+        var planned = new List<Planned>();
+        bool TryPending(string type, string key, out (string EventId, JsonObject Pdu) e)
+            => local.TryGetValue((type, key), out e) || room.State.TryGetValue((type, key), out e);
         // Full state events for the auth rules, with their event_id (which v3+ PDUs do not carry themselves).
         JsonObject? StatePdu(string type, string key)
         {
-            if (overlay.TryGetValue((type, key), out var o))
+            if (TryPending(type, key, out var o))
             {
                 var copy = o.Pdu.DeepClone().AsObject();
                 copy["event_id"] = o.EventId;
@@ -84,19 +204,13 @@ public sealed partial class EventSender(RoomStore rooms, StateStore states, Room
             e.Pdu["event_id"] = e.EventId;
             return e.Pdu;
         }
-        string? StateId(string type, string key)
-            => overlay.TryGetValue((type, key), out var o) ? o.EventId : rooms.StateEventId(roomId, type, key);
-
-        using var write = writer.Begin(roomId);
-        if (roomId.Length > 0) write.ConcernRoomMembers();
-        var group = info?["state_group"]?.GetValue<ulong>() ?? 0;
-        var stored = new List<StoredEvent>();
-        // The stored PDU of an event this call references: one of its own earlier events, or one already stored.
-        JsonObject? PduOf(string eventId) => stored.Find(s => s.EventId == eventId)?.Pdu ?? rooms.Event(eventId)?.Pdu;
+        string? StateId(string type, string key) => TryPending(type, key, out var o) ? o.EventId : rooms.StateEventId(roomId, type, key);
+        // The PDU of an event this request references: one of the batch's, or one already stored.
+        JsonObject? PduOf(string eventId)
+            => planned.Find(p => p.EventId == eventId)?.Pdu ?? room.Stored.Find(s => s.EventId == eventId)?.Pdu ?? rooms.Event(eventId)?.Pdu;
 
         foreach (var e in events)
         {
-            ct.ThrowIfCancellationRequested();
             EventContent.Validate(e, roomId, config.ServerName);
             var pdu = new JsonObject
             {
@@ -121,8 +235,8 @@ public sealed partial class EventSender(RoomStore rooms, StateStore states, Room
             EventHashing.AddContentHash(pdu);
             signer.Sign(pdu, version, key);
             // The one implementation of the auth rules, on the finished, signed event (a restricted join must carry
-            // the authorising server's signature), against the state as it stands with this call's earlier events
-            // applied (spec: rooms/vN "Authorization rules").
+            // the authorising server's signature), against the state as it stands with the earlier events applied
+            // (spec: rooms/vN "Authorization rules").
             var auth = EventAuth.Check(pdu, version, k => StatePdu(k.Type, k.StateKey));
             if (!auth.Allowed)
             {
@@ -131,50 +245,83 @@ public sealed partial class EventSender(RoomStore rooms, StateStore states, Room
             }
             EventContent.RequireWithinLimits(pdu);
             var eventId = EventIdOf(pdu, version);
-            if (info is null && stored.Count == 0 && version.RoomIdFromCreateEvent)
-            {
-                roomId = RoomIdFromCreateEvent(eventId);
-                write.SetRoomId(roomId);
-            }
-
+            if (!room.Exists && planned.Count == 0 && version.RoomIdFromCreateEvent) roomId = RoomIdFromCreateEvent(eventId);
+            var replaced = e.StateKey is null ? null : StateId(e.Type, e.StateKey);
+            planned.Add(new Planned(e, eventId, pdu, replaced));
+            if (e.StateKey is not null) local[(e.Type, e.StateKey)] = (eventId, pdu);
             depth++;
             prev = [eventId];
+        }
+        return (planned, roomId, version);
+    }
+
+    /// <summary>Writes a planned request into the batch and moves the room view on past it.</summary>
+    IReadOnlyList<StoredEvent> Apply(RoomView room, RoomWriter.RoomWrite write, Request request, List<Planned> planned, string roomId, RoomVersion version)
+    {
+        if (!room.Exists)
+        {
+            room.Version = version;
+            room.Creator = request.Sender;
+        }
+        if (room.RoomId.Length == 0)
+        {
+            room.RoomId = roomId;
+            write.SetRoomId(roomId);
+        }
+        var stored = new List<StoredEvent>();
+        foreach (var (e, eventId, pdu, replaced) in planned)
+        {
             // The state before every event is recorded (as a state group), so authorization history, /context and
             // history visibility can use the state at that point rather than today's.
-            var meta = new JsonObject { ["room_id"] = roomId, ["sg"] = group };
-            if (txn is not null && stored.Count == 0)
+            var meta = new JsonObject { ["room_id"] = roomId, ["sg"] = room.Group };
+            if (request.Txn is { } txn && stored.Count == 0)
             {
                 meta["sender_device"] = txn.DeviceId;
                 meta["txn_id"] = txn.TxnId;
             }
-            if (e.StateKey is not null && StateId(e.Type, e.StateKey) is { } replaced) meta["prev_content_event"] = replaced;
+            if (replaced is not null) meta["prev_content_event"] = replaced;
             if (e.StateKey is not null)
             {
-                group = states.Set(write.StateTx, group, states.ShortStateKey(write.StateTx, e.Type, e.StateKey), states.ShortEventId(write.StateTx, eventId));
-                meta["sg_after"] = group;
-                overlay[(e.Type, e.StateKey)] = (eventId, pdu);
+                room.Group = states.Set(write.StateTx, room.Group, states.ShortStateKey(write.StateTx, e.Type, e.StateKey), states.ShortEventId(write.StateTx, eventId));
+                meta["sg_after"] = room.Group;
+                room.State[(e.Type, e.StateKey)] = (eventId, pdu);
             }
             write.AddEvent(eventId, pdu, meta, inTimeline: true);
             if (e.StateKey is not null)
                 write.SetCurrentState(e.Type, e.StateKey, eventId, e.Type == "m.room.member" ? e.Content["membership"]!.GetValue<string>() : null);
-            if (e.Redacts is not null && rooms.Event(e.Redacts) is { } target && target.RoomId == roomId)
-                write.MarkRedacted(target, eventId);
-            stored.Add(new StoredEvent(eventId, pdu, meta));
+            if (e.Redacts is not null)
+            {
+                // The target may be an event of this very batch, whose meta is written at commit.
+                if (room.Stored.Find(s => s.EventId == e.Redacts) is { } pending) pending.Meta["redacted_by"] = eventId;
+                else if (rooms.Event(e.Redacts) is { } target && target.RoomId == roomId) write.MarkRedacted(target, eventId);
+            }
+            var ev = new StoredEvent(eventId, pdu, meta);
+            stored.Add(ev);
+            room.Stored.Add(ev);
         }
-
-        if (txn is not null) write.SetTxn(txn, stored[0].EventId);
-        var newInfo = info ?? new JsonObject
+        room.Depth += planned.Count;
+        room.Prev = [planned[^1].EventId];
+        if (request.Txn is { } t)
         {
-            ["room_version"] = version.Id,
-            ["creator"] = creator,
+            write.SetTxn(t, stored[0].EventId);
+            room.Txns[(t.UserId, t.DeviceId, t.TxnId)] = stored[0];
+        }
+        return stored;
+    }
+
+    /// <summary>The room's info after the batch: version and creator (set when the batch created the room), forward extremities, depth, current state.</summary>
+    static JsonObject NewInfo(RoomView room)
+    {
+        var info = room.Info ?? new JsonObject
+        {
+            ["room_version"] = room.Version!.Id,
+            ["creator"] = room.Creator,
             ["created_ts"] = Ids.NowMs(),
         };
-        newInfo["forward_extremities"] = new JsonArray(prev.Select(id => (JsonNode)id).ToArray());
-        newInfo["depth"] = depth;
-        newInfo["state_group"] = group;
-        write.SetInfo(newInfo);
-        await writer.CommitAsync(write);
-        return stored;
+        info["forward_extremities"] = new JsonArray(room.Prev.Select(id => (JsonNode)id).ToArray());
+        info["depth"] = room.Depth;
+        info["state_group"] = room.Group;
+        return info;
     }
 
     // ---- the event format of each room version (spec: rooms/vN.md "Event format", "Event IDs")
