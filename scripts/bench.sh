@@ -92,7 +92,7 @@ cleanup() {
         kill -9 "$server_pid" 2> /dev/null
         wait "$server_pid" 2> /dev/null
     fi
-    [ -n "$split_dir" ] && "$root/scripts/split-down.sh" "$split_dir"
+    [ -n "$split_dir" ] && "${split_scripts:-$root/scripts}/split-down.sh" "$split_dir"
     server_pid=""
     split_dir=""
 }
@@ -143,9 +143,23 @@ start_aio() {
     return 1
 }
 
+# The scripts/ folder of the checkout a build comes from (its split-up.sh knows how that build reports readiness),
+# else this repository's.
+scripts_of() {
+    local d
+    d="$(cd "$(dirname "$1")" 2> /dev/null && pwd)"
+    while [ -n "$d" ] && [ "$d" != / ]; do
+        [ -f "$d/Conduit.Services.sln" ] && [ -x "$d/scripts/split-up.sh" -o -f "$d/scripts/split-up.sh" ] && { echo "$d/scripts"; return; }
+        d="$(dirname "$d")"
+    done
+    echo "$root/scripts"
+}
+
 # start_split BUILD RUNDIR DBDIR: split-up.sh with its work dir (databases and logs) in DBDIR; sets split_dir, url, pids_arg.
 start_split() {
-    local build="$1" dir="$2" db="$3" edge base p ok bin_env
+    local build="$1" dir="$2" db="$3" edge base p ok bin_env scripts
+    scripts="$(scripts_of "$build")"
+    split_scripts="$scripts"
     case "$build" in *.dll) bin_env=(CONDUIT_DLL="$build") ;; *) bin_env=(CONDUIT_BIN="$build") ;; esac
     for _ in 1 2 3 4 5; do
         edge="${CONDUIT_PORT:-$(random_port)}"
@@ -157,7 +171,7 @@ start_split() {
         rm -rf "$db"
         split_dir="$db"
         if env -u CONDUIT_DLL -u CONDUIT_BIN -u CONDUIT_PORT -u CONDUIT_DATABASE_PATH "${bin_env[@]}" CONDUIT_RATE_LIMITS__ENABLED=false \
-            "$root/scripts/split-up.sh" "$db" "$edge" "$base" > "$dir/split-up.log" 2>&1; then
+            "$scripts/split-up.sh" "$db" "$edge" "$base" > "$dir/split-up.log" 2>&1; then
             url="http://127.0.0.1:$edge"
             pids_arg="$(awk '{ printf "%s%s:%s", sep, $1, $2; sep = "," }' "$db/pids")"
             return 0
