@@ -56,12 +56,13 @@ public static class ConduitHost
         if (role != AllInOne && string.IsNullOrEmpty(secret))
             throw new ConfigException($"{loaded.Source}: split mode needs 'global.services.internal_secret' (or CONDUIT_SERVICES__INTERNAL_SECRET), shared by every part");
 
-        // Storage: one database all-in-one; in split mode each service process has its own, under database_path/<service>.
+        // Storage: one database all-in-one; in split mode each service process has its own, under
+        // database_path/<service>, each with the whole cache_capacity (the processes may run on different machines).
         if (modules.Any(m => m.Families.Count > 0))
         {
             var path = role == AllInOne ? config.DatabasePath : Path.Combine(config.DatabasePath, role);
             Directory.CreateDirectory(path);
-            var store = KvStore.Open(config.DatabaseBackend, path, modules.SelectMany(m => m.Families));
+            var store = KvStore.Open(config.DatabaseBackend, path, modules.SelectMany(m => m.Families), new StoreOptions { CacheCapacity = config.CacheCapacity });
             builder.Services.AddSingleton(store);
         }
         foreach (var m in modules) m.Add(builder.Services);

@@ -146,6 +146,8 @@ public static class ConfigLoader
             throw new ConfigException($"{source}: key 'global.server_name' must be a server name such as example.org");
         if (g.DatabaseBackend is not ("rocksdb" or "sqlite"))
             throw new ConfigException($"{source}: key 'global.database_backend' must be \"rocksdb\" or \"sqlite\", not \"{g.DatabaseBackend}\"");
+        if (g.CacheCapacity < Storage.StoreOptions.MinCacheCapacity)
+            throw new ConfigException($"{source}: key 'global.cache_capacity' is in bytes and must be at least {Storage.StoreOptions.MinCacheCapacity} (1 MiB), e.g. 1073741824 for 1 GiB; not {g.CacheCapacity}");
         if (g.Port is <= 0 or > 65535)
             throw new ConfigException($"{source}: key 'global.port' must be between 1 and 65535");
         if (g.MaxRequestSize <= 0)
