@@ -9,9 +9,11 @@ using Conduit.Rooms;
 // Big room benchmark: create a room, have N users join it, then send M messages, through EventSender (the one
 // writer of room events: auth rules, signing, state groups, durable batches), on a real database.
 //   dotnet run --project tests/Conduit.Bench -c Release -- [--members 10000] [--messages 1000] [--backend rocksdb|sqlite]
+//                                                        [--cache-capacity BYTES]   (RocksDB's budget, as cache_capacity)
 var members = 10_000;
 var messages = 1_000;
 var backend = "rocksdb";
+var storeOptions = StoreOptions.Default;
 for (var i = 0; i < args.Length - 1; i++)
 {
     switch (args[i])
@@ -19,13 +21,14 @@ for (var i = 0; i < args.Length - 1; i++)
         case "--members": members = int.Parse(args[++i]); break;
         case "--messages": messages = int.Parse(args[++i]); break;
         case "--backend": backend = args[++i]; break;
+        case "--cache-capacity": storeOptions = new StoreOptions { CacheCapacity = long.Parse(args[++i]) }; break;
     }
 }
 
 var dir = Directory.CreateTempSubdirectory("conduit-bench-").FullName;
 var config = new GlobalConfig { ServerName = "bench.local" };
 var families = RoomsFamilies.All.Concat(FederationFamilies.All).ToList();
-using var store = KvStore.Open(backend, backend == "sqlite" ? Path.Combine(dir, "bench.sqlite") : dir, families);
+using var store = KvStore.Open(backend, backend == "sqlite" ? Path.Combine(dir, "bench.sqlite") : dir, families, storeOptions);
 using var keys = new ServerKeys(store, config);
 var fed = new Conduit.Protos.Federation.Federation.FederationClient(
     InProcessCallInvoker.Create(null, b => Conduit.Protos.Federation.Federation.BindService(b, new FederationGrpcService(keys))).WithMatrixErrors());
@@ -42,7 +45,7 @@ const string Room = "!big:bench.local";
 const string Creator = "@creator:bench.local";
 var peak = RssMb();
 using var sampler = new Timer(_ => peak = Math.Max(peak, RssMb()), null, 0, 100);
-Console.WriteLine($"backend {backend}, {members} members, {messages} messages; database in {dir}");
+Console.WriteLine($"backend {backend}, {members} members, {messages} messages, cache_capacity {storeOptions.CacheCapacity}; database in {dir}");
 Console.WriteLine($"RSS at start: {RssMb():F1} MB");
 
 var sw = Stopwatch.StartNew();

@@ -253,6 +253,46 @@ public sealed class StorageTests : IDisposable
     }
 
     [Fact]
+    public void RocksDbMemoryIsBoundedByTheConfiguredCacheCapacity()
+    {
+        var store = (RocksDbKvStore)KvStore.Open("rocksdb", Path.Combine(_dir, "db"), Families, new StoreOptions { CacheCapacity = 4L << 20 });
+        _open.Add(store);
+        var (capacity, _) = store.CacheStats();
+        Assert.Equal(4L << 20, capacity);
+        // Memtables get half of the budget, charged to the same cache.
+        Assert.Equal(2L << 20, store.WriteBufferStats().Limit);
+
+        // Write well past the budget: flushes keep the memtables, and the cache with them, near it.
+        var value = new byte[1024];
+        Random.Shared.NextBytes(value);
+        var map = store.Map("events");
+        for (var i = 0; i < 2_000; i++)
+        {
+            var batch = store.CreateBatch();
+            for (var j = 0; j < 8; j++) batch.Put("events", Keys.BigEndian((ulong)(i * 8 + j)), value);
+            store.Write(batch);
+        }
+        Assert.Equal(value, map.Get(Keys.BigEndian(12_345))!);
+        Assert.Equal(16_000, map.Scan([]).Count());
+        var (_, usage) = store.CacheStats();
+        var (memtables, _) = store.WriteBufferStats();
+        Assert.InRange(memtables, 1, 3L << 20);
+        Assert.InRange(usage, memtables, 6L << 20);
+
+        // Reopened with a larger budget, the same data is there and the cache reports the new capacity.
+        store.Dispose();
+        _open.Remove(store);
+        var again = (RocksDbKvStore)KvStore.Open("rocksdb", Path.Combine(_dir, "db"), Families, new StoreOptions { CacheCapacity = 1L << 30 });
+        _open.Add(again);
+        Assert.Equal(1L << 30, again.CacheStats().Capacity);
+        Assert.Equal(value, again.Map("events").Get(Keys.BigEndian(15_999))!);
+    }
+
+    [Fact]
+    public void TooSmallCacheCapacityIsRefused() =>
+        Assert.Throws<ArgumentOutOfRangeException>(() => KvStore.Open("rocksdb", Path.Combine(_dir, "db"), Families, new StoreOptions { CacheCapacity = 1000 }));
+
+    [Fact]
     public void UnknownBackendThrows() =>
         Assert.Throws<ArgumentException>(() => KvStore.Open("leveldb", _dir, Families));
 

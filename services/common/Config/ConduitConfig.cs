@@ -18,6 +18,11 @@ public sealed class GlobalConfig
     public string DatabasePath { get; set; } = "conduit_db";
     /// <summary>"rocksdb" (default) or "sqlite".</summary>
     public string DatabaseBackend { get; set; } = "rocksdb";
+    /// <summary>
+    /// Bytes of native memory RocksDB may use: its block cache with the memtables charged to it (see
+    /// <see cref="Storage.StoreOptions.CacheCapacity"/>). Per database: in split mode each service process has its own.
+    /// </summary>
+    public long CacheCapacity { get; set; } = Storage.StoreOptions.DefaultCacheCapacity;
     public string Address { get; set; } = "127.0.0.1";
     public int Port { get; set; } = 6167;
     public long MaxRequestSize { get; set; } = 20_000_000;

@@ -212,6 +212,8 @@ public static class ConfigLoader
         // 0: the system picks a free port when the server starts; the startup summary says which.
         if (g.Port is < 0 or > 65535)
             throw new ConfigException($"{source}: key 'global.port' must be between 0 and 65535 (0: any free port)");
+        if (g.CacheCapacity < Storage.StoreOptions.MinCacheCapacity)
+            throw new ConfigException($"{source}: key 'global.cache_capacity' is in bytes and must be at least {Storage.StoreOptions.MinCacheCapacity} (1 MiB), e.g. 1073741824 for 1 GiB; not {g.CacheCapacity}");
         if (g.MaxRequestSize <= 0)
             throw new ConfigException($"{source}: key 'global.max_request_size' must be positive");
         if (g.MaxConcurrentRequests <= 0)

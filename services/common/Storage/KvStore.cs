@@ -9,8 +9,11 @@ public static class KvStore
     /// "sqlite" (path is the database file; an existing directory, or a path ending in a separator, means
     /// path/conduit.sqlite) or "memory" (path ignored, nothing persisted).
     /// </summary>
-    public static IKeyValueStore Open(string backend, string path, IEnumerable<ColumnFamily> families)
+    public static IKeyValueStore Open(string backend, string path, IEnumerable<ColumnFamily> families, StoreOptions? options = null)
     {
+        options ??= StoreOptions.Default;
+        if (options.CacheCapacity < StoreOptions.MinCacheCapacity)
+            throw new ArgumentOutOfRangeException(nameof(options), options.CacheCapacity, $"The cache capacity must be at least {StoreOptions.MinCacheCapacity} bytes.");
         var list = families.ToList();
         var seen = new HashSet<string>(StringComparer.Ordinal);
         foreach (var f in list)
@@ -20,12 +23,32 @@ public static class KvStore
         }
         return backend.ToLowerInvariant() switch
         {
-            "rocksdb" => new RocksDbKvStore(path, list),
+            "rocksdb" => new RocksDbKvStore(path, list, options),
             "sqlite" => new SqliteKvStore(path, list),
             "memory" => new MemoryKvStore(list),
             _ => throw new ArgumentException($"Unknown storage backend '{backend}' (expected rocksdb, sqlite or memory).", nameof(backend)),
         };
     }
+}
+
+/// <summary>How a store may use memory. Only RocksDB reads it: SQLite keeps its own small page cache.</summary>
+public sealed record StoreOptions
+{
+    /// <summary>8 MiB: enough to keep a small server's hot index blocks and recent writes, small enough for a
+    /// Raspberry Pi or a 512 MB VPS. The cache fills lazily, so a larger setting costs nothing until it is used.</summary>
+    public const long DefaultCacheCapacity = 8L << 20;
+
+    /// <summary>Below 1 MiB RocksDB would flush a memtable every few writes.</summary>
+    public const long MinCacheCapacity = 1L << 20;
+
+    public static readonly StoreOptions Default = new();
+
+    /// <summary>
+    /// Bytes of native memory for the database: one block cache shared by every column family, with the memtables
+    /// (write buffers) charged to the same cache, so data blocks, index and filter blocks and unflushed writes
+    /// together stay within this one number (config key <c>cache_capacity</c>).
+    /// </summary>
+    public long CacheCapacity { get; init; } = DefaultCacheCapacity;
 }
 
 /// <summary>A batch recorded in memory and applied by the store that created it.</summary>

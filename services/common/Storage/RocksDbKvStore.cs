@@ -13,81 +13,107 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore
     private readonly nint _db;
     private readonly nint _syncWrite;
     private readonly nint _defaultRead;
+    private readonly nint _cache;
+    private readonly nint _writeBufferManager;
     private readonly List<nint> _ownedOptions = [];
     private readonly List<nint> _allHandles = [];
     private readonly Dictionary<string, nint> _handles = new(StringComparer.Ordinal);
     private readonly Dictionary<string, FamilyMap> _maps = new(StringComparer.Ordinal);
     private readonly HashSet<string> _names;
-    // One block cache for every database of the process (split mode opens one per service process anyway).
-    private static readonly Lazy<nint> SharedCache = new(() => rocksdb_cache_create_lru(16u << 20));
     // Native calls and iterations in flight; Dispose waits for them so the handles are never freed under a running
     // call. A counter rather than a lock: an iteration may be resumed on another thread.
     private int _active;
     private volatile bool _disposed;
 
-    public RocksDbKvStore(string path, IReadOnlyList<ColumnFamily> families)
+    public RocksDbKvStore(string path, IReadOnlyList<ColumnFamily> families, StoreOptions storeOptions)
     {
         Families = families;
         _names = families.Select(f => f.Name).ToHashSet(StringComparer.Ordinal);
         Directory.CreateDirectory(path);
-        // Sized for a small VPS: RocksDB's defaults (64 MB memtables per family, each allocated in 8 MB arena
-        // blocks) would cost far more than our data with a couple of dozen families. All families share one
-        // block cache and one memtable budget.
+        // The native memory budget is one number, storeOptions.CacheCapacity: one LRU block cache shared by every
+        // family (data blocks, and index and filter blocks too, so they are not held per open file outside it),
+        // and a write buffer manager that charges every family's memtables to that same cache. Unflushed writes
+        // therefore evict cached blocks instead of adding to them, and once the memtables together pass half the
+        // budget the largest is flushed. RocksDB's defaults (a 64 MB memtable per family, 8 MB arena blocks, an
+        // uncharged index per open file) would cost far more than a small server's data with thirty families.
+        var capacity = (nuint)storeOptions.CacheCapacity;
+        var writeBudget = capacity / 2;
+        var familyWriteBuffer = Math.Clamp(writeBudget / 4, 256u << 10, 64u << 20);
+        _cache = rocksdb_cache_create_lru(capacity);
+        _writeBufferManager = rocksdb_write_buffer_manager_create_with_cache(writeBudget, _cache, allowStall: false);
+
         var options = rocksdb_options_create();
         _ownedOptions.Add(options);
         rocksdb_options_set_create_if_missing(options, 1);
         rocksdb_options_set_create_missing_column_families(options, 1);
-        rocksdb_options_set_db_write_buffer_size(options, 32u << 20);
+        rocksdb_options_set_write_buffer_manager(options, _writeBufferManager);
+        // A family written rarely keeps every WAL file since its last flush alive (and replayed into memory at the
+        // next start); past this size RocksDB flushes the families holding the oldest WAL.
+        rocksdb_options_set_max_total_wal_size(options, Math.Max(4 * (ulong)writeBudget, 16UL << 20));
         rocksdb_options_set_max_open_files(options, 256);
         rocksdb_options_set_keep_log_file_num(options, 3);
 
-        // Every existing family must be opened, declared now or not (RocksDB refuses to open otherwise).
-        var names = new List<string>();
-        if (File.Exists(Path.Combine(path, "CURRENT")))
-        {
-            var list = rocksdb_list_column_families(options, path, out var count, out var err);
-            Check(err);
-            for (nuint i = 0; i < count; i++) names.Add(Marshal.PtrToStringUTF8(((nint*)list)[i])!);
-            rocksdb_list_column_families_destroy(list, count);
-        }
-        if (!names.Contains("default")) names.Insert(0, "default");
-        foreach (var f in families)
-            if (!names.Contains(f.Name)) names.Add(f.Name);
-
-        var table = rocksdb_block_based_options_create();
-        rocksdb_block_based_options_set_block_cache(table, SharedCache.Value);
-        var familyOptions = rocksdb_options_create();
-        _ownedOptions.Add(familyOptions);
-        rocksdb_options_set_write_buffer_size(familyOptions, 4u << 20);
-        rocksdb_options_set_arena_block_size(familyOptions, 256u << 10);
-        rocksdb_options_set_block_based_table_factory(familyOptions, table);
-        rocksdb_block_based_options_destroy(table);
-
-        var n = names.Count;
-        var namePtrs = new nint[n];
-        var optPtrs = new nint[n];
-        var handles = new nint[n];
         try
         {
+            // Every existing family must be opened, declared now or not (RocksDB refuses to open otherwise).
+            var names = new List<string>();
+            if (File.Exists(Path.Combine(path, "CURRENT")))
+            {
+                var list = rocksdb_list_column_families(options, path, out var count, out var err);
+                Check(err);
+                for (nuint i = 0; i < count; i++) names.Add(Marshal.PtrToStringUTF8(((nint*)list)[i])!);
+                rocksdb_list_column_families_destroy(list, count);
+            }
+            if (!names.Contains("default")) names.Insert(0, "default");
+            foreach (var f in families)
+                if (!names.Contains(f.Name)) names.Add(f.Name);
+
+            var table = rocksdb_block_based_options_create();
+            rocksdb_block_based_options_set_block_cache(table, _cache);
+            rocksdb_block_based_options_set_cache_index_and_filter_blocks(table, 1);
+            rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(table, 1);
+            var familyOptions = rocksdb_options_create();
+            _ownedOptions.Add(familyOptions);
+            rocksdb_options_set_write_buffer_size(familyOptions, familyWriteBuffer);
+            rocksdb_options_set_max_write_buffer_number(familyOptions, 2);
+            // Every family that has seen a write holds at least one arena block: keep blocks small so thirty families
+            // do not reserve megabytes (RocksDB's default is an eighth of the write buffer).
+            rocksdb_options_set_arena_block_size(familyOptions, Math.Clamp(familyWriteBuffer / 16, 16u << 10, 1u << 20));
+            rocksdb_options_set_block_based_table_factory(familyOptions, table);
+            rocksdb_block_based_options_destroy(table);
+
+            var n = names.Count;
+            var namePtrs = new nint[n];
+            var optPtrs = new nint[n];
+            var handles = new nint[n];
+            try
+            {
+                for (var i = 0; i < n; i++)
+                {
+                    namePtrs[i] = Marshal.StringToCoTaskMemUTF8(names[i]);
+                    optPtrs[i] = familyOptions;
+                }
+                fixed (nint* np = namePtrs, op = optPtrs, hp = handles)
+                {
+                    _db = rocksdb_open_column_families(options, path, n, np, op, hp, out var err);
+                    Check(err);
+                }
+            }
+            finally
+            {
+                foreach (var p in namePtrs) Marshal.FreeCoTaskMem(p);
+            }
             for (var i = 0; i < n; i++)
             {
-                namePtrs[i] = Marshal.StringToCoTaskMemUTF8(names[i]);
-                optPtrs[i] = familyOptions;
-            }
-            fixed (nint* np = namePtrs, op = optPtrs, hp = handles)
-            {
-                _db = rocksdb_open_column_families(options, path, n, np, op, hp, out var err);
-                Check(err);
+                _allHandles.Add(handles[i]);
+                _handles[names[i]] = handles[i];
             }
         }
-        finally
+        catch
         {
-            foreach (var p in namePtrs) Marshal.FreeCoTaskMem(p);
-        }
-        for (var i = 0; i < n; i++)
-        {
-            _allHandles.Add(handles[i]);
-            _handles[names[i]] = handles[i];
+            // The database did not open (locked by another process, corrupt, ...): nothing else owns these.
+            FreeOptions();
+            throw;
         }
         _syncWrite = rocksdb_writeoptions_create();
         rocksdb_writeoptions_set_sync(_syncWrite, 1);
@@ -173,7 +199,32 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore
         rocksdb_close(_db);
         rocksdb_readoptions_destroy(_defaultRead);
         rocksdb_writeoptions_destroy(_syncWrite);
+        FreeOptions();
+    }
+
+    // The options, the write buffer manager and the cache are reference-counted inside RocksDB: destroying our
+    // handles after the close frees them.
+    private void FreeOptions()
+    {
         foreach (var o in _ownedOptions) rocksdb_options_destroy(o);
+        rocksdb_write_buffer_manager_destroy(_writeBufferManager);
+        rocksdb_cache_destroy(_cache);
+    }
+
+    /// <summary>The block cache's capacity and current usage (memtables included, through the write buffer
+    /// manager's charges), in bytes.</summary>
+    internal (long Capacity, long Usage) CacheStats()
+    {
+        using var _ = Enter();
+        return ((long)rocksdb_cache_get_capacity(_cache), (long)rocksdb_cache_get_usage(_cache));
+    }
+
+    /// <summary>Bytes the memtables of every family hold now, as the write buffer manager counts them, and its
+    /// limit.</summary>
+    internal (long Usage, long Limit) WriteBufferStats()
+    {
+        using var _ = Enter();
+        return ((long)rocksdb_write_buffer_manager_memory_usage(_writeBufferManager), (long)rocksdb_write_buffer_manager_buffer_size(_writeBufferManager));
     }
 
     private sealed class SnapshotView : IKvSnapshot

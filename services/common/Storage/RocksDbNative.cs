@@ -22,11 +22,26 @@ internal static unsafe partial class RocksDbNative
     [LibraryImport(Lib)] internal static partial void rocksdb_options_set_keep_log_file_num(nint options, nuint n);
     [LibraryImport(Lib)] internal static partial void rocksdb_options_set_write_buffer_size(nint options, nuint size);
     [LibraryImport(Lib)] internal static partial void rocksdb_options_set_arena_block_size(nint options, nuint size);
+    [LibraryImport(Lib)] internal static partial void rocksdb_options_set_max_write_buffer_number(nint options, int n);
+    [LibraryImport(Lib)] internal static partial void rocksdb_options_set_max_total_wal_size(nint options, ulong size);
+    [LibraryImport(Lib)] internal static partial void rocksdb_options_set_write_buffer_manager(nint options, nint manager);
     [LibraryImport(Lib)] internal static partial void rocksdb_options_set_block_based_table_factory(nint options, nint tableOptions);
     [LibraryImport(Lib)] internal static partial nint rocksdb_block_based_options_create();
     [LibraryImport(Lib)] internal static partial void rocksdb_block_based_options_destroy(nint tableOptions);
     [LibraryImport(Lib)] internal static partial void rocksdb_block_based_options_set_block_cache(nint tableOptions, nint cache);
+    [LibraryImport(Lib)] internal static partial void rocksdb_block_based_options_set_cache_index_and_filter_blocks(nint tableOptions, byte value);
+    [LibraryImport(Lib)] internal static partial void rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(nint tableOptions, byte value);
+
+    // ---- block cache and write buffer manager
     [LibraryImport(Lib)] internal static partial nint rocksdb_cache_create_lru(nuint capacity);
+    [LibraryImport(Lib)] internal static partial void rocksdb_cache_destroy(nint cache);
+    [LibraryImport(Lib)] internal static partial nuint rocksdb_cache_get_capacity(nint cache);
+    [LibraryImport(Lib)] internal static partial nuint rocksdb_cache_get_usage(nint cache);
+    /// <summary>C signature: (size_t buffer_size, rocksdb_cache_t* cache, bool allow_stall).</summary>
+    [LibraryImport(Lib)] internal static partial nint rocksdb_write_buffer_manager_create_with_cache(nuint bufferSize, nint cache, [MarshalAs(UnmanagedType.U1)] bool allowStall);
+    [LibraryImport(Lib)] internal static partial void rocksdb_write_buffer_manager_destroy(nint manager);
+    [LibraryImport(Lib)] internal static partial nuint rocksdb_write_buffer_manager_buffer_size(nint manager);
+    [LibraryImport(Lib)] internal static partial nuint rocksdb_write_buffer_manager_memory_usage(nint manager);
     [LibraryImport(Lib)] internal static partial nint rocksdb_writeoptions_create();
     [LibraryImport(Lib)] internal static partial void rocksdb_writeoptions_set_sync(nint options, byte value);
     [LibraryImport(Lib)] internal static partial void rocksdb_writeoptions_destroy(nint options);
@@ -43,6 +58,9 @@ internal static unsafe partial class RocksDbNative
     [LibraryImport(Lib)] internal static partial void rocksdb_close(nint db);
     [LibraryImport(Lib)] internal static partial void rocksdb_column_family_handle_destroy(nint handle);
     [LibraryImport(Lib)] internal static partial void rocksdb_free(nint ptr);
+    /// <summary>An integer DB property ("rocksdb.block-cache-usage", ...); 0 when it exists, -1 otherwise.</summary>
+    [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)]
+    internal static partial int rocksdb_property_int(nint db, string name, out ulong value);
 
     [LibraryImport(Lib)] internal static partial nint rocksdb_get_cf(nint db, nint readOptions, nint cf, byte* key, nuint keyLen, out nuint valueLen, out nint err);
     [LibraryImport(Lib)] internal static partial void rocksdb_put_cf(nint db, nint writeOptions, nint cf, byte* key, nuint keyLen, byte* value, nuint valueLen, out nint err);
