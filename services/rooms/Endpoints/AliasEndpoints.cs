@@ -84,8 +84,7 @@ public sealed class AliasEndpoints(RoomStore rooms, EventSender sender, Visibili
     async Task RoomAliases(HttpContext ctx)
     {
         var c = Caller.Required(ctx);
-        var roomId = RoomParams.RoomId(ctx);
-        param.RequireRoom(roomId);
+        var roomId = param.KnownRoomId(ctx);
         if (visibility.VisibleState(c.UserId, roomId) is null) throw Err.Forbidden("You are not allowed to see this room");
         await ctx.Response.WriteJsonAsync(new JsonObject { ["aliases"] = new JsonArray(rooms.AliasesOf(roomId).Select(a => (JsonNode)a).ToArray()) });
     }

@@ -28,8 +28,7 @@ public sealed class ReadEndpoints(RoomStore rooms, StateStore states, RoomStream
     async Task FullState(HttpContext ctx)
     {
         var c = Caller.Required(ctx);
-        var roomId = RoomParams.RoomId(ctx);
-        param.RequireRoom(roomId);
+        var roomId = param.KnownRoomId(ctx);
         var state = visibility.VisibleState(c.UserId, roomId) ?? throw Err.Forbidden("You are not allowed to see this room's state");
         var arr = new JsonArray(state.Select(e => (JsonNode)format.Format(e)).ToArray());
         await ctx.Response.WriteJsonAsync(arr);
@@ -83,8 +82,7 @@ public sealed class ReadEndpoints(RoomStore rooms, StateStore states, RoomStream
     async Task Messages(HttpContext ctx)
     {
         var c = Caller.Required(ctx);
-        var roomId = RoomParams.RoomId(ctx);
-        param.RequireRoom(roomId);
+        var roomId = param.KnownRoomId(ctx);
         var dir = ctx.Request.Query("dir") ?? "b";
         if (dir is not ("b" or "f")) throw Err.InvalidParam("dir must be 'b' or 'f'");
         var limit = RoomParams.LimitParam(ctx, 10, 1000);
@@ -130,8 +128,7 @@ public sealed class ReadEndpoints(RoomStore rooms, StateStore states, RoomStream
     async Task Members(HttpContext ctx)
     {
         var c = Caller.Required(ctx);
-        var roomId = RoomParams.RoomId(ctx);
-        param.RequireRoom(roomId);
+        var roomId = param.KnownRoomId(ctx);
         var state = visibility.VisibleState(c.UserId, roomId) ?? throw Err.Forbidden("You are not allowed to see this room's members");
         var only = ctx.Request.Query("membership");
         var not = ctx.Request.Query("not_membership");
@@ -149,8 +146,7 @@ public sealed class ReadEndpoints(RoomStore rooms, StateStore states, RoomStream
     async Task JoinedMembers(HttpContext ctx)
     {
         var c = Caller.Required(ctx);
-        var roomId = RoomParams.RoomId(ctx);
-        param.RequireRoom(roomId);
+        var roomId = param.KnownRoomId(ctx);
         if (rooms.MembershipOf(c.UserId, roomId)?.State != "join") throw Err.Forbidden("You are not joined to this room");
         var joined = new JsonObject();
         foreach (var u in rooms.JoinedMembers(roomId))
