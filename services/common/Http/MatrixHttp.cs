@@ -30,11 +30,32 @@ public static class MatrixHttp
 
     public static async Task WriteJsonAsync(this HttpResponse response, JsonNode body, int status = 200)
     {
+        await DrainRequestBodyAsync(response.HttpContext);
         response.StatusCode = status;
         response.ContentType = "application/json";
         var bytes = Encoding.UTF8.GetBytes(body.ToJsonString());
         response.ContentLength = bytes.Length;
         await response.Body.WriteAsync(bytes, response.HttpContext.RequestAborted);
+    }
+
+    /// <summary>
+    /// Reads what is left of the request body before a response goes out (an error answered before the body was
+    /// read, a body the endpoint ignores). In split mode a service that answers without reading the body resets its
+    /// HTTP/2 stream, and the edge's proxy may then cut the client's connection instead of passing the answer on
+    /// (dotnet/yarp#1501): the client would see a transport error, not the Matrix error. Bodies are bounded by
+    /// max_request_size, so this reads at most that much; if reading fails the response is written all the same.
+    /// </summary>
+    static async Task DrainRequestBodyAsync(HttpContext ctx)
+    {
+        if (ctx.Request.ContentLength == 0 || HttpMethods.IsGet(ctx.Request.Method) && ctx.Request.ContentLength is null && !ctx.Request.Headers.ContainsKey("Transfer-Encoding")) return;
+        try
+        {
+            await ctx.Request.Body.CopyToAsync(Stream.Null, ctx.RequestAborted);
+        }
+        catch (Exception e) when (e is BadHttpRequestException or IOException or OperationCanceledException or InvalidOperationException)
+        {
+            // Too large, aborted or already gone: the answer is what matters.
+        }
     }
 
     public static JsonObject ErrorBody(MatrixException e)
