@@ -128,11 +128,16 @@ public static class EventContent
     public static string? LimitViolation(JsonObject pdu)
         => KeyTooLarge(pdu) ?? (JsonLimits.DepthOf(pdu) > JsonLimits.MaxEventDepth ? $"nested deeper than {JsonLimits.MaxEventDepth}" : null);
 
-    /// <summary>M_TOO_LARGE unless the finished (hashed and signed) PDU is within the spec's limits.</summary>
-    public static void RequireWithinLimits(JsonObject pdu)
+    /// <summary>
+    /// M_TOO_LARGE unless the finished (hashed and signed) PDU is within the spec's limits; else its canonical JSON, the
+    /// bytes that are stored, so the event is serialised once for both.
+    /// </summary>
+    public static byte[] RequireWithinLimits(JsonObject pdu)
     {
         if (KeyTooLarge(pdu) is { } key) throw Err.TooLarge(key);
-        if (Encoding.UTF8.GetByteCount(CanonicalJson.Serialize(pdu)) > MaxPduBytes) throw Err.TooLarge($"Event is larger than {MaxPduBytes} bytes");
+        var bytes = CanonicalJson.SerializeToUtf8Bytes(pdu);
+        if (bytes.Length > MaxPduBytes) throw Err.TooLarge($"Event is larger than {MaxPduBytes} bytes");
+        return bytes;
     }
 
     static readonly string[] SizeLimitedKeys = ["type", "state_key", "sender", "room_id", "event_id"];

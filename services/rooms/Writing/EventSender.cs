@@ -119,7 +119,7 @@ public sealed partial class EventSender(RoomStore rooms, StateStore states, Room
     }
 
     /// <summary>An event of a request, built, signed and authorized, not yet applied.</summary>
-    sealed record Planned(NewEvent Event, string EventId, JsonObject Pdu, string? Replaced);
+    sealed record Planned(NewEvent Event, string EventId, JsonObject Pdu, string? Replaced, byte[] Canonical);
 
     async Task WriteAsync(string roomId, List<Request> requests, EventSigner.Key key)
     {
@@ -243,11 +243,11 @@ public sealed partial class EventSender(RoomStore rooms, StateStore states, Room
                 LogRefused(log, e.Type, sender, roomId, auth.Reason);
                 throw Err.Forbidden(auth.Reason ?? "Not allowed by the room's rules");
             }
-            EventContent.RequireWithinLimits(pdu);
+            var canonical = EventContent.RequireWithinLimits(pdu);
             var eventId = EventIdOf(pdu, version);
             if (!room.Exists && planned.Count == 0 && version.RoomIdFromCreateEvent) roomId = RoomIdFromCreateEvent(eventId);
             var replaced = e.StateKey is null ? null : StateId(e.Type, e.StateKey);
-            planned.Add(new Planned(e, eventId, pdu, replaced));
+            planned.Add(new Planned(e, eventId, pdu, replaced, canonical));
             if (e.StateKey is not null) local[(e.Type, e.StateKey)] = (eventId, pdu);
             depth++;
             prev = [eventId];
@@ -269,7 +269,7 @@ public sealed partial class EventSender(RoomStore rooms, StateStore states, Room
             write.SetRoomId(roomId);
         }
         var stored = new List<StoredEvent>();
-        foreach (var (e, eventId, pdu, replaced) in planned)
+        foreach (var (e, eventId, pdu, replaced, canonical) in planned)
         {
             // The state before every event is recorded (as a state group), so authorization history, /context and
             // history visibility can use the state at that point rather than today's.
@@ -286,7 +286,7 @@ public sealed partial class EventSender(RoomStore rooms, StateStore states, Room
                 meta["sg_after"] = room.Group;
                 room.State[(e.Type, e.StateKey)] = (eventId, pdu);
             }
-            write.AddEvent(eventId, pdu, meta, inTimeline: true);
+            write.AddEvent(eventId, pdu, meta, inTimeline: true, canonical);
             if (e.StateKey is not null)
                 write.SetCurrentState(e.Type, e.StateKey, eventId, e.Type == "m.room.member" ? e.Content["membership"]!.GetValue<string>() : null);
             if (e.Redacts is not null)

@@ -234,9 +234,9 @@ public sealed partial class RoomWriter(RoomStore rooms, StateStore states, RoomS
         /// commit, recorded in <paramref name="meta"/> ("pos") before meta is written; otherwise (rejected and
         /// soft-failed remote events) meta is written as it is.
         /// </summary>
-        public void AddEvent(string eventId, JsonObject pdu, JsonObject meta, bool inTimeline)
+        public void AddEvent(string eventId, JsonObject pdu, JsonObject meta, bool inTimeline, byte[]? canonicalPdu = null)
         {
-            Batch.Put(RoomsFamilies.Pdus, RoomsFamilies.PduKey(eventId), Encoding.UTF8.GetBytes(CanonicalJson.Serialize(pdu)));
+            Batch.Put(RoomsFamilies.Pdus, RoomsFamilies.PduKey(eventId), canonicalPdu ?? CanonicalJson.SerializeToUtf8Bytes(pdu));
             if (inTimeline) _timeline.Add((eventId, meta));
             else Batch.Put(RoomsFamilies.EventMeta, RoomsFamilies.EventMetaKey(eventId), RoomStore.Json(meta));
         }
