@@ -206,7 +206,14 @@ public sealed class KeysEndpoints(AccountStore accounts, Uia uia, GlobalConfig c
     /// completed session gets the first result. Wrong passwords count as failed login attempts (Synapse: the
     /// password stage shares rc_login.failed_attempts), so a stolen access token cannot guess the password.
     /// </summary>
-    async Task WithPassword(HttpContext ctx, JsonObject body, string operation, Caller c, Action<JsonObject> validate, Func<JsonObject, Task<JsonObject>> perform)
+    public AccountStore Accounts => accounts;
+
+    /// <summary>Display names of a user's devices (dehydrated included), for /keys/query's unsigned.device_display_name.</summary>
+    public Dictionary<string, string?> DeviceNames(string userId)
+        => accounts.Devices(userId, withDehydrated: true).ToDictionary(d => d.DeviceId, d => d.DisplayName, StringComparer.Ordinal);
+
+    /// <summary>Runs an operation behind user-interactive auth with the user's password (m.login.password).</summary>
+    public async Task WithPassword(HttpContext ctx, JsonObject body, string operation, Caller c, Action<JsonObject> validate, Func<JsonObject, Task<JsonObject>> perform)
     {
         var session = uia.Begin(body, operation, c.UserId);
         if (!session.Authenticated) validate(session.Params);
