@@ -247,6 +247,28 @@ public sealed class KeyBackupStoreTests : IDisposable
     }
 
     [Fact]
+    public void Concurrent_writers_of_one_user_keep_the_count_exact()
+    {
+        _backups.CreateVersion(Alice, Alg, Auth());
+        // Eight devices upload at once, overlapping on some sessions: each session is counted once (the count is a
+        // read-modify-write of the version record, so unserialised writers would lose updates).
+        const int Devices = 8, Uploads = 200;
+        using var start = new Barrier(Devices);
+        var threads = Enumerable.Range(0, Devices).Select(d => new Thread(() =>
+        {
+            start.SignalAndWait();
+            for (var i = 0; i < Uploads; i++)
+                _backups.PutKeys(Alice, "1", [At(Room1, $"shared{i % 10}", Key(Devices - d)), At(Room2, $"own{d}-{i}", Key(0))]);
+        })).ToList();
+        threads.ForEach(t => t.Start());
+        threads.ForEach(t => t.Join());
+        var v = _backups.Get(Alice, "1")!;
+        Assert.Equal(10 + Devices * Uploads, v.Count);
+        Assert.Equal(v.Count, _backups.GetKeys(Alice, "1").Count);
+        Assert.All(_backups.GetKeys(Alice, "1", Room1), s => Assert.Equal(1, BackupKey.FromUtf8(s.Data).FirstMessageIndex));
+    }
+
+    [Fact]
     public void Version_numbers_past_255_keep_their_order()
     {
         // The 8-byte version may hold 0xFF, the separator byte: keys stay unambiguous because the field is fixed-width.
