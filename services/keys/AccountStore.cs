@@ -37,6 +37,9 @@ public sealed class AccountStore(IKeyValueStore store, GlobalConfig config, E2ee
 
     public bool Exists(string userId) => _users.Get(K.Utf8(userId)) is not null;
 
+    /// <summary>Whether the account exists and has been deactivated.</summary>
+    public bool IsDeactivated(string userId) => GetUser(userId)?["deactivated"]?.GetValue<bool>() == true;
+
     void PutUser(IWriteBatch b, string userId, JsonObject user) => b.Put(KeysFamilies.Users, K.Utf8(userId), Encoding.UTF8.GetBytes(user.ToJsonString()));
 
     /// <summary>Creates the account (M_USER_IN_USE if taken) and, unless inhibited, a first device.</summary>

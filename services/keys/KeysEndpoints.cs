@@ -10,7 +10,7 @@ using Microsoft.AspNetCore.Routing;
 namespace Conduit.Keys;
 
 /// <summary>The keys service's Matrix endpoints: registration, login, devices, account, profile.</summary>
-public sealed class KeysEndpoints(AccountStore accounts, Uia uia, GlobalConfig config, Rooms.RoomsClient rooms, RateLimits limits)
+public sealed class KeysEndpoints(AccountStore accounts, KeyBackupStore backups, Uia uia, GlobalConfig config, Rooms.RoomsClient rooms, RateLimits limits)
 {
     static readonly string[][] PasswordFlow = [["m.login.password"]];
 
@@ -137,8 +137,7 @@ public sealed class KeysEndpoints(AccountStore accounts, Uia uia, GlobalConfig c
         var userId = UserFromIdentifier(body) ?? throw Err.Forbidden("Invalid username or password");
         var password = body.ReqString("password");
         limits.Take(ctx, null, new Charge(limits.LoginFailedAttempts, userId, Update: false));
-        var user = accounts.GetUser(userId);
-        if (user is not null && user["deactivated"]?.GetValue<bool>() == true) throw Err.UserDeactivated();
+        if (accounts.IsDeactivated(userId)) throw Err.UserDeactivated();
         if (!accounts.CheckPassword(userId, password))
         {
             limits.LoginFailedAttempts?.Record(userId);
@@ -249,6 +248,9 @@ public sealed class KeysEndpoints(AccountStore accounts, Uia uia, GlobalConfig c
             // Leave rooms first: if that fails the account is still whole and the client can retry.
             await rooms.LeaveAllRoomsAsync(new LeaveAllRoomsRequest { UserId = c.UserId }, cancellationToken: ctx.RequestAborted);
             accounts.Deactivate(c.UserId);
+            // After the account is marked deactivated: a backup version created from now on is refused (checked under
+            // the lock this deletion takes), so none outlives the account.
+            backups.DeleteAll(c.UserId);
             Revoked(ctx);
             return new JsonObject { ["id_server_unbind_result"] = "no-support" };
         });

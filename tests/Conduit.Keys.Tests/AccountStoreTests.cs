@@ -10,11 +10,7 @@ public sealed class AccountStoreTests : IDisposable
     readonly IKeyValueStore _kv = KvStore.Open("memory", "", KeysFamilies.All);
     readonly AccountStore _accounts;
 
-    public AccountStoreTests()
-    {
-        var e2ee = new Conduit.Keys.E2ee.E2eeStore(new Conduit.Keys.E2ee.KeysStream(_kv));
-        _accounts = new AccountStore(_kv, new GlobalConfig { ServerName = "test.local" }, e2ee, new Conduit.Keys.E2ee.CrossSigning(e2ee));
-    }
+    public AccountStoreTests() => _accounts = TestStores.Accounts(_kv);
 
     public void Dispose() => _kv.Dispose();
 
