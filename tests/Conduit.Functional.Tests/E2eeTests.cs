@@ -399,6 +399,7 @@ public abstract class E2eeTests(ServerFixture server)
         using var bob = await NewDevice();
         const string Path = "/_matrix/client/unstable/org.matrix.msc3814.v1/dehydrated_device";
         Assert.Equal("M_NOT_FOUND", (await alice.Client.Get(Path)).ErrCode);
+        Assert.True((await alice.Client.Get("/_matrix/client/versions")).Ok().Obj["unstable_features"]!["org.matrix.msc3814"]!.GetValue<bool>());
         var dehydrated = new TestDevice(new MatrixClient(server) { UserId = alice.UserId, DeviceId = "DEHYDRATED1" });
         var put = new JsonObject
         {

@@ -319,6 +319,32 @@ public sealed partial class RequestFuzzer
         if (route == RouteTable.RoomKeysRoom) return new JsonObject { ["sessions"] = new JsonObject { ["s" + Ids(4)] = BackupKeyData() } };
         if (route == RouteTable.RoomKeys)
             return new JsonObject { ["rooms"] = new JsonObject { [Room.Id] = new JsonObject { ["sessions"] = new JsonObject { ["s" + Ids(4)] = BackupKeyData() } } } };
+        if (route == RouteTable.KeysUpload || route == RouteTable.DehydratedDevice)
+            return new JsonObject
+            {
+                ["device_id"] = "DH" + Ids(3), ["device_data"] = new JsonObject { ["algorithm"] = "a" },
+                ["device_keys"] = new JsonObject
+                {
+                    ["user_id"] = me, ["device_id"] = Pick(["D", "DH1"]), ["algorithms"] = new JsonArray("m.megolm.v1.aes-sha2"),
+                    ["keys"] = new JsonObject { ["ed25519:D"] = "AAAA", ["curve25519:D"] = "BBBB" },
+                    ["signatures"] = new JsonObject { [me] = new JsonObject { ["ed25519:D"] = "sig" } },
+                },
+                ["one_time_keys"] = new JsonObject { ["signed_curve25519:" + Ids(4)] = new JsonObject { ["key"] = "k", ["signatures"] = new JsonObject() } },
+                ["fallback_keys"] = new JsonObject { ["signed_curve25519:F"] = new JsonObject { ["key"] = "k", ["fallback"] = true } },
+            };
+        if (route == RouteTable.KeysQuery) return new JsonObject { ["device_keys"] = new JsonObject { [me] = new JsonArray(), [Room.Member.UserId] = new JsonArray("D") } };
+        if (route == RouteTable.KeysClaim) return new JsonObject { ["one_time_keys"] = new JsonObject { [Room.Member.UserId] = new JsonObject { ["D"] = "signed_curve25519" } } };
+        if (route == RouteTable.SendToDevice)
+            return new JsonObject { ["messages"] = new JsonObject { [Room.Member.UserId] = new JsonObject { [Pick(["*", "D"])] = new JsonObject { ["body"] = "b" } } } };
+        if (route == RouteTable.DeviceSigningUpload)
+            return new JsonObject
+            {
+                ["master_key"] = new JsonObject { ["user_id"] = me, ["usage"] = new JsonArray("master"), ["keys"] = new JsonObject { ["ed25519:AAAA"] = "AAAA" } },
+                ["auth"] = new JsonObject { ["type"] = "m.login.password", ["password"] = "wrong" },
+            };
+        if (route == RouteTable.SignaturesUpload)
+            return new JsonObject { [me] = new JsonObject { ["D"] = new JsonObject { ["user_id"] = me, ["signatures"] = new JsonObject { [me] = new JsonObject { ["ed25519:X"] = "s" } } } } };
+        if (route == RouteTable.DehydratedDeviceEvents) return new JsonObject { ["next_batch"] = Pick(["0", "x", "-1", "99999999999999999999"]) };
         return new JsonObject { ["k"] = "v", ["n"] = 1, ["o"] = new JsonObject { ["a"] = new JsonArray(1, "b") } };
     }
 

@@ -137,6 +137,7 @@ public sealed class CrossSigning(E2eeStore e2ee)
             foreach (var (keyId, node) in keys)
             {
                 if (node is not JsonObject signed) throw Err.BadJson($"'{targetUser}'.'{keyId}' must be an object");
+                KeyObjects.Signatures(signed, $"{targetUser}.{keyId}");
                 var r = CheckSigned(signer, targetUser, keyId, signed);
                 if (r.Error is { } e) Fail(targetUser, keyId, e.Code, e.Message);
                 else accepted.AddRange(r.Signatures.Select(s => (targetUser, r.TargetKey!, s.KeyId, s.Signature)));
