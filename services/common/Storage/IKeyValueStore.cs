@@ -66,6 +66,14 @@ public interface IWriteBatch : IDisposable
 
     void Delete(string family, byte[] key);
 
+    /// <summary>
+    /// Deletes every key in [<paramref name="start"/>, <paramref name="end"/>) (nothing if end is not after start). On RocksDB this is one range tombstone,
+    /// which later scans skip at once, where deleting the keys one by one would leave a tombstone per key for every
+    /// scan to walk until compaction: use it for queues consumed from the front (claimed one-time keys, acknowledged
+    /// to-device messages) and for dropping a whole prefix.
+    /// </summary>
+    void DeleteRange(string family, byte[] start, byte[] end);
+
     int Count { get; }
 
     /// <summary>

@@ -54,7 +54,8 @@ public sealed record StoreOptions
 /// <summary>A batch recorded in memory and applied by the store that created it.</summary>
 internal sealed class KvWriteBatch(IKeyValueStore owner, IReadOnlySet<string> families) : IWriteBatch
 {
-    internal readonly record struct Op(string Family, byte[] Key, byte[]? Value);
+    /// <summary>A put (Value set), a delete (neither set) or a range delete of [Key, End) (End set).</summary>
+    internal readonly record struct Op(string Family, byte[] Key, byte[]? Value, byte[]? End = null);
 
     internal readonly List<Op> Ops = [];
 
@@ -75,6 +76,15 @@ internal sealed class KvWriteBatch(IKeyValueStore owner, IReadOnlySet<string> fa
         Check(family);
         ArgumentNullException.ThrowIfNull(key);
         Ops.Add(new Op(family, key, null));
+    }
+
+    public void DeleteRange(string family, byte[] start, byte[] end)
+    {
+        Check(family);
+        ArgumentNullException.ThrowIfNull(start);
+        ArgumentNullException.ThrowIfNull(end);
+        // An empty range deletes nothing (RocksDB refuses one whose end comes before its start).
+        if (Keys.Compare(start, end) < 0) Ops.Add(new Op(family, start, null, end));
     }
 
     public void Append(IWriteBatch other)

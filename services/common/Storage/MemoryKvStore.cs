@@ -52,7 +52,8 @@ internal sealed class MemoryKvStore : IKeyValueStore
             ObjectDisposedException.ThrowIf(_disposed, this);
             foreach (var op in b.Ops)
             {
-                if (op.Value is null) DeleteLocked(_data[op.Family], op.Key);
+                if (op.End is not null) DeleteRangeLocked(_data[op.Family], op.Key, op.End);
+                else if (op.Value is null) DeleteLocked(_data[op.Family], op.Key);
                 else PutLocked(_data[op.Family], op.Key, op.Value);
             }
         }
@@ -89,6 +90,13 @@ internal sealed class MemoryKvStore : IKeyValueStore
     }
 
     private static void DeleteLocked(SortedSet<Entry> set, byte[] key) => set.Remove(new Entry(key, []));
+
+    private static void DeleteRangeLocked(SortedSet<Entry> set, byte[] start, byte[] end)
+    {
+        if (Keys.Compare(start, end) >= 0) return;
+        foreach (var e in set.GetViewBetween(new Entry(start, []), new Entry(end, [])).ToList())
+            if (Keys.Compare(e.Key, end) < 0) set.Remove(e);
+    }
 
     private sealed class SnapshotView(MemoryKvStore copy) : IKvSnapshot
     {

@@ -118,7 +118,7 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore
         _syncWrite = rocksdb_writeoptions_create();
         rocksdb_writeoptions_set_sync(_syncWrite, 1);
         _defaultRead = rocksdb_readoptions_create();
-        foreach (var f in families) _maps[f.Name] = new FamilyMap(this, f.Name, _handles[f.Name], _defaultRead);
+        foreach (var f in families) _maps[f.Name] = new FamilyMap(this, f.Name, _handles[f.Name], _defaultRead, snapshot: 0);
     }
 
     public string Backend => "rocksdb";
@@ -144,9 +144,10 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore
             foreach (var op in b.Ops)
             {
                 var cf = _handles[op.Family];
-                fixed (byte* k = op.Key)
+                fixed (byte* k = op.Key, e = op.End)
                 {
-                    if (op.Value is null) rocksdb_writebatch_delete_cf(wb, cf, k, (nuint)op.Key.Length);
+                    if (op.End is not null) rocksdb_writebatch_delete_range_cf(wb, cf, k, (nuint)op.Key.Length, e, (nuint)op.End.Length);
+                    else if (op.Value is null) rocksdb_writebatch_delete_cf(wb, cf, k, (nuint)op.Key.Length);
                     else
                         fixed (byte* v = op.Value)
                             rocksdb_writebatch_put_cf(wb, cf, k, (nuint)op.Key.Length, v, (nuint)op.Value.Length);
@@ -241,7 +242,7 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore
             _snapshot = snapshot;
             _read = rocksdb_readoptions_create();
             rocksdb_readoptions_set_snapshot(_read, snapshot);
-            foreach (var f in store.Families) _maps[f.Name] = new FamilyMap(store, f.Name, store._handles[f.Name], _read, readOnly: true);
+            foreach (var f in store.Families) _maps[f.Name] = new FamilyMap(store, f.Name, store._handles[f.Name], _read, snapshot, readOnly: true);
         }
 
         public IKvReader Map(string family) =>
@@ -258,7 +259,7 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore
         }
     }
 
-    private sealed class FamilyMap(RocksDbKvStore store, string family, nint cf, nint read, bool readOnly = false) : IKvMap
+    private sealed class FamilyMap(RocksDbKvStore store, string family, nint cf, nint read, nint snapshot, bool readOnly = false) : IKvMap
     {
         public string Family => family;
 
@@ -330,7 +331,11 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore
         private IEnumerable<KeyValuePair<byte[], byte[]>> Iterate(byte[] start, byte[] prefix, bool reverse)
         {
             using var lease = store.Enter();
-            var it = rocksdb_create_iterator_cf(store._db, read, cf);
+            // The iterator is bounded to the prefix's range, so RocksDB stops at its end instead of walking on through
+            // whatever follows (deleted entries included) to find the first key outside it. The bounds must outlive
+            // the iterator: they are copied to native memory, freed after it.
+            var (opts, lower, upper) = BoundedReadOptions(prefix);
+            var it = rocksdb_create_iterator_cf(store._db, opts, cf);
             try
             {
                 if (reverse)
@@ -364,7 +369,34 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore
             finally
             {
                 rocksdb_iter_destroy(it);
+                FreeReadOptions(opts, lower, upper);
             }
+        }
+
+        (nint Options, nint Lower, nint Upper) BoundedReadOptions(byte[] prefix)
+        {
+            var end = Keys.PrefixEnd(prefix);
+            var opts = rocksdb_readoptions_create();
+            var lower = NativeCopy(prefix);
+            var upper = end is null ? null : NativeCopy(end);
+            if (snapshot != 0) rocksdb_readoptions_set_snapshot(opts, snapshot);
+            rocksdb_readoptions_set_iterate_lower_bound(opts, lower, (nuint)prefix.Length);
+            if (upper is not null) rocksdb_readoptions_set_iterate_upper_bound(opts, upper, (nuint)end!.Length);
+            return (opts, (nint)lower, (nint)upper);
+        }
+
+        static void FreeReadOptions(nint opts, nint lower, nint upper)
+        {
+            rocksdb_readoptions_destroy(opts);
+            NativeMemory.Free((void*)lower);
+            if (upper != 0) NativeMemory.Free((void*)upper);
+        }
+
+        static byte* NativeCopy(byte[] bytes)
+        {
+            var p = (byte*)NativeMemory.Alloc((nuint)Math.Max(1, bytes.Length));
+            bytes.CopyTo(new Span<byte>(p, bytes.Length));
+            return p;
         }
     }
 }

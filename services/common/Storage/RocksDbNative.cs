@@ -48,6 +48,8 @@ internal static unsafe partial class RocksDbNative
     [LibraryImport(Lib)] internal static partial nint rocksdb_readoptions_create();
     [LibraryImport(Lib)] internal static partial void rocksdb_readoptions_destroy(nint options);
     [LibraryImport(Lib)] internal static partial void rocksdb_readoptions_set_snapshot(nint options, nint snapshot);
+    [LibraryImport(Lib)] internal static partial void rocksdb_readoptions_set_iterate_lower_bound(nint options, byte* key, nuint keyLen);
+    [LibraryImport(Lib)] internal static partial void rocksdb_readoptions_set_iterate_upper_bound(nint options, byte* key, nuint keyLen);
 
     // ---- database
     [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)]
@@ -71,6 +73,7 @@ internal static unsafe partial class RocksDbNative
     [LibraryImport(Lib)] internal static partial void rocksdb_writebatch_destroy(nint batch);
     [LibraryImport(Lib)] internal static partial void rocksdb_writebatch_put_cf(nint batch, nint cf, byte* key, nuint keyLen, byte* value, nuint valueLen);
     [LibraryImport(Lib)] internal static partial void rocksdb_writebatch_delete_cf(nint batch, nint cf, byte* key, nuint keyLen);
+    [LibraryImport(Lib)] internal static partial void rocksdb_writebatch_delete_range_cf(nint batch, nint cf, byte* startKey, nuint startLen, byte* endKey, nuint endLen);
 
     [LibraryImport(Lib)] internal static partial nint rocksdb_create_snapshot(nint db);
     [LibraryImport(Lib)] internal static partial void rocksdb_release_snapshot(nint db, nint snapshot);

@@ -75,7 +75,8 @@ internal sealed class SqliteKvStore : IKeyValueStore
             foreach (var op in b.Ops)
             {
                 var table = _tables[op.Family];
-                if (op.Value is null) _writer.Delete(table, op.Key, tx);
+                if (op.End is not null) _writer.DeleteRange(table, op.Key, op.End, tx);
+                else if (op.Value is null) _writer.Delete(table, op.Key, tx);
                 else _writer.Put(table, op.Key, op.Value, tx);
             }
             tx.Commit();
@@ -171,6 +172,14 @@ internal sealed class SqliteKvStore : IKeyValueStore
         {
             var cmd = Command($"DELETE FROM {table} WHERE k = $k", tx);
             cmd.Parameters.AddWithValue("$k", key);
+            cmd.ExecuteNonQuery();
+        }
+
+        public void DeleteRange(string table, byte[] start, byte[] end, SqliteTransaction? tx)
+        {
+            var cmd = Command($"DELETE FROM {table} WHERE k >= $s AND k < $e", tx);
+            cmd.Parameters.AddWithValue("$s", start);
+            cmd.Parameters.AddWithValue("$e", end);
             cmd.ExecuteNonQuery();
         }
 

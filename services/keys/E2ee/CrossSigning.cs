@@ -107,9 +107,7 @@ public sealed class CrossSigning(E2eeStore e2ee)
                 if (k is null) continue;
                 var old = Get(userId, k.Usage);
                 if (old is not null && Canonical(old.Json) == Canonical(k.Json)) continue;
-                if (old is not null)
-                    foreach (var (sk, _) in _stream.Store.Map(KeysFamilies.Signatures).Scan(KeysFamilies.SignaturesPrefix(userId, old.PublicKey)))
-                        kb.Batch.Delete(KeysFamilies.Signatures, sk);
+                if (old is not null) E2eeStore.DeletePrefix(kb, KeysFamilies.Signatures, KeysFamilies.SignaturesPrefix(userId, old.PublicKey));
                 kb.Batch.Put(KeysFamilies.CrossSigning, KeysFamilies.CrossSigningKey(userId, k.Usage), Encoding.UTF8.GetBytes(k.Json.ToJsonString()));
                 changed = true;
             }
@@ -208,9 +206,8 @@ public sealed class CrossSigning(E2eeStore e2ee)
     /// <summary>Adds to a batch the deletion of a user's cross-signing keys and every signature on their keys.</summary>
     public void DeleteUser(KeysBatch kb, string userId)
     {
-        foreach (var (k, _) in _keys.Scan(KeysFamilies.CrossSigningPrefix(userId))) kb.Batch.Delete(KeysFamilies.CrossSigning, k);
-        foreach (var (k, _) in _stream.Store.Map(KeysFamilies.Signatures).Scan(KeysFamilies.SignaturesPrefix(userId)))
-            kb.Batch.Delete(KeysFamilies.Signatures, k);
+        E2eeStore.DeletePrefix(kb, KeysFamilies.CrossSigning, KeysFamilies.CrossSigningPrefix(userId));
+        E2eeStore.DeletePrefix(kb, KeysFamilies.Signatures, KeysFamilies.SignaturesPrefix(userId));
         e2ee.DeviceListChanged(kb, userId);
     }
 }
