@@ -145,7 +145,7 @@ internal sealed class MatrixApi(HttpClient http, Uri baseUrl)
     /// POST /register with user-interactive auth: the first call returns 401 with flows and a session; then each stage of a
     /// flow made only of m.login.dummy (and m.login.registration_token when a token is given) is completed in turn.
     /// </summary>
-    public async Task<(string UserId, string AccessToken)> RegisterAsync(string localpart, string password, string? registrationToken,
+    public async Task<(string UserId, string AccessToken, string DeviceId)> RegisterAsync(string localpart, string password, string? registrationToken,
         CancellationToken ct)
     {
         const string path = "_matrix/client/v3/register?kind=user";
@@ -194,13 +194,14 @@ internal sealed class MatrixApi(HttpClient http, Uri baseUrl)
         throw new InvalidOperationException($"register {localpart}: still 401 after completing [{string.Join(", ", stages)}]: {r.Describe()}");
     }
 
-    private static (string, string) Creds(ApiResult r, string localpart)
+    private static (string, string, string) Creds(ApiResult r, string localpart)
     {
         var userId = Str(r.Json?["user_id"]);
         var token = Str(r.Json?["access_token"]);
-        if (userId is null || token is null)
-            throw new InvalidOperationException($"register {localpart}: 200 without user_id/access_token: {r.Json?.ToJsonString()}");
-        return (userId, token);
+        var deviceId = Str(r.Json?["device_id"]);
+        if (userId is null || token is null || deviceId is null)
+            throw new InvalidOperationException($"register {localpart}: 200 without user_id/access_token/device_id: {r.Json?.ToJsonString()}");
+        return (userId, token, deviceId);
     }
 
     public static HttpClient CreateHttpClient(int users)

@@ -4,7 +4,7 @@ using System.Net;
 namespace Conduit.LoadGen;
 
 /// <summary>What a run measures; see README.md.</summary>
-internal enum Scenario { Mixed, Saturate, OneRoom, RoomsParallel, BigSync, Idle }
+internal enum Scenario { Mixed, Saturate, OneRoom, RoomsParallel, BigSync, Idle, E2ee }
 
 /// <summary>Command-line options. Parsing errors throw <see cref="ArgumentException"/> with a readable message.</summary>
 internal sealed class Options
@@ -14,11 +14,14 @@ internal sealed class Options
     public int Users { get; private set; }
     public int Rooms { get; private set; }
     public int Seconds { get; private set; }
+    /// <summary>Whether --seconds was given (e2ee: the to-device runs then last that long instead of --events sends).</summary>
+    public bool SecondsGiven { get; private set; }
     public int IntervalMs { get; private set; }
     public int DrainSeconds { get; private set; } = 10;
     public int SetupTimeoutSeconds { get; private set; }
     public int SetupConcurrency { get; private set; }
-    public int Events { get; private set; } = 500;
+    public int Events { get; private set; }
+    public int OneTimeKeys { get; private set; } = 5000;
     public int Senders { get; private set; } = 10;
     public int Warmup { get; private set; } = 1000;
     public int Repeat { get; private set; } = 5;
@@ -39,6 +42,7 @@ internal sealed class Options
         Scenario.RoomsParallel => "rooms-parallel",
         Scenario.BigSync => "big-sync",
         Scenario.Idle => "idle",
+        Scenario.E2ee => "e2ee",
         _ => throw new ArgumentOutOfRangeException(nameof(s)),
     };
 
@@ -56,23 +60,36 @@ internal sealed class Options
           big-sync        one user creates --rooms rooms (default 5000), then a first /sync?timeout=0: time,
                           response size, server RSS before, peak during, after, and 5 s after
           idle            server RSS at start and after one registration and one /sync
+          e2ee            three figures, each over --repeat runs: /keys/claim per second (--senders clients claim
+                          the --one-time-keys keys of one device until they are gone, then get its fallback key);
+                          to-device messages per second end to end (--senders senders, --events messages to one
+                          device that long-polls /sync); /keys/query time for --users users (default 1000) who share
+                          --rooms rooms (default 10) with the querier
 
         Options:
           --url URL                  homeserver base URL, loopback only (default http://127.0.0.1:6167)
           --users N                  users to register (mixed/saturate 100); one-room: members of the room (default
-                                     --senders); rooms-parallel: members of every room (default --rooms)
-          --rooms M                  rooms (mixed/saturate 10, users spread round-robin; rooms-parallel 10; big-sync 5000)
-          --seconds S                length of the send phase (mixed 30, saturate 20)
+                                     --senders); rooms-parallel: members of every room (default --rooms); e2ee: users
+                                     sharing rooms with the querier, the senders among them (default 1000)
+          --rooms M                  rooms (mixed/saturate 10, users spread round-robin; rooms-parallel 10; big-sync 5000;
+                                     e2ee: the querier's rooms, 10)
+          --seconds S                length of the send phase (mixed 30, saturate 20); e2ee: each to-device run
+                                     sends for S seconds instead of --events messages
           --interval-ms MS           mean time between two messages of one user (mixed 1500, jittered +-25%; saturate 0)
           --drain-seconds D          after sending stops, how long to wait for outstanding deliveries (default 10)
-          --events N                 sends per timed phase of one-room and rooms-parallel (default 500)
-          --senders N                concurrent senders of one-room (default 10)
+          --events N                 sends per timed phase of one-room and rooms-parallel (default 500); e2ee:
+                                     to-device messages per run (default 5000)
+          --senders N                concurrent senders of one-room; e2ee: concurrent claimers and to-device
+                                     senders (default 10)
+          --one-time-keys N          e2ee: one-time keys uploaded, then claimed, per run (default 5000)
           --warmup N                 untimed sends in each pattern before the timed phases of one-room and
-                                     rooms-parallel, then 1 s of rest (default 1000)
+                                     rooms-parallel, then 1 s of rest (default 1000); e2ee: one untimed run of N keys
+                                     and one of N to-device messages
           --repeat R                 one-room/rooms-parallel: run the two patterns R times, alternating, and report
-                                     the median of each (default 5)
+                                     the median of each; e2ee: runs of each of the three measures (default 5)
           --warmup-seconds W         mixed/saturate: send for W s before the measured --seconds (mixed 0, saturate 5)
-          --phase-timeout-seconds T  bound on each timed phase of one-room, rooms-parallel and big-sync (default 120)
+          --phase-timeout-seconds T  bound on each timed phase of one-room, rooms-parallel, big-sync and e2ee
+                                     (default 120)
           --setup-timeout-seconds T  bound on registration + room setup + initial syncs (default 300; big-sync 1200)
           --setup-concurrency C      parallel requests during setup (default 8; big-sync 4)
           --pid P                    server process to read VmRSS from (/proc/P/status); repeatable
@@ -85,7 +102,8 @@ internal sealed class Options
     public static Options? Parse(string[] args)
     {
         var o = new Options();
-        int? users = null, rooms = null, seconds = null, intervalMs = null, setupTimeout = null, setupConcurrency = null, warmupSeconds = null;
+        int? users = null, rooms = null, seconds = null, intervalMs = null, setupTimeout = null, setupConcurrency = null, warmupSeconds = null,
+            events = null;
         for (var i = 0; i < args.Length; i++)
         {
             var a = args[i];
@@ -142,7 +160,10 @@ internal sealed class Options
                     o.DrainSeconds = NextInt(0);
                     break;
                 case "--events":
-                    o.Events = NextInt(1);
+                    events = NextInt(1);
+                    break;
+                case "--one-time-keys":
+                    o.OneTimeKeys = NextInt(1);
                     break;
                 case "--senders":
                     o.Senders = NextInt(1);
@@ -185,6 +206,7 @@ internal sealed class Options
 
         var saturate = o.Scenario == Scenario.Saturate;
         var bigSync = o.Scenario == Scenario.BigSync;
+        var e2ee = o.Scenario == Scenario.E2ee;
         if (saturate && intervalMs is > 0)
             throw new ArgumentException("--interval-ms does not apply to --scenario saturate (it sends back to back); use mixed");
         o.Users = users ?? o.Scenario switch
@@ -192,10 +214,13 @@ internal sealed class Options
             Scenario.Mixed or Scenario.Saturate => 100,
             Scenario.OneRoom => o.Senders,
             Scenario.RoomsParallel => rooms ?? 10,
+            Scenario.E2ee => 1000,
             _ => 1,
         };
         o.Rooms = rooms ?? (bigSync ? 5000 : 10);
         o.Seconds = seconds ?? (saturate ? 20 : 30);
+        o.SecondsGiven = seconds is not null;
+        o.Events = events ?? (e2ee ? 5000 : 500);
         o.IntervalMs = intervalMs ?? (saturate ? 0 : 1500);
         o.WarmupSeconds = warmupSeconds ?? (saturate ? 5 : 0);
         o.SetupTimeoutSeconds = setupTimeout ?? (bigSync ? 1200 : 300);
@@ -207,6 +232,10 @@ internal sealed class Options
             throw new ArgumentException($"--users ({o.Users}) must be at least --senders ({o.Senders}): every sender is a member");
         if (o.Scenario == Scenario.RoomsParallel && o.Users < o.Rooms)
             throw new ArgumentException($"--users ({o.Users}) must be at least --rooms ({o.Rooms}): one sender per room");
+        if (e2ee && o.Users < o.Senders)
+            throw new ArgumentException($"--users ({o.Users}) must be at least --senders ({o.Senders}): the senders are among the users");
+        if (e2ee && o.Rooms > o.Users)
+            throw new ArgumentException($"--rooms ({o.Rooms}) must not exceed --users ({o.Users}): every room needs members");
         return o;
     }
 

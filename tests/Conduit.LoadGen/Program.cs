@@ -37,6 +37,7 @@ namespace Conduit.LoadGen
         public string Localpart { get; } = localpart;
         public string UserId { get; set; } = "";
         public string Token { get; set; } = "";
+        public string DeviceId { get; set; } = "";
         public int RoomSlot { get; set; } = -1;
         public string? RoomId { get; set; }
         public bool Joined { get; set; }

@@ -7,10 +7,11 @@ namespace Conduit.LoadGen;
 
 /// <summary>
 /// The scenarios that measure one thing each: write throughput into one room and across rooms, the first /sync of a
-/// user in many rooms, and idle memory. None of them runs /sync loops while writing: they time the write path alone
-/// (delivery to syncing clients is what mixed and saturate measure).
+/// user in many rooms, idle memory, and the E2EE endpoints (E2eeScenario.cs). Apart from e2ee's to-device figure, none
+/// of them runs /sync loops while writing: they time the write path alone (delivery to syncing clients is what mixed
+/// and saturate measure).
 /// </summary>
-internal sealed class ScenarioRun(Options o)
+internal sealed partial class ScenarioRun(Options o)
 {
     static readonly TimeSpan SendTimeout = TimeSpan.FromSeconds(30);
     /// <summary>How long after the big /sync the server's RSS is read again, to see whether memory is given back.</summary>
@@ -28,8 +29,13 @@ internal sealed class ScenarioRun(Options o)
         _setup = new Setup(_api, o);
 
         // Hard upper bound for the whole run: setup, the bounded phases (two warm-ups and 2 x --repeat timed ones at
-        // most), and slack.
-        using var hard = new CancellationTokenSource(TimeSpan.FromSeconds(o.SetupTimeoutSeconds + (2 * o.Repeat + 2) * o.PhaseTimeoutSeconds + 90));
+        // most; e2ee: its three long setup steps for --users (registration, key uploads, rooms), two warm-ups and
+        // 3 x --repeat + 1 timed phases, each to-device run up to --seconds + --drain-seconds more), and slack.
+        var e2ee = o.Scenario == Scenario.E2ee;
+        var bound = e2ee
+            ? 3 * o.SetupTimeoutSeconds + (3 * o.Repeat + 3) * o.PhaseTimeoutSeconds + (o.Repeat + 1) * (o.Seconds + o.DrainSeconds)
+            : o.SetupTimeoutSeconds + (2 * o.Repeat + 2) * o.PhaseTimeoutSeconds;
+        using var hard = new CancellationTokenSource(TimeSpan.FromSeconds(bound + 90));
         Console.CancelKeyPress += (_, e) =>
         {
             e.Cancel = true;
@@ -53,6 +59,7 @@ internal sealed class ScenarioRun(Options o)
                 Scenario.RoomsParallel => await RoomsParallelAsync(report, hard.Token).ConfigureAwait(false),
                 Scenario.BigSync => await BigSyncAsync(report, hard.Token).ConfigureAwait(false),
                 Scenario.Idle => await IdleAsync(report, hard.Token).ConfigureAwait(false),
+                Scenario.E2ee => await E2eeAsync(report, hard.Token).ConfigureAwait(false),
                 _ => throw new InvalidOperationException($"{name} is run by LoadRun"),
             };
         }
@@ -258,6 +265,32 @@ internal sealed class ScenarioRun(Options o)
     async Task InSetupAsync(Func<CancellationToken, Task> step, CancellationToken hard) =>
         await InSetupAsync(async ct => { await step(ct).ConfigureAwait(false); return 0; }, hard).ConfigureAwait(false);
 
+    /// <summary>
+    /// Awaits a timed phase's workers; true when the phase's timeout cut them short (logged), false when they finished.
+    /// Stopping the whole run (<paramref name="hard"/>) is not caught.
+    /// </summary>
+    async Task<bool> CutShortAsync(Task workers, string label, CancellationToken hard)
+    {
+        try
+        {
+            await workers.ConfigureAwait(false);
+            return false;
+        }
+        catch (OperationCanceledException) when (!hard.IsCancellationRequested)
+        {
+            Log($"{label}: cut short after --phase-timeout-seconds {o.PhaseTimeoutSeconds}");
+            return true;
+        }
+    }
+
+    /// <summary>A timed phase: linked to the whole run, cut after --phase-timeout-seconds (+ <paramref name="extra"/>).</summary>
+    CancellationTokenSource Phase(CancellationToken hard, TimeSpan extra = default)
+    {
+        var phase = CancellationTokenSource.CreateLinkedTokenSource(hard);
+        phase.CancelAfter(TimeSpan.FromSeconds(o.PhaseTimeoutSeconds) + extra);
+        return phase;
+    }
+
     async Task<List<User>?> RegisterAsync(int count, int needed, CancellationToken hard)
     {
         var sw = Stopwatch.StartNew();
@@ -323,8 +356,7 @@ internal sealed class ScenarioRun(Options o)
     async Task<Burst> BurstAsync(string label, List<(User User, string RoomId)> senders, CancellationToken hard, int? events = null)
     {
         var total = events ?? o.Events;
-        using var phase = CancellationTokenSource.CreateLinkedTokenSource(hard);
-        phase.CancelAfter(TimeSpan.FromSeconds(o.PhaseTimeoutSeconds));
+        using var phase = Phase(hard);
         var sendMs = new ConcurrentQueue<double>();
         var ok = 0;
         var attempts = 0;
@@ -350,17 +382,8 @@ internal sealed class ScenarioRun(Options o)
 
         var cpu0 = Cpu.ReadSeconds(o.Pids);
         var start = Stopwatch.GetTimestamp();
-        var cut = false;
-        try
-        {
-            await Task.WhenAll(senders.Select((s, i) => SendAll(s.User, s.RoomId, total / senders.Count + (i < total % senders.Count ? 1 : 0))))
-                .ConfigureAwait(false);
-        }
-        catch (OperationCanceledException) when (!hard.IsCancellationRequested)
-        {
-            cut = true;
-            Log($"{label}: cut short after --phase-timeout-seconds {o.PhaseTimeoutSeconds}");
-        }
+        var cut = await CutShortAsync(Task.WhenAll(senders.Select((s, i) => SendAll(s.User, s.RoomId, total / senders.Count + (i < total % senders.Count ? 1 : 0)))),
+            label, hard).ConfigureAwait(false);
         var wall = Stopwatch.GetElapsedTime(start);
         var burst = new Burst(label, senders.Count, ok, attempts, wall, sendMs.ToList(), cut, Cpu.MsPerEvent(cpu0, Cpu.ReadSeconds(o.Pids), ok));
         if (label != "warm-up")

@@ -25,10 +25,13 @@ internal sealed class Setup(MatrixApi api, Options o)
         return false;
     }
 
-    /// <summary>Registers <paramref name="count"/> users, --setup-concurrency at a time; returns those that succeeded.</summary>
-    public async Task<List<User>> RegisterAsync(int count, CancellationToken ct)
+    /// <summary>
+    /// Registers <paramref name="count"/> users (indices from <paramref name="first"/>), --setup-concurrency at a time;
+    /// returns those that succeeded.
+    /// </summary>
+    public async Task<List<User>> RegisterAsync(int count, CancellationToken ct, int first = 0)
     {
-        var all = Enumerable.Range(0, count).Select(i => new User(i, $"lg_{RunId}_{i}")).ToList();
+        var all = Enumerable.Range(first, count).Select(i => new User(i, $"lg_{RunId}_{i}")).ToList();
         var ok = new ConcurrentBag<User>();
         var firstFailures = new ConcurrentQueue<string>();
         await Parallel.ForEachAsync(all, new ParallelOptions { MaxDegreeOfParallelism = o.SetupConcurrency, CancellationToken = ct },
@@ -36,9 +39,10 @@ internal sealed class Setup(MatrixApi api, Options o)
             {
                 try
                 {
-                    var (userId, accessToken) = await api.RegisterAsync(u.Localpart, _password, o.RegistrationToken, token).ConfigureAwait(false);
+                    var (userId, accessToken, deviceId) = await api.RegisterAsync(u.Localpart, _password, o.RegistrationToken, token).ConfigureAwait(false);
                     u.UserId = userId;
                     u.Token = accessToken;
+                    u.DeviceId = deviceId;
                     ok.Add(u);
                 }
                 catch (InvalidOperationException e)
