@@ -297,8 +297,16 @@ public abstract class E2eeTests(ServerFixture server)
         Assert.Contains(bob.UserId, Strings(s1["device_lists"]!["changed"]));
         var since1 = s1["next_batch"]!.GetValue<string>();
 
-        // Bob's new device uploads keys: alice hears, the stranger (no shared room) does not; a waiting sync wakes.
+        // An invite is nobody's news: the invitee never shared the room (nor left it).
         var strangerSince = (await stranger.Client.Sync())["next_batch"]!.GetValue<string>();
+        (await alice.Client.Post($"{C}/rooms/{E(room)}/invite", new JsonObject { ["user_id"] = stranger.UserId })).Ok();
+        var afterInvite = await alice.Client.Sync(since1);
+        Assert.Empty(Strings(afterInvite["device_lists"]!["left"]));
+        Assert.Empty(Strings((await stranger.Client.Sync(strangerSince))["device_lists"]!["left"]));
+        since1 = afterInvite["next_batch"]!.GetValue<string>();
+        strangerSince = (await stranger.Client.Sync())["next_batch"]!.GetValue<string>();
+
+        // Bob's new device uploads keys: alice hears, the stranger (invited, not joined) does not; a waiting sync wakes.
         var waiting = alice.Client.Sync(since1, timeoutMs: 30_000);
         using var bob2 = await NewDevice(bob.Client);
         await bob2.Upload();

@@ -51,6 +51,30 @@ public sealed class E2eeStoreTests : IDisposable
     }
 
     [Fact]
+    public void Counts_kept_in_memory_stay_exact_through_uploads_claims_restarts_and_device_deletion()
+    {
+        int Count() => _e2ee.OneTimeKeyCounts(Alice, "D")["signed_curve25519"];
+        ClaimRequest[] one = [new ClaimRequest(Alice, "D", "signed_curve25519")];
+        Assert.Equal(0, Count());
+        _e2ee.Upload(Alice, "D", null, Otks("A", "B", "C"), []);
+        Assert.Equal(3, Count());
+        _e2ee.Claim(one);
+        Assert.Equal(2, Count());
+        _e2ee.Claim([.. one, .. one]);
+        Assert.Equal(0, Count());
+        _e2ee.Upload(Alice, "D", null, Otks("D", "E"), []);
+        Assert.Equal(2, Count());
+        Reopen();
+        Assert.Equal("signed_curve25519:D", (_e2ee.Claim(one)[Alice]!["D"] as JsonObject)!.Single().Key);
+        Assert.Equal(1, Count());
+        _e2ee.Stream.Write(kb => _e2ee.DeleteDevice(kb, Alice, "D"));
+        Assert.Equal(0, Count());
+        Assert.Null(_e2ee.Claim(one)[Alice]);
+        _e2ee.Upload(Alice, "D", null, Otks("F"), []);
+        Assert.Equal("signed_curve25519:F", (_e2ee.Claim(one)[Alice]!["D"] as JsonObject)!.Single().Key);
+    }
+
+    [Fact]
     public void A_reused_key_id_with_other_content_is_refused_and_the_whole_upload_with_it()
     {
         _e2ee.Upload(Alice, "D", null, Otks("A1"), []);

@@ -40,6 +40,17 @@ public sealed class DeviceListsTests : IDisposable
         Assert.Equal([Bob], left);
         Assert.Empty(changed);
 
+        // An invite, and its rejection, are nobody's news: the invitee never shared the room.
+        await _h.MemberAsync("!r:test.local", Alice, Dave, "invite");
+        var p2a = _h.Rooms.StreamPosition;
+        Assert.Equal((0, 0), (_lists.Delta(Alice, p2, p2a, []).Changed.Count, _lists.Delta(Alice, p2, p2a, []).Left.Count));
+        Assert.Empty(_lists.Delta(Dave, p2, p2a, []).Left);
+        await _h.MemberAsync("!r:test.local", Dave, Dave, "leave");
+        var p2b = _h.Rooms.StreamPosition;
+        Assert.Empty(_lists.Delta(Alice, p2a, p2b, []).Left);
+        Assert.Empty(_lists.Delta(Dave, p2, p2b, []).Left);
+        p2 = p2b;
+
         // Alice leaves: Carol is gone from her view; Dave never was in it.
         await _h.MemberAsync("!r:test.local", Alice, Alice, "leave");
         var p3 = _h.Rooms.StreamPosition;

@@ -39,6 +39,29 @@ public sealed class E2eeStore(KeysStream stream)
     readonly IKvMap _devices = stream.Store.Map(KeysFamilies.Devices);
     readonly IKvMap _signatures = stream.Store.Map(KeysFamilies.Signatures);
 
+    // In-memory state that spares scans over deleted entries. Claimed one-time keys and acknowledged to-device messages
+    // are deleted from the front of their ranges; RocksDB keeps a tombstone for each until compaction, and a scan from
+    // the range's start walks them all (a claim took 0.3 ms on a fresh device and 3.5 ms after 15,000 claims). So
+    // claims start after the last key claimed, acknowledgements after the last position acknowledged, and one-time
+    // key counts are kept rather than counted. All are changed under the keys stream's lock after the batch is
+    // durable; lost at a restart, they are rebuilt by one scan each. (Range tombstones were tried instead: with
+    // thousands of them in a memtable every new iterator re-fragments them all and claims fell to 26/s.)
+    readonly Lock _memo = new();
+    readonly Dictionary<(string, string, string), byte[]> _claimCursor = [];
+    readonly Dictionary<(string, string), long> _ackedUpTo = [];
+    readonly Dictionary<(string, string), Dictionary<string, int>> _counts = [];
+    const int MaxMemoEntries = 100_000;
+
+    // Bounded: past MaxMemoEntries devices the memo starts over (each entry is rebuilt by one scan when next needed).
+    void Memo<TKey, TValue>(Dictionary<TKey, TValue> map, TKey key, TValue value) where TKey : notnull
+    {
+        lock (_memo)
+        {
+            if (map.Count >= MaxMemoEntries && !map.ContainsKey(key)) map.Clear();
+            map[key] = value;
+        }
+    }
+
     public KeysStream Stream => stream;
 
     static byte[] Bytes(JsonNode n) => Encoding.UTF8.GetBytes(n.ToJsonString());
@@ -79,6 +102,7 @@ public sealed class E2eeStore(KeysStream stream)
     public void Upload(KeysBatch kb, string userId, string deviceId, JsonObject? deviceKeys,
         List<(string Algorithm, string KeyId, JsonNode Key)> oneTimeKeys, List<(string Algorithm, string KeyId, JsonNode Key)> fallbackKeys, bool fresh)
     {
+        if (fresh) kb.OnCommitted(() => ForgetDevice(userId, deviceId));
         if (deviceKeys is not null)
         {
             var key = KeysFamilies.DeviceKeysKey(userId, deviceId);
@@ -102,6 +126,7 @@ public sealed class E2eeStore(KeysStream stream)
             if (pos == 0) pos = kb.Next();
             kb.Batch.Put(KeysFamilies.OneTimeKeys, KeysFamilies.OneTimeKeyKey(userId, deviceId, alg, pos, keyId), Bytes(value));
             kb.Batch.Put(KeysFamilies.OneTimeKeyIds, idKey, K.BigEndian((ulong)pos));
+            AdjustCount(kb, userId, deviceId, alg, +1);
         }
         foreach (var (alg, keyId, value) in fallbackKeys)
         {
@@ -112,9 +137,6 @@ public sealed class E2eeStore(KeysStream stream)
         }
     }
 
-    /// <summary>The smallest key after <paramref name="key"/> (the end of a range that includes it).</summary>
-    static byte[] Successor(byte[] key) => [.. key, 0];
-
     static bool SameJson(JsonNode? a, JsonNode? b)
     {
         try { return CanonicalJson.Serialize(a) == CanonicalJson.Serialize(b); }
@@ -123,18 +145,35 @@ public sealed class E2eeStore(KeysStream stream)
 
     public Dictionary<string, int> OneTimeKeyCounts(string userId, string deviceId)
     {
-        // Clients expect signed_curve25519 even at zero (Synapse always sends it). Counted over the keys themselves:
-        // claimed ones are behind range tombstones, which the scan skips at once.
-        var counts = new Dictionary<string, int>(StringComparer.Ordinal) { ["signed_curve25519"] = 0 };
-        var prefix = KeysFamilies.OneTimeKeysPrefix(userId, deviceId);
-        foreach (var (k, _) in _otks.Scan(prefix))
+        Dictionary<string, int>? counts;
+        lock (_memo) _counts.TryGetValue((userId, deviceId), out counts);
+        counts ??= stream.Locked(() =>
         {
-            var rest = k.AsSpan(prefix.Length);
-            var alg = Encoding.UTF8.GetString(rest[..rest.IndexOf(K.Sep)]);
-            counts[alg] = counts.GetValueOrDefault(alg) + 1;
-        }
-        return counts;
+            // Counted under the stream's lock, so no write lands between the count and the cache entry.
+            var fresh = new Dictionary<string, int>(StringComparer.Ordinal);
+            foreach (var (k, _) in _otkIds.Scan(KeysFamilies.OneTimeKeyIdsPrefix(userId, deviceId)))
+            {
+                var id = K.Split(k)[2];
+                var alg = id[..id.IndexOf(':')];
+                fresh[alg] = fresh.GetValueOrDefault(alg) + 1;
+            }
+            Memo(_counts, (userId, deviceId), fresh);
+            return fresh;
+        });
+        // Clients expect signed_curve25519 even at zero (Synapse always sends it).
+        var copy = new Dictionary<string, int>(StringComparer.Ordinal) { ["signed_curve25519"] = 0 };
+        lock (_memo)
+            foreach (var (alg, n) in counts) copy[alg] = n;
+        return copy;
     }
+
+    // Keeps a cached count in step with a committed change (a device not cached is counted when next asked).
+    void AdjustCount(KeysBatch kb, string userId, string deviceId, string alg, int delta)
+        => kb.OnCommitted(() =>
+        {
+            lock (_memo)
+                if (_counts.TryGetValue((userId, deviceId), out var c)) c[alg] = c.GetValueOrDefault(alg) + delta;
+        });
 
     public List<string> UnusedFallbackKeyTypes(string userId, string deviceId)
     {
@@ -161,16 +200,19 @@ public sealed class E2eeStore(KeysStream stream)
             {
                 JsonNode? found = null;
                 string? foundId = null;
-                foreach (var (k, v) in _otks.Scan(KeysFamilies.OneTimeKeysPrefix(userId, deviceId, alg)))
+                var prefix = KeysFamilies.OneTimeKeysPrefix(userId, deviceId, alg);
+                byte[]? cursor;
+                lock (_memo) _claimCursor.TryGetValue((userId, deviceId, alg), out cursor);
+                foreach (var (k, v) in _otks.ScanFrom(cursor ?? prefix, prefix, reverse: false))
                 {
-                    var prefixLength = KeysFamilies.OneTimeKeysPrefix(userId, deviceId, alg).Length;
-                    var keyId = Encoding.UTF8.GetString(k.AsSpan(prefixLength + 8));
+                    var keyId = Encoding.UTF8.GetString(k.AsSpan(prefix.Length + 8));
                     if (!taken.Add(userId + "\n" + deviceId + "\n" + keyId)) continue;
-                    // Claims take the oldest key, so everything before it is claimed already: one range tombstone
-                    // covers them all, and the next claim's scan starts past it instead of walking a tombstone per
-                    // key claimed before (which made each claim slower than the last until compaction).
-                    kb.Batch.DeleteRange(KeysFamilies.OneTimeKeys, KeysFamilies.OneTimeKeysPrefix(userId, deviceId, alg), Successor(k));
+                    kb.Batch.Delete(KeysFamilies.OneTimeKeys, k);
                     kb.Batch.Delete(KeysFamilies.OneTimeKeyIds, KeysFamilies.OneTimeKeyIdKey(userId, deviceId, keyId));
+                    // Keys are claimed oldest first and new uploads sort after every older key, so the next claim can
+                    // start right after this one.
+                    kb.OnCommitted(() => Memo(_claimCursor, (userId, deviceId, alg), k));
+                    AdjustCount(kb, userId, deviceId, alg, -1);
                     (found, foundId) = (Parse(v), keyId);
                     break;
                 }
@@ -234,11 +276,23 @@ public sealed class E2eeStore(KeysStream stream)
         var prefix = KeysFamilies.ToDevicePrefix(userId, deviceId);
         if (since > 0)
         {
-            // Everything at or before since is acknowledged: one range delete, done only when there is something to
-            // delete (the first entry is found past earlier range tombstones at once).
-            var first = _toDevice.Scan(prefix).Select(e => e.Key).FirstOrDefault();
-            if (first is not null && (long)K.ReadBigEndian(first.AsSpan(prefix.Length)) <= since)
-                stream.Write(kb => kb.Batch.DeleteRange(KeysFamilies.ToDevice, prefix, KeysFamilies.ToDeviceKey(userId, deviceId, since + 1)));
+            // Everything at or before since is acknowledged and deleted, starting after what was acknowledged before.
+            long done;
+            lock (_memo) done = _ackedUpTo.GetValueOrDefault((userId, deviceId));
+            if (since > done)
+            {
+                var acked = new List<byte[]>();
+                foreach (var (k, _) in _toDevice.ScanFrom(KeysFamilies.ToDeviceKey(userId, deviceId, done + 1), prefix, reverse: false))
+                {
+                    if ((long)K.ReadBigEndian(k.AsSpan(prefix.Length)) > since) break;
+                    acked.Add(k);
+                }
+                stream.Write(kb =>
+                {
+                    acked.ForEach(k => kb.Batch.Delete(KeysFamilies.ToDevice, k));
+                    kb.OnCommitted(() => Memo(_ackedUpTo, (userId, deviceId), since));
+                });
+            }
         }
         var upTo = stream.Position;
         var position = upTo;
@@ -295,9 +349,20 @@ public sealed class E2eeStore(KeysStream stream)
         DeletePrefix(kb, KeysFamilies.ToDevice, KeysFamilies.ToDevicePrefix(userId, deviceId));
         DeletePrefix(kb, KeysFamilies.ToDeviceTxns, KeysFamilies.ToDeviceTxnsPrefix(userId, deviceId));
         DeletePrefix(kb, KeysFamilies.Signatures, KeysFamilies.SignaturesPrefix(userId, deviceId));
+        kb.OnCommitted(() => ForgetDevice(userId, deviceId));
         if (DehydratedDevice(userId)?["device_id"]?.GetValue<string>() == deviceId)
             kb.Batch.Delete(KeysFamilies.Dehydrated, KeysFamilies.DehydratedKey(userId));
         DeviceListChanged(kb, userId);
+    }
+
+    void ForgetDevice(string userId, string deviceId)
+    {
+        lock (_memo)
+        {
+            _counts.Remove((userId, deviceId));
+            _ackedUpTo.Remove((userId, deviceId));
+            foreach (var k in _claimCursor.Keys.Where(k => k.Item1 == userId && k.Item2 == deviceId).ToList()) _claimCursor.Remove(k);
+        }
     }
 
     /// <summary>Adds the deletion of every key that starts with <paramref name="prefix"/> (a prefix ending in 0xFF).</summary>

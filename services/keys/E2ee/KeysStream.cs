@@ -49,6 +49,7 @@ public sealed class KeysStream
             result = build(kb);
             if (kb.Last != _last) batch.Put(KeysFamilies.Counters, KeysFamilies.StreamCounterKey, K.BigEndian((ulong)kb.Last));
             if (batch.Count > 0) _store.Write(batch);
+            foreach (var a in kb.Committed) a();
             if (kb.Last != _last)
             {
                 _last = kb.Last;
@@ -61,6 +62,15 @@ public sealed class KeysStream
     }
 
     public void Write(Action<KeysBatch> build) => Write(b => { build(b); return 0; });
+
+    /// <summary>
+    /// Runs <paramref name="read"/> under the stream's lock: no write is under way, so what it reads is exactly what is
+    /// durable. For filling caches that writes keep up to date (through <see cref="KeysBatch.OnCommitted"/>).
+    /// </summary>
+    public T Locked<T>(Func<T> read)
+    {
+        lock (_lock) return read();
+    }
 
     /// <summary>Advances from now on, after one giving the current position (which tells the watcher it is connected).</summary>
     public IAsyncEnumerable<KeysAdvance> Watch(CancellationToken ct) => _advances.Watch(() => new KeysAdvance(Position, [], []), ct);
@@ -78,4 +88,9 @@ public sealed class KeysBatch(IWriteBatch batch, long last)
 
     /// <summary>The next stream position, durable with this batch.</summary>
     public long Next() => ++Last;
+
+    internal List<Action> Committed { get; } = [];
+
+    /// <summary>Runs once the batch is durable, still under the stream's lock (to keep in-memory state in step).</summary>
+    public void OnCommitted(Action action) => Committed.Add(action);
 }

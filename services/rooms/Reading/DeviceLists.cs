@@ -46,12 +46,15 @@ public sealed class DeviceLists(RoomStore rooms)
                 {
                     foreach (var (_, eventId) in rooms.Timeline(roomId, from, to, backwards: false))
                     {
-                        if (rooms.Event(eventId) is not { Type: "m.room.member", StateKey: { } target }) continue;
-                        if (rooms.MembershipOf(target, roomId)?.State == "join") changed.Add(target);
-                        else maybeLeft.Add(target);
+                        if (rooms.Event(eventId) is not { Type: "m.room.member", StateKey: { } target } ev) continue;
+                        // Only a member who was joined can stop sharing the room: an invite, a knock or a rejected
+                        // invite never shared it.
+                        var now = rooms.MembershipOf(target, roomId)?.State;
+                        if (now == "join") changed.Add(target);
+                        else if (now is "leave" or "ban" && rooms.PreviousMembership(ev) == "join") maybeLeft.Add(target);
                     }
                 }
-                else if (ownChanged)
+                else if (ownChanged && m.State is "leave" or "ban" && WasJoinedInWindow(userId, roomId, m, from))
                 {
                     // The user left (or was kicked or banned): everyone in the room may be gone from their view.
                     foreach (var u in rooms.JoinedMembers(roomId)) maybeLeft.Add(u);
@@ -63,6 +66,18 @@ public sealed class DeviceLists(RoomStore rooms)
         var left = maybeLeft.Where(u => u != userId && !SharesRoom(userId, u)).ToList();
         changed.ExceptWith(left);
         return ([.. changed], left);
+    }
+
+    // The user's membership before this window was join, or they joined within it (and left again): either way the
+    // room's members shared it with them. An invite or knock that ended never did.
+    bool WasJoinedInWindow(string userId, string roomId, Membership m, long from)
+    {
+        var previous = rooms.PreviousMembership(m);
+        if (previous == "join") return true;
+        foreach (var (_, eventId) in rooms.Timeline(roomId, from, m.Pos, backwards: false))
+            if (rooms.Event(eventId) is { Type: "m.room.member" } ev && ev.StateKey == userId && MemberContent.MembershipOf(ev.Content) == "join")
+                return true;
+        return false;
     }
 
     /// <summary>Whether two users are joined to a common room (a user shares with themselves).</summary>

@@ -216,8 +216,11 @@ public sealed class RoomStore(IKeyValueStore store)
     }
 
     /// <summary>The membership the user had before their current one (from its prev_content), if any.</summary>
-    public string? PreviousMembership(Membership m)
-        => Event(m.EventId)?.Meta["prev_content_event"]?.GetValue<string>() is { } prevId
+    public string? PreviousMembership(Membership m) => PreviousMembership(Event(m.EventId));
+
+    /// <summary>The membership a member event replaced, or null if it was the target's first.</summary>
+    public string? PreviousMembership(StoredEvent? memberEvent)
+        => memberEvent?.Meta["prev_content_event"]?.GetValue<string>() is { } prevId
             ? MemberContent.MembershipOf(Event(prevId)?.Content)
             : null;
 
