@@ -22,7 +22,8 @@ public static class EdgeEndpoints
         app.Map(RouteTable.Versions, ctx => ctx.Response.WriteJsonAsync(new JsonObject
         {
             ["versions"] = new JsonArray(SpecVersions.Select(v => (JsonNode)v).ToArray()),
-            ["unstable_features"] = new JsonObject(),
+            // What is implemented beyond the stable spec: dehydrated devices (MSC3814, which Element X looks for).
+            ["unstable_features"] = new JsonObject { ["org.matrix.msc3814"] = true },
         }));
         app.Map(RouteTable.WellKnownClient, ctx => config.WellKnown.Client is { } client
             ? ctx.Response.WriteJsonAsync(new JsonObject { ["m.homeserver"] = new JsonObject { ["base_url"] = client } })

@@ -1,30 +1,31 @@
 using System.Text;
 using System.Text.Json.Nodes;
-using System.Threading.Channels;
 using Conduit.Common;
 using Conduit.Common.Config;
 using Conduit.Common.Http;
 using Conduit.Common.Storage;
+using Conduit.Keys.E2ee;
 using K = Conduit.Common.Storage.Keys;
 
 namespace Conduit.Keys;
 
-public sealed record DeviceInfo(string DeviceId, string? DisplayName, long LastSeenTs, string? LastSeenIp);
+public sealed record DeviceInfo(string DeviceId, string? DisplayName, long LastSeenTs, string? LastSeenIp, bool Dehydrated = false);
 
 public sealed record LoginResult(string UserId, string DeviceId, string AccessToken);
 
 /// <summary>
 /// Accounts, devices and access tokens. Every change that touches several families is one batch; token
-/// revocations are published to <see cref="WatchRevocations"/> after the batch is durable.
+/// revocations are published to <see cref="WatchRevocations"/> after the batch is durable. Deleting a device deletes
+/// its E2EE keys and to-device messages in the same batch (through the keys stream, so the user's peers hear of it).
 /// </summary>
-public sealed class AccountStore(IKeyValueStore store, GlobalConfig config)
+public sealed class AccountStore(IKeyValueStore store, GlobalConfig config, E2eeStore e2ee, CrossSigning crossSigning)
 {
     readonly IKvMap _users = store.Map(KeysFamilies.Users);
     readonly IKvMap _devices = store.Map(KeysFamilies.Devices);
     readonly IKvMap _tokens = store.Map(KeysFamilies.Tokens);
     // Serialises account creation and device changes; reads take no lock.
     readonly Lock _write = new();
-    readonly List<Channel<string>> _watchers = [];
+    readonly Broadcast<string> _revocations = new();
 
     public string ServerName => config.ServerName;
 
@@ -35,6 +36,9 @@ public sealed class AccountStore(IKeyValueStore store, GlobalConfig config)
     }
 
     public bool Exists(string userId) => _users.Get(K.Utf8(userId)) is not null;
+
+    /// <summary>Whether the account exists and has been deactivated.</summary>
+    public bool IsDeactivated(string userId) => GetUser(userId)?["deactivated"]?.GetValue<bool>() == true;
 
     void PutUser(IWriteBatch b, string userId, JsonObject user) => b.Put(KeysFamilies.Users, K.Utf8(userId), Encoding.UTF8.GetBytes(user.ToJsonString()));
 
@@ -118,13 +122,24 @@ public sealed class AccountStore(IKeyValueStore store, GlobalConfig config)
         return (parts[0], parts[1]);
     }
 
-    public IReadOnlyList<DeviceInfo> Devices(string userId)
+    /// <summary>The user's devices; a dehydrated device (MSC3814) only when asked for, as Synapse hides it from /devices.</summary>
+    public IReadOnlyList<DeviceInfo> Devices(string userId, bool withDehydrated = false)
     {
         var list = new List<DeviceInfo>();
         foreach (var (_, v) in _devices.Scan(K.Concat(K.Utf8(userId), [K.Sep])))
-            list.Add(ParseDevice(v));
+            if (ParseDevice(v) is var d && (withDehydrated || !d.Dehydrated)) list.Add(d);
         return list;
     }
+
+    /// <summary>Adds to a batch the record of a dehydrated device: a device without an access token.</summary>
+    public static void PutDehydratedDevice(IWriteBatch b, string userId, string deviceId, string? displayName)
+        => b.Put(KeysFamilies.Devices, K.Join(userId, deviceId), Encoding.UTF8.GetBytes(new JsonObject
+        {
+            ["device_id"] = deviceId,
+            ["display_name"] = displayName,
+            ["last_seen_ts"] = Ids.NowMs(),
+            ["dehydrated"] = true,
+        }.ToJsonString()));
 
     public DeviceInfo? Device(string userId, string deviceId)
         => _devices.Get(K.Join(userId, deviceId)) is { } v ? ParseDevice(v) : null;
@@ -133,7 +148,7 @@ public sealed class AccountStore(IKeyValueStore store, GlobalConfig config)
     {
         var o = JsonNode.Parse(v)!.AsObject();
         return new DeviceInfo(o["device_id"]!.GetValue<string>(), o["display_name"]?.GetValue<string>(),
-            o["last_seen_ts"]?.GetValue<long>() ?? 0, o["last_seen_ip"]?.GetValue<string>());
+            o["last_seen_ts"]?.GetValue<long>() ?? 0, o["last_seen_ip"]?.GetValue<string>(), o["dehydrated"]?.GetValue<bool>() == true);
     }
 
     public bool RenameDevice(string userId, string deviceId, string? name)
@@ -149,26 +164,27 @@ public sealed class AccountStore(IKeyValueStore store, GlobalConfig config)
         }
     }
 
-    /// <summary>Deletes devices and their tokens in one batch; unknown IDs are ignored.</summary>
-    public void DeleteDevices(string userId, IEnumerable<string> deviceIds)
+    /// <summary>Deletes devices, their tokens and their E2EE state in one batch; unknown IDs are ignored.</summary>
+    public void DeleteDevices(string userId, IEnumerable<string> deviceIds, bool crossSigningToo = false)
     {
         var revoked = new List<string>();
         lock (_write)
-        {
-            using var b = store.CreateBatch();
-            foreach (var id in deviceIds.Distinct())
+            e2ee.Stream.Write(kb =>
             {
-                var key = K.Join(userId, id);
-                if (_devices.Get(key) is not { } v) continue;
-                if (JsonNode.Parse(v)!["access_token"]?.GetValue<string>() is { } t)
+                foreach (var id in deviceIds.Distinct())
                 {
-                    b.Delete(KeysFamilies.Tokens, K.Utf8(t));
-                    revoked.Add(t);
+                    var key = K.Join(userId, id);
+                    if (_devices.Get(key) is not { } v) continue;
+                    if (JsonNode.Parse(v)!["access_token"]?.GetValue<string>() is { } t)
+                    {
+                        kb.Batch.Delete(KeysFamilies.Tokens, K.Utf8(t));
+                        revoked.Add(t);
+                    }
+                    kb.Batch.Delete(KeysFamilies.Devices, key);
+                    e2ee.DeleteDevice(kb, userId, id);
                 }
-                b.Delete(KeysFamilies.Devices, key);
-            }
-            if (b.Count > 0) store.Write(b);
-        }
+                if (crossSigningToo) crossSigning.DeleteUser(kb, userId);
+            });
         revoked.ForEach(Publish);
     }
 
@@ -201,7 +217,9 @@ public sealed class AccountStore(IKeyValueStore store, GlobalConfig config)
             PutUser(b, userId, u);
             store.Write(b);
         }
-        DeleteDevices(userId, Devices(userId).Select(d => d.DeviceId));
+        // Every device (the dehydrated one too), their keys, and the cross-signing keys: peers see the user's
+        // device list change to nothing.
+        DeleteDevices(userId, Devices(userId, withDehydrated: true).Select(d => d.DeviceId), crossSigningToo: true);
     }
 
     public void SetProfileField(string userId, string field, string? value)
@@ -218,23 +236,7 @@ public sealed class AccountStore(IKeyValueStore store, GlobalConfig config)
 
     // ---- revocation stream: the edge's token cache listens here.
 
-    public async IAsyncEnumerable<string> WatchRevocations([System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
-    {
-        var ch = Channel.CreateUnbounded<string>();
-        lock (_watchers) _watchers.Add(ch);
-        try
-        {
-            await foreach (var t in ch.Reader.ReadAllAsync(ct)) yield return t;
-        }
-        finally
-        {
-            lock (_watchers) _watchers.Remove(ch);
-        }
-    }
+    public IAsyncEnumerable<string> WatchRevocations(CancellationToken ct) => _revocations.Watch(null, ct);
 
-    void Publish(string token)
-    {
-        lock (_watchers)
-            foreach (var w in _watchers) w.Writer.TryWrite(token);
-    }
+    void Publish(string token) => _revocations.Publish(token);
 }

@@ -10,7 +10,7 @@ using Microsoft.AspNetCore.Routing;
 namespace Conduit.Keys;
 
 /// <summary>The keys service's Matrix endpoints: registration, login, devices, account, profile.</summary>
-public sealed class KeysEndpoints(AccountStore accounts, Uia uia, GlobalConfig config, Rooms.RoomsClient rooms, RateLimits limits)
+public sealed class KeysEndpoints(AccountStore accounts, KeyBackupStore backups, Uia uia, GlobalConfig config, Rooms.RoomsClient rooms, RateLimits limits)
 {
     static readonly string[][] PasswordFlow = [["m.login.password"]];
 
@@ -137,8 +137,7 @@ public sealed class KeysEndpoints(AccountStore accounts, Uia uia, GlobalConfig c
         var userId = UserFromIdentifier(body) ?? throw Err.Forbidden("Invalid username or password");
         var password = body.ReqString("password");
         limits.Take(ctx, null, new Charge(limits.LoginFailedAttempts, userId, Update: false));
-        var user = accounts.GetUser(userId);
-        if (user is not null && user["deactivated"]?.GetValue<bool>() == true) throw Err.UserDeactivated();
+        if (accounts.IsDeactivated(userId)) throw Err.UserDeactivated();
         if (!accounts.CheckPassword(userId, password))
         {
             limits.LoginFailedAttempts?.Record(userId);
@@ -206,7 +205,14 @@ public sealed class KeysEndpoints(AccountStore accounts, Uia uia, GlobalConfig c
     /// completed session gets the first result. Wrong passwords count as failed login attempts (Synapse: the
     /// password stage shares rc_login.failed_attempts), so a stolen access token cannot guess the password.
     /// </summary>
-    async Task WithPassword(HttpContext ctx, JsonObject body, string operation, Caller c, Action<JsonObject> validate, Func<JsonObject, Task<JsonObject>> perform)
+    public AccountStore Accounts => accounts;
+
+    /// <summary>Display names of a user's devices (dehydrated included), for /keys/query's unsigned.device_display_name.</summary>
+    public Dictionary<string, string?> DeviceNames(string userId)
+        => accounts.Devices(userId, withDehydrated: true).ToDictionary(d => d.DeviceId, d => d.DisplayName, StringComparer.Ordinal);
+
+    /// <summary>Runs an operation behind user-interactive auth with the user's password (m.login.password).</summary>
+    public async Task WithPassword(HttpContext ctx, JsonObject body, string operation, Caller c, Action<JsonObject> validate, Func<JsonObject, Task<JsonObject>> perform)
     {
         var session = uia.Begin(body, operation, c.UserId);
         if (!session.Authenticated) validate(session.Params);
@@ -242,6 +248,9 @@ public sealed class KeysEndpoints(AccountStore accounts, Uia uia, GlobalConfig c
             // Leave rooms first: if that fails the account is still whole and the client can retry.
             await rooms.LeaveAllRoomsAsync(new LeaveAllRoomsRequest { UserId = c.UserId }, cancellationToken: ctx.RequestAborted);
             accounts.Deactivate(c.UserId);
+            // After the account is marked deactivated: a backup version created from now on is refused (checked under
+            // the lock this deletion takes), so none outlives the account.
+            backups.DeleteAll(c.UserId);
             Revoked(ctx);
             return new JsonObject { ["id_server_unbind_result"] = "no-support" };
         });

@@ -1,18 +1,104 @@
 using Conduit.Common.Storage;
+using K = Conduit.Common.Storage.Keys;
 
 namespace Conduit.Keys;
 
-/// <summary>The keys service's column families and their key layouts (0xFF separates UTF-8 parts).</summary>
+/// <summary>
+/// The keys service's column families and their key layouts (0xFF separates UTF-8 parts; "pos" is a keys-stream
+/// position, 8-byte big-endian so keys sort by it), with the builders of their keys beside them.
+/// services/keys/README.md shows the same table; a test checks it against <see cref="All"/>.
+/// </summary>
 public static class KeysFamilies
 {
     public const string Users = "keys_users";
     public const string Devices = "keys_devices";
     public const string Tokens = "keys_tokens";
 
+    // ---- E2EE (services/keys/E2ee)
+    public const string Counters = "keys_counters";
+    public static readonly byte[] StreamCounterKey = K.Utf8("stream");
+
+    public const string DeviceKeys = "keys_device_keys";
+    public static byte[] DeviceKeysKey(string userId, string deviceId) => K.Join(userId, deviceId);
+    public static byte[] DeviceKeysPrefix(string userId) => K.Prefix(userId);
+
+    public const string OneTimeKeys = "keys_one_time_keys";
+    public static byte[] OneTimeKeyKey(string userId, string deviceId, string algorithm, long pos, string keyId)
+        => K.Concat(K.Prefix(userId, deviceId, algorithm), K.BigEndian((ulong)pos), K.Utf8(keyId));
+    public static byte[] OneTimeKeysPrefix(string userId, string deviceId, string algorithm) => K.Prefix(userId, deviceId, algorithm);
+    public static byte[] OneTimeKeysPrefix(string userId, string deviceId) => K.Prefix(userId, deviceId);
+
+    public const string OneTimeKeyIds = "keys_one_time_key_ids";
+    public static byte[] OneTimeKeyIdKey(string userId, string deviceId, string algorithmAndId) => K.Join(userId, deviceId, algorithmAndId);
+    public static byte[] OneTimeKeyIdsPrefix(string userId, string deviceId) => K.Prefix(userId, deviceId);
+
+    public const string FallbackKeys = "keys_fallback_keys";
+    public static byte[] FallbackKeyKey(string userId, string deviceId, string algorithm) => K.Join(userId, deviceId, algorithm);
+    public static byte[] FallbackKeysPrefix(string userId, string deviceId) => K.Prefix(userId, deviceId);
+
+    public const string ToDevice = "keys_to_device";
+    public static byte[] ToDeviceKey(string userId, string deviceId, long pos) => K.Concat(K.Prefix(userId, deviceId), K.BigEndian((ulong)pos));
+    public static byte[] ToDevicePrefix(string userId, string deviceId) => K.Prefix(userId, deviceId);
+
+    public const string ToDeviceTxns = "keys_to_device_txns";
+    public static byte[] ToDeviceTxnKey(string userId, string deviceId, string txnId) => K.Join(userId, deviceId, txnId);
+    public static byte[] ToDeviceTxnsPrefix(string userId, string deviceId) => K.Prefix(userId, deviceId);
+
+    public const string DeviceListLog = "keys_device_list_log";
+    public static byte[] DeviceListLogKey(long pos) => K.BigEndian((ulong)pos);
+
+    public const string DeviceListPos = "keys_device_list_pos";
+    public static byte[] DeviceListPosKey(string userId) => K.Utf8(userId);
+
+    public const string CrossSigning = "keys_cross_signing";
+    public static byte[] CrossSigningKey(string userId, string usage) => K.Join(userId, usage);
+    public static byte[] CrossSigningPrefix(string userId) => K.Prefix(userId);
+
+    public const string Signatures = "keys_signatures";
+    public static byte[] SignatureKey(string targetUser, string targetKeyId, string signer, string signerKeyId) => K.Join(targetUser, targetKeyId, signer, signerKeyId);
+    public static byte[] SignaturesPrefix(string targetUser, string targetKeyId) => K.Prefix(targetUser, targetKeyId);
+    public static byte[] SignaturesPrefix(string targetUser) => K.Prefix(targetUser);
+
+    public const string Dehydrated = "keys_dehydrated_devices";
+    public static byte[] DehydratedKey(string userId) => K.Utf8(userId);
+
+    // Server-side key backups (spec: client-server-api, "Server-side key backups"). A version is a per-user number,
+    // 8 bytes big-endian so a user's versions sort and the latest is found by one reverse seek. The 8 bytes may hold
+    // 0xFF; they are fixed-width, so the separator after them still delimits the parts.
+    public const string BackupVersions = "keys_backup_versions";
+    static readonly ColumnFamily BackupVersionsFamily = new(BackupVersions, "user_id 0xFF version (8-byte big-endian)",
+        "JSON {algorithm, auth_data, etag, count} (etag: a counter raised by every change to the version's keys; count: its sessions), or {deleted: true} once deleted (kept so a number is never reused and a repeated DELETE succeeds)");
+    public static byte[] BackupVersionKey(string userId, ulong version) => K.Concat(K.Prefix(userId), K.BigEndian(version));
+    /// <summary>Every backup version of the user, and (in the sessions family) every backed-up session of the user.</summary>
+    public static byte[] BackupUserPrefix(string userId) => K.Prefix(userId);
+
+    public const string BackupSessions = "keys_backup_sessions";
+    static readonly ColumnFamily BackupSessionsFamily = new(BackupSessions, "user_id 0xFF version (8-byte big-endian) 0xFF room_id 0xFF session_id",
+        "JSON {first_message_index, forwarded_count, is_verified, session_data}");
+    public static byte[] BackupSessionKey(string userId, ulong version, string roomId, string sessionId)
+        => K.Concat(BackupSessionsPrefix(userId, version), K.Join(roomId, sessionId));
+    public static byte[] BackupSessionsPrefix(string userId, ulong version) => K.Concat(K.Prefix(userId), K.BigEndian(version), [K.Sep]);
+    public static byte[] BackupRoomPrefix(string userId, ulong version, string roomId) => K.Concat(BackupSessionsPrefix(userId, version), K.Prefix(roomId));
+
     public static readonly ColumnFamily[] All =
     [
         new(Users, "user_id", "JSON {password_hash (Argon2id, PHC string), created_ts, deactivated, displayname?, avatar_url?}"),
-        new(Devices, "user_id 0xFF device_id", "JSON {device_id, display_name?, last_seen_ts, last_seen_ip?, access_token}"),
+        new(Devices, "user_id 0xFF device_id", "JSON {device_id, display_name?, last_seen_ts, last_seen_ip?, access_token (absent for a dehydrated device)}"),
         new(Tokens, "access_token", "user_id 0xFF device_id"),
+        new(Counters, "\"stream\"", "8-byte big-endian: the last keys-stream position taken"),
+        new(DeviceKeys, "user_id 0xFF device_id", "the device keys JSON as the device signed it (signatures by others live in keys_signatures)"),
+        new(OneTimeKeys, "user_id 0xFF device_id 0xFF algorithm 0xFF pos key_id", "the key (a string, or an object with key and signatures); claimed oldest upload first"),
+        new(OneTimeKeyIds, "user_id 0xFF device_id 0xFF algorithm:key_id", "8-byte pos of the unclaimed key, so a reused ID is found without a scan"),
+        new(FallbackKeys, "user_id 0xFF device_id 0xFF algorithm", "JSON {key_id, key, used}"),
+        new(ToDevice, "user_id 0xFF device_id 0xFF pos", "JSON {sender, type, content}: deleted once a sync token past pos comes back"),
+        new(ToDeviceTxns, "user_id 0xFF device_id 0xFF txn_id", "empty: a /sendToDevice transaction already done"),
+        new(DeviceListLog, "pos", "user_id whose device list changed at pos (only the user's latest change is kept)"),
+        new(DeviceListPos, "user_id", "8-byte pos of the user's latest device-list change"),
+        new(CrossSigning, "user_id 0xFF usage (master, self_signing or user_signing)", "the cross-signing key JSON as uploaded"),
+        new(Signatures, "target_user_id 0xFF target_key_id (device ID or public key) 0xFF signer_user_id 0xFF signer_key_id", "the signature (unpadded Base64), checked before it was stored"),
+        new(Dehydrated, "user_id", "JSON {device_id, device_data}: the user's dehydrated device (MSC3814)"),
+
+        BackupVersionsFamily,
+        BackupSessionsFamily,
     ];
 }

@@ -1,12 +1,27 @@
 using Conduit.Protos.Keys;
 using Grpc.Core;
 using Conduit.Common.Http;
+using Conduit.Keys.E2ee;
 
 namespace Conduit.Keys;
 
 /// <summary>The keys service's gRPC surface (protos/keys.proto).</summary>
-public sealed class KeysGrpcService(AccountStore accounts) : Protos.Keys.Keys.KeysBase
+public sealed class KeysGrpcService(AccountStore accounts, E2eeStore e2ee) : Protos.Keys.Keys.KeysBase
 {
+    public override Task<SyncKeysReply> SyncKeys(SyncKeysRequest request, ServerCallContext context)
+    {
+        var r = e2ee.Sync(request.UserId, request.DeviceId, request.Since, request.Incremental);
+        var reply = new SyncKeysReply { Position = r.Position, ToDevice = { r.ToDevice }, UnusedFallbackKeyTypes = { r.UnusedFallbackTypes }, ChangedUserIds = { r.Changed } };
+        foreach (var (alg, n) in r.OneTimeKeyCounts) reply.OneTimeKeyCounts[alg] = n;
+        return Task.FromResult(reply);
+    }
+
+    public override async Task WatchKeys(WatchKeysRequest request, IServerStreamWriter<Protos.Keys.KeysAdvance> responseStream, ServerCallContext context)
+    {
+        await foreach (var a in e2ee.Stream.Watch(context.CancellationToken))
+            await responseStream.WriteAsync(new Protos.Keys.KeysAdvance { Position = a.Position, WakeUserIds = { a.Wake }, ChangedUserIds = { a.Changed } });
+    }
+
     public override Task<ResolveTokenReply> ResolveToken(ResolveTokenRequest request, ServerCallContext context)
     {
         var r = accounts.ResolveToken(request.AccessToken);

@@ -1,5 +1,6 @@
 using Conduit.Common.Http;
 using Conduit.Common.Routing;
+using Conduit.Keys.E2ee;
 using Grpc.Core;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Routing;
@@ -11,11 +12,15 @@ namespace Conduit.Keys;
 public static class KeysService
 {
     public static IServiceCollection AddKeysService(this IServiceCollection services)
-        => services.AddRateLimits().AddSingleton<AccountStore>().AddSingleton<Uia>().AddSingleton<KeysEndpoints>().AddSingleton<KeysGrpcService>();
+        => services.AddRateLimits().AddSingleton<AccountStore>().AddSingleton<KeyBackupStore>().AddSingleton<Uia>()
+            .AddSingleton<KeysEndpoints>().AddSingleton<KeyBackupEndpoints>().AddSingleton<KeysGrpcService>()
+            .AddSingleton<KeysStream>().AddSingleton<E2eeStore>().AddSingleton<CrossSigning>().AddSingleton<E2eeEndpoints>();
 
     public static IEndpointRouteBuilder MapKeysService(this IEndpointRouteBuilder app)
     {
         app.ServiceProvider.GetRequiredService<KeysEndpoints>().Map(app);
+        app.ServiceProvider.GetRequiredService<E2eeEndpoints>().Map(app);
+        app.ServiceProvider.GetRequiredService<KeyBackupEndpoints>().Map(app);
         return app;
     }
 

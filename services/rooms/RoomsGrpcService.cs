@@ -7,7 +7,7 @@ using Grpc.Core;
 namespace Conduit.Rooms;
 
 /// <summary>The rooms service's gRPC surface (protos/rooms.proto).</summary>
-public sealed class RoomsGrpcService(RoomStore rooms, RoomStream stream, SyncBuilder sync, EventSender sender) : Protos.Rooms.Rooms.RoomsBase
+public sealed class RoomsGrpcService(RoomStore rooms, RoomStream stream, SyncBuilder sync, EventSender sender, DeviceLists deviceLists) : Protos.Rooms.Rooms.RoomsBase
 {
     public override async Task WatchStream(WatchStreamRequest request, IServerStreamWriter<Protos.Rooms.StreamAdvance> responseStream, ServerCallContext context)
     {
@@ -93,5 +93,18 @@ public sealed class RoomsGrpcService(RoomStore rooms, RoomStream stream, SyncBui
             n++;
         }
         return new LeaveAllRoomsReply { RoomsLeft = n };
+    }
+
+    public override Task<DeviceListDeltaReply> DeviceListDelta(DeviceListDeltaRequest request, ServerCallContext context)
+    {
+        var (changed, left) = deviceLists.Delta(request.UserId, request.From, request.To, request.CandidateUserIds);
+        return Task.FromResult(new DeviceListDeltaReply { Changed = { changed }, Left = { left } });
+    }
+
+    public override Task<SharedUsersReply> SharedUsers(SharedUsersRequest request, ServerCallContext context)
+    {
+        var all = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var u in request.UserIds) all.UnionWith(deviceLists.SharedWith(u));
+        return Task.FromResult(new SharedUsersReply { UserIds = { all } });
     }
 }

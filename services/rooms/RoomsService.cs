@@ -12,7 +12,7 @@ public static class RoomsService
     public static IServiceCollection AddRoomsService(this IServiceCollection services)
         => services.AddRateLimits().AddSingleton<RoomStore>().AddSingleton<StateStore>().AddSingleton<RoomStream>().AddSingleton<RoomWriter>()
             .AddSingleton<EventSigner>().AddHostedService(sp => sp.GetRequiredService<EventSigner>()).AddSingleton<EventSender>()
-            .AddSingleton<ClientEvents>().AddSingleton<Visibility>().AddSingleton<SyncBuilder>().AddSingleton<RoomParams>()
+            .AddSingleton<ClientEvents>().AddSingleton<Visibility>().AddSingleton<SyncBuilder>().AddSingleton<DeviceLists>().AddSingleton<RoomParams>()
             .AddSingleton<CreateRoomEndpoint>().AddSingleton<MembershipEndpoints>().AddSingleton<EventEndpoints>().AddSingleton<ReadEndpoints>()
             .AddSingleton<AliasEndpoints>().AddSingleton<UpgradeEndpoint>().AddSingleton<SearchEndpoint>().AddSingleton<RoomsGrpcService>();
 

@@ -3,6 +3,7 @@ using Conduit.Common;
 using Conduit.Common.Events;
 using Conduit.Common.Http;
 using Conduit.Common.Routing;
+using Conduit.Protos.Keys;
 using Conduit.Protos.Rooms;
 using Conduit.Sync.PushRules;
 using Grpc.Core;
@@ -12,7 +13,7 @@ using Microsoft.AspNetCore.Routing;
 namespace Conduit.Sync;
 
 /// <summary>The sync service's Matrix endpoints: /sync, filters, account data, push rules.</summary>
-public sealed class SyncEndpoints(AccountDataStore data, SyncNotifier notifier, Rooms.RoomsClient rooms)
+public sealed class SyncEndpoints(AccountDataStore data, SyncNotifier notifier, Rooms.RoomsClient rooms, Keys.KeysClient keys)
 {
     const int MaxTimeoutMs = 60_000;
 
@@ -48,7 +49,7 @@ public sealed class SyncEndpoints(AccountDataStore data, SyncNotifier notifier, 
         // The filter is parsed once, here; the rooms service gets its room part typed.
         var filter = ResolveFilter(c.UserId, ctx.Request.Query("filter"));
         var roomFilter = filter is null ? null : SyncRoomsFilter.From(filter);
-        var s = since ?? new SyncToken(0, 0);
+        var s = since ?? new SyncToken(0, 0, 0);
         var ct = ctx.RequestAborted;
         // Only an incremental sync without full_state waits for news; the others answer at once.
         var canWait = since is not null && !fullState;
@@ -61,14 +62,21 @@ public sealed class SyncEndpoints(AccountDataStore data, SyncNotifier notifier, 
                 var wake = notifier.NextWake(c.UserId);
                 var mayWait = canWait && deadline - Environment.TickCount64 > 0;
                 var accountData = SyncAccountData.Read(data, c.UserId, s.AccountData, since is null, filter);
+                var e2ee = await keys.SyncKeysAsync(new SyncKeysRequest
+                {
+                    UserId = c.UserId, DeviceId = c.DeviceId, Since = s.Keys, Incremental = since is not null,
+                }, cancellationToken: ct);
+                var toDevice = e2ee.ToDevice.Count > 0;
                 // The notifier's position may trail a write the client just made (the advance is still on its way),
                 // so it may only save the rooms call when this request will wait for a wake-up anyway. Per-room
-                // account data needs the rooms call too: it shows only in rooms the user is joined to.
-                if (mayWait && s.Rooms >= notifier.RoomsPosition && notifier.RoomsPosition >= 0 && accountData.Rooms.Count == 0)
+                // account data needs the rooms call too: it shows only in rooms the user is joined to, and so do
+                // device-list changes: whether they concern this user depends on shared rooms.
+                if (mayWait && s.Rooms >= notifier.RoomsPosition && notifier.RoomsPosition >= 0 && accountData.Rooms.Count == 0
+                    && e2ee.ChangedUserIds.Count == 0)
                 {
-                    if (accountData.Global.Count > 0)
+                    if (accountData.Global.Count > 0 || toDevice)
                     {
-                        await Respond(ctx, new SyncRoomsHead { Position = s.Rooms }, null, null, accountData, since is not null);
+                        await Respond(ctx, new SyncRoomsHead { Position = s.Rooms }, null, null, accountData, e2ee, null, since is not null);
                         return;
                     }
                 }
@@ -84,21 +92,29 @@ public sealed class SyncEndpoints(AccountDataStore data, SyncNotifier notifier, 
                     // Read before the response starts, so a failing rooms service is still a Matrix error.
                     if (!await parts.MoveNext(ct) || parts.Current.Head is not { } head)
                         throw new InvalidOperationException("SyncRooms stream without a head");
+                    // Device lists (incremental syncs only, as Synapse): the changed users this user shares a room
+                    // with, and who started or stopped sharing one, over the same room positions as the rooms part.
+                    DeviceListDeltaReply? lists = null;
+                    if (since is not null && (head.Position > s.Rooms || e2ee.ChangedUserIds.Count > 0))
+                        lists = await rooms.DeviceListDeltaAsync(new DeviceListDeltaRequest
+                        {
+                            UserId = c.UserId, From = s.Rooms, To = head.Position, CandidateUserIds = { e2ee.ChangedUserIds },
+                        }, cancellationToken: ct);
                     if (!mayWait)
                     {
                         // This response will not wait: it is written as it comes, whatever its size.
-                        await Respond(ctx, head, null, parts, accountData, since is not null);
+                        await Respond(ctx, head, null, parts, accountData, e2ee, lists, since is not null);
                         return;
                     }
                     // It waits unless there is news: read until the first room (incremental responses are small, and
                     // from that room on it is written as it comes) or the end of the stream.
-                    var hasContent = accountData.HasContentFor(head.JoinedRoomIds);
+                    var hasContent = accountData.HasContentFor(head.JoinedRoomIds) || toDevice || lists is { Changed.Count: > 0 } or { Left.Count: > 0 };
                     SyncRoomsPart? first = null;
                     while (!hasContent && await parts.MoveNext(ct))
                         if (parts.Current.Rooms.Count > 0) (first, hasContent) = (parts.Current, true);
                     if (hasContent || deadline - Environment.TickCount64 <= 0)
                     {
-                        await Respond(ctx, head, first, hasContent ? parts : null, accountData, since is not null);
+                        await Respond(ctx, head, first, hasContent ? parts : null, accountData, e2ee, lists, since is not null);
                         return;
                     }
                 }
@@ -122,7 +138,7 @@ public sealed class SyncEndpoints(AccountDataStore data, SyncNotifier notifier, 
     /// a failure from here on aborts the connection (the client retries) instead of mixing an error into the body.
     /// </summary>
     static async Task Respond(HttpContext ctx, SyncRoomsHead head, SyncRoomsPart? first, IAsyncStreamReader<SyncRoomsPart>? rest,
-        SyncAccountData accountData, bool incremental)
+        SyncAccountData accountData, SyncKeysReply e2ee, DeviceListDeltaReply? lists, bool incremental)
     {
         var ct = ctx.RequestAborted;
         var res = ctx.Response;
@@ -130,7 +146,7 @@ public sealed class SyncEndpoints(AccountDataStore data, SyncNotifier notifier, 
         res.ContentType = "application/json";
         await res.StartAsync(ct);
         var body = res.BodyWriter;
-        using var writer = new SyncResponseWriter(body, head, accountData, incremental);
+        using var writer = new SyncResponseWriter(body, head, accountData, e2ee, lists, incremental);
         if (first is not null) writer.Write(first);
         if (rest is not null)
             while (await rest.MoveNext(ct))

@@ -8,10 +8,12 @@ namespace Conduit.Sync;
 /// <summary>
 /// Wakes waiting /sync requests without polling storage: it follows the rooms service's stream of positions
 /// (gRPC server streaming; in process in all-in-one mode) and wakes exactly the users each advance names.
-/// Account-data writes wake their user directly. If the stream breaks it reconnects with backoff and wakes
+/// It follows the keys service's stream the same way: a to-device message wakes its recipient, a device-list
+/// change wakes everyone who shares a room with the user it concerns (rooms' SharedUsers says who).
+/// Account-data writes wake their user directly. If a stream breaks it reconnects with backoff and wakes
 /// everyone once, since an advance may have been missed in between.
 /// </summary>
-public sealed partial class SyncNotifier(Rooms.RoomsClient rooms, ILogger<SyncNotifier> log) : BackgroundService
+public sealed partial class SyncNotifier(Rooms.RoomsClient rooms, Protos.Keys.Keys.KeysClient keys, ILogger<SyncNotifier> log) : BackgroundService
 {
     readonly Lock _lock = new();
     readonly Dictionary<string, TaskCompletionSource> _waiters = [];
@@ -50,28 +52,56 @@ public sealed partial class SyncNotifier(Rooms.RoomsClient rooms, ILogger<SyncNo
         foreach (var t in all) t.TrySetResult();
     }
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    protected override Task ExecuteAsync(CancellationToken stoppingToken)
+        => Task.WhenAll(Follow("rooms", stoppingToken, FollowRooms), Follow("keys", stoppingToken, FollowKeys));
+
+    async Task FollowRooms(CancellationToken ct, Action connected)
+    {
+        using var call = rooms.WatchStream(new WatchStreamRequest(), cancellationToken: ct);
+        var first = true;
+        await foreach (var a in call.ResponseStream.ReadAllAsync(ct))
+        {
+            lock (_lock)
+                if (a.Position > _roomsPosition) _roomsPosition = a.Position;
+            if (first || a.UserIds.Contains("*")) WakeAll();
+            else foreach (var u in a.UserIds) Wake(u);
+            first = false;
+            connected();
+        }
+    }
+
+    async Task FollowKeys(CancellationToken ct, Action connected)
+    {
+        using var call = keys.WatchKeys(new Protos.Keys.WatchKeysRequest(), cancellationToken: ct);
+        var first = true;
+        await foreach (var a in call.ResponseStream.ReadAllAsync(ct))
+        {
+            if (first) WakeAll();
+            foreach (var u in a.WakeUserIds) Wake(u);
+            if (a.ChangedUserIds.Count > 0)
+            {
+                foreach (var u in a.ChangedUserIds) Wake(u);
+                var shared = await rooms.SharedUsersAsync(new SharedUsersRequest { UserIds = { a.ChangedUserIds } }, cancellationToken: ct);
+                foreach (var u in shared.UserIds) Wake(u);
+            }
+            first = false;
+            connected();
+        }
+    }
+
+    /// <summary>Runs a stream follower until shutdown, reconnecting with backoff and waking everyone after a break.</summary>
+    async Task Follow(string name, CancellationToken stoppingToken, Func<CancellationToken, Action, Task> follow)
     {
         var delay = TimeSpan.FromMilliseconds(100);
         while (!stoppingToken.IsCancellationRequested)
         {
             try
             {
-                using var call = rooms.WatchStream(new WatchStreamRequest(), cancellationToken: stoppingToken);
-                var first = true;
-                await foreach (var a in call.ResponseStream.ReadAllAsync(stoppingToken))
-                {
-                    lock (_lock)
-                        if (a.Position > _roomsPosition) _roomsPosition = a.Position;
-                    if (first || a.UserIds.Contains("*")) WakeAll();
-                    else foreach (var u in a.UserIds) Wake(u);
-                    first = false;
-                    delay = TimeSpan.FromMilliseconds(100);
-                }
+                await follow(stoppingToken, () => delay = TimeSpan.FromMilliseconds(100));
             }
             catch (Exception e) when (!stoppingToken.IsCancellationRequested)
             {
-                LogStreamBroken(log, delay.TotalMilliseconds, e.Message);
+                LogStreamBroken(log, name, delay.TotalMilliseconds, e.Message);
             }
             catch (OperationCanceledException) { return; }
             catch (RpcException) when (stoppingToken.IsCancellationRequested) { return; }
@@ -81,6 +111,6 @@ public sealed partial class SyncNotifier(Rooms.RoomsClient rooms, ILogger<SyncNo
         }
     }
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Room stream from the rooms service broke; reconnecting in {DelayMs} ms: {Reason}")]
-    static partial void LogStreamBroken(ILogger log, double delayMs, string reason);
+    [LoggerMessage(Level = LogLevel.Warning, Message = "The {Stream} stream broke; reconnecting in {DelayMs} ms: {Reason}")]
+    static partial void LogStreamBroken(ILogger log, string stream, double delayMs, string reason);
 }

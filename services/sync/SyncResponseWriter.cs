@@ -2,6 +2,8 @@ using System.Buffers;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Conduit.Common.Events;
+using Conduit.Common;
+using Conduit.Protos.Keys;
 using Conduit.Protos.Rooms;
 using Conduit.Sync.PushRules;
 
@@ -60,6 +62,8 @@ public sealed class SyncResponseWriter : IDisposable
     readonly IBufferWriter<byte> _out;
     readonly Utf8JsonWriter _json;
     readonly SyncAccountData _accountData;
+    readonly SyncKeysReply _e2ee;
+    readonly DeviceListDeltaReply? _lists;
     readonly bool _incremental;
     readonly HashSet<string> _joined;
     readonly HashSet<string> _joinWritten = new(StringComparer.Ordinal);
@@ -70,15 +74,18 @@ public sealed class SyncResponseWriter : IDisposable
     bool _roomHasMembers;
 
     /// <param name="incremental">A sync with a since token: a joined room whose only news is account data gets a section.</param>
-    public SyncResponseWriter(IBufferWriter<byte> output, SyncRoomsHead head, SyncAccountData accountData, bool incremental)
+    public SyncResponseWriter(IBufferWriter<byte> output, SyncRoomsHead head, SyncAccountData accountData, SyncKeysReply e2ee,
+        DeviceListDeltaReply? lists, bool incremental)
     {
         _out = output;
         _json = new Utf8JsonWriter(output);
         _accountData = accountData;
+        _e2ee = e2ee;
+        _lists = lists;
         _incremental = incremental;
         _joined = [.. head.JoinedRoomIds];
         Raw("{\"next_batch\":"u8);
-        Value(w => w.WriteStringValue(new SyncToken(head.Position, accountData.Position).ToString()));
+        Value(w => w.WriteStringValue(new SyncToken(head.Position, accountData.Position, e2ee.Position).ToString()));
         Raw(",\"rooms\":{"u8);
     }
 
@@ -127,7 +134,40 @@ public sealed class SyncResponseWriter : IDisposable
         MoveTo(End);
         Raw("},\"account_data\":"u8);
         Value(w => Events(w, _accountData.Global));
-        Raw(""","presence":{"events":[]},"to_device":{"events":[]},"device_lists":{"changed":[],"left":[]},"device_one_time_keys_count":{}}"""u8);
+        Raw(""","presence":{"events":[]},"to_device":{"events":["""u8);
+        // Each to-device event is JSON text the keys service wrote; it goes out as it is.
+        for (var i = 0; i < _e2ee.ToDevice.Count; i++)
+        {
+            if (i > 0) Raw(","u8);
+            Raw(System.Text.Encoding.UTF8.GetBytes(_e2ee.ToDevice[i]));
+        }
+        Raw("]},\"device_lists\":"u8);
+        Value(w =>
+        {
+            w.WriteStartObject();
+            w.WriteStartArray("changed");
+            foreach (var u in _lists?.Changed ?? []) w.WriteStringValue(u);
+            w.WriteEndArray();
+            w.WriteStartArray("left");
+            foreach (var u in _lists?.Left ?? []) w.WriteStringValue(u);
+            w.WriteEndArray();
+            w.WriteEndObject();
+        });
+        Raw(",\"device_one_time_keys_count\":"u8);
+        Value(w =>
+        {
+            w.WriteStartObject();
+            foreach (var (alg, n) in _e2ee.OneTimeKeyCounts) w.WriteNumber(alg, n);
+            w.WriteEndObject();
+        });
+        Raw(",\"device_unused_fallback_key_types\":"u8);
+        Value(w =>
+        {
+            w.WriteStartArray();
+            foreach (var t in _e2ee.UnusedFallbackKeyTypes) w.WriteStringValue(t);
+            w.WriteEndArray();
+        });
+        Raw("}"u8);
     }
 
     /// <summary>Closes sections up to <paramref name="target"/> and opens it. "join", "invite" and "leave" are

@@ -47,6 +47,14 @@ public sealed class DurabilityTests
         var room = await u.CreateRoom(new JsonObject { ["name"] = "durable" });
         var ev = await u.SendText(room, "acknowledged");
         (await u.Put($"{C}/user/{E(u.UserId)}/account_data/org.example.kept", new JsonObject { ["v"] = 7 })).Ok();
+        // A to-device message to the user's own device, and one-time keys, acknowledged before the kill.
+        var since = (await u.Sync())["next_batch"]!.GetValue<string>();
+        (await u.Put($"{C}/sendToDevice/m.test/kill9", new JsonObject
+        {
+            ["messages"] = new JsonObject { [u.UserId] = new JsonObject { [u.DeviceId] = new JsonObject { ["kept"] = true } } },
+        })).Ok();
+        using var device = new TestDevice(u);
+        await device.Upload(otks: 3);
         var keyBefore = (await u.Get("/_matrix/key/v2/server")).Ok().Obj["verify_keys"]!.AsObject().Single().Key;
         first.KillHard();
         await first.DisposeAsync();
@@ -63,6 +71,9 @@ public sealed class DurabilityTests
             Assert.Equal(keyBefore, (await again.Get("/_matrix/key/v2/server")).Ok().Obj["verify_keys"]!.AsObject().Single().Key);
             var sync = await again.Sync();
             Assert.Contains("acknowledged", TimelineBodies(sync, room));
+            var incremental = await again.Sync(since);
+            Assert.True(incremental["to_device"]!["events"]![0]!["content"]!["kept"]!.GetValue<bool>());
+            Assert.Equal(3, incremental["device_one_time_keys_count"]!["signed_curve25519"]!.GetValue<int>());
         }
         finally
         {

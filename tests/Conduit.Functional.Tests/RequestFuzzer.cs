@@ -205,6 +205,8 @@ public sealed partial class RequestFuzzer
             "roomAlias" => [$"#a{Ids(6)}:{server}", "#x:other.org", "garbage", "#" + new string('a', 300) + $":{server}"],
             "rest" => ["", "global", "global/override", "global/override/x" + Ids(4), "global/content/.m.rule.contains_user_name/enabled", "global/room/" + Room.Id + "/actions", "global/sender/x/enabled", "bogus/x/y", "global/underride/a/b/c/d"],
             "keyId" => ["", "ed25519:abc"],
+            "version" => ["1", "1", "2", "0", "01", "abc", "99999999999999999999", ""],
+            "sessionId" => ["s" + Ids(4), "sess", new string('s', 300), "é"],
             _ => ["x"],
         };
         var v = Pick(pool);
@@ -214,7 +216,7 @@ public sealed partial class RequestFuzzer
     static readonly string[] QueryKeys =
     [
         "limit", "dir", "from", "to", "filter", "since", "timeout", "full_state", "set_presence", "ts", "membership",
-        "not_membership", "format", "kind", "username", "next_batch", "before", "after", "access_token", "x",
+        "not_membership", "format", "kind", "username", "next_batch", "before", "after", "access_token", "version", "x",
     ];
 
     string QueryParam()
@@ -226,6 +228,7 @@ public sealed partial class RequestFuzzer
             "timeout" => Pick(["0", "-1", "abc", "1e9", "99999999999", ""]),
             "filter" => Pick(["{", "[]", "{\"limit\":5}", "{\"limit\":\"x\"}", "{\"room\":{\"rooms\":[5]}}", "{\"room\":{\"timeline\":{\"limit\":-1}}}", "{\"a\":1,\"a\":2}", "{\"\\ud800\":1}", "1", "nope"]),
             "dir" => Pick(["b", "f", "x", ""]),
+            "version" => Pick(["1", "1", "2", "0", "abc", "99999999999999999999", ""]),
             _ => Pick(["", "0", "-1", "abc", "99999999999999999999", "1.5", "t5", "t99999999999999999999", "s1_1", "p5", "true", "é", new string('q', 300), Room.Admin.UserId]),
         };
         return key + "=" + Uri.EscapeDataString(value);
@@ -306,8 +309,50 @@ public sealed partial class RequestFuzzer
                 ["actions"] = new JsonArray("notify", new JsonObject { ["set_tweak"] = "sound", ["value"] = "default" }), ["enabled"] = true, ["pattern"] = "x",
                 ["conditions"] = new JsonArray(new JsonObject { ["kind"] = "event_match", ["key"] = "content.body", ["pattern"] = "x" }),
             };
+        if (route == RouteTable.RoomKeysVersion || route == RouteTable.RoomKeysVersionById)
+            return new JsonObject
+            {
+                ["algorithm"] = "m.megolm_backup.v1.curve25519-aes-sha2", ["version"] = "1",
+                ["auth_data"] = new JsonObject { ["public_key"] = "pk", ["signatures"] = new JsonObject { [me] = new JsonObject { ["ed25519:D"] = "sig" } } },
+            };
+        if (route == RouteTable.RoomKeysSession) return BackupKeyData();
+        if (route == RouteTable.RoomKeysRoom) return new JsonObject { ["sessions"] = new JsonObject { ["s" + Ids(4)] = BackupKeyData() } };
+        if (route == RouteTable.RoomKeys)
+            return new JsonObject { ["rooms"] = new JsonObject { [Room.Id] = new JsonObject { ["sessions"] = new JsonObject { ["s" + Ids(4)] = BackupKeyData() } } } };
+        if (route == RouteTable.KeysUpload || route == RouteTable.DehydratedDevice)
+            return new JsonObject
+            {
+                ["device_id"] = "DH" + Ids(3), ["device_data"] = new JsonObject { ["algorithm"] = "a" },
+                ["device_keys"] = new JsonObject
+                {
+                    ["user_id"] = me, ["device_id"] = Pick(["D", "DH1"]), ["algorithms"] = new JsonArray("m.megolm.v1.aes-sha2"),
+                    ["keys"] = new JsonObject { ["ed25519:D"] = "AAAA", ["curve25519:D"] = "BBBB" },
+                    ["signatures"] = new JsonObject { [me] = new JsonObject { ["ed25519:D"] = "sig" } },
+                },
+                ["one_time_keys"] = new JsonObject { ["signed_curve25519:" + Ids(4)] = new JsonObject { ["key"] = "k", ["signatures"] = new JsonObject() } },
+                ["fallback_keys"] = new JsonObject { ["signed_curve25519:F"] = new JsonObject { ["key"] = "k", ["fallback"] = true } },
+            };
+        if (route == RouteTable.KeysQuery) return new JsonObject { ["device_keys"] = new JsonObject { [me] = new JsonArray(), [Room.Member.UserId] = new JsonArray("D") } };
+        if (route == RouteTable.KeysClaim) return new JsonObject { ["one_time_keys"] = new JsonObject { [Room.Member.UserId] = new JsonObject { ["D"] = "signed_curve25519" } } };
+        if (route == RouteTable.SendToDevice)
+            return new JsonObject { ["messages"] = new JsonObject { [Room.Member.UserId] = new JsonObject { [Pick(["*", "D"])] = new JsonObject { ["body"] = "b" } } } };
+        if (route == RouteTable.DeviceSigningUpload)
+            return new JsonObject
+            {
+                ["master_key"] = new JsonObject { ["user_id"] = me, ["usage"] = new JsonArray("master"), ["keys"] = new JsonObject { ["ed25519:AAAA"] = "AAAA" } },
+                ["auth"] = new JsonObject { ["type"] = "m.login.password", ["password"] = "wrong" },
+            };
+        if (route == RouteTable.SignaturesUpload)
+            return new JsonObject { [me] = new JsonObject { ["D"] = new JsonObject { ["user_id"] = me, ["signatures"] = new JsonObject { [me] = new JsonObject { ["ed25519:X"] = "s" } } } } };
+        if (route == RouteTable.DehydratedDeviceEvents) return new JsonObject { ["next_batch"] = Pick(["0", "x", "-1", "99999999999999999999"]) };
         return new JsonObject { ["k"] = "v", ["n"] = 1, ["o"] = new JsonObject { ["a"] = new JsonArray(1, "b") } };
     }
+
+    JsonObject BackupKeyData() => new()
+    {
+        ["first_message_index"] = _rng.Next(3), ["forwarded_count"] = _rng.Next(3), ["is_verified"] = Chance(0.5),
+        ["session_data"] = new JsonObject { ["ephemeral"] = "e", ["ciphertext"] = "c" + Ids(4), ["mac"] = "m" },
+    };
 
     /// <summary>A value of a type the endpoint does not expect, or a hostile one of the right type.</summary>
     JsonNode? HostileValue() => _rng.Next(22) switch

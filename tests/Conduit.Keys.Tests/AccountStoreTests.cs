@@ -10,7 +10,7 @@ public sealed class AccountStoreTests : IDisposable
     readonly IKeyValueStore _kv = KvStore.Open("memory", "", KeysFamilies.All);
     readonly AccountStore _accounts;
 
-    public AccountStoreTests() => _accounts = new AccountStore(_kv, new GlobalConfig { ServerName = "test.local" });
+    public AccountStoreTests() => _accounts = TestStores.Accounts(_kv);
 
     public void Dispose() => _kv.Dispose();
 

@@ -43,10 +43,19 @@ public sealed class SyncResponseWriterTests : IDisposable
         return p;
     }
 
+    static readonly Conduit.Protos.Keys.SyncKeysReply E2ee = new()
+    {
+        Position = 7,
+        ToDevice = { """{"sender":"@bob:test.local","type":"m.room_key_request","content":{"n":"é"}}""" },
+        OneTimeKeyCounts = { ["signed_curve25519"] = 3 },
+        UnusedFallbackKeyTypes = { "signed_curve25519" },
+    };
+    static readonly DeviceListDeltaReply Lists = new() { Changed = { "@bob:test.local" }, Left = { "@carol:test.local" } };
+
     static JsonObject Write(SyncRoomsHead head, SyncAccountData ad, bool incremental, params SyncRoomsPart[] parts)
     {
         var output = new ArrayBufferWriter<byte>();
-        using (var w = new SyncResponseWriter(output, head, ad, incremental))
+        using (var w = new SyncResponseWriter(output, head, ad, E2ee, Lists, incremental))
         {
             foreach (var p in parts) w.Write(p);
             w.Finish();
@@ -77,7 +86,13 @@ public sealed class SyncResponseWriterTests : IDisposable
             Part(Pieces(SyncSection.Invite, I, """{"invite_state":{"events":[]}}""", 3)),
             Part(Pieces(SyncSection.Knock, K, """{"knock_state":{"events":[]}}""")));
 
-        Assert.Equal($"s42_{_data.Position}", r["next_batch"]!.GetValue<string>());
+        Assert.Equal($"s42_{_data.Position}_7", r["next_batch"]!.GetValue<string>());
+        // The E2EE members: to-device events written through as the keys service made them, the rest typed.
+        Assert.Equal("é", r["to_device"]!["events"]![0]!["content"]!["n"]!.GetValue<string>());
+        Assert.Equal("@bob:test.local", r["device_lists"]!["changed"]![0]!.GetValue<string>());
+        Assert.Equal("@carol:test.local", r["device_lists"]!["left"]![0]!.GetValue<string>());
+        Assert.Equal(3, r["device_one_time_keys_count"]!["signed_curve25519"]!.GetValue<int>());
+        Assert.Equal("signed_curve25519", r["device_unused_fallback_key_types"]![0]!.GetValue<string>());
         var join = r["rooms"]!["join"]!.AsObject();
         Assert.Equal([A, B, C], join.Select(kv => kv.Key));
         Assert.Equal("a \u00e9 \"quoted\" \\ body", join[A]!["timeline"]!["events"]![0]!["content"]!["body"]!.GetValue<string>());
@@ -92,8 +107,6 @@ public sealed class SyncResponseWriterTests : IDisposable
         Assert.Empty(r["rooms"]!["leave"]!.AsObject());
         Assert.NotNull(r["rooms"]!["knock"]![K]);
         Assert.Equal(["org.example.global"], Types(r["account_data"]));
-        Assert.Empty(r["to_device"]!["events"]!.AsArray());
-        Assert.Empty(r["device_one_time_keys_count"]!.AsObject());
     }
 
     [Fact]
@@ -109,7 +122,7 @@ public sealed class SyncResponseWriterTests : IDisposable
         Assert.Empty(r["rooms"]!["leave"]!.AsObject());
         Assert.Null(r["rooms"]!["knock"]);
         Assert.Equal(["m.push_rules"], Types(r["account_data"]));
-        Assert.Equal("s3_1", r["next_batch"]!.GetValue<string>());
+        Assert.Equal("s3_1_7", r["next_batch"]!.GetValue<string>());
     }
 
     [Fact]

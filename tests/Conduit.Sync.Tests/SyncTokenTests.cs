@@ -9,7 +9,7 @@ public sealed class SyncTokenTests
     public void FormatAndParse_RoundTrip()
     {
         var t = new SyncToken(5, 3);
-        Assert.Equal("s5_3", t.ToString());
+        Assert.Equal("s5_3_0", t.ToString());
         Assert.Equal(t, SyncToken.Parse("s5_3"));
         Assert.Equal(new SyncToken(5, 3), SyncToken.Parse(t.ToString()));
     }
@@ -20,6 +20,13 @@ public sealed class SyncTokenTests
         var t = SyncToken.Parse("s123_45")!.Value;
         Assert.Equal(123, t.Rooms);
         Assert.Equal(45, t.AccountData);
+    }
+
+    [Fact]
+    public void KeysSlot_RoundTrips_AndOldTwoSlotTokensReadKeysZero()
+    {
+        Assert.Equal(new SyncToken(1, 2, 3), SyncToken.Parse(new SyncToken(1, 2, 3).ToString()));
+        Assert.Equal(0, SyncToken.Parse("s7_8")!.Value.Keys);
     }
 
     [Fact]

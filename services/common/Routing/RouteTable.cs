@@ -45,7 +45,7 @@ public static class RouteTable
     public static readonly MatrixRoute TurnServer = C(Service.Edge, "/voip/turnServer", GET);
     public static readonly MatrixRoute ThirdPartyProtocols = C(Service.Edge, "/thirdparty/protocols", GET);
 
-    // ---- keys: accounts, devices, tokens, profiles
+    // ---- keys: accounts, devices, tokens, profiles, key backups
     public static readonly MatrixRoute Register = C(Service.Keys, "/register", POST);
     public static readonly MatrixRoute RegisterAvailable = C(Service.Keys, "/register/available", GET);
     public static readonly MatrixRoute Login = C(Service.Keys, "/login", GET, POST);
@@ -60,6 +60,23 @@ public static class RouteTable
     public static readonly MatrixRoute DeleteDevices = C(Service.Keys, "/delete_devices", POST);
     public static readonly MatrixRoute Profile = C(Service.Keys, "/profile/{userId}", GET);
     public static readonly MatrixRoute ProfileField = C(Service.Keys, "/profile/{userId}/{field}", GET, PUT);
+    public static readonly MatrixRoute RoomKeysVersion = C(Service.Keys, "/room_keys/version", GET, POST);
+    public static readonly MatrixRoute RoomKeysVersionById = C(Service.Keys, "/room_keys/version/{version}", GET, PUT, DELETE);
+    public static readonly MatrixRoute RoomKeys = C(Service.Keys, "/room_keys/keys", GET, PUT, DELETE);
+    public static readonly MatrixRoute RoomKeysRoom = C(Service.Keys, "/room_keys/keys/{roomId}", GET, PUT, DELETE);
+    public static readonly MatrixRoute RoomKeysSession = C(Service.Keys, "/room_keys/keys/{roomId}/{sessionId}", GET, PUT, DELETE);
+
+    // ---- keys: end-to-end encryption (device keys, one-time keys, to-device, cross-signing, dehydrated devices)
+    public static readonly MatrixRoute KeysUpload = C(Service.Keys, "/keys/upload", POST);
+    public static readonly MatrixRoute KeysQuery = C(Service.Keys, "/keys/query", POST);
+    public static readonly MatrixRoute KeysClaim = C(Service.Keys, "/keys/claim", POST);
+    public static readonly MatrixRoute KeysChanges = C(Service.Keys, "/keys/changes", GET);
+    public static readonly MatrixRoute DeviceSigningUpload = C(Service.Keys, "/keys/device_signing/upload", POST);
+    public static readonly MatrixRoute SignaturesUpload = C(Service.Keys, "/keys/signatures/upload", POST);
+    public static readonly MatrixRoute SendToDevice = C(Service.Keys, "/sendToDevice/{eventType}/{txnId}", PUT);
+    const string Msc3814 = "/_matrix/client/unstable/org.matrix.msc3814.v1/dehydrated_device";
+    public static readonly MatrixRoute DehydratedDevice = Add(Service.Keys, Msc3814, GET, PUT, DELETE);
+    public static readonly MatrixRoute DehydratedDeviceEvents = Add(Service.Keys, Msc3814 + "/{deviceId}/events", POST);
 
     // ---- rooms: rooms, events, state, membership, aliases
     public static readonly MatrixRoute CreateRoom = C(Service.Rooms, "/createRoom", POST);
