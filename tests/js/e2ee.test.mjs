@@ -510,6 +510,11 @@ async function withDevices(fn) {
         await fn(devices);
     } finally {
         for (const d of devices) d.stop();
+        // E2EE_VERBOSE=1: every test prints the failed requests and the E2EE traffic of its devices.
+        if (process.env.E2EE_VERBOSE) {
+            const recs = devices.map((d) => d.rec);
+            console.log(`${summarizeFailures(recs)}\nE2EE requests made:\n${summarizeCounts(recs)}`.replace(/^/gm, "  "));
+        }
     }
 }
 
