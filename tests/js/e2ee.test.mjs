@@ -93,7 +93,7 @@ const E2EE_PATH = /\/_matrix\/client\/(v3|r0|unstable)\/(keys\/|sendToDevice\/|r
  */
 function makeRecorder(name) {
     return {
-        name, failures: [], fatal: [], counts: new Map(), ignore: null,
+        name, failures: [], fatal: [], counts: new Map(), ignore: null, inflight: 0, lastKeysRequest: 0,
         // What the device's /sync responses carried, for timeout messages.
         sync: { responses: 0, toDevice: new Map(), changed: new Set(), left: new Set(), otkCounts: undefined, fallback: undefined },
     };
@@ -108,7 +108,17 @@ function recordingFetch(rec) {
             const short = key.replace(/(sendToDevice\/[^/]+)\/.*/, "$1");
             rec.counts.set(short, (rec.counts.get(short) ?? 0) + 1);
         }
-        const res = await fetch(input, init);
+        const isKeys = E2EE_PATH.test(url.pathname);
+        if (isKeys) {
+            rec.inflight++;
+            rec.lastKeysRequest = Date.now();
+        }
+        let res;
+        try {
+            res = await fetch(input, init);
+        } finally {
+            if (isKeys) rec.inflight--;
+        }
         if (res.ok && /\/sync$/.test(url.pathname)) {
             res.clone().json().then((body) => {
                 const st = rec.sync;
@@ -395,7 +405,7 @@ async function login(userId, displayName) {
  * The UIA callback for /keys/device_signing/upload: try without auth (a server may allow the first upload without
  * it), and on 401 complete m.login.password with the session from the challenge.
  */
-function passwordAuth(userId) {
+function passwordAuth(userId, used = {}) {
     return async (makeRequest) => {
         let challenge;
         try {
@@ -404,6 +414,7 @@ function passwordAuth(userId) {
             if (!(e instanceof MatrixError) || e.httpStatus !== 401 || !e.data?.flows) throw e;
             challenge = e.data;
         }
+        used.challenged = true;
         const ok = challenge.flows.some((f) => f.stages?.length === 1 && f.stages[0] === "m.login.password");
         if (!ok) throw new Error(`/keys/device_signing/upload: UIA offers no m.login.password flow: ${JSON.stringify(challenge)}`);
         return await makeRequest({
@@ -767,10 +778,39 @@ test("e2ee 4: the first device cross-signs the second and then sees it as cross-
         await step([d1], "alice-1: bootstrapCrossSigning (POST /keys/device_signing/upload with UIA m.login.password)",
             () => d1.crypto.bootstrapCrossSigning({ authUploadDeviceSigningKeys: passwordAuth(d1.userId) }));
         await waitFor([d1], "alice-1: isCrossSigningReady()", () => d1.crypto.isCrossSigningReady());
-        // Its own device is signed by the new self-signing key (seen once the SDK re-queries its own keys).
-        await waitFor([d1], "alice-1: getDeviceVerificationStatus(alice, alice-1).crossSigningVerified (itself; the SDK re-queries " +
-            "its own keys when /sync lists alice in device_lists.changed after the signature upload)",
+        // Its own device is signed by the self-signing key (seen once the SDK re-queries its own keys).
+        const ownSigned = (what) => waitFor([d1], `alice-1: getDeviceVerificationStatus(alice, alice-1).crossSigningVerified ` +
+            `${what} (the SDK re-queries its own keys when /sync lists alice in device_lists.changed after the signature upload)`,
             async () => (await d1.crypto.getDeviceVerificationStatus(d1.userId, d1.deviceId))?.crossSigningVerified);
+        await ownSigned("(itself)");
+
+        // Replacing the keys needs UIA (a server may let only the first upload through without it): the SDK's
+        // request gets a 401 challenge, which the callback completes with m.login.password. (Done only once the
+        // first bootstrap's re-query has settled: the Rust crypto drops its new private keys if a /keys/query
+        // still returning the old public keys completes while the upload waits for UIA.)
+        await waitFor([d1], "alice-1's E2EE requests to settle (none for 2 s)",
+            () => d1.rec.inflight === 0 && Date.now() - d1.rec.lastKeysRequest > 2000);
+        const oldMaster = await d1.crypto.getCrossSigningKeyId("master_key");
+        assert.ok(oldMaster, "alice-1 has no master key id after the bootstrap");
+        const uia = {};
+        await step([d1], "alice-1: bootstrapCrossSigning({ setupNewCrossSigning: true }) (replacing the keys, UIA m.login.password)",
+            () => d1.crypto.bootstrapCrossSigning({
+                setupNewCrossSigning: true,
+                authUploadDeviceSigningKeys: passwordAuth(d1.userId, uia),
+            }));
+        assert.ok(uia.challenged, "replacing the cross-signing keys should need UIA (401 with flows), but the server took them without");
+        // The SDK reports the new key id once /keys/query returns the new public keys (after device_lists.changed).
+        const newMaster = await waitFor([d1], "alice-1: getCrossSigningKeyId() to give the new master key " +
+            "(the SDK re-queries its own keys when /sync lists alice in device_lists.changed)", async () => {
+            const id = await d1.crypto.getCrossSigningKeyId("master_key");
+            return id && id !== oldMaster ? id : null;
+        });
+        const q = await raw(d1.accessToken, "POST", "/keys/query", { device_keys: { [d1.userId]: [] } });
+        assert.equal(q.status, 200, q.what);
+        assert.equal(q.body.master_keys?.[d1.userId]?.keys?.[`ed25519:${newMaster}`], newMaster,
+            `POST /keys/query should return the new master key: ${q.what}`);
+        await waitFor([d1], "alice-1: isCrossSigningReady() after the reset", () => d1.crypto.isCrossSigningReady());
+        await ownSigned("(itself, by the new self-signing key)");
 
         const creds2 = await login(creds.user_id, "alice device 2");
         const d2 = await newDevice(devices, "alice-2", creds2, NO_BACKUP);
