@@ -26,8 +26,10 @@ public sealed class DeviceLists(RoomStore rooms)
     /// </summary>
     public (List<string> Changed, List<string> Left) Delta(string userId, long from, long to, IEnumerable<string> candidates)
     {
-        var shared = SharedWith(userId);
-        var changed = new HashSet<string>(candidates.Where(shared.Contains), StringComparer.Ordinal);
+        // Each candidate is checked on its own (a few point reads over its rooms) rather than by listing everyone the
+        // user shares a room with, which for a member of large rooms is thousands of reads on every sync.
+        var candidateList = candidates.ToList();
+        var changed = new HashSet<string>(candidateList.Where(c => SharesRoom(userId, c)), StringComparer.Ordinal);
         var maybeLeft = new HashSet<string>(StringComparer.Ordinal);
         if (to > from)
         {
@@ -57,8 +59,18 @@ public sealed class DeviceLists(RoomStore rooms)
             }
         }
         changed.Remove(userId);
-        if (candidates.Contains(userId)) changed.Add(userId);
-        var left = maybeLeft.Where(u => !shared.Contains(u)).ToList();
+        if (candidateList.Contains(userId)) changed.Add(userId);
+        var left = maybeLeft.Where(u => u != userId && !SharesRoom(userId, u)).ToList();
+        changed.ExceptWith(left);
         return ([.. changed], left);
+    }
+
+    /// <summary>Whether two users are joined to a common room (a user shares with themselves).</summary>
+    public bool SharesRoom(string userId, string other)
+    {
+        if (userId == other) return true;
+        foreach (var (roomId, m) in rooms.RoomsOf(other))
+            if (m.State == "join" && rooms.MembershipOf(userId, roomId)?.State == "join") return true;
+        return false;
     }
 }
