@@ -61,10 +61,34 @@ function describeError(e) {
 }
 
 /**
+ * Registers a user, waiting out 429 M_LIMIT_EXCEEDED (retry_after_ms) for up to a minute: the default registration
+ * limit (3 at once, then one per 6 s) is reached when the suites run again against the same server.
+ */
+async function register(localpart) {
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+        try {
+            return await registerOnce(localpart);
+        } catch (e) {
+            const limited = e?.rateLimited;
+            if (!limited || Date.now() > deadline) throw e;
+            await new Promise((r) => setTimeout(r, Math.min(Math.max(limited.data?.retry_after_ms ?? 1000, 200), 15_000)));
+        }
+    }
+}
+
+/** Throws an error carrying `rateLimited` (the MatrixError) when the server answered 429. */
+function rateLimitedError(what, e) {
+    const err = new Error(`${what}: ${describeError(e)}`);
+    if (e instanceof MatrixError && e.httpStatus === 429) err.rateLimited = e;
+    return err;
+}
+
+/**
  * Registers a user with user-interactive auth: the first call (no auth) must return 401 with a
  * session and flows; we then complete a flow made only of m.login.dummy stages.
  */
-async function register(localpart) {
+async function registerOnce(localpart) {
     const anon = createClient({ baseUrl: BASE_URL, logger: quietLogger("anon") });
     const req = {
         username: localpart,
@@ -79,7 +103,7 @@ async function register(localpart) {
         return res;
     } catch (e) {
         if (!(e instanceof MatrixError) || e.httpStatus !== 401) {
-            throw new Error(`register ${localpart}: expected 401 UIA challenge, got ${describeError(e)}`);
+            throw rateLimitedError(`register ${localpart}: expected 401 UIA challenge, got`, e);
         }
         uia = e.data;
     }
@@ -97,7 +121,7 @@ async function register(localpart) {
         } catch (e) {
             // Another stage may be needed (401 again with `completed`); anything else is fatal.
             if (!(e instanceof MatrixError) || e.httpStatus !== 401) {
-                throw new Error(`register ${localpart}: completing ${stage} failed: ${describeError(e)}`);
+                throw rateLimitedError(`register ${localpart}: completing ${stage} failed`, e);
             }
             last = e;
         }

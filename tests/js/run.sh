@@ -25,4 +25,5 @@ if [ "$major" -lt 22 ]; then
 fi
 
 echo "run.sh: testing $CONDUIT_URL with $("$NODE" --version)" >&2
-exec "$NODE" --test --test-force-exit "$@" basic.test.mjs
+# Files run one after the other (the E2EE suite is CPU-heavy and registers several users).
+exec "$NODE" --test --test-force-exit --test-concurrency=1 "$@" basic.test.mjs e2ee.test.mjs
