@@ -22,67 +22,12 @@ import {
     MatrixError,
 } from "matrix-js-sdk";
 import { decodeRecoveryKey } from "matrix-js-sdk/lib/crypto-api/recovery-key.js";
-import { logger as sdkLogger } from "matrix-js-sdk/lib/logger.js";
+import {
+    BASE_URL, WAIT_MS, PASSWORD, quietLogger, sleep, randomLocalpart, describeError, withRateLimitRetry, register as registerUser,
+} from "./common.mjs";
 
-const BASE_URL = (process.env.CONDUIT_URL ?? "http://127.0.0.1:6167").replace(/\/+$/, "");
-const WAIT_MS = Number(process.env.CONDUIT_WAIT_MS ?? 20_000);
-const PASSWORD = "correct horse battery staple " + randomBytes(4).toString("hex");
 const MEGOLM = "m.megolm.v1.aes-sha2";
 const TEST_TIMEOUT = Math.max(240_000, WAIT_MS * 12);
-
-// ---- quiet SDK logging -------------------------------------------------------------------------
-
-// Same as basic.test.mjs: only warn and error of the SDK's global logger reach the console.
-if (typeof sdkLogger.methodFactory === "function") {
-    const originalFactory = sdkLogger.methodFactory;
-    sdkLogger.methodFactory = function (methodName, level, loggerName) {
-        if (methodName !== "warn" && methodName !== "error") return () => {};
-        return originalFactory.call(this, methodName, level, loggerName);
-    };
-}
-sdkLogger.setLevel?.("warn");
-
-/**
- * Logger passed to each client (and through it to the Rust crypto): drops trace/debug/info; keeps warn/error,
- * prefixed, each distinct message at most 3 times (a failing crypto request is retried on every sync).
- */
-function quietLogger(prefix, seen = new Map()) {
-    const noop = () => {};
-    // Errors as one line (no stack, no headers); the push-rule defaults the SDK adds are not worth a line.
-    const flat = (x) => (x instanceof Error ? `${x.name}: ${x.message}` : typeof x === "string" ? x : JSON.stringify(x));
-    const emit = (fn) => (...m) => {
-        const line = m.map(flat).join(" ");
-        if (/default global (override|underride) push rule/.test(line)) return;
-        const key = line.slice(0, 200);
-        const n = (seen.get(key) ?? 0) + 1;
-        seen.set(key, n);
-        if (n <= 3) fn(`[sdk ${prefix}] ${line}`);
-    };
-    return {
-        trace: noop,
-        debug: noop,
-        info: noop,
-        warn: emit(console.warn),
-        error: emit(console.error),
-        getChild: (ns) => quietLogger(`${prefix}:${ns}`, seen),
-    };
-}
-
-// ---- helpers -----------------------------------------------------------------------------------
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function randomLocalpart(prefix) {
-    return `${prefix}_${Date.now().toString(36)}_${randomBytes(4).toString("hex")}`;
-}
-
-function describeError(e) {
-    if (e instanceof MatrixError) {
-        return `HTTP ${e.httpStatus} ${e.errcode ?? ""} ${e.data?.error ?? e.message}` +
-            (e.url ? ` (${new URL(e.url).pathname})` : "");
-    }
-    return e?.message ?? String(e);
-}
 
 /** Paths of the E2EE API: an answer that no working server gives on these fails the test at once. */
 const E2EE_PATH = /\/_matrix\/client\/(v3|r0|unstable)\/(keys\/|sendToDevice\/|room_keys\/)/;
@@ -341,50 +286,8 @@ async function raw(token, method, path, body) {
     return { status: res.status, body: json, what: `${method} ${path} -> ${res.status} ${JSON.stringify(json)?.slice(0, 400)}` };
 }
 
-/** Retries a request answered 429 M_LIMIT_EXCEEDED after retry_after_ms, for up to a minute. */
-async function withRateLimitRetry(what, fn) {
-    const deadline = Date.now() + 60_000;
-    for (;;) {
-        try {
-            return await fn();
-        } catch (e) {
-            if (e instanceof MatrixError && e.httpStatus === 429 && Date.now() < deadline) {
-                const wait = Math.min(Math.max(Number(e.data?.retry_after_ms) || 1000, 200), 15_000);
-                console.warn(`${what}: 429 ${e.errcode}, retrying in ${wait} ms`);
-                await sleep(wait);
-                continue;
-            }
-            throw e;
-        }
-    }
-}
-
-/** Registers a user through UIA with m.login.dummy (as basic.test.mjs does), retrying when rate limited. */
-async function register(prefix) {
-    const localpart = randomLocalpart(prefix);
-    const anon = createClient({ baseUrl: BASE_URL, logger: quietLogger("anon") });
-    const req = { username: localpart, password: PASSWORD, initial_device_display_name: `${prefix} device 1` };
-    return withRateLimitRetry(`register ${localpart}`, async () => {
-        let uia;
-        try {
-            return await anon.registerRequest(req);
-        } catch (e) {
-            if (!(e instanceof MatrixError) || e.httpStatus !== 401) {
-                if (e instanceof MatrixError && e.httpStatus === 429) throw e;
-                throw new Error(`register ${localpart}: expected 401 UIA challenge, got ${describeError(e)}`);
-            }
-            uia = e.data;
-        }
-        const flow = uia?.flows?.find((f) => Array.isArray(f.stages) && f.stages.every((s) => s === "m.login.dummy"));
-        assert.ok(uia?.session && flow, `register: no m.login.dummy flow with a session: ${JSON.stringify(uia)}`);
-        try {
-            return await anon.registerRequest({ ...req, auth: { type: "m.login.dummy", session: uia.session } });
-        } catch (e) {
-            if (e instanceof MatrixError && e.httpStatus === 429) throw e;
-            throw new Error(`register ${localpart}: completing m.login.dummy failed: ${describeError(e)}`);
-        }
-    });
-}
+/** Registers a user through UIA with m.login.dummy, retrying when rate limited. */
+const register = (prefix) => registerUser(randomLocalpart(prefix), `${prefix} device 1`);
 
 /** Signs in again with the password: a new device of the same user. */
 async function login(userId, displayName) {
