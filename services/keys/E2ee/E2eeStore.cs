@@ -287,11 +287,14 @@ public sealed class E2eeStore(KeysStream stream)
                     if ((long)K.ReadBigEndian(k.AsSpan(prefix.Length)) > since) break;
                     acked.Add(k);
                 }
-                stream.Write(kb =>
-                {
-                    acked.ForEach(k => kb.Batch.Delete(KeysFamilies.ToDevice, k));
-                    kb.OnCommitted(() => Memo(_ackedUpTo, (userId, deviceId), since));
-                });
+                // Most syncs acknowledge nothing new: they only move the mark, without the stream's (writers') lock.
+                if (acked.Count == 0) Memo(_ackedUpTo, (userId, deviceId), since);
+                else
+                    stream.Write(kb =>
+                    {
+                        acked.ForEach(k => kb.Batch.Delete(KeysFamilies.ToDevice, k));
+                        kb.OnCommitted(() => Memo(_ackedUpTo, (userId, deviceId), since));
+                    });
             }
         }
         var upTo = stream.Position;
