@@ -54,6 +54,45 @@ public static class Ids
         return colon < 0 ? "" : id[(colon + 1)..];
     }
 
+    /// <summary>
+    /// A server name (appendices, "Server Name"): a DNS name (letters, digits, '-' and '.', at most 255), an IPv4
+    /// address or a bracketed IPv6 address, with an optional port of 1 to 5 digits.
+    /// </summary>
+    public static bool IsValidServerName(string name)
+    {
+        if (name.Length == 0 || name.Length > 255 + 7) return false;
+        string host = name, port = "";
+        if (name[0] == '[')
+        {
+            var close = name.IndexOf(']');
+            if (close < 0) return false;
+            host = name[..(close + 1)];
+            var rest = name[(close + 1)..];
+            if (rest.Length > 0)
+            {
+                if (rest[0] != ':') return false;
+                port = rest[1..];
+                if (port.Length == 0) return false;
+            }
+            if (!System.Net.IPAddress.TryParse(host[1..^1], out var ip) || ip.AddressFamily != System.Net.Sockets.AddressFamily.InterNetworkV6) return false;
+        }
+        else
+        {
+            var colon = name.LastIndexOf(':');
+            if (colon >= 0)
+            {
+                (host, port) = (name[..colon], name[(colon + 1)..]);
+                if (port.Length == 0) return false;
+            }
+            if (host.Length is 0 or > 255 || !host.All(c => c is >= 'a' and <= 'z' or >= 'A' and <= 'Z' or >= '0' and <= '9' or '-' or '.')) return false;
+        }
+        return port.Length <= 5 && port.All(char.IsAsciiDigit);
+    }
+
+    /// <summary>A media ID: only A-Za-z0-9, '_' and '-' (client-server-api, "Matrix Content (mxc://) URIs"; anything
+    /// else could reach a path on disk), at most 255.</summary>
+    public static bool IsValidMediaId(string id) => id.Length is > 0 and <= 255 && id.AsSpan().IndexOfAnyExcept(UrlSafeBase64Chars) < 0;
+
     const string Alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
     public static string Random(int length)

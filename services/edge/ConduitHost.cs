@@ -84,6 +84,8 @@ public static class ConduitHost
                 throw new StartupException($"cannot open the {config.DatabaseBackend} database at {Path.GetFullPath(path)}: {e.Message}", e);
             }
             builder.Services.AddSingleton(store);
+            // Media bytes live beside the database, as in Conduit: database_path/media.
+            builder.Services.AddSingleton(new Media.MediaDirectory(Path.Combine(path, "media")));
         }
         foreach (var m in modules) m.Add(builder.Services);
 

@@ -1,12 +1,38 @@
+using Conduit.Common.Config;
+using Conduit.Common.Http;
 using Conduit.Common.Routing;
+using Conduit.Media.Previews;
+using Conduit.Media.Thumbnails;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 
 namespace Conduit.Media;
 
-/// <summary>
-/// The media service. Content repository endpoints (/_matrix/media, /_matrix/client/v1/media) are not
-/// implemented yet: the route table routes none to it, so they answer 404 M_UNRECOGNIZED.
-/// </summary>
+/// <summary>Composition entry points of the media service (no gRPC yet: nothing else calls it).</summary>
 public static class MediaService
 {
-    public static readonly ServiceModule Module = new(Service.Media, [], _ => { }, _ => { }, null, null);
+    public static IServiceCollection AddMediaService(this IServiceCollection services)
+        => services.AddRateLimits().AddSingleton<MediaStore>().AddSingleton<UrlPreviewer>().AddSingleton<MediaEndpoints>()
+            .AddSingleton<ThumbnailService>().AddHostedService(sp => sp.GetRequiredService<ThumbnailService>())
+            .AddHostedService<MediaJanitor>();
+
+    public static IEndpointRouteBuilder MapMediaService(this IEndpointRouteBuilder app)
+    {
+        app.ServiceProvider.GetRequiredService<MediaEndpoints>().Map(app);
+        return app;
+    }
+
+    public static readonly ServiceModule Module = new(Service.Media, MediaFamilies.All, s => s.AddMediaService(), app => app.MapMediaService(), null, null);
+}
+
+/// <summary>Deletes created media IDs whose upload never came, once a minute (and at start).</summary>
+public sealed class MediaJanitor(MediaStore store) : BackgroundService
+{
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        using var timer = new PeriodicTimer(TimeSpan.FromMinutes(1));
+        do store.SweepExpired();
+        while (await timer.WaitForNextTickAsync(stoppingToken));
+    }
 }

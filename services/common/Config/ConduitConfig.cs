@@ -50,6 +50,38 @@ public sealed class GlobalConfig
     public List<string> TrustedProxies { get; set; } = [];
     public RateLimitsConfig RateLimits { get; set; } = new();
 
+    // ---- media (services/media/README.md). The largest upload is max_request_size, as in Conduit.
+    /// <summary>Serve the unauthenticated /_matrix/media/{v3,r0}/download, thumbnail, config and preview_url paths
+    /// (deprecated since spec v1.11; bridges and older clients still use them).</summary>
+    public bool AllowLegacyMedia { get; set; } = true;
+    /// <summary>Images with more pixels than this (width × height, read from the header) are never decoded (Synapse's max_image_pixels).</summary>
+    public long MaxImagePixels { get; set; } = 32_000_000;
+    /// <summary>Media IDs created by POST /_matrix/media/v1/create that may wait for their upload at once, per user (Synapse's max_pending_media_uploads).</summary>
+    public int MaxPendingMediaUploads { get; set; } = 5;
+    /// <summary>Seconds a created media ID waits for its upload before it expires (the spec's recommended 24 hours).</summary>
+    public long MediaUnusedExpirationSecs { get; set; } = 86400;
+    /// <summary>GET /_matrix/client/v1/media/preview_url: off unless turned on.</summary>
+    public bool UrlPreview { get; set; }
+    /// <summary>Domains previews may fetch (a domain also covers its subdomains); empty: any domain not denied.</summary>
+    public List<string> UrlPreviewDomainAllowlist { get; set; } = [];
+    /// <summary>Domains (and their subdomains) previews never fetch.</summary>
+    public List<string> UrlPreviewDomainDenylist { get; set; } = [];
+    /// <summary>Address ranges (CIDR) previews never connect to, checked on the resolved address of every connection,
+    /// redirects included. The default is Synapse's documented list: loopback, private, link-local, CGNAT, multicast,
+    /// documentation and benchmarking ranges. 0.0.0.0 and :: are always refused.</summary>
+    public List<string> UrlPreviewIpRangeDenylist { get; set; } = [.. DefaultUrlPreviewIpRangeDenylist];
+    /// <summary>Ranges exempt from the deny list (to preview an intranet site, say).</summary>
+    public List<string> UrlPreviewIpRangeAllowlist { get; set; } = [];
+    /// <summary>Bytes of a page (or an image) a preview reads at most (Synapse's max_spider_size).</summary>
+    public long UrlPreviewMaxSpiderSize { get; set; } = 10_000_000;
+
+    public static readonly string[] DefaultUrlPreviewIpRangeDenylist =
+    [
+        "127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "192.0.0.0/24", "169.254.0.0/16",
+        "192.88.99.0/24", "198.18.0.0/15", "192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4",
+        "::1/128", "fe80::/10", "fc00::/7", "2001:db8::/32", "ff00::/8", "fec0::/10",
+    ];
+
     [TomlExtensionData]
     public Dictionary<string, object?>? Unknown { get; set; }
 }
@@ -117,6 +149,8 @@ public sealed class RateLimitsConfig
     public LoginRateLimitsConfig Login { get; set; } = new();
     public JoinRateLimitsConfig Joins { get; set; } = new();
     public InviteRateLimitsConfig Invites { get; set; } = new();
+    /// <summary>rc_media_create: media IDs created with POST /_matrix/media/v1/create, per user.</summary>
+    public RateLimitConfig MediaCreate { get; set; } = new();
 
     [TomlExtensionData]
     public Dictionary<string, object?>? Unknown { get; set; }
@@ -128,6 +162,7 @@ public sealed class RateLimitsConfig
         ("login.address", Login.Address), ("login.account", Login.Account), ("login.failed_attempts", Login.FailedAttempts),
         ("joins.local", Joins.Local),
         ("invites.per_room", Invites.PerRoom), ("invites.per_user", Invites.PerUser), ("invites.per_issuer", Invites.PerIssuer),
+        ("media_create", MediaCreate),
     ];
 }
 

@@ -121,7 +121,7 @@ public readonly record struct Charge(RateLimiter? Limiter, string Key, double Co
 /// <summary>
 /// [global.rate_limits]: one <see cref="RateLimiter"/> per limited action, each null when rate limiting is disabled.
 /// Every service builds its own and applies the limits of the actions it owns (keys: login and registration;
-/// rooms: messages, room creation, joins, invites), so in split mode a limit lives in the one process that
+/// rooms: messages, room creation, joins, invites; media: media IDs created), so in split mode a limit lives in the one process that
 /// performs its action and needs no shared state.
 /// </summary>
 public sealed class RateLimits
@@ -136,6 +136,7 @@ public sealed class RateLimits
     public RateLimiter? InvitesPerRoom { get; }
     public RateLimiter? InvitesPerUser { get; }
     public RateLimiter? InvitesPerIssuer { get; }
+    public RateLimiter? MediaCreate { get; }
 
     public RateLimits(GlobalConfig config, TimeProvider? time = null)
     {
@@ -159,6 +160,7 @@ public sealed class RateLimits
         InvitesPerRoom = Make(c.Invites.PerRoom, 0.3, 10);
         InvitesPerUser = Make(c.Invites.PerUser, 0.003, 5);
         InvitesPerIssuer = Make(c.Invites.PerIssuer, 0.3, 10);
+        MediaCreate = Make(c.MediaCreate, 10, 50);
     }
 
     /// <summary>

@@ -21,6 +21,8 @@ public sealed record OwnedBy(Service Service);
 public static class RouteTable
 {
     public static readonly string[] ClientPrefixes = ["/_matrix/client/v3", "/_matrix/client/r0"];
+    /// <summary>The content repository's own prefixes: upload and create stay here; the rest are the legacy paths.</summary>
+    public static readonly string[] MediaPrefixes = ["/_matrix/media/v3", "/_matrix/media/r0"];
 
     static readonly List<MatrixRoute> Routes = [];
     public static IReadOnlyList<MatrixRoute> All => Routes;
@@ -32,8 +34,9 @@ public static class RouteTable
         return r;
     }
 
-    // Client paths are written with "{C}" for the versioned prefix.
+    // Client paths are written with "{C}" for the versioned prefix, content repository paths with "{M}".
     static MatrixRoute C(Service s, string path, params string[] methods) => Add(s, "{C}" + path, methods);
+    static MatrixRoute M(string path, params string[] methods) => Add(Service.Media, "{M}" + path, methods);
 
     const string GET = "GET", PUT = "PUT", POST = "POST", DELETE = "DELETE";
 
@@ -112,10 +115,26 @@ public static class RouteTable
     public static readonly MatrixRoute ServerKeys = Add(Service.Federation, "/_matrix/key/v2/server/{**keyId}", GET);
     public static readonly MatrixRoute FederationVersion = Add(Service.Federation, "/_matrix/federation/v1/version", GET);
 
-    /// <summary>Concrete path templates of a route (client routes expanded for v3 and r0).</summary>
+    // ---- media: uploads, downloads, thumbnails, URL previews (the authenticated paths of spec v1.11, and the legacy ones)
+    const string AuthedMedia = "/_matrix/client/v1/media";
+    public static readonly MatrixRoute MediaUpload = M("/upload", POST);
+    public static readonly MatrixRoute MediaUploadTo = M("/upload/{serverName}/{mediaId}", PUT);
+    public static readonly MatrixRoute MediaCreate = Add(Service.Media, "/_matrix/media/v1/create", POST);
+    public static readonly MatrixRoute MediaConfig = Add(Service.Media, AuthedMedia + "/config", GET);
+    public static readonly MatrixRoute MediaDownload = Add(Service.Media, AuthedMedia + "/download/{serverName}/{mediaId}", GET);
+    public static readonly MatrixRoute MediaDownloadNamed = Add(Service.Media, AuthedMedia + "/download/{serverName}/{mediaId}/{fileName}", GET);
+    public static readonly MatrixRoute MediaThumbnail = Add(Service.Media, AuthedMedia + "/thumbnail/{serverName}/{mediaId}", GET);
+    public static readonly MatrixRoute MediaPreviewUrl = Add(Service.Media, AuthedMedia + "/preview_url", GET);
+    public static readonly MatrixRoute LegacyMediaConfig = M("/config", GET);
+    public static readonly MatrixRoute LegacyMediaDownload = M("/download/{serverName}/{mediaId}", GET);
+    public static readonly MatrixRoute LegacyMediaDownloadNamed = M("/download/{serverName}/{mediaId}/{fileName}", GET);
+    public static readonly MatrixRoute LegacyMediaThumbnail = M("/thumbnail/{serverName}/{mediaId}", GET);
+    public static readonly MatrixRoute LegacyMediaPreviewUrl = M("/preview_url", GET);
+
+    /// <summary>Concrete path templates of a route (client routes expanded for v3 and r0, media routes likewise).</summary>
     public static IEnumerable<string> Templates(MatrixRoute r)
-        => r.Template.StartsWith("{C}", StringComparison.Ordinal)
-            ? ClientPrefixes.Select(p => p + r.Template[3..])
+        => r.Template.StartsWith("{C}", StringComparison.Ordinal) ? ClientPrefixes.Select(p => p + r.Template[3..])
+            : r.Template.StartsWith("{M}", StringComparison.Ordinal) ? MediaPrefixes.Select(p => p + r.Template[3..])
             : [r.Template];
 
     /// <summary>Maps a route's templates to one handler, tagged with its owner.</summary>

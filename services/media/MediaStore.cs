@@ -1,0 +1,272 @@
+using System.Collections.Concurrent;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json.Nodes;
+using Conduit.Common;
+using Conduit.Common.Config;
+using Conduit.Common.Http;
+using Conduit.Common.Storage;
+using Conduit.Media.Storage;
+using Conduit.Media.Thumbnails;
+using K = Conduit.Common.Storage.Keys;
+
+namespace Conduit.Media;
+
+/// <summary>A piece of uploaded media: who uploaded it when, what the client said it is, and where its bytes are.</summary>
+public sealed record MediaRecord(string ServerName, string MediaId, string UserId, long CreatedTs, string? ContentType, string? FileName, long Size, string Sha256)
+{
+    public string Mxc => $"mxc://{ServerName}/{MediaId}";
+}
+
+/// <summary>A stored thumbnail of a piece of media.</summary>
+public sealed record ThumbnailRecord(ThumbnailSize Size, string ContentType, long Length, string Sha256, int Width, int Height);
+
+/// <summary>
+/// The media metadata (<see cref="MediaFamilies"/>) and the files it points at (<see cref="BlobStore"/>). Every change
+/// is one batch written after its file is on disk, so an upload takes full effect or none. Media IDs created ahead of
+/// their upload (POST /_matrix/media/v1/create) are kept as pending records; downloads waiting for one are woken when
+/// its upload lands.
+/// </summary>
+public sealed class MediaStore
+{
+    const string IdAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+    readonly IKeyValueStore _store;
+    readonly IKvMap _media, _pending, _thumbs;
+    readonly GlobalConfig _config;
+    readonly TimeProvider _time;
+    readonly Lock _write = new();
+    readonly ConcurrentDictionary<string, TaskCompletionSource> _waiters = new();
+
+    public BlobStore Blobs { get; }
+    public string ServerName => _config.ServerName;
+
+    public MediaStore(IKeyValueStore store, GlobalConfig config, MediaDirectory dir, TimeProvider? time = null)
+    {
+        _store = store;
+        _config = config;
+        _time = time ?? TimeProvider.System;
+        _media = store.Map(MediaFamilies.Media);
+        _pending = store.Map(MediaFamilies.Pending);
+        _thumbs = store.Map(MediaFamilies.Thumbnails);
+        Blobs = new BlobStore(dir.Path);
+    }
+
+    long Now => _time.GetUtcNow().ToUnixTimeMilliseconds();
+
+    /// <summary>24 random letters, as Synapse's media IDs (the spec allows A-Za-z0-9, _ and -).</summary>
+    static string NewMediaId() => RandomNumberGenerator.GetString(IdAlphabet, 24);
+
+    // ---- reading
+
+    /// <summary>The uploaded media, or null (unknown, or created and not uploaded yet: see <see cref="IsPending"/>).</summary>
+    public MediaRecord? Get(string serverName, string mediaId)
+    {
+        var o = Load(serverName, mediaId);
+        return o is null || o["pending"] is not null ? null : ToRecord(serverName, mediaId, o);
+    }
+
+    /// <summary>Whether the ID was created by /media/v1/create, has not expired, and waits for its upload.</summary>
+    public bool IsPending(string serverName, string mediaId)
+        => Load(serverName, mediaId) is { } o && o["pending"] is not null && o["expires_ts"]!.GetValue<long>() > Now;
+
+    JsonObject? Load(string serverName, string mediaId)
+        => _media.Get(MediaFamilies.MediaKey(serverName, mediaId)) is { } v ? JsonLimits.ParseInternal(v)!.AsObject() : null;
+
+    static MediaRecord ToRecord(string serverName, string mediaId, JsonObject o) => new(
+        serverName, mediaId, o["user_id"]!.GetValue<string>(), o["created_ts"]!.GetValue<long>(),
+        o["content_type"]?.GetValue<string>(), o["filename"]?.GetValue<string>(), o["size"]!.GetValue<long>(), o["sha256"]!.GetValue<string>());
+
+    /// <summary>
+    /// The media once uploaded, waiting up to <paramref name="timeout"/> for an upload to a pending ID to land
+    /// (spec: the download's timeout_ms). Null if the ID is unknown or expired; throws M_NOT_YET_UPLOADED (504) if it
+    /// is still pending when the time is up.
+    /// </summary>
+    public async Task<MediaRecord?> WaitForAsync(string serverName, string mediaId, TimeSpan timeout, CancellationToken ct)
+    {
+        var deadline = _time.GetUtcNow() + timeout;
+        while (true)
+        {
+            var key = serverName + "/" + mediaId;
+            var waiter = _waiters.GetOrAdd(key, _ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
+            if (Get(serverName, mediaId) is { } m) return m;
+            if (!IsPending(serverName, mediaId)) return null;
+            var left = deadline - _time.GetUtcNow();
+            if (left <= TimeSpan.Zero)
+                throw new MatrixException("M_NOT_YET_UPLOADED", 504, "The content has not been uploaded yet");
+            try { await waiter.Task.WaitAsync(left, _time, ct); }
+            catch (TimeoutException) { }
+        }
+    }
+
+    void Wake(string serverName, string mediaId)
+    {
+        if (_waiters.TryRemove(serverName + "/" + mediaId, out var w)) w.TrySetResult();
+    }
+
+    // ---- writing
+
+    /// <summary>Stores an upload under a new media ID.</summary>
+    public MediaRecord Put(string userId, StagedBlob blob, string? contentType, string? fileName)
+    {
+        lock (_write)
+        {
+            string id;
+            do id = NewMediaId(); while (_media.Contains(MediaFamilies.MediaKey(ServerName, id)));
+            var record = new MediaRecord(ServerName, id, userId, Now, contentType, fileName, blob.Size, blob.Sha256);
+            Blobs.Commit(blob);
+            using var b = _store.CreateBatch();
+            WriteRecord(b, record);
+            _store.Write(b);
+            return record;
+        }
+    }
+
+    void WriteRecord(IWriteBatch b, MediaRecord r)
+    {
+        var o = new JsonObject { ["user_id"] = r.UserId, ["created_ts"] = r.CreatedTs };
+        if (r.ContentType is not null) o["content_type"] = r.ContentType;
+        if (r.FileName is not null) o["filename"] = r.FileName;
+        o["size"] = r.Size;
+        o["sha256"] = r.Sha256;
+        b.Put(MediaFamilies.Media, MediaFamilies.MediaKey(r.ServerName, r.MediaId), Encoding.UTF8.GetBytes(o.ToJsonString()));
+        b.Put(MediaFamilies.BlobRefs, MediaFamilies.BlobRefKey(r.Sha256, r.ServerName, r.MediaId), []);
+        b.Put(MediaFamilies.ByUser, MediaFamilies.ByUserKey(r.UserId, r.CreatedTs, r.MediaId), []);
+    }
+
+    /// <summary>
+    /// Creates a media ID for a later upload (POST /_matrix/media/v1/create). A user may have at most
+    /// max_pending_media_uploads IDs waiting at once: more is 429 M_LIMIT_EXCEEDED (spec), retry once the oldest expires.
+    /// </summary>
+    public (string MediaId, long ExpiresTs) Create(string userId)
+    {
+        lock (_write)
+        {
+            var now = Now;
+            using var b = _store.CreateBatch();
+            var waiting = new List<long>();
+            foreach (var (k, v) in _pending.Scan(MediaFamilies.PendingPrefix(userId)))
+            {
+                var expires = (long)K.ReadBigEndian(v);
+                if (expires > now) waiting.Add(expires);
+                else ExpirePending(b, userId, K.Split(k)[1]);
+            }
+            if (waiting.Count >= _config.MaxPendingMediaUploads)
+            {
+                _store.Write(b);
+                var retry = Math.Max(1, waiting.Min() - now);
+                throw Err.LimitExceeded($"Too many media IDs waiting for their upload (at most {_config.MaxPendingMediaUploads}); retry in {retry} ms", retry);
+            }
+            string id;
+            do id = NewMediaId(); while (_media.Contains(MediaFamilies.MediaKey(ServerName, id)));
+            var expiresTs = now + _config.MediaUnusedExpirationSecs * 1000;
+            var o = new JsonObject { ["user_id"] = userId, ["created_ts"] = now, ["pending"] = true, ["expires_ts"] = expiresTs };
+            b.Put(MediaFamilies.Media, MediaFamilies.MediaKey(ServerName, id), Encoding.UTF8.GetBytes(o.ToJsonString()));
+            b.Put(MediaFamilies.Pending, MediaFamilies.PendingKey(userId, id), K.BigEndian((ulong)expiresTs));
+            _store.Write(b);
+            return (id, expiresTs);
+        }
+    }
+
+    void ExpirePending(IWriteBatch b, string userId, string mediaId)
+    {
+        b.Delete(MediaFamilies.Pending, MediaFamilies.PendingKey(userId, mediaId));
+        if (Load(ServerName, mediaId) is { } o && o["pending"] is not null)
+            b.Delete(MediaFamilies.Media, MediaFamilies.MediaKey(ServerName, mediaId));
+    }
+
+    /// <summary>
+    /// Checks that the caller may upload to a created ID before its body is read: 404 M_NOT_FOUND if it was never
+    /// created or has expired, 403 M_FORBIDDEN if another user created it, 409 M_CANNOT_OVERWRITE_MEDIA if it already
+    /// has content (spec: PUT /_matrix/media/v3/upload/{serverName}/{mediaId}).
+    /// </summary>
+    public void CheckUploadTo(string userId, string serverName, string mediaId)
+    {
+        var o = serverName == ServerName ? Load(serverName, mediaId) : null;
+        if (o is null) throw Err.NotFound("Unknown media ID");
+        if (o["pending"] is null) throw new MatrixException("M_CANNOT_OVERWRITE_MEDIA", 409, "Media already uploaded");
+        if (o["expires_ts"]!.GetValue<long>() <= Now) throw Err.NotFound("This media ID has expired");
+        if (o["user_id"]!.GetValue<string>() != userId) throw Err.Forbidden("This media ID was created by another user");
+    }
+
+    /// <summary>Completes an upload to a created ID, checking again under the lock (two uploads may race).</summary>
+    public MediaRecord CompleteUpload(string userId, string mediaId, StagedBlob blob, string? contentType, string? fileName)
+    {
+        MediaRecord record;
+        lock (_write)
+        {
+            CheckUploadTo(userId, ServerName, mediaId);
+            var created = Load(ServerName, mediaId)!["created_ts"]!.GetValue<long>();
+            record = new MediaRecord(ServerName, mediaId, userId, created, contentType, fileName, blob.Size, blob.Sha256);
+            Blobs.Commit(blob);
+            using var b = _store.CreateBatch();
+            WriteRecord(b, record);
+            b.Delete(MediaFamilies.Pending, MediaFamilies.PendingKey(userId, mediaId));
+            _store.Write(b);
+        }
+        Wake(ServerName, mediaId);
+        return record;
+    }
+
+    /// <summary>Deletes every created ID whose time ran out (run now and then by <see cref="MediaJanitor"/>).</summary>
+    public int SweepExpired()
+    {
+        lock (_write)
+        {
+            var now = Now;
+            var n = 0;
+            using var b = _store.CreateBatch();
+            foreach (var (k, v) in _pending.Scan([]))
+            {
+                if ((long)K.ReadBigEndian(v) > now) continue;
+                var parts = K.Split(k);
+                ExpirePending(b, parts[0], parts[1]);
+                n++;
+            }
+            if (n > 0) _store.Write(b);
+            return n;
+        }
+    }
+
+    // ---- thumbnails
+
+    public ThumbnailRecord? GetThumbnail(string serverName, string mediaId, ThumbnailSize size)
+    {
+        if (_thumbs.Get(MediaFamilies.ThumbnailKey(serverName, mediaId, size)) is not { } v) return null;
+        var o = JsonLimits.ParseInternal(v)!.AsObject();
+        return new ThumbnailRecord(size, o["content_type"]!.GetValue<string>(), o["size"]!.GetValue<long>(), o["sha256"]!.GetValue<string>(),
+            o["width"]!.GetValue<int>(), o["height"]!.GetValue<int>());
+    }
+
+    public void PutThumbnail(MediaRecord media, ThumbnailRecord thumb, StagedBlob blob)
+    {
+        lock (_write)
+        {
+            Blobs.Commit(blob);
+            using var b = _store.CreateBatch();
+            var o = new JsonObject { ["content_type"] = thumb.ContentType, ["size"] = thumb.Length, ["sha256"] = thumb.Sha256, ["width"] = thumb.Width, ["height"] = thumb.Height };
+            b.Put(MediaFamilies.Thumbnails, MediaFamilies.ThumbnailKey(media.ServerName, media.MediaId, thumb.Size), Encoding.UTF8.GetBytes(o.ToJsonString()));
+            b.Put(MediaFamilies.BlobRefs, MediaFamilies.BlobRefKey(thumb.Sha256, media.ServerName, media.MediaId, thumb.Size.Name), []);
+            _store.Write(b);
+        }
+    }
+
+    // ---- URL previews
+
+    public JsonObject? GetPreview(string url, long maxAgeMs)
+    {
+        if (_store.Map(MediaFamilies.UrlPreviews).Get(MediaFamilies.UrlPreviewKey(url)) is not { } v) return null;
+        var o = JsonLimits.ParseInternal(v)!.AsObject();
+        return Now - o["ts"]!.GetValue<long>() <= maxAgeMs ? o["og"]!.AsObject() : null;
+    }
+
+    public void PutPreview(string url, JsonObject og)
+    {
+        using var b = _store.CreateBatch();
+        b.Put(MediaFamilies.UrlPreviews, MediaFamilies.UrlPreviewKey(url), Encoding.UTF8.GetBytes(new JsonObject { ["ts"] = Now, ["og"] = og.DeepClone() }.ToJsonString()));
+        _store.Write(b);
+    }
+}
+
+/// <summary>Where the media files live: database_path/media (in split mode, the media service's own database folder).</summary>
+public sealed record MediaDirectory(string Path);
