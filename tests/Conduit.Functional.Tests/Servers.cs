@@ -22,6 +22,9 @@ public abstract class ServerFixture : IAsyncLifetime
     /// run without rate limits; <see cref="RateLimitTests"/> runs with the defaults.</summary>
     protected virtual string ExtraConfig => "rate_limits = { enabled = false }";
 
+    /// <summary>max_request_size: small, so the size limits are quick to test.</summary>
+    public virtual long MaxRequestSize => 1_000_000;
+
     public abstract Task InitializeAsync();
     public abstract Task DisposeAsync();
 
@@ -60,7 +63,7 @@ public class AllInOneFixture : ServerFixture
             database_path = "{Path.Combine(Work, "db")}"
             database_backend = "{Backend}"
             {Registration}
-            max_request_size = 1_000_000
+            max_request_size = {MaxRequestSize}
             {ExtraConfig}
             """;
         var loaded = ConfigLoader.Parse(toml, "test.toml", new Hashtable());
@@ -101,7 +104,7 @@ public class SplitFixture : ServerFixture
             [global]
             server_name = "{ServerName}"
             allow_registration = true
-            max_request_size = 1_000_000
+            max_request_size = {MaxRequestSize}
             {ExtraConfig}
             """);
         var psi = new ProcessStartInfo("bash", [Path.Combine(root, "scripts", "split-up.sh"), Work, "auto"])
@@ -120,6 +123,10 @@ public class SplitFixture : ServerFixture
         BaseUrl = (await stdout).Trim();
         Addresses = File.ReadAllLines(Path.Combine(Work, "ports")).Select(l => l.Split(' ', 2)).ToDictionary(f => f[0], f => f[1]);
     }
+
+    /// <summary>The process ID of each part, from WORKDIR/pids.</summary>
+    public IReadOnlyDictionary<string, int> Pids()
+        => File.ReadAllLines(Path.Combine(Work, "pids")).Select(l => l.Split(' ', 2)).ToDictionary(f => f[1], f => int.Parse(f[0], System.Globalization.CultureInfo.InvariantCulture));
 
     /// <summary>What a part wrote to its log (stdout and stderr) so far.</summary>
     public string Log(string role) => File.ReadAllText(Path.Combine(Work, role + ".log"));
@@ -193,6 +200,8 @@ public sealed class ConduitProcess : IAsyncDisposable
     }
 
     public void Kill() => _p.Kill(entireProcessTree: true);
+
+    public int Pid => _p.Id;
 
     public async ValueTask DisposeAsync()
     {

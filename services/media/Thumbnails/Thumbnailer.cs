@@ -19,8 +19,8 @@ public sealed record GeneratedThumbnail(ThumbnailSize Size, byte[] Bytes, string
 /// surface small. The caller checks <see cref="ImageProbe.Pixels"/> against max_image_pixels before anything is
 /// decoded. One decode serves every size: the image is decoded once, at the smallest scale the largest thumbnail
 /// allows (JPEG decodes natively at 1/2, 1/4 or 1/8), turned upright by its EXIF orientation, then drawn at each size
-/// with mipmapped linear sampling. Opaque images become JPEG (quality 80), others PNG (Synapse: jpeg and webp to
-/// jpeg, png and gif to png).
+/// with mipmapped linear sampling. JPEG and opaque WebP become JPEG (quality 80); PNG, GIF and WebP with
+/// transparency become PNG (Synapse: jpeg and webp to jpeg, png and gif to png).
 /// </summary>
 public static class Thumbnailer
 {
@@ -73,10 +73,11 @@ public static class Thumbnailer
         }
         var info = new SKImageInfo(decodeSize.Width, decodeSize.Height, SKColorType.Rgba8888, probe.Opaque ? SKAlphaType.Opaque : SKAlphaType.Premul);
         using var bitmap = new SKBitmap(info);
+        // Anything but a whole, clean decode is a corrupt image (a truncated one too: Skia would fill the rest grey).
         var result = codec.GetPixels(info, bitmap.GetPixels());
-        if (result is not (SKCodecResult.Success or SKCodecResult.IncompleteInput))
+        if (result != SKCodecResult.Success)
         {
-            if (decodeSize == raw.Size) throw new InvalidImageException($"cannot decode the image ({result})");
+            if (result is SKCodecResult.IncompleteInput or SKCodecResult.ErrorInInput || decodeSize == raw.Size) throw new InvalidImageException($"cannot decode the image ({result})");
             // The codec refused to scale while decoding: decode at full size instead.
             using var full = DecodeFull(codec, probe);
             return GenerateFrom(full, probe, jobs);
@@ -91,7 +92,7 @@ public static class Thumbnailer
         var info = new SKImageInfo(codec.Info.Width, codec.Info.Height, SKColorType.Rgba8888, probe.Opaque ? SKAlphaType.Opaque : SKAlphaType.Premul);
         var bitmap = new SKBitmap(info);
         var result = codec.GetPixels(info, bitmap.GetPixels());
-        if (result is not (SKCodecResult.Success or SKCodecResult.IncompleteInput))
+        if (result != SKCodecResult.Success)
         {
             bitmap.Dispose();
             throw new InvalidImageException($"cannot decode the image ({result})");
@@ -114,8 +115,9 @@ public static class Thumbnailer
         // Layouts are in the upright image's full-size coordinates; the decoded image may be smaller.
         double k = (double)upright.Width / probe.Width;
         var sampling = new SKSamplingOptions(SKFilterMode.Linear, SKMipmapMode.Linear);
-        var format = probe.Opaque ? SKEncodedImageFormat.Jpeg : SKEncodedImageFormat.Png;
-        var contentType = probe.Opaque ? "image/jpeg" : "image/png";
+        var jpeg = probe.MimeType == "image/jpeg" || probe.MimeType == "image/webp" && probe.Opaque;
+        var format = jpeg ? SKEncodedImageFormat.Jpeg : SKEncodedImageFormat.Png;
+        var contentType = jpeg ? "image/jpeg" : "image/png";
         var output = new List<GeneratedThumbnail>(jobs.Count);
         foreach (var (size, l) in jobs)
         {
