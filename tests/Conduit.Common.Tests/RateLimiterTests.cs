@@ -240,6 +240,17 @@ public sealed class RateLimitConfigTests
         Assert.Contains("trusted_proxies", e.Message);
         Assert.Contains("proxy.example.org", e.Message);
     }
+
+    [Theory]
+    [InlineData("url_preview_ip_range_denylist = [\"10.0.0.0/33\"]", "url_preview_ip_range_denylist")]
+    [InlineData("url_preview_ip_range_allowlist = [\"intranet.example.org\"]", "url_preview_ip_range_allowlist")]
+    [InlineData("url_preview_max_spider_size = 0", "url_preview_max_spider_size")]
+    public void Url_preview_ranges_must_be_addresses_or_ranges(string line, string key)
+    {
+        var e = Assert.Throws<ConfigException>(() => Parse(line + "\n"));
+        Assert.Contains($"global.{key}", e.Message);
+        Assert.Equal(["192.168.0.0/16"], Parse("url_preview_ip_range_allowlist = [\"192.168.0.0/16\"]\n").Global.UrlPreviewIpRangeAllowlist);
+    }
 }
 
 public sealed class TrustedProxiesTests

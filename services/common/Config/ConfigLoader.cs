@@ -220,9 +220,14 @@ public static class ConfigLoader
             throw new ConfigException($"{source}: key 'global.max_concurrent_requests' must be positive");
         if (RoomVersion.Find(g.DefaultRoomVersion) is null)
             throw new ConfigException($"{source}: key 'global.default_room_version' names an unsupported room version \"{g.DefaultRoomVersion}\"");
-        foreach (var p in g.TrustedProxies)
-            if (!TrustedProxies.TryParseEntry(p, out _))
-                throw new ConfigException($"{source}: key 'global.trusted_proxies' has \"{p}\", which is neither an IP address nor a CIDR range such as 10.0.0.0/8");
+        (string Key, List<string> Entries)[] ranges =
+            [("trusted_proxies", g.TrustedProxies), ("url_preview_ip_range_denylist", g.UrlPreviewIpRangeDenylist), ("url_preview_ip_range_allowlist", g.UrlPreviewIpRangeAllowlist)];
+        foreach (var (key, entries) in ranges)
+            foreach (var p in entries)
+                if (!TrustedProxies.TryParseEntry(p, out _))
+                    throw new ConfigException($"{source}: key 'global.{key}' has \"{p}\", which is neither an IP address nor a CIDR range such as 10.0.0.0/8");
+        if (g.UrlPreviewMaxSpiderSize <= 0)
+            throw new ConfigException($"{source}: key 'global.url_preview_max_spider_size' must be positive");
         foreach (var (key, limit) in g.RateLimits.Each())
         {
             if (limit.PerSecond is { } ps && !(ps > 0 && double.IsFinite(ps)))
