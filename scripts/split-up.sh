@@ -47,6 +47,9 @@ export CONDUIT_PORT="$edge_port"
 export CONDUIT_ADDRESS="127.0.0.1"
 export CONDUIT_DATABASE_PATH="$work/db"
 if [ -z "${CONDUIT_CONFIG:-}" ]; then export CONDUIT_ALLOW_REGISTRATION=true; fi
+# The JIT build's gen0 budget otherwise follows the CPU's cache size, and a process streaming a large upload through
+# itself would hold tens of MB of garbage between collections; the AOT build has this baked in (services/edge csproj).
+export DOTNET_GCgen0size="${DOTNET_GCgen0size:-0x400000}"
 
 # Random free ports for the services, one each, outside the ephemeral range and above 10000 (below it are the
 # well-known ports of other daemons); the whole range if the kernel leaves too little outside it.

@@ -12,12 +12,12 @@ namespace Conduit.Media.Thumbnails;
 public sealed record ThumbnailAnswer(string Path, string ContentType, long Length, string ETag);
 
 /// <summary>
-/// Serves thumbnails: each size is made once, stored (<see cref="MediaStore.PutThumbnail"/>) and served from its file
-/// afterwards. The first request for any size of a piece of media makes every standard size it lacks from one decode;
-/// an upload of an image queues the same work in the background, so the thumbnails clients ask for right after
-/// sending an image are usually ready (service README, "Thumbnails", has the measurement). Requests that arrive
-/// while the work runs wait for it instead of decoding again. At most one image is decoded at a time, which bounds
-/// the memory decoding takes (an image at max_image_pixels decodes to 4 bytes a pixel).
+/// Serves thumbnails: each size is made once, when first asked for, stored (<see cref="MediaStore.PutThumbnail"/>) and
+/// served from its file afterwards. An upload of an image also queues, in the background, the two sizes clients ask for
+/// right after an image is sent (800×600 scale for the timeline, 96×96 crop for avatars and lists), from one decode;
+/// the service README has the measurement behind that choice. Requests that arrive while a size is being made wait for
+/// it instead of decoding again. At most one image is decoded at a time, which bounds the memory decoding takes (an
+/// image at max_image_pixels decodes to 4 bytes a pixel).
 /// </summary>
 public sealed partial class ThumbnailService(MediaStore store, GlobalConfig config, ILogger<ThumbnailService> log) : BackgroundService
 {
@@ -48,34 +48,34 @@ public sealed partial class ThumbnailService(MediaStore store, GlobalConfig conf
         }
         if (store.GetThumbnail(media.ServerName, media.MediaId, size) is not { } thumb)
         {
-            await EnsureAsync(media, probe, size == ThumbnailSize.FullSize).WaitAsync(ct);
+            await EnsureAsync(media, probe, [size]).WaitAsync(ct);
             thumb = store.GetThumbnail(media.ServerName, media.MediaId, size)
                 ?? throw new InvalidOperationException($"thumbnail {size.Name} of {media.Mxc} was not made");
         }
         return new ThumbnailAnswer(store.Blobs.PathOf(thumb.Sha256), thumb.ContentType, thumb.Length, thumb.Sha256);
     }
 
-    /// <summary>The work that makes the media's missing thumbnails, joined if it is already running.</summary>
-    Task EnsureAsync(MediaRecord media, ImageProbe probe, bool fullSize)
+    /// <summary>The work that makes these sizes of the media, joined if it is already running.</summary>
+    Task EnsureAsync(MediaRecord media, ImageProbe probe, ThumbnailSize[] sizes)
     {
-        var key = media.Mxc + (fullSize ? "#still" : "");
-        var task = _inflight.GetOrAdd(key, k => Task.Run(async () =>
+        var key = media.Mxc + "#" + string.Join(",", sizes.Select(s => s.Name));
+        return _inflight.GetOrAdd(key, k => Task.Run(async () =>
         {
-            try { await MakeAsync(media, probe, fullSize); }
+            try { await MakeAsync(media, probe, sizes); }
             finally { _inflight.TryRemove(k, out Task? _); }
         }));
-        return task;
     }
 
-    async Task MakeAsync(MediaRecord media, ImageProbe probe, bool fullSize)
+    async Task MakeAsync(MediaRecord media, ImageProbe probe, ThumbnailSize[] sizes)
     {
         await _decode.WaitAsync();
         try
         {
-            var missing = fullSize ? [] : ThumbnailSize.Standard.Where(s => store.GetThumbnail(media.ServerName, media.MediaId, s) is null).ToList();
-            if (!fullSize && missing.Count == 0) return;
+            var missing = sizes.Where(s => store.GetThumbnail(media.ServerName, media.MediaId, s) is null).ToList();
+            if (missing.Count == 0) return;
+            var full = missing.Remove(ThumbnailSize.FullSize);
             List<GeneratedThumbnail> made;
-            try { made = Thumbnailer.Generate(store.Blobs.PathOf(media.Sha256), probe, missing, fullSize); }
+            try { made = Thumbnailer.Generate(store.Blobs.PathOf(media.Sha256), probe, missing, full); }
             catch (InvalidImageException e)
             {
                 throw Err.Unknown($"Cannot generate a thumbnail: {e.Message}");
@@ -89,6 +89,9 @@ public sealed partial class ThumbnailService(MediaStore store, GlobalConfig conf
         finally { _decode.Release(); }
     }
 
+    /// <summary>The sizes made ahead, at upload.</summary>
+    public static readonly ThumbnailSize[] MadeAtUpload = [ThumbnailSize.Standard[4], ThumbnailSize.Standard[1]];
+
     /// <summary>Queues the thumbnails of a new upload, if it is an image small enough to decode (dropped when 256 wait).</summary>
     public void MakeLater(MediaRecord media) => _queue.Writer.TryWrite(media);
 
@@ -100,7 +103,9 @@ public sealed partial class ThumbnailService(MediaStore store, GlobalConfig conf
             {
                 var probe = Thumbnailer.Probe(store.Blobs.PathOf(media.Sha256));
                 if (probe is null || probe.Pixels > config.MaxImagePixels) continue;
-                await EnsureAsync(media, probe, fullSize: false);
+                // Only the sizes smaller than the image: for the others the original is served.
+                var sizes = MadeAtUpload.Where(s => s.Layout(probe.Width, probe.Height) is not null).ToArray();
+                if (sizes.Length > 0) await EnsureAsync(media, probe, sizes);
             }
             catch (Exception e) when (e is MatrixException or IOException)
             {

@@ -66,10 +66,16 @@ public static class Thumbnailer
         var need = jobs.Max(j => Math.Max((double)j.L.Width / j.L.SrcWidth, (double)j.L.Height / j.L.SrcHeight));
         var raw = codec.Info;
         var decodeSize = raw.Size;
-        if (need < 1)
+        // GetScaledDimensions answers the nearest size the codec supports, which may be smaller than asked: try eighths
+        // upwards and keep the first that is large enough (JPEG scales by eighths, WebP by any amount, PNG and GIF not).
+        for (var k = 1; k < 8 && need < 1; k++)
         {
-            var s = codec.GetScaledDimensions((float)need);
-            if (s.Width >= Math.Ceiling(raw.Width * need) && s.Height >= Math.Ceiling(raw.Height * need) && s.Width > 0 && s.Height > 0) decodeSize = s;
+            var s = codec.GetScaledDimensions(k / 8f);
+            if (s.Width >= Math.Ceiling(raw.Width * need) && s.Height >= Math.Ceiling(raw.Height * need) && s.Width > 0 && s.Height > 0)
+            {
+                decodeSize = s;
+                break;
+            }
         }
         var info = new SKImageInfo(decodeSize.Width, decodeSize.Height, SKColorType.Rgba8888, probe.Opaque ? SKAlphaType.Opaque : SKAlphaType.Premul);
         using var bitmap = new SKBitmap(info);
