@@ -56,6 +56,13 @@ public sealed class DurabilityTests
         using var device = new TestDevice(u);
         await device.Upload(otks: 3);
         var keyBefore = (await u.Get("/_matrix/key/v2/server")).Ok().Obj["verify_keys"]!.AsObject().Single().Key;
+        // An upload, acknowledged with its mxc URI.
+        var media = new byte[200_000];
+        Random.Shared.NextBytes(media);
+        using var upload = new HttpRequestMessage(HttpMethod.Post, first.BaseUrl + "/_matrix/media/v3/upload") { Content = new ByteArrayContent(media) };
+        upload.Headers.Authorization = new("Bearer", u.Token);
+        using var uploaded = await first.Http.SendAsync(upload);
+        var mxc = JsonNode.Parse(await uploaded.Content.ReadAsStringAsync())!["content_uri"]!.GetValue<string>();
         first.KillHard();
         await first.DisposeAsync();
 
@@ -74,6 +81,10 @@ public sealed class DurabilityTests
             var incremental = await again.Sync(since);
             Assert.True(incremental["to_device"]!["events"]![0]!["content"]!["kept"]!.GetValue<bool>());
             Assert.Equal(3, incremental["device_one_time_keys_count"]!["signed_curve25519"]!.GetValue<int>());
+            using var download = new HttpRequestMessage(HttpMethod.Get, second.BaseUrl + "/_matrix/client/v1/media/download/" + mxc["mxc://".Length..]);
+            download.Headers.Authorization = new("Bearer", u.Token);
+            using var downloaded = await second.Http.SendAsync(download);
+            Assert.Equal(media, await downloaded.Content.ReadAsByteArrayAsync());
         }
         finally
         {

@@ -3,6 +3,12 @@ using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json.Nodes;
 using Conduit.Media;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
 using Conduit.Media.Thumbnails;
 using Microsoft.Extensions.DependencyInjection;
 using SkiaSharp;
@@ -13,7 +19,14 @@ namespace Conduit.Functional.Tests;
 /// <summary>The content repository through the edge (spec: client-server-api, "Content repository").</summary>
 public abstract class MediaTests(ServerFixture server)
 {
-    public const string MediaConfig = "rate_limits = { enabled = false }\nmedia_unused_expiration_secs = 6";
+    /// <summary>Created IDs expire after 6 s so expiry is quick to see; URL previews on, with 127.0.0.2 (only) exempt from
+    /// the default deny list, which keeps the rest of loopback out.</summary>
+    public const string MediaConfig = """
+        rate_limits = { enabled = false }
+        media_unused_expiration_secs = 6
+        url_preview = true
+        url_preview_ip_range_allowlist = ["127.0.0.2/32"]
+        """;
     const string Upload = "/_matrix/media/v3/upload";
     const string Authed = "/_matrix/client/v1/media";
     const string Legacy = "/_matrix/media/v3";
@@ -264,6 +277,56 @@ public abstract class MediaTests(ServerFixture server)
         for (var i = 0; i < 4; i++) Assert.Equal(HttpStatusCode.OK, (await Send("POST", "/_matrix/media/v1/create", u.Token)).Status);
     }
 
+    // ---- URL previews
+
+    /// <summary>A web page served by the test on a loopback address, with OpenGraph tags and an image.</summary>
+    static async Task<WebApplication> PageServer(string address)
+    {
+        var b = WebApplication.CreateSlimBuilder();
+        b.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Parse(address), 0));
+        b.Logging.ClearProviders();
+        var app = b.Build();
+        var png = TestImages.Png(400, 300);
+        app.MapGet("/page", () => Results.Content("""
+            <html><head><title>Fallback</title>
+            <meta property="og:title" content="A page &amp; its title">
+            <meta property="og:description" content="Served by the test">
+            <meta property="og:image" content="/pic.png">
+            </head><body>hello</body></html>
+            """, "text/html; charset=utf-8"));
+        app.MapGet("/pic.png", () => Results.Bytes(png, "image/png"));
+        await app.StartAsync();
+        return app;
+    }
+
+    static string UrlOf(WebApplication app, string path)
+        => app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First().TrimEnd('/') + path;
+
+    [Fact]
+    public async Task Url_previews_reach_only_allowed_addresses()
+    {
+        var u = await Register(server);
+        await using var denied = await PageServer("127.0.0.1");
+        await using var allowed = await PageServer("127.0.0.2");
+        // 127.0.0.1 is loopback, in the default deny list: refused, and nothing is fetched.
+        var refused = await Send("GET", $"{Authed}/preview_url?url={E(UrlOf(denied, "/page"))}", u.Token);
+        Error(refused, HttpStatusCode.Forbidden, "M_FORBIDDEN");
+        // 127.0.0.2 is exempt (url_preview_ip_range_allowlist): the page's OpenGraph data, its image stored as media.
+        var r = await Send("GET", $"{Authed}/preview_url?url={E(UrlOf(allowed, "/page"))}", u.Token);
+        Assert.True(r.Status == HttpStatusCode.OK, Encoding.UTF8.GetString(r.Bytes));
+        var og = r.Json;
+        Assert.Equal(("A page & its title", "Served by the test"), (og["og:title"]!.GetValue<string>(), og["og:description"]!.GetValue<string>()));
+        var mxc = og["og:image"]!.GetValue<string>();
+        Assert.StartsWith($"mxc://{server.ServerName}/", mxc);
+        Assert.Equal((400, 300), (og["og:image:width"]!.GetValue<int>(), og["og:image:height"]!.GetValue<int>()));
+        var image = await Send("GET", $"{Authed}/download/{mxc["mxc://".Length..]}", u.Token);
+        Assert.Equal((400, 300), (TestImages.Inspect(image.Bytes).Width, TestImages.Inspect(image.Bytes).Height));
+        // Other schemes, and no token.
+        Error(await Send("GET", $"{Authed}/preview_url?url={E("file:///etc/passwd")}", u.Token), HttpStatusCode.BadRequest, "M_INVALID_PARAM");
+        Error(await Send("GET", $"{Authed}/preview_url?url={E(UrlOf(allowed, "/page"))}", null), HttpStatusCode.Unauthorized, "M_MISSING_TOKEN");
+        Error(await Send("GET", $"{Authed}/preview_url", u.Token), HttpStatusCode.BadRequest, "M_MISSING_PARAM");
+    }
+
     // ---- thumbnails
 
     public static TheoryData<string> Formats => new() { "jpeg", "png", "gif", "webp" };
@@ -406,7 +469,7 @@ public abstract class MediaTests(ServerFixture server)
     }
 }
 
-/// <summary>The media tests' server: created IDs expire after 6 s so expiry is quick to see.</summary>
+/// <summary>The media tests' server (<see cref="MediaTests.MediaConfig"/>).</summary>
 public sealed class MediaAllInOneFixture : AllInOneFixture
 {
     protected override string ExtraConfig => MediaTests.MediaConfig;
@@ -415,6 +478,38 @@ public sealed class MediaAllInOneFixture : AllInOneFixture
 public sealed class MediaSplitFixture : SplitFixture
 {
     protected override string ExtraConfig => MediaTests.MediaConfig;
+}
+
+/// <summary>allow_legacy_media = false: the unauthenticated paths are gone, the authenticated ones and uploads stay.</summary>
+public sealed class LegacyMediaOffTests : IAsyncLifetime
+{
+    sealed class Fixture : AllInOneFixture
+    {
+        protected override string ExtraConfig => "rate_limits = { enabled = false }\nallow_legacy_media = false";
+    }
+
+    readonly Fixture _server = new();
+    public Task InitializeAsync() => _server.InitializeAsync();
+    public Task DisposeAsync() => _server.DisposeAsync();
+
+    [Fact]
+    public async Task Legacy_paths_answer_not_found_when_turned_off()
+    {
+        var u = await Register(_server);
+        using var up = new HttpRequestMessage(HttpMethod.Post, _server.BaseUrl + "/_matrix/media/v3/upload") { Content = new ByteArrayContent([1, 2, 3]) };
+        up.Headers.Authorization = new AuthenticationHeaderValue("Bearer", u.Token);
+        using var upResp = await _server.Http.SendAsync(up);
+        var id = JsonNode.Parse(await upResp.Content.ReadAsStringAsync())!["content_uri"]!.GetValue<string>()["mxc://".Length..];
+        foreach (var path in new[] { $"/_matrix/media/v3/download/{id}", $"/_matrix/media/r0/download/{id}", $"/_matrix/media/v3/thumbnail/{id}?width=32&height=32", "/_matrix/media/v3/config" })
+        {
+            var r = await new MatrixClient(_server).Call("GET", path, auth: false);
+            Assert.True(r.Status == HttpStatusCode.NotFound && r.ErrCode == "M_NOT_FOUND", $"{path}: {(int)r.Status} {r.Body}");
+        }
+        using var req = new HttpRequestMessage(HttpMethod.Get, _server.BaseUrl + "/_matrix/client/v1/media/download/" + id);
+        req.Headers.Authorization = new AuthenticationHeaderValue("Bearer", u.Token);
+        using var resp = await _server.Http.SendAsync(req);
+        Assert.Equal([1, 2, 3], await resp.Content.ReadAsByteArrayAsync());
+    }
 }
 
 public sealed class AllInOneMediaTests(MediaAllInOneFixture f) : MediaTests(f), IClassFixture<MediaAllInOneFixture>;
