@@ -198,7 +198,7 @@ public sealed class RateLimitConfigTests
             var (d, x) = ((RateLimiter)p.GetValue(documented)!, (RateLimiter)p.GetValue(defaults)!);
             Assert.True((d.PerSecond, d.BurstCount) == (x.PerSecond, x.BurstCount), $"{p.Name}: README {d.PerSecond}/{d.BurstCount}, code {x.PerSecond}/{x.BurstCount}");
         }
-        Assert.Equal(10, typeof(RateLimits).GetProperties().Length);
+        Assert.Equal(11, typeof(RateLimits).GetProperties().Length);
     }
 
     [Fact]

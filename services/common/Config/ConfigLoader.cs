@@ -228,6 +228,12 @@ public static class ConfigLoader
                     throw new ConfigException($"{source}: key 'global.{key}' has \"{p}\", which is neither an IP address nor a CIDR range such as 10.0.0.0/8");
         if (g.UrlPreviewMaxSpiderSize <= 0)
             throw new ConfigException($"{source}: key 'global.url_preview_max_spider_size' must be positive");
+        if (g.MaxImagePixels <= 0)
+            throw new ConfigException($"{source}: key 'global.max_image_pixels' must be positive");
+        if (g.MaxPendingMediaUploads <= 0)
+            throw new ConfigException($"{source}: key 'global.max_pending_media_uploads' must be positive");
+        if (g.MediaUnusedExpirationSecs <= 0)
+            throw new ConfigException($"{source}: key 'global.media_unused_expiration_secs' must be positive");
         foreach (var (key, limit) in g.RateLimits.Each())
         {
             if (limit.PerSecond is { } ps && !(ps > 0 && double.IsFinite(ps)))
