@@ -107,8 +107,10 @@ public sealed partial class ThumbnailService(MediaStore store, GlobalConfig conf
                 var sizes = MadeAtUpload.Where(s => s.Layout(probe.Width, probe.Height) is not null).ToArray();
                 if (sizes.Length > 0) await EnsureAsync(media, probe, sizes);
             }
-            catch (Exception e) when (e is MatrixException or IOException)
+            catch (Exception e) when (e is not OperationCanceledException)
             {
+                // Whatever an uploaded file does to the decoder, the queue goes on (an escaping exception would stop
+                // the host); the request path reports the same failure to whoever asks for a thumbnail.
                 LogPregenerationFailed(log, media.Mxc, e.Message);
             }
         }
