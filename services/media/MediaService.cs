@@ -32,7 +32,14 @@ public sealed class MediaJanitor(MediaStore store) : BackgroundService
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         using var timer = new PeriodicTimer(TimeSpan.FromMinutes(1));
-        do store.SweepExpired();
-        while (await timer.WaitForNextTickAsync(stoppingToken));
+        try
+        {
+            do store.SweepExpired();
+            while (await timer.WaitForNextTickAsync(stoppingToken));
+        }
+        catch (OperationCanceledException)
+        {
+            // Stopping (also when the host is disposed without having started: the port was taken).
+        }
     }
 }

@@ -97,6 +97,15 @@ public sealed partial class ThumbnailService(MediaStore store, GlobalConfig conf
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        try { await Drain(stoppingToken); }
+        catch (OperationCanceledException)
+        {
+            // Stopping.
+        }
+    }
+
+    async Task Drain(CancellationToken stoppingToken)
+    {
         await foreach (var media in _queue.Reader.ReadAllAsync(stoppingToken))
         {
             try
