@@ -4,8 +4,8 @@
 #   scripts/bench.sh [--scenarios LIST] [--modes LIST] [--quick] [--before BUILD --after BUILD] [--no-build] [-- LOADGEN ARGS]
 #
 # For each mode (aio: one all-in-one process; split: the six processes of split-up.sh) and each scenario (saturate,
-# one-room, rooms-parallel, big-sync, idle; mixed and e2ee on request) it starts a fresh server with a fresh database
-# on free loopback ports, runs the scenario, stops the server. With --before and --after it runs each scenario on both
+# one-room, rooms-parallel, big-sync, idle; mixed, e2ee and media on request) it starts a fresh server with a fresh
+# database on free loopback ports, runs the scenario, stops the server. With --before and --after it runs each scenario on both
 # builds back to back, so machine load touches both alike, and prints them side by side.
 #
 # A BUILD is a conduit.dll (run with dotnet) or a Native AOT executable (publish-aot.sh). Without --before/--after:
@@ -42,7 +42,7 @@ done
 IFS=, read -r -a scenario_list <<< "$scenarios"
 IFS=, read -r -a mode_list <<< "$modes"
 for s in "${scenario_list[@]}"; do
-    case "$s" in saturate|one-room|rooms-parallel|big-sync|idle|mixed|e2ee) ;; *) echo "bench.sh: unknown scenario '$s'" >&2; exit 2 ;; esac
+    case "$s" in saturate|one-room|rooms-parallel|big-sync|idle|mixed|e2ee|media) ;; *) echo "bench.sh: unknown scenario '$s'" >&2; exit 2 ;; esac
 done
 for m in "${mode_list[@]}"; do
     case "$m" in aio|split) ;; *) echo "bench.sh: unknown mode '$m' (aio or split)" >&2; exit 2 ;; esac
@@ -82,6 +82,8 @@ work="$(cd "$work" && pwd)"
 dbroot="${CONDUIT_DATABASE_PATH:-$work}"
 mkdir -p "$dbroot"
 
+# The current run's extra server environment (scenario_env).
+run_env=()
 # What is running now, so that an interrupted run stops it.
 server_pid=""
 split_dir=""
@@ -116,7 +118,7 @@ start_aio() {
         port_free "$port" || { [ -n "${CONDUIT_PORT:-}" ] && { echo "bench.sh: CONDUIT_PORT $port is taken" >&2; return 1; }; continue; }
         rm -rf "$db"
         mkdir -p "$db"
-        (cd "$dir" && exec "${server_env[@]}" CONDUIT_PORT="$port" CONDUIT_DATABASE_PATH="$db" "${cmd[@]}") > "$dir/server.log" 2>&1 &
+        (cd "$dir" && exec "${server_env[@]}" "${run_env[@]}" CONDUIT_PORT="$port" CONDUIT_DATABASE_PATH="$db" "${cmd[@]}") > "$dir/server.log" 2>&1 &
         server_pid=$!
         for _ in $(seq 1 300); do
             if curl -fsS "http://127.0.0.1:$port/_matrix/client/versions" > /dev/null 2>&1; then
@@ -171,7 +173,7 @@ start_split() {
         rm -rf "$db"
         split_dir="$db"
         if env -u CONDUIT_DLL -u CONDUIT_BIN -u CONDUIT_PORT -u CONDUIT_DATABASE_PATH "${bin_env[@]}" CONDUIT_RATE_LIMITS__ENABLED=false \
-            "$scripts/split-up.sh" "$db" "$edge" "$base" > "$dir/split-up.log" 2>&1; then
+            "${run_env[@]}" "$scripts/split-up.sh" "$db" "$edge" "$base" > "$dir/split-up.log" 2>&1; then
             url="http://127.0.0.1:$edge"
             pids_arg="$(awk '{ printf "%s%s:%s", sep, $1, $2; sep = "," }' "$db/pids")"
             return 0
@@ -195,6 +197,15 @@ scenario_args() {
         big-sync) if [ "$quick" = 1 ]; then echo "--rooms 500"; else echo "--rooms 5000"; fi ;;
         idle) echo "" ;;
         e2ee) if [ "$quick" = 1 ]; then echo "--one-time-keys 1000 --events 1000 --warmup 200 --repeat 1"; else echo ""; fi ;;
+        media) if [ "$quick" = 1 ]; then echo "--files 300 --downloads 1000 --images 40 --warm-passes 5 --big-mb 50 --warmup 50 --repeat 1"; else echo ""; fi ;;
+    esac
+}
+
+# Config the scenario needs on top of the defaults, as CONDUIT_* overrides for every server process: media uploads
+# 200 MB (--big-mb) in one request, over the default max_request_size of 20 MB.
+scenario_env() {
+    case "$1" in
+        media) echo "CONDUIT_MAX_REQUEST_SIZE=250000000" ;;
     esac
 }
 
@@ -207,6 +218,8 @@ run() {
     local mode="$1" scenario="$2" label="$3" name="$1.$2.$3"
     local dir="$work/$name" db="$dbroot/db-$name" rc t0
     mkdir -p "$dir"
+    # shellcheck disable=SC2207 # scenario_env is a list of words
+    run_env=($(scenario_env "$scenario"))
     t0=$SECONDS
     echo "bench.sh: $mode $scenario on $label (${build_of[$label]})" >&2
     if [ "$mode" = aio ]; then start_aio "${build_of[$label]}" "$dir" "$db/db" || { notes+=("$name: server did not start"); return; }

@@ -15,6 +15,12 @@ internal readonly record struct ApiResult(int Status, JsonNode? Json, string? Er
     /// <summary>Size of the response body in bytes.</summary>
     public long Bytes { get; init; }
 
+    /// <summary>The response body as received.</summary>
+    public byte[]? Body { get; init; }
+
+    /// <summary>The response's media type (Content-Type without parameters).</summary>
+    public string? ContentType { get; init; }
+
     /// <summary>From sending the request to the last byte of the body (before JSON parsing) of the final attempt.</summary>
     public TimeSpan Elapsed { get; init; }
 
@@ -64,15 +70,31 @@ internal sealed class MatrixApi(HttpClient http, Uri baseUrl)
         }
     }
 
-    async Task<ApiResult> CallOnceAsync(HttpMethod method, string path, JsonNode? body, string? accessToken, TimeSpan timeout,
+    Task<ApiResult> CallOnceAsync(HttpMethod method, string path, JsonNode? body, string? accessToken, TimeSpan timeout,
+        CancellationToken ct) =>
+        SendOnceAsync(method, path, body is null ? null : new StringContent(body.ToJsonString(), Encoding.UTF8, "application/json"),
+            accessToken, timeout, ct);
+
+    /// <summary>
+    /// One request with any body (the media scenario's uploads), not retried; a failure is tallied under
+    /// <paramref name="op"/>. The response body is kept in <see cref="ApiResult.Body"/>.
+    /// </summary>
+    public async Task<ApiResult> SendAsync(string op, HttpMethod method, string path, HttpContent? content, string? accessToken,
+        TimeSpan timeout, CancellationToken ct)
+    {
+        var r = await SendOnceAsync(method, path, content, accessToken, timeout, ct).ConfigureAwait(false);
+        if (!r.Ok) Tally(op, r);
+        return r;
+    }
+
+    async Task<ApiResult> SendOnceAsync(HttpMethod method, string path, HttpContent? content, string? accessToken, TimeSpan timeout,
         CancellationToken ct)
     {
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
         cts.CancelAfter(timeout);
         using var req = new HttpRequestMessage(method, new Uri(baseUrl, path));
         if (accessToken is not null) req.Headers.Authorization = new AuthenticationHeaderValue("Bearer", accessToken);
-        if (body is not null)
-            req.Content = new StringContent(body.ToJsonString(), Encoding.UTF8, "application/json");
+        req.Content = content;
 
         var start = Stopwatch.GetTimestamp();
         try
@@ -80,8 +102,10 @@ internal sealed class MatrixApi(HttpClient http, Uri baseUrl)
             using var resp = await http.SendAsync(req, HttpCompletionOption.ResponseContentRead, cts.Token).ConfigureAwait(false);
             var bytes = await resp.Content.ReadAsByteArrayAsync(cts.Token).ConfigureAwait(false);
             var elapsed = Stopwatch.GetElapsedTime(start);
+            var contentType = resp.Content.Headers.ContentType?.MediaType;
             JsonNode? json = null;
-            if (bytes.Length > 0)
+            // Media bodies (downloads, thumbnails) are not JSON: only JSON, or a body of no stated type, is parsed.
+            if (bytes.Length > 0 && (contentType is null || contentType.Contains("json", StringComparison.OrdinalIgnoreCase)))
             {
                 try { json = JsonNode.Parse(bytes); }
                 catch (System.Text.Json.JsonException) { /* non-JSON body: keep null */ }
@@ -97,7 +121,7 @@ internal sealed class MatrixApi(HttpClient http, Uri baseUrl)
                 if (json?["retry_after_ms"] is JsonValue ra && ra.TryGetValue<long>(out var ms)) retryAfter = TimeSpan.FromMilliseconds(ms);
                 else if (resp.Headers.RetryAfter?.Delta is { } d) retryAfter = d;
             }
-            return new ApiResult(status, json, errcode, error, retryAfter) { Bytes = bytes.Length, Elapsed = elapsed };
+            return new ApiResult(status, json, errcode, error, retryAfter) { Bytes = bytes.Length, Elapsed = elapsed, Body = bytes, ContentType = contentType };
         }
         catch (OperationCanceledException) when (ct.IsCancellationRequested)
         {
@@ -129,7 +153,8 @@ internal sealed class MatrixApi(HttpClient http, Uri baseUrl)
         }
     }
 
-    private void Tally(string op, ApiResult r)
+    /// <summary>Counts a failed request in <see cref="Errors"/> ("operation status errcode").</summary>
+    public void Tally(string op, ApiResult r)
     {
         var key = r.Status == 0 ? $"{op} no-response {r.Errcode}" : $"{op} {r.Status} {r.Errcode ?? "-"}";
         Errors.AddOrUpdate(key, 1, (_, n) => n + 1);

@@ -4,7 +4,7 @@ using System.Net;
 namespace Conduit.LoadGen;
 
 /// <summary>What a run measures; see README.md.</summary>
-internal enum Scenario { Mixed, Saturate, OneRoom, RoomsParallel, BigSync, Idle, E2ee }
+internal enum Scenario { Mixed, Saturate, OneRoom, RoomsParallel, BigSync, Idle, E2ee, Media }
 
 /// <summary>Command-line options. Parsing errors throw <see cref="ArgumentException"/> with a readable message.</summary>
 internal sealed class Options
@@ -25,6 +25,20 @@ internal sealed class Options
     public int Senders { get; private set; } = 10;
     public int Warmup { get; private set; } = 1000;
     public int Repeat { get; private set; } = 5;
+    /// <summary>media: 100 KB files uploaded, then downloaded, per run.</summary>
+    public int Files { get; private set; } = 3000;
+    /// <summary>media: downloads per run, spread evenly over the uploaded files.</summary>
+    public int Downloads { get; private set; } = 10000;
+    /// <summary>media: passes of warm thumbnail requests over the images.</summary>
+    public int WarmPasses { get; private set; } = 10;
+    /// <summary>media: size of each of those files, in KB (1000 bytes).</summary>
+    public int FileKb { get; private set; } = 100;
+    /// <summary>media: distinct JPEG images uploaded per run, then thumbnailed cold and warm.</summary>
+    public int Images { get; private set; } = 200;
+    /// <summary>media: concurrent thumbnail requests.</summary>
+    public int ThumbnailConcurrency { get; private set; } = 4;
+    /// <summary>media: size of the large upload and download, in MB (10^6 bytes); 0 skips it.</summary>
+    public int BigMb { get; private set; } = 200;
     public int WarmupSeconds { get; private set; }
     public int PhaseTimeoutSeconds { get; private set; } = 120;
     public List<int> Pids { get; } = [];
@@ -43,6 +57,7 @@ internal sealed class Options
         Scenario.BigSync => "big-sync",
         Scenario.Idle => "idle",
         Scenario.E2ee => "e2ee",
+        Scenario.Media => "media",
         _ => throw new ArgumentOutOfRangeException(nameof(s)),
     };
 
@@ -65,6 +80,11 @@ internal sealed class Options
                           to-device messages per second end to end (--senders senders, --events messages to one
                           device that long-polls /sync); /keys/query time for --users users (default 1000) who share
                           --rooms rooms (default 10) with the querier
+          media           the media service through the edge, over --repeat runs (default 3): uploads/s of --files
+                          distinct --file-kb KB files (--senders clients), downloads/s of them (bytes checked);
+                          thumbnails/s cold and warm (--images distinct 1600x1200 JPEGs, 320x240 scale,
+                          --thumbnail-concurrency at once); server RSS (sampled and VmHWM) during a --big-mb MB
+                          upload and its download (the server needs max_request_size above it)
 
         Options:
           --url URL                  homeserver base URL, loopback only (default http://127.0.0.1:6167)
@@ -80,15 +100,24 @@ internal sealed class Options
           --events N                 sends per timed phase of one-room and rooms-parallel (default 500); e2ee:
                                      to-device messages per run (default 5000)
           --senders N                concurrent senders of one-room; e2ee: concurrent claimers and to-device
-                                     senders (default 10)
+                                     senders; media: concurrent uploaders and downloaders (default 10)
+          --files N                  media: files uploaded per run (default 3000)
+          --downloads N              media: downloads per run, spread evenly over those files (default 10000)
+          --file-kb K                media: size of each of those files in KB (default 100)
+          --images M                 media: distinct JPEG images uploaded, then thumbnailed, per run (default 200)
+          --warm-passes P            media: warm thumbnail requests are P passes over the images (default 10)
+          --thumbnail-concurrency C  media: thumbnail requests at once (default 4)
+          --big-mb B                 media: size of the large upload and download in MB (default 200; 0: skipped)
           --one-time-keys N          e2ee: one-time keys uploaded, then claimed, per run (default 5000)
           --warmup N                 untimed sends in each pattern before the timed phases of one-room and
                                      rooms-parallel, then 1 s of rest (default 1000); e2ee: one untimed run of N keys
-                                     and one of N to-device messages
+                                     and one of N to-device messages; media: N untimed uploads and downloads and
+                                     --thumbnail-concurrency images thumbnailed (default 100)
           --repeat R                 one-room/rooms-parallel: run the two patterns R times, alternating, and report
-                                     the median of each; e2ee: runs of each of the three measures (default 5)
+                                     the median of each; e2ee: runs of each of the three measures (default 5);
+                                     media: runs of each measure (default 3)
           --warmup-seconds W         mixed/saturate: send for W s before the measured --seconds (mixed 0, saturate 5)
-          --phase-timeout-seconds T  bound on each timed phase of one-room, rooms-parallel, big-sync and e2ee
+          --phase-timeout-seconds T  bound on each timed phase of one-room, rooms-parallel, big-sync, e2ee and media
                                      (default 120)
           --setup-timeout-seconds T  bound on registration + room setup + initial syncs (default 300; big-sync 1200)
           --setup-concurrency C      parallel requests during setup (default 8; big-sync 4)
@@ -103,7 +132,7 @@ internal sealed class Options
     {
         var o = new Options();
         int? users = null, rooms = null, seconds = null, intervalMs = null, setupTimeout = null, setupConcurrency = null, warmupSeconds = null,
-            events = null;
+            events = null, repeat = null, warmup = null;
         for (var i = 0; i < args.Length; i++)
         {
             var a = args[i];
@@ -169,10 +198,31 @@ internal sealed class Options
                     o.Senders = NextInt(1);
                     break;
                 case "--warmup":
-                    o.Warmup = NextInt(0);
+                    warmup = NextInt(0);
                     break;
                 case "--repeat":
-                    o.Repeat = NextInt(1);
+                    repeat = NextInt(1);
+                    break;
+                case "--files":
+                    o.Files = NextInt(1);
+                    break;
+                case "--downloads":
+                    o.Downloads = NextInt(1);
+                    break;
+                case "--warm-passes":
+                    o.WarmPasses = NextInt(1);
+                    break;
+                case "--file-kb":
+                    o.FileKb = NextInt(1);
+                    break;
+                case "--images":
+                    o.Images = NextInt(1);
+                    break;
+                case "--thumbnail-concurrency":
+                    o.ThumbnailConcurrency = NextInt(1);
+                    break;
+                case "--big-mb":
+                    o.BigMb = NextInt(0);
                     break;
                 case "--warmup-seconds":
                     warmupSeconds = NextInt(0);
@@ -215,12 +265,15 @@ internal sealed class Options
             Scenario.OneRoom => o.Senders,
             Scenario.RoomsParallel => rooms ?? 10,
             Scenario.E2ee => 1000,
+            Scenario.Media => o.Senders,
             _ => 1,
         };
         o.Rooms = rooms ?? (bigSync ? 5000 : 10);
         o.Seconds = seconds ?? (saturate ? 20 : 30);
         o.SecondsGiven = seconds is not null;
         o.Events = events ?? (e2ee ? 5000 : 500);
+        o.Repeat = repeat ?? (o.Scenario == Scenario.Media ? 3 : 5);
+        o.Warmup = warmup ?? (o.Scenario == Scenario.Media ? 100 : 1000);
         o.IntervalMs = intervalMs ?? (saturate ? 0 : 1500);
         o.WarmupSeconds = warmupSeconds ?? (saturate ? 5 : 0);
         o.SetupTimeoutSeconds = setupTimeout ?? (bigSync ? 1200 : 300);
@@ -232,7 +285,7 @@ internal sealed class Options
             throw new ArgumentException($"--users ({o.Users}) must be at least --senders ({o.Senders}): every sender is a member");
         if (o.Scenario == Scenario.RoomsParallel && o.Users < o.Rooms)
             throw new ArgumentException($"--users ({o.Users}) must be at least --rooms ({o.Rooms}): one sender per room");
-        if (e2ee && o.Users < o.Senders)
+        if (o.Scenario is Scenario.E2ee or Scenario.Media && o.Users < o.Senders)
             throw new ArgumentException($"--users ({o.Users}) must be at least --senders ({o.Senders}): the senders are among the users");
         if (e2ee && o.Rooms > o.Users)
             throw new ArgumentException($"--rooms ({o.Rooms}) must not exceed --users ({o.Users}): every room needs members");

@@ -18,6 +18,7 @@ internal sealed partial class ScenarioRun(Options o)
     static readonly TimeSpan AfterSyncDelay = TimeSpan.FromSeconds(5);
 
     MatrixApi _api = null!;
+    HttpClient _http = null!;
     Setup _setup = null!;
     readonly Results _results = new();
     int _seq;
@@ -25,16 +26,20 @@ internal sealed partial class ScenarioRun(Options o)
     public async Task<int> RunAsync()
     {
         using var http = MatrixApi.CreateHttpClient(Math.Max(o.Users, o.Senders));
+        _http = http;
         _api = new MatrixApi(http, o.Url);
         _setup = new Setup(_api, o);
 
         // Hard upper bound for the whole run: setup, the bounded phases (two warm-ups and 2 x --repeat timed ones at
         // most; e2ee: its three long setup steps for --users (registration, key uploads, rooms), two warm-ups and
-        // 3 x --repeat + 1 timed phases, each to-device run up to --seconds + --drain-seconds more), and slack.
-        var e2ee = o.Scenario == Scenario.E2ee;
-        var bound = e2ee
-            ? 3 * o.SetupTimeoutSeconds + (3 * o.Repeat + 3) * o.PhaseTimeoutSeconds + (o.Repeat + 1) * (o.Seconds + o.DrainSeconds)
-            : o.SetupTimeoutSeconds + (2 * o.Repeat + 2) * o.PhaseTimeoutSeconds;
+        // 3 x --repeat + 1 timed phases, each to-device run up to --seconds + --drain-seconds more; media: six phases and
+        // a wait for idle CPU of at most 2 minutes per run, and a warm-up of five phases), and slack.
+        var bound = o.Scenario switch
+        {
+            Scenario.E2ee => 3 * o.SetupTimeoutSeconds + (3 * o.Repeat + 3) * o.PhaseTimeoutSeconds + (o.Repeat + 1) * (o.Seconds + o.DrainSeconds),
+            Scenario.Media => o.SetupTimeoutSeconds + (6 * o.Repeat + 5) * o.PhaseTimeoutSeconds + (o.Repeat + 1) * 120,
+            _ => o.SetupTimeoutSeconds + (2 * o.Repeat + 2) * o.PhaseTimeoutSeconds,
+        };
         using var hard = new CancellationTokenSource(TimeSpan.FromSeconds(bound + 90));
         Console.CancelKeyPress += (_, e) =>
         {
@@ -60,6 +65,7 @@ internal sealed partial class ScenarioRun(Options o)
                 Scenario.BigSync => await BigSyncAsync(report, hard.Token).ConfigureAwait(false),
                 Scenario.Idle => await IdleAsync(report, hard.Token).ConfigureAwait(false),
                 Scenario.E2ee => await E2eeAsync(report, hard.Token).ConfigureAwait(false),
+                Scenario.Media => await MediaAsync(report, hard.Token).ConfigureAwait(false),
                 _ => throw new InvalidOperationException($"{name} is run by LoadRun"),
             };
         }

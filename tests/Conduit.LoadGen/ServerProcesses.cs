@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Globalization;
 
 namespace Conduit.LoadGen;
@@ -19,14 +20,34 @@ internal static class Rss
         return any ? total : null;
     }
 
-    public static long? ReadOneKb(int pid)
+    public static long? ReadOneKb(int pid) => ReadStatusKb(pid, "VmRSS");
+
+    /// <summary>The kernel's high-water mark of the process's RSS (VmHWM), in kB, since start or <see cref="ResetPeak"/>.</summary>
+    public static long? ReadPeakKb(int pid) => ReadStatusKb(pid, "VmHWM");
+
+    /// <summary>Resets the process's VmHWM to its current RSS ("5" to /proc/PID/clear_refs); false if not allowed.</summary>
+    public static bool ResetPeak(int pid)
+    {
+        try
+        {
+            File.WriteAllText($"/proc/{pid}/clear_refs", "5");
+            return true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>A kB field of /proc/PID/status ("VmRSS", "VmHWM"), or null.</summary>
+    static long? ReadStatusKb(int pid, string field)
     {
         try
         {
             foreach (var line in File.ReadLines($"/proc/{pid}/status"))
             {
-                if (!line.StartsWith("VmRSS:", StringComparison.Ordinal)) continue;
-                var parts = line[6..].Trim().Split(' ', StringSplitOptions.RemoveEmptyEntries);
+                if (!line.StartsWith(field, StringComparison.Ordinal) || line.Length <= field.Length || line[field.Length] != ':') continue;
+                var parts = line[(field.Length + 1)..].Trim().Split(' ', StringSplitOptions.RemoveEmptyEntries);
                 return parts.Length > 0 && long.TryParse(parts[0], NumberStyles.Integer, CultureInfo.InvariantCulture, out var kb) ? kb : null;
             }
         }
@@ -102,13 +123,17 @@ internal static class Cpu
         before is { } b && after is { } a && events > 0 ? (a - b) * 1000 / events : null;
 }
 
-/// <summary>Samples the summed RSS of the server processes every <c>period</c> until disposed, keeping the peak.</summary>
+/// <summary>
+/// Samples the RSS of the server processes every <c>period</c> until disposed, keeping the peak of their sum and
+/// each one's own peak.
+/// </summary>
 internal sealed class RssSampler : IAsyncDisposable
 {
     readonly CancellationTokenSource _stop = new();
     readonly Task _loop;
     long _peakKb = -1;
     int _samples;
+    readonly ConcurrentDictionary<int, long> _peakEachKb = new();
 
     public RssSampler(IReadOnlyList<int> pids, TimeSpan period, CancellationToken ct)
     {
@@ -121,6 +146,9 @@ internal sealed class RssSampler : IAsyncDisposable
     public long? PeakKb => Volatile.Read(ref _peakKb) is var v && v >= 0 ? v : null;
     public int Samples => Volatile.Read(ref _samples);
 
+    /// <summary>The highest RSS sampled of one process, in kB; null if it was never read.</summary>
+    public long? PeakOfKb(int pid) => _peakEachKb.TryGetValue(pid, out var kb) ? kb : null;
+
     async Task LoopAsync(IReadOnlyList<int> pids, CancellationTokenSource linked)
     {
         using var _ = linked;
@@ -129,10 +157,19 @@ internal sealed class RssSampler : IAsyncDisposable
             using var timer = new PeriodicTimer(Period);
             do
             {
-                if (Rss.ReadKb(pids) is { } kb)
+                long sum = 0;
+                var any = false;
+                foreach (var pid in pids)
+                {
+                    if (Rss.ReadOneKb(pid) is not { } one) continue;
+                    sum += one;
+                    any = true;
+                    _peakEachKb.AddOrUpdate(pid, one, (_, old) => Math.Max(old, one));
+                }
+                if (any)
                 {
                     Interlocked.Increment(ref _samples);
-                    if (kb > Volatile.Read(ref _peakKb)) Volatile.Write(ref _peakKb, kb);
+                    if (sum > Volatile.Read(ref _peakKb)) Volatile.Write(ref _peakKb, sum);
                 }
             }
             while (await timer.WaitForNextTickAsync(linked.Token).ConfigureAwait(false));
