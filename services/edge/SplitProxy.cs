@@ -35,6 +35,7 @@ public static class SplitProxy
             Destinations = new Dictionary<string, DestinationConfig> { ["d"] = new() { Address = config.Services.AddressOf(s) } },
         }).ToList();
 
+        services.AddSingleton<IForwarderHttpClientFactory, ProxyClientFactory>();
         services.AddReverseProxy()
             .LoadFromMemory(routes, clusters)
             .AddTransforms(ctx =>
@@ -50,5 +51,19 @@ public static class SplitProxy
                     return ValueTask.CompletedTask;
                 });
             });
+    }
+
+    /// <summary>
+    /// The proxy's HTTP/2 connections to the services: a 1 MiB receive window per stream (the default 64 KiB would
+    /// throttle large responses; the dynamic window is off, see Conduit.Edge.csproj), so a large download buffers at
+    /// most 1 MiB in the edge however slowly its client reads.
+    /// </summary>
+    sealed class ProxyClientFactory : ForwarderHttpClientFactory
+    {
+        protected override void ConfigureHandler(ForwarderHttpClientContext context, System.Net.Http.SocketsHttpHandler handler)
+        {
+            base.ConfigureHandler(context, handler);
+            handler.InitialHttp2StreamWindowSize = 1024 * 1024;
+        }
     }
 }
