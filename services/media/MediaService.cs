@@ -37,9 +37,10 @@ public sealed class MediaJanitor(MediaStore store) : BackgroundService
             do store.SweepExpired();
             while (await timer.WaitForNextTickAsync(stoppingToken));
         }
-        catch (OperationCanceledException)
+        catch (Exception) when (stoppingToken.IsCancellationRequested)
         {
-            // Stopping (also when the host is disposed without having started: the port was taken).
+            // Stopping (also when the host is disposed without having started, the port being taken: the store may
+            // already be closed).
         }
     }
 }

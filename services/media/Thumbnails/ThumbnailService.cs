@@ -98,7 +98,7 @@ public sealed partial class ThumbnailService(MediaStore store, GlobalConfig conf
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         try { await Drain(stoppingToken); }
-        catch (OperationCanceledException)
+        catch (Exception) when (stoppingToken.IsCancellationRequested)
         {
             // Stopping.
         }
