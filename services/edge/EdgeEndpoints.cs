@@ -31,6 +31,22 @@ public static class EdgeEndpoints
         app.Map(RouteTable.WellKnownServer, ctx => config.WellKnown.Server is { } server
             ? ctx.Response.WriteJsonAsync(new JsonObject { ["m.server"] = server })
             : throw Err.NotFound("No server well-known is configured"));
+        app.Map(RouteTable.WellKnownSupport, ctx =>
+        {
+            // Spec: client-server-api, "Getting the support information": contacts and/or a support page.
+            var w = config.WellKnown;
+            var o = new JsonObject();
+            if (w.SupportMxid is not null || w.SupportEmail is not null)
+            {
+                var contact = new JsonObject();
+                if (w.SupportMxid is not null) contact["matrix_id"] = w.SupportMxid;
+                if (w.SupportEmail is not null) contact["email_address"] = w.SupportEmail;
+                contact["role"] = w.SupportRole;
+                o["contacts"] = new JsonArray(contact);
+            }
+            if (w.SupportPage is not null) o["support_page"] = w.SupportPage;
+            return o.Count > 0 ? ctx.Response.WriteJsonAsync(o) : throw Err.NotFound("No support information is configured");
+        });
         // Capabilities reflect configuration and the room versions of Conduit.Common, not any service's data.
         app.Map(RouteTable.Capabilities, ctx =>
         {

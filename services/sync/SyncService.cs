@@ -9,7 +9,7 @@ public static class SyncService
 {
     public static IServiceCollection AddSyncService(this IServiceCollection services)
     {
-        services.AddSingleton<AccountDataStore>().AddSingleton<SyncNotifier>().AddSingleton<SyncEndpoints>();
+        services.AddSingleton<AccountDataStore>().AddSingleton<SyncNotifier>().AddSingleton<SyncEndpoints>().AddSingleton<TagEndpoints>();
         services.AddHostedService(sp => sp.GetRequiredService<SyncNotifier>());
         return services;
     }
@@ -17,6 +17,7 @@ public static class SyncService
     public static IEndpointRouteBuilder MapSyncService(this IEndpointRouteBuilder app)
     {
         app.ServiceProvider.GetRequiredService<SyncEndpoints>().Map(app);
+        app.ServiceProvider.GetRequiredService<TagEndpoints>().Map(app);
         return app;
     }
 

@@ -90,6 +90,12 @@ public sealed class WellKnownConfig
 {
     public string? Client { get; set; }
     public string? Server { get; set; }
+    /// <summary>/.well-known/matrix/support (conduwuit's keys): a page, and one contact (a Matrix ID and/or an email
+    /// address) with its role.</summary>
+    public string? SupportPage { get; set; }
+    public string? SupportMxid { get; set; }
+    public string? SupportEmail { get; set; }
+    public string SupportRole { get; set; } = "m.role.admin";
 
     [TomlExtensionData]
     public Dictionary<string, object?>? Unknown { get; set; }

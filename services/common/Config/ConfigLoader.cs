@@ -228,6 +228,8 @@ public static class ConfigLoader
                     throw new ConfigException($"{source}: key 'global.{key}' has \"{p}\", which is neither an IP address nor a CIDR range such as 10.0.0.0/8");
         if (g.UrlPreviewMaxSpiderSize <= 0)
             throw new ConfigException($"{source}: key 'global.url_preview_max_spider_size' must be positive");
+        if (g.WellKnown.SupportMxid is { } mxid && !Ids.IsUserId(mxid))
+            throw new ConfigException($"{source}: key 'global.well_known.support_mxid' must be a user ID such as @admin:example.org");
         if (g.MaxImagePixels <= 0)
             throw new ConfigException($"{source}: key 'global.max_image_pixels' must be positive");
         if (g.MaxPendingMediaUploads <= 0)

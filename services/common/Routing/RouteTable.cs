@@ -44,6 +44,7 @@ public static class RouteTable
     public static readonly MatrixRoute Versions = Add(Service.Edge, "/_matrix/client/versions", GET);
     public static readonly MatrixRoute WellKnownClient = Add(Service.Edge, "/.well-known/matrix/client", GET);
     public static readonly MatrixRoute WellKnownServer = Add(Service.Edge, "/.well-known/matrix/server", GET);
+    public static readonly MatrixRoute WellKnownSupport = Add(Service.Edge, "/.well-known/matrix/support", GET);
     public static readonly MatrixRoute Capabilities = C(Service.Edge, "/capabilities", GET);
     public static readonly MatrixRoute TurnServer = C(Service.Edge, "/voip/turnServer", GET);
     public static readonly MatrixRoute ThirdPartyProtocols = C(Service.Edge, "/thirdparty/protocols", GET);
@@ -110,6 +111,8 @@ public static class RouteTable
     public static readonly MatrixRoute AccountData = C(Service.Sync, "/user/{userId}/account_data/{type}", GET, PUT);
     public static readonly MatrixRoute RoomAccountData = C(Service.Sync, "/user/{userId}/rooms/{roomId}/account_data/{type}", GET, PUT);
     public static readonly MatrixRoute PushRules = C(Service.Sync, "/pushrules/{**rest}", GET, PUT, DELETE);
+    public static readonly MatrixRoute RoomTags = C(Service.Sync, "/user/{userId}/rooms/{roomId}/tags", GET);
+    public static readonly MatrixRoute RoomTag = C(Service.Sync, "/user/{userId}/rooms/{roomId}/tags/{tag}", PUT, DELETE);
 
     // ---- federation: server keys and the federation API
     public static readonly MatrixRoute ServerKeys = Add(Service.Federation, "/_matrix/key/v2/server/{**keyId}", GET);
