@@ -14,7 +14,7 @@ public static class RoomsService
             .AddSingleton<EventSigner>().AddHostedService(sp => sp.GetRequiredService<EventSigner>()).AddSingleton<EventSender>()
             .AddSingleton<ClientEvents>().AddSingleton<Visibility>().AddSingleton<SyncBuilder>().AddSingleton<DeviceLists>().AddSingleton<RoomParams>()
             .AddSingleton<CreateRoomEndpoint>().AddSingleton<MembershipEndpoints>().AddSingleton<EventEndpoints>().AddSingleton<ReadEndpoints>()
-            .AddSingleton<AliasEndpoints>().AddSingleton<UpgradeEndpoint>().AddSingleton<SearchEndpoint>().AddSingleton<RoomsGrpcService>();
+            .AddSingleton<AliasEndpoints>().AddSingleton<UpgradeEndpoint>().AddSingleton<SearchEndpoint>().AddSingleton<RoomInfoEndpoints>().AddSingleton<RoomsGrpcService>();
 
     public static IEndpointRouteBuilder MapRoomsService(this IEndpointRouteBuilder app)
     {
@@ -26,6 +26,7 @@ public static class RoomsService
         sp.GetRequiredService<AliasEndpoints>().Map(app);
         sp.GetRequiredService<UpgradeEndpoint>().Map(app);
         sp.GetRequiredService<SearchEndpoint>().Map(app);
+        sp.GetRequiredService<RoomInfoEndpoints>().Map(app);
         return app;
     }
 

@@ -89,3 +89,86 @@ public sealed class SupportWellKnownTests : IAsyncLifetime
         Assert.True(none.Status == HttpStatusCode.NotFound && none.ErrCode == "M_NOT_FOUND", none.Body?.ToJsonString());
     }
 }
+
+/// <summary>Room summaries, mutual rooms and reports through the edge.</summary>
+public abstract class RoomInfoTests(ServerFixture server)
+{
+    const string V1 = "/_matrix/client/v1";
+
+    static void Error(Response r, HttpStatusCode status, string errcode)
+        => Assert.True(r.Status == status && r.ErrCode == errcode, $"expected {(int)status} {errcode}, got {(int)r.Status}: {r.Body?.ToJsonString()}");
+
+    [Fact]
+    public async Task Summaries_are_shown_to_those_who_may_see_the_room()
+    {
+        var owner = await Register(server);
+        var stranger = await Register(server);
+        var alias = "#" + UniqueName("sum") + ":" + server.ServerName;
+        var pub = await owner.CreateRoom(new JsonObject
+        {
+            ["preset"] = "public_chat", ["name"] = "Public place", ["topic"] = "all welcome",
+            ["room_alias_name"] = alias[1..alias.IndexOf(':')],
+        });
+        var summary = (await stranger.Get($"{V1}/room_summary/{E(alias)}")).Ok().Obj;
+        Assert.Equal((pub, "Public place", "all welcome", "public", 1, alias),
+            (summary["room_id"]!.GetValue<string>(), summary["name"]!.GetValue<string>(), summary["topic"]!.GetValue<string>(),
+             summary["join_rule"]!.GetValue<string>(), summary["num_joined_members"]!.GetValue<int>(), summary["canonical_alias"]!.GetValue<string>()));
+        Assert.False(summary.ContainsKey("membership"));
+        Assert.Equal("join", (await owner.Get($"{V1}/room_summary/{E(pub)}")).Ok().Obj["membership"]!.GetValue<string>());
+        // Public rooms without a token too.
+        Assert.Equal(pub, (await new MatrixClient(server).Call("GET", $"{V1}/room_summary/{E(pub)}", auth: false)).Ok().Obj["room_id"]!.GetValue<string>());
+
+        // A private room: members and invitees see it; anyone else gets the same 404 as for a room that does not exist.
+        var priv = await owner.CreateRoom(new JsonObject { ["preset"] = "private_chat", ["name"] = "Secret" });
+        Error(await stranger.Get($"{V1}/room_summary/{E(priv)}"), HttpStatusCode.NotFound, "M_NOT_FOUND");
+        Error(await new MatrixClient(server).Call("GET", $"{V1}/room_summary/{E(priv)}", auth: false), HttpStatusCode.NotFound, "M_NOT_FOUND");
+        Error(await stranger.Get($"{V1}/room_summary/{E("!nope:" + server.ServerName)}"), HttpStatusCode.NotFound, "M_NOT_FOUND");
+        (await owner.Post($"{C}/rooms/{E(priv)}/invite", new JsonObject { ["user_id"] = stranger.UserId })).Ok();
+        var invited = (await stranger.Get($"{V1}/room_summary/{E(priv)}")).Ok().Obj;
+        Assert.Equal(("Secret", "invite", "invite"), (invited["name"]!.GetValue<string>(), invited["join_rule"]!.GetValue<string>(), invited["membership"]!.GetValue<string>()));
+        Error(await stranger.Get($"{V1}/room_summary/not-a-room"), HttpStatusCode.BadRequest, "M_INVALID_PARAM");
+    }
+
+    [Fact]
+    public async Task Mutual_rooms_are_the_rooms_both_have_joined()
+    {
+        var a = await Register(server);
+        var b = await Register(server);
+        var shared = await a.CreateRoom(new JsonObject { ["preset"] = "public_chat" });
+        var onlyA = await a.CreateRoom();
+        (await b.Post($"{C}/join/{E(shared)}", new JsonObject())).Ok();
+        var r = (await a.Get($"{V1}/mutual_rooms?user_id={E(b.UserId)}")).Ok().Obj;
+        Assert.Equal([shared], r["joined"]!.AsArray().Select(x => x!.GetValue<string>()).ToArray());
+        Assert.Equal(1, r["count"]!.GetValue<int>());
+        Assert.DoesNotContain(onlyA, r["joined"]!.ToJsonString());
+        Assert.Empty((await a.Get($"{V1}/mutual_rooms?user_id={E("@nobody:" + server.ServerName)}")).Ok().Obj["joined"]!.AsArray());
+        Error(await a.Get($"{V1}/mutual_rooms"), HttpStatusCode.BadRequest, "M_MISSING_PARAM");
+        Error(await a.Get($"{V1}/mutual_rooms?user_id={E(a.UserId)}"), HttpStatusCode.BadRequest, "M_INVALID_PARAM");
+        Error(await a.Get($"{V1}/mutual_rooms?user_id=bob"), HttpStatusCode.BadRequest, "M_INVALID_PARAM");
+    }
+
+    [Fact]
+    public async Task Reports_are_accepted_only_for_what_the_reporter_can_see()
+    {
+        var owner = await Register(server);
+        var reporter = await Register(server);
+        var room = await owner.CreateRoom(new JsonObject { ["preset"] = "public_chat" });
+        var ev = await owner.SendText(room, "offensive");
+        // Not joined yet: the event is not found for them; the room itself may be reported.
+        Error(await reporter.Post($"{C}/rooms/{E(room)}/report/{E(ev)}", new JsonObject { ["reason"] = "bad" }), HttpStatusCode.NotFound, "M_NOT_FOUND");
+        (await reporter.Post($"{C}/rooms/{E(room)}/report", new JsonObject { ["reason"] = "bad room" })).Ok();
+        (await reporter.Post($"{C}/join/{E(room)}", new JsonObject())).Ok();
+        (await reporter.Post($"{C}/rooms/{E(room)}/report/{E(ev)}", new JsonObject { ["reason"] = "bad" })).Ok();
+        (await reporter.Post($"{C}/rooms/{E(room)}/report/{E(ev)}", new JsonObject())).Ok();
+        Error(await reporter.Post($"{C}/rooms/{E(room)}/report/{E("$nope")}", new JsonObject { ["reason"] = "x" }), HttpStatusCode.NotFound, "M_NOT_FOUND");
+        Error(await reporter.Post($"{C}/rooms/{E("!nope:" + server.ServerName)}/report", new JsonObject { ["reason"] = "x" }), HttpStatusCode.NotFound, "M_NOT_FOUND");
+        Error(await reporter.Post($"{C}/rooms/{E(room)}/report", new JsonObject()), HttpStatusCode.BadRequest, "M_MISSING_PARAM");
+        (await reporter.Post($"{C}/users/{E(owner.UserId)}/report", new JsonObject { ["reason"] = "spam" })).Ok();
+        Error(await reporter.Post($"{C}/users/{E("@ghost:" + server.ServerName)}/report", new JsonObject { ["reason"] = "x" }), HttpStatusCode.NotFound, "M_NOT_FOUND");
+        Error(await new MatrixClient(server).Call("POST", $"{C}/rooms/{E(room)}/report", new JsonObject { ["reason"] = "x" }, auth: false), HttpStatusCode.Unauthorized, "M_MISSING_TOKEN");
+    }
+}
+
+public sealed class AllInOneRoomInfoTests(AllInOneFixture f) : RoomInfoTests(f), IClassFixture<AllInOneFixture>;
+
+public sealed class SplitRoomInfoTests(SplitFixture f) : RoomInfoTests(f), IClassFixture<SplitFixture>;

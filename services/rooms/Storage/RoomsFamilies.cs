@@ -90,8 +90,14 @@ public static class RoomsFamilies
     static readonly ColumnFamily CountersFamily = new(Counters, "\"stream\"", "8-byte big-endian room stream position, written by the group commit");
     public static readonly byte[] StreamCounterKey = K.Utf8("stream");
 
+    public const string Reports = "rooms_reports";
+    static readonly ColumnFamily ReportsFamily = new(Reports, "received_ts (8-byte big-endian) 0xFF report_id",
+        "JSON {reporter, room_id?, event_id?, user_id?, reason}: a report of a room, an event or a user, kept for the server's admins");
+    public static byte[] ReportKey(long ts, string reportId) => K.Concat(K.BigEndian((ulong)ts), [K.Sep], K.Utf8(reportId));
+
     public static readonly ColumnFamily[] All =
     [
+        ReportsFamily,
         PdusFamily, EventMetaFamily, TimelineFamily, StateFamily, InfoFamily, UserRoomsFamily, MembershipLogFamily, MembersFamily,
         AliasesFamily, RoomAliasesFamily, TxnsFamily, DirectoryFamily, StateKeyShortFamily, ShortStateKeyFamily, EventIdShortFamily,
         ShortEventIdFamily, StateGroupsFamily, CountersFamily,
