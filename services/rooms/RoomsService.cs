@@ -14,7 +14,7 @@ public static class RoomsService
             .AddSingleton<EventSigner>().AddHostedService(sp => sp.GetRequiredService<EventSigner>()).AddSingleton<EventSender>()
             .AddSingleton<ClientEvents>().AddSingleton<Visibility>().AddSingleton<SyncBuilder>().AddSingleton<DeviceLists>().AddSingleton<RoomParams>()
             .AddSingleton<CreateRoomEndpoint>().AddSingleton<MembershipEndpoints>().AddSingleton<EventEndpoints>().AddSingleton<ReadEndpoints>()
-            .AddSingleton<AliasEndpoints>().AddSingleton<UpgradeEndpoint>().AddSingleton<SearchEndpoint>().AddSingleton<RoomInfoEndpoints>().AddSingleton<RoomsGrpcService>();
+            .AddSingleton<AliasEndpoints>().AddSingleton<UpgradeEndpoint>().AddSingleton<SearchEndpoint>().AddSingleton<RoomSummaries>().AddSingleton<RoomInfoEndpoints>().AddSingleton<SpaceEndpoints>().AddSingleton<RoomsGrpcService>();
 
     public static IEndpointRouteBuilder MapRoomsService(this IEndpointRouteBuilder app)
     {
@@ -27,6 +27,7 @@ public static class RoomsService
         sp.GetRequiredService<UpgradeEndpoint>().Map(app);
         sp.GetRequiredService<SearchEndpoint>().Map(app);
         sp.GetRequiredService<RoomInfoEndpoints>().Map(app);
+        sp.GetRequiredService<SpaceEndpoints>().Map(app);
         return app;
     }
 

@@ -172,3 +172,82 @@ public abstract class RoomInfoTests(ServerFixture server)
 public sealed class AllInOneRoomInfoTests(AllInOneFixture f) : RoomInfoTests(f), IClassFixture<AllInOneFixture>;
 
 public sealed class SplitRoomInfoTests(SplitFixture f) : RoomInfoTests(f), IClassFixture<SplitFixture>;
+
+/// <summary>GET /_matrix/client/v1/rooms/{roomId}/hierarchy (spec: client-server-api, "Spaces") through the edge.</summary>
+public abstract class SpaceHierarchyTests(ServerFixture server)
+{
+    static void Error(Response r, HttpStatusCode status, string errcode)
+        => Assert.True(r.Status == status && r.ErrCode == errcode, $"expected {(int)status} {errcode}, got {(int)r.Status}: {r.Body?.ToJsonString()}");
+
+    static async Task AddChild(MatrixClient u, string space, string child, string? order = null, bool suggested = false, string[]? via = null)
+    {
+        var content = new JsonObject { ["via"] = new JsonArray((via ?? ["test.local"]).Select(v => (JsonNode)v).ToArray()) };
+        if (order is not null) content["order"] = order;
+        if (suggested) content["suggested"] = true;
+        (await u.Put($"{C}/rooms/{E(space)}/state/m.space.child/{E(child)}", content)).Ok();
+    }
+
+    static string[] Ids(Response r) => r.Ok().Obj["rooms"]!.AsArray().Select(x => x!["room_id"]!.GetValue<string>()).ToArray();
+
+    [Fact]
+    public async Task A_space_lists_its_rooms_breadth_first_in_the_specs_order()
+    {
+        var u = await Register(server);
+        var space = await u.CreateRoom(new JsonObject { ["preset"] = "public_chat", ["name"] = "Space", ["creation_content"] = new JsonObject { ["type"] = "m.space" } });
+        var sub = await u.CreateRoom(new JsonObject { ["preset"] = "public_chat", ["name"] = "Sub", ["creation_content"] = new JsonObject { ["type"] = "m.space" } });
+        var a = await u.CreateRoom(new JsonObject { ["preset"] = "public_chat", ["name"] = "A" });
+        var b = await u.CreateRoom(new JsonObject { ["preset"] = "public_chat", ["name"] = "B" });
+        var deep = await u.CreateRoom(new JsonObject { ["preset"] = "public_chat", ["name"] = "Deep" });
+        var removed = await u.CreateRoom(new JsonObject { ["preset"] = "public_chat" });
+        await AddChild(u, space, b);                       // no order: after the ordered ones
+        await AddChild(u, space, sub, order: "b");
+        await AddChild(u, space, a, order: "a", suggested: true);
+        await AddChild(u, space, removed, via: []);         // an empty via removes the child
+        await AddChild(u, sub, deep);
+        await AddChild(u, sub, space);                      // a loop
+
+        var r = await u.Get($"/_matrix/client/v1/rooms/{E(space)}/hierarchy");
+        Assert.Equal([space, a, sub, b, deep], Ids(r));
+        var top = r.Obj["rooms"]![0]!;
+        Assert.Equal(("Space", "m.space", 3), (top["name"]!.GetValue<string>(), top["room_type"]!.GetValue<string>(), top["children_state"]!.AsArray().Count));
+        var childState = top["children_state"]![0]!;
+        Assert.Equal(("m.space.child", a), (childState["type"]!.GetValue<string>(), childState["state_key"]!.GetValue<string>()));
+        Assert.True(childState["origin_server_ts"]!.GetValue<long>() > 0);
+
+        Assert.Equal([space, a, sub, b], Ids(await u.Get($"/_matrix/client/v1/rooms/{E(space)}/hierarchy?max_depth=1")));
+        Assert.Equal([space, a], Ids(await u.Get($"/_matrix/client/v1/rooms/{E(space)}/hierarchy?suggested_only=true")));
+
+        // Pages of two, then the parameters may not change.
+        var first = (await u.Get($"/_matrix/client/v1/rooms/{E(space)}/hierarchy?limit=2")).Ok().Obj;
+        var next = first["next_batch"]!.GetValue<string>();
+        var second = await u.Get($"/_matrix/client/v1/rooms/{E(space)}/hierarchy?limit=2&from={E(next)}");
+        Assert.Equal([sub, b], Ids(second));
+        var third = await u.Get($"/_matrix/client/v1/rooms/{E(space)}/hierarchy?limit=2&from={E(second.Obj["next_batch"]!.GetValue<string>())}");
+        Assert.Equal([deep], Ids(third));
+        Assert.Null(third.Obj["next_batch"]);
+        Error(await u.Get($"/_matrix/client/v1/rooms/{E(space)}/hierarchy?limit=2&max_depth=1&from={E(next)}"), HttpStatusCode.BadRequest, "M_INVALID_PARAM");
+        Error(await u.Get($"/_matrix/client/v1/rooms/{E(space)}/hierarchy?from=junk"), HttpStatusCode.BadRequest, "M_INVALID_PARAM");
+        Error(await u.Get($"/_matrix/client/v1/rooms/{E(space)}/hierarchy?limit=0"), HttpStatusCode.BadRequest, "M_INVALID_PARAM");
+    }
+
+    [Fact]
+    public async Task Rooms_the_caller_cannot_see_are_left_out_and_a_hidden_space_is_forbidden()
+    {
+        var owner = await Register(server);
+        var other = await Register(server);
+        var space = await owner.CreateRoom(new JsonObject { ["preset"] = "public_chat", ["creation_content"] = new JsonObject { ["type"] = "m.space" } });
+        var open = await owner.CreateRoom(new JsonObject { ["preset"] = "public_chat" });
+        var hidden = await owner.CreateRoom(new JsonObject { ["preset"] = "private_chat" });
+        await AddChild(owner, space, open);
+        await AddChild(owner, space, hidden);
+        Assert.Equal([space, open, hidden], Ids(await owner.Get($"/_matrix/client/v1/rooms/{E(space)}/hierarchy")));
+        Assert.Equal([space, open], Ids(await other.Get($"/_matrix/client/v1/rooms/{E(space)}/hierarchy")));
+        var privateSpace = await owner.CreateRoom(new JsonObject { ["preset"] = "private_chat", ["creation_content"] = new JsonObject { ["type"] = "m.space" } });
+        Error(await other.Get($"/_matrix/client/v1/rooms/{E(privateSpace)}/hierarchy"), HttpStatusCode.Forbidden, "M_FORBIDDEN");
+        Error(await other.Get($"/_matrix/client/v1/rooms/{E("!nope:" + server.ServerName)}/hierarchy"), HttpStatusCode.Forbidden, "M_FORBIDDEN");
+    }
+}
+
+public sealed class AllInOneSpaceHierarchyTests(AllInOneFixture f) : SpaceHierarchyTests(f), IClassFixture<AllInOneFixture>;
+
+public sealed class SplitSpaceHierarchyTests(SplitFixture f) : SpaceHierarchyTests(f), IClassFixture<SplitFixture>;

@@ -102,6 +102,7 @@ public static class RouteTable
     public static readonly MatrixRoute RoomAliases = C(Service.Rooms, "/rooms/{roomId}/aliases", GET);
     public static readonly MatrixRoute Knock = C(Service.Rooms, "/knock/{roomIdOrAlias}", POST);
     public static readonly MatrixRoute Upgrade = C(Service.Rooms, "/rooms/{roomId}/upgrade", POST);
+    public static readonly MatrixRoute SpaceHierarchy = Add(Service.Rooms, "/_matrix/client/v1/rooms/{roomId}/hierarchy", GET);
     public static readonly MatrixRoute RoomSummary = Add(Service.Rooms, "/_matrix/client/v1/room_summary/{roomIdOrAlias}", GET);
     public static readonly MatrixRoute MutualRooms = Add(Service.Rooms, "/_matrix/client/v1/mutual_rooms", GET);
     public static readonly MatrixRoute MutualRoomsUnstable = Add(Service.Rooms, "/_matrix/client/unstable/uk.half-shot.msc2666/user/mutual_rooms", GET);

@@ -13,7 +13,7 @@ namespace Conduit.Rooms;
 /// rooms two users share (GET /_matrix/client/v1/mutual_rooms), and reports of rooms, events and users, kept for the
 /// server's admins (POST /rooms/{id}/report[/{eventId}], /users/{id}/report).
 /// </summary>
-public sealed class RoomInfoEndpoints(RoomStore rooms, Visibility visibility, RoomParams param)
+public sealed class RoomInfoEndpoints(RoomStore rooms, RoomSummaries summaries, Visibility visibility, RoomParams param)
 {
     public void Map(IEndpointRouteBuilder app)
     {
@@ -28,10 +28,9 @@ public sealed class RoomInfoEndpoints(RoomStore rooms, Visibility visibility, Ro
     // ---- room summary (spec: client-server-api, "GET /_matrix/client/v1/room_summary/{roomIdOrAlias}")
 
     /// <summary>
-    /// The summary of a room this server knows, if the caller may see it: they are joined, invited or knocking; or the
-    /// room is public, knockable or world-readable (these also without a token, as the spec allows); or it is
-    /// restricted to a room the caller is joined to (Synapse's rule). Otherwise the room is not found, so its existence
-    /// is not revealed. Rooms only on other servers need federation.
+    /// The summary of a room this server knows, if the caller may see it (<see cref="RoomSummaries.MaySee"/>; without a
+    /// token only public, knockable and world-readable rooms, as the spec allows). Otherwise the room is not found, so
+    /// its existence is not revealed. Rooms only on other servers need federation.
     /// </summary>
     async Task Summary(HttpContext ctx)
     {
@@ -41,44 +40,10 @@ public sealed class RoomInfoEndpoints(RoomStore rooms, Visibility visibility, Ro
         catch (MatrixException e) when (e.ErrCode == "M_NOT_FOUND") { throw Err.NotFound("Room not found"); }
         if (rooms.Info(roomId) is null) throw Err.NotFound("Room not found");
         var membership = caller is null ? null : rooms.MembershipOf(caller.UserId, roomId)?.State;
-        if (!MaySummarise(roomId, caller?.UserId, membership)) throw Err.NotFound("Room not found");
-        var summary = Summarise(roomId);
+        if (!summaries.MaySee(roomId, caller?.UserId)) throw Err.NotFound("Room not found");
+        var summary = summaries.Summarise(roomId);
         if (membership is not null) summary["membership"] = membership;
         await ctx.Response.WriteJsonAsync(summary);
-    }
-
-    bool MaySummarise(string roomId, string? userId, string? membership)
-    {
-        if (membership is "join" or "invite" or "knock") return true;
-        var joinRule = JoinRule.Of(rooms.StateContent(roomId, "m.room.join_rules"));
-        if (joinRule is "public" or "knock" or "knock_restricted") return true;
-        if (HistoryVisibility.Of(rooms.StateContent(roomId, "m.room.history_visibility")) == HistoryVisibility.WorldReadable) return true;
-        return userId is not null && joinRule is "restricted"
-            && JoinRule.AllowedRoomIds(rooms.StateContent(roomId, "m.room.join_rules")).Any(r => rooms.MembershipOf(userId, r)?.State == "join");
-    }
-
-    /// <summary>The spec's room summary fields from the room's current state (the shape of a public rooms chunk).</summary>
-    public JsonObject Summarise(string roomId)
-    {
-        var o = new JsonObject { ["room_id"] = roomId };
-        void Put(string key, string? value) { if (!string.IsNullOrEmpty(value)) o[key] = value; }
-        Put("name", ContentField.String(rooms.StateContent(roomId, "m.room.name"), "name"));
-        Put("topic", ContentField.String(rooms.StateContent(roomId, "m.room.topic"), "topic"));
-        Put("avatar_url", ContentField.String(rooms.StateContent(roomId, "m.room.avatar"), "url"));
-        Put("canonical_alias", ContentField.String(rooms.StateContent(roomId, "m.room.canonical_alias"), "alias"));
-        o["num_joined_members"] = rooms.JoinedMembers(roomId).Count();
-        o["world_readable"] = HistoryVisibility.Of(rooms.StateContent(roomId, "m.room.history_visibility")) == HistoryVisibility.WorldReadable;
-        o["guest_can_join"] = ContentField.String(rooms.StateContent(roomId, "m.room.guest_access"), "guest_access") == "can_join";
-        var joinRules = rooms.StateContent(roomId, "m.room.join_rules");
-        o["join_rule"] = JoinRule.Of(joinRules) ?? "invite";
-        var allowed = JoinRule.AllowedRoomIds(joinRules).ToArray();
-        if (allowed.Length > 0 && o["join_rule"]!.GetValue<string>() is "restricted" or "knock_restricted")
-            o["allowed_room_ids"] = new JsonArray(allowed.Select(r => (JsonNode)r).ToArray());
-        var create = rooms.StateContent(roomId, "m.room.create");
-        Put("room_type", ContentField.String(create, "type"));
-        Put("room_version", rooms.VersionOf(roomId)?.Id);
-        Put("encryption", ContentField.String(rooms.StateContent(roomId, "m.room.encryption"), "algorithm"));
-        return o;
     }
 
     // ---- mutual rooms (spec: client-server-api, "Mutual Rooms")
