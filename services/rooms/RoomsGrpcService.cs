@@ -66,6 +66,20 @@ public sealed class RoomsGrpcService(RoomStore rooms, RoomStream stream, SyncBui
             RoomExists = rooms.Info(request.RoomId) is not null,
         });
 
+    public override Task<RoomEphemeralReply> RoomEphemeral(RoomEphemeralRequest request, ServerCallContext context)
+    {
+        var reply = new RoomEphemeralReply
+        {
+            Membership = rooms.MembershipOf(request.UserId, request.RoomId)?.State ?? "",
+            RoomExists = rooms.Info(request.RoomId) is not null,
+        };
+        if (!reply.RoomExists) return Task.FromResult(reply);
+        if (request.EventId.Length > 0 && rooms.Event(request.EventId) is { InTimeline: true } e && e.Rejected is null && e.RoomId == request.RoomId)
+            (reply.EventFound, reply.EventPosition) = (true, e.Pos);
+        reply.JoinedUserIds.AddRange(rooms.JoinedMembers(request.RoomId));
+        return Task.FromResult(reply);
+    }
+
     public override async Task<UpdateMemberProfileReply> UpdateMemberProfile(UpdateMemberProfileRequest request, ServerCallContext context)
     {
         var n = 0;

@@ -13,7 +13,7 @@ using Microsoft.AspNetCore.Routing;
 namespace Conduit.Sync;
 
 /// <summary>The sync service's Matrix endpoints: /sync, filters, account data, push rules.</summary>
-public sealed class SyncEndpoints(AccountDataStore data, SyncNotifier notifier, Rooms.RoomsClient rooms, Keys.KeysClient keys)
+public sealed class SyncEndpoints(AccountDataStore data, ReceiptStore receipts, TypingState typing, SyncNotifier notifier, Rooms.RoomsClient rooms, Keys.KeysClient keys)
 {
     const int MaxTimeoutMs = 60_000;
 
@@ -25,6 +25,7 @@ public sealed class SyncEndpoints(AccountDataStore data, SyncNotifier notifier, 
         app.Map(RouteTable.AccountData, GlobalAccountData);
         app.Map(RouteTable.RoomAccountData, RoomAccountData);
         app.Map(RouteTable.PushRules, PushRules);
+        new EphemeralEndpoints(data, receipts, typing, notifier, rooms).Map(app);
     }
 
     static Caller Self(HttpContext ctx)
@@ -49,7 +50,7 @@ public sealed class SyncEndpoints(AccountDataStore data, SyncNotifier notifier, 
         // The filter is parsed once, here; the rooms service gets its room part typed.
         var filter = ResolveFilter(c.UserId, ctx.Request.Query("filter"));
         var roomFilter = filter is null ? null : SyncRoomsFilter.From(filter);
-        var s = since ?? new SyncToken(0, 0, 0);
+        var s = since ?? new SyncToken(0, 0);
         var ct = ctx.RequestAborted;
         // Only an incremental sync without full_state waits for news; the others answer at once.
         var canWait = since is not null && !fullState;
@@ -62,6 +63,7 @@ public sealed class SyncEndpoints(AccountDataStore data, SyncNotifier notifier, 
                 var wake = notifier.NextWake(c.UserId);
                 var mayWait = canWait && deadline - Environment.TickCount64 > 0;
                 var accountData = SyncAccountData.Read(data, c.UserId, s.AccountData, since is null, filter);
+                var ephemeral = SyncEphemeral.Read(receipts, typing, c.UserId, since, filter);
                 var e2ee = await keys.SyncKeysAsync(new SyncKeysRequest
                 {
                     UserId = c.UserId, DeviceId = c.DeviceId, Since = s.Keys, Incremental = since is not null,
@@ -71,12 +73,13 @@ public sealed class SyncEndpoints(AccountDataStore data, SyncNotifier notifier, 
                 // so it may only save the rooms call when this request will wait for a wake-up anyway. Per-room
                 // account data needs the rooms call too: it shows only in rooms the user is joined to, and so do
                 // device-list changes: whether they concern this user depends on shared rooms.
+                // Receipts and typing likewise: whether their rooms are joined rooms is for rooms to say.
                 if (mayWait && s.Rooms >= notifier.RoomsPosition && notifier.RoomsPosition >= 0 && accountData.Rooms.Count == 0
-                    && e2ee.ChangedUserIds.Count == 0)
+                    && e2ee.ChangedUserIds.Count == 0 && !ephemeral.MayHaveNews)
                 {
                     if (accountData.Global.Count > 0 || toDevice)
                     {
-                        await Respond(ctx, new SyncRoomsHead { Position = s.Rooms }, null, null, accountData, e2ee, null, since is not null);
+                        await Respond(ctx, new SyncRoomsHead { Position = s.Rooms }, null, null, accountData, e2ee, null, ephemeral, since is not null);
                         return;
                     }
                 }
@@ -85,7 +88,7 @@ public sealed class SyncEndpoints(AccountDataStore data, SyncNotifier notifier, 
                     var request = new SyncRoomsRequest
                     {
                         UserId = c.UserId, DeviceId = c.DeviceId, Since = s.Rooms, FullState = fullState, Filter = roomFilter,
-                        WantJoinedRoomIds = accountData.Rooms.Count > 0,
+                        WantJoinedRoomIds = accountData.Rooms.Count > 0 || ephemeral.MayHaveNews,
                     };
                     using var call = rooms.SyncRooms(request, cancellationToken: ct);
                     var parts = call.ResponseStream;
@@ -103,18 +106,19 @@ public sealed class SyncEndpoints(AccountDataStore data, SyncNotifier notifier, 
                     if (!mayWait)
                     {
                         // This response will not wait: it is written as it comes, whatever its size.
-                        await Respond(ctx, head, null, parts, accountData, e2ee, lists, since is not null);
+                        await Respond(ctx, head, null, parts, accountData, e2ee, lists, ephemeral, since is not null);
                         return;
                     }
                     // It waits unless there is news: read until the first room (incremental responses are small, and
                     // from that room on it is written as it comes) or the end of the stream.
-                    var hasContent = accountData.HasContentFor(head.JoinedRoomIds) || toDevice || lists is { Changed.Count: > 0 } or { Left.Count: > 0 };
+                    var hasContent = accountData.HasContentFor(head.JoinedRoomIds) || toDevice || lists is { Changed.Count: > 0 } or { Left.Count: > 0 }
+                        || ephemeral.RoomsWithNews(head.JoinedRoomIds).Any();
                     SyncRoomsPart? first = null;
                     while (!hasContent && await parts.MoveNext(ct))
                         if (parts.Current.Rooms.Count > 0) (first, hasContent) = (parts.Current, true);
                     if (hasContent || deadline - Environment.TickCount64 <= 0)
                     {
-                        await Respond(ctx, head, first, hasContent ? parts : null, accountData, e2ee, lists, since is not null);
+                        await Respond(ctx, head, first, hasContent ? parts : null, accountData, e2ee, lists, ephemeral, since is not null);
                         return;
                     }
                 }
@@ -138,7 +142,7 @@ public sealed class SyncEndpoints(AccountDataStore data, SyncNotifier notifier, 
     /// a failure from here on aborts the connection (the client retries) instead of mixing an error into the body.
     /// </summary>
     static async Task Respond(HttpContext ctx, SyncRoomsHead head, SyncRoomsPart? first, IAsyncStreamReader<SyncRoomsPart>? rest,
-        SyncAccountData accountData, SyncKeysReply e2ee, DeviceListDeltaReply? lists, bool incremental)
+        SyncAccountData accountData, SyncKeysReply e2ee, DeviceListDeltaReply? lists, SyncEphemeral ephemeral, bool incremental)
     {
         var ct = ctx.RequestAborted;
         var res = ctx.Response;
@@ -146,7 +150,7 @@ public sealed class SyncEndpoints(AccountDataStore data, SyncNotifier notifier, 
         res.ContentType = "application/json";
         await res.StartAsync(ct);
         var body = res.BodyWriter;
-        using var writer = new SyncResponseWriter(body, head, accountData, e2ee, lists, incremental);
+        using var writer = new SyncResponseWriter(body, head, accountData, e2ee, lists, incremental, ephemeral);
         if (first is not null) writer.Write(first);
         if (rest is not null)
             while (await rest.MoveNext(ct))
@@ -185,7 +189,7 @@ public sealed class SyncEndpoints(AccountDataStore data, SyncNotifier notifier, 
 
     // ---- account data (spec: client-server-api, "Client Config")
 
-    static void RefuseServerOwned(string type)
+    internal static void RefuseServerOwned(string type)
     {
         // These types are managed by the server through their own APIs.
         if (type is "m.fully_read" or "m.push_rules")

@@ -51,8 +51,8 @@ public sealed class SyncAccountData
 /// <summary>
 /// Writes a /sync response as it arrives: the head of the rooms service's SyncRooms stream, then its parts, whose
 /// room pieces are copied to the output as the raw JSON they are (protos/rooms.proto, SyncRoomPiece), never
-/// parsed; around them this writer puts the room IDs, the sections, each joined room's "account_data", and the
-/// rest of the response. The caller flushes the output between parts, so nothing holds the whole response.
+/// parsed; around them this writer puts the room IDs, the sections, each joined room's "ephemeral" (receipts,
+/// typing) and "account_data", and the rest of the response. The caller flushes the output between parts, so nothing holds the whole response.
 /// </summary>
 public sealed class SyncResponseWriter : IDisposable
 {
@@ -64,6 +64,7 @@ public sealed class SyncResponseWriter : IDisposable
     readonly SyncAccountData _accountData;
     readonly SyncKeysReply _e2ee;
     readonly DeviceListDeltaReply? _lists;
+    readonly SyncEphemeral? _ephemeral;
     readonly bool _incremental;
     readonly HashSet<string> _joined;
     readonly HashSet<string> _joinWritten = new(StringComparer.Ordinal);
@@ -73,10 +74,12 @@ public sealed class SyncResponseWriter : IDisposable
     string? _room;
     bool _roomHasMembers;
 
-    /// <param name="incremental">A sync with a since token: a joined room whose only news is account data gets a section.</param>
+    /// <param name="incremental">A sync with a since token: a joined room whose only news is account data or
+    /// ephemeral events gets a section.</param>
     public SyncResponseWriter(IBufferWriter<byte> output, SyncRoomsHead head, SyncAccountData accountData, SyncKeysReply e2ee,
-        DeviceListDeltaReply? lists, bool incremental)
+        DeviceListDeltaReply? lists, bool incremental, SyncEphemeral? ephemeral = null)
     {
+        _ephemeral = ephemeral;
         _out = output;
         _json = new Utf8JsonWriter(output);
         _accountData = accountData;
@@ -85,7 +88,8 @@ public sealed class SyncResponseWriter : IDisposable
         _incremental = incremental;
         _joined = [.. head.JoinedRoomIds];
         Raw("{\"next_batch\":"u8);
-        Value(w => w.WriteStringValue(new SyncToken(head.Position, accountData.Position, e2ee.Position).ToString()));
+        Value(w => w.WriteStringValue(new SyncToken(head.Position, accountData.Position, e2ee.Position,
+            ephemeral?.ReceiptsPosition ?? 0, ephemeral?.TypingPosition ?? 0).ToString()));
         Raw(",\"rooms\":{"u8);
     }
 
@@ -120,7 +124,7 @@ public sealed class SyncResponseWriter : IDisposable
         if (section == Join)
         {
             if (_roomHasMembers) Raw(","u8);
-            RoomAccountData(_room);
+            SyncOwned(_room);
         }
         Raw("}"u8);
         _room = null;
@@ -178,7 +182,7 @@ public sealed class SyncResponseWriter : IDisposable
         {
             if (_sectionOpen)
             {
-                if (_section == Join) AccountDataOnlyRooms();
+                if (_section == Join) SyncOwnedOnlyRooms();
                 Raw("}"u8);
                 _sectionOpen = false;
             }
@@ -191,26 +195,31 @@ public sealed class SyncResponseWriter : IDisposable
         }
     }
 
-    void RoomAccountData(string roomId)
+    /// <summary>The members of a joined room this service owns: "ephemeral" and "account_data".</summary>
+    void SyncOwned(string roomId)
     {
         _joinWritten.Add(roomId);
-        Raw("\"account_data\":"u8);
+        Raw("\"ephemeral\":"u8);
+        Value(w => Events(w, _ephemeral?.Events(roomId)));
+        Raw(",\"account_data\":"u8);
         _accountData.Rooms.TryGetValue(roomId, out var events);
         Value(w => Events(w, events));
     }
 
-    /// <summary>In an incremental sync, a joined room with new account data and nothing else still gets a join
-    /// section, to carry it.</summary>
-    void AccountDataOnlyRooms()
+    /// <summary>In an incremental sync, a joined room with new account data or ephemeral events and nothing else
+    /// still gets a join section, to carry them.</summary>
+    void SyncOwnedOnlyRooms()
     {
         if (!_incremental) return;
-        foreach (var roomId in _accountData.Rooms.Keys)
+        IEnumerable<string> rooms = _accountData.Rooms.Keys;
+        if (_ephemeral is not null) rooms = rooms.Concat(_ephemeral.RoomsWithNews(_joined));
+        foreach (var roomId in rooms)
         {
             if (_joinWritten.Contains(roomId) || !_joined.Contains(roomId)) continue;
             if (_roomsInSection++ > 0) Raw(","u8);
             Value(w => w.WriteStringValue(roomId));
             Raw(""":{"timeline":{"events":[],"limited":false},"state":{"events":[]},"""u8);
-            RoomAccountData(roomId);
+            SyncOwned(roomId);
             Raw("}"u8);
             HasRooms = true;
         }

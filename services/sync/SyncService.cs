@@ -9,7 +9,7 @@ public static class SyncService
 {
     public static IServiceCollection AddSyncService(this IServiceCollection services)
     {
-        services.AddSingleton<AccountDataStore>().AddSingleton<SyncNotifier>().AddSingleton<SyncEndpoints>().AddSingleton<TagEndpoints>();
+        services.AddSingleton<AccountDataStore>().AddSingleton<ReceiptStore>().AddSingleton<TypingState>().AddSingleton<SyncNotifier>().AddSingleton<SyncEndpoints>().AddSingleton<TagEndpoints>();
         services.AddHostedService(sp => sp.GetRequiredService<SyncNotifier>());
         return services;
     }

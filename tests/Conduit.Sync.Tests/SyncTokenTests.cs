@@ -9,7 +9,7 @@ public sealed class SyncTokenTests
     public void FormatAndParse_RoundTrip()
     {
         var t = new SyncToken(5, 3);
-        Assert.Equal("s5_3_0", t.ToString());
+        Assert.Equal("s5_3_0_0_0", t.ToString());
         Assert.Equal(t, SyncToken.Parse("s5_3"));
         Assert.Equal(new SyncToken(5, 3), SyncToken.Parse(t.ToString()));
     }

@@ -111,7 +111,7 @@ public static class RouteTable
     public static readonly MatrixRoute ReportUser = C(Service.Rooms, "/users/{userId}/report", POST);
     public static readonly MatrixRoute TimestampToEvent = Add(Service.Rooms, "/_matrix/client/v1/rooms/{roomId}/timestamp_to_event", GET);
 
-    // ---- sync: /sync, filters, account data, push rules
+    // ---- sync: /sync, filters, account data, push rules, receipts, read markers, typing
     public static readonly MatrixRoute Sync = C(Service.Sync, "/sync", GET);
     public static readonly MatrixRoute CreateFilter = C(Service.Sync, "/user/{userId}/filter", POST);
     public static readonly MatrixRoute GetFilter = C(Service.Sync, "/user/{userId}/filter/{filterId}", GET);
@@ -120,6 +120,9 @@ public static class RouteTable
     public static readonly MatrixRoute PushRules = C(Service.Sync, "/pushrules/{**rest}", GET, PUT, DELETE);
     public static readonly MatrixRoute RoomTags = C(Service.Sync, "/user/{userId}/rooms/{roomId}/tags", GET);
     public static readonly MatrixRoute RoomTag = C(Service.Sync, "/user/{userId}/rooms/{roomId}/tags/{tag}", PUT, DELETE);
+    public static readonly MatrixRoute Receipt = C(Service.Sync, "/rooms/{roomId}/receipt/{receiptType}/{eventId}", POST);
+    public static readonly MatrixRoute ReadMarkers = C(Service.Sync, "/rooms/{roomId}/read_markers", POST);
+    public static readonly MatrixRoute Typing = C(Service.Sync, "/rooms/{roomId}/typing/{userId}", PUT);
 
     // ---- federation: server keys and the federation API
     public static readonly MatrixRoute ServerKeys = Add(Service.Federation, "/_matrix/key/v2/server/{**keyId}", GET);

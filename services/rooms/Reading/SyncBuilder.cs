@@ -87,11 +87,7 @@ public sealed class SyncBuilder(RoomStore rooms, StateStore states, ClientEvents
                 w.WriteNumber("highlight_count", 0);
                 w.WriteNumber("notification_count", 0);
                 w.WriteEndObject();
-                w.WriteStartObject("ephemeral");
-                w.WriteStartArray("events");
-                w.WriteEndArray();
-                w.WriteEndObject();
-                // "account_data" is the sync service's to add (protos/rooms.proto, SyncRoomPiece).
+                // "ephemeral" and "account_data" are the sync service's to add (protos/rooms.proto, SyncRoomPiece).
                 output.EndRoom();
                 return;
             }
