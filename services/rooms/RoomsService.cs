@@ -14,7 +14,7 @@ public static class RoomsService
             .AddSingleton<EventSigner>().AddHostedService(sp => sp.GetRequiredService<EventSigner>()).AddSingleton<EventSender>()
             .AddSingleton<ClientEvents>().AddSingleton<Visibility>().AddSingleton<SyncBuilder>().AddSingleton<DeviceLists>().AddSingleton<RoomParams>()
             .AddSingleton<CreateRoomEndpoint>().AddSingleton<MembershipEndpoints>().AddSingleton<EventEndpoints>().AddSingleton<ReadEndpoints>()
-            .AddSingleton<AliasEndpoints>().AddSingleton<UpgradeEndpoint>().AddSingleton<SearchEndpoint>().AddSingleton<RoomSummaries>().AddSingleton<RoomInfoEndpoints>().AddSingleton<SpaceEndpoints>().AddSingleton<RoomsGrpcService>();
+            .AddSingleton<AliasEndpoints>().AddSingleton<UpgradeEndpoint>().AddSingleton<SearchEndpoint>().AddSingleton<RoomSummaries>().AddSingleton<RoomInfoEndpoints>().AddSingleton<SpaceEndpoints>().AddSingleton<DirectoryEndpoints>().AddSingleton<RoomsGrpcService>();
 
     public static IEndpointRouteBuilder MapRoomsService(this IEndpointRouteBuilder app)
     {
@@ -28,6 +28,7 @@ public static class RoomsService
         sp.GetRequiredService<SearchEndpoint>().Map(app);
         sp.GetRequiredService<RoomInfoEndpoints>().Map(app);
         sp.GetRequiredService<SpaceEndpoints>().Map(app);
+        sp.GetRequiredService<DirectoryEndpoints>().Map(app);
         return app;
     }
 

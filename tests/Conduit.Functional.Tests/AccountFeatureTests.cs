@@ -251,3 +251,75 @@ public abstract class SpaceHierarchyTests(ServerFixture server)
 public sealed class AllInOneSpaceHierarchyTests(AllInOneFixture f) : SpaceHierarchyTests(f), IClassFixture<AllInOneFixture>;
 
 public sealed class SplitSpaceHierarchyTests(SplitFixture f) : SpaceHierarchyTests(f), IClassFixture<SplitFixture>;
+
+/// <summary>The published room directory (spec: client-server-api, "Listing rooms") through the edge.</summary>
+public abstract class RoomDirectoryTests(ServerFixture server)
+{
+    static void Error(Response r, HttpStatusCode status, string errcode)
+        => Assert.True(r.Status == status && r.ErrCode == errcode, $"expected {(int)status} {errcode}, got {(int)r.Status}: {r.Body?.ToJsonString()}");
+
+    static string[] Ids(Response r) => r.Ok().Obj["chunk"]!.AsArray().Select(x => x!["room_id"]!.GetValue<string>()).ToArray();
+
+    [Fact]
+    public async Task Published_rooms_are_listed_filtered_and_paged()
+    {
+        var owner = await Register(server);
+        var tag = UniqueName("dir");
+        var big = await owner.CreateRoom(new JsonObject { ["preset"] = "public_chat", ["visibility"] = "public", ["name"] = $"{tag} big", ["topic"] = "the largest" });
+        var small = await owner.CreateRoom(new JsonObject { ["preset"] = "public_chat", ["visibility"] = "public", ["name"] = $"{tag} small" });
+        var space = await owner.CreateRoom(new JsonObject { ["preset"] = "public_chat", ["visibility"] = "public", ["name"] = $"{tag} space", ["creation_content"] = new JsonObject { ["type"] = "m.space" } });
+        var unlisted = await owner.CreateRoom(new JsonObject { ["preset"] = "public_chat", ["name"] = $"{tag} unlisted" });
+        foreach (var _ in Enumerable.Range(0, 2))
+            (await (await Register(server)).Post($"{C}/join/{E(big)}", new JsonObject())).Ok();
+
+        // Without a token (GET), largest first.
+        var anon = new MatrixClient(server);
+        var all = Ids(await anon.Call("GET", $"{C}/publicRooms?limit=500", auth: false));
+        Assert.Contains(big, all);
+        Assert.DoesNotContain(unlisted, all);
+        var filtered = await owner.Post($"{C}/publicRooms", new JsonObject { ["filter"] = new JsonObject { ["generic_search_term"] = tag.ToUpperInvariant() } });
+        Assert.Equal(big, Ids(filtered)[0]);
+        Assert.Equal(3, Ids(filtered).Length);
+        var entry = filtered.Obj["chunk"]![0]!;
+        Assert.Equal(($"{tag} big", "the largest", 3, "public"), (entry["name"]!.GetValue<string>(), entry["topic"]!.GetValue<string>(), entry["num_joined_members"]!.GetValue<int>(), entry["join_rule"]!.GetValue<string>()));
+        // Room types: spaces only, and rooms without a type (null).
+        var spaces = await owner.Post($"{C}/publicRooms", new JsonObject { ["filter"] = new JsonObject { ["generic_search_term"] = tag, ["room_types"] = new JsonArray("m.space") } });
+        Assert.Equal([space], Ids(spaces));
+        var plain = await owner.Post($"{C}/publicRooms", new JsonObject { ["filter"] = new JsonObject { ["generic_search_term"] = tag, ["room_types"] = new JsonArray((JsonNode?)null) } });
+        Assert.Equal(2, Ids(plain).Length);
+        // Pages of one.
+        var first = await owner.Post($"{C}/publicRooms", new JsonObject { ["limit"] = 1, ["filter"] = new JsonObject { ["generic_search_term"] = tag } });
+        Assert.Equal([big], Ids(first));
+        var second = await owner.Post($"{C}/publicRooms", new JsonObject { ["limit"] = 1, ["since"] = first.Obj["next_batch"]!.GetValue<string>(), ["filter"] = new JsonObject { ["generic_search_term"] = tag } });
+        Assert.Single(Ids(second));
+        Assert.NotNull(second.Obj["prev_batch"]);
+        Assert.DoesNotContain(big, Ids(second));
+        Assert.Contains(small, Ids(await owner.Post($"{C}/publicRooms", new JsonObject { ["filter"] = new JsonObject { ["generic_search_term"] = tag } })));
+        Error(await owner.Get($"{C}/publicRooms?since=bogus"), HttpStatusCode.BadRequest, "M_INVALID_PARAM");
+        Error(await anon.Call("POST", $"{C}/publicRooms", new JsonObject(), auth: false), HttpStatusCode.Unauthorized, "M_MISSING_TOKEN");
+    }
+
+    [Fact]
+    public async Task Only_a_moderator_publishes_or_hides_a_room()
+    {
+        var owner = await Register(server);
+        var member = await Register(server);
+        var room = await owner.CreateRoom(new JsonObject { ["preset"] = "public_chat" });
+        var list = $"{C}/directory/list/room/{E(room)}";
+        Assert.Equal("private", (await member.Get(list)).Ok().Obj["visibility"]!.GetValue<string>());
+        Error(await member.Put(list, new JsonObject { ["visibility"] = "public" }), HttpStatusCode.Forbidden, "M_FORBIDDEN");
+        (await member.Post($"{C}/join/{E(room)}", new JsonObject())).Ok();
+        Error(await member.Put(list, new JsonObject { ["visibility"] = "public" }), HttpStatusCode.Forbidden, "M_FORBIDDEN");
+        (await owner.Put(list, new JsonObject { ["visibility"] = "public" })).Ok();
+        Assert.Equal("public", (await member.Get(list)).Ok().Obj["visibility"]!.GetValue<string>());
+        Assert.Contains(room, Ids(await owner.Get($"{C}/publicRooms?limit=500")));
+        (await owner.Put(list, new JsonObject { ["visibility"] = "private" })).Ok();
+        Assert.DoesNotContain(room, Ids(await owner.Get($"{C}/publicRooms?limit=500")));
+        Error(await owner.Put(list, new JsonObject { ["visibility"] = "secret" }), HttpStatusCode.BadRequest, "M_INVALID_PARAM");
+        Error(await owner.Get($"{C}/directory/list/room/{E("!nope:" + server.ServerName)}"), HttpStatusCode.NotFound, "M_NOT_FOUND");
+    }
+}
+
+public sealed class AllInOneRoomDirectoryTests(AllInOneFixture f) : RoomDirectoryTests(f), IClassFixture<AllInOneFixture>;
+
+public sealed class SplitRoomDirectoryTests(SplitFixture f) : RoomDirectoryTests(f), IClassFixture<SplitFixture>;

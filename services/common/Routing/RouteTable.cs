@@ -102,6 +102,8 @@ public static class RouteTable
     public static readonly MatrixRoute RoomAliases = C(Service.Rooms, "/rooms/{roomId}/aliases", GET);
     public static readonly MatrixRoute Knock = C(Service.Rooms, "/knock/{roomIdOrAlias}", POST);
     public static readonly MatrixRoute Upgrade = C(Service.Rooms, "/rooms/{roomId}/upgrade", POST);
+    public static readonly MatrixRoute PublicRooms = C(Service.Rooms, "/publicRooms", GET, POST);
+    public static readonly MatrixRoute DirectoryListRoom = C(Service.Rooms, "/directory/list/room/{roomId}", GET, PUT);
     public static readonly MatrixRoute SpaceHierarchy = Add(Service.Rooms, "/_matrix/client/v1/rooms/{roomId}/hierarchy", GET);
     public static readonly MatrixRoute RoomSummary = Add(Service.Rooms, "/_matrix/client/v1/room_summary/{roomIdOrAlias}", GET);
     public static readonly MatrixRoute MutualRooms = Add(Service.Rooms, "/_matrix/client/v1/mutual_rooms", GET);
