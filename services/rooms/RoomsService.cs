@@ -12,9 +12,9 @@ public static class RoomsService
     public static IServiceCollection AddRoomsService(this IServiceCollection services)
         => services.AddRateLimits().AddSingleton<RoomStore>().AddSingleton<StateStore>().AddSingleton<RoomStream>().AddSingleton<RoomWriter>()
             .AddSingleton<EventSigner>().AddHostedService(sp => sp.GetRequiredService<EventSigner>()).AddSingleton<EventSender>()
-            .AddSingleton<ClientEvents>().AddSingleton<Visibility>().AddSingleton<SyncBuilder>().AddSingleton<DeviceLists>().AddSingleton<RoomParams>()
+            .AddSingleton<Relations>().AddSingleton<ClientEvents>().AddSingleton<Visibility>().AddSingleton<SyncBuilder>().AddSingleton<DeviceLists>().AddSingleton<RoomParams>()
             .AddSingleton<CreateRoomEndpoint>().AddSingleton<MembershipEndpoints>().AddSingleton<EventEndpoints>().AddSingleton<ReadEndpoints>()
-            .AddSingleton<AliasEndpoints>().AddSingleton<UpgradeEndpoint>().AddSingleton<SearchEndpoint>().AddSingleton<RoomsGrpcService>();
+            .AddSingleton<AliasEndpoints>().AddSingleton<UpgradeEndpoint>().AddSingleton<SearchEndpoint>().AddSingleton<RelationEndpoints>().AddSingleton<RoomsGrpcService>();
 
     public static IEndpointRouteBuilder MapRoomsService(this IEndpointRouteBuilder app)
     {
@@ -26,6 +26,7 @@ public static class RoomsService
         sp.GetRequiredService<AliasEndpoints>().Map(app);
         sp.GetRequiredService<UpgradeEndpoint>().Map(app);
         sp.GetRequiredService<SearchEndpoint>().Map(app);
+        sp.GetRequiredService<RelationEndpoints>().Map(app);
         return app;
     }
 
