@@ -63,8 +63,8 @@ public sealed class RoomsHarness : IDisposable
         Signer = new EventSigner(new Protos.Federation.Federation.FederationClient(invoker), NullLogger<EventSigner>.Instance);
         Federation.Signer = Signer;
         Sender = new EventSender(Rooms, States, Writer, Signer, Config, NullLogger<EventSender>.Instance);
-        Format = new ClientEvents(Rooms);
         Visibility = new Visibility(Rooms, States);
+        Format = new ClientEvents(Rooms, new Relations(Rooms), Visibility);
         Builder = new SyncBuilder(Rooms, States, Format, Visibility, Stream);
         Sync = new SyncHarness(Builder);
     }

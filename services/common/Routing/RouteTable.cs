@@ -112,6 +112,10 @@ public static class RouteTable
     public static readonly MatrixRoute ReportEvent = C(Service.Rooms, "/rooms/{roomId}/report/{eventId}", POST);
     public static readonly MatrixRoute ReportUser = C(Service.Rooms, "/users/{userId}/report", POST);
     public static readonly MatrixRoute TimestampToEvent = Add(Service.Rooms, "/_matrix/client/v1/rooms/{roomId}/timestamp_to_event", GET);
+    public static readonly MatrixRoute Relations = Add(Service.Rooms, "/_matrix/client/v1/rooms/{roomId}/relations/{eventId}", GET);
+    public static readonly MatrixRoute RelationsOfType = Add(Service.Rooms, "/_matrix/client/v1/rooms/{roomId}/relations/{eventId}/{relType}", GET);
+    public static readonly MatrixRoute RelationsOfTypes = Add(Service.Rooms, "/_matrix/client/v1/rooms/{roomId}/relations/{eventId}/{relType}/{eventType}", GET);
+    public static readonly MatrixRoute Threads = Add(Service.Rooms, "/_matrix/client/v1/rooms/{roomId}/threads", GET);
 
     // ---- sync: /sync, filters, account data, push rules, receipts, read markers, typing
     public static readonly MatrixRoute Sync = C(Service.Sync, "/sync", GET);

@@ -35,9 +35,19 @@ public sealed class EventEndpoints(RoomStore rooms, EventSender sender, ClientEv
         var e = type == "m.room.redaction"
             ? RedactionOf(c, roomId, EventContent.RedactedEventId(content.OptString("redacts")), content)
             : new NewEvent(type, null, content);
+        RequireThreadRoot(content, roomId);
         Limit(ctx, c, txn);
         var sent = await sender.SendAsync(roomId, c.UserId, [e], txn, ctx.RequestAborted);
         await ctx.Response.WriteJsonAsync(new JsonObject { ["event_id"] = sent[0].EventId });
+    }
+
+    // Threading, "Validation of m.thread relationships": a thread cannot start from an event that has a relation
+    // itself (400 M_UNKNOWN, as the spec says for want of a code).
+    void RequireThreadRoot(JsonObject content, string roomId)
+    {
+        if (Rules.RelatesTo.Of(content) is (Rules.RelatesTo.Thread, var rootId) && rooms.Event(rootId) is { } root && root.RoomId == roomId
+            && Rules.RelatesTo.Of(root.Content) is not null)
+            throw Err.Unknown("Cannot start a thread from an event with a relation");
     }
 
     // rc_message. A retried transaction is answered from its first result, so it costs nothing and is never refused.

@@ -40,7 +40,7 @@ public sealed class ReadEndpoints(RoomStore rooms, StateStore states, RoomStream
         var roomId = RoomParams.RoomId(ctx);
         var ev = rooms.Event(ctx.Route("eventId"));
         if (ev is null || ev.RoomId != roomId || !visibility.CanSee(c.UserId, ev)) throw Err.NotFound("Event not found");
-        await ctx.Response.WriteJsonAsync(format.Format(ev, c.DeviceId));
+        await ctx.Response.WriteJsonAsync(format.Format(ev, c.DeviceId, true, c.UserId));
     }
 
     // ---- /context (spec: client-server-api, "GET /rooms/{roomId}/context/{eventId}"): the event, what the
@@ -68,9 +68,9 @@ public sealed class ReadEndpoints(RoomStore rooms, StateStore states, RoomStream
         }
         await ctx.Response.WriteJsonAsync(new JsonObject
         {
-            ["event"] = format.Format(ev, c.DeviceId),
-            ["events_before"] = new JsonArray(before.Select(e => (JsonNode)format.Format(e, c.DeviceId)).ToArray()),
-            ["events_after"] = new JsonArray(after.Select(e => (JsonNode)format.Format(e, c.DeviceId)).ToArray()),
+            ["event"] = format.Format(ev, c.DeviceId, true, c.UserId),
+            ["events_before"] = new JsonArray(before.Select(e => (JsonNode)format.Format(e, c.DeviceId, true, c.UserId)).ToArray()),
+            ["events_after"] = new JsonArray(after.Select(e => (JsonNode)format.Format(e, c.DeviceId, true, c.UserId)).ToArray()),
             ["start"] = $"t{(before.Count > 0 ? before[^1].Pos : ev.Pos) - 1}",
             ["end"] = $"t{lastReturned.Pos}",
             ["state"] = new JsonArray(state.Select(e => (JsonNode)format.Format(e)).ToArray()),
@@ -110,7 +110,7 @@ public sealed class ReadEndpoints(RoomStore rooms, StateStore states, RoomStream
             var ev = rooms.Event(id);
             if (ev is null || !visibility.CanSee(c.UserId, ev, window)) continue;
             if (filter is not null && !filter.Matches(ev.Type, ev.Sender, roomId)) continue;
-            chunk.Add((JsonNode)format.Format(ev, c.DeviceId));
+            chunk.Add((JsonNode)format.Format(ev, c.DeviceId, true, c.UserId));
             memberIds.Add(ev.Sender);
         }
         var result = new JsonObject { ["chunk"] = chunk, ["start"] = $"t{from}" };

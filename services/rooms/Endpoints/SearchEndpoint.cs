@@ -72,7 +72,7 @@ public sealed class SearchEndpoint(RoomStore rooms, Visibility visibility, Clien
         var results = new JsonArray();
         foreach (var (e, rank) in page)
         {
-            var r = new JsonObject { ["rank"] = rank, ["result"] = format.Format(e, c.DeviceId) };
+            var r = new JsonObject { ["rank"] = rank, ["result"] = format.Format(e, c.DeviceId, true, c.UserId) };
             if (context is not null) r["context"] = Context(c.UserId, c.DeviceId, e, context);
             results.Add((JsonNode)r);
         }

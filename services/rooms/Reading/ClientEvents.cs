@@ -1,16 +1,25 @@
 using System.Text.Json.Nodes;
 using Conduit.Common;
 using Conduit.Common.Events;
+using Conduit.Rooms.Rules;
 
 namespace Conduit.Rooms;
 
 /// <summary>
 /// Turns stored PDUs into the client format (spec: client-server-api, "Room Event Format"): redactions applied,
-/// and unsigned with age, prev_content, redacted_because and, for the sending device only, transaction_id.
+/// and unsigned with age, prev_content, redacted_because, for the sending device only, transaction_id, and the
+/// server-side aggregations of child events in m.relations (<see cref="Bundle"/>).
 /// </summary>
-public sealed class ClientEvents(RoomStore rooms)
+public sealed class ClientEvents(RoomStore rooms, Relations relations, Visibility visibility)
 {
-    public JsonObject Format(StoredEvent e, string? forDevice = null, bool includeRoomId = true)
+    /// <summary>
+    /// The event as a client sees it; <paramref name="forUser"/> (the reader) decides the thread aggregation's
+    /// current_user_participated and which latest reply it may see.
+    /// </summary>
+    public JsonObject Format(StoredEvent e, string? forDevice = null, bool includeRoomId = true, string? forUser = null)
+        => Format(e, forDevice, includeRoomId, forUser, bundleThread: true);
+
+    JsonObject Format(StoredEvent e, string? forDevice, bool includeRoomId, string? forUser, bool bundleThread, bool bundle = true)
     {
         var pdu = e.Pdu;
         var version = rooms.VersionOf(e.RoomId!) ?? RoomVersion.V11;
@@ -18,7 +27,7 @@ public sealed class ClientEvents(RoomStore rooms)
         if (e.Meta["redacted_by"]?.GetValue<string>() is { } redactedBy)
         {
             pdu = Redaction.Redact(pdu, version);
-            if (rooms.Event(redactedBy) is { } r) unsigned["redacted_because"] = Format(r, null, includeRoomId);
+            if (rooms.Event(redactedBy) is { } r) unsigned["redacted_because"] = Format(r, null, includeRoomId, null, false, bundle: false);
         }
         var o = new JsonObject
         {
@@ -40,8 +49,44 @@ public sealed class ClientEvents(RoomStore rooms)
         }
         if (forDevice is not null && e.Meta["sender_device"]?.GetValue<string>() == forDevice && e.Meta["txn_id"] is { } txn)
             unsigned["transaction_id"] = txn.DeepClone();
+        if (bundle && e.InTimeline) Bundle(unsigned, e, e.Meta["redacted_by"] is not null, forDevice, includeRoomId, forUser, bundleThread);
         o["unsigned"] = unsigned;
         return o;
+    }
+
+    /// <summary>
+    /// Server-side aggregations (spec: client-server-api, "Aggregations of child events"): m.thread (latest reply
+    /// the reader may see, formatted with its own aggregations, count, current_user_participated) and m.replace
+    /// (the most recent valid edit, whole; none for a redacted original). m.annotation and m.reference are not
+    /// aggregated (the spec dropped m.reference's; Synapse does neither). Most events have no children: one seek of
+    /// the relation index decides that.
+    /// </summary>
+    void Bundle(JsonObject unsigned, StoredEvent e, bool redacted, string? forDevice, bool includeRoomId, string? forUser, bool bundleThread)
+    {
+        if (!relations.HasChildren(e.RoomId, e.EventId)) return;
+        var m = new JsonObject();
+        if (bundleThread && relations.Thread(e.RoomId, e.EventId) is { Count: > 0 } t && LatestVisible(e, t, forUser) is { } latest)
+        {
+            m[RelatesTo.Thread] = new JsonObject
+            {
+                ["latest_event"] = Format(latest, forDevice, includeRoomId, forUser, bundleThread: false),
+                ["count"] = t.Count,
+                ["current_user_participated"] = forUser is not null && relations.Participated(e.RoomId, e.EventId, forUser),
+            };
+        }
+        if (!redacted && relations.LatestEdit(e) is { } edit) m[RelatesTo.Replace] = Format(edit, forDevice, includeRoomId, forUser, false, bundle: false);
+        if (m.Count > 0) unsigned["m.relations"] = m;
+    }
+
+    // The thread's latest reply, or, when the reader may not see it (they left before it), the newest they may.
+    StoredEvent? LatestVisible(StoredEvent root, ThreadSummary t, string? forUser)
+    {
+        if (rooms.Event(t.Latest) is { } latest && (forUser is null || visibility.CanSee(forUser, latest))) return latest;
+        if (forUser is null) return null;
+        var window = visibility.ReadableWindow(forUser, root.RoomId);
+        foreach (var r in relations.Children(root.RoomId, root.EventId, RelatesTo.Thread, 0, Math.Min(t.Pos - 1, window?.UpTo ?? 0)))
+            if (rooms.Event(r.EventId) is { } x && visibility.CanSee(forUser, x, window)) return x;
+        return null;
     }
 
     /// <summary>Stripped state for invites and knocks (spec: client-server-api, "Stripped state").</summary>

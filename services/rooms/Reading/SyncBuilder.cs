@@ -81,7 +81,7 @@ public sealed class SyncBuilder(RoomStore rooms, StateStore states, ClientEvents
                 var roomSince = changed && rooms.PreviousMembership(m) != "join" ? 0 : since;
                 if (PlanSection(roomId, userId, roomSince, upTo, fullState || roomSince == 0, limit, filter) is not { } plan) return;
                 output.BeginRoom(section, roomId);
-                WriteSection(output, plan, roomId, deviceId, filter);
+                WriteSection(output, plan, roomId, userId, deviceId, filter);
                 Summary(w, roomId, userId);
                 w.WriteStartObject("unread_notifications");
                 w.WriteNumber("highlight_count", 0);
@@ -107,7 +107,7 @@ public sealed class SyncBuilder(RoomStore rooms, StateStore states, ClientEvents
                 var wasMember = rooms.PreviousMembership(m) == "join";
                 var plan = wasMember ? PlanSection(roomId, userId, since, m.Pos, fullState || since == 0, limit, filter) : null;
                 output.BeginRoom(section, roomId);
-                if (plan is not null) WriteSection(output, plan, roomId, deviceId, filter);
+                if (plan is not null) WriteSection(output, plan, roomId, userId, deviceId, filter);
                 else
                 {
                     w.WriteStartObject("timeline");
@@ -196,14 +196,14 @@ public sealed class SyncBuilder(RoomStore rooms, StateStore states, ClientEvents
         return new SectionPlan(picked, limited, prevBatch, stateIds, picked.Select(e => e.EventId).ToHashSet());
     }
 
-    void WriteSection(PartWriter output, SectionPlan plan, string roomId, string? deviceId, Filter? filter)
+    void WriteSection(PartWriter output, SectionPlan plan, string roomId, string userId, string? deviceId, Filter? filter)
     {
         var w = output.Json;
         w.WriteStartObject("timeline");
         w.WriteStartArray("events");
         foreach (var e in plan.Timeline)
         {
-            format.Format(e, deviceId, false).WriteTo(w);
+            format.Format(e, deviceId, false, userId).WriteTo(w);
             output.MayCut();
         }
         w.WriteEndArray();

@@ -80,3 +80,22 @@ public static class MemberContent
 
     public static string? AvatarUrl(JsonObject? content) => ContentField.String(content, "avatar_url");
 }
+
+/// <summary>
+/// m.relates_to (client-server-api, "Forming relationships between events"): a relation is a string rel_type and a
+/// string event_id with event ID grammar; anything else (absent, malformed, a reply's m.in_reply_to alone) is none.
+/// </summary>
+public static class RelatesTo
+{
+    public const string Thread = "m.thread";
+    public const string Replace = "m.replace";
+    public const string Annotation = "m.annotation";
+
+    public static (string RelType, string EventId)? Of(JsonObject? content)
+    {
+        var r = ContentField.Object(content, "m.relates_to");
+        return ContentField.String(r, "rel_type") is { Length: > 0 and <= 255 } rel && ContentField.String(r, "event_id") is { } id && Ids.IsEventId(id)
+            ? (rel, id)
+            : null;
+    }
+}

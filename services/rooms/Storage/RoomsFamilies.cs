@@ -86,6 +86,26 @@ public static class RoomsFamilies
     /// <summary>Short IDs and state group IDs are 8-byte big-endian keys, so the last key of a family is its largest ID.</summary>
     public static byte[] ShortIdKey(ulong id) => K.BigEndian(id);
 
+    public const string Relations = "rooms_relations";
+    static readonly ColumnFamily RelationsFamily = new(Relations, "room_id 0xFF parent_event_id 0xFF rel_type 0xFF pos",
+        "event_type 0xFF child_event_id: events whose m.relates_to names a parent of the same room; removed when the child is redacted");
+    public static byte[] RelationKey(string roomId, string parentId, string relType, long pos) => K.Concat(K.Prefix(roomId, parentId, relType), K.BigEndian((ulong)pos));
+    public static byte[] RelationsPrefix(string roomId, string parentId) => K.Prefix(roomId, parentId);
+    public static byte[] RelationsPrefix(string roomId, string parentId, string relType) => K.Prefix(roomId, parentId, relType);
+
+    public const string Threads = "rooms_threads";
+    static readonly ColumnFamily ThreadsFamily = new(Threads, "room_id 0xFF pos", "thread root event_id: threads by the position of their latest event (one entry per thread)");
+    public static byte[] ThreadKey(string roomId, long pos) => K.Concat(K.Prefix(roomId), K.BigEndian((ulong)pos));
+    public static byte[] ThreadsPrefix(string roomId) => K.Prefix(roomId);
+
+    public const string ThreadInfo = "rooms_thread_info";
+    static readonly ColumnFamily ThreadInfoFamily = new(ThreadInfo, "room_id 0xFF root_event_id", "JSON {pos, latest (event_id), count}: the thread's m.thread aggregation");
+    public static byte[] ThreadInfoKey(string roomId, string rootId) => K.Join(roomId, rootId);
+
+    public const string ThreadUsers = "rooms_thread_users";
+    static readonly ColumnFamily ThreadUsersFamily = new(ThreadUsers, "room_id 0xFF root_event_id 0xFF user_id", "empty: the user sent the root or a reply in the thread");
+    public static byte[] ThreadUserKey(string roomId, string rootId, string userId) => K.Join(roomId, rootId, userId);
+
     public const string Counters = "rooms_counters";
     static readonly ColumnFamily CountersFamily = new(Counters, "\"stream\"", "8-byte big-endian room stream position, written by the group commit");
     public static readonly byte[] StreamCounterKey = K.Utf8("stream");
@@ -100,6 +120,6 @@ public static class RoomsFamilies
         ReportsFamily,
         PdusFamily, EventMetaFamily, TimelineFamily, StateFamily, InfoFamily, UserRoomsFamily, MembershipLogFamily, MembersFamily,
         AliasesFamily, RoomAliasesFamily, TxnsFamily, DirectoryFamily, StateKeyShortFamily, ShortStateKeyFamily, EventIdShortFamily,
-        ShortEventIdFamily, StateGroupsFamily, CountersFamily,
+        ShortEventIdFamily, StateGroupsFamily, RelationsFamily, ThreadsFamily, ThreadInfoFamily, ThreadUsersFamily, CountersFamily,
     ];
 }

@@ -41,6 +41,8 @@ public sealed partial class RoomWriter(RoomStore rooms, StateStore states, RoomS
 
     public string ServerName => config.ServerName;
 
+    internal RoomStore Rooms => rooms;
+
     // ---- room locks
 
     sealed class RoomLock
@@ -194,7 +196,7 @@ public sealed partial class RoomWriter(RoomStore rooms, StateStore states, RoomS
     /// The writes of one request to one room, collected in one batch. Timeline events get their stream positions at
     /// commit; everything else is in the batch already.
     /// </summary>
-    public sealed class RoomWrite : IDisposable
+    public sealed partial class RoomWrite : IDisposable
     {
         readonly RoomWriter _writer;
         readonly List<(string EventId, JsonObject Meta)> _timeline = [];
@@ -237,7 +239,11 @@ public sealed partial class RoomWriter(RoomStore rooms, StateStore states, RoomS
         public void AddEvent(string eventId, JsonObject pdu, JsonObject meta, bool inTimeline, byte[]? canonicalPdu = null)
         {
             Batch.Put(RoomsFamilies.Pdus, RoomsFamilies.PduKey(eventId), canonicalPdu ?? CanonicalJson.SerializeToUtf8Bytes(pdu));
-            if (inTimeline) _timeline.Add((eventId, meta));
+            if (inTimeline)
+            {
+                _timeline.Add((eventId, meta));
+                NoteRelation(eventId, pdu, meta);
+            }
             else Batch.Put(RoomsFamilies.EventMeta, RoomsFamilies.EventMetaKey(eventId), RoomStore.Json(meta));
         }
 
@@ -266,6 +272,7 @@ public sealed partial class RoomWriter(RoomStore rooms, StateStore states, RoomS
         public void MarkRedacted(StoredEvent target, string redactionId)
         {
             target.Meta["redacted_by"] = redactionId;
+            NoteRedacted(target);
             Batch.Put(RoomsFamilies.EventMeta, RoomsFamilies.EventMetaKey(target.EventId), RoomStore.Json(target.Meta));
         }
 
@@ -286,6 +293,7 @@ public sealed partial class RoomWriter(RoomStore rooms, StateStore states, RoomS
                 Batch.Put(RoomsFamilies.Timeline, RoomsFamilies.TimelineKey(RoomId, position), K.Utf8(eventId));
                 Batch.Put(RoomsFamilies.EventMeta, RoomsFamilies.EventMetaKey(eventId), RoomStore.Json(meta));
             }
+            IndexRelations();
             foreach (var (user, membership, eventId, index) in _memberships)
             {
                 // A membership from a state change with no timeline event of its own (none yet) takes the first position.
