@@ -193,6 +193,8 @@ public abstract class RelationTests(ServerFixture server)
         var original = await alice.SendText(room, "I like cake");
         Assert.Null((await alice.Get($"{C}/rooms/{E(room)}/event/{E(original)}")).Ok().Obj["unsigned"]!["m.relations"]);
         await Edit(alice, room, original, "I like chocolate cake");
+        // "Most recent" is by origin_server_ts, ties broken by event ID (spec): make the second edit's timestamp later.
+        await Task.Delay(5);
         var second = await Edit(alice, room, original, "I really like chocolate cake");
         // Other sender, other type, no m.new_content: ignored, although more recent.
         var byBob = await Edit(bob, room, original, "bob was here");
