@@ -10,11 +10,10 @@ import { randomBytes } from "node:crypto";
 import {
     createClient,
     MemoryStore,
-    ClientEvent,
     RoomEvent,
     MatrixError,
 } from "matrix-js-sdk";
-import { BASE_URL, WAIT_MS, PASSWORD, quietLogger, randomLocalpart, describeError, register } from "./common.mjs";
+import { BASE_URL, WAIT_MS, PASSWORD, quietLogger, randomLocalpart, describeError, register, trackSync, waitUntil, startAndWaitPrepared } from "./common.mjs";
 
 function makeClient(creds, name) {
     return createClient({
@@ -27,53 +26,7 @@ function makeClient(creds, name) {
     });
 }
 
-/** Keeps the latest sync state/error of a client, for failure messages. */
-function trackSync(client, name) {
-    const info = { name, state: null, error: null };
-    client.on(ClientEvent.Sync, (state, _prev, data) => {
-        info.state = state;
-        if (data?.error) info.error = describeError(data.error);
-    });
-    return info;
-}
 
-/**
- * Resolves when predicate() becomes truthy, re-checking on every sync and every 100 ms.
- * Rejects after WAIT_MS with a message naming what we waited for and the client's sync state.
- */
-function waitUntil(client, syncInfo, what, predicate, ms = WAIT_MS) {
-    return new Promise((resolve, reject) => {
-        let done = false;
-        const check = () => {
-            if (done) return;
-            let v;
-            try {
-                v = predicate();
-            } catch (e) {
-                finish(e);
-                return;
-            }
-            if (v) finish(null, v);
-        };
-        const onSync = () => check();
-        const interval = setInterval(check, 100);
-        const timer = setTimeout(() => {
-            finish(new Error(
-                `timed out after ${ms} ms waiting for: ${what} ` +
-                `(${syncInfo.name}'s sync state: ${syncInfo.state ?? "never synced"}` +
-                `${syncInfo.error ? `, last sync error: ${syncInfo.error}` : ""})`));
-        }, ms);
-        function finish(err, v) {
-            done = true;
-            clearInterval(interval);
-            clearTimeout(timer);
-            client.off(ClientEvent.Sync, onSync);
-            err ? reject(err) : resolve(v);
-        }
-        client.on(ClientEvent.Sync, onSync);
-        check();
-    });
-}
 
 /** Collects live timeline events a client receives through its sync loop (Room.timeline). */
 function recordTimeline(client) {
@@ -91,11 +44,6 @@ function findMessage(seen, roomId, body) {
         r === roomId && event.getType() === "m.room.message" && event.getContent()?.body === body);
 }
 
-async function startAndWaitPrepared(client, info) {
-    await client.startClient({ initialSyncLimit: 20 });
-    await waitUntil(client, info, `${info.name}'s initial sync (state PREPARED)`,
-        () => client.isInitialSyncComplete());
-}
 
 async function rawWhoami(accessToken) {
     const res = await fetch(`${BASE_URL}/_matrix/client/v3/account/whoami`, {

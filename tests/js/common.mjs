@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 
-import { createClient, MatrixError } from "matrix-js-sdk";
+import { createClient, MatrixError, ClientEvent } from "matrix-js-sdk";
 import { logger as sdkLogger } from "matrix-js-sdk/lib/logger.js";
 
 export const BASE_URL = (process.env.CONDUIT_URL ?? "http://127.0.0.1:6167").replace(/\/+$/, "");
@@ -130,3 +130,60 @@ export async function register(localpart, deviceName = "matrix-js-sdk test") {
         throw new Error(`register ${localpart}: still 401 after completing all stages: ${describeError(last)}`);
     });
 }
+
+// ---- waiting on a client's sync loop ------------------------------------------------------------
+
+/** Keeps the latest sync state/error of a client, for failure messages. */
+export function trackSync(client, name) {
+    const info = { name, state: null, error: null };
+    client.on(ClientEvent.Sync, (state, _prev, data) => {
+        info.state = state;
+        if (data?.error) info.error = describeError(data.error);
+    });
+    return info;
+}
+
+/**
+ * Resolves when predicate() becomes truthy, re-checking on every sync and every 100 ms.
+ * Rejects after WAIT_MS with a message naming what we waited for and the client's sync state.
+ */
+export function waitUntil(client, syncInfo, what, predicate, ms = WAIT_MS) {
+    return new Promise((resolve, reject) => {
+        let done = false;
+        const check = () => {
+            if (done) return;
+            let v;
+            try {
+                v = predicate();
+            } catch (e) {
+                finish(e);
+                return;
+            }
+            if (v) finish(null, v);
+        };
+        const onSync = () => check();
+        const interval = setInterval(check, 100);
+        const timer = setTimeout(() => {
+            finish(new Error(
+                `timed out after ${ms} ms waiting for: ${what} ` +
+                `(${syncInfo.name}'s sync state: ${syncInfo.state ?? "never synced"}` +
+                `${syncInfo.error ? `, last sync error: ${syncInfo.error}` : ""})`));
+        }, ms);
+        function finish(err, v) {
+            done = true;
+            clearInterval(interval);
+            clearTimeout(timer);
+            client.off(ClientEvent.Sync, onSync);
+            err ? reject(err) : resolve(v);
+        }
+        client.on(ClientEvent.Sync, onSync);
+        check();
+    });
+}
+
+export async function startAndWaitPrepared(client, info) {
+    await client.startClient({ initialSyncLimit: 20 });
+    await waitUntil(client, info, `${info.name}'s initial sync (state PREPARED)`,
+        () => client.isInitialSyncComplete());
+}
+

@@ -1,0 +1,106 @@
+// Real-client tests of what a chat client shows besides messages: threads, reactions and edits as Element reads them
+// (server-side aggregations and /relations), read receipts and typing through the SDK's sync loop, and a space with
+// child rooms through the hierarchy API.
+//
+// Run with ./run.sh. Homeserver base URL: env CONDUIT_URL, default http://127.0.0.1:6167.
+
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+
+import { createClient, MemoryStore, RoomMemberEvent } from "matrix-js-sdk";
+import { BASE_URL, quietLogger, randomLocalpart, register, trackSync, waitUntil, startAndWaitPrepared } from "./common.mjs";
+
+function makeClient(creds, name) {
+    return createClient({
+        baseUrl: BASE_URL,
+        userId: creds.user_id,
+        accessToken: creds.access_token,
+        deviceId: creds.device_id,
+        store: new MemoryStore(),
+        logger: quietLogger(name),
+    });
+}
+
+let alice, bob, aliceSync, bobSync, roomId;
+
+before(async () => {
+    const a = await register(randomLocalpart("surface_a"));
+    const b = await register(randomLocalpart("surface_b"));
+    alice = makeClient(a, "alice");
+    bob = makeClient(b, "bob");
+    aliceSync = trackSync(alice, "alice");
+    bobSync = trackSync(bob, "bob");
+    ({ room_id: roomId } = await alice.createRoom({ name: "surface", preset: "public_chat" }));
+    await bob.joinRoom(roomId);
+    await Promise.all([startAndWaitPrepared(alice, aliceSync), startAndWaitPrepared(bob, bobSync)]);
+});
+
+after(() => {
+    alice?.stopClient();
+    bob?.stopClient();
+});
+
+test("a thread: replies are counted on the root and listed as its relations", async () => {
+    const { event_id: root } = await alice.sendTextMessage(roomId, "thread root");
+    await bob.sendMessage(roomId, root, { msgtype: "m.text", body: "first reply", "m.relates_to": { rel_type: "m.thread", event_id: root, is_falling_back: true, "m.in_reply_to": { event_id: root } } });
+    const { event_id: last } = await alice.sendMessage(roomId, root, { msgtype: "m.text", body: "second reply", "m.relates_to": { rel_type: "m.thread", event_id: root, is_falling_back: true, "m.in_reply_to": { event_id: root } } });
+    const ev = await bob.fetchRoomEvent(roomId, root);
+    const thread = ev.unsigned?.["m.relations"]?.["m.thread"];
+    assert.ok(thread, `no m.thread aggregation on the root: ${JSON.stringify(ev.unsigned)}`);
+    assert.equal(thread.count, 2);
+    assert.equal(thread.latest_event.event_id, last);
+    assert.equal(thread.current_user_participated, true);
+    const { events } = await bob.relations(roomId, root, "m.thread");
+    assert.deepEqual(events.map((e) => e.getContent().body).sort(), ["first reply", "second reply"]);
+});
+
+test("a reaction and an edit, as Element reads them", async () => {
+    const { event_id: msg } = await alice.sendTextMessage(roomId, "I like cake");
+    await bob.sendEvent(roomId, "m.reaction", { "m.relates_to": { rel_type: "m.annotation", event_id: msg, key: "👍" } });
+    const reactions = await alice.relations(roomId, msg, "m.annotation", "m.reaction");
+    assert.deepEqual(reactions.events.map((e) => e.getRelation()?.key), ["👍"]);
+
+    const { event_id: edit } = await alice.sendMessage(roomId, {
+        msgtype: "m.text", body: "* I like chocolate cake",
+        "m.new_content": { msgtype: "m.text", body: "I like chocolate cake" },
+        "m.relates_to": { rel_type: "m.replace", event_id: msg },
+    });
+    const ev = await bob.fetchRoomEvent(roomId, msg);
+    const replace = ev.unsigned?.["m.relations"]?.["m.replace"];
+    assert.equal(replace?.event_id, edit);
+    assert.equal(replace?.content?.["m.new_content"]?.body, "I like chocolate cake");
+    assert.equal(ev.content.body, "I like cake"); // the server leaves the original alone (spec v1.7+)
+});
+
+test("a read receipt and typing reach the other member's client", async () => {
+    const { event_id } = await alice.sendTextMessage(roomId, "read me");
+    const room = () => bob.getRoom(roomId);
+    const event = await waitUntil(bob, bobSync, "bob's client to receive alice's message",
+        () => room()?.findEventById(event_id));
+    await bob.sendReadReceipt(event);
+    await waitUntil(alice, aliceSync, "alice's client to see bob's read receipt on her message",
+        () => alice.getRoom(roomId)?.getUsersReadUpTo(alice.getRoom(roomId).findEventById(event_id) ?? event).includes(bob.getUserId()));
+
+    const typing = new Promise((resolve) => bob.on(RoomMemberEvent.Typing, (_e, member) => {
+        if (member.userId === alice.getUserId() && member.typing) resolve();
+    }));
+    await alice.sendTyping(roomId, true, 10_000);
+    await Promise.race([typing, waitUntil(bob, bobSync, "bob's client to see alice typing",
+        () => room()?.getMember(alice.getUserId())?.typing)]);
+    await alice.sendTyping(roomId, false, 0);
+    await waitUntil(bob, bobSync, "bob's client to see alice stop typing",
+        () => room()?.getMember(alice.getUserId())?.typing === false);
+});
+
+test("a space with child rooms, through the hierarchy API", async () => {
+    const { room_id: space } = await alice.createRoom({ name: "A space", preset: "public_chat", creation_content: { type: "m.space" } });
+    const { room_id: general } = await alice.createRoom({ name: "General", preset: "public_chat" });
+    const { room_id: random } = await alice.createRoom({ name: "Random", preset: "public_chat" });
+    const server = alice.getDomain();
+    await alice.sendStateEvent(space, "m.space.child", { via: [server], order: "a" }, general);
+    await alice.sendStateEvent(space, "m.space.child", { via: [server], order: "b" }, random);
+    const hierarchy = await bob.getRoomHierarchy(space, 10, 3);
+    assert.deepEqual(hierarchy.rooms.map((r) => r.name), ["A space", "General", "Random"]);
+    assert.equal(hierarchy.rooms[0].room_type, "m.space");
+    assert.equal(hierarchy.rooms[0].children_state.length, 2);
+});
