@@ -13,18 +13,7 @@ import {
     RoomEvent,
     MatrixError,
 } from "matrix-js-sdk";
-import { BASE_URL, WAIT_MS, PASSWORD, quietLogger, randomLocalpart, describeError, register, trackSync, waitUntil, startAndWaitPrepared } from "./common.mjs";
-
-function makeClient(creds, name) {
-    return createClient({
-        baseUrl: BASE_URL,
-        userId: creds.user_id,
-        accessToken: creds.access_token,
-        deviceId: creds.device_id,
-        store: new MemoryStore(),
-        logger: quietLogger(name),
-    });
-}
+import { BASE_URL, WAIT_MS, PASSWORD, quietLogger, randomLocalpart, describeError, register, trackSync, waitUntil, startAndWaitPrepared, makeClient } from "./common.mjs";
 
 
 

@@ -7,19 +7,8 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 
-import { createClient, MemoryStore, RoomMemberEvent } from "matrix-js-sdk";
-import { BASE_URL, quietLogger, randomLocalpart, register, trackSync, waitUntil, startAndWaitPrepared } from "./common.mjs";
-
-function makeClient(creds, name) {
-    return createClient({
-        baseUrl: BASE_URL,
-        userId: creds.user_id,
-        accessToken: creds.access_token,
-        deviceId: creds.device_id,
-        store: new MemoryStore(),
-        logger: quietLogger(name),
-    });
-}
+import { RoomMemberEvent } from "matrix-js-sdk";
+import { BASE_URL, quietLogger, randomLocalpart, register, trackSync, waitUntil, startAndWaitPrepared, makeClient } from "./common.mjs";
 
 let alice, bob, aliceSync, bobSync, roomId;
 

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 
-import { createClient, MatrixError, ClientEvent } from "matrix-js-sdk";
+import { createClient, MatrixError, ClientEvent, MemoryStore } from "matrix-js-sdk";
 import { logger as sdkLogger } from "matrix-js-sdk/lib/logger.js";
 
 export const BASE_URL = (process.env.CONDUIT_URL ?? "http://127.0.0.1:6167").replace(/\/+$/, "");
@@ -128,6 +128,18 @@ export async function register(localpart, deviceName = "matrix-js-sdk test") {
             }
         }
         throw new Error(`register ${localpart}: still 401 after completing all stages: ${describeError(last)}`);
+    });
+}
+
+/** A client for registered credentials, with an in-memory store and quiet logging (no crypto). */
+export function makeClient(creds, name) {
+    return createClient({
+        baseUrl: BASE_URL,
+        userId: creds.user_id,
+        accessToken: creds.access_token,
+        deviceId: creds.device_id,
+        store: new MemoryStore(),
+        logger: quietLogger(name),
     });
 }
 
