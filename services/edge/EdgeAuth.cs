@@ -7,7 +7,8 @@ namespace Conduit.Edge;
 /// Authentication happens once, here. Caller headers a client sends are dropped; a token (Authorization: Bearer
 /// or the deprecated access_token query parameter) is resolved through <see cref="TokenCache"/>, and the
 /// identity travels on as <see cref="Caller"/> headers that services trust. A token that does not resolve is
-/// refused with M_UNKNOWN_TOKEN, whatever the endpoint.
+/// refused with M_UNKNOWN_TOKEN, whatever the endpoint, except on server-server paths (/_matrix/federation, /_matrix/key),
+/// which carry no client token.
 /// </summary>
 public sealed class EdgeAuth(RequestDelegate next, TokenCache tokens)
 {
@@ -16,7 +17,9 @@ public sealed class EdgeAuth(RequestDelegate next, TokenCache tokens)
         var h = ctx.Request.Headers;
         h.Remove(Caller.UserHeader);
         h.Remove(Caller.DeviceHeader);
-        var token = TokenOf(ctx.Request);
+        // Server-server paths carry no client access token: federation requests are signed (X-Matrix), and the OpenID
+        // userinfo endpoint's access_token is an OpenID token, which its own service checks.
+        var token = IsServerPath(ctx.Request.Path) ? null : TokenOf(ctx.Request);
         if (token is not null)
         {
             var id = await tokens.ResolveAsync(token, ctx.RequestAborted) ?? throw Err.UnknownToken();
@@ -30,6 +33,9 @@ public sealed class EdgeAuth(RequestDelegate next, TokenCache tokens)
         });
         await next(ctx);
     }
+
+    static bool IsServerPath(PathString path)
+        => path.StartsWithSegments("/_matrix/federation", StringComparison.Ordinal) || path.StartsWithSegments("/_matrix/key", StringComparison.Ordinal);
 
     static string? TokenOf(HttpRequest r)
     {

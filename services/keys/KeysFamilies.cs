@@ -59,6 +59,9 @@ public static class KeysFamilies
     public static byte[] SignaturesPrefix(string targetUser, string targetKeyId) => K.Prefix(targetUser, targetKeyId);
     public static byte[] SignaturesPrefix(string targetUser) => K.Prefix(targetUser);
 
+    public const string OpenIdTokens = "keys_openid_tokens";
+    public static byte[] OpenIdTokenKey(string token) => K.Utf8(token);
+
     public const string Dehydrated = "keys_dehydrated_devices";
     public static byte[] DehydratedKey(string userId) => K.Utf8(userId);
 
@@ -97,6 +100,7 @@ public static class KeysFamilies
         new(CrossSigning, "user_id 0xFF usage (master, self_signing or user_signing)", "the cross-signing key JSON as uploaded"),
         new(Signatures, "target_user_id 0xFF target_key_id (device ID or public key) 0xFF signer_user_id 0xFF signer_key_id", "the signature (unpadded Base64), checked before it was stored"),
         new(Dehydrated, "user_id", "JSON {device_id, device_data}: the user's dehydrated device (MSC3814)"),
+        new(OpenIdTokens, "openid access_token", "JSON {user_id, expires_ts}: an OpenID token for a third party (a widget, an integration manager) to learn who the user is; removed once expired"),
 
         BackupVersionsFamily,
         BackupSessionsFamily,

@@ -323,3 +323,54 @@ public abstract class RoomDirectoryTests(ServerFixture server)
 public sealed class AllInOneRoomDirectoryTests(AllInOneFixture f) : RoomDirectoryTests(f), IClassFixture<AllInOneFixture>;
 
 public sealed class SplitRoomDirectoryTests(SplitFixture f) : RoomDirectoryTests(f), IClassFixture<SplitFixture>;
+
+/// <summary>OpenID tokens and the third-party identifier endpoints through the edge.</summary>
+public abstract class ThirdPartyIdentityTests(ServerFixture server)
+{
+    static void Error(Response r, HttpStatusCode status, string errcode)
+        => Assert.True(r.Status == status && r.ErrCode == errcode, $"expected {(int)status} {errcode}, got {(int)r.Status}: {r.Body?.ToJsonString()}");
+
+    [Fact]
+    public async Task An_openid_token_tells_a_third_party_who_the_user_is()
+    {
+        var u = await Register(server);
+        var r = (await u.Post($"{C}/user/{E(u.UserId)}/openid/request_token", new JsonObject())).Ok().Obj;
+        Assert.Equal(("Bearer", server.ServerName, 3600), (r["token_type"]!.GetValue<string>(), r["matrix_server_name"]!.GetValue<string>(), r["expires_in"]!.GetValue<int>()));
+        var token = r["access_token"]!.GetValue<string>();
+        var anon = new MatrixClient(server);
+        var info = (await anon.Call("GET", $"/_matrix/federation/v1/openid/userinfo?access_token={E(token)}", auth: false)).Ok().Obj;
+        Assert.Equal(u.UserId, info["sub"]!.GetValue<string>());
+        Error(await anon.Call("GET", "/_matrix/federation/v1/openid/userinfo?access_token=nope", auth: false), HttpStatusCode.Unauthorized, "M_UNKNOWN_TOKEN");
+        // The OpenID token is not an access token, and tokens are only for yourself.
+        Error(await new MatrixClient(server, token).Get($"{C}/account/whoami"), HttpStatusCode.Unauthorized, "M_UNKNOWN_TOKEN");
+        var other = await Register(server);
+        Error(await other.Post($"{C}/user/{E(u.UserId)}/openid/request_token", new JsonObject()), HttpStatusCode.Forbidden, "M_FORBIDDEN");
+    }
+
+    [Fact]
+    public async Task Third_party_identifier_endpoints_answer_the_specs_errors()
+    {
+        var u = await Register(server);
+        var anon = new MatrixClient(server);
+        var email = new JsonObject { ["client_secret"] = "s3cret", ["email"] = "a@example.org", ["send_attempt"] = 1 };
+        var phone = new JsonObject { ["client_secret"] = "s3cret", ["country"] = "GB", ["phone_number"] = "07700900000", ["send_attempt"] = 1 };
+        foreach (var flow in new[] { "register", "account/password", "account/3pid" })
+        {
+            Error(await anon.Call("POST", $"{C}/{flow}/email/requestToken", email.DeepClone(), auth: false), HttpStatusCode.Forbidden, "M_THREEPID_DENIED");
+            Error(await anon.Call("POST", $"{C}/{flow}/msisdn/requestToken", phone.DeepClone(), auth: false), HttpStatusCode.Forbidden, "M_THREEPID_DENIED");
+        }
+        Error(await anon.Call("POST", $"{C}/register/email/requestToken", new JsonObject { ["email"] = "a@example.org" }, auth: false), HttpStatusCode.BadRequest, "M_MISSING_PARAM");
+        Error(await u.Post($"{C}/account/3pid/add", new JsonObject { ["client_secret"] = "s", ["sid"] = "1" }), HttpStatusCode.BadRequest, "M_THREEPID_AUTH_FAILED");
+        Error(await u.Post($"{C}/account/3pid/bind", new JsonObject { ["client_secret"] = "s", ["sid"] = "1", ["id_server"] = "id.example.org", ["id_access_token"] = "t" }), HttpStatusCode.BadRequest, "M_THREEPID_AUTH_FAILED");
+        Error(await u.Post($"{C}/account/3pid/add", new JsonObject { ["client_secret"] = "s" }), HttpStatusCode.BadRequest, "M_MISSING_PARAM");
+        Error(await u.Post($"{C}/account/3pid/delete", new JsonObject { ["medium"] = "email", ["address"] = "a@example.org" }), HttpStatusCode.BadRequest, "M_THREEPID_NOT_FOUND");
+        Error(await u.Post($"{C}/account/3pid/unbind", new JsonObject { ["medium"] = "msisdn", ["address"] = "447700900000" }), HttpStatusCode.BadRequest, "M_THREEPID_NOT_FOUND");
+        Error(await u.Post($"{C}/account/3pid/delete", new JsonObject { ["medium"] = "pigeon", ["address"] = "x" }), HttpStatusCode.BadRequest, "M_INVALID_PARAM");
+        Error(await anon.Call("POST", $"{C}/account/3pid/add", new JsonObject(), auth: false), HttpStatusCode.Unauthorized, "M_MISSING_TOKEN");
+        Assert.Empty((await u.Get($"{C}/account/3pid")).Ok().Obj["threepids"]!.AsArray());
+    }
+}
+
+public sealed class AllInOneThirdPartyIdentityTests(AllInOneFixture f) : ThirdPartyIdentityTests(f), IClassFixture<AllInOneFixture>;
+
+public sealed class SplitThirdPartyIdentityTests(SplitFixture f) : ThirdPartyIdentityTests(f), IClassFixture<SplitFixture>;

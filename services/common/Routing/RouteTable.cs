@@ -59,6 +59,15 @@ public static class RouteTable
     public static readonly MatrixRoute ChangePassword = C(Service.Keys, "/account/password", POST);
     public static readonly MatrixRoute Deactivate = C(Service.Keys, "/account/deactivate", POST);
     public static readonly MatrixRoute ThreePids = C(Service.Keys, "/account/3pid", GET);
+    public static readonly MatrixRoute ThreePidAdd = C(Service.Keys, "/account/3pid/{action:regex(^(add|bind)$)}", POST);
+    public static readonly MatrixRoute ThreePidRemove = C(Service.Keys, "/account/3pid/{action:regex(^(delete|unbind)$)}", POST);
+    const string Medium = "{medium:regex(^(email|msisdn)$)}";
+    public static readonly MatrixRoute RegisterRequestToken = C(Service.Keys, "/register/" + Medium + "/requestToken", POST);
+    public static readonly MatrixRoute PasswordRequestToken = C(Service.Keys, "/account/password/" + Medium + "/requestToken", POST);
+    public static readonly MatrixRoute ThreePidRequestToken = C(Service.Keys, "/account/3pid/" + Medium + "/requestToken", POST);
+    public static readonly MatrixRoute OpenIdRequestToken = C(Service.Keys, "/user/{userId}/openid/request_token", POST);
+    // Authenticated by the OpenID token itself, not by X-Matrix: the keys service, which owns tokens, answers it.
+    public static readonly MatrixRoute OpenIdUserInfo = Add(Service.Keys, "/_matrix/federation/v1/openid/userinfo", GET);
     public static readonly MatrixRoute Devices = C(Service.Keys, "/devices", GET);
     public static readonly MatrixRoute Device = C(Service.Keys, "/devices/{deviceId}", GET, PUT, DELETE);
     public static readonly MatrixRoute DeleteDevices = C(Service.Keys, "/delete_devices", POST);
