@@ -25,7 +25,8 @@ public sealed class RoomsGrpcService(RoomStore rooms, RoomStream stream, SyncBui
         // Each part is sent before the next is built: the builder runs at the pace of the reader (bounded in
         // process by the invoker's channel, over HTTP/2 by flow control), and stops when the call is cancelled.
         var deviceId = request.DeviceId.Length > 0 ? request.DeviceId : null;
-        foreach (var part in sync.Build(request.UserId, deviceId, request.Since, request.FullState, filter, request.WantJoinedRoomIds))
+        var ignored = request.IgnoredUsers.Count > 0 ? request.IgnoredUsers.ToHashSet() : null;
+        foreach (var part in sync.Build(request.UserId, deviceId, request.Since, request.FullState, filter, request.WantJoinedRoomIds, ignored))
             await responseStream.WriteAsync(part, context.CancellationToken);
     }
 

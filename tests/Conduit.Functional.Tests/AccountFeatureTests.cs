@@ -374,3 +374,47 @@ public abstract class ThirdPartyIdentityTests(ServerFixture server)
 public sealed class AllInOneThirdPartyIdentityTests(AllInOneFixture f) : ThirdPartyIdentityTests(f), IClassFixture<AllInOneFixture>;
 
 public sealed class SplitThirdPartyIdentityTests(SplitFixture f) : ThirdPartyIdentityTests(f), IClassFixture<SplitFixture>;
+
+/// <summary>m.ignored_user_list (spec: client-server-api, "Ignoring Users") through the edge.</summary>
+public abstract class IgnoredUserTests(ServerFixture server)
+{
+    [Fact]
+    public async Task An_ignored_users_messages_and_invites_are_not_synced_but_their_state_is()
+    {
+        var me = await Register(server);
+        var pest = await Register(server);
+        var friend = await Register(server);
+        var room = await me.CreateRoom(new JsonObject { ["preset"] = "public_chat" });
+        (await pest.Post($"{C}/join/{E(room)}", new JsonObject())).Ok();
+        (await friend.Post($"{C}/join/{E(room)}", new JsonObject())).Ok();
+        await pest.SendText(room, "before ignoring");
+        var since = (await me.Sync())["next_batch"]!.GetValue<string>();
+
+        (await me.Put($"{C}/user/{E(me.UserId)}/account_data/m.ignored_user_list",
+            new JsonObject { ["ignored_users"] = new JsonObject { [pest.UserId] = new JsonObject() } })).Ok();
+        await pest.SendText(room, "spam");
+        (await pest.Put($"{C}/rooms/{E(room)}/state/m.room.member/{E(pest.UserId)}", new JsonObject { ["membership"] = "join", ["displayname"] = "renamed" })).Ok();
+        await friend.SendText(room, "hello");
+        var pestRoom = await pest.CreateRoom();
+        (await pest.Post($"{C}/rooms/{E(pestRoom)}/invite", new JsonObject { ["user_id"] = me.UserId })).Ok();
+
+        var sync = await me.Sync(since);
+        var timeline = sync["rooms"]!["join"]![room]!["timeline"]!["events"]!.AsArray();
+        Assert.DoesNotContain(timeline, e => e!["content"]?["body"]?.GetValue<string>() == "spam");
+        Assert.Contains(timeline, e => e!["content"]?["body"]?.GetValue<string>() == "hello");
+        Assert.Contains(timeline, e => e!["type"]!.GetValue<string>() == "m.room.member" && e["content"]?["displayname"]?.GetValue<string>() == "renamed");
+        Assert.Null(sync["rooms"]?["invite"]?[pestRoom]);
+        // An initial sync leaves them out as well; un-ignoring brings their new messages back.
+        var initial = await me.Sync();
+        Assert.DoesNotContain("spam", TimelineBodies(initial, room));
+        Assert.Null(initial["rooms"]?["invite"]?[pestRoom]);
+        (await me.Put($"{C}/user/{E(me.UserId)}/account_data/m.ignored_user_list", new JsonObject { ["ignored_users"] = new JsonObject() })).Ok();
+        var since2 = (await me.Sync())["next_batch"]!.GetValue<string>();
+        await pest.SendText(room, "forgiven");
+        Assert.Contains("forgiven", TimelineBodies(await me.Sync(since2), room));
+    }
+}
+
+public sealed class AllInOneIgnoredUserTests(AllInOneFixture f) : IgnoredUserTests(f), IClassFixture<AllInOneFixture>;
+
+public sealed class SplitIgnoredUserTests(SplitFixture f) : IgnoredUserTests(f), IClassFixture<SplitFixture>;

@@ -41,7 +41,8 @@ public sealed class SyncBuilder(RoomStore rooms, StateStore states, ClientEvents
     /// then the parts, each yielded as soon as it is full (or the last one at the end). The caller sends each before
     /// asking for the next, so a slow reader slows the build.
     /// </summary>
-    public IEnumerable<SyncRoomsPart> Build(string userId, string? deviceId, long since, bool fullState, Filter? filter, bool withJoinedRoomIds = true)
+    public IEnumerable<SyncRoomsPart> Build(string userId, string? deviceId, long since, bool fullState, Filter? filter, bool withJoinedRoomIds = true,
+        IReadOnlySet<string>? ignored = null)
     {
         var upTo = stream.Position;
         var memberships = rooms.RoomsOf(userId).ToList();
@@ -62,14 +63,14 @@ public sealed class SyncBuilder(RoomStore rooms, StateStore states, ClientEvents
                 // A membership newer than the snapshot is reported by the next sync.
                 if (m.Pos > upTo) continue;
                 if (roomFilter is not null && !roomFilter.IncludesRoom(roomId)) continue;
-                WriteRoom(output, section, roomId, m, userId, deviceId, since, upTo, fullState, limit, filter);
+                WriteRoom(output, section, roomId, m, userId, deviceId, since, upTo, fullState, limit, filter, ignored);
                 while (output.TakeReady() is { } part) yield return part;
             }
         if (output.TakeRest() is { } rest) yield return rest;
     }
 
     void WriteRoom(PartWriter output, SyncSection section, string roomId, Membership m, string userId, string? deviceId,
-        long since, long upTo, bool fullState, int limit, Filter? filter)
+        long since, long upTo, bool fullState, int limit, Filter? filter, IReadOnlySet<string>? ignored)
     {
         var changed = m.Pos > since;
         var w = output.Json;
@@ -79,7 +80,7 @@ public sealed class SyncBuilder(RoomStore rooms, StateStore states, ClientEvents
             {
                 // A room joined since the last sync is sent whole, like an initial sync of that room.
                 var roomSince = changed && rooms.PreviousMembership(m) != "join" ? 0 : since;
-                if (PlanSection(roomId, userId, roomSince, upTo, fullState || roomSince == 0, limit, filter) is not { } plan) return;
+                if (PlanSection(roomId, userId, roomSince, upTo, fullState || roomSince == 0, limit, filter, ignored) is not { } plan) return;
                 output.BeginRoom(section, roomId);
                 WriteSection(output, plan, roomId, userId, deviceId, filter);
                 Summary(w, roomId, userId);
@@ -92,6 +93,8 @@ public sealed class SyncBuilder(RoomStore rooms, StateStore states, ClientEvents
                 return;
             }
             case "invite" when changed || since == 0:
+                // Invites from ignored users are never sent (spec: "Ignoring Users"); the invite stays, unanswered.
+                if (ignored is not null && rooms.Event(m.EventId) is { } invite && ignored.Contains(invite.Sender)) return;
                 output.BeginRoom(section, roomId);
                 StrippedState(output, "invite_state", roomId, userId);
                 output.EndRoom();
@@ -105,7 +108,7 @@ public sealed class SyncBuilder(RoomStore rooms, StateStore states, ClientEvents
             {
                 // The timeline ends with the user's own leave; nothing after it is theirs to see.
                 var wasMember = rooms.PreviousMembership(m) == "join";
-                var plan = wasMember ? PlanSection(roomId, userId, since, m.Pos, fullState || since == 0, limit, filter) : null;
+                var plan = wasMember ? PlanSection(roomId, userId, since, m.Pos, fullState || since == 0, limit, filter, ignored) : null;
                 output.BeginRoom(section, roomId);
                 if (plan is not null) WriteSection(output, plan, roomId, userId, deviceId, filter);
                 else
@@ -158,7 +161,8 @@ public sealed class SyncBuilder(RoomStore rooms, StateStore states, ClientEvents
 
     /// <summary>Timeline (newest <paramref name="limit"/> events in (since, upTo]) and the state not in it; null when
     /// an incremental sync has nothing to say about the room.</summary>
-    SectionPlan? PlanSection(string roomId, string userId, long since, long upTo, bool wholeState, int limit, Filter? filter)
+    SectionPlan? PlanSection(string roomId, string userId, long since, long upTo, bool wholeState, int limit, Filter? filter,
+        IReadOnlySet<string>? ignored = null)
     {
         var timelineFilter = filter?.Room?.Timeline;
         // History visibility bounds the timeline like /messages: nothing before what the user may see.
@@ -177,6 +181,8 @@ public sealed class SyncBuilder(RoomStore rooms, StateStore states, ClientEvents
             firstPos = pos;
             if (rooms.Event(id) is not { } e || !visibility.CanSee(userId, e, window)) continue;
             if (timelineFilter is not null && !timelineFilter.Matches(e.Type, e.Sender, roomId)) continue;
+            // An ignored user's messages are left out; their state events are not (spec: "Ignoring Users").
+            if (ignored is not null && e.StateKey is null && ignored.Contains(e.Sender)) continue;
             picked.Add(e);
         }
         if (picked.Count == 0 && !wholeState && since > 0) return null;
