@@ -213,6 +213,7 @@ public sealed class AccountStore(IKeyValueStore store, GlobalConfig config, E2ee
             u["password_hash"] = "";
             u.Remove("displayname");
             u.Remove("avatar_url");
+            u.Remove("profile_fields");
             using var b = store.CreateBatch();
             PutUser(b, userId, u);
             store.Write(b);
@@ -223,11 +224,18 @@ public sealed class AccountStore(IKeyValueStore store, GlobalConfig config, E2ee
     }
 
     public void SetProfileField(string userId, string field, string? value)
+        => UpdateProfile(userId, u => { if (value is null) u.Remove(field); else u[field] = value; });
+
+    /// <summary>
+    /// Changes the account's record under the write lock: <paramref name="change"/> sees the stored user JSON and
+    /// may throw to refuse (nothing is written then). Custom profile fields live in its "profile_fields" object.
+    /// </summary>
+    public void UpdateProfile(string userId, Action<JsonObject> change)
     {
         lock (_write)
         {
             var u = GetUser(userId) ?? throw Err.NotFound("No such user");
-            if (value is null) u.Remove(field); else u[field] = value;
+            change(u);
             using var b = store.CreateBatch();
             PutUser(b, userId, u);
             store.Write(b);

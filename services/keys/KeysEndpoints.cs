@@ -319,44 +319,110 @@ public sealed class KeysEndpoints(AccountStore accounts, KeyBackupStore backups,
         => (p.OptArray("devices") ?? throw Err.MissingParam("Missing 'devices'"))
             .Select(n => n is JsonValue v && v.TryGetValue<string>(out var s) ? s : throw Err.BadJson("'devices' must be strings")).ToList();
 
-    // ---- profile (spec: client-server-api, "Profiles")
+    // ---- profile (spec: client-server-api, "Profiles"; v1.16 custom fields)
+
+    /// <summary>The spec's limits: a key name of at most 255 bytes, the whole profile under 64 KiB of JSON.</summary>
+    public const int MaxKeyBytes = 255, MaxProfileBytes = 64 * 1024;
+
+    /// <summary>
+    /// The spec's key grammar: displayname, avatar_url, m.tz, or a namespaced identifier (dotted lower-case words).
+    /// </summary>
+    static readonly System.Text.RegularExpressions.Regex KeyGrammar =
+        new(@"^(avatar_url|displayname|m\.tz|[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+)$", System.Text.RegularExpressions.RegexOptions.CultureInvariant);
+
+    static bool IsMemberField(string key) => key is "displayname" or "avatar_url";
+
+    static string CheckKey(string key)
+    {
+        if (System.Text.Encoding.UTF8.GetByteCount(key) > MaxKeyBytes)
+            throw new MatrixException("M_KEY_TOO_LARGE", 400, $"Profile keys are at most {MaxKeyBytes} bytes");
+        if (!KeyGrammar.IsMatch(key)) throw Err.InvalidParam("Invalid profile key: displayname, avatar_url, m.tz or a namespaced identifier");
+        return key;
+    }
+
+    /// <summary>The whole profile as served: displayname, avatar_url, then the other fields in the order set.</summary>
+    static JsonObject ProfileJson(JsonObject u)
+    {
+        var o = new JsonObject();
+        if (u["displayname"]?.GetValue<string>() is { } dn) o["displayname"] = dn;
+        if (u["avatar_url"]?.GetValue<string>() is { } av) o["avatar_url"] = av;
+        if (u["profile_fields"] is JsonObject fields)
+            foreach (var (k, v) in fields) o[k] = v?.DeepClone();
+        return o;
+    }
 
     JsonObject ProfileOf(string userId)
     {
         if (!Ids.IsUserId(userId)) throw Err.InvalidParam("Not a user ID");
         var u = accounts.GetUser(userId);
         if (u is null || u["deactivated"]?.GetValue<bool>() == true) throw Err.NotFound("Profile not found");
-        var o = new JsonObject();
-        if (u["displayname"]?.GetValue<string>() is { } dn) o["displayname"] = dn;
-        if (u["avatar_url"]?.GetValue<string>() is { } av) o["avatar_url"] = av;
-        return o;
+        return ProfileJson(u);
     }
 
     async Task GetProfile(HttpContext ctx) => await ctx.Response.WriteJsonAsync(ProfileOf(ctx.Route("userId")));
 
+    /// <summary>
+    /// GET, PUT and DELETE /profile/{userId}/{keyName}. displayname and avatar_url are strings (null or "" clears, as
+    /// before) and a change is re-sent as a member event in every joined room; m.tz is a string; custom keys hold any
+    /// JSON, null included (stored, as the spec asks). The body holds exactly the one key of the path. Only the owner
+    /// changes a profile; the whole profile stays under 64 KiB (M_PROFILE_TOO_LARGE), checked under the account lock.
+    /// </summary>
     async Task ProfileField(HttpContext ctx)
     {
         var userId = ctx.Route("userId");
-        var field = ctx.Route("field");
-        if (field is not ("displayname" or "avatar_url")) throw Err.Unrecognized(404, "Unknown profile field");
+        var field = CheckKey(ctx.Route("field"));
         if (HttpMethods.IsGet(ctx.Request.Method))
         {
             var p = ProfileOf(userId);
-            if (!p.ContainsKey(field)) throw Err.NotFound($"No {field} set");
-            await ctx.Response.WriteJsonAsync(new JsonObject { [field] = p[field]!.DeepClone() });
+            if (!p.TryGetPropertyValue(field, out var value)) throw Err.NotFound($"No {field} set");
+            await ctx.Response.WriteJsonAsync(new JsonObject { [field] = value?.DeepClone() });
             return;
         }
         var c = Auth(ctx);
         if (c.UserId != userId) throw Err.Forbidden("You may only change your own profile");
-        var body = await ctx.Request.ReadJsonObjectAsync();
-        var value = body.OptString(field);
-        if (value is { Length: > 1000 }) throw Err.InvalidParam($"{field} too long");
-        accounts.SetProfileField(userId, field, string.IsNullOrEmpty(value) ? null : value);
-        var profile = ProfileOf(userId);
-        var req = new UpdateMemberProfileRequest { UserId = userId };
-        if (profile["displayname"]?.GetValue<string>() is { } dn) req.Displayname = dn;
-        if (profile["avatar_url"]?.GetValue<string>() is { } av) req.AvatarUrl = av;
-        await rooms.UpdateMemberProfileAsync(req, cancellationToken: ctx.RequestAborted);
+        if (HttpMethods.IsDelete(ctx.Request.Method))
+        {
+            accounts.UpdateProfile(userId, u =>
+            {
+                if (IsMemberField(field)) u.Remove(field);
+                else if (u["profile_fields"] is JsonObject f) f.Remove(field);
+            });
+        }
+        else
+        {
+            var body = await ctx.Request.ReadJsonObjectAsync();
+            if (!body.TryGetPropertyValue(field, out var value)) throw Err.MissingParam($"The body must hold '{field}'");
+            if (body.Count != 1) throw Err.BadJson($"The body must hold '{field}' and nothing else");
+            if (IsMemberField(field))
+            {
+                var text = body.OptString(field);
+                if (text is { Length: > 1000 }) throw Err.InvalidParam($"{field} too long");
+                value = string.IsNullOrEmpty(text) ? null : JsonValue.Create(text);
+            }
+            else if (field == "m.tz" && body.OptString(field) is null) throw Err.BadJson("'m.tz' must be a string");
+            accounts.UpdateProfile(userId, u =>
+            {
+                if (IsMemberField(field))
+                {
+                    if (value is null) u.Remove(field); else u[field] = value.DeepClone();
+                }
+                else
+                {
+                    if (u["profile_fields"] is not JsonObject f) u["profile_fields"] = f = new JsonObject();
+                    f[field] = value?.DeepClone();
+                }
+                if (System.Text.Encoding.UTF8.GetByteCount(ProfileJson(u).ToJsonString()) >= MaxProfileBytes)
+                    throw new MatrixException("M_PROFILE_TOO_LARGE", 400, "The profile would be larger than 64 KiB");
+            });
+        }
+        if (IsMemberField(field))
+        {
+            var profile = ProfileOf(userId);
+            var req = new UpdateMemberProfileRequest { UserId = userId };
+            if (profile["displayname"]?.GetValue<string>() is { } dn) req.Displayname = dn;
+            if (profile["avatar_url"]?.GetValue<string>() is { } av) req.AvatarUrl = av;
+            await rooms.UpdateMemberProfileAsync(req, cancellationToken: ctx.RequestAborted);
+        }
         await ctx.Response.WriteJsonAsync(new JsonObject());
     }
 }

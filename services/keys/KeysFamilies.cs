@@ -85,7 +85,7 @@ public static class KeysFamilies
 
     public static readonly ColumnFamily[] All =
     [
-        new(Users, "user_id", "JSON {password_hash (Argon2id, PHC string), created_ts, deactivated, displayname?, avatar_url?}"),
+        new(Users, "user_id", "JSON {password_hash (Argon2id, PHC string), created_ts, deactivated, displayname?, avatar_url?, profile_fields? (the other profile fields: m.tz and custom keys, any JSON)}"),
         new(Devices, "user_id 0xFF device_id", "JSON {device_id, display_name?, last_seen_ts, last_seen_ip?, access_token (absent for a dehydrated device)}"),
         new(Tokens, "access_token", "user_id 0xFF device_id"),
         new(Counters, "\"stream\"", "8-byte big-endian: the last keys-stream position taken"),

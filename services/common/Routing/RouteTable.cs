@@ -72,7 +72,7 @@ public static class RouteTable
     public static readonly MatrixRoute Device = C(Service.Keys, "/devices/{deviceId}", GET, PUT, DELETE);
     public static readonly MatrixRoute DeleteDevices = C(Service.Keys, "/delete_devices", POST);
     public static readonly MatrixRoute Profile = C(Service.Keys, "/profile/{userId}", GET);
-    public static readonly MatrixRoute ProfileField = C(Service.Keys, "/profile/{userId}/{field}", GET, PUT);
+    public static readonly MatrixRoute ProfileField = C(Service.Keys, "/profile/{userId}/{field}", GET, PUT, DELETE);
     public static readonly MatrixRoute RoomKeysVersion = C(Service.Keys, "/room_keys/version", GET, POST);
     public static readonly MatrixRoute RoomKeysVersionById = C(Service.Keys, "/room_keys/version/{version}", GET, PUT, DELETE);
     public static readonly MatrixRoute RoomKeys = C(Service.Keys, "/room_keys/keys", GET, PUT, DELETE);
@@ -125,6 +125,7 @@ public static class RouteTable
     public static readonly MatrixRoute RelationsOfType = Add(Service.Rooms, "/_matrix/client/v1/rooms/{roomId}/relations/{eventId}/{relType}", GET);
     public static readonly MatrixRoute RelationsOfTypes = Add(Service.Rooms, "/_matrix/client/v1/rooms/{roomId}/relations/{eventId}/{relType}/{eventType}", GET);
     public static readonly MatrixRoute Threads = Add(Service.Rooms, "/_matrix/client/v1/rooms/{roomId}/threads", GET);
+    public static readonly MatrixRoute UserDirectorySearch = C(Service.Rooms, "/user_directory/search", POST);
 
     // ---- sync: /sync, filters, account data, push rules, receipts, read markers, typing
     public static readonly MatrixRoute Sync = C(Service.Sync, "/sync", GET);
