@@ -13,7 +13,7 @@ using Microsoft.AspNetCore.Routing;
 namespace Conduit.Sync;
 
 /// <summary>The sync service's Matrix endpoints: /sync, filters, account data, push rules.</summary>
-public sealed class SyncEndpoints(AccountDataStore data, ReceiptStore receipts, TypingState typing, SyncNotifier notifier, Rooms.RoomsClient rooms, Keys.KeysClient keys)
+public sealed class SyncEndpoints(AccountDataStore data, ReceiptStore receipts, TypingState typing, PresenceState presence, Conduit.Common.Config.GlobalConfig config, SyncNotifier notifier, Rooms.RoomsClient rooms, Keys.KeysClient keys)
 {
     const int MaxTimeoutMs = 60_000;
 
@@ -59,6 +59,9 @@ public sealed class SyncEndpoints(AccountDataStore data, ReceiptStore receipts, 
         var roomFilter = filter is null ? null : SyncRoomsFilter.From(filter);
         var s = since ?? new SyncToken(0, 0);
         var ct = ctx.RequestAborted;
+        // The sync marks the user as syncing (and active, unless it says otherwise) before anything is read, so its
+        // own token already covers the change (spec: "set_presence"; "offline" leaves presence alone).
+        if (config.AllowPresence) presence.Synced(c.UserId, setPresence ?? PresenceStates.Online);
         // Only an incremental sync without full_state waits for news; the others answer at once.
         var canWait = since is not null && !fullState;
         var deadline = Environment.TickCount64 + timeout;
@@ -71,6 +74,7 @@ public sealed class SyncEndpoints(AccountDataStore data, ReceiptStore receipts, 
                 var mayWait = canWait && deadline - Environment.TickCount64 > 0;
                 var accountData = SyncAccountData.Read(data, c.UserId, s.AccountData, since is null, filter);
                 var ephemeral = SyncEphemeral.Read(receipts, typing, c.UserId, since, filter);
+                var presenceNews = await SyncPresence.Read(presence, rooms, config.AllowPresence, c.UserId, since, filter, ct);
                 var e2ee = await keys.SyncKeysAsync(new SyncKeysRequest
                 {
                     UserId = c.UserId, DeviceId = c.DeviceId, Since = s.Keys, Incremental = since is not null,
@@ -84,9 +88,9 @@ public sealed class SyncEndpoints(AccountDataStore data, ReceiptStore receipts, 
                 if (mayWait && s.Rooms >= notifier.RoomsPosition && notifier.RoomsPosition >= 0 && accountData.Rooms.Count == 0
                     && e2ee.ChangedUserIds.Count == 0 && !ephemeral.MayHaveNews)
                 {
-                    if (accountData.Global.Count > 0 || toDevice)
+                    if (accountData.Global.Count > 0 || toDevice || presenceNews.Events.Count > 0)
                     {
-                        await Respond(ctx, new SyncRoomsHead { Position = s.Rooms }, null, null, accountData, e2ee, null, ephemeral, since is not null);
+                        await Respond(ctx, new SyncRoomsHead { Position = s.Rooms }, null, null, accountData, e2ee, null, ephemeral, presenceNews, since is not null);
                         return;
                     }
                 }
@@ -114,19 +118,19 @@ public sealed class SyncEndpoints(AccountDataStore data, ReceiptStore receipts, 
                     if (!mayWait)
                     {
                         // This response will not wait: it is written as it comes, whatever its size.
-                        await Respond(ctx, head, null, parts, accountData, e2ee, lists, ephemeral, since is not null);
+                        await Respond(ctx, head, null, parts, accountData, e2ee, lists, ephemeral, presenceNews, since is not null);
                         return;
                     }
                     // It waits unless there is news: read until the first room (incremental responses are small, and
                     // from that room on it is written as it comes) or the end of the stream.
                     var hasContent = accountData.HasContentFor(head.JoinedRoomIds) || toDevice || lists is { Changed.Count: > 0 } or { Left.Count: > 0 }
-                        || ephemeral.RoomsWithNews(head.JoinedRoomIds).Any();
+                        || ephemeral.RoomsWithNews(head.JoinedRoomIds).Any() || presenceNews.Events.Count > 0;
                     SyncRoomsPart? first = null;
                     while (!hasContent && await parts.MoveNext(ct))
                         if (parts.Current.Rooms.Count > 0) (first, hasContent) = (parts.Current, true);
                     if (hasContent || deadline - Environment.TickCount64 <= 0)
                     {
-                        await Respond(ctx, head, first, hasContent ? parts : null, accountData, e2ee, lists, ephemeral, since is not null);
+                        await Respond(ctx, head, first, hasContent ? parts : null, accountData, e2ee, lists, ephemeral, presenceNews, since is not null);
                         return;
                     }
                 }
@@ -150,7 +154,7 @@ public sealed class SyncEndpoints(AccountDataStore data, ReceiptStore receipts, 
     /// a failure from here on aborts the connection (the client retries) instead of mixing an error into the body.
     /// </summary>
     static async Task Respond(HttpContext ctx, SyncRoomsHead head, SyncRoomsPart? first, IAsyncStreamReader<SyncRoomsPart>? rest,
-        SyncAccountData accountData, SyncKeysReply e2ee, DeviceListDeltaReply? lists, SyncEphemeral ephemeral, bool incremental)
+        SyncAccountData accountData, SyncKeysReply e2ee, DeviceListDeltaReply? lists, SyncEphemeral ephemeral, SyncPresence presenceNews, bool incremental)
     {
         var ct = ctx.RequestAborted;
         var res = ctx.Response;
@@ -158,7 +162,7 @@ public sealed class SyncEndpoints(AccountDataStore data, ReceiptStore receipts, 
         res.ContentType = "application/json";
         await res.StartAsync(ct);
         var body = res.BodyWriter;
-        using var writer = new SyncResponseWriter(body, head, accountData, e2ee, lists, incremental, ephemeral);
+        using var writer = new SyncResponseWriter(body, head, accountData, e2ee, lists, incremental, ephemeral, presenceNews);
         if (first is not null) writer.Write(first);
         if (rest is not null)
             while (await rest.MoveNext(ct))

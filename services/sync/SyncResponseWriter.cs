@@ -65,6 +65,7 @@ public sealed class SyncResponseWriter : IDisposable
     readonly SyncKeysReply _e2ee;
     readonly DeviceListDeltaReply? _lists;
     readonly SyncEphemeral? _ephemeral;
+    readonly SyncPresence? _presence;
     readonly bool _incremental;
     readonly HashSet<string> _joined;
     readonly HashSet<string> _joinWritten = new(StringComparer.Ordinal);
@@ -77,8 +78,9 @@ public sealed class SyncResponseWriter : IDisposable
     /// <param name="incremental">A sync with a since token: a joined room whose only news is account data or
     /// ephemeral events gets a section.</param>
     public SyncResponseWriter(IBufferWriter<byte> output, SyncRoomsHead head, SyncAccountData accountData, SyncKeysReply e2ee,
-        DeviceListDeltaReply? lists, bool incremental, SyncEphemeral? ephemeral = null)
+        DeviceListDeltaReply? lists, bool incremental, SyncEphemeral? ephemeral = null, SyncPresence? presence = null)
     {
+        _presence = presence;
         _ephemeral = ephemeral;
         _out = output;
         _json = new Utf8JsonWriter(output);
@@ -89,7 +91,7 @@ public sealed class SyncResponseWriter : IDisposable
         _joined = [.. head.JoinedRoomIds];
         Raw("{\"next_batch\":"u8);
         Value(w => w.WriteStringValue(new SyncToken(head.Position, accountData.Position, e2ee.Position,
-            ephemeral?.ReceiptsPosition ?? 0, ephemeral?.TypingPosition ?? 0).ToString()));
+            ephemeral?.ReceiptsPosition ?? 0, ephemeral?.TypingPosition ?? 0, presence?.Position ?? 0).ToString()));
         Raw(",\"rooms\":{"u8);
     }
 
@@ -138,7 +140,24 @@ public sealed class SyncResponseWriter : IDisposable
         MoveTo(End);
         Raw("},\"account_data\":"u8);
         Value(w => Events(w, _accountData.Global));
-        Raw(""","presence":{"events":[]},"to_device":{"events":["""u8);
+        Raw(",\"presence\":"u8);
+        Value(w =>
+        {
+            w.WriteStartObject();
+            w.WriteStartArray("events");
+            foreach (var (sender, content) in _presence?.Events ?? [])
+            {
+                w.WriteStartObject();
+                w.WriteString("sender", sender);
+                w.WriteString("type", "m.presence");
+                w.WritePropertyName("content");
+                content.WriteTo(w);
+                w.WriteEndObject();
+            }
+            w.WriteEndArray();
+            w.WriteEndObject();
+        });
+        Raw(""","to_device":{"events":["""u8);
         // Each to-device event is JSON text the keys service wrote; it goes out as it is.
         for (var i = 0; i < _e2ee.ToDevice.Count; i++)
         {

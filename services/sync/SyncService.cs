@@ -9,8 +9,9 @@ public static class SyncService
 {
     public static IServiceCollection AddSyncService(this IServiceCollection services)
     {
-        services.AddSingleton<AccountDataStore>().AddSingleton<ReceiptStore>().AddSingleton<TypingState>().AddSingleton<SyncNotifier>().AddSingleton<SyncEndpoints>().AddSingleton<TagEndpoints>();
+        services.AddSingleton<AccountDataStore>().AddSingleton<ReceiptStore>().AddSingleton<TypingState>().AddSingleton(sp => new PresenceState(sp.GetRequiredService<Conduit.Common.Storage.IKeyValueStore>())).AddSingleton<PresenceEndpoints>().AddSingleton<SyncNotifier>().AddSingleton<SyncEndpoints>().AddSingleton<TagEndpoints>();
         services.AddHostedService(sp => sp.GetRequiredService<SyncNotifier>());
+        services.AddHostedService<PresenceTimer>();
         return services;
     }
 
@@ -18,6 +19,7 @@ public static class SyncService
     {
         app.ServiceProvider.GetRequiredService<SyncEndpoints>().Map(app);
         app.ServiceProvider.GetRequiredService<TagEndpoints>().Map(app);
+        app.ServiceProvider.GetRequiredService<PresenceEndpoints>().Map(app);
         return app;
     }
 

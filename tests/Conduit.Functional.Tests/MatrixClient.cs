@@ -75,6 +75,16 @@ public sealed class MatrixClient(ServerFixture server, string? token = null)
     public async Task<string> CreateRoom(JsonObject? body = null)
         => (await Post(C + "/createRoom", body ?? new JsonObject())).Ok().Obj["room_id"]!.GetValue<string>();
 
+    /// <summary>Two new users and Alice's public room, which Bob has joined.</summary>
+    public static async Task<(MatrixClient Alice, MatrixClient Bob, string Room)> PublicRoomPair(ServerFixture server)
+    {
+        var a = await Register(server);
+        var b = await Register(server);
+        var room = await a.CreateRoom(new JsonObject { ["preset"] = "public_chat" });
+        (await b.Post($"{C}/join/{E(room)}", new JsonObject())).Ok();
+        return (a, b, room);
+    }
+
     static int _txn;
     public async Task<string> SendText(string roomId, string text)
         => (await Put($"{C}/rooms/{E(roomId)}/send/m.room.message/t{Interlocked.Increment(ref _txn)}", new JsonObject { ["msgtype"] = "m.text", ["body"] = text }))

@@ -86,7 +86,7 @@ public sealed class SyncResponseWriterTests : IDisposable
             Part(Pieces(SyncSection.Invite, I, """{"invite_state":{"events":[]}}""", 3)),
             Part(Pieces(SyncSection.Knock, K, """{"knock_state":{"events":[]}}""")));
 
-        Assert.Equal($"s42_{_data.Position}_7_0_0", r["next_batch"]!.GetValue<string>());
+        Assert.Equal($"s42_{_data.Position}_7_0_0_0", r["next_batch"]!.GetValue<string>());
         // The E2EE members: to-device events written through as the keys service made them, the rest typed.
         Assert.Equal("é", r["to_device"]!["events"]![0]!["content"]!["n"]!.GetValue<string>());
         Assert.Equal("@bob:test.local", r["device_lists"]!["changed"]![0]!.GetValue<string>());
@@ -122,7 +122,7 @@ public sealed class SyncResponseWriterTests : IDisposable
         Assert.Empty(r["rooms"]!["leave"]!.AsObject());
         Assert.Null(r["rooms"]!["knock"]);
         Assert.Equal(["m.push_rules"], Types(r["account_data"]));
-        Assert.Equal("s3_1_7_0_0", r["next_batch"]!.GetValue<string>());
+        Assert.Equal("s3_1_7_0_0_0", r["next_batch"]!.GetValue<string>());
     }
 
     [Fact]

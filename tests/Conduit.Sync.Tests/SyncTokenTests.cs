@@ -9,7 +9,7 @@ public sealed class SyncTokenTests
     public void FormatAndParse_RoundTrip()
     {
         var t = new SyncToken(5, 3);
-        Assert.Equal("s5_3_0_0_0", t.ToString());
+        Assert.Equal("s5_3_0_0_0_0", t.ToString());
         Assert.Equal(t, SyncToken.Parse("s5_3"));
         Assert.Equal(new SyncToken(5, 3), SyncToken.Parse(t.ToString()));
     }
@@ -27,6 +27,16 @@ public sealed class SyncTokenTests
     {
         Assert.Equal(new SyncToken(1, 2, 3), SyncToken.Parse(new SyncToken(1, 2, 3).ToString()));
         Assert.Equal(0, SyncToken.Parse("s7_8")!.Value.Keys);
+    }
+
+    [Fact]
+    public void PresenceSlot_RoundTrips_AndOldFiveSlotTokensReadPresenceZero()
+    {
+        var t = new SyncToken(1, 2, 3, 4, 5, 6);
+        Assert.Equal("s1_2_3_4_5_6", t.ToString());
+        Assert.Equal(t, SyncToken.Parse(t.ToString()));
+        Assert.Equal(new SyncToken(1, 2, 3, 4, 5), SyncToken.Parse("s1_2_3_4_5"));
+        Assert.Equal(0, SyncToken.Parse("s1_2_3_4_5")!.Value.Presence);
     }
 
     [Fact]

@@ -49,6 +49,9 @@ public sealed class GlobalConfig
     /// </summary>
     public List<string> TrustedProxies { get; set; } = [];
     public RateLimitsConfig RateLimits { get; set; } = new();
+    /// <summary>Presence (services/sync/README.md): off, PUT/GET /presence answer 403, set_presence is ignored and
+    /// /sync carries no presence.</summary>
+    public bool AllowPresence { get; set; } = true;
 
     // ---- media (services/media/README.md). The largest upload is max_request_size, as in Conduit.
     /// <summary>Serve the unauthenticated /_matrix/media/{v3,r0}/download, thumbnail, config and preview_url paths

@@ -127,7 +127,7 @@ public static class RouteTable
     public static readonly MatrixRoute Threads = Add(Service.Rooms, "/_matrix/client/v1/rooms/{roomId}/threads", GET);
     public static readonly MatrixRoute UserDirectorySearch = C(Service.Rooms, "/user_directory/search", POST);
 
-    // ---- sync: /sync, filters, account data, push rules, receipts, read markers, typing
+    // ---- sync: /sync, filters, account data, push rules, receipts, read markers, typing, presence
     public static readonly MatrixRoute Sync = C(Service.Sync, "/sync", GET);
     public static readonly MatrixRoute CreateFilter = C(Service.Sync, "/user/{userId}/filter", POST);
     public static readonly MatrixRoute GetFilter = C(Service.Sync, "/user/{userId}/filter/{filterId}", GET);
@@ -139,6 +139,7 @@ public static class RouteTable
     public static readonly MatrixRoute Receipt = C(Service.Sync, "/rooms/{roomId}/receipt/{receiptType}/{eventId}", POST);
     public static readonly MatrixRoute ReadMarkers = C(Service.Sync, "/rooms/{roomId}/read_markers", POST);
     public static readonly MatrixRoute Typing = C(Service.Sync, "/rooms/{roomId}/typing/{userId}", PUT);
+    public static readonly MatrixRoute PresenceStatus = C(Service.Sync, "/presence/{userId}/status", GET, PUT);
 
     // ---- federation: server keys and the federation API
     public static readonly MatrixRoute ServerKeys = Add(Service.Federation, "/_matrix/key/v2/server/{**keyId}", GET);
