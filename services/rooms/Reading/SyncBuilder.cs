@@ -157,7 +157,8 @@ public sealed class SyncBuilder(RoomStore rooms, StateStore states, ClientEvents
 
     /// <summary>What a room's timeline and state sections hold: the timeline's events, and the state's event IDs
     /// (read and written one at a time, since a large room's state is most of its JSON).</summary>
-    sealed record SectionPlan(List<StoredEvent> Timeline, bool Limited, string PrevBatch, IEnumerable<string> StateIds, HashSet<string> InTimeline);
+    sealed record SectionPlan(List<StoredEvent> Timeline, bool Limited, string PrevBatch, IEnumerable<string> StateIds, HashSet<string> InTimeline,
+        HashSet<string>? LazyMembers = null);
 
     /// <summary>Timeline (newest <paramref name="limit"/> events in (since, upTo]) and the state not in it; null when
     /// an incremental sync has nothing to say about the room.</summary>
@@ -199,7 +200,17 @@ public sealed class SyncBuilder(RoomStore rooms, StateStore states, ClientEvents
             stateIds = states.Full(startGroup).Where(kv => !atSince.TryGetValue(kv.Key, out var old) || old != kv.Value).Select(kv => kv.Value);
         }
         var prevBatch = $"t{(picked.Count > 0 ? picked[0].Pos - 1 : firstPos)}";
-        return new SectionPlan(picked, limited, prevBatch, stateIds, picked.Select(e => e.EventId).ToHashSet());
+        // Lazy-loaded members (spec: client-server-api, "Lazy-loading room members"): of the m.room.member events, only
+        // those of the timeline's senders and of the user, taken from the state at the start of the timeline, and sent
+        // whenever those senders appear (the spec allows these "redundant" members; the client needs them to show names).
+        HashSet<string>? lazy = null;
+        if (filter?.Room?.State?.LazyLoadMembers == true)
+        {
+            lazy = picked.Select(e => e.Sender).Append(userId).ToHashSet();
+            var members = lazy.Select(u => states.LookupEventId(startGroup, "m.room.member", u)).OfType<string>().ToList();
+            stateIds = stateIds.Concat(members).Distinct();
+        }
+        return new SectionPlan(picked, limited, prevBatch, stateIds, picked.Select(e => e.EventId).ToHashSet(), lazy);
     }
 
     void WriteSection(PartWriter output, SectionPlan plan, string roomId, string userId, string? deviceId, Filter? filter)
@@ -224,6 +235,7 @@ public sealed class SyncBuilder(RoomStore rooms, StateStore states, ClientEvents
         {
             if (plan.InTimeline.Contains(id) || rooms.Event(id) is not { } ev) continue;
             if (stateFilter is not null && !stateFilter.Matches(ev.Type, ev.Sender, roomId)) continue;
+            if (plan.LazyMembers is not null && ev.Type == "m.room.member" && !plan.LazyMembers.Contains(ev.StateKey ?? "")) continue;
             format.Format(ev, deviceId, false).WriteTo(w);
             output.MayCut();
         }
