@@ -58,13 +58,13 @@ public static class EdgeEndpoints
                 ["capabilities"] = new JsonObject
                 {
                     ["m.change_password"] = new JsonObject { ["enabled"] = true },
+                    ["m.get_login_token"] = new JsonObject { ["enabled"] = config.LoginViaExistingSession.Enabled },
                     ["m.room_versions"] = new JsonObject { ["default"] = config.DefaultRoomVersion, ["available"] = available },
                     ["m.set_displayname"] = new JsonObject { ["enabled"] = true },
                     ["m.set_avatar_url"] = new JsonObject { ["enabled"] = true },
                     // Spec v1.16: every profile field may be changed by its owner (displayname, avatar_url, m.tz, custom keys).
                     ["m.profile_fields"] = new JsonObject { ["enabled"] = true },
                     ["m.3pid_changes"] = new JsonObject { ["enabled"] = false },
-                    ["m.get_login_token"] = new JsonObject { ["enabled"] = false },
                 },
             });
         });

@@ -25,6 +25,7 @@ public sealed class KeysEndpoints(AccountStore accounts, KeyBackupStore backups,
         app.Map(RouteTable.ChangePassword, ChangePassword);
         app.Map(RouteTable.Deactivate, Deactivate);
         app.Map(RouteTable.ThreePids, ThreePids);
+        app.Map(RouteTable.LoginGetToken, GetLoginToken);
         app.Map(RouteTable.Devices, GetDevices);
         app.Map(RouteTable.Device, DeviceEndpoint);
         app.Map(RouteTable.DeleteDevices, DeleteDevices);
@@ -123,11 +124,18 @@ public sealed class KeysEndpoints(AccountStore accounts, KeyBackupStore backups,
     {
         if (HttpMethods.IsGet(ctx.Request.Method))
         {
-            await ctx.Response.WriteJsonAsync(new JsonObject { ["flows"] = new JsonArray(new JsonObject { ["type"] = "m.login.password" }) });
+            var flows = new JsonArray(new JsonObject { ["type"] = "m.login.password" });
+            if (config.LoginViaExistingSession.Enabled) flows.Add((JsonNode)new JsonObject { ["type"] = "m.login.token", ["get_login_token"] = true });
+            await ctx.Response.WriteJsonAsync(new JsonObject { ["flows"] = flows });
             return;
         }
         var body = await ctx.Request.ReadJsonObjectAsync();
         var type = body.ReqString("type");
+        if (type == "m.login.token" && config.LoginViaExistingSession.Enabled)
+        {
+            await TokenLogin(ctx, body);
+            return;
+        }
         if (type != "m.login.password") throw Err.Unknown($"Login type '{type}' is not supported");
         var ip = Ip(ctx);
         // rc_login as Synapse applies it: every attempt counts against the address; a wrong password counts
@@ -145,6 +153,47 @@ public sealed class KeysEndpoints(AccountStore accounts, KeyBackupStore backups,
         }
         limits.Take(ctx, null, new Charge(limits.LoginAccount, userId));
         var r = accounts.Login(userId, body.OptString("device_id"), body.OptString("initial_device_display_name"), ip);
+        await ctx.Response.WriteJsonAsync(new JsonObject
+        {
+            ["user_id"] = r.UserId,
+            ["access_token"] = r.AccessToken,
+            ["device_id"] = r.DeviceId,
+            ["home_server"] = config.ServerName,
+        });
+    }
+
+    // ---- login with a token from a signed-in device (spec: client-server-api, "POST /_matrix/client/v1/login/get_token")
+
+    /// <summary>Single-use login tokens, in memory: they live minutes, and a restart only means asking for a new one.</summary>
+    readonly System.Collections.Concurrent.ConcurrentDictionary<string, (string UserId, long ExpiresTs)> _loginTokens = new();
+
+    async Task GetLoginToken(HttpContext ctx)
+    {
+        var c = Auth(ctx);
+        if (!config.LoginViaExistingSession.Enabled) throw Err.Unrecognized(404, "Login tokens are disabled on this server (login_via_existing_session)");
+        var body = await ctx.Request.ReadJsonObjectAsync();
+        limits.Take(ctx, c, new Charge(limits.LoginAccount, c.UserId));
+        Task<JsonObject> Issue(JsonObject request)
+        {
+            var now = Ids.NowMs();
+            foreach (var (k, v) in _loginTokens) if (v.ExpiresTs <= now) _loginTokens.TryRemove(k, out _);
+            var token = Ids.Random(32);
+            var ttl = config.LoginViaExistingSession.TokenTimeoutSecs * 1000;
+            _loginTokens[token] = (c.UserId, now + ttl);
+            return Task.FromResult(new JsonObject { ["login_token"] = token, ["expires_in_ms"] = ttl });
+        }
+        if (config.LoginViaExistingSession.RequireUiAuth) await WithPassword(ctx, body, "get_login_token", c, _ => { }, Issue);
+        else await ctx.Response.WriteJsonAsync(await Issue(body));
+    }
+
+    async Task TokenLogin(HttpContext ctx, JsonObject body)
+    {
+        var ip = Ip(ctx);
+        limits.Take(ctx, null, new Charge(limits.LoginAddress, ip));
+        var token = body.ReqString("token");
+        if (!_loginTokens.TryRemove(token, out var t) || t.ExpiresTs <= Ids.NowMs()) throw Err.Forbidden("Invalid or expired login token");
+        if (accounts.IsDeactivated(t.UserId)) throw Err.UserDeactivated();
+        var r = accounts.Login(t.UserId, body.OptString("device_id"), body.OptString("initial_device_display_name"), ip);
         await ctx.Response.WriteJsonAsync(new JsonObject
         {
             ["user_id"] = r.UserId,

@@ -49,6 +49,9 @@ public sealed class GlobalConfig
     /// </summary>
     public List<string> TrustedProxies { get; set; } = [];
     public RateLimitsConfig RateLimits { get; set; } = new();
+    /// <summary>POST /_matrix/client/v1/login/get_token (Synapse's login_via_existing_session): a signed-in device
+    /// gets a short-lived token another device logs in with (QR sign-in). Off by default, as in Synapse.</summary>
+    public LoginViaExistingSessionConfig LoginViaExistingSession { get; set; } = new();
     /// <summary>Presence (services/sync/README.md): off, PUT/GET /presence answer 403, set_presence is ignored and
     /// /sync carries no presence.</summary>
     public bool AllowPresence { get; set; } = true;
@@ -84,6 +87,18 @@ public sealed class GlobalConfig
         "192.88.99.0/24", "198.18.0.0/15", "192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4",
         "::1/128", "fe80::/10", "fc00::/7", "2001:db8::/32", "ff00::/8", "fec0::/10",
     ];
+
+    [TomlExtensionData]
+    public Dictionary<string, object?>? Unknown { get; set; }
+}
+
+public sealed class LoginViaExistingSessionConfig
+{
+    public bool Enabled { get; set; }
+    /// <summary>Whether getting a token asks for the password again (user-interactive auth).</summary>
+    public bool RequireUiAuth { get; set; } = true;
+    /// <summary>Seconds a token stays usable (Synapse: 5 minutes).</summary>
+    public long TokenTimeoutSecs { get; set; } = 300;
 
     [TomlExtensionData]
     public Dictionary<string, object?>? Unknown { get; set; }

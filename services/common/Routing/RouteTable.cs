@@ -53,6 +53,7 @@ public static class RouteTable
     public static readonly MatrixRoute Register = C(Service.Keys, "/register", POST);
     public static readonly MatrixRoute RegisterAvailable = C(Service.Keys, "/register/available", GET);
     public static readonly MatrixRoute Login = C(Service.Keys, "/login", GET, POST);
+    public static readonly MatrixRoute LoginGetToken = Add(Service.Keys, "/_matrix/client/v1/login/get_token", POST);
     public static readonly MatrixRoute Logout = C(Service.Keys, "/logout", POST);
     public static readonly MatrixRoute LogoutAll = C(Service.Keys, "/logout/all", POST);
     public static readonly MatrixRoute WhoAmI = C(Service.Keys, "/account/whoami", GET);
