@@ -50,7 +50,7 @@ public sealed class TagEndpoints(AccountDataStore data, SyncNotifier notifier, R
         if (HttpMethods.IsPut(ctx.Request.Method))
         {
             info = await ctx.Request.ReadJsonObjectAsync();
-            if (info["order"] is { } order && (order is not JsonValue v || !v.TryGetValue<double>(out _)))
+            if (info["order"] is { } order && (order is not JsonValue v || !v.TryGetValue<double>(out var d) || !double.IsFinite(d)))
                 throw Err.BadJson("'order' must be a number");
         }
         var m = await rooms.GetMembershipAsync(new GetMembershipRequest { UserId = c.UserId, RoomId = roomId }, cancellationToken: ctx.RequestAborted);

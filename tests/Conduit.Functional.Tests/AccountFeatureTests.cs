@@ -51,6 +51,7 @@ public abstract class AccountFeatureTests(ServerFixture server)
         Error(await other.Put($"{C}/user/{E(other.UserId)}/rooms/{E(room)}/tags/m.favourite", new JsonObject()), HttpStatusCode.Forbidden, "M_FORBIDDEN");
         var own = $"{C}/user/{E(u.UserId)}/rooms/{E(room)}/tags";
         Error(await u.Put($"{own}/m.favourite", new JsonObject { ["order"] = "first" }), HttpStatusCode.BadRequest, "M_BAD_JSON");
+        Error(await u.Call("PUT", $"{own}/m.favourite", rawBody: """{"order":1e400}"""), HttpStatusCode.BadRequest, "M_BAD_JSON");
         Error(await u.Put($"{own}/{new string('t', 256)}", new JsonObject()), HttpStatusCode.BadRequest, "M_INVALID_PARAM");
         Error(await u.Call("PUT", $"{own}/m.favourite", rawBody: "not json"), HttpStatusCode.BadRequest, "M_NOT_JSON");
         Error(await u.Get($"{C}/user/{E(u.UserId)}/rooms/not-a-room/tags"), HttpStatusCode.BadRequest, "M_INVALID_PARAM");

@@ -93,6 +93,7 @@ public abstract class UserDirectoryTests(ServerFixture server)
         var u = await Register(server);
         Error(await u.Post($"{C}/user_directory/search", new JsonObject { ["limit"] = 5 }), HttpStatusCode.BadRequest, "M_MISSING_PARAM");
         Error(await u.Post($"{C}/user_directory/search", new JsonObject { ["search_term"] = 5 }), HttpStatusCode.BadRequest, "M_BAD_JSON");
+        Error(await u.Post($"{C}/user_directory/search", new JsonObject { ["search_term"] = "a", ["limit"] = -1 }), HttpStatusCode.BadRequest, "M_INVALID_PARAM");
         var anon = new MatrixClient(server);
         Error(await anon.Call("POST", $"{C}/user_directory/search", new JsonObject { ["search_term"] = "a" }, auth: false), HttpStatusCode.Unauthorized, "M_MISSING_TOKEN");
     }

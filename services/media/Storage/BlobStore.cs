@@ -84,8 +84,8 @@ public sealed partial class BlobStore
         }
     }
 
-    public Task<StagedBlob> StageAsync(ReadOnlyMemory<byte> bytes, CancellationToken ct)
-        => StageAsync(new MemoryStream(bytes.ToArray(), writable: false), ct);
+    public Task<StagedBlob> StageAsync(byte[] bytes, CancellationToken ct)
+        => StageAsync(new MemoryStream(bytes, writable: false), ct);
 
     /// <summary>
     /// Gives the staged file its name. If a file of that content already exists, the staged copy is dropped (the

@@ -32,7 +32,9 @@ public sealed class UserDirectoryEndpoint(RoomStore rooms, GlobalConfig config)
         var c = Caller.Required(ctx);
         var body = await ctx.Request.ReadJsonObjectAsync();
         var term = body.ReqString("search_term").Trim();
-        var limit = (int)Math.Clamp(body.OptLong("limit") ?? DefaultLimit, 0, MaxLimit);
+        var requested = body.OptLong("limit") ?? DefaultLimit;
+        if (requested < 0) throw Err.InvalidParam("'limit' must not be negative");
+        var limit = (int)Math.Min(requested, MaxLimit);
 
         var candidates = new Dictionary<string, Candidate>(StringComparer.Ordinal);
         var scanned = new HashSet<string>(StringComparer.Ordinal);
