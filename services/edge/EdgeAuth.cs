@@ -1,4 +1,5 @@
 using Conduit.Common.Http;
+using Conduit.Common.Routing;
 using Microsoft.AspNetCore.Http;
 
 namespace Conduit.Edge;
@@ -8,27 +9,49 @@ namespace Conduit.Edge;
 /// or the deprecated access_token query parameter) is resolved through <see cref="TokenCache"/>, and the
 /// identity travels on as <see cref="Caller"/> headers that services trust. A token that does not resolve is
 /// refused with M_UNKNOWN_TOKEN, whatever the endpoint, except on server-server paths (/_matrix/federation, /_matrix/key),
-/// which carry no client token.
+/// which carry no client token, and on /refresh, authenticated by the refresh token in its body.
+/// An expired token (spec: "Soft logout") is M_UNKNOWN_TOKEN with soft_logout: true, except on /logout and
+/// /logout/all, which may still end the session (as Synapse allows). A guest's token opens only the routes the route
+/// table marks for guests (spec: "Guest access"); anything else is M_GUEST_ACCESS_FORBIDDEN, whichever service owns it.
+/// The route is the matched endpoint's <see cref="MatrixRoute"/>, put there in both modes (RouteTable.Map, SplitProxy).
+/// With allow_federation = false, every /_matrix/federation path and the notary's /_matrix/key/v2/query are 403
+/// M_FORBIDDEN here, whichever service owns them (our own /_matrix/key/v2/server stays published).
 /// </summary>
-public sealed class EdgeAuth(RequestDelegate next, TokenCache tokens)
+public sealed class EdgeAuth(RequestDelegate next, TokenCache tokens, bool allowFederation)
 {
     public async Task InvokeAsync(HttpContext ctx)
     {
+        if (!allowFederation && IsFederationPath(ctx.Request.Path)) throw Err.Forbidden("Federation is disabled on this server");
         var h = ctx.Request.Headers;
         h.Remove(Caller.UserHeader);
         h.Remove(Caller.DeviceHeader);
+        h.Remove(Caller.GuestHeader);
+        var route = ctx.GetEndpoint()?.Metadata.GetMetadata<MatrixRoute>();
         // Server-server paths carry no client access token: federation requests are signed (X-Matrix), and the OpenID
         // userinfo endpoint's access_token is an OpenID token, which its own service checks.
-        var token = IsServerPath(ctx.Request.Path) ? null : TokenOf(ctx.Request);
+        var token = IsServerPath(ctx.Request.Path) || ReferenceEquals(route, RouteTable.Refresh) || ReferenceEquals(route, RouteTable.RefreshV1)
+            ? null : TokenOf(ctx.Request);
         if (token is not null)
         {
             var id = await tokens.ResolveAsync(token, ctx.RequestAborted) ?? throw Err.UnknownToken();
+            if (id.ExpiredAt(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()) && !ReferenceEquals(route, RouteTable.Logout) && !ReferenceEquals(route, RouteTable.LogoutAll))
+                throw Err.SoftLogout();
+            // No route: an unknown path or method, which the routing answers (404/405) whoever asks.
+            if (id.IsGuest && route is not null && !route.AllowsGuest(ctx.Request.Method, ctx.Request.RouteValues["action"] as string))
+                throw Err.GuestAccessForbidden();
             h[Caller.UserHeader] = id.UserId;
             h[Caller.DeviceHeader] = id.DeviceId;
+            if (id.IsGuest) h[Caller.GuestHeader] = "1";
         }
         ctx.Response.OnStarting(() =>
         {
-            if (ctx.Response.Headers.Remove(TokenCache.RevokedHeader)) tokens.Clear();
+            // "token <access token>": that one token was revoked (a refresh); anything else: drop every cached token.
+            if (ctx.Response.Headers.Remove(TokenCache.RevokedHeader, out var revoked))
+            {
+                var v = revoked.ToString();
+                if (v.StartsWith(TokenCache.RevokedTokenPrefix, StringComparison.Ordinal)) tokens.Evict(v[TokenCache.RevokedTokenPrefix.Length..]);
+                else tokens.Clear();
+            }
             return Task.CompletedTask;
         });
         await next(ctx);
@@ -36,6 +59,9 @@ public sealed class EdgeAuth(RequestDelegate next, TokenCache tokens)
 
     static bool IsServerPath(PathString path)
         => path.StartsWithSegments("/_matrix/federation", StringComparison.Ordinal) || path.StartsWithSegments("/_matrix/key", StringComparison.Ordinal);
+
+    static bool IsFederationPath(PathString path)
+        => path.StartsWithSegments("/_matrix/federation", StringComparison.OrdinalIgnoreCase) || path.StartsWithSegments("/_matrix/key/v2/query", StringComparison.OrdinalIgnoreCase);
 
     static string? TokenOf(HttpRequest r)
     {

@@ -30,6 +30,9 @@ await using (app)
     catch (Exception e) when (StartupReport.ListenFailure(e) is { } reason)
     {
         Console.Error.WriteLine($"conduit: cannot listen on {ConduitHost.ListenEndpoint(app.Services.GetRequiredService<GlobalConfig>(), role)}: {reason}");
+        // Stop the background services that did start before disposing: otherwise the host reports each one that
+        // had not begun running (.NET 10 runs ExecuteAsync through Task.Run) as a crashed service, with a stack trace.
+        try { await app.StopAsync(new CancellationTokenSource(TimeSpan.FromSeconds(5)).Token); } catch (Exception) { }
         return 2;
     }
     await app.WaitForShutdownAsync();

@@ -1,6 +1,7 @@
 using Conduit.Common.Config;
 using Conduit.Common.Grpc;
 using Conduit.Common.Routing;
+using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.DependencyInjection;
 using Yarp.ReverseProxy.Configuration;
@@ -15,13 +16,28 @@ namespace Conduit.Edge;
 /// </summary>
 public static class SplitProxy
 {
+    /// <summary>Each YARP route's ID with the route table entry it comes from (one per concrete template).</summary>
+    static readonly Dictionary<string, (MatrixRoute Route, string Template)> Entries = RouteTable.All
+        .Where(r => r.Owner != Service.Edge)
+        .SelectMany(r => RouteTable.Templates(r).Select(t => (Route: r, Template: t)))
+        .Select((e, i) => (Id: $"r{i}", e))
+        .ToDictionary(x => x.Id, x => x.e);
+
+    /// <summary>
+    /// Puts the route table entry on each proxied endpoint, as all-in-one mapping does (RouteTable.Map), so the edge
+    /// reads one <see cref="MatrixRoute"/> from the matched endpoint in both modes (the guest rules, /refresh).
+    /// </summary>
+    public static void MapReverseProxyWithRoutes(this Microsoft.AspNetCore.Routing.IEndpointRouteBuilder app)
+        => app.MapReverseProxy().ConfigureEndpoints((b, route) => b.WithMetadata(Entries[route.RouteId].Route));
+
     public static void Add(IServiceCollection services, GlobalConfig config)
     {
-        var routes = new List<RouteConfig>();
-        var i = 0;
-        foreach (var r in RouteTable.All.Where(r => r.Owner != Service.Edge))
-            foreach (var t in RouteTable.Templates(r))
-                routes.Add(new RouteConfig { RouteId = $"r{i++}", ClusterId = r.Owner.ToString(), Match = new RouteMatch { Path = t } });
+        var routes = Entries.Select(e => new RouteConfig
+        {
+            RouteId = e.Key,
+            ClusterId = e.Value.Route.Owner.ToString(),
+            Match = new RouteMatch { Path = e.Value.Template },
+        }).ToList();
         var clusters = Enum.GetValues<Service>().Where(s => s != Service.Edge).Select(s => new ClusterConfig
         {
             ClusterId = s.ToString(),

@@ -6,24 +6,36 @@ using Microsoft.Extensions.Logging;
 
 namespace Conduit.Edge;
 
+/// <summary>What an access token stands for at the edge. <see cref="ExpiresTs"/>: 0 for a token that never expires.</summary>
+public sealed record EdgeIdentity(string UserId, string DeviceId, bool IsGuest, long ExpiresTs)
+{
+    /// <summary>The keys service found it expired (whatever this machine's clock says).</summary>
+    public bool Expired { get; init; }
+
+    public bool ExpiredAt(long nowMs) => Expired || (ExpiresTs != 0 && nowMs >= ExpiresTs);
+}
+
 /// <summary>
-/// Access token → (user, device), resolved through the keys service and cached. The keys service streams every
-/// revocation (logout, device deletion, deactivation), so a revoked token stops working at once. While that
-/// stream is down nothing is cached, so a missed revocation can never leave a stale identity behind.
+/// Access token → identity (user, device, guest, expiry), resolved through the keys service and cached. The keys
+/// service streams every revocation (logout, device deletion, deactivation, refresh), so a revoked token stops
+/// working at once. While that stream is down nothing is cached, so a missed revocation can never leave a stale
+/// identity behind. A token that expires (from a client with a refresh token) is cached with its expiry and
+/// checked against the clock on every hit, so an expired token is never served from the cache.
 /// </summary>
 public sealed partial class TokenCache(Protos.Keys.Keys.KeysClient keys, ILogger<TokenCache> log) : BackgroundService
 {
     const int MaxEntries = 100_000;
-    readonly ConcurrentDictionary<string, (string UserId, string DeviceId)> _cache = new();
+    readonly ConcurrentDictionary<string, EdgeIdentity> _cache = new();
+
+    /// <summary>Milliseconds since the epoch, as the keys service stamps expiries.</summary>
+    static long NowMs() => DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
     volatile bool _watching;
     // Bumped by every eviction: a lookup that raced one (started before, finished after) is not cached.
     long _generation;
 
-    /// <summary>
-    /// Set by the keys service on the response of anything that revoked tokens; the edge clears its cache before
-    /// that response reaches the client, so the revocation has taken effect when the client learns of it.
-    /// </summary>
-    public const string RevokedHeader = "X-Conduit-Revoked";
+    /// <summary>See <see cref="Conduit.Common.Http.Caller.RevokedHeader"/>.</summary>
+    public const string RevokedHeader = Common.Http.Caller.RevokedHeader;
+    public const string RevokedTokenPrefix = Common.Http.Caller.RevokedTokenPrefix;
 
     public void Clear()
     {
@@ -31,20 +43,29 @@ public sealed partial class TokenCache(Protos.Keys.Keys.KeysClient keys, ILogger
         _cache.Clear();
     }
 
-    void Evict(string token)
+    public void Evict(string token)
     {
         Interlocked.Increment(ref _generation);
         _cache.TryRemove(token, out _);
     }
 
-    public async Task<(string UserId, string DeviceId)?> ResolveAsync(string token, CancellationToken ct)
+    /// <summary>The token's identity; null for an unknown token. An expired token comes back with its identity (so
+    /// /logout can end the session), for the caller to check with <see cref="EdgeIdentity.ExpiredAt"/>; it is dropped
+    /// from the cache.</summary>
+    public async Task<EdgeIdentity?> ResolveAsync(string token, CancellationToken ct)
     {
-        if (_cache.TryGetValue(token, out var hit)) return hit;
+        if (_cache.TryGetValue(token, out var hit))
+        {
+            if (!hit.ExpiredAt(NowMs())) return hit;
+            _cache.TryRemove(token, out _);
+            return hit;
+        }
         var generation = Interlocked.Read(ref _generation);
         var cacheable = _watching;
         var r = await keys.ResolveTokenAsync(new ResolveTokenRequest { AccessToken = token }, cancellationToken: ct);
+        if (r.Expired) return new EdgeIdentity(r.UserId, r.DeviceId, r.IsGuest, r.ExpiresTs) { Expired = true };
         if (!r.Valid) return null;
-        var id = (r.UserId, r.DeviceId);
+        var id = new EdgeIdentity(r.UserId, r.DeviceId, r.IsGuest, r.ExpiresTs);
         if (cacheable && _watching && Interlocked.Read(ref _generation) == generation)
         {
             if (_cache.Count >= MaxEntries) _cache.Clear();

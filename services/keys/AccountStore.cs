@@ -9,20 +9,44 @@ using K = Conduit.Common.Storage.Keys;
 
 namespace Conduit.Keys;
 
-public sealed record DeviceInfo(string DeviceId, string? DisplayName, long LastSeenTs, string? LastSeenIp, bool Dehydrated = false);
+public sealed record DeviceInfo(string DeviceId, string? DisplayName, long LastSeenTs, string? LastSeenIp, bool Dehydrated = false, string? UserAgent = null);
 
-public sealed record LoginResult(string UserId, string DeviceId, string AccessToken);
+/// <summary>A new session's tokens: with a refresh token, the access token expires after <see cref="ExpiresInMs"/>.</summary>
+public sealed record LoginResult(string UserId, string DeviceId, string AccessToken, string? RefreshToken = null, long? ExpiresInMs = null);
+
+/// <summary>Where a session comes from (recorded on its device, as /devices and /admin/whois show it), and whether
+/// the client takes a refresh token (spec: "Refreshing access tokens"; then its access token expires).</summary>
+public sealed record SessionOrigin(string? Ip, string? UserAgent = null, bool Refreshable = false);
+
+/// <summary>
+/// What an access token stands for. <see cref="ExpiresTs"/> is 0 for a token that never expires; an expired token
+/// still names its session (<see cref="Expired"/>), so a soft-logged-out client can log out.
+/// </summary>
+public sealed record TokenInfo(string UserId, string DeviceId, bool IsGuest, long ExpiresTs, bool Expired);
 
 /// <summary>
 /// Accounts, devices and access tokens. Every change that touches several families is one batch; token
 /// revocations are published to <see cref="WatchRevocations"/> after the batch is durable. Deleting a device deletes
 /// its E2EE keys and to-device messages in the same batch (through the keys stream, so the user's peers hear of it).
+/// <para>
+/// Refresh tokens (spec: client-server-api, "Refreshing access tokens"). A device that logged in with
+/// refresh_token: true holds one access token, which expires, and one refresh token (its record's
+/// <c>refresh_token</c>). /refresh replaces both and revokes the old access token at once (the spec allows either);
+/// the refresh token it used stays valid (the record's <c>previous_refresh_token</c>) until the new access token or
+/// the new refresh token is first used, so a client that lost the answer can refresh again: the tokens it never
+/// saw are then replaced. This is Synapse's rule (handlers/auth.py <c>refresh_token</c>,
+/// storage registration.py <c>replace_refresh_token</c>), which keeps at most two refresh tokens per device.
+/// </para>
 /// </summary>
 public sealed class AccountStore(IKeyValueStore store, GlobalConfig config, E2eeStore e2ee, CrossSigning crossSigning)
 {
     readonly IKvMap _users = store.Map(KeysFamilies.Users);
     readonly IKvMap _devices = store.Map(KeysFamilies.Devices);
     readonly IKvMap _tokens = store.Map(KeysFamilies.Tokens);
+    readonly IKvMap _refreshTokens = store.Map(KeysFamilies.RefreshTokens);
+
+    /// <summary>Milliseconds since the epoch; tests move it to expire tokens.</summary>
+    public Func<long> Clock { get; set; } = Ids.NowMs;
     // Serialises account creation and device changes; reads take no lock.
     readonly Lock _write = new();
     readonly Broadcast<string> _revocations = new();
@@ -43,7 +67,7 @@ public sealed class AccountStore(IKeyValueStore store, GlobalConfig config, E2ee
     void PutUser(IWriteBatch b, string userId, JsonObject user) => b.Put(KeysFamilies.Users, K.Utf8(userId), Encoding.UTF8.GetBytes(user.ToJsonString()));
 
     /// <summary>Creates the account (M_USER_IN_USE if taken) and, unless inhibited, a first device.</summary>
-    public LoginResult? Register(string localpart, string password, string? deviceId, string? deviceName, bool inhibitLogin, string? ip)
+    public LoginResult? Register(string localpart, string password, string? deviceId, string? deviceName, bool inhibitLogin, string? ip, string? userAgent = null, bool refreshable = false)
     {
         var userId = Ids.UserId(localpart, config.ServerName);
         var hash = PasswordHasher.Hash(password);
@@ -54,15 +78,103 @@ public sealed class AccountStore(IKeyValueStore store, GlobalConfig config, E2ee
             PutUser(b, userId, new JsonObject
             {
                 ["password_hash"] = hash,
-                ["created_ts"] = Ids.NowMs(),
+                ["created_ts"] = Clock(),
                 ["deactivated"] = false,
                 ["displayname"] = localpart,
             });
             LoginResult? login = null;
-            if (!inhibitLogin) login = AddDevice(b, userId, deviceId, deviceName, ip, out _);
+            if (!inhibitLogin) login = AddDevice(b, userId, deviceId, deviceName, new SessionOrigin(ip, userAgent, refreshable), out _);
             store.Write(b);
             return login;
         }
+    }
+
+    // ---- guests (spec: client-server-api, "Guest access")
+
+    /// <summary>Whether the account is a guest account (false for unknown users).</summary>
+    public bool IsGuest(string userId) => GetUser(userId)?["is_guest"]?.GetValue<bool>() == true;
+
+    /// <summary>
+    /// A guest account under a random localpart, with a device whose token never expires: the spec has the server
+    /// ignore every parameter of a guest registration but the device's display name. A guest has no password, so it
+    /// cannot log in again; it can upgrade (<see cref="UpgradeGuest"/>).
+    /// </summary>
+    public LoginResult RegisterGuest(string? deviceName, string? ip, string? userAgent)
+    {
+        lock (_write)
+        {
+            string userId, localpart;
+            do
+            {
+                localpart = Ids.Random(12).ToLowerInvariant();
+                userId = Ids.UserId(localpart, config.ServerName);
+            } while (Exists(userId));
+            using var b = store.CreateBatch();
+            PutUser(b, userId, new JsonObject
+            {
+                ["password_hash"] = "",
+                ["created_ts"] = Clock(),
+                ["deactivated"] = false,
+                ["is_guest"] = true,
+                ["displayname"] = localpart,
+            });
+            var login = AddDevice(b, userId, null, deviceName, new SessionOrigin(ip, userAgent), out _);
+            store.Write(b);
+            return login;
+        }
+    }
+
+    /// <summary>
+    /// Turns the guest account that owns <paramref name="guestAccessToken"/> into a full account with a password
+    /// (spec: "Guest access": register with guest_access_token and the guest's localpart as username). The guest's
+    /// devices and tokens stay; they stop being a guest's, so cached identities are dropped. Unless inhibited, a
+    /// device is added (or replaced) as any registration does.
+    /// </summary>
+    public (string UserId, LoginResult? Login) UpgradeGuest(string guestAccessToken, string? username, string password, string? deviceId, string? deviceName, bool inhibitLogin, SessionOrigin origin)
+    {
+        var hash = PasswordHasher.Hash(password);
+        List<string> cached;
+        LoginResult? login = null;
+        string userId;
+        lock (_write)
+        {
+            userId = GuestToUpgrade(guestAccessToken, username);
+            var u = GetUser(userId)!;
+            u["password_hash"] = hash;
+            u.Remove("is_guest");
+            u["upgrade_ts"] = Clock();
+            cached = TokensOf(userId);
+            using var b = store.CreateBatch();
+            PutUser(b, userId, u);
+            if (!inhibitLogin) login = AddDevice(b, userId, deviceId, deviceName, origin, out _);
+            store.Write(b);
+        }
+        // The guest's tokens are still valid, but the edge cached them as a guest's.
+        cached.ForEach(Publish);
+        return (userId, login);
+    }
+
+    /// <summary>
+    /// The guest account a guest_access_token upgrades, checked: M_UNKNOWN_TOKEN for a token that is not valid,
+    /// M_FORBIDDEN for a full account's, M_INVALID_USERNAME when <paramref name="username"/> is not the guest's localpart.
+    /// </summary>
+    public string GuestToUpgrade(string guestAccessToken, string? username)
+    {
+        var owner = ResolveToken(guestAccessToken) ?? throw Err.UnknownToken("Unknown guest_access_token");
+        var u = GetUser(owner.UserId) ?? throw Err.UnknownToken("Unknown guest_access_token");
+        if (u["is_guest"]?.GetValue<bool>() != true || u["deactivated"]?.GetValue<bool>() == true)
+            throw Err.Forbidden("guest_access_token is not a guest's: only guest accounts are upgraded");
+        if (username is not null && Ids.UserId(username.ToLowerInvariant(), config.ServerName) != owner.UserId)
+            throw Err.InvalidUsername("An upgraded guest keeps its user ID: username must be the guest's localpart");
+        return owner.UserId;
+    }
+
+    List<string> TokensOf(string userId)
+    {
+        var list = new List<string>();
+        foreach (var (_, v) in _devices.Scan(K.Concat(K.Utf8(userId), [K.Sep])))
+            if (JsonNode.Parse(v)!["access_token"]?.GetValue<string>() is { } t) list.Add(t);
+        return list;
     }
 
     /// <summary>Checks a password; false for unknown or deactivated users.</summary>
@@ -74,52 +186,157 @@ public sealed class AccountStore(IKeyValueStore store, GlobalConfig config, E2ee
         return hash is not null && PasswordHasher.Verify(password, hash);
     }
 
-    public LoginResult Login(string userId, string? deviceId, string? deviceName, string? ip)
+    public LoginResult Login(string userId, string? deviceId, string? deviceName, string? ip, string? userAgent = null, bool refreshable = false)
     {
         string? revoked;
         LoginResult r;
         lock (_write)
         {
             using var b = store.CreateBatch();
-            r = AddDevice(b, userId, deviceId, deviceName, ip, out revoked);
+            r = AddDevice(b, userId, deviceId, deviceName, new SessionOrigin(ip, userAgent, refreshable), out revoked);
             store.Write(b);
         }
         if (revoked is not null) Publish(revoked);
         return r;
     }
 
-    // Adds or refreshes a device with a new access token; an existing device's old token is revoked.
-    LoginResult AddDevice(IWriteBatch b, string userId, string? deviceId, string? deviceName, string? ip, out string? revoked)
+    // Adds or refreshes a device with a new access token (and refresh token, if asked for); an existing device's
+    // old tokens are revoked (spec: "Relationship between access tokens and devices").
+    LoginResult AddDevice(IWriteBatch b, string userId, string? deviceId, string? deviceName, SessionOrigin origin, out string? revoked)
     {
         deviceId = string.IsNullOrEmpty(deviceId) ? Ids.Random(10).ToUpperInvariant() : deviceId;
-        var token = "syt_" + Ids.Random(40);
         var key = K.Join(userId, deviceId);
-        revoked = null;
         var existing = _devices.Get(key) is { } d ? JsonNode.Parse(d)!.AsObject() : null;
-        if (existing?["access_token"]?.GetValue<string>() is { } old)
-        {
-            revoked = old;
-            b.Delete(KeysFamilies.Tokens, K.Utf8(old));
-        }
+        revoked = existing is null ? null : DeleteTokens(b, existing);
         var device = new JsonObject
         {
             ["device_id"] = deviceId,
             ["display_name"] = deviceName ?? existing?["display_name"]?.GetValue<string>(),
-            ["last_seen_ts"] = Ids.NowMs(),
-            ["last_seen_ip"] = ip,
-            ["access_token"] = token,
         };
-        b.Put(KeysFamilies.Devices, key, Encoding.UTF8.GetBytes(device.ToJsonString()));
-        b.Put(KeysFamilies.Tokens, K.Utf8(token), K.Join(userId, deviceId));
-        return new LoginResult(userId, deviceId, token);
+        return IssueTokens(b, userId, device, origin);
     }
 
+    // Puts a new access token (and, for a refreshable session, a refresh token) on the device record and writes both.
+    LoginResult IssueTokens(IWriteBatch b, string userId, JsonObject device, SessionOrigin origin)
+    {
+        var deviceId = device["device_id"]!.GetValue<string>();
+        var now = Clock();
+        var token = "syt_" + Ids.Random(40);
+        device["last_seen_ts"] = now;
+        device["last_seen_ip"] = origin.Ip;
+        if (origin.UserAgent is not null) device["user_agent"] = origin.UserAgent;
+        device["access_token"] = token;
+        string? refresh = null;
+        long? lifetime = null;
+        if (origin.Refreshable)
+        {
+            refresh = "syr_" + Ids.Random(40);
+            lifetime = config.RefreshableAccessTokenLifetimeMs;
+            device["refresh_token"] = refresh;
+            b.Put(KeysFamilies.RefreshTokens, K.Utf8(refresh), K.Join(userId, deviceId));
+        }
+        b.Put(KeysFamilies.Devices, K.Join(userId, deviceId), Encoding.UTF8.GetBytes(device.ToJsonString()));
+        b.Put(KeysFamilies.Tokens, K.Utf8(token), lifetime is { } ms
+            ? K.Join(userId, deviceId, (now + ms).ToString(System.Globalization.CultureInfo.InvariantCulture))
+            : K.Join(userId, deviceId));
+        return new LoginResult(userId, deviceId, token, refresh, lifetime);
+    }
+
+    // Deletes every token a device record holds (access, refresh, and the refresh token kept for a retry); returns
+    // the access token, for the revocation stream.
+    static string? DeleteTokens(IWriteBatch b, JsonObject device)
+    {
+        foreach (var field in new[] { "refresh_token", "previous_refresh_token" })
+            if (device[field]?.GetValue<string>() is { } r) b.Delete(KeysFamilies.RefreshTokens, K.Utf8(r));
+        if (device["access_token"]?.GetValue<string>() is not { } access) return null;
+        b.Delete(KeysFamilies.Tokens, K.Utf8(access));
+        return access;
+    }
+
+    /// <summary>The user and device of a valid, unexpired access token.</summary>
     public (string UserId, string DeviceId)? ResolveToken(string token)
+        => Authenticate(token) is { Expired: false } t ? (t.UserId, t.DeviceId) : null;
+
+    /// <summary>
+    /// What an access token stands for, expired or not; null for an unknown token. The first use of an access token
+    /// from /refresh revokes the refresh token that was exchanged for it.
+    /// </summary>
+    public TokenInfo? Authenticate(string token)
     {
         var v = _tokens.Get(K.Utf8(token));
         if (v is null) return null;
         var parts = K.Split(v);
-        return (parts[0], parts[1]);
+        var expiresTs = parts.Length > 2 ? long.Parse(parts[2], System.Globalization.CultureInfo.InvariantCulture) : 0;
+        var expired = expiresTs != 0 && Clock() >= expiresTs;
+        if (expiresTs != 0 && !expired) FirstUse(parts[0], parts[1], token);
+        return new TokenInfo(parts[0], parts[1], IsGuest(parts[0]), expiresTs, expired);
+    }
+
+    // The new access token is in use: the refresh token it was issued for is done with (spec: "The old refresh token
+    // remains valid until the new access token or refresh token is used").
+    void FirstUse(string userId, string deviceId, string token)
+    {
+        var key = K.Join(userId, deviceId);
+        if (_devices.Get(key) is not { } v || JsonNode.Parse(v)!["previous_refresh_token"] is null) return;
+        lock (_write)
+        {
+            if (_devices.Get(key) is not { } again) return;
+            var device = JsonNode.Parse(again)!.AsObject();
+            if (device["access_token"]?.GetValue<string>() != token || device["previous_refresh_token"]?.GetValue<string>() is not { } previous) return;
+            device.Remove("previous_refresh_token");
+            using var b = store.CreateBatch();
+            b.Delete(KeysFamilies.RefreshTokens, K.Utf8(previous));
+            b.Put(KeysFamilies.Devices, key, Encoding.UTF8.GetBytes(device.ToJsonString()));
+            store.Write(b);
+        }
+    }
+
+    /// <summary>
+    /// POST /refresh: a new access token and refresh token for the refresh token's device; the device's old access
+    /// token is revoked. Unknown, replaced or logged-out refresh tokens are M_UNKNOWN_TOKEN (the spec's 401 for "unknown,
+    /// or has already been used"; Synapse answers a reused one 403 M_FORBIDDEN instead). Returns the new tokens and
+    /// the access token revoked.
+    /// </summary>
+    public (LoginResult Tokens, string? Revoked) Refresh(string refreshToken, SessionOrigin origin)
+    {
+        string? revoked;
+        LoginResult r;
+        lock (_write)
+        {
+            var owner = _refreshTokens.Get(K.Utf8(refreshToken)) ?? throw Err.UnknownToken("Unknown refresh token");
+            var parts = K.Split(owner);
+            var (userId, deviceId) = (parts[0], parts[1]);
+            var key = K.Join(userId, deviceId);
+            var device = _devices.Get(key) is { } d ? JsonNode.Parse(d)!.AsObject() : null;
+            using var b = store.CreateBatch();
+            var current = device?["refresh_token"]?.GetValue<string>();
+            var previous = device?["previous_refresh_token"]?.GetValue<string>();
+            if (device is null || (refreshToken != current && refreshToken != previous))
+            {
+                // Left behind by a device that is gone; nothing refers to it any more.
+                b.Delete(KeysFamilies.RefreshTokens, K.Utf8(refreshToken));
+                store.Write(b);
+                throw Err.UnknownToken("Unknown refresh token");
+            }
+            if (refreshToken == current)
+            {
+                // The current refresh token is used: the one before it is revoked, and it is kept in its place until
+                // the tokens issued now are used.
+                if (previous is not null) b.Delete(KeysFamilies.RefreshTokens, K.Utf8(previous));
+                device["previous_refresh_token"] = refreshToken;
+            }
+            else if (current is not null)
+            {
+                // The previous one again: the client never used (or never got) the last refresh's tokens; they go.
+                b.Delete(KeysFamilies.RefreshTokens, K.Utf8(current));
+            }
+            revoked = device["access_token"]?.GetValue<string>();
+            if (revoked is not null) b.Delete(KeysFamilies.Tokens, K.Utf8(revoked));
+            r = IssueTokens(b, userId, device, origin with { Refreshable = true });
+            store.Write(b);
+        }
+        if (revoked is not null) Publish(revoked);
+        return (r, revoked);
     }
 
     /// <summary>The user's devices; a dehydrated device (MSC3814) only when asked for, as Synapse hides it from /devices.</summary>
@@ -148,7 +365,8 @@ public sealed class AccountStore(IKeyValueStore store, GlobalConfig config, E2ee
     {
         var o = JsonNode.Parse(v)!.AsObject();
         return new DeviceInfo(o["device_id"]!.GetValue<string>(), o["display_name"]?.GetValue<string>(),
-            o["last_seen_ts"]?.GetValue<long>() ?? 0, o["last_seen_ip"]?.GetValue<string>(), o["dehydrated"]?.GetValue<bool>() == true);
+            o["last_seen_ts"]?.GetValue<long>() ?? 0, o["last_seen_ip"]?.GetValue<string>(), o["dehydrated"]?.GetValue<bool>() == true,
+            o["user_agent"]?.GetValue<string>());
     }
 
     public bool RenameDevice(string userId, string deviceId, string? name)
@@ -164,7 +382,10 @@ public sealed class AccountStore(IKeyValueStore store, GlobalConfig config, E2ee
         }
     }
 
-    /// <summary>Deletes devices, their tokens and their E2EE state in one batch; unknown IDs are ignored.</summary>
+    /// <summary>Whether the user has the device.</summary>
+    public bool DeviceExists(string userId, string deviceId) => _devices.Contains(K.Join(userId, deviceId));
+
+    /// <summary>Deletes devices, their access and refresh tokens and their E2EE state in one batch; unknown IDs are ignored.</summary>
     public void DeleteDevices(string userId, IEnumerable<string> deviceIds, bool crossSigningToo = false)
     {
         var revoked = new List<string>();
@@ -175,12 +396,9 @@ public sealed class AccountStore(IKeyValueStore store, GlobalConfig config, E2ee
                 {
                     var key = K.Join(userId, id);
                     if (_devices.Get(key) is not { } v) continue;
-                    if (JsonNode.Parse(v)!["access_token"]?.GetValue<string>() is { } t)
-                    {
-                        kb.Batch.Delete(KeysFamilies.Tokens, K.Utf8(t));
-                        revoked.Add(t);
-                    }
+                    if (DeleteTokens(kb.Batch, JsonNode.Parse(v)!.AsObject()) is { } t) revoked.Add(t);
                     kb.Batch.Delete(KeysFamilies.Devices, key);
+                    kb.Removed.Add((userId, id));
                     e2ee.DeleteDevice(kb, userId, id);
                 }
                 if (crossSigningToo) crossSigning.DeleteUser(kb, userId);

@@ -19,6 +19,9 @@ public sealed class KeysEndpoints(AccountStore accounts, KeyBackupStore backups,
         app.Map(RouteTable.Register, Register);
         app.Map(RouteTable.RegisterAvailable, RegisterAvailable);
         app.Map(RouteTable.Login, Login);
+        app.Map(RouteTable.Refresh, Refresh);
+        app.Map(RouteTable.RefreshV1, Refresh);
+        app.Map(RouteTable.AdminWhois, Whois);
         app.Map(RouteTable.Logout, Logout);
         app.Map(RouteTable.LogoutAll, LogoutAll);
         app.Map(RouteTable.WhoAmI, WhoAmI);
@@ -36,10 +39,35 @@ public sealed class KeysEndpoints(AccountStore accounts, KeyBackupStore backups,
     static Caller Auth(HttpContext ctx) => Caller.Required(ctx);
 
     /// <summary>Tells the edge that this response revoked tokens, so it drops cached ones before answering.</summary>
-    static void Revoked(HttpContext ctx) => ctx.Response.Headers["X-Conduit-Revoked"] = "1";
+    static void Revoked(HttpContext ctx) => ctx.Response.Headers[Caller.RevokedHeader] = "1";
+
+    /// <summary>Tells the edge that this response revoked one access token, which it drops before answering.</summary>
+    static void Revoked(HttpContext ctx, string accessToken) => ctx.Response.Headers[Caller.RevokedHeader] = Caller.RevokedTokenPrefix + accessToken;
 
     // The edge resolved the client's address (trusted_proxies); per-address limits key on it.
     static string Ip(HttpContext ctx) => ClientIp.Of(ctx) ?? "unknown";
+
+    /// <summary>Where a new session comes from, as its device records it (the user agent bounded in length).</summary>
+    static SessionOrigin Origin(HttpContext ctx, bool refreshable = false)
+    {
+        var ua = ctx.Request.Headers.UserAgent.ToString();
+        return new SessionOrigin(Ip(ctx), ua.Length == 0 ? null : ua[..Math.Min(ua.Length, 512)], refreshable);
+    }
+
+    /// <summary>The answer of /login and /register: refresh_token and expires_in_ms when the client asked for them.</summary>
+    JsonObject LoginJson(LoginResult r)
+    {
+        var o = new JsonObject
+        {
+            ["user_id"] = r.UserId,
+            ["access_token"] = r.AccessToken,
+            ["device_id"] = r.DeviceId,
+            ["home_server"] = config.ServerName,
+        };
+        if (r.RefreshToken is not null) o["refresh_token"] = r.RefreshToken;
+        if (r.ExpiresInMs is { } ms) o["expires_in_ms"] = ms;
+        return o;
+    }
 
     // ---- registration (spec: client-server-api, "Account registration")
 
@@ -50,7 +78,11 @@ public sealed class KeysEndpoints(AccountStore accounts, KeyBackupStore backups,
     {
         var body = await ctx.Request.ReadJsonObjectAsync();
         var kind = ctx.Request.Query("kind") ?? "user";
-        if (kind == "guest") throw new MatrixException("M_GUEST_ACCESS_FORBIDDEN", 403, "Guest accounts are not supported");
+        if (kind == "guest")
+        {
+            await RegisterGuest(ctx, body);
+            return;
+        }
         if (kind != "user") throw Err.InvalidParam("kind must be 'user' or 'guest'");
         if (!config.AllowRegistration) throw Err.Forbidden("Registration is disabled");
         var ip = Ip(ctx);
@@ -62,17 +94,17 @@ public sealed class KeysEndpoints(AccountStore accounts, KeyBackupStore backups,
         var requested = p.OptString("username");
         var localpart = requested?.ToLowerInvariant();
         var password = p.OptString("password");
+        // A guest upgrading its account (spec: "Guest access"): the account exists, under the guest's localpart.
+        var guestToken = p.OptString("guest_access_token");
         if (!session.Authenticated)
         {
             // Refused before the auth dance once this address has made its fill of accounts (counted below, when one
             // is made, as Synapse does: challenges cost nothing but a bounded session).
             limits.Take(ctx, null, new Charge(limits.Registration, ip, Update: false));
             // Validate what can be validated before the auth dance, as Synapse does, so a client learns early.
-            if (localpart is not null)
-            {
-                ValidateLocalpart(localpart);
-                if (accounts.Exists(Ids.UserId(localpart, config.ServerName))) throw Err.UserInUse();
-            }
+            if (localpart is not null) ValidateLocalpart(localpart);
+            if (guestToken is not null) accounts.GuestToUpgrade(guestToken, localpart);
+            else if (localpart is not null && accounts.Exists(Ids.UserId(localpart, config.ServerName))) throw Err.UserInUse();
         }
         uia.Require(session, ip, RegistrationFlows(), (stage, auth) => stage switch
         {
@@ -85,20 +117,41 @@ public sealed class KeysEndpoints(AccountStore accounts, KeyBackupStore backups,
             if (string.IsNullOrEmpty(password)) throw Err.MissingParam("Missing 'password'");
             if (password.Length > 512) throw Err.InvalidParam("Password too long");
             if (localpart is not null) ValidateLocalpart(localpart);
-            localpart ??= Ids.Random(12).ToLowerInvariant();
-            limits.Take(ctx, null, new Charge(limits.Registration, ip));
             var inhibit = p.OptBool("inhibit_login") ?? false;
-            var login = accounts.Register(localpart, password, p.OptString("device_id"), p.OptString("initial_device_display_name"), inhibit, ip);
-            var r = new JsonObject { ["user_id"] = Ids.UserId(localpart, config.ServerName), ["home_server"] = config.ServerName };
-            // inhibit_login: no device and no access token (spec: POST /register).
-            if (login is not null)
+            var origin = Origin(ctx, p.OptBool("refresh_token") ?? false);
+            string userId;
+            LoginResult? login;
+            if (guestToken is not null)
             {
-                r["access_token"] = login.AccessToken;
-                r["device_id"] = login.DeviceId;
+                (userId, login) = accounts.UpgradeGuest(guestToken, localpart, password, p.OptString("device_id"), p.OptString("initial_device_display_name"), inhibit, origin);
+                // The guest's tokens now stand for a full account: the edge drops what it cached about them.
+                Revoked(ctx);
             }
-            return Task.FromResult(r);
+            else
+            {
+                localpart ??= Ids.Random(12).ToLowerInvariant();
+                limits.Take(ctx, null, new Charge(limits.Registration, ip));
+                login = accounts.Register(localpart, password, p.OptString("device_id"), p.OptString("initial_device_display_name"), inhibit, origin.Ip, origin.UserAgent, origin.Refreshable);
+                userId = Ids.UserId(localpart, config.ServerName);
+            }
+            // inhibit_login: no device and no tokens (spec: POST /register).
+            return Task.FromResult(login is null ? new JsonObject { ["user_id"] = userId, ["home_server"] = config.ServerName } : LoginJson(login));
         });
         await ctx.Response.WriteJsonAsync(result);
+    }
+
+    /// <summary>
+    /// POST /register?kind=guest (spec: "Guest access"), behind allow_guest_registration: no user-interactive auth, and
+    /// every parameter but initial_device_display_name ignored, as the spec asks (so no refresh token either).
+    /// Counted against the address's registration limit like any account.
+    /// </summary>
+    async Task RegisterGuest(HttpContext ctx, JsonObject body)
+    {
+        if (!config.AllowGuestRegistration) throw Err.GuestAccessForbidden("Guest registration is disabled on this server");
+        var origin = Origin(ctx);
+        limits.Take(ctx, null, new Charge(limits.Registration, origin.Ip!));
+        var login = accounts.RegisterGuest(body.OptString("initial_device_display_name"), origin.Ip, origin.UserAgent);
+        await ctx.Response.WriteJsonAsync(LoginJson(login));
     }
 
     void ValidateLocalpart(string localpart)
@@ -152,13 +205,33 @@ public sealed class KeysEndpoints(AccountStore accounts, KeyBackupStore backups,
             throw Err.Forbidden("Invalid username or password");
         }
         limits.Take(ctx, null, new Charge(limits.LoginAccount, userId));
-        var r = accounts.Login(userId, body.OptString("device_id"), body.OptString("initial_device_display_name"), ip);
+        await ctx.Response.WriteJsonAsync(LoginJson(LoginWith(ctx, userId, body)));
+    }
+
+    LoginResult LoginWith(HttpContext ctx, string userId, JsonObject body)
+    {
+        var origin = Origin(ctx, body.OptBool("refresh_token") ?? false);
+        return accounts.Login(userId, body.OptString("device_id"), body.OptString("initial_device_display_name"), origin.Ip, origin.UserAgent, origin.Refreshable);
+    }
+
+    // ---- refresh tokens (spec: client-server-api, "Refreshing access tokens"; POST /refresh)
+
+    /// <summary>
+    /// Exchanges a refresh token for a new access token and refresh token; no access token is read (the edge ignores
+    /// one sent here, as it has usually expired). The device's old access token stops working before the answer
+    /// leaves the edge.
+    /// </summary>
+    async Task Refresh(HttpContext ctx)
+    {
+        var body = await ctx.Request.ReadJsonObjectAsync();
+        var token = body.ReqString("refresh_token");
+        var (r, old) = accounts.Refresh(token, Origin(ctx));
+        if (old is not null) Revoked(ctx, old);
         await ctx.Response.WriteJsonAsync(new JsonObject
         {
-            ["user_id"] = r.UserId,
             ["access_token"] = r.AccessToken,
-            ["device_id"] = r.DeviceId,
-            ["home_server"] = config.ServerName,
+            ["refresh_token"] = r.RefreshToken,
+            ["expires_in_ms"] = r.ExpiresInMs,
         });
     }
 
@@ -193,14 +266,7 @@ public sealed class KeysEndpoints(AccountStore accounts, KeyBackupStore backups,
         var token = body.ReqString("token");
         if (!_loginTokens.TryRemove(token, out var t) || t.ExpiresTs <= Ids.NowMs()) throw Err.Forbidden("Invalid or expired login token");
         if (accounts.IsDeactivated(t.UserId)) throw Err.UserDeactivated();
-        var r = accounts.Login(t.UserId, body.OptString("device_id"), body.OptString("initial_device_display_name"), ip);
-        await ctx.Response.WriteJsonAsync(new JsonObject
-        {
-            ["user_id"] = r.UserId,
-            ["access_token"] = r.AccessToken,
-            ["device_id"] = r.DeviceId,
-            ["home_server"] = config.ServerName,
-        });
+        await ctx.Response.WriteJsonAsync(LoginJson(LoginWith(ctx, t.UserId, body)));
     }
 
     /// <summary>The user ID from identifier {type: m.id.user, user} or the legacy top-level "user".</summary>
@@ -244,7 +310,36 @@ public sealed class KeysEndpoints(AccountStore accounts, KeyBackupStore backups,
     async Task WhoAmI(HttpContext ctx)
     {
         var c = Auth(ctx);
-        await ctx.Response.WriteJsonAsync(new JsonObject { ["user_id"] = c.UserId, ["device_id"] = c.DeviceId, ["is_guest"] = false });
+        await ctx.Response.WriteJsonAsync(new JsonObject { ["user_id"] = c.UserId, ["device_id"] = c.DeviceId, ["is_guest"] = c.IsGuest });
+    }
+
+    // ---- server administration (spec: client-server-api, "Server Administration")
+
+    bool IsAdmin(string userId) => config.Admins.Contains(userId, StringComparer.Ordinal);
+
+    /// <summary>
+    /// GET /admin/whois/{userId}: a user's devices, each with one session whose one connection is what the server
+    /// records of the device (its last login or refresh: address, time, user agent). Admins (config "admins") may ask
+    /// about anyone, others about themselves only, as Synapse allows; that is checked before the account is looked up,
+    /// so a non-admin learns nothing of other accounts.
+    /// </summary>
+    async Task Whois(HttpContext ctx)
+    {
+        var c = Auth(ctx);
+        var userId = ctx.Route("userId");
+        if (userId != c.UserId && !IsAdmin(c.UserId)) throw Err.Forbidden("You are not a server admin");
+        if (!Ids.IsUserId(userId)) throw Err.InvalidParam("Not a user ID");
+        if (Ids.ServerOf(userId) != config.ServerName) throw Err.InvalidParam("Can only whois a local user");
+        if (!accounts.Exists(userId)) throw Err.NotFound("No such user");
+        var devices = new JsonObject();
+        foreach (var d in accounts.Devices(userId))
+        {
+            var connection = new JsonObject { ["last_seen"] = d.LastSeenTs };
+            if (d.LastSeenIp is not null) connection["ip"] = d.LastSeenIp;
+            if (d.UserAgent is not null) connection["user_agent"] = d.UserAgent;
+            devices[d.DeviceId] = new JsonObject { ["sessions"] = new JsonArray(new JsonObject { ["connections"] = new JsonArray(connection) }) };
+        }
+        await ctx.Response.WriteJsonAsync(new JsonObject { ["user_id"] = userId, ["devices"] = devices });
     }
 
     // ---- account management behind UIA with the account's password
@@ -429,6 +524,8 @@ public sealed class KeysEndpoints(AccountStore accounts, KeyBackupStore backups,
         }
         var c = Auth(ctx);
         if (c.UserId != userId) throw Err.Forbidden("You may only change your own profile");
+        // Spec, "Guest access": a guest may set or delete its display name, no other field.
+        if (c.IsGuest && field != "displayname") throw Err.GuestAccessForbidden("Guest accounts may only change their display name");
         if (HttpMethods.IsDelete(ctx.Request.Method))
         {
             accounts.UpdateProfile(userId, u =>

@@ -19,15 +19,26 @@ public sealed class KeysGrpcService(AccountStore accounts, E2eeStore e2ee) : Pro
     public override async Task WatchKeys(WatchKeysRequest request, IServerStreamWriter<Protos.Keys.KeysAdvance> responseStream, ServerCallContext context)
     {
         await foreach (var a in e2ee.Stream.Watch(context.CancellationToken))
-            await responseStream.WriteAsync(new Protos.Keys.KeysAdvance { Position = a.Position, WakeUserIds = { a.Wake }, ChangedUserIds = { a.Changed } });
+        {
+            var msg = new Protos.Keys.KeysAdvance { Position = a.Position, WakeUserIds = { a.Wake }, ChangedUserIds = { a.Changed } };
+            foreach (var (user, device) in a.Removed ?? []) msg.RemovedDevices.Add(new DeviceRef { UserId = user, DeviceId = device });
+            await responseStream.WriteAsync(msg);
+        }
+    }
+
+    public override Task<DevicesExistReply> DevicesExist(DevicesExistRequest request, ServerCallContext context)
+    {
+        var reply = new DevicesExistReply();
+        foreach (var d in request.Devices) reply.Exists.Add(accounts.DeviceExists(d.UserId, d.DeviceId));
+        return Task.FromResult(reply);
     }
 
     public override Task<ResolveTokenReply> ResolveToken(ResolveTokenRequest request, ServerCallContext context)
     {
-        var r = accounts.ResolveToken(request.AccessToken);
-        return Task.FromResult(r is { } x
-            ? new ResolveTokenReply { Valid = true, UserId = x.UserId, DeviceId = x.DeviceId }
-            : new ResolveTokenReply { Valid = false });
+        var r = accounts.Authenticate(request.AccessToken);
+        return Task.FromResult(r is null
+            ? new ResolveTokenReply { Valid = false }
+            : new ResolveTokenReply { Valid = !r.Expired, Expired = r.Expired, UserId = r.UserId, DeviceId = r.DeviceId, IsGuest = r.IsGuest, ExpiresTs = r.ExpiresTs });
     }
 
     public override async Task WatchRevocations(WatchRevocationsRequest request, IServerStreamWriter<Revocation> responseStream, ServerCallContext context)
@@ -39,7 +50,10 @@ public sealed class KeysGrpcService(AccountStore accounts, E2eeStore e2ee) : Pro
     public override Task<ProfileReply> GetProfile(GetProfileRequest request, ServerCallContext context)
     {
         var u = accounts.GetUser(request.UserId) ?? throw Err.NotFound("No such user");
-        var reply = new ProfileReply { UserId = request.UserId, Deactivated = u["deactivated"]?.GetValue<bool>() == true };
+        var reply = new ProfileReply
+        {
+            UserId = request.UserId, Deactivated = u["deactivated"]?.GetValue<bool>() == true, IsGuest = u["is_guest"]?.GetValue<bool>() == true,
+        };
         if (u["displayname"]?.GetValue<string>() is { } dn) reply.Displayname = dn;
         if (u["avatar_url"]?.GetValue<string>() is { } av) reply.AvatarUrl = av;
         return Task.FromResult(reply);

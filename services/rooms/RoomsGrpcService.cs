@@ -7,8 +7,23 @@ using Grpc.Core;
 namespace Conduit.Rooms;
 
 /// <summary>The rooms service's gRPC surface (protos/rooms.proto).</summary>
-public sealed class RoomsGrpcService(RoomStore rooms, RoomStream stream, SyncBuilder sync, EventSender sender, DeviceLists deviceLists) : Protos.Rooms.Rooms.RoomsBase
+public sealed class RoomsGrpcService(RoomStore rooms, RoomStream stream, SyncBuilder sync, EventSender sender, DeviceLists deviceLists, PushFeed pushFeed, ClientEvents clientEvents) : Protos.Rooms.Rooms.RoomsBase
 {
+    public override Task<PushFeedReply> PushFeed(PushFeedRequest request, ServerCallContext context)
+        => Task.FromResult(pushFeed.Read(request.After, request.Limit));
+
+    public override Task<ClientEventsReply> ClientEvents(ClientEventsRequest request, ServerCallContext context)
+    {
+        var reply = new ClientEventsReply();
+        foreach (var id in request.EventIds)
+            reply.Events.Add(rooms.Event(id) is { InTimeline: true, Rejected: null } e
+                ? clientEvents.Format(e, forUser: request.UserId).ToJsonString() : "");
+        return Task.FromResult(reply);
+    }
+
+    public override Task<MemberDisplayNamesReply> MemberDisplayNames(MemberDisplayNamesRequest request, ServerCallContext context)
+        => Task.FromResult(new MemberDisplayNamesReply { DisplayNames = { pushFeed.DisplayNames(request.RoomId, request.UserIds) } });
+
     public override async Task WatchStream(WatchStreamRequest request, IServerStreamWriter<Protos.Rooms.StreamAdvance> responseStream, ServerCallContext context)
     {
         await foreach (var a in stream.Subscribe(context.CancellationToken))

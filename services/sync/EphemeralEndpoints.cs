@@ -14,7 +14,8 @@ namespace Conduit.Sync;
 /// receipts are kept in <see cref="ReceiptStore"/>, the fully read marker as m.fully_read room account data, typing in
 /// <see cref="TypingState"/>; each change wakes the /sync of whoever it is for.
 /// </summary>
-public sealed class EphemeralEndpoints(AccountDataStore data, ReceiptStore receipts, TypingState typing, SyncNotifier notifier, Rooms.RoomsClient rooms)
+public sealed class EphemeralEndpoints(AccountDataStore data, ReceiptStore receipts, TypingState typing, SyncNotifier notifier, Rooms.RoomsClient rooms,
+    Push.PushStore push, Push.PushEndpoints pushEndpoints)
 {
     /// <summary>Synapse's default when a client starts typing without a timeout.</summary>
     const int DefaultTypingTimeoutMs = 30_000;
@@ -82,7 +83,13 @@ public sealed class EphemeralEndpoints(AccountDataStore data, ReceiptStore recei
             return;
         }
         var ts = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        // The badge update is for pushers only: users without any spare the two count reads.
+        var unreadBefore = push.HasPushers(userId) ? push.Counts(userId, roomId).Notifications : 0;
         if (receipts.Put(roomId, userId, type, threadId, eventId, r.EventPosition, ts) == 0) return;
+        // Notifications up to the receipt are read (spec: "Marking notifications as read"); an unthreaded receipt reads
+        // every thread, so what it covers is dropped for good.
+        if (threadId.Length == 0) push.ForgetReadUpTo(userId, roomId, r.EventPosition);
+        if (unreadBefore > 0 && push.Counts(userId, roomId).Notifications != unreadBefore) pushEndpoints.BadgeUpdate(userId);
         // A private receipt is news for its owner only.
         if (type == ReceiptTypes.ReadPrivate) notifier.Wake(userId);
         else foreach (var u in r.JoinedUserIds) notifier.Wake(u);

@@ -79,4 +79,23 @@ public sealed class ReceiptStore(IKeyValueStore store)
                 o["event_pos"]!.GetValue<long>(), o["ts"]!.GetValue<long>(), pos);
         }
     }
+
+    /// <summary>
+    /// How far the user has read in the room by m.read and m.read.private receipts, the later of the two: the
+    /// unthreaded receipt's event position (0: none) and each thread's ("main" or a root event ID).
+    /// </summary>
+    public (long Unthreaded, Dictionary<string, long> Threads) ReadPositions(string roomId, string userId)
+    {
+        long unthreaded = 0;
+        var threads = new Dictionary<string, long>(StringComparer.Ordinal);
+        foreach (var (k, v) in _receipts.Scan(K.Prefix(roomId, userId)))
+        {
+            var parts = K.Split(k);
+            if (parts.Length != 4 || parts[2] is not (ReceiptTypes.Read or ReceiptTypes.ReadPrivate)) continue;
+            var pos = JsonLimits.ParseInternal(v)!["event_pos"]!.GetValue<long>();
+            if (parts[3].Length == 0) unthreaded = Math.Max(unthreaded, pos);
+            else if (!threads.TryGetValue(parts[3], out var p) || p < pos) threads[parts[3]] = pos;
+        }
+        return (unthreaded, threads);
+    }
 }

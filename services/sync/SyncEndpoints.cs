@@ -13,7 +13,8 @@ using Microsoft.AspNetCore.Routing;
 namespace Conduit.Sync;
 
 /// <summary>The sync service's Matrix endpoints: /sync, filters, account data, push rules.</summary>
-public sealed class SyncEndpoints(AccountDataStore data, ReceiptStore receipts, TypingState typing, PresenceState presence, Conduit.Common.Config.GlobalConfig config, SyncNotifier notifier, Rooms.RoomsClient rooms, Keys.KeysClient keys)
+public sealed class SyncEndpoints(AccountDataStore data, ReceiptStore receipts, TypingState typing, PresenceState presence, Conduit.Common.Config.GlobalConfig config, SyncNotifier notifier, Rooms.RoomsClient rooms, Keys.KeysClient keys,
+    Push.PushStore pushStore, Push.PushWorker pushWorker, Push.PushEndpoints pushEndpoints)
 {
     const int MaxTimeoutMs = 60_000;
 
@@ -25,7 +26,8 @@ public sealed class SyncEndpoints(AccountDataStore data, ReceiptStore receipts, 
         app.Map(RouteTable.AccountData, GlobalAccountData);
         app.Map(RouteTable.RoomAccountData, RoomAccountData);
         app.Map(RouteTable.PushRules, PushRules);
-        new EphemeralEndpoints(data, receipts, typing, notifier, rooms).Map(app);
+        new EphemeralEndpoints(data, receipts, typing, notifier, rooms, pushStore, pushEndpoints).Map(app);
+        pushEndpoints.Map(app);
     }
 
     /// <summary>The user IDs in the user's m.ignored_user_list ({"ignored_users": {"@user:server": {}}}); anything
@@ -90,7 +92,7 @@ public sealed class SyncEndpoints(AccountDataStore data, ReceiptStore receipts, 
                 {
                     if (accountData.Global.Count > 0 || toDevice || presenceNews.Events.Count > 0)
                     {
-                        await Respond(ctx, new SyncRoomsHead { Position = s.Rooms }, null, null, accountData, e2ee, null, ephemeral, presenceNews, since is not null);
+                        await Respond(ctx, new SyncRoomsHead { Position = s.Rooms }, null, null, accountData, e2ee, null, ephemeral, presenceNews, since is not null, c.UserId, filter);
                         return;
                     }
                 }
@@ -118,7 +120,7 @@ public sealed class SyncEndpoints(AccountDataStore data, ReceiptStore receipts, 
                     if (!mayWait)
                     {
                         // This response will not wait: it is written as it comes, whatever its size.
-                        await Respond(ctx, head, null, parts, accountData, e2ee, lists, ephemeral, presenceNews, since is not null);
+                        await Respond(ctx, head, null, parts, accountData, e2ee, lists, ephemeral, presenceNews, since is not null, c.UserId, filter);
                         return;
                     }
                     // It waits unless there is news: read until the first room (incremental responses are small, and
@@ -130,7 +132,7 @@ public sealed class SyncEndpoints(AccountDataStore data, ReceiptStore receipts, 
                         if (parts.Current.Rooms.Count > 0) (first, hasContent) = (parts.Current, true);
                     if (hasContent || deadline - Environment.TickCount64 <= 0)
                     {
-                        await Respond(ctx, head, first, hasContent ? parts : null, accountData, e2ee, lists, ephemeral, presenceNews, since is not null);
+                        await Respond(ctx, head, first, hasContent ? parts : null, accountData, e2ee, lists, ephemeral, presenceNews, since is not null, c.UserId, filter);
                         return;
                     }
                 }
@@ -153,16 +155,20 @@ public sealed class SyncEndpoints(AccountDataStore data, ReceiptStore receipts, 
     /// flushing after each part: a large initial sync is never held whole in memory. The status goes out first, so
     /// a failure from here on aborts the connection (the client retries) instead of mixing an error into the body.
     /// </summary>
-    static async Task Respond(HttpContext ctx, SyncRoomsHead head, SyncRoomsPart? first, IAsyncStreamReader<SyncRoomsPart>? rest,
-        SyncAccountData accountData, SyncKeysReply e2ee, DeviceListDeltaReply? lists, SyncEphemeral ephemeral, SyncPresence presenceNews, bool incremental)
+    async Task Respond(HttpContext ctx, SyncRoomsHead head, SyncRoomsPart? first, IAsyncStreamReader<SyncRoomsPart>? rest,
+        SyncAccountData accountData, SyncKeysReply e2ee, DeviceListDeltaReply? lists, SyncEphemeral ephemeral, SyncPresence presenceNews, bool incremental,
+        string userId, Filter? filter)
     {
         var ct = ctx.RequestAborted;
+        // The counts of the events this response carries are in it (spec: "Receiving notifications").
+        await pushWorker.WaitForAsync(head.Position, ct);
         var res = ctx.Response;
         res.StatusCode = 200;
         res.ContentType = "application/json";
         await res.StartAsync(ct);
         var body = res.BodyWriter;
-        using var writer = new SyncResponseWriter(body, head, accountData, e2ee, lists, incremental, ephemeral, presenceNews);
+        using var writer = new SyncResponseWriter(body, head, accountData, e2ee, lists, incremental, ephemeral, presenceNews,
+            roomId => pushStore.Counts(userId, roomId), filter?.Room?.Timeline?.UnreadThreadNotifications == true);
         if (first is not null) writer.Write(first);
         if (rest is not null)
             while (await rest.MoveNext(ct))
@@ -221,6 +227,7 @@ public sealed class SyncEndpoints(AccountDataStore data, ReceiptStore receipts, 
         RefuseServerOwned(type);
         var body = await ctx.Request.ReadJsonObjectAsync();
         data.Put(c.UserId, "", type, body);
+        if (type == "m.ignored_user_list") pushWorker.Invalidate(c.UserId);
         notifier.Wake(c.UserId);
         await ctx.Response.WriteJsonAsync(new JsonObject());
     }
@@ -248,11 +255,26 @@ public sealed class SyncEndpoints(AccountDataStore data, ReceiptStore receipts, 
     // ---- push rules (spec: client-server-api, "Push Rules: API"). The ruleset lives in the m.push_rules account
     // data, so a change reaches the user's clients through /sync like any account data.
 
+    /// <summary>
+    /// The segments after /pushrules/, each percent-decoded on its own from the request target as the client sent it:
+    /// a rule ID may hold an encoded '/' (or '%2F' itself), which the decoded path could no longer tell apart.
+    /// </summary>
+    static string[] PushRulePath(HttpContext ctx)
+    {
+        var raw = ctx.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpRequestFeature>()?.RawTarget ?? ctx.Request.Path.Value ?? "";
+        var q = raw.IndexOf('?');
+        if (q >= 0) raw = raw[..q];
+        const string marker = "/pushrules/";
+        var at = raw.IndexOf(marker, StringComparison.Ordinal);
+        if (at < 0) return ctx.Route("rest").Split('/', StringSplitOptions.RemoveEmptyEntries);
+        return [.. raw[(at + marker.Length)..].Split('/', StringSplitOptions.RemoveEmptyEntries).Select(Uri.UnescapeDataString)];
+    }
+
     async Task PushRules(HttpContext ctx)
     {
         var c = Caller.Required(ctx);
         var ruleset = data.Get(c.UserId, "", "m.push_rules") ?? DefaultPushRules.For(c.UserId);
-        var path = ctx.Route("rest").Split('/', StringSplitOptions.RemoveEmptyEntries);
+        var path = PushRulePath(ctx);
         if (HttpMethods.IsGet(ctx.Request.Method))
         {
             var node = path.Length == 0 ? ruleset : DefaultPushRules.Select(ruleset, path) ?? throw Err.NotFound("Unknown push rule");
@@ -280,6 +302,7 @@ public sealed class SyncEndpoints(AccountDataStore data, ReceiptStore receipts, 
                 throw Err.Unrecognized(405, "Unsupported push rule request");
         }
         data.Put(c.UserId, "", "m.push_rules", ruleset);
+        pushWorker.Invalidate(c.UserId);
         notifier.Wake(c.UserId);
         await ctx.Response.WriteJsonAsync(new JsonObject());
     }

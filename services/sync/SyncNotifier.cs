@@ -18,6 +18,30 @@ public sealed partial class SyncNotifier(Rooms.RoomsClient rooms, Protos.Keys.Ke
     readonly Lock _lock = new();
     readonly Dictionary<string, TaskCompletionSource> _waiters = [];
     long _roomsPosition = -1;
+    TaskCompletionSource _advance = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>Devices deleted in the keys service (logout, deletion, deactivation), as they are announced.</summary>
+    public event Action<IReadOnlyList<(string UserId, string DeviceId)>>? DevicesRemoved;
+
+    /// <summary>The keys stream (re)connected: announcements may have been missed in between.</summary>
+    public event Action? KeysConnected;
+
+    /// <summary>A task that completes when the room stream next advances (or its follower reconnects).</summary>
+    public Task NextAdvance()
+    {
+        lock (_lock) return _advance.Task;
+    }
+
+    void Advanced()
+    {
+        TaskCompletionSource t;
+        lock (_lock)
+        {
+            t = _advance;
+            _advance = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        }
+        t.TrySetResult();
+    }
 
     /// <summary>The latest durable room-stream position seen, or -1 before the stream is connected.</summary>
     public long RoomsPosition { get { lock (_lock) return _roomsPosition; } }
@@ -43,6 +67,7 @@ public sealed partial class SyncNotifier(Rooms.RoomsClient rooms, Protos.Keys.Ke
 
     void WakeAll()
     {
+        Advanced();
         List<TaskCompletionSource> all;
         lock (_lock)
         {
@@ -63,6 +88,7 @@ public sealed partial class SyncNotifier(Rooms.RoomsClient rooms, Protos.Keys.Ke
         {
             lock (_lock)
                 if (a.Position > _roomsPosition) _roomsPosition = a.Position;
+            Advanced();
             if (first || a.UserIds.Contains("*")) WakeAll();
             else foreach (var u in a.UserIds) Wake(u);
             first = false;
@@ -76,7 +102,12 @@ public sealed partial class SyncNotifier(Rooms.RoomsClient rooms, Protos.Keys.Ke
         var first = true;
         await foreach (var a in call.ResponseStream.ReadAllAsync(ct))
         {
-            if (first) WakeAll();
+            if (first)
+            {
+                WakeAll();
+                KeysConnected?.Invoke();
+            }
+            if (a.RemovedDevices.Count > 0) DevicesRemoved?.Invoke([.. a.RemovedDevices.Select(d => (d.UserId, d.DeviceId))]);
             foreach (var u in a.WakeUserIds) Wake(u);
             if (a.ChangedUserIds.Count > 0)
             {

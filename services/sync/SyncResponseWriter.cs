@@ -66,6 +66,8 @@ public sealed class SyncResponseWriter : IDisposable
     readonly DeviceListDeltaReply? _lists;
     readonly SyncEphemeral? _ephemeral;
     readonly SyncPresence? _presence;
+    readonly Func<string, Push.UnreadCounts>? _counts;
+    readonly bool _threadCounts;
     readonly bool _incremental;
     readonly HashSet<string> _joined;
     readonly HashSet<string> _joinWritten = new(StringComparer.Ordinal);
@@ -78,8 +80,11 @@ public sealed class SyncResponseWriter : IDisposable
     /// <param name="incremental">A sync with a since token: a joined room whose only news is account data or
     /// ephemeral events gets a section.</param>
     public SyncResponseWriter(IBufferWriter<byte> output, SyncRoomsHead head, SyncAccountData accountData, SyncKeysReply e2ee,
-        DeviceListDeltaReply? lists, bool incremental, SyncEphemeral? ephemeral = null, SyncPresence? presence = null)
+        DeviceListDeltaReply? lists, bool incremental, SyncEphemeral? ephemeral = null, SyncPresence? presence = null,
+        Func<string, Push.UnreadCounts>? counts = null, bool threadCounts = false)
     {
+        _counts = counts;
+        _threadCounts = threadCounts;
         _presence = presence;
         _ephemeral = ephemeral;
         _out = output;
@@ -214,7 +219,10 @@ public sealed class SyncResponseWriter : IDisposable
         }
     }
 
-    /// <summary>The members of a joined room this service owns: "ephemeral" and "account_data".</summary>
+    /// <summary>The members of a joined room this service owns: "ephemeral", "account_data" and the notification
+    /// counts. With the filter's unread_thread_notifications, "unread_notifications" counts the main timeline and
+    /// "unread_thread_notifications" each thread with unread notifications (spec: "Receiving notifications");
+    /// without it, "unread_notifications" counts the whole room.</summary>
     void SyncOwned(string roomId)
     {
         _joinWritten.Add(roomId);
@@ -223,6 +231,29 @@ public sealed class SyncResponseWriter : IDisposable
         Raw(",\"account_data\":"u8);
         _accountData.Rooms.TryGetValue(roomId, out var events);
         Value(w => Events(w, events));
+        var c = _counts?.Invoke(roomId) ?? Push.UnreadCounts.None;
+        Raw(",\"unread_notifications\":"u8);
+        Value(w =>
+        {
+            w.WriteStartObject();
+            w.WriteNumber("highlight_count", _threadCounts ? c.MainHighlights : c.Highlights);
+            w.WriteNumber("notification_count", _threadCounts ? c.MainNotifications : c.Notifications);
+            w.WriteEndObject();
+        });
+        if (!_threadCounts) return;
+        Raw(",\"unread_thread_notifications\":"u8);
+        Value(w =>
+        {
+            w.WriteStartObject();
+            foreach (var (thread, (n, h)) in c.Threads)
+            {
+                w.WriteStartObject(thread);
+                w.WriteNumber("highlight_count", h);
+                w.WriteNumber("notification_count", n);
+                w.WriteEndObject();
+            }
+            w.WriteEndObject();
+        });
     }
 
     /// <summary>In an incremental sync, a joined room with new account data or ephemeral events and nothing else

@@ -9,9 +9,12 @@ public static class SyncService
 {
     public static IServiceCollection AddSyncService(this IServiceCollection services)
     {
-        services.AddSingleton<AccountDataStore>().AddSingleton<ReceiptStore>().AddSingleton<TypingState>().AddSingleton(sp => new PresenceState(sp.GetRequiredService<Conduit.Common.Storage.IKeyValueStore>())).AddSingleton<PresenceEndpoints>().AddSingleton<SyncNotifier>().AddSingleton<SyncEndpoints>().AddSingleton<TagEndpoints>();
+        services.AddSingleton<AccountDataStore>().AddSingleton<ReceiptStore>().AddSingleton<TypingState>().AddSingleton(sp => new PresenceState(sp.GetRequiredService<Conduit.Common.Storage.IKeyValueStore>())).AddSingleton<PresenceEndpoints>().AddSingleton<SyncNotifier>().AddSingleton<SyncEndpoints>().AddSingleton<TagEndpoints>()
+            .AddSingleton<Push.PushStore>().AddSingleton<Push.PushSender>().AddSingleton<Push.PushWorker>().AddSingleton<Push.PushEndpoints>();
         services.AddHostedService(sp => sp.GetRequiredService<SyncNotifier>());
         services.AddHostedService<PresenceTimer>();
+        services.AddHostedService(sp => sp.GetRequiredService<Push.PushWorker>());
+        services.AddHostedService(sp => sp.GetRequiredService<Push.PushSender>());
         return services;
     }
 

@@ -183,9 +183,7 @@ public sealed class RateLimitConfigTests
     [Fact]
     public void The_readme_example_shows_the_defaults()
     {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (!File.Exists(Path.Combine(dir.FullName, "Conduit.Services.sln"))) dir = dir.Parent!;
-        var readme = File.ReadAllText(Path.Combine(dir.FullName, "README.md"));
+        var readme = File.ReadAllText(Path.Combine(RepoRoot(), "README.md"));
         var block = System.Text.RegularExpressions.Regex.Matches(readme, "```toml\n(.*?)```", System.Text.RegularExpressions.RegexOptions.Singleline)
             .Select(m => m.Groups[1].Value).Single(b => b.Contains("[global.rate_limits]"));
         var c = ConfigLoader.Parse(block, "README.md", new Hashtable());
@@ -199,6 +197,18 @@ public sealed class RateLimitConfigTests
             Assert.True((d.PerSecond, d.BurstCount) == (x.PerSecond, x.BurstCount), $"{p.Name}: README {d.PerSecond}/{d.BurstCount}, code {x.PerSecond}/{x.BurstCount}");
         }
         Assert.Equal(11, typeof(RateLimits).GetProperties().Length);
+    }
+
+    // From the test binaries, else from this source file: with CONDUIT_ARTIFACTS the binaries live outside the repository.
+    static string RepoRoot([System.Runtime.CompilerServices.CallerFilePath] string sourceFile = "")
+    {
+        static string? Up(string? dir)
+        {
+            var d = dir is null ? null : new DirectoryInfo(dir);
+            while (d is not null && !File.Exists(Path.Combine(d.FullName, "Conduit.Services.sln"))) d = d.Parent;
+            return d?.FullName;
+        }
+        return Up(AppContext.BaseDirectory) ?? Up(Path.GetDirectoryName(sourceFile)) ?? throw new InvalidOperationException("repository root not found");
     }
 
     [Fact]

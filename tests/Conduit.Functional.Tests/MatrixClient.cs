@@ -24,12 +24,15 @@ public sealed class MatrixClient(ServerFixture server, string? token = null)
     public string DeviceId { get; set; } = "";
     /// <summary>Sent as X-Forwarded-For on every request: a client behind a proxy the server may trust.</summary>
     public string? ForwardedFor { get; set; }
+    /// <summary>Sent as User-Agent on every request (HttpClient sends none of its own).</summary>
+    public string? UserAgent { get; set; }
 
     public async Task<Response> Call(string method, string path, JsonNode? body = null, string? rawBody = null, bool auth = true)
     {
         using var req = new HttpRequestMessage(new HttpMethod(method), server.BaseUrl + path);
         if (auth && Token is not null) req.Headers.Authorization = new AuthenticationHeaderValue("Bearer", Token);
         if (ForwardedFor is not null) req.Headers.Add("X-Forwarded-For", ForwardedFor);
+        if (UserAgent is not null) req.Headers.TryAddWithoutValidation("User-Agent", UserAgent);
         if (rawBody is not null) req.Content = new StringContent(rawBody, Encoding.UTF8, "application/json");
         else if (body is not null) req.Content = new StringContent(body.ToJsonString(), Encoding.UTF8, "application/json");
         using var resp = await server.Http.SendAsync(req);

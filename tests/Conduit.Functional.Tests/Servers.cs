@@ -28,6 +28,14 @@ public abstract class ServerFixture : IAsyncLifetime
     public abstract Task InitializeAsync();
     public abstract Task DisposeAsync();
 
+    /// <summary>Removes the fixture's work directory (database, logs): a test run leaves nothing behind in /tmp.</summary>
+    protected void DeleteWork()
+    {
+        try { Directory.Delete(Work, recursive: true); }
+        catch (IOException) { }
+        catch (UnauthorizedAccessException) { }
+    }
+
     // From the test binaries (artifacts/ inside the repository), else from this source file: with CONDUIT_ARTIFACTS
     // the binaries live outside the repository.
     public static string RepoRoot([System.Runtime.CompilerServices.CallerFilePath] string sourceFile = "")
@@ -78,6 +86,7 @@ public class AllInOneFixture : ServerFixture
     {
         if (_app is not null) await _app.DisposeAsync();
         Http.Dispose();
+        DeleteWork();
     }
 }
 
@@ -136,6 +145,7 @@ public class SplitFixture : ServerFixture
         using var p = Process.Start("bash", [Path.Combine(RepoRoot(), "scripts", "split-down.sh"), Work]);
         await p.WaitForExitAsync();
         Http.Dispose();
+        DeleteWork();
     }
 }
 

@@ -4,7 +4,7 @@ using System.Net;
 namespace Conduit.LoadGen;
 
 /// <summary>What a run measures; see README.md.</summary>
-internal enum Scenario { Mixed, Saturate, OneRoom, RoomsParallel, BigSync, Idle, E2ee, Media }
+internal enum Scenario { Mixed, Saturate, OneRoom, RoomsParallel, BigSync, Idle, E2ee, Media, LazySync, SyncLoad }
 
 /// <summary>Command-line options. Parsing errors throw <see cref="ArgumentException"/> with a readable message.</summary>
 internal sealed class Options
@@ -58,6 +58,8 @@ internal sealed class Options
         Scenario.Idle => "idle",
         Scenario.E2ee => "e2ee",
         Scenario.Media => "media",
+        Scenario.LazySync => "lazy-sync",
+        Scenario.SyncLoad => "sync-load",
         _ => throw new ArgumentOutOfRangeException(nameof(s)),
     };
 
@@ -85,22 +87,34 @@ internal sealed class Options
                           thumbnails/s cold and warm (--images distinct 1600x1200 JPEGs, 320x240 scale,
                           --thumbnail-concurrency at once); server RSS (sampled and VmHWM) during a --big-mb MB
                           upload and its download (the server needs max_request_size above it)
+          lazy-sync       one user in --rooms public rooms (300) of --users members each (300, the user among them;
+                          the others join every room, --setup-concurrency joins at once; then --events messages
+                          a room, 10, by as many members): its initial /sync with
+                          lazy-loaded members, --repeat times (5): median time, response size, server RSS before,
+                          peak and after; then one /sync without lazy loading for comparison
+          sync-load       --users users (100) long-poll /sync in --rooms shared rooms (10, spread round-robin) while
+                          --senders users (10, members of every room) each act every --interval-ms (100): typing on,
+                          a message, typing off, a read receipt, in turn, in one room at a time; time from each
+                          action to the /sync response that brings it to each member (p50/p99 per kind), syncs/s
 
         Options:
           --url URL                  homeserver base URL, loopback only (default http://127.0.0.1:6167)
           --users N                  users to register (mixed/saturate 100); one-room: members of the room (default
                                      --senders); rooms-parallel: members of every room (default --rooms); e2ee: users
-                                     sharing rooms with the querier, the senders among them (default 1000)
+                                     sharing rooms with the querier, the senders among them (default 1000); lazy-sync:
+                                     members of every room (300); sync-load: syncing users (100)
           --rooms M                  rooms (mixed/saturate 10, users spread round-robin; rooms-parallel 10; big-sync 5000;
-                                     e2ee: the querier's rooms, 10)
+                                     e2ee: the querier's rooms, 10; lazy-sync 300; sync-load 10)
           --seconds S                length of the send phase (mixed 30, saturate 20); e2ee: each to-device run
                                      sends for S seconds instead of --events messages
-          --interval-ms MS           mean time between two messages of one user (mixed 1500, jittered +-25%; saturate 0)
+          --interval-ms MS           mean time between two messages of one user (mixed 1500, jittered +-25%; saturate 0);
+                                     sync-load: between two actions of one sender (100)
           --drain-seconds D          after sending stops, how long to wait for outstanding deliveries (default 10)
           --events N                 sends per timed phase of one-room and rooms-parallel (default 500); e2ee:
-                                     to-device messages per run (default 5000)
+                                     to-device messages per run (default 5000); lazy-sync: messages a room (10)
           --senders N                concurrent senders of one-room; e2ee: concurrent claimers and to-device
-                                     senders; media: concurrent uploaders and downloaders (default 10)
+                                     senders; media: concurrent uploaders and downloaders; sync-load: users acting,
+                                     besides the --users syncing ones (default 10)
           --files N                  media: files uploaded per run (default 3000)
           --downloads N              media: downloads per run, spread evenly over those files (default 10000)
           --file-kb K                media: size of each of those files in KB (default 100)
@@ -115,12 +129,14 @@ internal sealed class Options
                                      --thumbnail-concurrency images thumbnailed (default 100)
           --repeat R                 one-room/rooms-parallel: run the two patterns R times, alternating, and report
                                      the median of each; e2ee: runs of each of the three measures (default 5);
-                                     media: runs of each measure (default 3)
-          --warmup-seconds W         mixed/saturate: send for W s before the measured --seconds (mixed 0, saturate 5)
+                                     media: runs of each measure (default 3); lazy-sync: timed initial syncs (5)
+          --warmup-seconds W         mixed/saturate/sync-load: act for W s before the measured --seconds (mixed 0,
+                                     saturate 5, sync-load 5)
           --phase-timeout-seconds T  bound on each timed phase of one-room, rooms-parallel, big-sync, e2ee and media
                                      (default 120)
-          --setup-timeout-seconds T  bound on registration + room setup + initial syncs (default 300; big-sync 1200)
-          --setup-concurrency C      parallel requests during setup (default 8; big-sync 4)
+          --setup-timeout-seconds T  bound on registration + room setup + initial syncs (default 300; big-sync 1200;
+                                     lazy-sync 3600)
+          --setup-concurrency C      parallel requests during setup (default 8; big-sync 4; lazy-sync 16)
           --pid P                    server process to read VmRSS from (/proc/P/status); repeatable
           --pids P1[:NAME],P2,...    several server processes (split mode); RSS is summed, NAME labels the breakdown
           --registration-token TOK   complete registration with m.login.registration_token
@@ -257,6 +273,8 @@ internal sealed class Options
         var saturate = o.Scenario == Scenario.Saturate;
         var bigSync = o.Scenario == Scenario.BigSync;
         var e2ee = o.Scenario == Scenario.E2ee;
+        var lazySync = o.Scenario == Scenario.LazySync;
+        var syncLoad = o.Scenario == Scenario.SyncLoad;
         if (saturate && intervalMs is > 0)
             throw new ArgumentException("--interval-ms does not apply to --scenario saturate (it sends back to back); use mixed");
         o.Users = users ?? o.Scenario switch
@@ -266,18 +284,20 @@ internal sealed class Options
             Scenario.RoomsParallel => rooms ?? 10,
             Scenario.E2ee => 1000,
             Scenario.Media => o.Senders,
+            Scenario.LazySync => 300,
+            Scenario.SyncLoad => 100,
             _ => 1,
         };
-        o.Rooms = rooms ?? (bigSync ? 5000 : 10);
+        o.Rooms = rooms ?? (bigSync ? 5000 : lazySync ? 300 : 10);
         o.Seconds = seconds ?? (saturate ? 20 : 30);
         o.SecondsGiven = seconds is not null;
-        o.Events = events ?? (e2ee ? 5000 : 500);
+        o.Events = events ?? (e2ee ? 5000 : lazySync ? 10 : 500);
         o.Repeat = repeat ?? (o.Scenario == Scenario.Media ? 3 : 5);
         o.Warmup = warmup ?? (o.Scenario == Scenario.Media ? 100 : 1000);
-        o.IntervalMs = intervalMs ?? (saturate ? 0 : 1500);
-        o.WarmupSeconds = warmupSeconds ?? (saturate ? 5 : 0);
-        o.SetupTimeoutSeconds = setupTimeout ?? (bigSync ? 1200 : 300);
-        o.SetupConcurrency = setupConcurrency ?? (bigSync ? 4 : 8);
+        o.IntervalMs = intervalMs ?? (saturate ? 0 : syncLoad ? 100 : 1500);
+        o.WarmupSeconds = warmupSeconds ?? (saturate || syncLoad ? 5 : 0);
+        o.SetupTimeoutSeconds = setupTimeout ?? (bigSync ? 1200 : lazySync ? 3600 : 300);
+        o.SetupConcurrency = setupConcurrency ?? (bigSync ? 4 : lazySync ? 16 : 8);
 
         if (o.Scenario is Scenario.Mixed or Scenario.Saturate && o.Rooms > o.Users)
             throw new ArgumentException($"--rooms ({o.Rooms}) must not exceed --users ({o.Users}): every room needs a creator");
@@ -287,6 +307,10 @@ internal sealed class Options
             throw new ArgumentException($"--users ({o.Users}) must be at least --rooms ({o.Rooms}): one sender per room");
         if (o.Scenario is Scenario.E2ee or Scenario.Media && o.Users < o.Senders)
             throw new ArgumentException($"--users ({o.Users}) must be at least --senders ({o.Senders}): the senders are among the users");
+        if (syncLoad && o.Rooms > o.Users)
+            throw new ArgumentException($"--rooms ({o.Rooms}) must not exceed --users ({o.Users}): every room needs a syncing member");
+        if (syncLoad && o.IntervalMs == 0)
+            throw new ArgumentException("--interval-ms must be above 0 for sync-load");
         if (e2ee && o.Rooms > o.Users)
             throw new ArgumentException($"--rooms ({o.Rooms}) must not exceed --users ({o.Users}): every room needs members");
         return o;

@@ -38,6 +38,10 @@ internal sealed partial class ScenarioRun(Options o)
         {
             Scenario.E2ee => 3 * o.SetupTimeoutSeconds + (3 * o.Repeat + 3) * o.PhaseTimeoutSeconds + (o.Repeat + 1) * (o.Seconds + o.DrainSeconds),
             Scenario.Media => o.SetupTimeoutSeconds + (6 * o.Repeat + 5) * o.PhaseTimeoutSeconds + (o.Repeat + 1) * 120,
+            // lazy-sync: the setup timeout bounds each setup step, the longest being the joins; then two waits for an
+            // idle server, --repeat timed syncs, one without lazy loading, the checks of two rooms' members.
+            Scenario.LazySync => 2 * o.SetupTimeoutSeconds + (o.Repeat + 3) * o.PhaseTimeoutSeconds + 240,
+            Scenario.SyncLoad => o.SetupTimeoutSeconds + o.WarmupSeconds + o.Seconds + o.DrainSeconds + 30,
             _ => o.SetupTimeoutSeconds + (2 * o.Repeat + 2) * o.PhaseTimeoutSeconds,
         };
         using var hard = new CancellationTokenSource(TimeSpan.FromSeconds(bound + 90));
@@ -66,6 +70,8 @@ internal sealed partial class ScenarioRun(Options o)
                 Scenario.Idle => await IdleAsync(report, hard.Token).ConfigureAwait(false),
                 Scenario.E2ee => await E2eeAsync(report, hard.Token).ConfigureAwait(false),
                 Scenario.Media => await MediaAsync(report, hard.Token).ConfigureAwait(false),
+                Scenario.LazySync => await LazySyncAsync(report, hard.Token).ConfigureAwait(false),
+                Scenario.SyncLoad => await SyncLoadAsync(report, hard.Token).ConfigureAwait(false),
                 _ => throw new InvalidOperationException($"{name} is run by LoadRun"),
             };
         }

@@ -26,15 +26,22 @@ internal sealed class Setup(MatrixApi api, Options o)
     }
 
     /// <summary>
-    /// Registers <paramref name="count"/> users (indices from <paramref name="first"/>), --setup-concurrency at a time;
-    /// returns those that succeeded.
+    /// The server keeps at most 10 user-interactive auth sessions per client address before login and drops the
+    /// oldest beyond that, so more registrations at once from this one address fail with "Unknown user-interactive
+    /// auth session".
+    /// </summary>
+    const int MaxConcurrentRegistrations = 8;
+
+    /// <summary>
+    /// Registers <paramref name="count"/> users (indices from <paramref name="first"/>), --setup-concurrency at a time
+    /// (at most <see cref="MaxConcurrentRegistrations"/>); returns those that succeeded.
     /// </summary>
     public async Task<List<User>> RegisterAsync(int count, CancellationToken ct, int first = 0)
     {
         var all = Enumerable.Range(first, count).Select(i => new User(i, $"lg_{RunId}_{i}")).ToList();
         var ok = new ConcurrentBag<User>();
         var firstFailures = new ConcurrentQueue<string>();
-        await Parallel.ForEachAsync(all, new ParallelOptions { MaxDegreeOfParallelism = o.SetupConcurrency, CancellationToken = ct },
+        await Parallel.ForEachAsync(all, new ParallelOptions { MaxDegreeOfParallelism = Math.Min(o.SetupConcurrency, MaxConcurrentRegistrations), CancellationToken = ct },
             async (u, token) =>
             {
                 try

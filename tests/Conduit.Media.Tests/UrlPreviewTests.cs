@@ -4,6 +4,7 @@ using System.Text.Json.Nodes;
 using Conduit.Common;
 using Conduit.Common.Config;
 using Conduit.Common.Storage;
+using Conduit.Common.Http;
 using Conduit.Media.Previews;
 using Microsoft.Extensions.Logging.Abstractions;
 using SkiaSharp;

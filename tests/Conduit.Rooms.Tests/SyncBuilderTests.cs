@@ -104,6 +104,49 @@ public sealed class SyncBuilderTests : IDisposable
         Assert.Null(other["unsigned"]!["transaction_id"]);
     }
 
+    static List<string> StateMembers(JsonNode room)
+        => room["state"]!["events"]!.AsArray().Where(e => e!["type"]!.GetValue<string>() == "m.room.member")
+            .Select(e => e!["state_key"]!.GetValue<string>()).Order(StringComparer.Ordinal).ToList();
+
+    static Filter Parse(string json) => Filter.Parse(JsonNode.Parse(json)!.AsObject());
+
+    [Fact]
+    public async Task LazyMembers_AreChosenFromTheWholeStateAndFromALimitedGap_WithTheStateFilterStillApplied()
+    {
+        const string Dan = "@dan:test.local";
+        await _h.CreateRoomAsync(Room);
+        foreach (var u in new[] { Bob, Carol, Dan }) await _h.MemberAsync(Room, u, u, "join");
+        await _h.MessageAsync(Room, Carol, "hi");
+        const string Lazy = """{"room":{"state":{"lazy_load_members":true},"timeline":{"limit":2}}}""";
+
+        // Initial: the timeline is Dan's join and Carol's message; Dan's member event is in the timeline, not the state.
+        var initial = _h.Sync.Build(Alice, null, 0, false, Parse(Lazy));
+        var room = initial.Rooms["join"]![Room]!;
+        Assert.Equal([Alice, Carol], StateMembers(room));
+        Assert.Contains("m.room.power_levels", Types(room["state"]!["events"]));
+        Assert.Equal([Alice, Bob, Carol], StateMembers(_h.Sync.Build(Alice, null, 0, false, Parse("""{"room":{"timeline":{"limit":2}}}""")).Rooms["join"]![Room]!));
+        // The state filter applies to what lazy loading keeps.
+        var membersOnly = _h.Sync.Build(Alice, null, 0, false,
+            Parse("""{"room":{"state":{"lazy_load_members":true,"types":["m.room.member"]},"timeline":{"limit":2}}}""")).Rooms["join"]![Room]!;
+        Assert.Equal(["m.room.member", "m.room.member"], Types(membersOnly["state"]!["events"]));
+
+        // A limited incremental sync: the gap changed Dan's member event and the topic; Bob sends the timeline.
+        var since = initial.Position;
+        await _h.StateAsync(Room, Dan, "m.room.member", Dan, new JsonObject { ["membership"] = "join", ["displayname"] = "Dan" });
+        var topic = await _h.StateAsync(Room, Alice, "m.room.topic", "", new JsonObject { ["topic"] = "t" });
+        await _h.MessageAsync(Room, Bob, "one");
+        await _h.MessageAsync(Room, Bob, "two");
+
+        var next = _h.Sync.Build(Alice, null, since, false, Parse(Lazy)).Rooms["join"]![Room]!;
+        Assert.True(next["timeline"]!["limited"]!.GetValue<bool>());
+        // The gap's other state, and the members of the sender and of the user (unchanged in the gap), not Dan's.
+        Assert.Equal([Alice, Bob], StateMembers(next));
+        Assert.Contains(topic.EventId, Ids(next["state"]!["events"]));
+        Assert.Equal(3, next["state"]!["events"]!.AsArray().Count);
+        var eager = _h.Sync.Build(Alice, null, since, false, Parse("""{"room":{"timeline":{"limit":2}}}""")).Rooms["join"]![Room]!;
+        Assert.Equal([Dan], StateMembers(eager));
+    }
+
     [Fact]
     public async Task IncrementalSync_StateChange_IsInTheTimelineNotTwice()
     {

@@ -1,13 +1,14 @@
 // Real-client tests of what a chat client shows besides messages: threads, reactions and edits as Element reads them
-// (server-side aggregations and /relations), read receipts and typing through the SDK's sync loop, and a space with
-// child rooms through the hierarchy API.
+// (server-side aggregations and /relations), read receipts and typing through the SDK's sync loop, unread
+// notification counts (the server's push rule evaluation) and their reset by a receipt, and a space with child rooms
+// through the hierarchy API.
 //
 // Run with ./run.sh. Homeserver base URL: env CONDUIT_URL, default http://127.0.0.1:6167.
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 
-import { RoomMemberEvent } from "matrix-js-sdk";
+import { RoomMemberEvent, NotificationCountType } from "matrix-js-sdk";
 import { BASE_URL, quietLogger, randomLocalpart, register, trackSync, waitUntil, startAndWaitPrepared, makeClient } from "./common.mjs";
 
 let alice, bob, aliceSync, bobSync, roomId;
@@ -79,6 +80,24 @@ test("a read receipt and typing reach the other member's client", async () => {
     await alice.sendTyping(roomId, false, 0);
     await waitUntil(bob, bobSync, "bob's client to see alice stop typing",
         () => room()?.getMember(alice.getUserId())?.typing === false);
+});
+
+test("unread counts as Element shows them: messages count, a mention highlights, a read receipt clears both", async () => {
+    // A room of its own, so earlier tests' messages do not count.
+    const { room_id: counted } = await alice.createRoom({ name: "counts", preset: "public_chat" });
+    await bob.joinRoom(counted);
+    const room = () => bob.getRoom(counted);
+    const counts = () => [room()?.getUnreadNotificationCount(NotificationCountType.Total), room()?.getUnreadNotificationCount(NotificationCountType.Highlight)];
+    await alice.sendTextMessage(counted, "one");
+    const { event_id: mention } = await alice.sendMessage(counted, {
+        msgtype: "m.text", body: "bob, look", "m.mentions": { user_ids: [bob.getUserId()] },
+    });
+    await waitUntil(bob, bobSync, "bob's client to count 2 unread, 1 highlighted", () => counts()[0] === 2 && counts()[1] === 1);
+    // Alice sent them: nothing unread for her.
+    assert.equal(alice.getRoom(counted)?.getUnreadNotificationCount(NotificationCountType.Total) ?? 0, 0);
+    const event = await waitUntil(bob, bobSync, "bob's client to hold the mention", () => room()?.findEventById(mention));
+    await bob.sendReadReceipt(event);
+    await waitUntil(bob, bobSync, "bob's counts to clear after his read receipt", () => counts()[0] === 0 && counts()[1] === 0);
 });
 
 test("a space with child rooms, through the hierarchy API", async () => {

@@ -29,8 +29,21 @@ public sealed class GlobalConfig
     public int MaxConcurrentRequests { get; set; } = 100;
     public bool AllowRegistration { get; set; }
     public string? RegistrationToken { get; set; }
+    /// <summary>POST /register?kind=guest (conduwuit's key; Synapse's allow_guest_access): guest accounts, which may
+    /// call only the spec's guest endpoints and join rooms whose m.room.guest_access is can_join. Off by default.</summary>
+    public bool AllowGuestRegistration { get; set; }
+    /// <summary>Milliseconds an access token lives when the client asked for a refresh token at /login or /register
+    /// (Synapse's refreshable_access_token_lifetime, default 5 minutes). Clients that do not ask get tokens that never
+    /// expire.</summary>
+    public long RefreshableAccessTokenLifetimeMs { get; set; } = 300_000;
+    /// <summary>Local users who are server admins (for now: GET /admin/whois of any user). Nobody by default; the
+    /// first registered user is not made one.</summary>
+    public List<string> Admins { get; set; } = [];
     public bool AllowFederation { get; set; } = true;
     public List<string> TrustedServers { get; set; } = ["matrix.org"];
+    /// <summary>A PEM file of CA certificates trusted for outgoing federation besides the system's (private or
+    /// test deployments). Certificates are always validated; there is no switch that turns that off.</summary>
+    public string? FederationCaFile { get; set; }
     /// <summary>Log filter: a level ("warn", "debug") or per area ("info,Conduit.Rooms=debug").</summary>
     public string Log { get; set; } = "warn";
     public string DefaultRoomVersion { get; set; } = "11";
@@ -80,6 +93,13 @@ public sealed class GlobalConfig
     public List<string> UrlPreviewIpRangeAllowlist { get; set; } = [];
     /// <summary>Bytes of a page (or an image) a preview reads at most (Synapse's max_spider_size).</summary>
     public long UrlPreviewMaxSpiderSize { get; set; } = 10_000_000;
+
+    /// <summary>Address ranges (CIDR) the server's other outbound requests (push gateways) never connect to, checked on
+    /// the resolved address of every connection (Conduit's ip_range_denylist; Synapse's ip_range_blacklist). The default
+    /// is the same list as url_preview_ip_range_denylist.</summary>
+    public List<string> IpRangeDenylist { get; set; } = [.. DefaultUrlPreviewIpRangeDenylist];
+    /// <summary>Ranges exempt from ip_range_denylist (a push gateway on the local network, say).</summary>
+    public List<string> IpRangeAllowlist { get; set; } = [];
 
     public static readonly string[] DefaultUrlPreviewIpRangeDenylist =
     [

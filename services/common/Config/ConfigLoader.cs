@@ -221,7 +221,8 @@ public static class ConfigLoader
         if (RoomVersion.Find(g.DefaultRoomVersion) is null)
             throw new ConfigException($"{source}: key 'global.default_room_version' names an unsupported room version \"{g.DefaultRoomVersion}\"");
         (string Key, List<string> Entries)[] ranges =
-            [("trusted_proxies", g.TrustedProxies), ("url_preview_ip_range_denylist", g.UrlPreviewIpRangeDenylist), ("url_preview_ip_range_allowlist", g.UrlPreviewIpRangeAllowlist)];
+            [("trusted_proxies", g.TrustedProxies), ("url_preview_ip_range_denylist", g.UrlPreviewIpRangeDenylist), ("url_preview_ip_range_allowlist", g.UrlPreviewIpRangeAllowlist),
+             ("ip_range_denylist", g.IpRangeDenylist), ("ip_range_allowlist", g.IpRangeAllowlist)];
         foreach (var (key, entries) in ranges)
             foreach (var p in entries)
                 if (!TrustedProxies.TryParseEntry(p, out _))
@@ -230,6 +231,11 @@ public static class ConfigLoader
             throw new ConfigException($"{source}: key 'global.url_preview_max_spider_size' must be positive");
         if (g.WellKnown.SupportMxid is { } mxid && !Ids.IsUserId(mxid))
             throw new ConfigException($"{source}: key 'global.well_known.support_mxid' must be a user ID such as @admin:example.org");
+        if (g.RefreshableAccessTokenLifetimeMs <= 0)
+            throw new ConfigException($"{source}: key 'global.refreshable_access_token_lifetime_ms' must be positive (milliseconds, e.g. 300000 for 5 minutes)");
+        foreach (var admin in g.Admins)
+            if (!Ids.IsUserId(admin) || Ids.ServerOf(admin) != g.ServerName)
+                throw new ConfigException($"{source}: key 'global.admins' has \"{admin}\", which is not a user ID on this server such as @admin:{g.ServerName}");
         if (g.MaxImagePixels <= 0)
             throw new ConfigException($"{source}: key 'global.max_image_pixels' must be positive");
         if (g.MaxPendingMediaUploads <= 0)

@@ -5,17 +5,28 @@ namespace Conduit.Common.Http;
 /// <summary>
 /// The authenticated caller of a client request. The edge resolves the access token once and passes the
 /// identity to services as internal headers; services trust them only behind <see cref="InternalGate"/>.
+/// <see cref="IsGuest"/>: a guest account (spec: client-server-api, "Guest access"); the edge already refused it
+/// every endpoint the spec does not open to guests, so a service only checks the finer rules it owns.
 /// </summary>
-public sealed record Caller(string UserId, string DeviceId)
+public sealed record Caller(string UserId, string DeviceId, bool IsGuest = false)
 {
     public const string UserHeader = "X-Conduit-User";
     public const string DeviceHeader = "X-Conduit-Device";
+    public const string GuestHeader = "X-Conduit-Guest";
+
+    /// <summary>
+    /// Set by the keys service on the response of anything that revoked tokens; the edge drops cached tokens before
+    /// that response reaches the client, so the revocation has taken effect when the client learns of it. The value
+    /// <see cref="RevokedTokenPrefix"/> + an access token names the one token revoked; any other value means all.
+    /// </summary>
+    public const string RevokedHeader = "X-Conduit-Revoked";
+    public const string RevokedTokenPrefix = "token ";
 
     public static Caller? Optional(HttpContext ctx)
     {
         var u = ctx.Request.Headers[UserHeader].ToString();
         if (string.IsNullOrEmpty(u)) return null;
-        return new Caller(u, ctx.Request.Headers[DeviceHeader].ToString());
+        return new Caller(u, ctx.Request.Headers[DeviceHeader].ToString(), ctx.Request.Headers[GuestHeader].ToString() == "1");
     }
 
     /// <summary>The caller, or M_MISSING_TOKEN (an invalid token was already refused at the edge).</summary>

@@ -5,6 +5,12 @@ public static class Err
 {
     public static MatrixException Forbidden(string msg) => new("M_FORBIDDEN", 403, msg);
     public static MatrixException UnknownToken(string msg = "Unknown access token") => new("M_UNKNOWN_TOKEN", 401, msg);
+    /// <summary>An access token that expired (spec: "Soft logout"): the client may refresh it or log in again on the
+    /// same device, keeping what it stored.</summary>
+    public static MatrixException SoftLogout(string msg = "Access token has expired")
+        => new("M_UNKNOWN_TOKEN", 401, msg) { Extra = new() { ["soft_logout"] = true } };
+    public static MatrixException GuestAccessForbidden(string msg = "Guest accounts may not use this endpoint")
+        => new("M_GUEST_ACCESS_FORBIDDEN", 403, msg);
     public static MatrixException MissingToken() => new("M_MISSING_TOKEN", 401, "Missing access token");
     public static MatrixException BadJson(string msg) => new("M_BAD_JSON", 400, msg);
     public static MatrixException NotJson(string msg = "Request body is not valid JSON") => new("M_NOT_JSON", 400, msg);

@@ -7,8 +7,27 @@ namespace Conduit.Common.Routing;
 /// <summary>The parts of the deployment. The edge owns /versions, /.well-known and CORS.</summary>
 public enum Service { Edge, Keys, Rooms, Sync, Federation, Media }
 
-/// <summary>One Matrix path template owned by one service.</summary>
-public sealed record MatrixRoute(Service Owner, string Template, params string[] Methods);
+/// <summary>
+/// One Matrix path template owned by one service. <see cref="GuestMethods"/>: the methods a guest account may call
+/// (spec: client-server-api, "Guest access"), and when <see cref="GuestActions"/> is set, only with those values of
+/// the path's {action}. The edge refuses a guest anything else (M_GUEST_ACCESS_FORBIDDEN), whichever service owns it.
+/// </summary>
+public sealed record MatrixRoute(Service Owner, string Template, params string[] Methods)
+{
+    public IReadOnlyList<string> GuestMethods { get; private set; } = [];
+    public IReadOnlyList<string>? GuestActions { get; private set; }
+
+    internal MatrixRoute ForGuests(string[] methods, string[]? actions = null)
+    {
+        GuestMethods = methods;
+        GuestActions = actions;
+        return this;
+    }
+
+    /// <summary>Whether a guest may make this request (its method, and the {action} it matched, if any).</summary>
+    public bool AllowsGuest(string method, string? action)
+        => GuestMethods.Contains(method, StringComparer.OrdinalIgnoreCase) && (GuestActions is null || (action is not null && GuestActions.Contains(action)));
+}
 
 /// <summary>Endpoint metadata naming the service that maps an endpoint (checked against the table by a test).</summary>
 public sealed record OwnedBy(Service Service);
@@ -17,6 +36,8 @@ public sealed record OwnedBy(Service Service);
 /// The one table of which service owns which Matrix path. In split mode the edge loads it into YARP; in
 /// all-in-one mode each service maps exactly these templates in-process through <see cref="Map"/>.
 /// Client paths are served under v3 and under r0 (Conduit's docs and Hydrogen still use r0).
+/// Guests (spec: client-server-api, "Guest access") may call the routes marked <c>ForGuests</c>: the spec's list, and
+/// the paths that need no access token at all (a guest's token there only names who asks).
 /// </summary>
 public static class RouteTable
 {
@@ -39,24 +60,30 @@ public static class RouteTable
     static MatrixRoute M(string path, params string[] methods) => Add(Service.Media, "{M}" + path, methods);
 
     const string GET = "GET", PUT = "PUT", POST = "POST", DELETE = "DELETE";
+    static readonly string[] Get = [GET];
 
     // ---- edge
-    public static readonly MatrixRoute Versions = Add(Service.Edge, "/_matrix/client/versions", GET);
-    public static readonly MatrixRoute WellKnownClient = Add(Service.Edge, "/.well-known/matrix/client", GET);
-    public static readonly MatrixRoute WellKnownServer = Add(Service.Edge, "/.well-known/matrix/server", GET);
-    public static readonly MatrixRoute WellKnownSupport = Add(Service.Edge, "/.well-known/matrix/support", GET);
-    public static readonly MatrixRoute Capabilities = C(Service.Edge, "/capabilities", GET);
+    public static readonly MatrixRoute Versions = Add(Service.Edge, "/_matrix/client/versions", GET).ForGuests(Get);
+    public static readonly MatrixRoute WellKnownClient = Add(Service.Edge, "/.well-known/matrix/client", GET).ForGuests(Get);
+    public static readonly MatrixRoute WellKnownServer = Add(Service.Edge, "/.well-known/matrix/server", GET).ForGuests(Get);
+    public static readonly MatrixRoute WellKnownSupport = Add(Service.Edge, "/.well-known/matrix/support", GET).ForGuests(Get);
+    // Not in the spec's guest list, but only configuration, and clients fetch it at start (Synapse lets guests).
+    public static readonly MatrixRoute Capabilities = C(Service.Edge, "/capabilities", GET).ForGuests(Get);
     public static readonly MatrixRoute TurnServer = C(Service.Edge, "/voip/turnServer", GET);
     public static readonly MatrixRoute ThirdPartyProtocols = C(Service.Edge, "/thirdparty/protocols", GET);
 
     // ---- keys: accounts, devices, tokens, profiles, key backups
-    public static readonly MatrixRoute Register = C(Service.Keys, "/register", POST);
-    public static readonly MatrixRoute RegisterAvailable = C(Service.Keys, "/register/available", GET);
-    public static readonly MatrixRoute Login = C(Service.Keys, "/login", GET, POST);
+    public static readonly MatrixRoute Register = C(Service.Keys, "/register", POST).ForGuests([POST]); // a guest upgrades its account here
+    public static readonly MatrixRoute RegisterAvailable = C(Service.Keys, "/register/available", GET).ForGuests(Get);
+    public static readonly MatrixRoute Login = C(Service.Keys, "/login", GET, POST).ForGuests([GET, POST]);
     public static readonly MatrixRoute LoginGetToken = Add(Service.Keys, "/_matrix/client/v1/login/get_token", POST);
+    // Authenticated by the refresh token in the body: the edge reads no access token here (an expired one is usual).
+    // v1 too: Synapse before 1.72 served it only there, and matrix-js-sdk falls back to it.
+    public static readonly MatrixRoute Refresh = C(Service.Keys, "/refresh", POST).ForGuests([POST]);
+    public static readonly MatrixRoute RefreshV1 = Add(Service.Keys, "/_matrix/client/v1/refresh", POST).ForGuests([POST]);
     public static readonly MatrixRoute Logout = C(Service.Keys, "/logout", POST);
     public static readonly MatrixRoute LogoutAll = C(Service.Keys, "/logout/all", POST);
-    public static readonly MatrixRoute WhoAmI = C(Service.Keys, "/account/whoami", GET);
+    public static readonly MatrixRoute WhoAmI = C(Service.Keys, "/account/whoami", GET).ForGuests(Get);
     public static readonly MatrixRoute ChangePassword = C(Service.Keys, "/account/password", POST);
     public static readonly MatrixRoute Deactivate = C(Service.Keys, "/account/deactivate", POST);
     public static readonly MatrixRoute ThreePids = C(Service.Keys, "/account/3pid", GET);
@@ -69,11 +96,13 @@ public static class RouteTable
     public static readonly MatrixRoute OpenIdRequestToken = C(Service.Keys, "/user/{userId}/openid/request_token", POST);
     // Authenticated by the OpenID token itself, not by X-Matrix: the keys service, which owns tokens, answers it.
     public static readonly MatrixRoute OpenIdUserInfo = Add(Service.Keys, "/_matrix/federation/v1/openid/userinfo", GET);
-    public static readonly MatrixRoute Devices = C(Service.Keys, "/devices", GET);
-    public static readonly MatrixRoute Device = C(Service.Keys, "/devices/{deviceId}", GET, PUT, DELETE);
+    public static readonly MatrixRoute AdminWhois = C(Service.Keys, "/admin/whois/{userId}", GET);
+    public static readonly MatrixRoute Devices = C(Service.Keys, "/devices", GET).ForGuests(Get);
+    public static readonly MatrixRoute Device = C(Service.Keys, "/devices/{deviceId}", GET, PUT, DELETE).ForGuests([GET, PUT]);
     public static readonly MatrixRoute DeleteDevices = C(Service.Keys, "/delete_devices", POST);
-    public static readonly MatrixRoute Profile = C(Service.Keys, "/profile/{userId}", GET);
-    public static readonly MatrixRoute ProfileField = C(Service.Keys, "/profile/{userId}/{field}", GET, PUT, DELETE);
+    public static readonly MatrixRoute Profile = C(Service.Keys, "/profile/{userId}", GET).ForGuests(Get);
+    // A guest may change its display name only: the keys service refuses it the other fields.
+    public static readonly MatrixRoute ProfileField = C(Service.Keys, "/profile/{userId}/{field}", GET, PUT, DELETE).ForGuests([GET, PUT, DELETE]);
     public static readonly MatrixRoute RoomKeysVersion = C(Service.Keys, "/room_keys/version", GET, POST);
     public static readonly MatrixRoute RoomKeysVersionById = C(Service.Keys, "/room_keys/version/{version}", GET, PUT, DELETE);
     public static readonly MatrixRoute RoomKeys = C(Service.Keys, "/room_keys/keys", GET, PUT, DELETE);
@@ -81,41 +110,42 @@ public static class RouteTable
     public static readonly MatrixRoute RoomKeysSession = C(Service.Keys, "/room_keys/keys/{roomId}/{sessionId}", GET, PUT, DELETE);
 
     // ---- keys: end-to-end encryption (device keys, one-time keys, to-device, cross-signing, dehydrated devices)
-    public static readonly MatrixRoute KeysUpload = C(Service.Keys, "/keys/upload", POST);
-    public static readonly MatrixRoute KeysQuery = C(Service.Keys, "/keys/query", POST);
-    public static readonly MatrixRoute KeysClaim = C(Service.Keys, "/keys/claim", POST);
+    public static readonly MatrixRoute KeysUpload = C(Service.Keys, "/keys/upload", POST).ForGuests([POST]);
+    public static readonly MatrixRoute KeysQuery = C(Service.Keys, "/keys/query", POST).ForGuests([POST]);
+    public static readonly MatrixRoute KeysClaim = C(Service.Keys, "/keys/claim", POST).ForGuests([POST]);
     public static readonly MatrixRoute KeysChanges = C(Service.Keys, "/keys/changes", GET);
     public static readonly MatrixRoute DeviceSigningUpload = C(Service.Keys, "/keys/device_signing/upload", POST);
     public static readonly MatrixRoute SignaturesUpload = C(Service.Keys, "/keys/signatures/upload", POST);
-    public static readonly MatrixRoute SendToDevice = C(Service.Keys, "/sendToDevice/{eventType}/{txnId}", PUT);
+    public static readonly MatrixRoute SendToDevice = C(Service.Keys, "/sendToDevice/{eventType}/{txnId}", PUT).ForGuests([PUT]);
     const string Msc3814 = "/_matrix/client/unstable/org.matrix.msc3814.v1/dehydrated_device";
     public static readonly MatrixRoute DehydratedDevice = Add(Service.Keys, Msc3814, GET, PUT, DELETE);
     public static readonly MatrixRoute DehydratedDeviceEvents = Add(Service.Keys, Msc3814 + "/{deviceId}/events", POST);
 
     // ---- rooms: rooms, events, state, membership, aliases
     public static readonly MatrixRoute CreateRoom = C(Service.Rooms, "/createRoom", POST);
-    public static readonly MatrixRoute JoinByIdOrAlias = C(Service.Rooms, "/join/{roomIdOrAlias}", POST);
-    public static readonly MatrixRoute Membership = C(Service.Rooms, "/rooms/{roomId}/{action:regex(^(join|invite|leave|kick|ban|unban|forget)$)}", POST);
+    // The spec lists /rooms/{roomId}/join; clients join by alias here (matrix-js-sdk's joinRoom), and Synapse lets guests.
+    public static readonly MatrixRoute JoinByIdOrAlias = C(Service.Rooms, "/join/{roomIdOrAlias}", POST).ForGuests([POST]);
+    public static readonly MatrixRoute Membership = C(Service.Rooms, "/rooms/{roomId}/{action:regex(^(join|invite|leave|kick|ban|unban|forget)$)}", POST).ForGuests([POST], ["join", "leave"]);
     public static readonly MatrixRoute JoinedRooms = C(Service.Rooms, "/joined_rooms", GET);
-    public static readonly MatrixRoute Send = C(Service.Rooms, "/rooms/{roomId}/send/{eventType}/{txnId}", PUT);
-    public static readonly MatrixRoute StateEvent = C(Service.Rooms, "/rooms/{roomId}/state/{eventType}/{**stateKey}", GET, PUT);
-    public static readonly MatrixRoute StateEventNoKey = C(Service.Rooms, "/rooms/{roomId}/state/{eventType}", GET, PUT);
-    public static readonly MatrixRoute State = C(Service.Rooms, "/rooms/{roomId}/state", GET);
-    public static readonly MatrixRoute Event = C(Service.Rooms, "/rooms/{roomId}/event/{eventId}", GET);
-    public static readonly MatrixRoute Context = C(Service.Rooms, "/rooms/{roomId}/context/{eventId}", GET);
+    public static readonly MatrixRoute Send = C(Service.Rooms, "/rooms/{roomId}/send/{eventType}/{txnId}", PUT).ForGuests([PUT]);
+    public static readonly MatrixRoute StateEvent = C(Service.Rooms, "/rooms/{roomId}/state/{eventType}/{**stateKey}", GET, PUT).ForGuests([GET, PUT]);
+    public static readonly MatrixRoute StateEventNoKey = C(Service.Rooms, "/rooms/{roomId}/state/{eventType}", GET, PUT).ForGuests([GET, PUT]);
+    public static readonly MatrixRoute State = C(Service.Rooms, "/rooms/{roomId}/state", GET).ForGuests(Get);
+    public static readonly MatrixRoute Event = C(Service.Rooms, "/rooms/{roomId}/event/{eventId}", GET).ForGuests(Get);
+    public static readonly MatrixRoute Context = C(Service.Rooms, "/rooms/{roomId}/context/{eventId}", GET).ForGuests(Get);
     public static readonly MatrixRoute Search = C(Service.Rooms, "/search", POST);
-    public static readonly MatrixRoute Messages = C(Service.Rooms, "/rooms/{roomId}/messages", GET);
-    public static readonly MatrixRoute Members = C(Service.Rooms, "/rooms/{roomId}/members", GET);
+    public static readonly MatrixRoute Messages = C(Service.Rooms, "/rooms/{roomId}/messages", GET).ForGuests(Get);
+    public static readonly MatrixRoute Members = C(Service.Rooms, "/rooms/{roomId}/members", GET).ForGuests(Get);
     public static readonly MatrixRoute JoinedMembers = C(Service.Rooms, "/rooms/{roomId}/joined_members", GET);
     public static readonly MatrixRoute Redact = C(Service.Rooms, "/rooms/{roomId}/redact/{eventId}/{txnId}", PUT);
-    public static readonly MatrixRoute Alias = C(Service.Rooms, "/directory/room/{roomAlias}", GET, PUT, DELETE);
+    public static readonly MatrixRoute Alias = C(Service.Rooms, "/directory/room/{roomAlias}", GET, PUT, DELETE).ForGuests(Get);
     public static readonly MatrixRoute RoomAliases = C(Service.Rooms, "/rooms/{roomId}/aliases", GET);
     public static readonly MatrixRoute Knock = C(Service.Rooms, "/knock/{roomIdOrAlias}", POST);
     public static readonly MatrixRoute Upgrade = C(Service.Rooms, "/rooms/{roomId}/upgrade", POST);
-    public static readonly MatrixRoute PublicRooms = C(Service.Rooms, "/publicRooms", GET, POST);
+    public static readonly MatrixRoute PublicRooms = C(Service.Rooms, "/publicRooms", GET, POST).ForGuests(Get);
     public static readonly MatrixRoute DirectoryListRoom = C(Service.Rooms, "/directory/list/room/{roomId}", GET, PUT);
     public static readonly MatrixRoute SpaceHierarchy = Add(Service.Rooms, "/_matrix/client/v1/rooms/{roomId}/hierarchy", GET);
-    public static readonly MatrixRoute RoomSummary = Add(Service.Rooms, "/_matrix/client/v1/room_summary/{roomIdOrAlias}", GET);
+    public static readonly MatrixRoute RoomSummary = Add(Service.Rooms, "/_matrix/client/v1/room_summary/{roomIdOrAlias}", GET).ForGuests(Get);
     public static readonly MatrixRoute MutualRooms = Add(Service.Rooms, "/_matrix/client/v1/mutual_rooms", GET);
     public static readonly MatrixRoute MutualRoomsUnstable = Add(Service.Rooms, "/_matrix/client/unstable/uk.half-shot.msc2666/user/mutual_rooms", GET);
     public static readonly MatrixRoute ReportRoom = C(Service.Rooms, "/rooms/{roomId}/report", POST);
@@ -129,7 +159,7 @@ public static class RouteTable
     public static readonly MatrixRoute UserDirectorySearch = C(Service.Rooms, "/user_directory/search", POST);
 
     // ---- sync: /sync, filters, account data, push rules, receipts, read markers, typing, presence
-    public static readonly MatrixRoute Sync = C(Service.Sync, "/sync", GET);
+    public static readonly MatrixRoute Sync = C(Service.Sync, "/sync", GET).ForGuests(Get);
     public static readonly MatrixRoute CreateFilter = C(Service.Sync, "/user/{userId}/filter", POST);
     public static readonly MatrixRoute GetFilter = C(Service.Sync, "/user/{userId}/filter/{filterId}", GET);
     public static readonly MatrixRoute AccountData = C(Service.Sync, "/user/{userId}/account_data/{type}", GET, PUT);
@@ -141,10 +171,15 @@ public static class RouteTable
     public static readonly MatrixRoute ReadMarkers = C(Service.Sync, "/rooms/{roomId}/read_markers", POST);
     public static readonly MatrixRoute Typing = C(Service.Sync, "/rooms/{roomId}/typing/{userId}", PUT);
     public static readonly MatrixRoute PresenceStatus = C(Service.Sync, "/presence/{userId}/status", GET, PUT);
+    public static readonly MatrixRoute Pushers = C(Service.Sync, "/pushers", GET);
+    public static readonly MatrixRoute SetPusher = C(Service.Sync, "/pushers/set", POST);
+    public static readonly MatrixRoute Notifications = C(Service.Sync, "/notifications", GET);
 
     // ---- federation: server keys and the federation API
     public static readonly MatrixRoute ServerKeys = Add(Service.Federation, "/_matrix/key/v2/server/{**keyId}", GET);
     public static readonly MatrixRoute FederationVersion = Add(Service.Federation, "/_matrix/federation/v1/version", GET);
+    public static readonly MatrixRoute KeyQuery = Add(Service.Federation, "/_matrix/key/v2/query/{serverName}", GET);
+    public static readonly MatrixRoute KeyQueryBatch = Add(Service.Federation, "/_matrix/key/v2/query", POST);
 
     // ---- media: uploads, downloads, thumbnails, URL previews (the authenticated paths of spec v1.11, and the legacy ones)
     const string AuthedMedia = "/_matrix/client/v1/media";
@@ -152,14 +187,14 @@ public static class RouteTable
     public static readonly MatrixRoute MediaUploadTo = M("/upload/{serverName}/{mediaId}", PUT);
     public static readonly MatrixRoute MediaCreate = Add(Service.Media, "/_matrix/media/v1/create", POST);
     public static readonly MatrixRoute MediaConfig = Add(Service.Media, AuthedMedia + "/config", GET);
-    public static readonly MatrixRoute MediaDownload = Add(Service.Media, AuthedMedia + "/download/{serverName}/{mediaId}", GET);
-    public static readonly MatrixRoute MediaDownloadNamed = Add(Service.Media, AuthedMedia + "/download/{serverName}/{mediaId}/{fileName}", GET);
-    public static readonly MatrixRoute MediaThumbnail = Add(Service.Media, AuthedMedia + "/thumbnail/{serverName}/{mediaId}", GET);
+    public static readonly MatrixRoute MediaDownload = Add(Service.Media, AuthedMedia + "/download/{serverName}/{mediaId}", GET).ForGuests(Get);
+    public static readonly MatrixRoute MediaDownloadNamed = Add(Service.Media, AuthedMedia + "/download/{serverName}/{mediaId}/{fileName}", GET).ForGuests(Get);
+    public static readonly MatrixRoute MediaThumbnail = Add(Service.Media, AuthedMedia + "/thumbnail/{serverName}/{mediaId}", GET).ForGuests(Get);
     public static readonly MatrixRoute MediaPreviewUrl = Add(Service.Media, AuthedMedia + "/preview_url", GET);
-    public static readonly MatrixRoute LegacyMediaConfig = M("/config", GET);
-    public static readonly MatrixRoute LegacyMediaDownload = M("/download/{serverName}/{mediaId}", GET);
-    public static readonly MatrixRoute LegacyMediaDownloadNamed = M("/download/{serverName}/{mediaId}/{fileName}", GET);
-    public static readonly MatrixRoute LegacyMediaThumbnail = M("/thumbnail/{serverName}/{mediaId}", GET);
+    public static readonly MatrixRoute LegacyMediaConfig = M("/config", GET).ForGuests(Get);
+    public static readonly MatrixRoute LegacyMediaDownload = M("/download/{serverName}/{mediaId}", GET).ForGuests(Get);
+    public static readonly MatrixRoute LegacyMediaDownloadNamed = M("/download/{serverName}/{mediaId}/{fileName}", GET).ForGuests(Get);
+    public static readonly MatrixRoute LegacyMediaThumbnail = M("/thumbnail/{serverName}/{mediaId}", GET).ForGuests(Get);
     public static readonly MatrixRoute LegacyMediaPreviewUrl = M("/preview_url", GET);
 
     /// <summary>Concrete path templates of a route (client routes expanded for v3 and r0, media routes likewise).</summary>
@@ -172,6 +207,6 @@ public static class RouteTable
     public static void Map(this IEndpointRouteBuilder app, MatrixRoute route, RequestDelegate handler)
     {
         foreach (var t in Templates(route))
-            app.MapMethods(t, route.Methods, handler).WithMetadata(new OwnedBy(route.Owner));
+            app.MapMethods(t, route.Methods, handler).WithMetadata(new OwnedBy(route.Owner), route);
     }
 }

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using Conduit.Common.Http;
 
 namespace Conduit.Media.Previews;
 
@@ -41,42 +42,12 @@ public sealed class PreviewFetcher : IDisposable
         _client.DefaultRequestHeaders.UserAgent.ParseAdd(UserAgent);
     }
 
+    // Every connection, redirects included, goes where the policy allows (OutboundIpPolicy checks each resolved address).
     async ValueTask<Stream> ConnectAsync(SocketsHttpConnectionContext context, CancellationToken ct)
     {
-        var host = context.DnsEndPoint.Host.Trim('[', ']');
-        IPAddress[] addresses;
-        if (IPAddress.TryParse(host, out var literal)) addresses = [literal];
-        else
-        {
-            try { addresses = await Dns.GetHostAddressesAsync(host, ct); }
-            catch (SocketException e) { throw new PreviewFetchException($"Could not resolve {host}: {e.Message}", e); }
-        }
-        var allowed = addresses.Where(_policy.IsAllowed).ToArray();
-        if (allowed.Length == 0)
-            throw new PreviewRefusedException(literal is not null
-                ? $"Previews may not connect to {literal}"
-                : $"Previews may not connect to the addresses {host} resolves to");
-        SocketException? last = null;
-        foreach (var ip in allowed)
-        {
-            var socket = new Socket(ip.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-            try
-            {
-                await socket.ConnectAsync(new IPEndPoint(ip, context.DnsEndPoint.Port), ct);
-                return new NetworkStream(socket, ownsSocket: true);
-            }
-            catch (SocketException e)
-            {
-                socket.Dispose();
-                last = e;
-            }
-            catch
-            {
-                socket.Dispose();
-                throw;
-            }
-        }
-        throw last!;
+        try { return await _policy.Ip.ConnectAsync(context, ct); }
+        catch (OutboundRefusedException e) { throw new PreviewRefusedException(e.Message); }
+        catch (OutboundResolveException e) { throw new PreviewFetchException(e.Message, e); }
     }
 
     /// <summary>

@@ -8,27 +8,6 @@ namespace Conduit.Media.Previews;
 /// <summary>A fetch the preview policy refuses (a denied domain or address): answered 403 M_FORBIDDEN.</summary>
 public sealed class PreviewRefusedException(string message) : Exception(message);
 
-/// <summary>IP ranges (CIDR, or single addresses), matched as <see cref="TrustedProxies"/> parses them.</summary>
-public sealed class IpRangeList
-{
-    readonly IPNetwork[] _networks;
-
-    public IpRangeList(IEnumerable<string> entries, string what)
-        => _networks = [.. entries.Select(e => TrustedProxies.TryParseEntry(e, out var n) ? n
-            : throw new FormatException($"{what}: '{e}' is neither an IP address nor a CIDR range such as 10.0.0.0/8"))];
-
-    public int Count => _networks.Length;
-
-    /// <summary>Whether <paramref name="ip"/> is in a range (an IPv4-mapped IPv6 address is taken as its IPv4 address).</summary>
-    public bool Contains(IPAddress ip)
-    {
-        ip = PreviewPolicy.Unmap(ip);
-        foreach (var n in _networks)
-            if (n.Contains(ip)) return true;
-        return false;
-    }
-}
-
 /// <summary>
 /// Where URL previews may go (url_preview_* config keys): only http and https; a host matching the domain deny list
 /// (the domain or a subdomain) never, and when the domain allow list is non-empty, only hosts matching it; and never
@@ -40,22 +19,17 @@ public sealed class PreviewPolicy
 {
     public const int MaxUrlLength = 2048;
 
-    static readonly IPNetwork AlwaysDeniedV4 = IPNetwork.Parse("0.0.0.0/8");
-    static readonly IPNetwork SixToFour = IPNetwork.Parse("2002::/16");
-    static readonly IPNetwork Nat64 = IPNetwork.Parse("64:ff9b::/96");
-    static readonly IPNetwork V4Compatible = IPNetwork.Parse("::/96");
-
     readonly string[] _domainAllow, _domainDeny;
     readonly bool _allowAnyDomain;
-    readonly IpRangeList _ipDeny, _ipAllow;
+    readonly OutboundIpPolicy _ip;
 
     public PreviewPolicy(GlobalConfig config)
     {
         _domainAllow = [.. config.UrlPreviewDomainAllowlist.Select(NormalizeDomain).Where(d => d.Length > 0)];
         _domainDeny = [.. config.UrlPreviewDomainDenylist.Select(NormalizeDomain).Where(d => d.Length > 0)];
         _allowAnyDomain = _domainAllow.Length == 0 || _domainAllow.Contains("*");
-        _ipDeny = new IpRangeList(config.UrlPreviewIpRangeDenylist, "url_preview_ip_range_denylist");
-        _ipAllow = new IpRangeList(config.UrlPreviewIpRangeAllowlist, "url_preview_ip_range_allowlist");
+        _ip = new OutboundIpPolicy(new IpRangeList(config.UrlPreviewIpRangeDenylist, "url_preview_ip_range_denylist"),
+            new IpRangeList(config.UrlPreviewIpRangeAllowlist, "url_preview_ip_range_allowlist"), "Previews");
     }
 
     // "Example.COM.", "*.example.com" and ".example.com" all mean example.com and its subdomains.
@@ -106,26 +80,8 @@ public sealed class PreviewPolicy
         => host == domain || (host.Length > domain.Length && host.EndsWith(domain, StringComparison.Ordinal) && host[^(domain.Length + 1)] == '.');
 
     /// <summary>Whether previews may connect to <paramref name="ip"/>.</summary>
-    public bool IsAllowed(IPAddress ip)
-    {
-        ip = Unmap(ip);
-        if (ip.AddressFamily == AddressFamily.InterNetwork ? AlwaysDeniedV4.Contains(ip) : ip.Equals(IPAddress.IPv6Any)) return false;
-        if (_ipDeny.Contains(ip) && !_ipAllow.Contains(ip)) return false;
-        return EmbeddedV4(ip) is not { } v4 || IsAllowed(v4);
-    }
+    public bool IsAllowed(IPAddress ip) => _ip.IsAllowed(ip);
 
-    public static IPAddress Unmap(IPAddress ip) => ip.IsIPv4MappedToIPv6 ? ip.MapToIPv4() : ip;
-
-    /// <summary>The IPv4 address a 6to4, NAT64 or v4-compatible IPv6 address leads to, or null.</summary>
-    internal static IPAddress? EmbeddedV4(IPAddress ip)
-    {
-        if (ip.AddressFamily != AddressFamily.InterNetworkV6) return null;
-        Span<byte> b = stackalloc byte[16];
-        ip.TryWriteBytes(b, out _);
-        if (SixToFour.Contains(ip)) return new IPAddress(b[2..6]);
-        if (Nat64.Contains(ip)) return new IPAddress(b[12..16]);
-        // ::1 and :: are in ::/96 too, and are not IPv4 addresses.
-        if (V4Compatible.Contains(ip) && b[12] != 0) return new IPAddress(b[12..16]);
-        return null;
-    }
+    /// <summary>The address part of the policy, which also makes the connections.</summary>
+    public OutboundIpPolicy Ip => _ip;
 }

@@ -37,6 +37,9 @@ public sealed class MembershipEndpoints(RoomStore rooms, EventSender sender, Roo
         if (rooms.Info(roomId) is null) throw Err.NotFound("Room not found (joining over federation is not enabled yet)");
         if (rooms.MembershipOf(c.UserId, roomId)?.State != "join")
         {
+            // Spec, "Guest access", server behaviour: guests join only rooms whose m.room.guest_access is can_join.
+            if (c.IsGuest && ContentField.String(rooms.StateContent(roomId, "m.room.guest_access"), "guest_access") != "can_join")
+                throw Err.Forbidden("Guest access is not allowed in this room");
             var content = await param.MemberContent(c.UserId, "join", ctx.RequestAborted);
             // The request body is the member event's content, as Synapse takes it: a reason, or a display name or
             // avatar for this room, override the profile. Keys the server decides are not the client's to set.

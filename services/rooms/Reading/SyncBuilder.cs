@@ -84,11 +84,8 @@ public sealed class SyncBuilder(RoomStore rooms, StateStore states, ClientEvents
                 output.BeginRoom(section, roomId);
                 WriteSection(output, plan, roomId, userId, deviceId, filter);
                 Summary(w, roomId, userId);
-                w.WriteStartObject("unread_notifications");
-                w.WriteNumber("highlight_count", 0);
-                w.WriteNumber("notification_count", 0);
-                w.WriteEndObject();
-                // "ephemeral" and "account_data" are the sync service's to add (protos/rooms.proto, SyncRoomPiece).
+                // "ephemeral", "account_data" and the notification counts are the sync service's to add
+                // (protos/rooms.proto, SyncRoomPiece).
                 output.EndRoom();
                 return;
             }
@@ -157,8 +154,7 @@ public sealed class SyncBuilder(RoomStore rooms, StateStore states, ClientEvents
 
     /// <summary>What a room's timeline and state sections hold: the timeline's events, and the state's event IDs
     /// (read and written one at a time, since a large room's state is most of its JSON).</summary>
-    sealed record SectionPlan(List<StoredEvent> Timeline, bool Limited, string PrevBatch, IEnumerable<string> StateIds, HashSet<string> InTimeline,
-        HashSet<string>? LazyMembers = null);
+    sealed record SectionPlan(List<StoredEvent> Timeline, bool Limited, string PrevBatch, IEnumerable<string> StateIds, HashSet<string> InTimeline);
 
     /// <summary>Timeline (newest <paramref name="limit"/> events in (since, upTo]) and the state not in it; null when
     /// an incremental sync has nothing to say about the room.</summary>
@@ -190,27 +186,33 @@ public sealed class SyncBuilder(RoomStore rooms, StateStore states, ClientEvents
         picked.Reverse();
 
         // "state" is the state at the start of the timeline (spec: "Syncing"): all of it for an initial or
-        // full-state sync; for a limited incremental sync, what changed in the gap the timeline skipped.
-        IEnumerable<string> stateIds = [];
+        // full-state sync; for a limited incremental sync, what changed in the gap the timeline skipped. Entries are
+        // chosen by short state key and short event ID; only those chosen are resolved to event IDs and loaded.
+        IEnumerable<KeyValuePair<ulong, ulong>> entries = [];
         var startGroup = picked.Count > 0 ? picked[0].StateBefore : GroupAt(roomId, Math.Min(upTo, window.UpTo));
-        if (wholeState) stateIds = states.Full(startGroup).Values;
+        if (wholeState) entries = states.Entries(startGroup);
         else if (limited)
         {
-            var atSince = states.Full(GroupAt(roomId, since));
-            stateIds = states.Full(startGroup).Where(kv => !atSince.TryGetValue(kv.Key, out var old) || old != kv.Value).Select(kv => kv.Value);
+            var atSince = states.Entries(GroupAt(roomId, since));
+            entries = states.Entries(startGroup).Where(kv => !atSince.TryGetValue(kv.Key, out var old) || old != kv.Value);
         }
         var prevBatch = $"t{(picked.Count > 0 ? picked[0].Pos - 1 : firstPos)}";
         // Lazy-loaded members (spec: client-server-api, "Lazy-loading room members"): of the m.room.member events, only
         // those of the timeline's senders and of the user, taken from the state at the start of the timeline, and sent
         // whenever those senders appear (the spec allows these "redundant" members; the client needs them to show names).
-        HashSet<string>? lazy = null;
+        // Chosen by key before any event is read: a large room's state is mostly member events that are not sent.
         if (filter?.Room?.State?.LazyLoadMembers == true)
         {
-            lazy = picked.Select(e => e.Sender).Append(userId).ToHashSet();
-            var members = lazy.Select(u => states.LookupEventId(startGroup, "m.room.member", u)).OfType<string>().ToList();
-            stateIds = stateIds.Concat(members).Distinct();
+            var lazyKeys = new List<ulong>();
+            foreach (var u in picked.Select(e => e.Sender).Append(userId).Distinct())
+                if (states.TryShortStateKey("m.room.member", u, out var k)) lazyKeys.Add(k);
+            var chosen = entries.Where(kv => lazyKeys.Contains(kv.Key) || states.StateKeyOf(kv.Key).Type != "m.room.member").ToList();
+            foreach (var k in lazyKeys)
+                if (!chosen.Exists(kv => kv.Key == k) && startGroup != 0 && states.Lookup(startGroup, k) is { } e) chosen.Add(new(k, e));
+            entries = chosen;
         }
-        return new SectionPlan(picked, limited, prevBatch, stateIds, picked.Select(e => e.EventId).ToHashSet(), lazy);
+        var stateIds = entries.Select(kv => states.EventIdOf(kv.Value));
+        return new SectionPlan(picked, limited, prevBatch, stateIds, picked.Select(e => e.EventId).ToHashSet());
     }
 
     void WriteSection(PartWriter output, SectionPlan plan, string roomId, string userId, string? deviceId, Filter? filter)
@@ -235,7 +237,6 @@ public sealed class SyncBuilder(RoomStore rooms, StateStore states, ClientEvents
         {
             if (plan.InTimeline.Contains(id) || rooms.Event(id) is not { } ev) continue;
             if (stateFilter is not null && !stateFilter.Matches(ev.Type, ev.Sender, roomId)) continue;
-            if (plan.LazyMembers is not null && ev.Type == "m.room.member" && !plan.LazyMembers.Contains(ev.StateKey ?? "")) continue;
             format.Format(ev, deviceId, false).WriteTo(w);
             output.MayCut();
         }

@@ -110,6 +110,10 @@ public static class RoomsFamilies
     static readonly ColumnFamily CountersFamily = new(Counters, "\"stream\"", "8-byte big-endian room stream position, written by the group commit");
     public static readonly byte[] StreamCounterKey = K.Utf8("stream");
 
+    public const string Stream = "rooms_stream";
+    static readonly ColumnFamily StreamFamily = new(Stream, "pos", "room_id 0xFF event_id: the timeline event at each room stream position, for the push worker (written from this version on)");
+    public static byte[] StreamKey(long pos) => K.BigEndian((ulong)pos);
+
     public const string Reports = "rooms_reports";
     static readonly ColumnFamily ReportsFamily = new(Reports, "received_ts (8-byte big-endian) 0xFF report_id",
         "JSON {reporter, room_id?, event_id?, user_id?, reason}: a report of a room, an event or a user, kept for the server's admins");
@@ -121,5 +125,6 @@ public static class RoomsFamilies
         PdusFamily, EventMetaFamily, TimelineFamily, StateFamily, InfoFamily, UserRoomsFamily, MembershipLogFamily, MembersFamily,
         AliasesFamily, RoomAliasesFamily, TxnsFamily, DirectoryFamily, StateKeyShortFamily, ShortStateKeyFamily, EventIdShortFamily,
         ShortEventIdFamily, StateGroupsFamily, RelationsFamily, ThreadsFamily, ThreadInfoFamily, ThreadUsersFamily, CountersFamily,
+        StreamFamily,
     ];
 }

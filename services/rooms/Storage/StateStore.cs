@@ -29,8 +29,13 @@ public sealed class StateStore
     // Short state keys allocated but not yet durable (invisible to readers), and the lock that makes allocation unique.
     readonly ConcurrentDictionary<(string, string), ulong> _pendingKeys = new();
     readonly Lock _allocate = new();
+    // Short event ID → event ID, filled from durable mappings only (a pending batch's IDs are found in its Tx): an ID
+    // is never reused, so an entry never goes stale. Bounded like the layers: cleared when full (about 10 MB).
+    readonly ConcurrentDictionary<ulong, string> _eventIds = new();
+    int _eventIdsCached;
     ulong _nextStateKey, _nextEvent, _nextGroup;
     const int MaxCachedLayers = 20_000;
+    const int MaxCachedEventIds = 65_536;
 
     /// <summary>One layer: entries keyed by short state key. A key may be both removed (old event) and added (new).</summary>
     public sealed record Layer(ulong Id, ulong Parent, Dictionary<ulong, ulong> Added, Dictionary<ulong, ulong> Removed)
@@ -135,7 +140,16 @@ public sealed class StateStore
     {
         if (tx is not null)
             foreach (var (id, v) in tx.Events) if (v == s) return id;
-        return Encoding.UTF8.GetString(_shortToEvent.Get(RoomsFamilies.ShortIdKey(s)) ?? throw new InvalidOperationException($"unknown short event id {s}"));
+        if (_eventIds.TryGetValue(s, out var cached)) return cached;
+        var eventId = Encoding.UTF8.GetString(_shortToEvent.Get(RoomsFamilies.ShortIdKey(s)) ?? throw new InvalidOperationException($"unknown short event id {s}"));
+        // A counter rather than the dictionary's Count, which takes every lock of the dictionary.
+        if (Interlocked.Increment(ref _eventIdsCached) > MaxCachedEventIds)
+        {
+            _eventIds.Clear();
+            Interlocked.Exchange(ref _eventIdsCached, 1);
+        }
+        _eventIds[s] = eventId;
+        return eventId;
     }
 
     // ---- groups
@@ -295,8 +309,11 @@ public sealed class StateStore
     public string? LookupEventId(ulong group, string type, string stateKey)
         => group != 0 && TryShortStateKey(type, stateKey, out var k) && Lookup(group, k) is { } e ? EventIdOf(e) : null;
 
-    /// <summary>The whole state of a group as (type, state_key) → event ID.</summary>
-    public Dictionary<(string Type, string StateKey), string> Full(ulong group, Tx? tx = null)
+    /// <summary>
+    /// The whole state of a group as short state key → short event ID, read from its layers alone: a caller that
+    /// needs only some entries (lazy-loaded members in /sync) chooses them by key before resolving any event ID.
+    /// </summary>
+    public Dictionary<ulong, ulong> Entries(ulong group, Tx? tx = null)
     {
         var state = new Dictionary<ulong, ulong>();
         foreach (var l in Chain(group, tx))
@@ -305,8 +322,12 @@ public sealed class StateStore
                 if (state.TryGetValue(k, out var cur) && cur == e) state.Remove(k);
             foreach (var (k, e) in l.Added) state[k] = e;
         }
-        return state.ToDictionary(kv => StateKeyOf(kv.Key, tx), kv => EventIdOf(kv.Value, tx));
+        return state;
     }
+
+    /// <summary>The whole state of a group as (type, state_key) → event ID.</summary>
+    public Dictionary<(string Type, string StateKey), string> Full(ulong group, Tx? tx = null)
+        => Entries(group, tx).ToDictionary(kv => StateKeyOf(kv.Key, tx), kv => EventIdOf(kv.Value, tx));
 
     /// <summary>Bytes stored for a room's groups (for the benchmark): entries are 16 bytes plus 12 per group.</summary>
     public long GroupBytes(IEnumerable<ulong> groups) => groups.Distinct().Sum(g => 12L + 16L * LoadLayer(g).Size);

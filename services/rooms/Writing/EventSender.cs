@@ -85,10 +85,16 @@ public sealed partial class EventSender(RoomStore rooms, StateStore states, Room
             }
         }
         var sent = await request.Done.Task;
+        if (GuestAccessRevoked is { } revoked && sent.Any(e => e.Type == "m.room.guest_access" && e.StateKey == ""
+            && ContentField.String(e.Content, "guest_access") != "can_join"))
+            revoked(sent[0].RoomId);
         var ms = Environment.TickCount64 - started;
         if (ms > SlowMs) LogSlow(log, events.Count, sent[0].RoomId, ms);
         return sent;
     }
+
+    /// <summary>Raised after an m.room.guest_access event that stops guests joining is stored (<see cref="GuestAccessEnforcer"/>).</summary>
+    public event Action<string>? GuestAccessRevoked;
 
     /// <summary>A send slower than this (lock wait included) is logged as a warning.</summary>
     const long SlowMs = 1000;

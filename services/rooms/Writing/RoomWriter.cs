@@ -291,6 +291,7 @@ public sealed partial class RoomWriter(RoomStore rooms, StateStore states, RoomS
             {
                 meta["pos"] = ++position;
                 Batch.Put(RoomsFamilies.Timeline, RoomsFamilies.TimelineKey(RoomId, position), K.Utf8(eventId));
+                Batch.Put(RoomsFamilies.Stream, RoomsFamilies.StreamKey(position), K.Join(RoomId, eventId));
                 Batch.Put(RoomsFamilies.EventMeta, RoomsFamilies.EventMetaKey(eventId), RoomStore.Json(meta));
             }
             IndexRelations();

@@ -51,7 +51,9 @@ public static class PushRuleEditor
                 rule["conditions"] = body.OptArray("conditions")?.DeepClone() ?? new JsonArray();
                 break;
             case "room":
-                if (!Ids.IsRoomId(ruleId)) throw Err.InvalidParam("A room rule's ID is the room ID");
+                // The room's ID, or an alias some clients use instead (spec: the rule ID "is always the ID of the room";
+                // Synapse takes any string): it matches events whose room_id equals it.
+                if (!Ids.IsRoomId(ruleId) && !(ruleId.StartsWith('#') && ruleId.Contains(':'))) throw Err.InvalidParam("A room rule's ID is the room ID");
                 break;
             case "sender":
                 if (!Ids.IsUserId(ruleId)) throw Err.InvalidParam("A sender rule's ID is the user ID");

@@ -1,0 +1,125 @@
+using System.Text;
+using System.Text.Json.Nodes;
+using Conduit.Common.Config;
+using Conduit.Common.Events;
+using Conduit.Common.Storage;
+using Conduit.Protos.Rooms;
+using Conduit.Rooms.Rules;
+using K = Conduit.Common.Storage.Keys;
+
+namespace Conduit.Rooms;
+
+/// <summary>
+/// What the sync service's push worker reads (protos/rooms.proto, PushFeed): the timeline events after a room-stream
+/// position, found through <c>rooms_stream</c>, each with the context push rules need. Room context (joined count, local
+/// members, notification levels, name) is the room's current one, read once per room per reply: the worker follows the
+/// stream closely, so it is the state at the event but for membership changes within one reply (as Conduit, which
+/// evaluates against the state when the event is appended).
+/// </summary>
+public sealed class PushFeed(RoomStore rooms, RoomStream stream, GlobalConfig config)
+{
+    /// <summary>The most events one reply carries.</summary>
+    public const int MaxLimit = 500;
+
+    /// <summary>Hops followed from an event's m.relates_to to find its thread (spec: "Receiving notifications":
+    /// "a maximum of 3 hops").</summary>
+    const int ThreadHops = 3;
+
+    readonly IKvMap _stream = rooms.Store.Map(RoomsFamilies.Stream);
+
+    public PushFeedReply Read(long after, int limit)
+    {
+        var upTo = stream.Position;
+        var reply = new PushFeedReply { Position = upTo };
+        if (after < 0 || after >= upTo) return reply;
+        limit = Math.Clamp(limit, 1, MaxLimit);
+        var roomsSeen = new Dictionary<string, PushFeedRoom>(StringComparer.Ordinal);
+        foreach (var (k, v) in _stream.ScanFrom(RoomsFamilies.StreamKey(after + 1), [], reverse: false))
+        {
+            var pos = (long)K.ReadBigEndian(k);
+            if (pos > upTo) break;
+            if (reply.Events.Count >= limit)
+            {
+                reply.Position = reply.Events[^1].Position;
+                break;
+            }
+            var parts = K.Split(v);
+            if (parts.Length != 2 || rooms.Event(parts[1]) is not { } e) continue;
+            var roomId = parts[0];
+            if (!roomsSeen.TryGetValue(roomId, out var room)) roomsSeen[roomId] = room = Room(roomId);
+            reply.Events.Add(Event(e, roomId, pos));
+        }
+        reply.Rooms.AddRange(roomsSeen.Values);
+        return reply;
+    }
+
+    PushFeedEvent Event(StoredEvent e, string roomId, long pos)
+    {
+        var pdu = e.Pdu;
+        var json = new JsonObject
+        {
+            ["type"] = pdu["type"]?.DeepClone(),
+            ["content"] = pdu["content"]?.DeepClone() ?? new JsonObject(),
+            ["sender"] = pdu["sender"]?.DeepClone(),
+            ["event_id"] = e.EventId,
+            ["room_id"] = roomId,
+            ["origin_server_ts"] = pdu["origin_server_ts"]?.DeepClone(),
+        };
+        if (pdu["state_key"] is { } sk) json["state_key"] = sk.DeepClone();
+        var sender = e.Sender;
+        var item = new PushFeedEvent
+        {
+            Position = pos, RoomId = roomId, EventId = e.EventId, Json = json.ToJsonString(), ThreadId = ThreadOf(pdu),
+            SenderPowerLevel = rooms.PowerLevelsOf(roomId).UserLevel(sender),
+            SenderDisplayName = rooms.StateContent(roomId, "m.room.member", sender)?["displayname"] is JsonValue dn && dn.TryGetValue(out string? name) ? name : "",
+        };
+        if (e.Type == "m.room.member" && e.StateKey is { } target && AuthRules.IsLocal(target, config.ServerName)
+            && e.Content?["membership"] is JsonValue m && m.TryGetValue(out string? membership) && membership == "invite")
+            item.ExtraUserIds.Add(target);
+        return item;
+    }
+
+    /// <summary>"main", or the root of the event's thread: an m.thread relation, on the event or on what it relates to.</summary>
+    string ThreadOf(JsonObject pdu)
+    {
+        var current = pdu;
+        for (var hop = 0; hop < ThreadHops; hop++)
+        {
+            if (current["content"] is not JsonObject c || c["m.relates_to"] is not JsonObject rel) break;
+            if (rel["event_id"] is not JsonValue idv || !idv.TryGetValue(out string? target)) break;
+            if (rel["rel_type"] is JsonValue tv && tv.TryGetValue(out string? relType) && relType == "m.thread") return target;
+            if (rooms.Event(target) is not { } parent) break;
+            current = parent.Pdu;
+        }
+        return "main";
+    }
+
+    PushFeedRoom Room(string roomId)
+    {
+        var room = new PushFeedRoom { RoomId = roomId };
+        foreach (var (user, membership) in rooms.Members(roomId))
+        {
+            if (membership != "join") continue;
+            room.JoinedMemberCount++;
+            if (AuthRules.IsLocal(user, config.ServerName)) room.LocalJoinedUserIds.Add(user);
+        }
+        var version = rooms.VersionOf(roomId) ?? RoomVersion.V11;
+        if (rooms.PowerLevelsOf(roomId).Content?["notifications"] is JsonObject levels)
+            foreach (var key in levels.Select(p => p.Key).ToList())
+                if (PowerLevels.ReadLevel(levels, key, version) is long level) room.NotificationLevels[key] = level;
+        room.NotificationLevels.TryAdd("room", 50);
+        if (rooms.StateContent(roomId, "m.room.name")?["name"] is JsonValue n && n.TryGetValue(out string? name)) room.Name = name;
+        if (rooms.StateContent(roomId, "m.room.canonical_alias")?["alias"] is JsonValue a && a.TryGetValue(out string? alias)) room.CanonicalAlias = alias;
+        return room;
+    }
+
+    /// <summary>Display names of users in a room, from their current member events (absent when none is set).</summary>
+    public Dictionary<string, string> DisplayNames(string roomId, IEnumerable<string> userIds)
+    {
+        var names = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var u in userIds)
+            if (rooms.StateContent(roomId, "m.room.member", u)?["displayname"] is JsonValue v && v.TryGetValue(out string? name))
+                names[u] = name;
+        return names;
+    }
+}
