@@ -6,9 +6,16 @@ namespace Conduit.Federation;
 public static class FederationFamilies
 {
     public const string ServerKeys = "federation_server_keys";
+    public const string RemoteKeys = "federation_remote_keys";
+    public const string RemoteKeyResponses = "federation_remote_key_responses";
 
     public static readonly ColumnFamily[] All =
     [
-        new(ServerKeys, "\"signing_key\"", "key version (UTF-8) 0xFF 32-byte Ed25519 seed: generated once, then kept"),
+        new(ServerKeys, "\"signing_key\", or \"old_key\" 0xFF key id",
+            "signing_key: key version (UTF-8) 0xFF 32-byte Ed25519 seed, replaced by a rotation; old_key: expired_ts (8-byte BE ms) then the 32-byte Ed25519 public key"),
+        new(RemoteKeys, "server name 0xFF key id",
+            "valid_until_ts (8-byte BE ms, at most 7 days after the fetch; an old key: its expired_ts) then expired_ts (8-byte BE ms, 0 for a current key) then the 32-byte Ed25519 public key"),
+        new(RemoteKeyResponses, "server name",
+            "the newest verified /_matrix/key/v2/server response of that server (UTF-8 JSON with its signatures), re-served by the notary endpoints"),
     ];
 }

@@ -5,6 +5,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 
 namespace Conduit.Federation;
 
@@ -15,13 +16,34 @@ namespace Conduit.Federation;
 public static class FederationService
 {
     public static IServiceCollection AddFederationService(this IServiceCollection services)
-        => services.AddSingleton<ServerKeys>().AddSingleton<FederationGrpcService>();
+    {
+        // Keys are fetched through the federation client (server name resolution, validated TLS); tests put a fake here.
+        services.TryAddSingleton<IRemoteKeyFetcher>(sp => new HttpRemoteKeyFetcher(sp.GetRequiredService<FederationClient>().Http,
+            (name, _) => ValueTask.FromResult(new Uri($"matrix-federation://{name}/"))));
+        return services.AddSingleton<ServerKeys>().AddSingleton<RemoteKeyStore>().AddSingleton<KeyNotary>().AddSingleton<XMatrixVerifier>()
+            .AddSingleton<FederationGrpcService>().AddSingleton<FederationClient>();
+    }
 
     public static IEndpointRouteBuilder MapFederationService(this IEndpointRouteBuilder app)
     {
         var keys = app.ServiceProvider.GetRequiredService<ServerKeys>();
         // The keyId path parameter is deprecated; any value answers with all current keys, as Synapse does.
         app.Map(RouteTable.ServerKeys, ctx => ctx.Response.WriteJsonAsync(keys.KeyResponse()));
+        var notary = app.ServiceProvider.GetRequiredService<KeyNotary>();
+        app.Map(RouteTable.KeyQuery, async ctx =>
+        {
+            long? min = null;
+            if (ctx.Request.Query.TryGetValue("minimum_valid_until_ts", out var q))
+                min = long.TryParse(q.ToString(), System.Globalization.NumberStyles.AllowLeadingSign, System.Globalization.CultureInfo.InvariantCulture, out var ts)
+                    ? ts : throw Err.InvalidParam("minimum_valid_until_ts must be an integer");
+            var server = (string)ctx.Request.RouteValues["serverName"]!;
+            await ctx.Response.WriteJsonAsync(await notary.QueryAsync(new Dictionary<string, long?> { [server] = min }, ctx.RequestAborted));
+        });
+        app.Map(RouteTable.KeyQueryBatch, async ctx =>
+        {
+            var criteria = KeyNotary.ParseCriteria(await ctx.Request.ReadJsonObjectAsync());
+            await ctx.Response.WriteJsonAsync(await notary.QueryAsync(criteria, ctx.RequestAborted));
+        });
         app.Map(RouteTable.FederationVersion, ctx => ctx.Response.WriteJsonAsync(new JsonObject
         {
             ["server"] = new JsonObject { ["name"] = "Conduit.Services", ["version"] = typeof(FederationService).Assembly.GetName().Version?.ToString(3) ?? "0.1.0" },

@@ -59,5 +59,55 @@ public sealed class ServerKeysTests : IDisposable
         Assert.True(SigningKey.Verify(published, data, UnpaddedBase64.Decode(local.SignBase64(data))));
     }
 
+    [Fact]
+    public void A_rotated_key_is_published_as_an_old_verify_key_and_the_new_one_signs()
+    {
+        string oldId, oldKey, newId;
+        var before = Conduit.Common.Ids.NowMs();
+        using (var store = Open())
+        using (var keys = new ServerKeys(store, _config))
+        {
+            (oldId, oldKey) = (keys.Key.KeyId, keys.Key.PublicKeyBase64);
+            newId = keys.Rotate().KeyId;
+            Assert.NotEqual(oldId, newId);
+        }
+        using (var store = Open())
+        using (var keys = new ServerKeys(store, _config))
+        {
+            Assert.Equal(newId, keys.Key.KeyId);
+            var response = keys.KeyResponse();
+            Assert.Equal([newId], response["verify_keys"]!.AsObject().Select(p => p.Key));
+            var old = response["old_verify_keys"]![oldId]!;
+            Assert.Equal(oldKey, old["key"]!.GetValue<string>());
+            Assert.InRange(old["expired_ts"]!.GetValue<long>(), before, Conduit.Common.Ids.NowMs());
+            Assert.True(JsonSigning.Verify(response, "example.org", newId, keys.Key.PublicKey));
+            Assert.False(JsonSigning.Verify(response, "example.org", oldId, UnpaddedBase64.Decode(oldKey)));
+        }
+    }
+
+    [Fact]
+    public void Valid_until_ts_is_one_key_refresh_interval_ahead()
+    {
+        using var store = Open();
+        using var keys = new ServerKeys(store, _config);
+        var now = Conduit.Common.Ids.NowMs();
+        var validUntil = keys.KeyResponse()["valid_until_ts"]!.GetValue<long>();
+        Assert.InRange(validUntil - now, 24 * 3600_000L - 5_000, 24 * 3600_000L + 5_000);
+    }
+
+    [Fact]
+    public async Task Watchers_get_the_new_key_after_a_rotation()
+    {
+        using var store = Open();
+        using var keys = new ServerKeys(store, _config);
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        await using var e = keys.Watch(cts.Token).GetAsyncEnumerator(cts.Token);
+        Assert.True(await e.MoveNextAsync());
+        Assert.Equal(keys.Key.KeyId, e.Current.KeyId);
+        var next = keys.Rotate();
+        Assert.True(await e.MoveNextAsync());
+        Assert.Equal(next.KeyId, e.Current.KeyId);
+    }
+
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 }
