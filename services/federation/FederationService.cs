@@ -10,8 +10,9 @@ using Microsoft.Extensions.DependencyInjection.Extensions;
 namespace Conduit.Federation;
 
 /// <summary>
-/// Composition entry points of the federation service. It owns the signing key and /_matrix/key; the
-/// server-server API beyond the version and key endpoints is not implemented yet (it answers M_UNRECOGNIZED).
+/// Composition entry points of the federation service. It owns the signing key, /_matrix/key and the server-server
+/// API: requests are authenticated here and the rooms service answers what concerns rooms; outbound requests of
+/// every service go through <see cref="FederationRequests"/>.
 /// </summary>
 public static class FederationService
 {
@@ -21,12 +22,14 @@ public static class FederationService
         services.TryAddSingleton<IRemoteKeyFetcher>(sp => new HttpRemoteKeyFetcher(sp.GetRequiredService<FederationClient>().Http,
             (name, _) => ValueTask.FromResult(new Uri($"matrix-federation://{name}/"))));
         return services.AddSingleton<ServerKeys>().AddSingleton<RemoteKeyStore>().AddSingleton<KeyNotary>().AddSingleton<XMatrixVerifier>()
-            .AddSingleton<FederationGrpcService>().AddSingleton<FederationClient>();
+            .AddSingleton<FederationGrpcService>().AddSingleton<FederationClient>()
+            .AddSingleton<FederationRequests>().AddSingleton<FederationEndpoints>();
     }
 
     public static IEndpointRouteBuilder MapFederationService(this IEndpointRouteBuilder app)
     {
         var keys = app.ServiceProvider.GetRequiredService<ServerKeys>();
+        app.ServiceProvider.GetRequiredService<FederationEndpoints>().Map(app);
         // The keyId path parameter is deprecated; any value answers with all current keys, as Synapse does.
         app.Map(RouteTable.ServerKeys, ctx => ctx.Response.WriteJsonAsync(keys.KeyResponse()));
         var notary = app.ServiceProvider.GetRequiredService<KeyNotary>();

@@ -7,8 +7,15 @@ using Grpc.Core;
 namespace Conduit.Rooms;
 
 /// <summary>The rooms service's gRPC surface (protos/rooms.proto).</summary>
-public sealed class RoomsGrpcService(RoomStore rooms, RoomStream stream, SyncBuilder sync, EventSender sender, DeviceLists deviceLists, PushFeed pushFeed, ClientEvents clientEvents) : Protos.Rooms.Rooms.RoomsBase
+public sealed class RoomsGrpcService(RoomStore rooms, RoomStream stream, SyncBuilder sync, EventSender sender, DeviceLists deviceLists, PushFeed pushFeed, ClientEvents clientEvents,
+    FederationServer federationServer, FederationFeed federationFeed) : Protos.Rooms.Rooms.RoomsBase
 {
+    public override Task<FederateReply> Federate(FederateRequest request, ServerCallContext context)
+        => federationServer.HandleAsync(request, context.CancellationToken);
+
+    public override Task<FederationFeedReply> FederationFeed(FederationFeedRequest request, ServerCallContext context)
+        => Task.FromResult(federationFeed.Read(request.After, request.Limit));
+
     public override Task<PushFeedReply> PushFeed(PushFeedRequest request, ServerCallContext context)
         => Task.FromResult(pushFeed.Read(request.After, request.Limit));
 

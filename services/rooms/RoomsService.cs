@@ -14,7 +14,8 @@ public static class RoomsService
             .AddSingleton<EventSigner>().AddHostedService(sp => sp.GetRequiredService<EventSigner>()).AddSingleton<EventSender>().AddSingleton<GuestAccessEnforcer>().AddHostedService(sp => sp.GetRequiredService<GuestAccessEnforcer>())
             .AddSingleton<Relations>().AddSingleton<ClientEvents>().AddSingleton<Visibility>().AddSingleton<SyncBuilder>().AddSingleton<PushFeed>().AddSingleton<DeviceLists>().AddSingleton<RoomParams>()
             .AddSingleton<CreateRoomEndpoint>().AddSingleton<MembershipEndpoints>().AddSingleton<EventEndpoints>().AddSingleton<ReadEndpoints>()
-            .AddSingleton<AliasEndpoints>().AddSingleton<UpgradeEndpoint>().AddSingleton<SearchEndpoint>().AddSingleton<RoomSummaries>().AddSingleton<RoomInfoEndpoints>().AddSingleton<SpaceEndpoints>().AddSingleton<DirectoryEndpoints>().AddSingleton<RelationEndpoints>().AddSingleton<UserDirectoryEndpoint>().AddSingleton<RoomsGrpcService>();
+            .AddSingleton<AliasEndpoints>().AddSingleton<UpgradeEndpoint>().AddSingleton<SearchEndpoint>().AddSingleton<RoomSummaries>().AddSingleton<RoomInfoEndpoints>().AddSingleton<SpaceEndpoints>().AddSingleton<DirectoryEndpoints>().AddSingleton<RelationEndpoints>().AddSingleton<UserDirectoryEndpoint>().AddSingleton<RoomsGrpcService>()
+            .AddSingleton<RemoteServers>().AddSingleton<FederationServer>().AddSingleton<RemoteMembership>().AddSingleton<FederationFeed>();
 
     public static IEndpointRouteBuilder MapRoomsService(this IEndpointRouteBuilder app)
     {

@@ -36,7 +36,7 @@ var families = RoomsFamilies.All.Concat(FederationFamilies.All).Concat(Conduit.S
 using var store = KvStore.Open(backend, backend == "sqlite" ? Path.Combine(dir, "bench.sqlite") : dir, families, storeOptions);
 using var keys = new ServerKeys(store, config);
 var fed = new Conduit.Protos.Federation.Federation.FederationClient(
-    InProcessCallInvoker.Create(null, b => Conduit.Protos.Federation.Federation.BindService(b, new FederationGrpcService(keys))).WithMatrixErrors());
+    InProcessCallInvoker.Create(null, b => Conduit.Protos.Federation.Federation.BindService(b, new FederationGrpcService(keys, null!, null!))).WithMatrixErrors());
 var rooms = new RoomStore(store);
 var states = new StateStore(store);
 var stream = new RoomStream(rooms);
@@ -99,7 +99,7 @@ Console.WriteLine($"database on disk: {DirBytes(dir) / 1024.0 / 1024.0:F1} MiB; 
 if (push)
 {
     var nullLog = Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance;
-    var grpc = new RoomsGrpcService(rooms, stream, null!, sender, null!, new PushFeed(rooms, stream, config), null!);
+    var grpc = new RoomsGrpcService(rooms, stream, null!, sender, null!, new PushFeed(rooms, stream, config), null!, null!, null!);
     var roomsClient = new Conduit.Protos.Rooms.Rooms.RoomsClient(
         InProcessCallInvoker.Create(null, b => Conduit.Protos.Rooms.Rooms.BindService(b, grpc)).WithMatrixErrors());
     var pushStore = new Conduit.Sync.Push.PushStore(store, new Conduit.Sync.ReceiptStore(store));

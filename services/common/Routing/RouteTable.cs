@@ -180,6 +180,23 @@ public static class RouteTable
     public static readonly MatrixRoute FederationVersion = Add(Service.Federation, "/_matrix/federation/v1/version", GET);
     public static readonly MatrixRoute KeyQuery = Add(Service.Federation, "/_matrix/key/v2/query/{serverName}", GET);
     public static readonly MatrixRoute KeyQueryBatch = Add(Service.Federation, "/_matrix/key/v2/query", POST);
+    const string F1 = "/_matrix/federation/v1", F2 = "/_matrix/federation/v2";
+    static MatrixRoute F(string path, params string[] methods) => Add(Service.Federation, path, methods);
+    public static readonly MatrixRoute FedSend = F(F1 + "/send/{txnId}", PUT);
+    public static readonly MatrixRoute FedMakeJoin = F(F1 + "/make_join/{roomId}/{userId}", GET);
+    public static readonly MatrixRoute FedSendJoin = F(F2 + "/send_join/{roomId}/{eventId}", PUT);
+    public static readonly MatrixRoute FedMakeLeave = F(F1 + "/make_leave/{roomId}/{userId}", GET);
+    public static readonly MatrixRoute FedSendLeave = F(F2 + "/send_leave/{roomId}/{eventId}", PUT);
+    public static readonly MatrixRoute FedMakeKnock = F(F1 + "/make_knock/{roomId}/{userId}", GET);
+    public static readonly MatrixRoute FedSendKnock = F(F1 + "/send_knock/{roomId}/{eventId}", PUT);
+    public static readonly MatrixRoute FedInvite = F(F2 + "/invite/{roomId}/{eventId}", PUT);
+    public static readonly MatrixRoute FedEvent = F(F1 + "/event/{eventId}", GET);
+    public static readonly MatrixRoute FedState = F(F1 + "/state/{roomId}", GET);
+    public static readonly MatrixRoute FedStateIds = F(F1 + "/state_ids/{roomId}", GET);
+    public static readonly MatrixRoute FedEventAuth = F(F1 + "/event_auth/{roomId}/{eventId}", GET);
+    public static readonly MatrixRoute FedBackfill = F(F1 + "/backfill/{roomId}", GET);
+    public static readonly MatrixRoute FedMissingEvents = F(F1 + "/get_missing_events/{roomId}", POST);
+    public static readonly MatrixRoute FedQueryDirectory = F(F1 + "/query/directory", GET);
 
     // ---- media: uploads, downloads, thumbnails, URL previews (the authenticated paths of spec v1.11, and the legacy ones)
     const string AuthedMedia = "/_matrix/client/v1/media";

@@ -14,7 +14,7 @@ namespace Conduit.Rooms;
 /// rescinding it /leave. The auth rules, applied by <see cref="EventSender"/> to every event, decide what is
 /// allowed; the checks here only give clearer errors first.
 /// </summary>
-public sealed class MembershipEndpoints(RoomStore rooms, EventSender sender, RoomParams param, GlobalConfig config, RateLimits limits)
+public sealed class MembershipEndpoints(RoomStore rooms, EventSender sender, RoomParams param, GlobalConfig config, RateLimits limits, RemoteMembership remote)
 {
     public void Map(IEndpointRouteBuilder app)
     {
@@ -27,32 +27,59 @@ public sealed class MembershipEndpoints(RoomStore rooms, EventSender sender, Roo
     async Task JoinByIdOrAlias(HttpContext ctx)
     {
         var c = Caller.Required(ctx);
-        var roomId = param.RoomIdOrAlias(ctx);
+        var target = ctx.Route("roomIdOrAlias");
         var body = await ctx.Request.ReadJsonObjectAsync();
-        await Join(ctx, c, roomId, body);
+        // An alias of another server is resolved by asking it (spec: server-server-api, "Room aliases" query).
+        if (target.StartsWith('#') && Ids.TrySplit(target, '#', out _, out var aliasServer) && aliasServer != config.ServerName && config.AllowFederation)
+        {
+            var (remoteRoomId, servers) = await remote.ResolveAliasAsync(target, ctx.RequestAborted);
+            await Join(ctx, c, remoteRoomId, body, servers);
+            return;
+        }
+        await Join(ctx, c, param.RoomIdOrAlias(ctx), body);
     }
 
-    async Task Join(HttpContext ctx, Caller c, string roomId, JsonObject body)
+    /// <summary>The servers a client named to join through: ?via= (v1.12) and the older ?server_name=.</summary>
+    static IEnumerable<string> Via(HttpContext ctx) => ctx.Request.Query["via"].Concat(ctx.Request.Query["server_name"]).OfType<string>();
+
+    async Task Join(HttpContext ctx, Caller c, string roomId, JsonObject body, IEnumerable<string>? servers = null)
     {
-        if (rooms.Info(roomId) is null) throw Err.NotFound("Room not found (joining over federation is not enabled yet)");
+        // A room this server is not in is joined through one that is (the room ID's server before v12 IDs, which name none).
+        var through = Via(ctx).Concat(servers ?? []).Concat(roomId.Contains(':', StringComparison.Ordinal) ? [Ids.ServerOf(roomId)] : [])
+            .Where(s => s != config.ServerName).Distinct().ToList();
+        if (config.AllowFederation && through.Count > 0 && remote.NeedsRemoteJoin(roomId))
+        {
+            var joinContent = await JoinContent(ctx, c, roomId, body, restricted: false);
+            await remote.JoinAsync(roomId, c.UserId, joinContent, through, ctx.RequestAborted);
+            await ctx.Response.WriteJsonAsync(new JsonObject { ["room_id"] = roomId });
+            return;
+        }
+        if (rooms.Info(roomId) is null) throw Err.NotFound("Room not found");
         if (rooms.MembershipOf(c.UserId, roomId)?.State != "join")
         {
-            // Spec, "Guest access", server behaviour: guests join only rooms whose m.room.guest_access is can_join.
-            if (c.IsGuest && ContentField.String(rooms.StateContent(roomId, "m.room.guest_access"), "guest_access") != "can_join")
-                throw Err.Forbidden("Guest access is not allowed in this room");
-            var content = await param.MemberContent(c.UserId, "join", ctx.RequestAborted);
-            // The request body is the member event's content, as Synapse takes it: a reason, or a display name or
-            // avatar for this room, override the profile. Keys the server decides are not the client's to set.
-            foreach (var (key, value) in body)
-                if (key is not ("membership" or "join_authorised_via_users_server" or "third_party_signed" or "third_party_invite"))
-                    content[key] = value?.DeepClone();
-            // The keys clients show must have the right type (M_BAD_JSON otherwise).
-            foreach (var key in new[] { "reason", "displayname", "avatar_url" }) body.OptString(key);
-            RestrictedJoin.Authorise(rooms, config.ServerName, roomId, c.UserId, content);
-            limits.Take(ctx, c, new Charge(limits.Joins, c.UserId));
+            var content = await JoinContent(ctx, c, roomId, body, restricted: true);
             await sender.SendAsync(roomId, c.UserId, [new NewEvent("m.room.member", c.UserId, content)], null, ctx.RequestAborted);
         }
         await ctx.Response.WriteJsonAsync(new JsonObject { ["room_id"] = roomId });
+    }
+
+    /// <summary>The join event's content: the profile, the body's additions, the authorising user of a restricted join.</summary>
+    async Task<JsonObject> JoinContent(HttpContext ctx, Caller c, string roomId, JsonObject body, bool restricted)
+    {
+        // Spec, "Guest access", server behaviour: guests join only rooms whose m.room.guest_access is can_join.
+        if (c.IsGuest && ContentField.String(rooms.StateContent(roomId, "m.room.guest_access"), "guest_access") != "can_join")
+            throw Err.Forbidden("Guest access is not allowed in this room");
+        var content = await param.MemberContent(c.UserId, "join", ctx.RequestAborted);
+        // The request body is the member event's content, as Synapse takes it: a reason, or a display name or
+        // avatar for this room, override the profile. Keys the server decides are not the client's to set.
+        foreach (var (key, value) in body)
+            if (key is not ("membership" or "join_authorised_via_users_server" or "third_party_signed" or "third_party_invite"))
+                content[key] = value?.DeepClone();
+        // The keys clients show must have the right type (M_BAD_JSON otherwise).
+        foreach (var key in new[] { "reason", "displayname", "avatar_url" }) body.OptString(key);
+        if (restricted) RestrictedJoin.Authorise(rooms, config.ServerName, roomId, c.UserId, content);
+        limits.Take(ctx, c, new Charge(limits.Joins, c.UserId));
+        return content;
     }
 
     async Task MembershipAction(HttpContext ctx)

@@ -1,0 +1,144 @@
+using System.Collections.Concurrent;
+using System.Text;
+using System.Text.Json.Nodes;
+using Conduit.Common;
+using Conduit.Common.Http;
+using Conduit.Common.Routing;
+using Conduit.Protos.Rooms;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.Logging;
+
+namespace Conduit.Federation;
+
+/// <summary>
+/// The room endpoints of the server-server API. Each request is authenticated here (X-Matrix, <see cref="XMatrixVerifier"/>)
+/// and handed to the rooms service with its verified origin (protos/rooms.proto, Federate), which answers with the
+/// spec's status and body; the rooms service applies server ACLs and history visibility for servers.
+/// </summary>
+public sealed partial class FederationEndpoints(XMatrixVerifier verifier, Rooms.RoomsClient rooms, ILogger<FederationEndpoints> log)
+{
+    /// <summary>The spec's limits on one transaction (server-server-api, "Transactions").</summary>
+    public const int MaxPdus = 50, MaxEdus = 100;
+
+    /// <summary>Answers to the latest transactions, by origin and ID: a retried transaction gets the same answer without
+    /// being processed again (Synapse keeps them for 30 minutes).</summary>
+    readonly ConcurrentDictionary<(string Origin, string TxnId), (JsonObject Reply, long At)> _done = new();
+    /// <summary>One transaction at a time per origin (a sender keeps one in flight per destination; Synapse answers a
+    /// second concurrent one with 429).</summary>
+    readonly ConcurrentDictionary<string, SemaphoreSlim> _origins = new(StringComparer.Ordinal);
+    static readonly long TxnCacheMs = (long)TimeSpan.FromMinutes(30).TotalMilliseconds;
+
+    /// <summary>Called with the origin of every authenticated request (the outbound queue stops backing off from it).</summary>
+    public event Action<string>? Contacted;
+
+    public void Map(IEndpointRouteBuilder app)
+    {
+        app.Map(RouteTable.FedSend, Authenticated(Send));
+        Room(app, RouteTable.FedMakeJoin, "make_join");
+        Room(app, RouteTable.FedSendJoin, "send_join");
+        Room(app, RouteTable.FedMakeLeave, "make_leave");
+        Room(app, RouteTable.FedSendLeave, "send_leave");
+        Room(app, RouteTable.FedMakeKnock, "make_knock");
+        Room(app, RouteTable.FedSendKnock, "send_knock");
+        Room(app, RouteTable.FedInvite, "invite");
+        Room(app, RouteTable.FedEvent, "event");
+        Room(app, RouteTable.FedState, "state");
+        Room(app, RouteTable.FedStateIds, "state_ids");
+        Room(app, RouteTable.FedEventAuth, "event_auth");
+        Room(app, RouteTable.FedBackfill, "backfill");
+        Room(app, RouteTable.FedMissingEvents, "get_missing_events");
+        Room(app, RouteTable.FedQueryDirectory, "query_directory");
+    }
+
+    RequestDelegate Authenticated(Func<HttpContext, string, Task> handler) => verifier.Authenticated(async (ctx, origin) =>
+    {
+        Contacted?.Invoke(origin);
+        await handler(ctx, origin);
+    });
+
+    void Room(IEndpointRouteBuilder app, MatrixRoute route, string operation) => app.Map(route, Authenticated(async (ctx, origin) =>
+    {
+        var request = new FederateRequest
+        {
+            Origin = origin,
+            Operation = operation,
+            RoomId = RouteValue(ctx, "roomId"),
+            EventId = RouteValue(ctx, "eventId"),
+            UserId = RouteValue(ctx, "userId"),
+        };
+        if (ctx.Request.ContentLength is > 0 || ctx.Request.Method is "PUT" or "POST")
+        {
+            var body = await ctx.Request.ReadJsonObjectAsync();
+            request.Body = body.ToJsonString();
+        }
+        foreach (var (k, v) in ctx.Request.Query) request.Query[k] = string.Join(',', v.Where(s => s is not null));
+        var reply = await rooms.FederateAsync(request, cancellationToken: ctx.RequestAborted);
+        await WriteReply(ctx, reply);
+    }));
+
+    static string RouteValue(HttpContext ctx, string name) => ctx.Request.RouteValues[name] as string ?? "";
+
+    static async Task WriteReply(HttpContext ctx, FederateReply reply)
+    {
+        ctx.Response.StatusCode = reply.Status;
+        ctx.Response.ContentType = "application/json";
+        await ctx.Response.WriteAsync(reply.Body.Length > 0 ? reply.Body : "{}", ctx.RequestAborted);
+    }
+
+    /// <summary>
+    /// PUT /send/{txnId} (server-server-api, "Transactions"): at most 50 PDUs and 100 EDUs, the origin in the body the
+    /// authenticated one. The PDUs of each room are checked by the rooms service in the order given; the answer lists
+    /// an error for each PDU that was not accepted (a failure of one PDU never fails the transaction).
+    /// </summary>
+    async Task Send(HttpContext ctx, string origin)
+    {
+        var txnId = RouteValue(ctx, "txnId");
+        var gate = _origins.GetOrAdd(origin, _ => new SemaphoreSlim(1, 1));
+        if (!await gate.WaitAsync(TimeSpan.Zero, ctx.RequestAborted))
+            throw Err.LimitExceeded("A transaction from this server is already being processed", 1000);
+        try
+        {
+            var now = Ids.NowMs();
+            if (_done.TryGetValue((origin, txnId), out var earlier) && now - earlier.At < TxnCacheMs)
+            {
+                await ctx.Response.WriteJsonAsync(earlier.Reply);
+                return;
+            }
+            var body = await ctx.Request.ReadJsonObjectAsync();
+            if (body["origin"] is JsonValue o && o.TryGetValue(out string? bodyOrigin) && bodyOrigin != origin)
+                throw Err.Forbidden("The transaction's origin is not the server that signed the request");
+            var pdus = body["pdus"] as JsonArray ?? (body.ContainsKey("pdus") ? throw Err.BadJson("pdus must be a list") : []);
+            var edus = body["edus"] as JsonArray ?? (body["edus"] is null ? [] : throw Err.BadJson("edus must be a list"));
+            if (pdus.Count > MaxPdus) throw Err.BadJson($"A transaction carries at most {MaxPdus} PDUs");
+            if (edus.Count > MaxEdus) throw Err.BadJson($"A transaction carries at most {MaxEdus} EDUs");
+
+            var results = new JsonObject();
+            // The PDUs of each room, in the order sent; rooms are independent of each other.
+            var byRoom = pdus.OfType<JsonObject>().GroupBy(p => p["room_id"] is JsonValue r && r.TryGetValue(out string? id) ? id : "").ToList();
+            var replies = await Task.WhenAll(byRoom.Where(g => g.Key.Length > 0).Select(g => rooms.FederateAsync(new FederateRequest
+            {
+                Origin = origin,
+                Operation = "pdus",
+                RoomId = g.Key,
+                Body = new JsonObject { ["pdus"] = new JsonArray(g.Select(p => (JsonNode)p.DeepClone()).ToArray()) }.ToJsonString(),
+            }, cancellationToken: ctx.RequestAborted).ResponseAsync));
+            foreach (var reply in replies)
+                if (reply.Status == 200 && JsonNode.Parse(reply.Body)?["pdus"] is JsonObject perPdu)
+                    foreach (var (id, r) in perPdu) results[id] = r?.DeepClone();
+            LogTransaction(log, origin, txnId, pdus.Count, edus.Count);
+            var answer = new JsonObject { ["pdus"] = results };
+            _done[(origin, txnId)] = (answer, now);
+            if (_done.Count > 10_000)
+                foreach (var (k, v) in _done) if (now - v.At >= TxnCacheMs) _done.TryRemove(k, out _);
+            await ctx.Response.WriteJsonAsync(answer);
+        }
+        finally
+        {
+            gate.Release();
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Transaction {TxnId} from {Origin}: {Pdus} PDUs, {Edus} EDUs")]
+    static partial void LogTransaction(ILogger log, string origin, string txnId, int pdus, int edus);
+}
