@@ -22,8 +22,8 @@ public static class FederationFamilies
             "the newest verified /_matrix/key/v2/server response of that server (UTF-8 JSON with its signatures), re-served by the notary endpoints"),
         new(Outbound, "destination 0xFF sequence (8-byte BE)",
             "a queued item for the destination, UTF-8 JSON: {\"room_id\", \"pdu\"} or {\"edu\"} (typing, presence and receipt EDUs are never stored)"),
-        new(Destinations, "destination",
-            "backoff state, UTF-8 JSON {\"failures\", \"interval_ms\", \"retry_at\", \"since\" (ms), \"catch_up\"}; absent while the destination is healthy"),
+        new(Destinations, "destination, or 0xFF alone",
+            "backoff state, UTF-8 JSON {\"failures\", \"interval_ms\", \"retry_at\", \"since\" (ms), \"catch_up\"}; absent while the destination is healthy; 0xFF: the outbound sequence reserved so far (8-byte BE), never given out again"),
         new(CatchUp, "destination 0xFF room ID",
             "while the destination catches up: sequence (8-byte BE) then the newest PDU of the room for it (UTF-8 JSON)"),
     ];

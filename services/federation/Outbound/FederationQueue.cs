@@ -36,8 +36,14 @@ public sealed partial class FederationQueue : IHostedService, IDisposable
     /// <summary>Guards every destination's state and the store writes of the queue; never held across a send.</summary>
     readonly Lock _gate = new();
     readonly Dictionary<string, Dest> _dests = new(StringComparer.Ordinal);
+    /// <summary>The last sequence number given out; sequence numbers below <see cref="_reserved"/> are never given out again.</summary>
     ulong _seq;
+    ulong _reserved;
     bool _started;
+
+    /// <summary>The key in <see cref="FederationFamilies.Destinations"/> of the sequence reservation (no server name starts with 0xFF).</summary>
+    static readonly byte[] ReservationKey = [K.Sep];
+    const ulong ReservationStep = 1 << 20;
 
     public FederationQueue(IKeyValueStore store, ITransactionSender? sender, FederationQueueOptions? options = null, TimeProvider? time = null, ILogger<FederationQueue>? log = null)
     {
@@ -89,7 +95,7 @@ public sealed partial class FederationQueue : IHostedService, IDisposable
             using var batch = _store.CreateBatch();
             foreach (var d in targets)
             {
-                var seq = ++_seq;
+                var seq = NextSeq(batch);
                 // A destination catching up gets only the newest PDU of each room.
                 if (d.CatchUp) batch.Put(FederationFamilies.CatchUp, K.Concat(d.Prefix, K.Utf8(roomId)), K.Concat(K.BigEndian(seq), pduBytes));
                 else batch.Put(FederationFamilies.Outbound, K.Concat(d.Prefix, K.BigEndian(seq)), entry);
@@ -117,13 +123,13 @@ public sealed partial class FederationQueue : IHostedService, IDisposable
                 {
                     if (d.CatchUp) continue; // dropped while catching up, as Synapse does
                     if (d.Ephemeral.Count >= _options.MaxEphemeralPerDestination) d.Ephemeral.RemoveAt(0);
-                    d.Ephemeral.Add((++_seq, (JsonObject)edu.DeepClone()));
+                    d.Ephemeral.Add((NextSeq(null), (JsonObject)edu.DeepClone()));
                 }
             }
             else
             {
                 using var batch = _store.CreateBatch();
-                foreach (var d in targets) batch.Put(FederationFamilies.Outbound, K.Concat(d.Prefix, K.BigEndian(++_seq)), entry);
+                foreach (var d in targets) batch.Put(FederationFamilies.Outbound, K.Concat(d.Prefix, K.BigEndian(NextSeq(batch))), entry);
                 _store.Write(batch);
             }
             foreach (var d in targets) Kick(d);
@@ -197,6 +203,26 @@ public sealed partial class FederationQueue : IHostedService, IDisposable
         _stop.Cancel();
         _stop.Dispose();
         _sendSlots.Dispose();
+    }
+
+    /// <summary>
+    /// The next sequence number. A reservation ahead of it is stored (in <paramref name="batch"/>, or at once) each
+    /// million numbers, so that numbers (and so transaction IDs) are not given out twice across restarts. Under the gate.
+    /// </summary>
+    ulong NextSeq(IWriteBatch? batch)
+    {
+        var seq = ++_seq;
+        if (seq < _reserved) return seq;
+        _reserved = seq + ReservationStep;
+        if (batch is not null)
+        {
+            batch.Put(FederationFamilies.Destinations, ReservationKey, K.BigEndian(_reserved));
+            return seq;
+        }
+        using var own = _store.CreateBatch();
+        own.Put(FederationFamilies.Destinations, ReservationKey, K.BigEndian(_reserved));
+        _store.Write(own);
+        return seq;
     }
 
     List<Dest> Targets(IEnumerable<string> destinations)
@@ -480,8 +506,14 @@ public sealed partial class FederationQueue : IHostedService, IDisposable
     /// <summary>Reads the stored backoff states and finds the destinations with queued items and the last sequence number.</summary>
     void Load()
     {
+        ulong max = 0;
         foreach (var (k, v) in _destinations.Scan([]))
         {
+            if (k.AsSpan().SequenceEqual(ReservationKey))
+            {
+                max = K.ReadBigEndian(v);
+                continue;
+            }
             if (JsonNode.Parse(v) is not JsonObject s) continue;
             var d = GetDest(Encoding.UTF8.GetString(k));
             d.Failures = s["failures"]?.GetValue<int>() ?? 0;
@@ -490,7 +522,6 @@ public sealed partial class FederationQueue : IHostedService, IDisposable
             d.SinceMs = s["since"]?.GetValue<long>() ?? 0;
             d.CatchUp = s["catch_up"]?.GetValue<bool>() ?? false;
         }
-        ulong max = 0;
         // One seek per destination: its first key names it, the last key of its prefix holds its newest sequence number.
         byte[] start = [];
         while (_outbound.ScanFrom(start, [], reverse: false).FirstOrDefault() is { Key: { } first })
@@ -509,8 +540,9 @@ public sealed partial class FederationQueue : IHostedService, IDisposable
             d.CatchUp = true;
             max = Math.Max(max, K.ReadBigEndian(v));
         }
-        // From the clock (µs) too: a sequence number, and so a transaction ID, is never reused after the queue emptied.
+        // Past the stored reservation (and the clock, in µs): a sequence number, so a transaction ID, is never reused.
         _seq = Math.Max(max, (ulong)NowMs * 1000);
+        _reserved = _seq;
     }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "No federation transaction sender is registered: outbound PDUs and EDUs are stored but not sent")]
