@@ -188,12 +188,10 @@ public sealed partial class FederationQueue : IHostedService, IDisposable
 
     public async Task StopAsync(CancellationToken cancellationToken)
     {
+        // Cancelled outside the gate: continuations of the loops may run inline and take it.
+        _stop.Cancel();
         Task[] loops;
-        lock (_gate)
-        {
-            _stop.Cancel();
-            loops = [.. _dests.Values.Select(d => d.Loop).OfType<Task>()];
-        }
+        lock (_gate) loops = [.. _dests.Values.Select(d => d.Loop).OfType<Task>()];
         try { await Task.WhenAll(loops).WaitAsync(cancellationToken); }
         catch (OperationCanceledException) { }
     }
@@ -269,7 +267,7 @@ public sealed partial class FederationQueue : IHostedService, IDisposable
                     if (d.RetryAtMs > now)
                     {
                         d.Wakeup = new(TaskCreationOptions.RunContinuationsAsynchronously);
-                        wait = Task.WhenAny(Task.Delay(TimeSpan.FromMilliseconds(d.RetryAtMs - now), _time, ct), d.Wakeup.Task);
+                        wait = WaitForRetryAsync(TimeSpan.FromMilliseconds(d.RetryAtMs - now), d.Wakeup.Task, ct);
                         d.Waiting = true; // set after the timer exists, so a test may advance a fake clock once it sees this
                     }
                     else
@@ -311,6 +309,14 @@ public sealed partial class FederationQueue : IHostedService, IDisposable
                 }
             }
         }
+    }
+
+    /// <summary>Until the delay is over or the destination is woken. The timer exists when this returns; a wake-up cancels it.</summary>
+    async Task WaitForRetryAsync(TimeSpan delay, Task wakeup, CancellationToken ct)
+    {
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        await Task.WhenAny(Task.Delay(delay, _time, cts.Token), wakeup);
+        cts.Cancel();
     }
 
     async Task<TransactionResult> SendAsync(Dest d, Batch batch, CancellationToken ct)
