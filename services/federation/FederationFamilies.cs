@@ -8,6 +8,9 @@ public static class FederationFamilies
     public const string ServerKeys = "federation_server_keys";
     public const string RemoteKeys = "federation_remote_keys";
     public const string RemoteKeyResponses = "federation_remote_key_responses";
+    public const string Outbound = "federation_outbound";
+    public const string Destinations = "federation_destinations";
+    public const string CatchUp = "federation_catchup";
 
     public static readonly ColumnFamily[] All =
     [
@@ -17,5 +20,11 @@ public static class FederationFamilies
             "valid_until_ts (8-byte BE ms, at most 7 days after the fetch; an old key: its expired_ts) then expired_ts (8-byte BE ms, 0 for a current key) then the 32-byte Ed25519 public key"),
         new(RemoteKeyResponses, "server name",
             "the newest verified /_matrix/key/v2/server response of that server (UTF-8 JSON with its signatures), re-served by the notary endpoints"),
+        new(Outbound, "destination 0xFF sequence (8-byte BE)",
+            "a queued item for the destination, UTF-8 JSON: {\"room_id\", \"pdu\"} or {\"edu\"} (typing, presence and receipt EDUs are never stored)"),
+        new(Destinations, "destination, or 0xFF alone",
+            "backoff state, UTF-8 JSON {\"failures\", \"interval_ms\", \"retry_at\", \"since\" (ms), \"catch_up\"}; absent while the destination is healthy; 0xFF: the outbound sequence reserved so far (8-byte BE), never given out again"),
+        new(CatchUp, "destination 0xFF room ID",
+            "while the destination catches up: sequence (8-byte BE) then the newest PDU of the room for it (UTF-8 JSON)"),
     ];
 }

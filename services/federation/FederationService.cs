@@ -6,6 +6,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Logging;
 
 namespace Conduit.Federation;
 
@@ -21,6 +22,11 @@ public static class FederationService
         // Keys are fetched through the federation client (server name resolution, validated TLS); tests put a fake here.
         services.TryAddSingleton<IRemoteKeyFetcher>(sp => new HttpRemoteKeyFetcher(sp.GetRequiredService<FederationClient>().Http,
             (name, _) => ValueTask.FromResult(new Uri($"matrix-federation://{name}/"))));
+        // The HTTP sender (ITransactionSender) is registered by the federation endpoints; without one the queue stores but does not send.
+        services.TryAddSingleton(Outbound.FederationQueueOptions.Default);
+        services.AddSingleton(sp => new Outbound.FederationQueue(sp.GetRequiredService<Common.Storage.IKeyValueStore>(), sp.GetService<Outbound.ITransactionSender>(),
+            sp.GetRequiredService<Outbound.FederationQueueOptions>(), sp.GetService<TimeProvider>(), sp.GetService<ILogger<Outbound.FederationQueue>>()));
+        services.AddHostedService(sp => sp.GetRequiredService<Outbound.FederationQueue>());
         return services.AddSingleton<ServerKeys>().AddSingleton<RemoteKeyStore>().AddSingleton<KeyNotary>().AddSingleton<XMatrixVerifier>()
             .AddSingleton<FederationGrpcService>().AddSingleton<FederationClient>()
             .AddSingleton<FederationRequests>().AddSingleton<FederationEndpoints>();
