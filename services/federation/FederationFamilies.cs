@@ -11,6 +11,7 @@ public static class FederationFamilies
     public const string Outbound = "federation_outbound";
     public const string Destinations = "federation_destinations";
     public const string CatchUp = "federation_catchup";
+    public const string Feed = "federation_feed";
 
     public static readonly ColumnFamily[] All =
     [
@@ -26,5 +27,7 @@ public static class FederationFamilies
             "backoff state, UTF-8 JSON {\"failures\", \"interval_ms\", \"retry_at\", \"since\" (ms), \"catch_up\"}; absent while the destination is healthy; 0xFF: the outbound sequence reserved so far (8-byte BE), never given out again"),
         new(CatchUp, "destination 0xFF room ID",
             "while the destination catches up: sequence (8-byte BE) then the newest PDU of the room for it (UTF-8 JSON)"),
+        new(Feed, "\"feed_position\"",
+            "the rooms stream position (8-byte BE) up to which this server's events have been queued for other servers"),
     ];
 }

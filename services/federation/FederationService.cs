@@ -22,11 +22,13 @@ public static class FederationService
         // Keys are fetched through the federation client (server name resolution, validated TLS); tests put a fake here.
         services.TryAddSingleton<IRemoteKeyFetcher>(sp => new HttpRemoteKeyFetcher(sp.GetRequiredService<FederationClient>().Http,
             (name, _) => ValueTask.FromResult(new Uri($"matrix-federation://{name}/"))));
-        // The HTTP sender (ITransactionSender) is registered by the federation endpoints; without one the queue stores but does not send.
+        // Transactions go out over HTTP, signed (tests may put another sender here).
+        services.TryAddSingleton<Outbound.ITransactionSender, Outbound.HttpTransactionSender>();
         services.TryAddSingleton(Outbound.FederationQueueOptions.Default);
         services.AddSingleton(sp => new Outbound.FederationQueue(sp.GetRequiredService<Common.Storage.IKeyValueStore>(), sp.GetService<Outbound.ITransactionSender>(),
             sp.GetRequiredService<Outbound.FederationQueueOptions>(), sp.GetService<TimeProvider>(), sp.GetService<ILogger<Outbound.FederationQueue>>()));
         services.AddHostedService(sp => sp.GetRequiredService<Outbound.FederationQueue>());
+        services.AddHostedService<Outbound.FederationFeedWorker>();
         return services.AddSingleton<ServerKeys>().AddSingleton<RemoteKeyStore>().AddSingleton<KeyNotary>().AddSingleton<XMatrixVerifier>()
             .AddSingleton<FederationGrpcService>().AddSingleton<FederationClient>()
             .AddSingleton<FederationRequests>().AddSingleton<FederationEndpoints>();
@@ -35,7 +37,11 @@ public static class FederationService
     public static IEndpointRouteBuilder MapFederationService(this IEndpointRouteBuilder app)
     {
         var keys = app.ServiceProvider.GetRequiredService<ServerKeys>();
-        app.ServiceProvider.GetRequiredService<FederationEndpoints>().Map(app);
+        var endpoints = app.ServiceProvider.GetRequiredService<FederationEndpoints>();
+        endpoints.Map(app);
+        // A server that reaches us is up: its queue stops backing off (as Synapse does on any authenticated request).
+        var queue = app.ServiceProvider.GetRequiredService<Outbound.FederationQueue>();
+        endpoints.Contacted += queue.Wake;
         // The keyId path parameter is deprecated; any value answers with all current keys, as Synapse does.
         app.Map(RouteTable.ServerKeys, ctx => ctx.Response.WriteJsonAsync(keys.KeyResponse()));
         var notary = app.ServiceProvider.GetRequiredService<KeyNotary>();
