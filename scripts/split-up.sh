@@ -4,12 +4,15 @@
 #
 #   scripts/split-up.sh WORKDIR [EDGE_PORT [FIRST_INTERNAL_PORT]]   the ports given (default 6167 and 6171-6175)
 #   scripts/split-up.sh WORKDIR auto                                 ports chosen here, nothing assumed free
+#   scripts/split-up.sh WORKDIR EDGE_PORT auto                       the edge on EDGE_PORT, the services' ports chosen here
 #
 # EDGE_PORT 0 (or auto): the system gives the edge a free port. FIRST_INTERNAL_PORT auto (the default when EDGE_PORT
 # is 0 or auto): the services must know each other's addresses before they start, so each gets its own port drawn
 # at random outside the kernel's ephemeral range (ip_local_port_range, where outgoing connections take their local
 # ports, so a connection cannot be holding it) among ports with no socket at that moment; a service that still
 # finds its port taken exits with code 2, and then every part is stopped and the start retried with new ports.
+# A given EDGE_PORT that is taken ends the start with exit code 3 (other failures: 1), so a caller that chose the
+# port itself (a test that must name its server after the port) can choose another and run the script again.
 # Readiness is each part's own startup summary ("conduit: listening on URL", printed once it listens), not a probe
 # of the port, which could be answered by someone else.
 #
@@ -99,7 +102,7 @@ await_listening() { # role
     return 1
 }
 
-fail() { "$here/scripts/split-down.sh" "$work"; exit 1; }
+fail() { "$here/scripts/split-down.sh" "$work"; exit "${1:-1}"; }
 
 # Services first, the edge once they listen. Each part also tolerates peers that start later or restart
 # (gRPC retries, stream reconnects); waiting here only keeps the first requests from meeting a 502.
@@ -124,12 +127,17 @@ done
 
 start edge
 rc=0; await_listening edge || rc=$?
-if [ "$rc" != 0 ]; then [ "$rc" = 2 ] && echo "split-up.sh: edge: $(tail -1 "$work/edge.log")" >&2; fail; fi
+if [ "$rc" = 2 ]; then echo "split-up.sh: edge: $(tail -1 "$work/edge.log")" >&2; fail 3; fi
+[ "$rc" = 0 ] || fail
 edge_url="$url"
 echo "edge $edge_url" >> "$work/ports"
 
+# With [global.tls] the edge answers HTTPS with a certificate for the server's name, not for 127.0.0.1, so this
+# probe of our own just-started edge (is it proxying yet?) does not check it: -k. It decides no trust; clients do.
+probe=(curl -fsS)
+[[ "$edge_url" == https://* ]] && probe+=(-k)
 deadline=$((SECONDS + 60))
-until curl -fsS "$edge_url/_matrix/client/versions" > /dev/null 2>&1; do
+until "${probe[@]}" "$edge_url/_matrix/client/versions" > /dev/null 2>&1; do
     while read -r pid role; do
         kill -0 "$pid" 2> /dev/null || { echo "split-up.sh: $role exited early:" >&2; tail -20 "$work/$role.log" >&2; fail; }
     done < "$work/pids"

@@ -1,4 +1,6 @@
 using System.Net;
+using System.Net.Http;
+using System.Net.Security;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 
@@ -53,6 +55,27 @@ public sealed class TestCa : IDisposable
     }
 
     public void WriteCaPem(string path) => File.WriteAllText(path, Certificate.ExportCertificatePem() + "\n");
+
+    /// <summary>A client handler that trusts only this CA (the chain is built to it and the name checked), and tells
+    /// <paramref name="seen"/> which certificate each server presented.</summary>
+    public SocketsHttpHandler TrustingHandler(Action<X509Certificate2>? seen = null) => new()
+    {
+        MaxConnectionsPerServer = 64,
+        SslOptions = new SslClientAuthenticationOptions
+        {
+            CertificateChainPolicy = new X509ChainPolicy
+            {
+                TrustMode = X509ChainTrustMode.CustomRootTrust,
+                CustomTrustStore = { Certificate },
+                RevocationMode = X509RevocationMode.NoCheck,
+            },
+            RemoteCertificateValidationCallback = (_, cert, _, errors) =>
+            {
+                if (cert is not null) seen?.Invoke(new X509Certificate2(cert));
+                return errors == SslPolicyErrors.None;
+            },
+        },
+    };
 
     public void Dispose()
     {

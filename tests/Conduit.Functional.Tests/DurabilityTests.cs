@@ -32,6 +32,7 @@ public sealed class DurabilityTests
         {
             if (_p is not null) await _p.DisposeAsync();
             Http.Dispose();
+            DeleteWork(); // the fixture's own (unused) directory; WorkDir is the test's, kept across the kill
         }
     }
 
@@ -89,6 +90,7 @@ public sealed class DurabilityTests
         finally
         {
             await second.DisposeAsync();
+            Directory.Delete(work, recursive: true);
         }
     }
 }

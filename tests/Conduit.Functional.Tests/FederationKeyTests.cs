@@ -7,7 +7,10 @@ namespace Conduit.Functional.Tests;
 /// <summary>The key endpoints through the edge: what another server sees when it asks us for keys, ours or others'.</summary>
 public abstract class FederationKeyTests(ServerFixture server)
 {
-    async Task<(string KeyId, byte[] Key)> OurKey()
+    Task<(string KeyId, byte[] Key)> OurKey() => KeyOf(server);
+
+    /// <summary>The signing key a server publishes at /_matrix/key/v2/server.</summary>
+    public static async Task<(string KeyId, byte[] Key)> KeyOf(ServerFixture server)
     {
         var own = (await new MatrixClient(server).Get("/_matrix/key/v2/server")).Ok().Obj;
         var (keyId, entry) = own["verify_keys"]!.AsObject().Single();

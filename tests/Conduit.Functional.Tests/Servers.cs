@@ -1,6 +1,7 @@
 using System.Collections;
 using System.Diagnostics;
 using Conduit.Common.Config;
+using Conduit.Common.Storage;
 using Conduit.Edge;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting.Server;
@@ -13,8 +14,10 @@ namespace Conduit.Functional.Tests;
 public abstract class ServerFixture : IAsyncLifetime
 {
     public string BaseUrl { get; protected set; } = "";
-    public HttpClient Http { get; } = new(new SocketsHttpHandler { MaxConnectionsPerServer = 64 }) { Timeout = TimeSpan.FromSeconds(60) };
-    public string ServerName => "test.local";
+    public HttpClient Http { get; }
+    /// <summary>The server_name: "test.local" unless the fixture names the server itself (a federation pair names
+    /// each server localhost:PORT after its port).</summary>
+    public string ServerName { get; protected set; } = "test.local";
     public abstract string Mode { get; }
     protected string Work { get; } = Directory.CreateTempSubdirectory("conduit-test-").FullName;
 
@@ -24,6 +27,12 @@ public abstract class ServerFixture : IAsyncLifetime
 
     /// <summary>max_request_size: small, so the size limits are quick to test.</summary>
     public virtual long MaxRequestSize => 1_000_000;
+
+    protected ServerFixture() : this(null) { }
+
+    /// <summary><paramref name="handler"/>: how <see cref="Http"/> connects (e.g. trusting a test CA); null for the default.</summary>
+    protected ServerFixture(HttpMessageHandler? handler)
+        => Http = new(handler ?? new SocketsHttpHandler { MaxConnectionsPerServer = 64 }) { Timeout = TimeSpan.FromSeconds(60) };
 
     public abstract Task InitializeAsync();
     public abstract Task DisposeAsync();
@@ -61,13 +70,20 @@ public class AllInOneFixture : ServerFixture
     public IServiceProvider Services => _app!.Services;
     public GlobalConfig Config { get; private set; } = null!;
 
-    public override async Task InitializeAsync()
+    public AllInOneFixture() { }
+    protected AllInOneFixture(HttpMessageHandler? handler) : base(handler) { }
+
+    public override Task InitializeAsync() => StartHostAsync(0);
+
+    /// <summary>Builds the host from the config and starts it on <paramref name="port"/> (0: the system picks one).
+    /// A start that fails leaves nothing open (the database is closed again) and throws.</summary>
+    protected async Task StartHostAsync(int port)
     {
         var toml = $"""
             [global]
             server_name = "{ServerName}"
             address = "127.0.0.1"
-            port = 0
+            port = {port}
             database_path = "{Path.Combine(Work, "db")}"
             database_backend = "{Backend}"
             {Registration}
@@ -77,14 +93,33 @@ public class AllInOneFixture : ServerFixture
         var loaded = ConfigLoader.Parse(toml, "test.toml", new Hashtable());
         Config = loaded.Global;
         _app = ConduitHost.Build(loaded, ConduitHost.AllInOne);
-        await _app.StartAsync();
+        try
+        {
+            await _app.StartAsync();
+        }
+        catch
+        {
+            await StopHostAsync();
+            throw;
+        }
         var address = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
         BaseUrl = address.TrimEnd('/');
     }
 
+    /// <summary>Stops the host and closes its database (the host does not close a store it was handed), so the same
+    /// database can be opened again.</summary>
+    protected async Task StopHostAsync()
+    {
+        if (_app is null) return;
+        var store = _app.Services.GetService<IKeyValueStore>();
+        await _app.DisposeAsync();
+        store?.Dispose();
+        _app = null;
+    }
+
     public override async Task DisposeAsync()
     {
-        if (_app is not null) await _app.DisposeAsync();
+        await StopHostAsync();
         Http.Dispose();
         DeleteWork();
     }
@@ -106,9 +141,20 @@ public class SplitFixture : ServerFixture
     /// <summary>Each part's address as split-up.sh wrote it to WORKDIR/ports: "edge", "keys", ...</summary>
     public IReadOnlyDictionary<string, string> Addresses { get; private set; } = new Dictionary<string, string>();
 
+    public SplitFixture() { }
+    protected SplitFixture(HttpMessageHandler? handler) : base(handler) { }
+
     public override async Task InitializeAsync()
     {
-        var root = RepoRoot();
+        var (code, err) = await SplitUpAsync("auto");
+        if (code != 0) throw new InvalidOperationException($"split-up.sh failed ({code}): {err}");
+    }
+
+    /// <summary>Writes WORKDIR/conduit.toml and runs split-up.sh WORKDIR <paramref name="edgePort"/> auto ("auto": the
+    /// edge's port too). On success (exit code 0) sets <see cref="BaseUrl"/> and <see cref="Addresses"/>; returns the
+    /// exit code (3: the edge's given port was taken) and what the script wrote to stderr.</summary>
+    protected async Task<(int Code, string Stderr)> SplitUpAsync(string edgePort)
+    {
         File.WriteAllText(Path.Combine(Work, "conduit.toml"), $"""
             [global]
             server_name = "{ServerName}"
@@ -116,7 +162,7 @@ public class SplitFixture : ServerFixture
             max_request_size = {MaxRequestSize}
             {ExtraConfig}
             """);
-        var psi = new ProcessStartInfo("bash", [Path.Combine(root, "scripts", "split-up.sh"), Work, "auto"])
+        var psi = new ProcessStartInfo("bash", [Path.Combine(RepoRoot(), "scripts", "split-up.sh"), Work, edgePort, "auto"])
         {
             RedirectStandardError = true,
             RedirectStandardOutput = true,
@@ -128,9 +174,17 @@ public class SplitFixture : ServerFixture
         var stdout = p.StandardOutput.ReadToEndAsync();
         var err = await p.StandardError.ReadToEndAsync();
         await p.WaitForExitAsync();
-        if (p.ExitCode != 0) throw new InvalidOperationException($"split-up.sh failed ({p.ExitCode}): {err}");
+        if (p.ExitCode != 0) return (p.ExitCode, err);
         BaseUrl = (await stdout).Trim();
         Addresses = File.ReadAllLines(Path.Combine(Work, "ports")).Select(l => l.Split(' ', 2)).ToDictionary(f => f[0], f => f[1]);
+        return (0, err);
+    }
+
+    /// <summary>Stops every part (split-down.sh); the databases stay.</summary>
+    protected async Task SplitDownAsync()
+    {
+        using var p = Process.Start("bash", [Path.Combine(RepoRoot(), "scripts", "split-down.sh"), Work]);
+        await p.WaitForExitAsync();
     }
 
     /// <summary>The process ID of each part, from WORKDIR/pids.</summary>
@@ -142,8 +196,7 @@ public class SplitFixture : ServerFixture
 
     public override async Task DisposeAsync()
     {
-        using var p = Process.Start("bash", [Path.Combine(RepoRoot(), "scripts", "split-down.sh"), Work]);
-        await p.WaitForExitAsync();
+        await SplitDownAsync();
         Http.Dispose();
         DeleteWork();
     }

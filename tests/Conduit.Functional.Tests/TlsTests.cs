@@ -1,6 +1,5 @@
 using System.Collections;
 using System.Net;
-using System.Net.Security;
 using System.Security.Cryptography.X509Certificates;
 using Conduit.Common.Config;
 using Conduit.Edge;
@@ -36,23 +35,7 @@ public sealed class TlsTests : IDisposable
 
     /// <summary>A client that trusts only the test CA (the chain is validated and the name checked against it),
     /// and tells which certificate the server presented.</summary>
-    HttpClient TrustingClient(Action<X509Certificate2> seen) => new(new SocketsHttpHandler
-    {
-        SslOptions = new SslClientAuthenticationOptions
-        {
-            CertificateChainPolicy = new X509ChainPolicy
-            {
-                TrustMode = X509ChainTrustMode.CustomRootTrust,
-                CustomTrustStore = { _ca.Certificate },
-                RevocationMode = X509RevocationMode.NoCheck,
-            },
-            RemoteCertificateValidationCallback = (_, cert, _, errors) =>
-            {
-                seen(new X509Certificate2(cert!));
-                return errors == SslPolicyErrors.None;
-            },
-        },
-    });
+    HttpClient TrustingClient(Action<X509Certificate2> seen) => new(_ca.TrustingHandler(seen));
 
     [Fact]
     public async Task The_edge_serves_https_from_the_pem_files_and_picks_up_a_renewed_certificate()
