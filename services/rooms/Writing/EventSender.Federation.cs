@@ -167,7 +167,7 @@ public sealed partial class EventSender
         foreach (var ((t, k), id) in newState)
         {
             if (oldState.TryGetValue((t, k), out var old) && old == id) continue;
-            var membership = t == "m.room.member" ? Full(id)?["content"]?["membership"]?.GetValue<string>() : null;
+            var membership = t != "m.room.member" ? null : (id == joinId ? join : Full(id))?["content"]?["membership"]?.GetValue<string>();
             write.SetCurrentState(t, k, id, membership);
         }
         foreach (var k in oldState.Keys) if (!newState.ContainsKey(k)) write.SetCurrentState(k.Type, k.StateKey, null);

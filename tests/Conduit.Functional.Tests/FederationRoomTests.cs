@@ -1,0 +1,128 @@
+using System.Net;
+using System.Text.Json.Nodes;
+using static Conduit.Functional.Tests.MatrixClient;
+
+namespace Conduit.Functional.Tests;
+
+/// <summary>
+/// Rooms across two servers (the pair of <see cref="FederationPair"/>: localhost:PORT names, HTTPS with a test CA):
+/// joining the other server's room by ID and by alias, messages both ways, leaving and rejoining, and what the
+/// server-server endpoints refuse.
+/// </summary>
+public abstract class FederationRoomTests(FederationPair pair)
+{
+    static readonly TimeSpan Patience = TimeSpan.FromSeconds(60);
+
+    /// <summary>Syncs until <paramref name="done"/> holds for the latest response (long-polling, so no busy loop).</summary>
+    static async Task<JsonObject> SyncUntil(MatrixClient c, Func<JsonObject, bool> done, string what)
+    {
+        var deadline = DateTime.UtcNow + Patience;
+        string? since = null;
+        var seen = new JsonObject();
+        while (DateTime.UtcNow < deadline)
+        {
+            var s = await c.Sync(since, timeoutMs: since is null ? 0 : 5000);
+            if (done(s)) return s;
+            since = s["next_batch"]!.GetValue<string>();
+        }
+        throw new Xunit.Sdk.XunitException($"{c.UserId} never saw {what}");
+    }
+
+    static bool Sees(JsonObject sync, string roomId, string body) => TimelineBodies(sync, roomId).Contains(body);
+
+    async Task<List<string>> Members(MatrixClient c, string roomId)
+        => (await c.Get($"{C}/rooms/{E(roomId)}/joined_members")).Ok().Obj["joined"]!.AsObject().Select(kv => kv.Key).Order().ToList();
+
+    [Fact]
+    public async Task A_user_joins_a_public_room_on_the_other_server_and_they_talk_both_ways()
+    {
+        var alice = await Register(pair.A);
+        var bob = await Register(pair.B);
+        var room = await alice.CreateRoom(new JsonObject { ["preset"] = "public_chat", ["name"] = "across" });
+        await alice.SendText(room, "before bob");
+
+        var joined = await bob.Post($"{C}/join/{E(room)}?via={E(pair.A.ServerName)}", new JsonObject());
+        Assert.Equal(room, joined.Ok().Obj["room_id"]!.GetValue<string>());
+        // Bob's server now has the room: its name and both members, in Bob's /sync and his reads.
+        Assert.Equal([alice.UserId, bob.UserId], (await Members(bob, room)).Order().ToList());
+        Assert.Equal("across", (await bob.Get($"{C}/rooms/{E(room)}/state/m.room.name/")).Ok().Obj["name"]!.GetValue<string>());
+        var first = await bob.Sync();
+        Assert.True(first["rooms"]!["join"]!.AsObject().ContainsKey(room));
+
+        // Alice's server learns of the join, then messages cross in both directions.
+        Assert.Equal([alice.UserId, bob.UserId], (await Members(alice, room)).Order().ToList());
+        await alice.SendText(room, "hello from A");
+        await SyncUntil(bob, s => Sees(s, room, "hello from A"), "Alice's message");
+        await bob.SendText(room, "hello from B");
+        await SyncUntil(alice, s => Sees(s, room, "hello from B"), "Bob's message");
+    }
+
+    [Fact]
+    public async Task A_room_is_joined_by_an_alias_of_the_other_server()
+    {
+        var alice = await Register(pair.A);
+        var bob = await Register(pair.B);
+        var name = UniqueName("hall");
+        var room = await alice.CreateRoom(new JsonObject { ["preset"] = "public_chat", ["room_alias_name"] = name });
+        var alias = $"#{name}:{pair.A.ServerName}";
+        Assert.Equal(room, (await bob.Post($"{C}/join/{E(alias)}", new JsonObject())).Ok().Obj["room_id"]!.GetValue<string>());
+        Assert.Contains(bob.UserId, await Members(alice, room));
+        var missing = await bob.Post($"{C}/join/{E($"#nope{name}:{pair.A.ServerName}")}", new JsonObject());
+        Assert.Equal((HttpStatusCode.NotFound, "M_NOT_FOUND"), (missing.Status, missing.ErrCode));
+    }
+
+    [Fact]
+    public async Task An_invite_only_room_refuses_a_remote_join_and_nothing_changes()
+    {
+        var alice = await Register(pair.A);
+        var bob = await Register(pair.B);
+        var room = await alice.CreateRoom(new JsonObject { ["preset"] = "private_chat" });
+        var refused = await bob.Post($"{C}/join/{E(room)}?via={E(pair.A.ServerName)}", new JsonObject());
+        Assert.Equal((HttpStatusCode.Forbidden, "M_FORBIDDEN"), (refused.Status, refused.ErrCode));
+        Assert.Equal([alice.UserId], await Members(alice, room));
+        var unknown = await bob.Get($"{C}/rooms/{E(room)}/state");
+        Assert.Contains(unknown.Status, new[] { HttpStatusCode.Forbidden, HttpStatusCode.NotFound });
+    }
+
+    [Fact]
+    public async Task A_remote_user_leaves_and_rejoins()
+    {
+        var alice = await Register(pair.A);
+        var bob = await Register(pair.B);
+        var room = await alice.CreateRoom(new JsonObject { ["preset"] = "public_chat" });
+        (await bob.Post($"{C}/join/{E(room)}?via={E(pair.A.ServerName)}", new JsonObject())).Ok();
+        (await bob.Post($"{C}/rooms/{E(room)}/leave", new JsonObject())).Ok();
+        await WaitFor(async () => !(await Members(alice, room)).Contains(bob.UserId), "Bob's leave on A");
+        (await bob.Post($"{C}/join/{E(room)}?via={E(pair.A.ServerName)}", new JsonObject())).Ok();
+        Assert.Contains(bob.UserId, await Members(alice, room));
+        await bob.SendText(room, "back again");
+        await SyncUntil(alice, s => Sees(s, room, "back again"), "Bob's message after rejoining");
+    }
+
+    static async Task WaitFor(Func<Task<bool>> condition, string what)
+    {
+        var deadline = DateTime.UtcNow + Patience;
+        while (!await condition())
+        {
+            if (DateTime.UtcNow > deadline) throw new Xunit.Sdk.XunitException("never happened: " + what);
+            await Task.Delay(200);
+        }
+    }
+
+    [Fact]
+    public async Task Server_endpoints_refuse_requests_without_a_valid_signature()
+    {
+        var c = new MatrixClient(pair.A);
+        var unsigned = await c.Call("PUT", "/_matrix/federation/v1/send/t1", new JsonObject { ["pdus"] = new JsonArray() }, auth: false);
+        Assert.Equal((HttpStatusCode.Unauthorized, "M_UNAUTHORIZED"), (unsigned.Status, unsigned.ErrCode));
+        using var req = new HttpRequestMessage(HttpMethod.Get, pair.A.BaseUrl + "/_matrix/federation/v1/make_join/!r:x/@u:x");
+        req.Headers.TryAddWithoutValidation("Authorization",
+            $"X-Matrix origin=\"{pair.B.ServerName}\",destination=\"{pair.A.ServerName}\",key=\"ed25519:nope\",sig=\"AAAA\"");
+        using var forged = await pair.A.Http.SendAsync(req);
+        Assert.Equal(HttpStatusCode.Unauthorized, forged.StatusCode);
+    }
+}
+
+public sealed class AllInOneFederationRoomTests(FederationPairFixture f) : FederationRoomTests(f), IClassFixture<FederationPairFixture>;
+
+public sealed class SplitFederationRoomTests(SplitFederationPairFixture f) : FederationRoomTests(f), IClassFixture<SplitFederationPairFixture>;
