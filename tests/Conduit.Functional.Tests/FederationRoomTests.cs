@@ -44,13 +44,13 @@ public abstract class FederationRoomTests(FederationPair pair)
         var joined = await bob.Post($"{C}/join/{E(room)}?via={E(pair.A.ServerName)}", new JsonObject());
         Assert.Equal(room, joined.Ok().Obj["room_id"]!.GetValue<string>());
         // Bob's server now has the room: its name and both members, in Bob's /sync and his reads.
-        Assert.Equal([alice.UserId, bob.UserId], (await Members(bob, room)).Order().ToList());
+        Assert.Equal(new[] { alice.UserId, bob.UserId }.Order(), await Members(bob, room));
         Assert.Equal("across", (await bob.Get($"{C}/rooms/{E(room)}/state/m.room.name/")).Ok().Obj["name"]!.GetValue<string>());
         var first = await bob.Sync();
         Assert.True(first["rooms"]!["join"]!.AsObject().ContainsKey(room));
 
         // Alice's server learns of the join, then messages cross in both directions.
-        Assert.Equal([alice.UserId, bob.UserId], (await Members(alice, room)).Order().ToList());
+        Assert.Equal(new[] { alice.UserId, bob.UserId }.Order(), await Members(alice, room));
         await alice.SendText(room, "hello from A");
         await SyncUntil(bob, s => Sees(s, room, "hello from A"), "Alice's message");
         await bob.SendText(room, "hello from B");
@@ -97,6 +97,43 @@ public abstract class FederationRoomTests(FederationPair pair)
         Assert.Contains(bob.UserId, await Members(alice, room));
         await bob.SendText(room, "back again");
         await SyncUntil(alice, s => Sees(s, room, "back again"), "Bob's message after rejoining");
+    }
+
+    [Fact]
+    public async Task Invites_cross_both_ways_and_the_invitee_joins_the_invite_only_room()
+    {
+        foreach (var (home, away) in new[] { (pair.A, pair.B), (pair.B, pair.A) })
+        {
+            var alice = await Register(home);
+            var bob = await Register(away);
+            var room = await alice.CreateRoom(new JsonObject { ["preset"] = "private_chat", ["name"] = "secret plans" });
+            (await alice.Post($"{C}/rooms/{E(room)}/invite", new JsonObject { ["user_id"] = bob.UserId })).Ok();
+            // Bob's /sync shows the invite with the room's name from the stripped state his server was sent.
+            var invited = await SyncUntil(bob, s => s["rooms"]?["invite"]?[room] is not null, "the invite");
+            var strippedState = invited["rooms"]!["invite"]![room]!["invite_state"]!["events"]!.AsArray();
+            Assert.Contains(strippedState, e => e!["type"]!.GetValue<string>() == "m.room.name" && e["content"]!["name"]!.GetValue<string>() == "secret plans");
+            Assert.Contains(strippedState, e => e!["type"]!.GetValue<string>() == "m.room.member" && e["state_key"]!.GetValue<string>() == bob.UserId);
+            // He joins through the inviter's server without naming it.
+            (await bob.Post($"{C}/rooms/{E(room)}/join", new JsonObject())).Ok();
+            Assert.Equal(new[] { alice.UserId, bob.UserId }.Order(), await Members(alice, room));
+            await bob.SendText(room, "thanks for the invite");
+            await SyncUntil(alice, s => Sees(s, room, "thanks for the invite"), "Bob's message in the invite-only room");
+        }
+    }
+
+    [Fact]
+    public async Task A_remote_invite_is_rejected_through_the_inviting_server()
+    {
+        var alice = await Register(pair.A);
+        var bob = await Register(pair.B);
+        var room = await alice.CreateRoom(new JsonObject { ["preset"] = "private_chat" });
+        (await alice.Post($"{C}/rooms/{E(room)}/invite", new JsonObject { ["user_id"] = bob.UserId })).Ok();
+        await SyncUntil(bob, s => s["rooms"]?["invite"]?[room] is not null, "the invite");
+        (await bob.Post($"{C}/rooms/{E(room)}/leave", new JsonObject())).Ok();
+        var member = (await alice.Get($"{C}/rooms/{E(room)}/state/m.room.member/{E(bob.UserId)}")).Ok().Obj;
+        Assert.Equal("leave", member["membership"]!.GetValue<string>());
+        var after = await bob.Sync();
+        Assert.Null(after["rooms"]?["invite"]?[room]);
     }
 
     static async Task WaitFor(Func<Task<bool>> condition, string what)

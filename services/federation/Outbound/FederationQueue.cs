@@ -196,8 +196,12 @@ public sealed partial class FederationQueue : IHostedService, IDisposable
         catch (OperationCanceledException) { }
     }
 
+    int _disposed;
+
+    /// <summary>Idempotent: the container disposes the queue once as a singleton and once as the hosted service its factory returned.</summary>
     public void Dispose()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
         _stop.Cancel();
         _stop.Dispose();
         _sendSlots.Dispose();

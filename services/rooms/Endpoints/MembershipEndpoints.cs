@@ -45,7 +45,8 @@ public sealed class MembershipEndpoints(RoomStore rooms, EventSender sender, Roo
     async Task Join(HttpContext ctx, Caller c, string roomId, JsonObject body, IEnumerable<string>? servers = null)
     {
         // A room this server is not in is joined through one that is (the room ID's server before v12 IDs, which name none).
-        var through = Via(ctx).Concat(servers ?? []).Concat(roomId.Contains(':', StringComparison.Ordinal) ? [Ids.ServerOf(roomId)] : [])
+        var through = Via(ctx).Concat(servers ?? []).Concat(InviterServer(c.UserId, roomId))
+            .Concat(roomId.Contains(':', StringComparison.Ordinal) ? [Ids.ServerOf(roomId)] : [])
             .Where(s => s != config.ServerName).Distinct().ToList();
         if (config.AllowFederation && through.Count > 0 && remote.NeedsRemoteJoin(roomId))
         {
@@ -62,6 +63,10 @@ public sealed class MembershipEndpoints(RoomStore rooms, EventSender sender, Roo
         }
         await ctx.Response.WriteJsonAsync(new JsonObject { ["room_id"] = roomId });
     }
+
+    /// <summary>The server of whoever invited the user to the room, if the user holds an invite: it is in the room.</summary>
+    IEnumerable<string> InviterServer(string userId, string roomId)
+        => rooms.MembershipOf(userId, roomId) is { State: "invite" or "knock" } m && rooms.Event(m.EventId) is { } e ? [Ids.ServerOf(e.Sender)] : [];
 
     /// <summary>The join event's content: the profile, the body's additions, the authorising user of a restricted join.</summary>
     async Task<JsonObject> JoinContent(HttpContext ctx, Caller c, string roomId, JsonObject body, bool restricted)
@@ -102,6 +107,13 @@ public sealed class MembershipEndpoints(RoomStore rooms, EventSender sender, Roo
             await ctx.Response.WriteJsonAsync(new JsonObject());
             return;
         }
+        // An invite to a room this server is not in is rejected through the inviting server.
+        if (action == "leave" && config.AllowFederation && rooms.Info(roomId) is null && rooms.MembershipOf(c.UserId, roomId)?.State is "invite" or "knock")
+        {
+            await remote.LeaveAsync(roomId, c.UserId, InviterServer(c.UserId, roomId), ctx.RequestAborted);
+            await ctx.Response.WriteJsonAsync(new JsonObject());
+            return;
+        }
         param.RequireRoom(roomId);
         string target, membership;
         JsonObject content;
@@ -130,7 +142,9 @@ public sealed class MembershipEndpoints(RoomStore rooms, EventSender sender, Roo
                 limits.Take(ctx, c, new(limits.InvitesPerRoom, roomId), new(limits.InvitesPerIssuer, c.UserId), new(limits.InvitesPerUser, target));
         }
         if (body.OptString("reason") is { } reason) content["reason"] = reason;
-        await sender.SendAsync(roomId, c.UserId, [new NewEvent("m.room.member", target, content)], null, ctx.RequestAborted);
+        if (action == "invite" && !AuthRules.IsLocal(target, config.ServerName))
+            await remote.InviteAsync(roomId, c.UserId, target, content, ctx.RequestAborted);
+        else await sender.SendAsync(roomId, c.UserId, [new NewEvent("m.room.member", target, content)], null, ctx.RequestAborted);
         await ctx.Response.WriteJsonAsync(new JsonObject());
     }
 

@@ -101,9 +101,13 @@ public sealed class RoomParams(RoomStore rooms, GlobalConfig config, Keys.KeysCl
     /// <summary>An invite's member content: local invitees must exist; remote ones need federation (not yet).</summary>
     public async Task<JsonObject> InviteContent(string userId, CancellationToken ct)
     {
-        if (AuthRules.IsLocal(userId, config.ServerName)) await RequireLocalUser(userId, ct);
-        else throw Err.Forbidden("Inviting users of other servers needs federation, which is not enabled yet");
-        return await MemberContent(userId, "invite", ct);
+        if (AuthRules.IsLocal(userId, config.ServerName))
+        {
+            await RequireLocalUser(userId, ct);
+            return await MemberContent(userId, "invite", ct);
+        }
+        if (!config.AllowFederation) throw Err.Forbidden("Inviting users of other servers needs federation, which is off (allow_federation = false)");
+        return new JsonObject { ["membership"] = "invite" };
     }
 
     /// <summary>A RoomEventFilter JSON in the "filter" query parameter, if any (/messages, /context).</summary>

@@ -39,6 +39,7 @@ public sealed partial class FederationServer(RoomStore rooms, StateStore states,
             "backfill" => Backfill(r),
             "get_missing_events" => MissingEvents(r, body),
             "pdus" => await PdusAsync(r, body, ct),
+            "invite" => await InviteAsync(r, body, ct),
             "query_directory" => QueryDirectory(r),
             _ => throw Err.Unrecognized(),
         };
@@ -165,6 +166,53 @@ public sealed partial class FederationServer(RoomStore rooms, StateStore states,
 
     JsonArray Pdus(IEnumerable<string> ids)
         => new(ids.Select(id => rooms.Event(id)?.Pdu).OfType<JsonObject>().Select(p => (JsonNode)p).ToArray());
+
+    /// <summary>
+    /// PUT /v2/invite (spec: server-server-api, "Inviting to a room"): an invite of one of our users, which we sign
+    /// and keep. In a room this server is in, it goes through the PDU checks like any event; otherwise it is stored
+    /// out of band with the stripped state sent along, for the invitee's /sync.
+    /// </summary>
+    async Task<JsonObject> InviteAsync(FederateRequest r, JsonObject body, CancellationToken ct)
+    {
+        var versionId = ContentField.String(body, "room_version") ?? "1";
+        if (RoomVersion.Find(versionId) is not { } version)
+            throw new MatrixException("M_INCOMPATIBLE_ROOM_VERSION", 400, $"Room version {versionId} is not supported here") { Extra = new() { ["room_version"] = versionId } };
+        if (body["event"] is not JsonObject pdu) throw Err.BadJson("event is required");
+        pdu = pdu.DeepClone().AsObject();
+        pdu.Remove("unsigned");
+        if (ContentField.String(pdu, "type") != "m.room.member" || ContentField.String(pdu["content"] as JsonObject, "membership") != "invite")
+            throw Err.BadJson("Not an invite");
+        var invitee = ContentField.String(pdu, "state_key");
+        if (invitee is null || !Ids.IsUserId(invitee) || Ids.ServerOf(invitee) != config.ServerName) throw Err.BadJson("The invitee is not a user of this server");
+        if (ContentField.String(pdu, "sender") is not { } inviter || Ids.ServerOf(inviter) != r.Origin) throw Err.Forbidden("The inviter is not on the requesting server");
+        if (ContentField.String(pdu, "room_id") != r.RoomId) throw Err.BadJson("The event is for another room");
+        if (IdOf(pdu, version) != r.EventId) throw Err.BadJson("The event ID does not match the event");
+        var known = rooms.VersionOf(r.RoomId) is not null && rooms.Info(r.RoomId)?["state_group"] is not null;
+        if (known) KnownRoom(r.RoomId, r.Origin);
+        var keys = await remote.KeysForAsync([pdu], ct);
+        if (EventSender.CheckSignatures(pdu, version, r.EventId, keys.For(pdu, version)) is { } bad) throw Err.Forbidden("The invite's signatures: " + bad);
+        if (rooms.MembershipOf(invitee, r.RoomId)?.State is "join" or "ban") throw Err.Forbidden("The user is already in the room or banned from it");
+        await sender.SignForeignAsync(pdu, version, ct);
+        if (known && EventAuth.PrevEventIds(pdu).Concat(EventAuth.AuthEventIds(pdu)).All(id => rooms.Event(id) is not null))
+        {
+            var result = await sender.AcceptRemoteAsync(pdu, keys.For(pdu, version), ct);
+            if (result.Outcome != IngestOutcome.Accepted) throw Err.Forbidden("The invite is not allowed: " + result.Reason);
+        }
+        else await sender.StoreOutOfBandAsync(r.RoomId, pdu, r.EventId, invitee, "invite", StrippedStateOf(body["invite_room_state"]), ct);
+        return new JsonObject { ["event"] = pdu };
+    }
+
+    /// <summary>The stripped state events of an invite, as far as they have the stripped-state shape (the others left out).</summary>
+    static JsonArray StrippedStateOf(JsonNode? list)
+    {
+        var result = new JsonArray();
+        if (list is not JsonArray a) return result;
+        foreach (var n in a.Take(50))
+            if (n is JsonObject o && ContentField.String(o, "type") is { } t && ContentField.String(o, "state_key") is { } k
+                && ContentField.String(o, "sender") is { } s && o["content"] is JsonObject c)
+                result.Add((JsonNode)new JsonObject { ["content"] = c.DeepClone(), ["sender"] = s, ["state_key"] = k, ["type"] = t });
+        return result;
+    }
 
     // ---- reads
 

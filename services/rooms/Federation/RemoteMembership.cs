@@ -14,7 +14,7 @@ namespace Conduit.Rooms;
 /// and auth chain the resident server answered (<see cref="EventSender.ImportJoinAsync"/>). The candidate servers are
 /// tried in turn: those the client named (via / server_name), the alias's servers, the room ID's server.
 /// </summary>
-public sealed partial class RemoteMembership(RoomStore rooms, EventSender sender, RemoteServers remote, GlobalConfig config, ILogger<RemoteMembership> log)
+public sealed partial class RemoteMembership(RoomStore rooms, EventSender sender, RemoteServers remote, ClientEvents format, GlobalConfig config, ILogger<RemoteMembership> log)
 {
     static readonly string VersionQuery = string.Join('&', RoomVersion.All.Select(v => "ver=" + Uri.EscapeDataString(v.Id)));
 
@@ -43,7 +43,7 @@ public sealed partial class RemoteMembership(RoomStore rooms, EventSender sender
                 last = Err.UnsupportedRoomVersion($"Unsupported room version {versionId}");
                 continue;
             }
-            var join = Build(template, roomId, userId, content, version);
+            var join = Build(template, roomId, userId, content, version, "join");
             if (join is null)
             {
                 last = Err.Unknown("The resident server's join template is not usable");
@@ -77,7 +77,7 @@ public sealed partial class RemoteMembership(RoomStore rooms, EventSender sender
 
     /// <summary>Our join event from the template: its graph fields as given, the content ours (membership join, and the
     /// authorising user of a restricted join as the resident chose it), origin and time ours.</summary>
-    JsonObject? Build(JsonObject template, string roomId, string userId, JsonObject content, RoomVersion version)
+    JsonObject? Build(JsonObject template, string roomId, string userId, JsonObject content, RoomVersion version, string membership)
     {
         if (ContentField.String(template, "room_id") != roomId || ContentField.String(template, "sender") != userId
             || ContentField.String(template, "state_key") != userId || ContentField.String(template, "type") != "m.room.member"
@@ -85,8 +85,8 @@ public sealed partial class RemoteMembership(RoomStore rooms, EventSender sender
             || template["depth"] is not JsonValue depth || !depth.TryGetValue(out long _))
             return null;
         var c = content.DeepClone().AsObject();
-        c["membership"] = "join";
-        if (ContentField.String(template["content"] as JsonObject, "join_authorised_via_users_server") is { } via) c["join_authorised_via_users_server"] = via;
+        c["membership"] = membership;
+        if (membership == "join" && ContentField.String(template["content"] as JsonObject, "join_authorised_via_users_server") is { } via) c["join_authorised_via_users_server"] = via;
         var pdu = new JsonObject
         {
             ["auth_events"] = auth.DeepClone(),
@@ -111,6 +111,64 @@ public sealed partial class RemoteMembership(RoomStore rooms, EventSender sender
         if (r.Status is >= 400 and < 500 && r.ErrCode.Length > 0)
             return new MatrixException(r.ErrCode, r.Status, ContentField.String(r.Body, "error") ?? "Refused by the resident server");
         return new MatrixException("M_UNKNOWN", 502, "The resident server could not be reached: " + r);
+    }
+
+    /// <summary>
+    /// Invites a user of another server (spec: server-server-api, "Inviting to a room", PUT /v2/invite): our event goes
+    /// to the invitee's server, which signs it too; with both signatures it is stored and sent to the room like any of
+    /// our events.
+    /// </summary>
+    public async Task InviteAsync(string roomId, string inviter, string invitee, JsonObject content, CancellationToken ct)
+    {
+        var (pdu, eventId, version) = await sender.BuildSignedAsync(roomId, inviter, invitee, "invite", content, ct);
+        var server = Ids.ServerOf(invitee);
+        var reply = await remote.SendAsync(server, "PUT", $"/_matrix/federation/v2/invite/{Uri.EscapeDataString(roomId)}/{Uri.EscapeDataString(eventId)}", new JsonObject
+        {
+            ["event"] = pdu,
+            ["room_version"] = version.Id,
+            ["invite_room_state"] = format.StrippedState(roomId, inviter),
+        }, ct);
+        if (!reply.Ok || reply.Body!["event"] is not JsonObject signed) throw Failure(reply);
+        if (IdOf(signed, version) != eventId) throw Err.Unknown("The invitee's server changed the invite");
+        var keys = await remote.KeysForAsync([signed], ct);
+        var verify = keys.For(signed, version);
+        var countersigned = signed["signatures"]?[server] is JsonObject byServer && byServer.Any(kv =>
+            verify(server, kv.Key) is { } key && EventHashing.VerifySignature(signed, version, server, kv.Key, key));
+        if (!countersigned) throw Err.Unknown("The invitee's server did not sign the invite");
+        var result = await sender.AcceptRemoteAsync(signed, verify, ct);
+        if (result.Outcome != IngestOutcome.Accepted) throw Err.Forbidden("The invite was not accepted: " + result.Reason);
+    }
+
+    /// <summary>
+    /// Leaves (rejects an invite to) a room this server is not in, through a server that is (spec: "Leaving Rooms
+    /// (Rejecting Invites)", make_leave then send_leave v2); the leave is kept out of band as the user's membership.
+    /// </summary>
+    public async Task LeaveAsync(string roomId, string userId, IEnumerable<string> servers, CancellationToken ct)
+    {
+        MatrixException? last = null;
+        foreach (var server in servers.Where(s => s != config.ServerName).Distinct())
+        {
+            var made = await remote.SendAsync(server, "GET", $"/_matrix/federation/v1/make_leave/{Uri.EscapeDataString(roomId)}/{Uri.EscapeDataString(userId)}", null, ct);
+            if (!made.Ok || RoomVersion.Find(ContentField.String(made.Body, "room_version") ?? "1") is not { } version || made.Body!["event"] is not JsonObject template
+                || Build(template, roomId, userId, [], version, "leave") is not { } leave)
+            {
+                LogAttempt(log, "make_leave", server, roomId, made.ToString());
+                last = Failure(made);
+                continue;
+            }
+            await sender.SignForeignAsync(leave, version, ct);
+            var eventId = IdOf(leave, version)!;
+            var sent = await remote.SendAsync(server, "PUT", $"/_matrix/federation/v2/send_leave/{Uri.EscapeDataString(roomId)}/{Uri.EscapeDataString(eventId)}", leave, ct);
+            if (!sent.Ok)
+            {
+                LogAttempt(log, "send_leave", server, roomId, sent.ToString());
+                last = Failure(sent);
+                continue;
+            }
+            await sender.StoreOutOfBandAsync(roomId, leave, eventId, userId, "leave", null, ct);
+            return;
+        }
+        throw last ?? Err.NotFound("No server to leave this room through");
     }
 
     /// <summary>Resolves an alias of another server (GET /query/directory): its room ID and the servers in the room.</summary>

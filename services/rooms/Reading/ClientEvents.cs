@@ -93,6 +93,15 @@ public sealed class ClientEvents(RoomStore rooms, Relations relations, Visibilit
     public JsonArray StrippedState(string roomId, string userId)
     {
         var arr = new JsonArray();
+        // An invite from another server to a room this one is not in: the state the inviting server sent with it.
+        if (rooms.StateEvent(roomId, "m.room.member", userId) is { } invite && invite.Meta["invite_room_state"] is JsonArray sent)
+        {
+            foreach (var e in sent)
+                if (e is JsonObject o && !(ContentField.String(o, "type") == "m.room.member" && ContentField.String(o, "state_key") == userId))
+                    arr.Add(o.DeepClone());
+            arr.Add((JsonNode)Stripped(invite));
+            return arr;
+        }
         foreach (var type in new[] { "m.room.create", "m.room.join_rules", "m.room.name", "m.room.avatar", "m.room.canonical_alias", "m.room.encryption", "m.room.topic" })
             if (rooms.StateEvent(roomId, type, "") is { } ev) arr.Add((JsonNode)Stripped(ev));
         if (rooms.StateEvent(roomId, "m.room.member", userId) is { } me)

@@ -19,7 +19,50 @@ public sealed partial class EventSender
     /// make_leave and make_knock return it: unsigned, without hashes, the joining server fills in and signs it. Throws
     /// M_FORBIDDEN when the auth rules would refuse it against the current state.
     /// </summary>
-    public async Task<JsonObject> TemplateAsync(string roomId, string userId, string membership, JsonObject content, CancellationToken ct)
+    public Task<JsonObject> TemplateAsync(string roomId, string userId, string membership, JsonObject content, CancellationToken ct)
+        => TemplateAsync(roomId, userId, userId, membership, content, ct);
+
+    /// <summary>
+    /// A membership event of <paramref name="sender"/> for <paramref name="stateKey"/> (an invite of a user of another
+    /// server), built, hashed and signed by this server but not stored: the invitee's server signs it too before it is.
+    /// </summary>
+    public async Task<(JsonObject Pdu, string EventId, RoomVersion Version)> BuildSignedAsync(string roomId, string sender, string stateKey, string membership,
+        JsonObject content, CancellationToken ct)
+    {
+        var pdu = await TemplateAsync(roomId, sender, stateKey, membership, content, ct);
+        var version = rooms.VersionOf(roomId)!;
+        if (version.EventIdFormat == EventIdFormat.ServerGenerated) pdu["event_id"] = $"${Ids.Random(24)}:{ServerName}";
+        EventHashing.AddContentHash(pdu);
+        signer.Sign(pdu, version, await signer.CurrentAsync(ct));
+        EventContent.RequireWithinLimits(pdu);
+        return (pdu, EventIdOf(pdu, version), version);
+    }
+
+    /// <summary>Why the signatures of a PDU do not hold (the sender's server's, and the others the room version asks for), or null.</summary>
+    public static string? CheckSignatures(JsonObject pdu, RoomVersion version, string eventId, Func<string, string, byte[]?> verifyKey)
+        => SignatureFailure(pdu, version, eventId, verifyKey);
+
+    /// <summary>
+    /// Stores a membership event of a room this server is not in (spec: server-server-api, "Inviting to a room": an
+    /// invite of a local user, or the rejection of one): in the room's timeline, so /sync reports it at a position,
+    /// and as the user's membership, without any other state. <paramref name="strippedState"/> (the invite's
+    /// invite_room_state) is kept with it for /sync's invite_state.
+    /// </summary>
+    public async Task StoreOutOfBandAsync(string roomId, JsonObject pdu, string eventId, string userId, string membership, JsonArray? strippedState, CancellationToken ct)
+    {
+        using var held = await writer.LockAsync(roomId, ct);
+        if (rooms.Event(eventId) is not null) return;
+        using var write = writer.Begin(roomId);
+        var meta = new JsonObject { ["room_id"] = roomId, ["outlier"] = true, ["out_of_band"] = true };
+        if (strippedState is not null) meta["invite_room_state"] = strippedState.DeepClone();
+        var stored = pdu.DeepClone().AsObject();
+        stored.Remove("unsigned");
+        write.AddEvent(eventId, stored, meta, inTimeline: true);
+        write.SetCurrentState("m.room.member", userId, eventId, membership);
+        await writer.CommitAsync(write);
+    }
+
+    async Task<JsonObject> TemplateAsync(string roomId, string userId, string stateKey, string membership, JsonObject content, CancellationToken ct)
     {
         var info = rooms.Info(roomId) ?? throw Err.NotFound("Unknown room");
         var version = RoomVersion.Find(info["room_version"]!.GetValue<string>())!;
@@ -35,7 +78,7 @@ public sealed partial class EventSender
             ["prev_events"] = EventRefs(prev, version, id => rooms.Event(id)?.Pdu),
             ["room_id"] = roomId,
             ["sender"] = userId,
-            ["state_key"] = userId,
+            ["state_key"] = stateKey,
             ["type"] = "m.room.member",
         };
         template["auth_events"] = EventRefs(EventAuth.AuthTypesFor(template, version)
