@@ -233,5 +233,6 @@ public static class ConduitHost
         services.AddSingleton(sp => new Protos.Keys.Keys.KeysClient(For(sp, Service.Keys)));
         services.AddSingleton(sp => new Protos.Rooms.Rooms.RoomsClient(For(sp, Service.Rooms)));
         services.AddSingleton(sp => new Protos.Federation.Federation.FederationClient(For(sp, Service.Federation)));
+        services.AddSingleton(sp => new Protos.Sync.Sync.SyncClient(For(sp, Service.Sync)));
     }
 }

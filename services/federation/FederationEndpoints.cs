@@ -16,7 +16,7 @@ namespace Conduit.Federation;
 /// and handed to the rooms service with its verified origin (protos/rooms.proto, Federate), which answers with the
 /// spec's status and body; the rooms service applies server ACLs and history visibility for servers.
 /// </summary>
-public sealed partial class FederationEndpoints(XMatrixVerifier verifier, Rooms.RoomsClient rooms, ILogger<FederationEndpoints> log)
+public sealed partial class FederationEndpoints(XMatrixVerifier verifier, Rooms.RoomsClient rooms, Protos.Sync.Sync.SyncClient sync, ILogger<FederationEndpoints> log)
 {
     /// <summary>The spec's limits on one transaction (server-server-api, "Transactions").</summary>
     public const int MaxPdus = 50, MaxEdus = 100;
@@ -123,6 +123,15 @@ public sealed partial class FederationEndpoints(XMatrixVerifier verifier, Rooms.
                 RoomId = g.Key,
                 Body = new JsonObject { ["pdus"] = new JsonArray(g.Select(p => (JsonNode)p.DeepClone()).ToArray()) }.ToJsonString(),
             }, cancellationToken: ctx.RequestAborted).ResponseAsync));
+            // Typing and receipts go to the sync service, which checks each one (the user on the origin, joined).
+            var ephemeral = edus.OfType<JsonObject>().Where(e => e["edu_type"] is JsonValue t && t.TryGetValue(out string? type) && type is "m.typing" or "m.receipt")
+                .Select(e => e.ToJsonString()).ToList();
+            if (ephemeral.Count > 0)
+            {
+                // Ephemeral: one that cannot be applied now is not worth failing (and so repeating) the transaction.
+                try { await sync.ReceiveEdusAsync(new Protos.Sync.ReceiveEdusRequest { Origin = origin, Edus = { ephemeral } }, cancellationToken: ctx.RequestAborted); }
+                catch (Grpc.Core.RpcException e) when (!ctx.RequestAborted.IsCancellationRequested) { LogEdusFailed(log, origin, e.Status.Detail); }
+            }
             foreach (var reply in replies)
                 if (reply.Status == 200 && JsonNode.Parse(reply.Body)?["pdus"] is JsonObject perPdu)
                     foreach (var (id, r) in perPdu) results[id] = r?.DeepClone();
@@ -138,6 +147,9 @@ public sealed partial class FederationEndpoints(XMatrixVerifier verifier, Rooms.
             gate.Release();
         }
     }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "EDUs from {Origin} not delivered to sync: {Error}")]
+    static partial void LogEdusFailed(ILogger log, string origin, string error);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Transaction {TxnId} from {Origin}: {Pdus} PDUs, {Edus} EDUs")]
     static partial void LogTransaction(ILogger log, string origin, string txnId, int pdus, int edus);

@@ -8,8 +8,16 @@ using Grpc.Core;
 namespace Conduit.Federation;
 
 /// <summary>The federation service's gRPC surface (protos/federation.proto).</summary>
-public sealed class FederationGrpcService(ServerKeys keys, RemoteKeyStore remoteKeys, FederationRequests requests) : Protos.Federation.Federation.FederationBase
+public sealed class FederationGrpcService(ServerKeys keys, RemoteKeyStore remoteKeys, FederationRequests requests, Outbound.FederationQueue queue,
+    Conduit.Common.Config.GlobalConfig config) : Protos.Federation.Federation.FederationBase
 {
+    public override Task<QueueEduReply> QueueEdu(QueueEduRequest request, ServerCallContext context)
+    {
+        if (config.AllowFederation)
+            queue.EnqueueEdu(request.Destinations.Where(d => d != config.ServerName), RequestJson.ParseObject(request.Edu, "EDU"));
+        return Task.FromResult(new QueueEduReply());
+    }
+
     public override async Task WatchSigningKey(WatchSigningKeyRequest request, IServerStreamWriter<SigningKeyUpdate> responseStream, ServerCallContext context)
     {
         await foreach (var key in keys.Watch(context.CancellationToken))

@@ -15,7 +15,7 @@ namespace Conduit.Sync;
 /// <see cref="TypingState"/>; each change wakes the /sync of whoever it is for.
 /// </summary>
 public sealed class EphemeralEndpoints(AccountDataStore data, ReceiptStore receipts, TypingState typing, SyncNotifier notifier, Rooms.RoomsClient rooms,
-    Push.PushStore push, Push.PushEndpoints pushEndpoints)
+    Push.PushStore push, Push.PushEndpoints pushEndpoints, FederatedEphemeral federated)
 {
     /// <summary>Synapse's default when a client starts typing without a timeout.</summary>
     const int DefaultTypingTimeoutMs = 30_000;
@@ -58,7 +58,8 @@ public sealed class EphemeralEndpoints(AccountDataStore data, ReceiptStore recei
         var threadId = ThreadIdOf(body, type);
         var eventId = ctx.Route("eventId");
         var r = await Check(ctx, c.UserId, roomId, eventId);
-        Apply(c.UserId, roomId, type, threadId, eventId, r);
+        if (Apply(c.UserId, roomId, type, threadId, eventId, r) is { } ts)
+            await federated.ReceiptAsync(roomId, c.UserId, eventId, threadId, ts, r.JoinedUserIds, ctx.RequestAborted);
         await ctx.Response.WriteJsonAsync(new JsonObject());
     }
 
@@ -73,26 +74,32 @@ public sealed class EphemeralEndpoints(AccountDataStore data, ReceiptStore recei
         return threadId;
     }
 
-    void Apply(string userId, string roomId, string type, string threadId, string eventId, RoomEphemeralReply r)
+    /// <summary>Stores a receipt or marker; the time of a public receipt that changed something (for other servers), else null.</summary>
+    long? Apply(string userId, string roomId, string type, string threadId, string eventId, RoomEphemeralReply r)
     {
         if (type == ReceiptTypes.FullyRead)
         {
             // The fully read marker is room account data the client cannot set directly (spec: "Read markers").
             data.Put(userId, roomId, "m.fully_read", new JsonObject { ["event_id"] = eventId });
             notifier.Wake(userId);
-            return;
+            return null;
         }
         var ts = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
         // The badge update is for pushers only: users without any spare the two count reads.
         var unreadBefore = push.HasPushers(userId) ? push.Counts(userId, roomId).Notifications : 0;
-        if (receipts.Put(roomId, userId, type, threadId, eventId, r.EventPosition, ts) == 0) return;
+        if (receipts.Put(roomId, userId, type, threadId, eventId, r.EventPosition, ts) == 0) return null;
         // Notifications up to the receipt are read (spec: "Marking notifications as read"); an unthreaded receipt reads
         // every thread, so what it covers is dropped for good.
         if (threadId.Length == 0) push.ForgetReadUpTo(userId, roomId, r.EventPosition);
         if (unreadBefore > 0 && push.Counts(userId, roomId).Notifications != unreadBefore) pushEndpoints.BadgeUpdate(userId);
         // A private receipt is news for its owner only.
-        if (type == ReceiptTypes.ReadPrivate) notifier.Wake(userId);
-        else foreach (var u in r.JoinedUserIds) notifier.Wake(u);
+        if (type == ReceiptTypes.ReadPrivate)
+        {
+            notifier.Wake(userId);
+            return null;
+        }
+        foreach (var u in r.JoinedUserIds) notifier.Wake(u);
+        return ts;
     }
 
     // ---- POST /rooms/{roomId}/read_markers
@@ -109,7 +116,9 @@ public sealed class EphemeralEndpoints(AccountDataStore data, ReceiptStore recei
         var checks = new List<RoomEphemeralReply>();
         foreach (var (_, eventId) in markers) checks.Add(await Check(ctx, c.UserId, roomId, eventId));
         if (markers.Count == 0) await Check(ctx, c.UserId, roomId, null);
-        for (var i = 0; i < markers.Count; i++) Apply(c.UserId, roomId, markers[i].Type, "", markers[i].EventId, checks[i]);
+        for (var i = 0; i < markers.Count; i++)
+            if (Apply(c.UserId, roomId, markers[i].Type, "", markers[i].EventId, checks[i]) is { } ts)
+                await federated.ReceiptAsync(roomId, c.UserId, markers[i].EventId, "", ts, checks[i].JoinedUserIds, ctx.RequestAborted);
         await ctx.Response.WriteJsonAsync(new JsonObject());
     }
 
@@ -126,6 +135,7 @@ public sealed class EphemeralEndpoints(AccountDataStore data, ReceiptStore recei
         if (timeout < 0) throw Err.InvalidParam("timeout must not be negative");
         var r = await Check(ctx, c.UserId, roomId, null);
         typing.Set(roomId, c.UserId, isTyping, (int)Math.Min(timeout, TypingState.MaxTimeoutMs), r.JoinedUserIds);
+        await federated.TypingChangedAsync(roomId, c.UserId, isTyping, r.JoinedUserIds, ctx.RequestAborted);
         await ctx.Response.WriteJsonAsync(new JsonObject());
     }
 }

@@ -1,16 +1,18 @@
+using Microsoft.AspNetCore.Builder;
 using Conduit.Common.Routing;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace Conduit.Sync;
 
-/// <summary>Composition entry points of the sync service. It offers no gRPC service; it calls rooms.</summary>
+/// <summary>Composition entry points of the sync service. It calls rooms, keys and federation; federation calls it with EDUs.</summary>
 public static class SyncService
 {
     public static IServiceCollection AddSyncService(this IServiceCollection services)
     {
         services.AddSingleton<AccountDataStore>().AddSingleton<ReceiptStore>().AddSingleton<TypingState>().AddSingleton(sp => new PresenceState(sp.GetRequiredService<Conduit.Common.Storage.IKeyValueStore>())).AddSingleton<PresenceEndpoints>().AddSingleton<SyncNotifier>().AddSingleton<SyncEndpoints>().AddSingleton<TagEndpoints>()
-            .AddSingleton<Push.PushStore>().AddSingleton<Push.PushSender>().AddSingleton<Push.PushWorker>().AddSingleton<Push.PushEndpoints>();
+            .AddSingleton<Push.PushStore>().AddSingleton<Push.PushSender>().AddSingleton<Push.PushWorker>().AddSingleton<Push.PushEndpoints>()
+            .AddSingleton<FederatedEphemeral>().AddSingleton<SyncGrpcService>();
         services.AddHostedService(sp => sp.GetRequiredService<SyncNotifier>());
         services.AddHostedService<PresenceTimer>();
         services.AddHostedService(sp => sp.GetRequiredService<Push.PushWorker>());
@@ -31,6 +33,6 @@ public static class SyncService
         SyncFamilies.All,
         s => s.AddSyncService(),
         app => app.MapSyncService(),
-        null,
-        null);
+        app => app.MapGrpcService<SyncGrpcService>(),
+        (binder, sp) => Protos.Sync.Sync.BindService(binder, sp.GetRequiredService<SyncGrpcService>()));
 }

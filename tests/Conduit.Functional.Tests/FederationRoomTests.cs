@@ -58,6 +58,25 @@ public abstract class FederationRoomTests(FederationPair pair)
     }
 
     [Fact]
+    public async Task Typing_and_read_receipts_cross_to_the_other_server()
+    {
+        var alice = await Register(pair.A);
+        var bob = await Register(pair.B);
+        var room = await alice.CreateRoom(new JsonObject { ["preset"] = "public_chat" });
+        (await bob.Post($"{C}/join/{E(room)}?via={E(pair.A.ServerName)}", new JsonObject())).Ok();
+
+        (await alice.Put($"{C}/rooms/{E(room)}/typing/{E(alice.UserId)}", new JsonObject { ["typing"] = true, ["timeout"] = 30000 })).Ok();
+        await SyncUntil(bob, s => (s["rooms"]?["join"]?[room]?["ephemeral"]?["events"] as JsonArray ?? []).Any(e =>
+            e!["type"]!.GetValue<string>() == "m.typing" && e["content"]!["user_ids"]!.AsArray().Any(u => u!.GetValue<string>() == alice.UserId)), "Alice typing");
+
+        var message = await bob.SendText(room, "read me");
+        await SyncUntil(alice, s => Sees(s, room, "read me"), "Bob's message");
+        (await alice.Post($"{C}/rooms/{E(room)}/receipt/m.read/{E(message)}", new JsonObject())).Ok();
+        await SyncUntil(bob, s => (s["rooms"]?["join"]?[room]?["ephemeral"]?["events"] as JsonArray ?? []).Any(e =>
+            e!["type"]!.GetValue<string>() == "m.receipt" && e["content"]?[message]?["m.read"]?[alice.UserId] is not null), "Alice's read receipt");
+    }
+
+    [Fact]
     public async Task A_room_is_joined_by_an_alias_of_the_other_server()
     {
         var alice = await Register(pair.A);
