@@ -105,12 +105,15 @@ public sealed partial class RemoteMembership(RoomStore rooms, EventSender sender
         return pdu;
     }
 
-    /// <summary>The other server's refusal as the client sees it: its Matrix error if it gave one, else 502-like M_UNKNOWN.</summary>
+    /// <summary>
+    /// The other server's refusal as the client sees it: its Matrix error if it gave one; a server that cannot be
+    /// reached or fails is, from here, a room that cannot be found (404 M_NOT_FOUND, as Conduit answers).
+    /// </summary>
     static MatrixException Failure(RemoteReply r)
     {
         if (r.Status is >= 400 and < 500 && r.ErrCode.Length > 0)
             return new MatrixException(r.ErrCode, r.Status, ContentField.String(r.Body, "error") ?? "Refused by the resident server");
-        return new MatrixException("M_UNKNOWN", 502, "The resident server could not be reached: " + r);
+        return Err.NotFound("No server in the room could be reached: " + r);
     }
 
     /// <summary>
