@@ -77,6 +77,33 @@ public abstract class FederationRoomTests(FederationPair pair)
     }
 
     [Fact]
+    public async Task Messages_sent_while_the_other_server_is_down_arrive_when_it_is_back()
+    {
+        var alice = await Register(pair.A);
+        var bob = await Register(pair.B);
+        var room = await alice.CreateRoom(new JsonObject { ["preset"] = "public_chat" });
+        (await bob.Post($"{C}/join/{E(room)}?via={E(pair.A.ServerName)}", new JsonObject())).Ok();
+        await alice.SendText(room, "before the outage");
+        await SyncUntil(bob, s => Sees(s, room, "before the outage"), "the first message");
+
+        await pair.StopAsync(pair.B);
+        for (var i = 1; i <= 3; i++) await alice.SendText(room, $"while B was down {i}");
+        await pair.StartAsync(pair.B);
+
+        // B's first request to A (Bob's message) ends A's backoff for B; A's queue then delivers what B missed, in order.
+        await bob.SendText(room, "back online");
+        await SyncUntil(alice, s => Sees(s, room, "back online"), "Bob's message after the restart");
+        var seen = new List<string>();
+        await SyncUntil(bob, s =>
+        {
+            seen.AddRange(TimelineBodies(s, room));
+            return Enumerable.Range(1, 3).All(i => seen.Contains($"while B was down {i}"));
+        }, "the messages sent while B was down");
+        var order = seen.Where(b => b.StartsWith("while B was down", StringComparison.Ordinal)).Distinct().ToList();
+        Assert.Equal(["while B was down 1", "while B was down 2", "while B was down 3"], order);
+    }
+
+    [Fact]
     public async Task A_room_is_joined_by_an_alias_of_the_other_server()
     {
         var alice = await Register(pair.A);
