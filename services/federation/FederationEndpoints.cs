@@ -94,6 +94,14 @@ public sealed partial class FederationEndpoints(XMatrixVerifier verifier, Rooms.
     async Task Send(HttpContext ctx, string origin)
     {
         var txnId = RouteValue(ctx, "txnId");
+        // A transaction that breaks the rules is refused before it waits for anything.
+        var body = await ctx.Request.ReadJsonObjectAsync();
+        if (body["origin"] is JsonValue o && o.TryGetValue(out string? bodyOrigin) && bodyOrigin != origin)
+            throw Err.Forbidden("The transaction's origin is not the server that signed the request");
+        var pdus = body["pdus"] as JsonArray ?? (body.ContainsKey("pdus") ? throw Err.BadJson("pdus must be a list") : []);
+        var edus = body["edus"] as JsonArray ?? (body["edus"] is null ? [] : throw Err.BadJson("edus must be a list"));
+        if (pdus.Count > MaxPdus) throw Err.BadJson($"A transaction carries at most {MaxPdus} PDUs");
+        if (edus.Count > MaxEdus) throw Err.BadJson($"A transaction carries at most {MaxEdus} EDUs");
         var gate = _origins.GetOrAdd(origin, _ => new SemaphoreSlim(1, 1));
         if (!await gate.WaitAsync(TimeSpan.Zero, ctx.RequestAborted))
             throw Err.LimitExceeded("A transaction from this server is already being processed", 1000);
@@ -105,13 +113,6 @@ public sealed partial class FederationEndpoints(XMatrixVerifier verifier, Rooms.
                 await ctx.Response.WriteJsonAsync(earlier.Reply);
                 return;
             }
-            var body = await ctx.Request.ReadJsonObjectAsync();
-            if (body["origin"] is JsonValue o && o.TryGetValue(out string? bodyOrigin) && bodyOrigin != origin)
-                throw Err.Forbidden("The transaction's origin is not the server that signed the request");
-            var pdus = body["pdus"] as JsonArray ?? (body.ContainsKey("pdus") ? throw Err.BadJson("pdus must be a list") : []);
-            var edus = body["edus"] as JsonArray ?? (body["edus"] is null ? [] : throw Err.BadJson("edus must be a list"));
-            if (pdus.Count > MaxPdus) throw Err.BadJson($"A transaction carries at most {MaxPdus} PDUs");
-            if (edus.Count > MaxEdus) throw Err.BadJson($"A transaction carries at most {MaxEdus} EDUs");
 
             var results = new JsonObject();
             // The PDUs of each room, in the order sent; rooms are independent of each other.

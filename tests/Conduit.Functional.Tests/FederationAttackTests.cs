@@ -65,13 +65,22 @@ public sealed class FederationAttackTests(FederationPairFixture pair) : IClassFi
         return (pdu, EventHashing.ComputeEventId(pdu, version));
     }
 
-    Task<Response> Transaction(params JsonObject[] pdus)
-        => SignedAsB("PUT", $"/_matrix/federation/v1/send/{UniqueName("txn")}", new JsonObject
+    /// <summary>A transaction as B; the real B may have one of its own in flight (one at a time per origin: 429), so a 429 is retried.</summary>
+    async Task<Response> Transaction(params JsonObject[] pdus)
+    {
+        var txnId = UniqueName("txn");
+        for (var attempt = 0; ; attempt++)
         {
-            ["origin"] = pair.B.ServerName,
-            ["origin_server_ts"] = Ids.NowMs(),
-            ["pdus"] = new JsonArray(pdus.Select(p => (JsonNode)p).ToArray()),
-        });
+            var r = await SignedAsB("PUT", $"/_matrix/federation/v1/send/{txnId}", new JsonObject
+            {
+                ["origin"] = pair.B.ServerName,
+                ["origin_server_ts"] = Ids.NowMs(),
+                ["pdus"] = new JsonArray(pdus.Select(p => (JsonNode)p.DeepClone()).ToArray()),
+            });
+            if (r.Status != HttpStatusCode.TooManyRequests || attempt >= 100) return r;
+            await Task.Delay(100);
+        }
+    }
 
     static async Task<string> RoomName(MatrixClient c, string roomId)
         => (await c.Get($"{C}/rooms/{E(roomId)}/state/m.room.name/")).Ok().Obj["name"]!.GetValue<string>();
