@@ -16,7 +16,8 @@ namespace Conduit.Federation;
 /// and handed to the rooms service with its verified origin (protos/rooms.proto, Federate), which answers with the
 /// spec's status and body; the rooms service applies server ACLs and history visibility for servers.
 /// </summary>
-public sealed partial class FederationEndpoints(XMatrixVerifier verifier, Rooms.RoomsClient rooms, Protos.Sync.Sync.SyncClient sync, ILogger<FederationEndpoints> log)
+public sealed partial class FederationEndpoints(XMatrixVerifier verifier, Rooms.RoomsClient rooms, Protos.Sync.Sync.SyncClient sync, Protos.Keys.Keys.KeysClient keys,
+    Conduit.Common.Config.GlobalConfig config, ILogger<FederationEndpoints> log)
 {
     /// <summary>The spec's limits on one transaction (server-server-api, "Transactions").</summary>
     public const int MaxPdus = 50, MaxEdus = 100;
@@ -49,6 +50,7 @@ public sealed partial class FederationEndpoints(XMatrixVerifier verifier, Rooms.
         Room(app, RouteTable.FedBackfill, "backfill");
         Room(app, RouteTable.FedMissingEvents, "get_missing_events");
         Room(app, RouteTable.FedQueryDirectory, "query_directory");
+        app.Map(RouteTable.FedQueryProfile, Authenticated(QueryProfile));
     }
 
     RequestDelegate Authenticated(Func<HttpContext, string, Task> handler) => verifier.Authenticated(async (ctx, origin) =>
@@ -76,6 +78,24 @@ public sealed partial class FederationEndpoints(XMatrixVerifier verifier, Rooms.
         var reply = await rooms.FederateAsync(request, cancellationToken: ctx.RequestAborted);
         await WriteReply(ctx, reply);
     }));
+
+    /// <summary>GET /query/profile (spec: server-server-api, "Query Profile"): displayname and avatar_url of one of our users, or one of them with ?field=.</summary>
+    async Task QueryProfile(HttpContext ctx, string origin)
+    {
+        var userId = ctx.Request.Query["user_id"].ToString();
+        if (userId.Length == 0) throw Err.MissingParam("user_id is required");
+        if (!Ids.IsUserId(userId) || Ids.ServerOf(userId) != config.ServerName) throw Err.NotFound("Profile not found");
+        var field = ctx.Request.Query["field"].ToString();
+        if (field.Length > 0 && field is not ("displayname" or "avatar_url")) throw Err.InvalidParam("field must be displayname or avatar_url");
+        Protos.Keys.ProfileReply p;
+        try { p = await keys.GetProfileAsync(new Protos.Keys.GetProfileRequest { UserId = userId }, cancellationToken: ctx.RequestAborted); }
+        catch (MatrixException e) when (e.Status == 404) { throw Err.NotFound("Profile not found"); }
+        if (p.Deactivated) throw Err.NotFound("Profile not found");
+        var answer = new JsonObject();
+        if (p.HasDisplayname && field is "" or "displayname") answer["displayname"] = p.Displayname;
+        if (p.HasAvatarUrl && field is "" or "avatar_url") answer["avatar_url"] = p.AvatarUrl;
+        await ctx.Response.WriteJsonAsync(answer);
+    }
 
     static string RouteValue(HttpContext ctx, string name) => ctx.Request.RouteValues[name] as string ?? "";
 

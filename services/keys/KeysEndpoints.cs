@@ -10,7 +10,8 @@ using Microsoft.AspNetCore.Routing;
 namespace Conduit.Keys;
 
 /// <summary>The keys service's Matrix endpoints: registration, login, devices, account, profile.</summary>
-public sealed class KeysEndpoints(AccountStore accounts, KeyBackupStore backups, Uia uia, GlobalConfig config, Rooms.RoomsClient rooms, RateLimits limits)
+public sealed class KeysEndpoints(AccountStore accounts, KeyBackupStore backups, Uia uia, GlobalConfig config, Rooms.RoomsClient rooms, RateLimits limits,
+    Protos.Federation.Federation.FederationClient federation)
 {
     static readonly string[][] PasswordFlow = [["m.login.password"]];
 
@@ -503,7 +504,31 @@ public sealed class KeysEndpoints(AccountStore accounts, KeyBackupStore backups,
         return ProfileJson(u);
     }
 
-    async Task GetProfile(HttpContext ctx) => await ctx.Response.WriteJsonAsync(ProfileOf(ctx.Route("userId")));
+    async Task GetProfile(HttpContext ctx)
+    {
+        var userId = ctx.Route("userId");
+        await ctx.Response.WriteJsonAsync(IsRemote(userId) ? await RemoteProfileAsync(userId, null, ctx.RequestAborted) : ProfileOf(userId));
+    }
+
+    bool IsRemote(string userId) => Ids.IsUserId(userId) && Ids.ServerOf(userId) != config.ServerName && config.AllowFederation;
+
+    /// <summary>
+    /// The profile of a user of another server, asked of it (spec: server-server-api, GET /query/profile). Only string
+    /// fields are taken from the answer; a server that does not know the user, or cannot be reached, is 404.
+    /// </summary>
+    async Task<JsonObject> RemoteProfileAsync(string userId, string? field, CancellationToken ct)
+    {
+        var path = "/_matrix/federation/v1/query/profile?user_id=" + Uri.EscapeDataString(userId) + (field is null ? "" : "&field=" + Uri.EscapeDataString(field));
+        var reply = await federation.SendRequestAsync(new Protos.Federation.OutboundRequest { Destination = Ids.ServerOf(userId), Method = "GET", Path = path }, cancellationToken: ct);
+        if (reply.Status != 200) throw Err.NotFound("Profile not found");
+        JsonObject answer;
+        try { answer = RequestJson.ParseObject(reply.Body, "answer"); }
+        catch (MatrixException) { throw Err.NotFound("Profile not found"); }
+        var profile = new JsonObject();
+        foreach (var (k, v) in answer)
+            if (v is JsonValue sv && sv.TryGetValue(out string? str) && (field is null || k == field)) profile[k] = str;
+        return profile;
+    }
 
     /// <summary>
     /// GET, PUT and DELETE /profile/{userId}/{keyName}. displayname and avatar_url are strings (null or "" clears, as
@@ -517,7 +542,7 @@ public sealed class KeysEndpoints(AccountStore accounts, KeyBackupStore backups,
         var field = CheckKey(ctx.Route("field"));
         if (HttpMethods.IsGet(ctx.Request.Method))
         {
-            var p = ProfileOf(userId);
+            var p = IsRemote(userId) ? await RemoteProfileAsync(userId, field, ctx.RequestAborted) : ProfileOf(userId);
             if (!p.TryGetPropertyValue(field, out var value)) throw Err.NotFound($"No {field} set");
             await ctx.Response.WriteJsonAsync(new JsonObject { [field] = value?.DeepClone() });
             return;

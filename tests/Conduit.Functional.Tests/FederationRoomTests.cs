@@ -104,6 +104,19 @@ public abstract class FederationRoomTests(FederationPair pair)
     }
 
     [Fact]
+    public async Task Profiles_of_the_other_servers_users_resolve()
+    {
+        var alice = await Register(pair.A);
+        var bob = await Register(pair.B);
+        (await bob.Put($"{C}/profile/{E(bob.UserId)}/displayname", new JsonObject { ["displayname"] = "Bob from B" })).Ok();
+        var profile = (await alice.Get($"{C}/profile/{E(bob.UserId)}")).Ok().Obj;
+        Assert.Equal("Bob from B", profile["displayname"]!.GetValue<string>());
+        Assert.Equal("Bob from B", (await alice.Get($"{C}/profile/{E(bob.UserId)}/displayname")).Ok().Obj["displayname"]!.GetValue<string>());
+        var nobody = await alice.Get($"{C}/profile/{E("@nobody-here:" + pair.B.ServerName)}");
+        Assert.Equal((HttpStatusCode.NotFound, "M_NOT_FOUND"), (nobody.Status, nobody.ErrCode));
+    }
+
+    [Fact]
     public async Task A_room_is_joined_by_an_alias_of_the_other_server()
     {
         var alice = await Register(pair.A);

@@ -197,6 +197,7 @@ public static class RouteTable
     public static readonly MatrixRoute FedBackfill = F(F1 + "/backfill/{roomId}", GET);
     public static readonly MatrixRoute FedMissingEvents = F(F1 + "/get_missing_events/{roomId}", POST);
     public static readonly MatrixRoute FedQueryDirectory = F(F1 + "/query/directory", GET);
+    public static readonly MatrixRoute FedQueryProfile = F(F1 + "/query/profile", GET);
 
     // ---- media: uploads, downloads, thumbnails, URL previews (the authenticated paths of spec v1.11, and the legacy ones)
     const string AuthedMedia = "/_matrix/client/v1/media";
