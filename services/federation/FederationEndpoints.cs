@@ -51,6 +51,9 @@ public sealed partial class FederationEndpoints(XMatrixVerifier verifier, Rooms.
         Room(app, RouteTable.FedMissingEvents, "get_missing_events");
         Room(app, RouteTable.FedQueryDirectory, "query_directory");
         app.Map(RouteTable.FedQueryProfile, Authenticated(QueryProfile));
+        KeysRoute(app, RouteTable.FedUserDevices, "user_devices");
+        KeysRoute(app, RouteTable.FedUserKeysQuery, "user_keys_query");
+        KeysRoute(app, RouteTable.FedUserKeysClaim, "user_keys_claim");
     }
 
     RequestDelegate Authenticated(Func<HttpContext, string, Task> handler) => verifier.Authenticated(async (ctx, origin) =>
@@ -96,6 +99,16 @@ public sealed partial class FederationEndpoints(XMatrixVerifier verifier, Rooms.
         if (p.HasAvatarUrl && field is "" or "avatar_url") answer["avatar_url"] = p.AvatarUrl;
         await ctx.Response.WriteJsonAsync(answer);
     }
+
+    /// <summary>Devices and keys of our users, answered by the keys service.</summary>
+    void KeysRoute(IEndpointRouteBuilder app, MatrixRoute route, string operation) => app.Map(route, Authenticated(async (ctx, origin) =>
+    {
+        var request = new Protos.Keys.KeysFederateRequest { Origin = origin, Operation = operation, UserId = RouteValue(ctx, "userId") };
+        if (ctx.Request.Method is "POST") request.Body = (await ctx.Request.ReadJsonObjectAsync()).ToJsonString();
+        var reply = await keys.FederateAsync(request, cancellationToken: ctx.RequestAborted);
+        ctx.Response.ContentType = "application/json";
+        await ctx.Response.WriteAsync(reply.Body, ctx.RequestAborted);
+    }));
 
     static string RouteValue(HttpContext ctx, string name) => ctx.Request.RouteValues[name] as string ?? "";
 
@@ -153,6 +166,14 @@ public sealed partial class FederationEndpoints(XMatrixVerifier verifier, Rooms.
                 try { await sync.ReceiveEdusAsync(new Protos.Sync.ReceiveEdusRequest { Origin = origin, Edus = { ephemeral } }, cancellationToken: ctx.RequestAborted); }
                 catch (Grpc.Core.RpcException e) when (!ctx.RequestAborted.IsCancellationRequested) { LogEdusFailed(log, origin, e.Status.Detail); }
             }
+            // To-device messages and device list updates go to the keys service, which checks each one.
+            var keyEdus = edus.OfType<JsonObject>().Where(e => e["edu_type"] is JsonValue t && t.TryGetValue(out string? type)
+                && type is "m.direct_to_device" or "m.device_list_update" or "m.signing_key_update").Select(e => (JsonNode)e.DeepClone()).ToArray();
+            if (keyEdus.Length > 0)
+                await keys.FederateAsync(new Protos.Keys.KeysFederateRequest
+                {
+                    Origin = origin, Operation = "edus", Body = new JsonObject { ["edus"] = new JsonArray(keyEdus) }.ToJsonString(),
+                }, cancellationToken: ctx.RequestAborted);
             foreach (var reply in replies)
                 if (reply.Status == 200 && JsonNode.Parse(reply.Body)?["pdus"] is JsonObject perPdu)
                     foreach (var (id, r) in perPdu) results[id] = r?.DeepClone();

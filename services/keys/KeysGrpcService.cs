@@ -6,8 +6,14 @@ using Conduit.Keys.E2ee;
 namespace Conduit.Keys;
 
 /// <summary>The keys service's gRPC surface (protos/keys.proto).</summary>
-public sealed class KeysGrpcService(AccountStore accounts, E2eeStore e2ee) : Protos.Keys.Keys.KeysBase
+public sealed class KeysGrpcService(AccountStore accounts, E2eeStore e2ee, E2ee.FederatedKeys federated) : Protos.Keys.Keys.KeysBase
 {
+    public override Task<KeysFederateReply> Federate(KeysFederateRequest request, ServerCallContext context)
+    {
+        var body = request.Body.Length > 0 ? Conduit.Common.Http.RequestJson.ParseObject(request.Body, "Request body") : [];
+        return Task.FromResult(new KeysFederateReply { Body = federated.Handle(request.Origin, request.Operation, request.UserId, body).ToJsonString() });
+    }
+
     public override Task<SyncKeysReply> SyncKeys(SyncKeysRequest request, ServerCallContext context)
     {
         var r = e2ee.Sync(request.UserId, request.DeviceId, request.Since, request.Incremental);

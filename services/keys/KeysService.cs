@@ -14,7 +14,8 @@ public static class KeysService
     public static IServiceCollection AddKeysService(this IServiceCollection services)
         => services.AddRateLimits().AddSingleton<AccountStore>().AddSingleton<KeyBackupStore>().AddSingleton<Uia>()
             .AddSingleton<KeysEndpoints>().AddSingleton<KeyBackupEndpoints>().AddSingleton<ThirdPartyIdentityEndpoints>().AddSingleton<KeysGrpcService>()
-            .AddSingleton<KeysStream>().AddSingleton<E2eeStore>().AddSingleton<CrossSigning>().AddSingleton<E2eeEndpoints>();
+            .AddSingleton<KeysStream>().AddSingleton<E2eeStore>().AddSingleton<CrossSigning>().AddSingleton<E2eeEndpoints>()
+            .AddSingleton<FederatedKeys>().AddHostedService<DeviceListSender>();
 
     public static IEndpointRouteBuilder MapKeysService(this IEndpointRouteBuilder app)
     {

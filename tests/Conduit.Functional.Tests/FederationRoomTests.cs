@@ -117,6 +117,63 @@ public abstract class FederationRoomTests(FederationPair pair)
     }
 
     [Fact]
+    public async Task Device_keys_one_time_keys_to_device_messages_and_device_list_changes_cross_servers()
+    {
+        using var alice = new TestDevice(await Register(pair.A));
+        using var bob = new TestDevice(await Register(pair.B));
+        await alice.Upload(otks: 2);
+        await bob.Upload(otks: 1);
+        var room = await alice.Client.CreateRoom(new JsonObject { ["preset"] = "public_chat" });
+        (await bob.Client.Post($"{C}/join/{E(room)}?via={E(pair.A.ServerName)}", new JsonObject())).Ok();
+
+        // Bob's server asks Alice's for her device keys, and claims her one-time keys one at a time.
+        var query = (await bob.Client.Post(C + "/keys/query", new JsonObject { ["device_keys"] = new JsonObject { [alice.UserId] = new JsonArray() } })).Ok().Obj;
+        Assert.Empty(query["failures"]!.AsObject());
+        var keys = query["device_keys"]![alice.UserId]![alice.DeviceId]!.AsObject();
+        Assert.Equal(alice.Ed.PublicKeyBase64, keys["keys"]![$"ed25519:{alice.DeviceId}"]!.GetValue<string>());
+        var claimed = new HashSet<string>();
+        for (var i = 0; i < 2; i++)
+        {
+            var claim = (await bob.Client.Post(C + "/keys/claim", new JsonObject
+            {
+                ["one_time_keys"] = new JsonObject { [alice.UserId] = new JsonObject { [alice.DeviceId] = "signed_curve25519" } },
+            })).Ok().Obj;
+            claimed.Add(claim["one_time_keys"]![alice.UserId]![alice.DeviceId]!.AsObject().Single().Key);
+        }
+        Assert.Equal(2, claimed.Count);
+
+        // A to-device message from Bob reaches Alice's device through an EDU.
+        (await bob.Client.Put($"{C}/sendToDevice/m.test/{UniqueName("td")}", new JsonObject
+        {
+            ["messages"] = new JsonObject { [alice.UserId] = new JsonObject { [alice.DeviceId] = new JsonObject { ["secret"] = "olm payload" } } },
+        })).Ok();
+        await SyncUntil(alice.Client, s => (s["to_device"]?["events"] as JsonArray ?? []).Any(e =>
+            e!["sender"]!.GetValue<string>() == bob.UserId && e["content"]?["secret"]?.GetValue<string>() == "olm payload"), "Bob's to-device message");
+
+        // Alice signs in on a new device: Bob's /sync lists her as changed, and a new query finds the new device.
+        var since = (await bob.Client.Sync())["next_batch"]!.GetValue<string>();
+        var login = (await new MatrixClient(pair.A).Call("POST", C + "/login", new JsonObject
+        {
+            ["type"] = "m.login.password",
+            ["identifier"] = new JsonObject { ["type"] = "m.id.user", ["user"] = alice.UserId },
+            ["password"] = "correct horse",
+        }, auth: false)).Ok().Obj;
+        var secondClient = new MatrixClient(pair.A, login["access_token"]!.GetValue<string>()) { UserId = alice.UserId, DeviceId = login["device_id"]!.GetValue<string>() };
+        using var second = new TestDevice(secondClient);
+        await second.Upload();
+        var deadline = DateTime.UtcNow + Patience;
+        while (true)
+        {
+            var s = await bob.Client.Sync(since, timeoutMs: 5000);
+            if ((s["device_lists"]?["changed"] as JsonArray ?? []).Any(u => u!.GetValue<string>() == alice.UserId)) break;
+            since = s["next_batch"]!.GetValue<string>();
+            if (DateTime.UtcNow > deadline) throw new Xunit.Sdk.XunitException("Bob never saw Alice's device list change");
+        }
+        var again = (await bob.Client.Post(C + "/keys/query", new JsonObject { ["device_keys"] = new JsonObject { [alice.UserId] = new JsonArray() } })).Ok().Obj;
+        Assert.True(again["device_keys"]![alice.UserId]!.AsObject().ContainsKey(second.DeviceId));
+    }
+
+    [Fact]
     public async Task A_room_is_joined_by_an_alias_of_the_other_server()
     {
         var alice = await Register(pair.A);

@@ -198,6 +198,9 @@ public static class RouteTable
     public static readonly MatrixRoute FedMissingEvents = F(F1 + "/get_missing_events/{roomId}", POST);
     public static readonly MatrixRoute FedQueryDirectory = F(F1 + "/query/directory", GET);
     public static readonly MatrixRoute FedQueryProfile = F(F1 + "/query/profile", GET);
+    public static readonly MatrixRoute FedUserDevices = F(F1 + "/user/devices/{userId}", GET);
+    public static readonly MatrixRoute FedUserKeysQuery = F(F1 + "/user/keys/query", POST);
+    public static readonly MatrixRoute FedUserKeysClaim = F(F1 + "/user/keys/claim", POST);
 
     // ---- media: uploads, downloads, thumbnails, URL previews (the authenticated paths of spec v1.11, and the legacy ones)
     const string AuthedMedia = "/_matrix/client/v1/media";

@@ -15,7 +15,8 @@ namespace Conduit.Keys.E2ee;
 /// "Send-to-Device messaging", "Cross-signing"; MSC3814 for dehydrated devices). Every request is checked whole
 /// before anything is written, and each write is one batch.
 /// </summary>
-public sealed class E2eeEndpoints(E2eeStore e2ee, CrossSigning crossSigning, KeysEndpoints accountEndpoints, GlobalConfig config, Rooms.RoomsClient rooms)
+public sealed class E2eeEndpoints(E2eeStore e2ee, CrossSigning crossSigning, KeysEndpoints accountEndpoints, GlobalConfig config, Rooms.RoomsClient rooms,
+    FederatedKeys federated)
 {
     /// <summary>Keys one /keys/claim or /keys/query may name, so one request cannot hold the stream's lock for long.</summary>
     public const int MaxKeysPerRequest = 10_000;
@@ -91,30 +92,10 @@ public sealed class E2eeEndpoints(E2eeStore e2ee, CrossSigning crossSigning, Key
         var userSigning = new JsonObject();
         var failures = new JsonObject();
         foreach (var (userId, devices) in requests)
-        {
-            if (!IsLocal(userId))
-            {
-                // Remote users are federation's to answer (/_matrix/federation/v1/user/keys/query); until it does,
-                // their server is reported as unreachable, which clients retry later.
-                failures[Ids.ServerOf(userId)] = new JsonObject { ["status"] = 503, ["message"] = "Federation is not available yet" };
-                continue;
-            }
-            var byDevice = Child(deviceKeys, userId);
-            var names = accountEndpoints.DeviceNames(userId);
-            foreach (var (deviceId, keys) in e2ee.AllDeviceKeys(userId))
-            {
-                if (devices.Count > 0 && !devices.Contains(deviceId)) continue;
-                e2ee.MergeSignatures(userId, deviceId, keys);
-                var unsigned = new JsonObject();
-                if (names.TryGetValue(deviceId, out var name) && name is not null) unsigned["device_display_name"] = name;
-                keys["unsigned"] = unsigned;
-                byDevice[deviceId] = keys;
-            }
-            if (crossSigning.Served(userId, "master") is { } m) master[userId] = m;
-            if (crossSigning.Served(userId, "self_signing") is { } s) selfSigning[userId] = s;
-            // The user-signing key is its owner's only (spec: POST /keys/query).
-            if (userId == c.UserId && crossSigning.Served(userId, "user_signing") is { } u) userSigning[userId] = u;
-        }
+            if (IsLocal(userId)) federated.AddLocal(userId, devices, c.UserId, deviceKeys, master, selfSigning, userSigning);
+        // Users of other servers: their servers are asked (spec: server-server-api, POST /user/keys/query).
+        var remote = requests.Where(r => !IsLocal(r.UserId)).ToList();
+        if (remote.Count > 0) await federated.QueryRemoteAsync(remote, deviceKeys, master, selfSigning, failures, ctx.RequestAborted);
         await ctx.Response.WriteJsonAsync(new JsonObject
         {
             ["device_keys"] = deviceKeys,
@@ -142,16 +123,14 @@ public sealed class E2eeEndpoints(E2eeStore e2ee, CrossSigning crossSigning, Key
             {
                 if (algNode is not JsonValue v || !v.TryGetValue<string>(out var alg)) throw Err.BadJson("one_time_keys: the algorithm must be a string");
                 if (!KeyObjects.IsAlgorithm(alg)) throw Err.InvalidParam($"one_time_keys: '{alg}' is not an algorithm name");
-                if (!IsLocal(userId))
-                {
-                    failures[Ids.ServerOf(userId)] = new JsonObject { ["status"] = 503, ["message"] = "Federation is not available yet" };
-                    continue;
-                }
                 requests.Add(new ClaimRequest(userId, deviceId, alg));
             }
         }
         if (requests.Count > MaxKeysPerRequest) throw Err.InvalidParam($"At most {MaxKeysPerRequest} keys per claim");
-        var claimed = requests.Count > 0 ? e2ee.Claim(requests) : [];
+        var local = requests.Where(r => IsLocal(r.UserId)).ToList();
+        var claimed = local.Count > 0 ? e2ee.Claim(local) : [];
+        var remote = requests.Where(r => !IsLocal(r.UserId)).ToList();
+        if (remote.Count > 0) await federated.ClaimRemoteAsync(remote, claimed, failures, ctx.RequestAborted);
         await ctx.Response.WriteJsonAsync(new JsonObject { ["one_time_keys"] = claimed, ["failures"] = failures });
     }
 
@@ -227,6 +206,7 @@ public sealed class E2eeEndpoints(E2eeStore e2ee, CrossSigning crossSigning, Key
         var body = await ctx.Request.ReadJsonObjectAsync();
         var messages = body.OptObject("messages") ?? throw Err.MissingParam("Missing 'messages'");
         var list = new List<ToDeviceMessage>();
+        var remote = new List<ToDeviceMessage>();
         foreach (var (userId, byDevice) in messages)
         {
             KeyObjects.UserId(userId, "messages");
@@ -234,11 +214,13 @@ public sealed class E2eeEndpoints(E2eeStore e2ee, CrossSigning crossSigning, Key
             foreach (var (deviceId, content) in devices)
             {
                 if (content is not JsonObject o) throw Err.BadJson("messages: each message content must be an object");
-                // Remote users are federation's to deliver (m.direct_to_device EDUs); nothing reaches them yet.
-                if (IsLocal(userId)) list.Add(new ToDeviceMessage(userId, deviceId, o));
+                // Users of other servers get theirs as m.direct_to_device EDUs.
+                (IsLocal(userId) ? list : remote).Add(new ToDeviceMessage(userId, deviceId, o));
             }
         }
-        e2ee.SendToDevice(c.UserId, c.DeviceId, txnId, type, list);
+        // A retried transaction (already done here) is not sent on again either.
+        if (e2ee.SendToDevice(c.UserId, c.DeviceId, txnId, type, list) && remote.Count > 0)
+            await federated.SendToDeviceAsync(c.UserId, type, $"{c.DeviceId}|{txnId}", remote, ctx.RequestAborted);
         await ctx.Response.WriteJsonAsync(new JsonObject());
     }
 
