@@ -35,36 +35,60 @@ public sealed partial class FederationRequests(FederationClient client, ServerKe
 
     public async Task<FederationReply> SendAsync(string destination, string method, string path, JsonNode? body, TimeSpan? timeout, CancellationToken ct)
     {
-        if (!config.AllowFederation) return new(403, "", "federation is disabled (allow_federation = false)");
-        if (destination == config.ServerName) return new(0, "", "a request to this server itself");
-        if (!Conduit.Common.Ids.IsValidServerName(destination)) return new(0, "", "not a server name: " + destination);
-        if (!path.StartsWith("/_matrix/", StringComparison.Ordinal)) return new(0, "", "not a Matrix path: " + path);
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
         cts.CancelAfter(timeout ?? DefaultTimeout);
+        var (response, failure) = await OpenAsync(destination, method, path, body, cts.Token, ct);
+        if (response is null) return failure!;
+        using (response)
+        {
+            try
+            {
+                if (response.Content.Headers.ContentLength > MaxResponseBytes) return new(0, "", "answer too large");
+                await using var stream = await response.Content.ReadAsStreamAsync(cts.Token);
+                using var ms = new MemoryStream();
+                var buffer = new byte[81920];
+                int n;
+                while ((n = await stream.ReadAsync(buffer, cts.Token)) > 0)
+                {
+                    if (ms.Length + n > MaxResponseBytes) return new(0, "", "answer too large");
+                    ms.Write(buffer, 0, n);
+                }
+                return new((int)response.StatusCode, Encoding.UTF8.GetString(ms.GetBuffer(), 0, (int)ms.Length), null);
+            }
+            catch (Exception e) when (e is HttpRequestException or OperationCanceledException or IOException)
+            {
+                if (ct.IsCancellationRequested) throw;
+                LogUnreachable(log, destination, method, path, e.Message);
+                return new(0, "", e is OperationCanceledException ? "timed out" : e.Message);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Sends a signed request and returns the response once its headers are in (the caller reads and disposes it),
+    /// or why there is none. <paramref name="ct"/> bounds the whole exchange; <paramref name="callerCt"/> is the
+    /// caller's own, whose cancellation is rethrown rather than reported.
+    /// </summary>
+    public async Task<(HttpResponseMessage? Response, FederationReply? Failure)> OpenAsync(string destination, string method, string path, JsonNode? body,
+        CancellationToken ct, CancellationToken callerCt)
+    {
+        if (!config.AllowFederation) return (null, new(403, "", "federation is disabled (allow_federation = false)"));
+        if (destination == config.ServerName) return (null, new(0, "", "a request to this server itself"));
+        if (!Conduit.Common.Ids.IsValidServerName(destination)) return (null, new(0, "", "not a server name: " + destination));
+        if (!path.StartsWith("/_matrix/", StringComparison.Ordinal)) return (null, new(0, "", "not a Matrix path: " + path));
         try
         {
             using var request = new HttpRequestMessage(new HttpMethod(method), $"{FederationHandler.Scheme}://{destination}{path}");
             request.Headers.TryAddWithoutValidation("Authorization", XMatrix.Authorization(keys.Key, config.ServerName, destination, method, path, body));
             if (body is not null)
                 request.Content = new ByteArrayContent(Encoding.UTF8.GetBytes(body.ToJsonString())) { Headers = { ContentType = new MediaTypeHeaderValue("application/json") } };
-            using var response = await client.Http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cts.Token);
-            if (response.Content.Headers.ContentLength > MaxResponseBytes) return new(0, "", "answer too large");
-            await using var stream = await response.Content.ReadAsStreamAsync(cts.Token);
-            using var ms = new MemoryStream();
-            var buffer = new byte[81920];
-            int n;
-            while ((n = await stream.ReadAsync(buffer, cts.Token)) > 0)
-            {
-                if (ms.Length + n > MaxResponseBytes) return new(0, "", "answer too large");
-                ms.Write(buffer, 0, n);
-            }
-            return new((int)response.StatusCode, Encoding.UTF8.GetString(ms.GetBuffer(), 0, (int)ms.Length), null);
+            return (await client.Http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, ct), null);
         }
         catch (Exception e) when (e is HttpRequestException or OperationCanceledException or IOException or System.Security.Authentication.AuthenticationException or ArgumentException)
         {
-            if (ct.IsCancellationRequested) throw;
+            if (callerCt.IsCancellationRequested) throw;
             LogUnreachable(log, destination, method, path, e.Message);
-            return new(0, "", e is OperationCanceledException ? "timed out" : e.Message);
+            return (null, new(0, "", e is OperationCanceledException ? "timed out" : e.Message));
         }
     }
 

@@ -19,7 +19,7 @@ namespace Conduit.Media;
 /// allow_legacy_media = false, on the deprecated unauthenticated /_matrix/media/{v3,r0} ones; the upload limit; URL
 /// previews. Bodies stream to disk (<see cref="Storage.BlobStore"/>); files stream back with ranges.
 /// </summary>
-public sealed class MediaEndpoints(MediaStore store, ThumbnailService thumbnails, UrlPreviewer previews, GlobalConfig config, RateLimits limits)
+public sealed class MediaEndpoints(MediaStore store, ThumbnailService thumbnails, UrlPreviewer previews, GlobalConfig config, RateLimits limits, RemoteMedia remote)
 {
     /// <summary>The longest a download waits for an upload to a created ID (timeout_ms beyond this is cut to it).</summary>
     static readonly TimeSpan MaxWait = TimeSpan.FromSeconds(60);
@@ -148,7 +148,7 @@ public sealed class MediaEndpoints(MediaStore store, ThumbnailService thumbnails
     /// <summary>The media behind a local mxc URI, waiting (timeout_ms, default 20 s) for an upload to a created ID.</summary>
     async Task<MediaRecord> Find(HttpContext ctx, string serverName, string mediaId)
     {
-        if (serverName != store.ServerName) return RemoteMedia(serverName, mediaId);
+        if (serverName != store.ServerName) return await remote.GetAsync(serverName, mediaId, ctx.RequestAborted);
         var timeout = TimeSpan.FromMilliseconds(20_000);
         var t = ctx.Request.Query["timeout_ms"].ToString();
         if (t.Length > 0)
@@ -157,13 +157,6 @@ public sealed class MediaEndpoints(MediaStore store, ThumbnailService thumbnails
                 : throw Err.InvalidParam("'timeout_ms' must be a non-negative integer");
         return await store.WaitForAsync(serverName, mediaId, timeout, ctx.RequestAborted) ?? throw Err.NotFound("Media not found");
     }
-
-    /// <summary>
-    /// The seam for media of other servers: federation (GET /_matrix/federation/v1/media/download, then caching here)
-    /// comes with the federation service. Until then, remote media is not found.
-    /// </summary>
-    static MediaRecord RemoteMedia(string serverName, string mediaId)
-        => throw Err.NotFound($"Media on other servers (mxc://{serverName}/{mediaId}) cannot be fetched yet: this server does not federate");
 
     static (string ServerName, string MediaId) MediaRef(HttpContext ctx)
     {

@@ -13,13 +13,14 @@ namespace Conduit.Media;
 public static class MediaService
 {
     public static IServiceCollection AddMediaService(this IServiceCollection services)
-        => services.AddRateLimits().AddSingleton<MediaStore>().AddSingleton<UrlPreviewer>().AddSingleton<MediaEndpoints>()
+        => services.AddRateLimits().AddSingleton<MediaStore>().AddSingleton<UrlPreviewer>().AddSingleton<MediaEndpoints>().AddSingleton<RemoteMedia>().AddSingleton<FederationMediaEndpoints>()
             .AddSingleton<ThumbnailService>().AddHostedService(sp => sp.GetRequiredService<ThumbnailService>())
             .AddHostedService<MediaJanitor>();
 
     public static IEndpointRouteBuilder MapMediaService(this IEndpointRouteBuilder app)
     {
         app.ServiceProvider.GetRequiredService<MediaEndpoints>().Map(app);
+        app.ServiceProvider.GetRequiredService<FederationMediaEndpoints>().Map(app);
         return app;
     }
 

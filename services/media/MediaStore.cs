@@ -106,6 +106,21 @@ public sealed class MediaStore
 
     // ---- writing
 
+    /// <summary>Keeps a copy of another server's media under its own mxc URI (the user is empty: nobody here uploaded it).</summary>
+    public MediaRecord PutRemote(string serverName, string mediaId, StagedBlob blob, string? contentType, string? fileName)
+    {
+        lock (_write)
+        {
+            if (Get(serverName, mediaId) is { } existing) return existing;
+            var record = new MediaRecord(serverName, mediaId, "", Now, contentType, fileName, blob.Size, blob.Sha256);
+            Blobs.Commit(blob);
+            using var b = _store.CreateBatch();
+            WriteRecord(b, record);
+            _store.Write(b);
+            return record;
+        }
+    }
+
     /// <summary>Stores an upload under a new media ID.</summary>
     public MediaRecord Put(string userId, StagedBlob blob, string? contentType, string? fileName)
     {
@@ -131,7 +146,8 @@ public sealed class MediaStore
         o["sha256"] = r.Sha256;
         b.Put(MediaFamilies.Media, MediaFamilies.MediaKey(r.ServerName, r.MediaId), Encoding.UTF8.GetBytes(o.ToJsonString()));
         b.Put(MediaFamilies.BlobRefs, MediaFamilies.BlobRefKey(r.Sha256, r.ServerName, r.MediaId), []);
-        b.Put(MediaFamilies.ByUser, MediaFamilies.ByUserKey(r.UserId, r.CreatedTs, r.MediaId), []);
+        // Only local uploads have an uploader; copies of other servers' media are not anyone's.
+        if (r.UserId.Length > 0) b.Put(MediaFamilies.ByUser, MediaFamilies.ByUserKey(r.UserId, r.CreatedTs, r.MediaId), []);
     }
 
     /// <summary>

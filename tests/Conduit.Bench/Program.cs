@@ -36,7 +36,7 @@ var families = RoomsFamilies.All.Concat(FederationFamilies.All).Concat(Conduit.S
 using var store = KvStore.Open(backend, backend == "sqlite" ? Path.Combine(dir, "bench.sqlite") : dir, families, storeOptions);
 using var keys = new ServerKeys(store, config);
 var fed = new Conduit.Protos.Federation.Federation.FederationClient(
-    InProcessCallInvoker.Create(null, b => Conduit.Protos.Federation.Federation.BindService(b, new FederationGrpcService(keys, null!, null!, null!, null!))).WithMatrixErrors());
+    InProcessCallInvoker.Create(null, b => Conduit.Protos.Federation.Federation.BindService(b, new FederationGrpcService(keys, null!, null!, null!, null!, null!))).WithMatrixErrors());
 var rooms = new RoomStore(store);
 var states = new StateStore(store);
 var stream = new RoomStream(rooms);

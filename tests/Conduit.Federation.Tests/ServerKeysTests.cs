@@ -45,7 +45,7 @@ public sealed class ServerKeysTests : IDisposable
     {
         using var store = Open();
         using var keys = new ServerKeys(store, _config);
-        var invoker = Conduit.Common.Grpc.InProcessCallInvoker.Create(null, b => Protos.Federation.Federation.BindService(b, new FederationGrpcService(keys, null!, null!, null!, null!)));
+        var invoker = Conduit.Common.Grpc.InProcessCallInvoker.Create(null, b => Protos.Federation.Federation.BindService(b, new FederationGrpcService(keys, null!, null!, null!, null!, null!)));
         var client = new Protos.Federation.Federation.FederationClient(invoker);
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
         using var call = client.WatchSigningKey(new Protos.Federation.WatchSigningKeyRequest(), cancellationToken: cts.Token);

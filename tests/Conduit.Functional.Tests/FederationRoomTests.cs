@@ -174,6 +174,44 @@ public abstract class FederationRoomTests(FederationPair pair)
     }
 
     [Fact]
+    public async Task Media_uploaded_on_one_server_is_downloaded_and_thumbnailed_on_the_other()
+    {
+        var alice = await Register(pair.A);
+        var bob = await Register(pair.B);
+        var image = TestImages.Png(640, 480);
+        using var upload = new HttpRequestMessage(HttpMethod.Post, pair.A.BaseUrl + "/_matrix/media/v3/upload?filename=holiday.png")
+        {
+            Content = new ByteArrayContent(image) { Headers = { ContentType = new("image/png") } },
+        };
+        upload.Headers.Authorization = new("Bearer", alice.Token);
+        using var uploaded = await pair.A.Http.SendAsync(upload);
+        var mxc = System.Text.Json.Nodes.JsonNode.Parse(await uploaded.Content.ReadAsStringAsync())!["content_uri"]!.GetValue<string>();
+        var path = mxc["mxc://".Length..];
+
+        async Task<HttpResponseMessage> Get(string p)
+        {
+            using var req = new HttpRequestMessage(HttpMethod.Get, pair.B.BaseUrl + p);
+            req.Headers.Authorization = new("Bearer", bob.Token);
+            return await pair.B.Http.SendAsync(req);
+        }
+        // Bob's server fetches it from Alice's (a signed federation media request) and serves it as its own copy.
+        using var download = await Get($"/_matrix/client/v1/media/download/{path}");
+        Assert.Equal(HttpStatusCode.OK, download.StatusCode);
+        Assert.Equal(image, await download.Content.ReadAsByteArrayAsync());
+        Assert.Equal("image/png", download.Content.Headers.ContentType!.MediaType);
+        Assert.Contains("holiday.png", download.Content.Headers.ContentDisposition!.ToString());
+        using var thumb = await Get($"/_matrix/client/v1/media/thumbnail/{path}?width=96&height=96&method=scale");
+        Assert.Equal(HttpStatusCode.OK, thumb.StatusCode);
+        Assert.True((await thumb.Content.ReadAsByteArrayAsync()).Length is > 0 and < 100_000);
+        using var missing = await Get($"/_matrix/client/v1/media/download/{pair.A.ServerName}/nosuchmedia");
+        Assert.Equal(HttpStatusCode.NotFound, missing.StatusCode);
+
+        // Without a signature, Alice's server does not hand its media to anyone claiming to be a server.
+        var unsigned = await new MatrixClient(pair.A).Call("GET", $"/_matrix/federation/v1/media/download/{path.Split('/')[1]}", auth: false);
+        Assert.Equal(HttpStatusCode.Unauthorized, unsigned.Status);
+    }
+
+    [Fact]
     public async Task A_room_is_joined_by_an_alias_of_the_other_server()
     {
         var alice = await Register(pair.A);

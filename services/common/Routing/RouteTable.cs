@@ -201,6 +201,9 @@ public static class RouteTable
     public static readonly MatrixRoute FedUserDevices = F(F1 + "/user/devices/{userId}", GET);
     public static readonly MatrixRoute FedUserKeysQuery = F(F1 + "/user/keys/query", POST);
     public static readonly MatrixRoute FedUserKeysClaim = F(F1 + "/user/keys/claim", POST);
+    // Our media for other servers: the media service answers (the federation service checks the signature).
+    public static readonly MatrixRoute FedMediaDownload = Add(Service.Media, F1 + "/media/download/{mediaId}", GET);
+    public static readonly MatrixRoute FedMediaThumbnail = Add(Service.Media, F1 + "/media/thumbnail/{mediaId}", GET);
 
     // ---- media: uploads, downloads, thumbnails, URL previews (the authenticated paths of spec v1.11, and the legacy ones)
     const string AuthedMedia = "/_matrix/client/v1/media";
