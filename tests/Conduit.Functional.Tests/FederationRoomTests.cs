@@ -212,6 +212,59 @@ public abstract class FederationRoomTests(FederationPair pair)
     }
 
     [Fact]
+    public async Task A_restricted_room_is_joined_through_the_resident_server_by_a_member_of_an_allowed_room()
+    {
+        var alice = await Register(pair.A);
+        var bob = await Register(pair.B);
+        var space = await alice.CreateRoom(new JsonObject { ["preset"] = "public_chat", ["room_version"] = "10" });
+        var room = await alice.CreateRoom(new JsonObject
+        {
+            ["preset"] = "private_chat",
+            ["room_version"] = "10",
+            ["initial_state"] = new JsonArray(new JsonObject
+            {
+                ["type"] = "m.room.join_rules", ["state_key"] = "",
+                ["content"] = new JsonObject
+                {
+                    ["join_rule"] = "restricted",
+                    ["allow"] = new JsonArray(new JsonObject { ["type"] = "m.room_membership", ["room_id"] = space }),
+                },
+            }),
+        });
+        // Not yet in the allowed room: refused.
+        var refused = await bob.Post($"{C}/join/{E(room)}?via={E(pair.A.ServerName)}", new JsonObject());
+        Assert.Equal(HttpStatusCode.Forbidden, refused.Status);
+        (await bob.Post($"{C}/join/{E(space)}?via={E(pair.A.ServerName)}", new JsonObject())).Ok();
+        (await bob.Post($"{C}/join/{E(room)}?via={E(pair.A.ServerName)}", new JsonObject())).Ok();
+        var member = (await alice.Get($"{C}/rooms/{E(room)}/state/m.room.member/{E(bob.UserId)}")).Ok().Obj;
+        Assert.Equal("join", member["membership"]!.GetValue<string>());
+        Assert.Equal(alice.UserId, member["join_authorised_via_users_server"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public async Task A_remote_user_knocks_is_let_in_and_joins()
+    {
+        var alice = await Register(pair.A);
+        var bob = await Register(pair.B);
+        var room = await alice.CreateRoom(new JsonObject
+        {
+            ["preset"] = "private_chat",
+            ["room_version"] = "10",
+            ["name"] = "knock first",
+            ["initial_state"] = new JsonArray(new JsonObject { ["type"] = "m.room.join_rules", ["state_key"] = "", ["content"] = new JsonObject { ["join_rule"] = "knock" } }),
+        });
+        (await bob.Post($"{C}/knock/{E(room)}?via={E(pair.A.ServerName)}", new JsonObject { ["reason"] = "let me in" })).Ok();
+        var knocked = await SyncUntil(bob, s => s["rooms"]?["knock"]?[room] is not null, "his knock in /sync");
+        Assert.Contains(knocked["rooms"]!["knock"]![room]!["knock_state"]!["events"]!.AsArray(), e => e!["type"]!.GetValue<string>() == "m.room.name");
+        var member = (await alice.Get($"{C}/rooms/{E(room)}/state/m.room.member/{E(bob.UserId)}")).Ok().Obj;
+        Assert.Equal(("knock", "let me in"), (member["membership"]!.GetValue<string>(), member["reason"]!.GetValue<string>()));
+        (await alice.Post($"{C}/rooms/{E(room)}/invite", new JsonObject { ["user_id"] = bob.UserId })).Ok();
+        await SyncUntil(bob, s => s["rooms"]?["invite"]?[room] is not null, "the invite after knocking");
+        (await bob.Post($"{C}/rooms/{E(room)}/join", new JsonObject())).Ok();
+        Assert.Contains(bob.UserId, await Members(alice, room));
+    }
+
+    [Fact]
     public async Task A_room_is_joined_by_an_alias_of_the_other_server()
     {
         var alice = await Register(pair.A);

@@ -161,9 +161,26 @@ public sealed class MembershipEndpoints(RoomStore rooms, EventSender sender, Roo
     async Task Knock(HttpContext ctx)
     {
         var c = Caller.Required(ctx);
-        var roomId = param.RoomIdOrAlias(ctx);
+        var target = ctx.Route("roomIdOrAlias");
         var body = await ctx.Request.ReadJsonObjectAsync();
-        if (rooms.Info(roomId) is null) throw Err.NotFound("Room not found (knocking over federation is not enabled yet)");
+        IEnumerable<string> servers = [];
+        string roomId;
+        if (target.StartsWith('#') && Ids.TrySplit(target, '#', out _, out var aliasServer) && aliasServer != config.ServerName && config.AllowFederation)
+            (roomId, servers) = await remote.ResolveAliasAsync(target, ctx.RequestAborted);
+        else roomId = param.RoomIdOrAlias(ctx);
+        // A room this server is not in is knocked on through one that is (spec: server-server-api, "Knocking on rooms").
+        var through = Via(ctx).Concat(servers).Concat(roomId.Contains(':', StringComparison.Ordinal) ? [Ids.ServerOf(roomId)] : [])
+            .Where(s => s != config.ServerName).Distinct().ToList();
+        if (config.AllowFederation && through.Count > 0 && remote.NeedsRemoteJoin(roomId) && rooms.MembershipOf(c.UserId, roomId)?.State != "knock")
+        {
+            var knockContent = await param.MemberContent(c.UserId, "knock", ctx.RequestAborted);
+            if (body.OptString("reason") is { } why) knockContent["reason"] = why;
+            limits.Take(ctx, c, new Charge(limits.Joins, c.UserId));
+            await remote.KnockAsync(roomId, c.UserId, knockContent, through, ctx.RequestAborted);
+            await ctx.Response.WriteJsonAsync(new JsonObject { ["room_id"] = roomId });
+            return;
+        }
+        if (rooms.Info(roomId) is null) throw Err.NotFound("Room not found");
         if (rooms.MembershipOf(c.UserId, roomId)?.State != "knock")
         {
             var content = await param.MemberContent(c.UserId, "knock", ctx.RequestAborted);

@@ -174,6 +174,44 @@ public sealed partial class RemoteMembership(RoomStore rooms, EventSender sender
         throw last ?? Err.NotFound("No server to leave this room through");
     }
 
+    /// <summary>
+    /// Knocks on a room this server is not in (spec: server-server-api, "Knocking on rooms": make_knock, then
+    /// send_knock); the knock is kept out of band as the user's membership, with the stripped state the resident
+    /// server answered, for /sync's knock section.
+    /// </summary>
+    public async Task KnockAsync(string roomId, string userId, JsonObject content, IEnumerable<string> servers, CancellationToken ct)
+    {
+        MatrixException? last = null;
+        foreach (var server in servers.Where(s => s != config.ServerName).Distinct())
+        {
+            var made = await remote.SendAsync(server, "GET",
+                $"/_matrix/federation/v1/make_knock/{Uri.EscapeDataString(roomId)}/{Uri.EscapeDataString(userId)}?{VersionQuery}", null, ct);
+            if (!made.Ok || RoomVersion.Find(ContentField.String(made.Body, "room_version") ?? "1") is not { } version || made.Body!["event"] is not JsonObject template
+                || Build(template, roomId, userId, content, version, "knock") is not { } knock)
+            {
+                LogAttempt(log, "make_knock", server, roomId, made.ToString());
+                last = made.Ok ? Err.Unknown("The resident server's knock template is not usable") : Failure(made);
+                continue;
+            }
+            await sender.SignForeignAsync(knock, version, ct);
+            var eventId = IdOf(knock, version)!;
+            var sent = await remote.SendAsync(server, "PUT", $"/_matrix/federation/v1/send_knock/{Uri.EscapeDataString(roomId)}/{Uri.EscapeDataString(eventId)}", knock, ct);
+            if (!sent.Ok)
+            {
+                LogAttempt(log, "send_knock", server, roomId, sent.ToString());
+                last = Failure(sent);
+                continue;
+            }
+            var state = new JsonArray();
+            foreach (var e in (sent.Body!["knock_room_state"] as JsonArray ?? []).OfType<JsonObject>().Take(50))
+                if (ContentField.String(e, "type") is { } t && ContentField.String(e, "state_key") is { } k && ContentField.String(e, "sender") is { } snd && e["content"] is JsonObject c)
+                    state.Add((JsonNode)new JsonObject { ["content"] = c.DeepClone(), ["sender"] = snd, ["state_key"] = k, ["type"] = t });
+            await sender.StoreOutOfBandAsync(roomId, knock, eventId, userId, "knock", state, ct);
+            return;
+        }
+        throw last ?? Err.NotFound("No server to knock through");
+    }
+
     /// <summary>Resolves an alias of another server (GET /query/directory): its room ID and the servers in the room.</summary>
     public async Task<(string RoomId, List<string> Servers)> ResolveAliasAsync(string alias, CancellationToken ct)
     {
