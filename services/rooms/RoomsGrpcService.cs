@@ -97,6 +97,7 @@ public sealed class RoomsGrpcService(RoomStore rooms, RoomStream stream, SyncBui
             RoomExists = rooms.Info(request.RoomId) is not null,
         };
         if (!reply.RoomExists) return Task.FromResult(reply);
+        if (request.OriginServer.Length > 0) reply.ServerDenied = !ServerAcl.Allows(rooms.StateContent(request.RoomId, "m.room.server_acl"), request.OriginServer);
         if (request.EventId.Length > 0 && rooms.Event(request.EventId) is { InTimeline: true } e && e.Rejected is null && e.RoomId == request.RoomId)
             (reply.EventFound, reply.EventPosition) = (true, e.Pos);
         reply.JoinedUserIds.AddRange(rooms.JoinedMembers(request.RoomId));

@@ -96,8 +96,9 @@ public sealed partial class FederatedEphemeral(ReceiptStore receipts, TypingStat
     {
         if (userId is null || roomId is null || !Ids.IsUserId(userId) || Ids.ServerOf(userId) != origin || !Ids.IsRoomId(roomId)) return null;
         if (eventId is not null && !Ids.IsEventId(eventId)) return null;
-        var r = await rooms.RoomEphemeralAsync(new RoomEphemeralRequest { UserId = userId, RoomId = roomId, EventId = eventId ?? "" }, cancellationToken: ct);
-        if (!r.RoomExists || r.Membership != "join" || (eventId is not null && !r.EventFound)) return null;
+        var r = await rooms.RoomEphemeralAsync(new RoomEphemeralRequest { UserId = userId, RoomId = roomId, EventId = eventId ?? "", OriginServer = origin }, cancellationToken: ct);
+        // Server ACLs apply to EDUs too (spec: server-server-api, "Server Access Control Lists").
+        if (!r.RoomExists || r.ServerDenied || r.Membership != "join" || (eventId is not null && !r.EventFound)) return null;
         return r;
     }
 
