@@ -17,7 +17,7 @@ namespace Conduit.Rooms;
 /// networks need federation and application services: `server` naming another server, or a third-party instance,
 /// is answered with no rooms.
 /// </summary>
-public sealed class DirectoryEndpoints(RoomStore rooms, RoomSummaries summaries, GlobalConfig config)
+public sealed class DirectoryEndpoints(RoomStore rooms, RoomSummaries summaries, GlobalConfig config, RemoteServers remote)
 {
     const int MaxLimit = 500;
 
@@ -83,24 +83,55 @@ public sealed class DirectoryEndpoints(RoomStore rooms, RoomSummaries summaries,
             since = q["since"].Count == 0 ? null : q["since"].ToString();
             server = q["server"].ToString();
         }
+        if (thirdParty) throw Err.InvalidParam("No third-party networks are bridged to this server");
+        if (!string.IsNullOrEmpty(server) && server != config.ServerName)
+        {
+            await ctx.Response.WriteJsonAsync(await RemoteDirectoryAsync(server, limit, since, term, roomTypes, ctx.RequestAborted));
+            return;
+        }
+        await ctx.Response.WriteJsonAsync(LocalDirectory(limit, since, term, roomTypes));
+    }
+
+    /// <summary>Another server's published rooms (spec: server-server-api, "Public Room Directory"); what it answers is passed on if it has the shape of a directory page.</summary>
+    async Task<JsonObject> RemoteDirectoryAsync(string server, int? limit, string? since, string? term, HashSet<string?>? roomTypes, CancellationToken ct)
+    {
+        if (!config.AllowFederation || !Ids.IsValidServerName(server)) throw Err.NotFound("Unknown server");
+        var body = new JsonObject();
+        if (limit is { } l) body["limit"] = l;
+        if (since is not null) body["since"] = since;
+        var filter = new JsonObject();
+        if (term is not null) filter["generic_search_term"] = term;
+        if (roomTypes is not null) filter["room_types"] = new JsonArray(roomTypes.Select(t => (JsonNode?)t).ToArray());
+        if (filter.Count > 0) body["filter"] = filter;
+        var reply = await remote.SendAsync(server, "POST", "/_matrix/federation/v1/publicRooms", body, ct, TimeSpan.FromSeconds(20));
+        if (!reply.Ok || reply.Body!["chunk"] is not JsonArray chunk) throw Err.NotFound($"The room directory of {server} could not be fetched ({reply})");
+        var answer = new JsonObject { ["chunk"] = new JsonArray(chunk.OfType<JsonObject>().Where(r => ContentField.String(r, "room_id") is { } id && Ids.IsRoomId(id)).Select(r => (JsonNode)r.DeepClone()).ToArray()) };
+        foreach (var key in new[] { "next_batch", "prev_batch" })
+            if (ContentField.String(reply.Body, key) is { } token) answer[key] = token;
+        if (reply.Body["total_room_count_estimate"] is JsonValue est && est.TryGetValue(out long n)) answer["total_room_count_estimate"] = n;
+        return answer;
+    }
+
+    /// <summary>One page of this server's published rooms, largest first (also what other servers are answered).</summary>
+    public JsonObject LocalDirectory(int? limit, string? since, string? term, HashSet<string?>? roomTypes)
+    {
         var offset = 0;
         if (since is not null && (!since.StartsWith('p') || !int.TryParse(since.AsSpan(1), NumberStyles.None, CultureInfo.InvariantCulture, out offset)))
             throw Err.InvalidParam("Unknown 'since' token");
 
         List<JsonObject> all = [];
-        if ((string.IsNullOrEmpty(server) || server == config.ServerName) && !thirdParty)
-            foreach (var (k, _) in rooms.Store.Map(RoomsFamilies.Directory).Scan([]))
-            {
-                var roomId = System.Text.Encoding.UTF8.GetString(k);
-                if (rooms.Info(roomId) is null) continue;
-                var s = summaries.Summarise(roomId);
-                if (roomTypes is not null && !roomTypes.Contains(s["room_type"]?.GetValue<string>())) continue;
-                if (!string.IsNullOrWhiteSpace(term) && !Matches(s, term)) continue;
-                s.Remove("room_version");
-                s.Remove("encryption");
-                s.Remove("allowed_room_ids");
-                all.Add(s);
-            }
+        foreach (var (k, _) in rooms.Store.Map(RoomsFamilies.Directory).Scan([]))
+        {
+            var roomId = System.Text.Encoding.UTF8.GetString(k);
+            if (rooms.Info(roomId) is null) continue;
+            var s = summaries.Summarise(roomId);
+            if (roomTypes is not null && !roomTypes.Contains(s["room_type"]?.GetValue<string>())) continue;
+            if (!string.IsNullOrWhiteSpace(term) && !Matches(s, term)) continue;
+            s.Remove("room_version");
+            s.Remove("encryption");
+            s.Remove("allowed_room_ids");
+            all.Add(s);
+        }
         var ordered = all.OrderByDescending(s => s["num_joined_members"]!.GetValue<int>()).ThenBy(s => s["room_id"]!.GetValue<string>(), StringComparer.Ordinal).ToList();
         var take = limit ?? ordered.Count;
         var page = ordered.Skip(offset).Take(take).ToList();
@@ -111,7 +142,7 @@ public sealed class DirectoryEndpoints(RoomStore rooms, RoomSummaries summaries,
         };
         if (offset + page.Count < ordered.Count && take > 0) body2["next_batch"] = $"p{offset + page.Count}";
         if (offset > 0) body2["prev_batch"] = $"p{Math.Max(0, offset - take)}";
-        await ctx.Response.WriteJsonAsync(body2);
+        return body2;
     }
 
     /// <summary>Synapse's search: the term (case-insensitive) in the name, topic, canonical alias or room ID.</summary>

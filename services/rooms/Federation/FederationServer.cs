@@ -16,7 +16,7 @@ namespace Conduit.Rooms;
 /// denied by the room's m.room.server_acl gets 403 for everything about the room; reads need a member of the
 /// origin in the room (or history it may see).
 /// </summary>
-public sealed partial class FederationServer(RoomStore rooms, StateStore states, EventSender sender, RemoteServers remote, ClientEvents format, GlobalConfig config, ILogger<FederationServer> log)
+public sealed partial class FederationServer(RoomStore rooms, StateStore states, EventSender sender, RemoteServers remote, ClientEvents format, DirectoryEndpoints directory, GlobalConfig config, ILogger<FederationServer> log)
 {
     /// <summary>Most events one /backfill or /get_missing_events answer carries (Synapse serves at most 100 and 20).</summary>
     const int MaxBackfill = 100, MaxMissing = 20;
@@ -41,6 +41,7 @@ public sealed partial class FederationServer(RoomStore rooms, StateStore states,
             "pdus" => await PdusAsync(r, body, ct),
             "invite" => await InviteAsync(r, body, ct),
             "query_directory" => QueryDirectory(r),
+            "public_rooms" => PublicRooms(r, body),
             _ => throw Err.Unrecognized(),
         };
         return new FederateReply { Status = 200, Body = answer.ToJsonString() };
@@ -307,6 +308,31 @@ public sealed partial class FederationServer(RoomStore rooms, StateStore states,
         if (!Ids.TrySplit(alias, '#', out _, out var server) || server != config.ServerName) throw Err.NotFound("Room alias not found");
         var roomId = rooms.AliasTarget(alias) ?? throw Err.NotFound("Room alias not found");
         return new JsonObject { ["room_id"] = roomId, ["servers"] = new JsonArray(ServersInRoom(roomId).Select(s => (JsonNode)s).ToArray()) };
+    }
+
+    /// <summary>GET and POST /publicRooms (spec: server-server-api, "Public Room Directory"): this server's published rooms.</summary>
+    JsonObject PublicRooms(FederateRequest r, JsonObject body)
+    {
+        int? limit = null;
+        string? since = null, term = null;
+        HashSet<string?>? roomTypes = null;
+        if (body.Count > 0)
+        {
+            if (body["limit"] is JsonValue lv && lv.TryGetValue(out int l)) limit = Math.Clamp(l, 0, 500);
+            since = ContentField.String(body, "since");
+            if (body["filter"] is JsonObject f)
+            {
+                term = ContentField.String(f, "generic_search_term");
+                if (f["room_types"] is JsonArray types) roomTypes = types.Select(t => t is JsonValue v && v.TryGetValue(out string? s) ? s : null).ToHashSet();
+            }
+            if (ContentField.String(body, "third_party_instance_id") is not null) throw Err.InvalidParam("No third-party networks are bridged to this server");
+        }
+        else
+        {
+            if (r.Query.TryGetValue("limit", out var ls) && int.TryParse(ls, out var l)) limit = Math.Clamp(l, 0, 500);
+            if (r.Query.TryGetValue("since", out var s)) since = s;
+        }
+        return directory.LocalDirectory(limit, since, term, roomTypes);
     }
 
     // ---- PDUs of a transaction (spec: server-server-api, "Checks performed on receipt of a PDU")
