@@ -28,7 +28,7 @@ internal sealed class ScenarioCa : IDisposable
         req.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign | X509KeyUsageFlags.CrlSign, true));
         req.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(req.PublicKey, false));
         var now = DateTimeOffset.UtcNow;
-        return new ScenarioCa(key, req.CreateSelfSigned(now.AddDays(-1), now.AddDays(7)));
+        return new ScenarioCa(key, req.CreateSelfSigned(now.AddDays(-1), now.AddDays(30)));
     }
 
     /// <summary>Writes a server certificate for localhost and 127.0.0.1 (chain: it, then the CA), its key and the CA
@@ -133,8 +133,9 @@ internal sealed class ConduitServer : IAsyncDisposable
                 WorkingDirectory = dir,
                 UseShellExecute = false,
             };
-            // Every CONDUIT_* variable is a config override: the server gets only these.
-            foreach (var k in psi.Environment.Keys.Where(k => k.StartsWith("CONDUIT_", StringComparison.Ordinal)).ToList())
+            // Every CONDUIT_* variable is a config override: the server gets only these, and CONDUIT_LOG (its log levels,
+            // e.g. "info,Conduit.Federation=debug") when set.
+            foreach (var k in psi.Environment.Keys.Where(k => k.StartsWith("CONDUIT_", StringComparison.Ordinal) && k != "CONDUIT_LOG").ToList())
                 psi.Environment.Remove(k);
             psi.Environment["CONDUIT_CONFIG"] = config;
             psi.Environment["CONDUIT_RATE_LIMITS__ENABLED"] = "false";

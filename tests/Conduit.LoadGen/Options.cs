@@ -54,6 +54,8 @@ internal sealed class Options
     public int PeerEvents { get; private set; } = 1000;
     /// <summary>federation: messages in the big room before the remote join.</summary>
     public int RoomEvents { get; private set; } = 10000;
+    /// <summary>federation: remote joins into the dead-peers room at once.</summary>
+    public int JoinConcurrency { get; private set; } = 1;
     /// <summary>federation: the parts to run, in order.</summary>
     public List<string> Parts { get; private set; } = [.. FederationParts];
     /// <summary>federation: where the servers' configs, databases and logs go (default a new temp directory, removed
@@ -169,6 +171,7 @@ internal sealed class Options
                                      CONDUIT_BIN, CONDUIT_DLL, else the Release build beside this one)
           --peers P                  federation: servers joining the dead-peers room, all but one killed (20)
           --peer-events N            federation: messages sent in the dead-peers part (1000)
+          --join-concurrency J       federation: remote joins into the dead-peers room at once (1)
           --room-events N            federation: messages in the big room before the join (10000)
           --parts LIST               federation: parts to run (one-peer,dead-peers,big-join)
           --work-dir DIR             federation: servers' configs, databases and logs (default a temp dir)
@@ -305,6 +308,9 @@ internal sealed class Options
                     break;
                 case "--peer-events":
                     o.PeerEvents = NextInt(1);
+                    break;
+                case "--join-concurrency":
+                    o.JoinConcurrency = NextInt(1);
                     break;
                 case "--room-events":
                     o.RoomEvents = NextInt(0);
