@@ -18,7 +18,7 @@ set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 artifacts="${CONDUIT_ARTIFACTS:-$root/artifacts}"
 
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 
 scenarios="saturate,one-room,rooms-parallel,big-sync,idle"
 modes="aio,split"
