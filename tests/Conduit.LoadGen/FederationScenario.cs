@@ -57,6 +57,13 @@ internal sealed class FederationRun(Options o)
             Log("interrupted: stopping");
             try { hard.Cancel(); } catch (ObjectDisposedException) { }
         };
+        // SIGTERM (timeout(1), kill) too: the servers are stopped on the way out rather than left running.
+        using var term = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, ctx =>
+        {
+            ctx.Cancel = true;
+            Log("SIGTERM: stopping");
+            try { hard.Cancel(); } catch (ObjectDisposedException) { }
+        });
 
         Log($"run {_runId} (federation): parts {string.Join(", ", o.Parts)}; server {_build}; work dir {_work}");
         var rc = 0;
@@ -467,7 +474,7 @@ internal sealed class FederationRun(Options o)
         string Ratio(double? baseline) => dead.EndToEndRate is { } d && later.EndToEndRate is { } l2 && baseline is { } b0
             ? $"{F(d / b0, "0.00")}x, then {F(l2 / b0, "0.00")}x" : "n/a";
         _report.Add(("  dead / one peer", $"{Ratio(_onePeerRate)} the end-to-end events/s of one-peer's A to B (two servers alone)"));
-        _report.Add(("  dead / all live", $"{Ratio(alive.EndToEndRate)} the end-to-end events/s with all {peers.Count} alive (21 servers on the machine)"));
+        _report.Add(("  dead / all live", $"{Ratio(alive.EndToEndRate)} the end-to-end events/s with all {peers.Count} alive ({peers.Count + 1} servers on the machine)"));
         _results.Add($"{extra.Length} dead / one peer", dead.EndToEndRate is { } dr && _onePeerRate is { } op ? dr / op : null, "0.00");
         return alive.EndToEndSeconds is not null && dead.EndToEndSeconds is not null && later.EndToEndSeconds is not null;
     }
