@@ -4,9 +4,10 @@
 #   scripts/bench.sh [--scenarios LIST] [--modes LIST] [--quick] [--before BUILD --after BUILD] [--no-build] [-- LOADGEN ARGS]
 #
 # For each mode (aio: one all-in-one process; split: the six processes of split-up.sh) and each scenario (saturate,
-# one-room, rooms-parallel, big-sync, idle; mixed, e2ee, media, lazy-sync and sync-load on request) it starts a fresh
+# one-room, rooms-parallel, big-sync, idle; mixed, e2ee, media, lazy-sync, sync-load and federation on request) it starts a fresh
 # server with a fresh database on free loopback ports, runs the scenario, stops the server. With --before and --after it
 # runs each scenario on both builds back to back, so machine load touches both alike, and prints them side by side.
+# federation starts its own servers from the build (the load generator does, all-in-one only: it is skipped in split).
 #
 # A BUILD is a conduit.dll (run with dotnet) or a Native AOT executable (publish-aot.sh). Without --before/--after:
 # CONDUIT_BIN, else CONDUIT_DLL, else this repo's Release build. CONDUIT_PORT fixes the (edge) port instead of a random
@@ -17,7 +18,7 @@ set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 artifacts="${CONDUIT_ARTIFACTS:-$root/artifacts}"
 
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 
 scenarios="saturate,one-room,rooms-parallel,big-sync,idle"
 modes="aio,split"
@@ -42,7 +43,7 @@ done
 IFS=, read -r -a scenario_list <<< "$scenarios"
 IFS=, read -r -a mode_list <<< "$modes"
 for s in "${scenario_list[@]}"; do
-    case "$s" in saturate|one-room|rooms-parallel|big-sync|idle|mixed|e2ee|media|lazy-sync|sync-load) ;; *) echo "bench.sh: unknown scenario '$s'" >&2; exit 2 ;; esac
+    case "$s" in saturate|one-room|rooms-parallel|big-sync|idle|mixed|e2ee|media|lazy-sync|sync-load|federation) ;; *) echo "bench.sh: unknown scenario '$s'" >&2; exit 2 ;; esac
 done
 for m in "${mode_list[@]}"; do
     case "$m" in aio|split) ;; *) echo "bench.sh: unknown mode '$m' (aio or split)" >&2; exit 2 ;; esac
@@ -200,6 +201,7 @@ scenario_args() {
         media) if [ "$quick" = 1 ]; then echo "--files 300 --downloads 1000 --images 40 --warm-passes 5 --big-mb 50 --warmup 50 --repeat 1"; else echo ""; fi ;;
         lazy-sync) if [ "$quick" = 1 ]; then echo "--rooms 50 --users 50 --repeat 3"; else echo ""; fi ;;
         sync-load) if [ "$quick" = 1 ]; then echo "--seconds 10"; else echo ""; fi ;;
+        federation) if [ "$quick" = 1 ]; then echo "--events 500 --warmup 100 --peers 5 --peer-events 300 --users 200 --room-events 2000"; else echo ""; fi ;;
     esac
 }
 
@@ -224,6 +226,21 @@ run() {
     run_env=($(scenario_env "$scenario"))
     t0=$SECONDS
     echo "bench.sh: $mode $scenario on $label (${build_of[$label]})" >&2
+    if [ "$scenario" = federation ]; then
+        # The load generator starts its own servers (all-in-one, HTTPS, a CA of its own) from the build, their
+        # configs, databases and logs in the run's directory; the logs stay for the checks below.
+        if [ "$mode" != aio ]; then notes+=("$name: federation runs all-in-one servers only; skipped"); return; fi
+        local from to
+        from=$(date +%H:%M:%S)
+        # shellcheck disable=SC2046 # scenario_args is a list of words
+        dotnet "$loadgen" --scenario federation --conduit "${build_of[$label]}" --work-dir "$dir" --results "$dir/results.tsv" \
+            $(scenario_args "$scenario") "${extra[@]}" > "$dir/report.txt" 2> "$dir/loadgen.log"
+        rc=$?
+        to=$(date +%H:%M:%S)
+        check_run "$name" "$dir" "$rc" "$from" "$to"
+        echo "bench.sh:   done in $((SECONDS - t0)) s" >&2
+        return
+    fi
     if [ "$mode" = aio ]; then start_aio "${build_of[$label]}" "$dir" "$db/db" || { notes+=("$name: server did not start"); return; }
     else start_split "${build_of[$label]}" "$dir" "$db" || { notes+=("$name: split deployment did not start"); return; }
     fi
@@ -240,6 +257,13 @@ run() {
     cleanup
     [ "$mode" = split ] && cp "$db"/*.log "$dir/" 2> /dev/null
     rm -rf "$db"
+    check_run "$name" "$dir" "$rc" "$from" "$to"
+    echo "bench.sh:   done in $((SECONDS - t0)) s" >&2
+}
+
+# check_run NAME DIR RC FROM TO: notes on a finished run (exit code, failed requests, what the server logged).
+check_run() {
+    local name="$1" dir="$2" rc="$3" from="$4" to="$5"
     [ "$rc" = 0 ] || notes+=("$name: load generator exit code $rc (see $dir/report.txt and loadgen.log)")
     local errors
     errors=$(awk -F'\t' '$1 == "errors" { print $2 }' "$dir/results.tsv" 2> /dev/null)
@@ -252,7 +276,6 @@ run() {
     warns=$(grep -E ' warn: ' <<< "$during" | grep -vcE "$expected_warning")
     [ "$fails" != 0 ] && notes+=("$name: server logged $fails fail/crit lines, e.g. $(grep -m1 -E ' (fail|crit): ' <<< "$during" | cut -c1-200)")
     [ "$warns" != 0 ] && notes+=("$name: server logged $warns warnings, e.g. $(grep -E ' warn: ' <<< "$during" | grep -vE "$expected_warning" | head -1 | cut -c1-200)")
-    echo "bench.sh:   done in $((SECONDS - t0)) s" >&2
 }
 
 start_time=$SECONDS

@@ -2,6 +2,8 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Headers;
+using System.Net.Security;
+using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using System.Text.Json.Nodes;
 
@@ -229,7 +231,9 @@ internal sealed class MatrixApi(HttpClient http, Uri baseUrl)
         return (userId, token, deviceId);
     }
 
-    public static HttpClient CreateHttpClient(int users)
+    /// <param name="trustedCa">when given, HTTPS servers are trusted only with a certificate this CA issued (the
+    /// federation scenario's own servers); the name is checked as usual</param>
+    public static HttpClient CreateHttpClient(int users, X509Certificate2? trustedCa = null)
     {
         var handler = new SocketsHttpHandler
         {
@@ -240,6 +244,16 @@ internal sealed class MatrixApi(HttpClient http, Uri baseUrl)
             UseProxy = false,
             UseCookies = false,
         };
+        if (trustedCa is not null)
+            handler.SslOptions = new SslClientAuthenticationOptions
+            {
+                CertificateChainPolicy = new X509ChainPolicy
+                {
+                    TrustMode = X509ChainTrustMode.CustomRootTrust,
+                    CustomTrustStore = { trustedCa },
+                    RevocationMode = X509RevocationMode.NoCheck,
+                },
+            };
         return new HttpClient(handler) { Timeout = Timeout.InfiniteTimeSpan };
     }
 }

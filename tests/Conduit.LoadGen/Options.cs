@@ -4,7 +4,7 @@ using System.Net;
 namespace Conduit.LoadGen;
 
 /// <summary>What a run measures; see README.md.</summary>
-internal enum Scenario { Mixed, Saturate, OneRoom, RoomsParallel, BigSync, Idle, E2ee, Media, LazySync, SyncLoad }
+internal enum Scenario { Mixed, Saturate, OneRoom, RoomsParallel, BigSync, Idle, E2ee, Media, LazySync, SyncLoad, Federation }
 
 /// <summary>Command-line options. Parsing errors throw <see cref="ArgumentException"/> with a readable message.</summary>
 internal sealed class Options
@@ -45,6 +45,24 @@ internal sealed class Options
     public Dictionary<int, string> PidNames { get; } = [];
     public string? RegistrationToken { get; private set; }
     public string? ResultsPath { get; private set; }
+    /// <summary>federation: the server build to start (a conduit.dll or an executable); null: CONDUIT_BIN, CONDUIT_DLL, or
+    /// the Release build beside the load generator's.</summary>
+    public string? Conduit { get; private set; }
+    /// <summary>federation: the servers of the dead-peers part (one stays alive).</summary>
+    public int Peers { get; private set; } = 20;
+    /// <summary>federation: messages sent by the room's server in the dead-peers part.</summary>
+    public int PeerEvents { get; private set; } = 1000;
+    /// <summary>federation: messages in the big room before the remote join.</summary>
+    public int RoomEvents { get; private set; } = 10000;
+    /// <summary>federation: remote joins into the dead-peers room at once.</summary>
+    public int JoinConcurrency { get; private set; } = 1;
+    /// <summary>federation: the parts to run, in order.</summary>
+    public List<string> Parts { get; private set; } = [.. FederationParts];
+    /// <summary>federation: where the servers' configs, databases and logs go (default a new temp directory, removed
+    /// after the run); the databases are removed either way, the logs kept when given.</summary>
+    public string? WorkDir { get; private set; }
+
+    public static readonly string[] FederationParts = ["one-peer", "dead-peers", "big-join"];
 
     public string PidName(int pid) => PidNames.GetValueOrDefault(pid) ?? pid.ToString(CultureInfo.InvariantCulture);
 
@@ -60,6 +78,7 @@ internal sealed class Options
         Scenario.Media => "media",
         Scenario.LazySync => "lazy-sync",
         Scenario.SyncLoad => "sync-load",
+        Scenario.Federation => "federation",
         _ => throw new ArgumentOutOfRangeException(nameof(s)),
     };
 
@@ -96,6 +115,13 @@ internal sealed class Options
                           --senders users (10, members of every room) each act every --interval-ms (100): typing on,
                           a message, typing off, a read receipt, in turn, in one room at a time; time from each
                           action to the /sync response that brings it to each member (p50/p99 per kind), syncs/s
+          federation      starts its own servers (HTTPS, a CA of its own, fresh databases; --url is not used):
+                          one-peer: --events (2000) messages by --senders on A to a room joined from B, and back:
+                          send rate and end-to-end rate (first send to B's /sync holding all); dead-peers: a room
+                          on A joined from --peers servers (20), all but one then killed (SIGKILL), --peer-events
+                          (1000) messages on A: send rate, time until the live peer has them; big-join: a room on A
+                          of --users members (1000) and --room-events messages (10000), joined from B: the join's
+                          time, joined_members on B, B's first /sync
 
         Options:
           --url URL                  homeserver base URL, loopback only (default http://127.0.0.1:6167)
@@ -126,7 +152,8 @@ internal sealed class Options
           --warmup N                 untimed sends in each pattern before the timed phases of one-room and
                                      rooms-parallel, then 1 s of rest (default 1000); e2ee: one untimed run of N keys
                                      and one of N to-device messages; media: N untimed uploads and downloads and
-                                     --thumbnail-concurrency images thumbnailed (default 100)
+                                     --thumbnail-concurrency images thumbnailed (default 100); federation: untimed
+                                     messages each way before the one-peer figures (default 200)
           --repeat R                 one-room/rooms-parallel: run the two patterns R times, alternating, and report
                                      the median of each; e2ee: runs of each of the three measures (default 5);
                                      media: runs of each measure (default 3); lazy-sync: timed initial syncs (5)
@@ -140,6 +167,14 @@ internal sealed class Options
           --pid P                    server process to read VmRSS from (/proc/P/status); repeatable
           --pids P1[:NAME],P2,...    several server processes (split mode); RSS is summed, NAME labels the breakdown
           --registration-token TOK   complete registration with m.login.registration_token
+          --conduit PATH             federation: the server to start, a conduit.dll or executable (default
+                                     CONDUIT_BIN, CONDUIT_DLL, else the Release build beside this one)
+          --peers P                  federation: servers joining the dead-peers room, all but one killed (20)
+          --peer-events N            federation: messages sent in the dead-peers part (1000)
+          --join-concurrency J       federation: remote joins into the dead-peers room at once (1)
+          --room-events N            federation: messages in the big room before the join (10000)
+          --parts LIST               federation: parts to run (one-peer,dead-peers,big-join)
+          --work-dir DIR             federation: servers' configs, databases and logs (default a temp dir)
           --results FILE             also write the headline figures to FILE as "label<TAB>value" lines
           -h, --help                 this text
         """;
@@ -265,6 +300,29 @@ internal sealed class Options
                 case "--results":
                     o.ResultsPath = Next();
                     break;
+                case "--conduit":
+                    o.Conduit = Next();
+                    break;
+                case "--peers":
+                    o.Peers = NextInt(2);
+                    break;
+                case "--peer-events":
+                    o.PeerEvents = NextInt(1);
+                    break;
+                case "--join-concurrency":
+                    o.JoinConcurrency = NextInt(1);
+                    break;
+                case "--room-events":
+                    o.RoomEvents = NextInt(0);
+                    break;
+                case "--parts":
+                    o.Parts = Next().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToList();
+                    if (o.Parts.Count == 0 || o.Parts.Any(x => !FederationParts.Contains(x)))
+                        throw new ArgumentException($"--parts: '{string.Join(",", o.Parts)}' is not a list of {string.Join(", ", FederationParts)}");
+                    break;
+                case "--work-dir":
+                    o.WorkDir = Path.GetFullPath(Next());
+                    break;
                 default:
                     throw new ArgumentException($"unknown argument '{args[i]}'");
             }
@@ -286,17 +344,18 @@ internal sealed class Options
             Scenario.Media => o.Senders,
             Scenario.LazySync => 300,
             Scenario.SyncLoad => 100,
+            Scenario.Federation => 1000,
             _ => 1,
         };
         o.Rooms = rooms ?? (bigSync ? 5000 : lazySync ? 300 : 10);
         o.Seconds = seconds ?? (saturate ? 20 : 30);
         o.SecondsGiven = seconds is not null;
-        o.Events = events ?? (e2ee ? 5000 : lazySync ? 10 : 500);
+        o.Events = events ?? (e2ee ? 5000 : lazySync ? 10 : o.Scenario == Scenario.Federation ? 2000 : 500);
         o.Repeat = repeat ?? (o.Scenario == Scenario.Media ? 3 : 5);
-        o.Warmup = warmup ?? (o.Scenario == Scenario.Media ? 100 : 1000);
+        o.Warmup = warmup ?? (o.Scenario == Scenario.Media ? 100 : o.Scenario == Scenario.Federation ? 200 : 1000);
         o.IntervalMs = intervalMs ?? (saturate ? 0 : syncLoad ? 100 : 1500);
         o.WarmupSeconds = warmupSeconds ?? (saturate || syncLoad ? 5 : 0);
-        o.SetupTimeoutSeconds = setupTimeout ?? (bigSync ? 1200 : lazySync ? 3600 : 300);
+        o.SetupTimeoutSeconds = setupTimeout ?? (bigSync ? 1200 : lazySync ? 3600 : o.Scenario == Scenario.Federation ? 600 : 300);
         o.SetupConcurrency = setupConcurrency ?? (bigSync ? 4 : lazySync ? 16 : 8);
 
         if (o.Scenario is Scenario.Mixed or Scenario.Saturate && o.Rooms > o.Users)

@@ -25,9 +25,12 @@ if (options is null)
     return 0;
 }
 
-return options.Scenario is Scenario.Mixed or Scenario.Saturate
-    ? await new LoadRun(options).RunAsync().ConfigureAwait(false)
-    : await new ScenarioRun(options).RunAsync().ConfigureAwait(false);
+return options.Scenario switch
+{
+    Scenario.Mixed or Scenario.Saturate => await new LoadRun(options).RunAsync().ConfigureAwait(false),
+    Scenario.Federation => await new FederationRun(options).RunAsync().ConfigureAwait(false),
+    _ => await new ScenarioRun(options).RunAsync().ConfigureAwait(false),
+};
 
 namespace Conduit.LoadGen
 {
