@@ -265,6 +265,39 @@ public abstract class FederationRoomTests(FederationPair pair)
     }
 
     [Fact]
+    public async Task A_join_while_the_room_is_busy_leaves_no_gap_that_blocks_later_messages()
+    {
+        var alice = await Register(pair.A);
+        var bob = await Register(pair.B);
+        var room = await alice.CreateRoom(new JsonObject { ["preset"] = "public_chat" });
+        // Messages race Bob's join: some of them are after the template his join was built on, before his join.
+        var chatter = Task.WhenAll(Enumerable.Range(0, 20).Select(i => alice.SendText(room, $"busy {i}")));
+        (await bob.Post($"{C}/join/{E(room)}?via={E(pair.A.ServerName)}", new JsonObject())).Ok();
+        await chatter;
+        await alice.SendText(room, "after the rush");
+        await SyncUntil(bob, s => Sees(s, room, "after the rush"), "the message after the rush");
+        await bob.SendText(room, "heard you");
+        await SyncUntil(alice, s => Sees(s, room, "heard you"), "Bob's answer");
+    }
+
+    [Fact]
+    public async Task Public_room_directories_of_the_other_server_are_listed()
+    {
+        var alice = await Register(pair.A);
+        var bob = await Register(pair.B);
+        var name = UniqueName("listed");
+        var room = await alice.CreateRoom(new JsonObject { ["preset"] = "public_chat", ["visibility"] = "public", ["name"] = name });
+        var page = (await bob.Post($"{C}/publicRooms?server={E(pair.A.ServerName)}", new JsonObject
+        {
+            ["filter"] = new JsonObject { ["generic_search_term"] = name },
+        })).Ok().Obj;
+        var entry = Assert.Single(page["chunk"]!.AsArray())!;
+        Assert.Equal((room, name), (entry["room_id"]!.GetValue<string>(), entry["name"]!.GetValue<string>()));
+        var all = (await bob.Get($"{C}/publicRooms?server={E(pair.A.ServerName)}&limit=500")).Ok().Obj;
+        Assert.Contains(all["chunk"]!.AsArray(), r => r!["room_id"]!.GetValue<string>() == room);
+    }
+
+    [Fact]
     public async Task A_room_is_joined_by_an_alias_of_the_other_server()
     {
         var alice = await Register(pair.A);

@@ -363,15 +363,23 @@ public sealed partial class FederationServer(RoomStore rooms, StateStore states,
                 results[eventId] = new JsonObject { ["error"] = "Server is banned from this room" };
                 continue;
             }
-            if (rooms.Event(eventId) is null && EventAuth.PrevEventIds(pdu).Any(p => rooms.Event(p) is null))
+            // A prev event we do not have, or have without the state at it (an outlier): first the events in between
+            // (get_missing_events), then, if a gap remains, the state before this event from the origin (/state).
+            bool Gap() => EventAuth.PrevEventIds(pdu).Any(p => rooms.Event(p) is not { } pe || pe.Meta["sg"] is null);
+            EventSender.StateHint? hint = null;
+            if (rooms.Event(eventId) is null && Gap())
+            {
                 await FetchMissingAsync(r.Origin, r.RoomId, version, eventId, pdu, ct);
-            var missing = EventAuth.PrevEventIds(pdu).Concat(EventAuth.AuthEventIds(pdu)).FirstOrDefault(p => rooms.Event(p) is null);
+                if (Gap()) hint = await FetchStateAsync(r.Origin, r.RoomId, eventId, ct);
+            }
+            var missing = EventAuth.AuthEventIds(pdu).FirstOrDefault(p => rooms.Event(p) is null && hint is null)
+                ?? (hint is null ? EventAuth.PrevEventIds(pdu).FirstOrDefault(p => rooms.Event(p) is not { } pe || pe.Meta["sg"] is null) : null);
             if (rooms.Event(eventId) is null && missing is not null)
             {
                 results[eventId] = new JsonObject { ["error"] = $"Event {missing} it references is unknown here" };
                 continue;
             }
-            var result = await sender.AcceptRemoteAsync(pdu, keys.For(pdu, version), ct);
+            var result = await sender.AcceptRemoteAsync(pdu, keys.For(pdu, version), hint, ct);
             results[result.EventId ?? eventId] = result.Outcome is IngestOutcome.Accepted or IngestOutcome.SoftFailed
                 ? new JsonObject() : new JsonObject { ["error"] = result.Reason ?? result.Outcome.ToString() };
         }
@@ -406,10 +414,30 @@ public sealed partial class FederationServer(RoomStore rooms, StateStore states,
         var keys = await remote.KeysForAsync(list, ct);
         foreach (var e in list)
         {
-            if (EventAuth.PrevEventIds(e).Concat(EventAuth.AuthEventIds(e)).Any(p => rooms.Event(p) is null)) continue;
+            // Ingested only on known ground: a prev event without its state would get it rejected for good.
+            if (EventAuth.PrevEventIds(e).Any(p => rooms.Event(p) is not { } pe || pe.Meta["sg"] is null)
+                || EventAuth.AuthEventIds(e).Any(p => rooms.Event(p) is null)) continue;
             await sender.AcceptRemoteAsync(e, keys.For(e, version), ct);
         }
     }
+
+    /// <summary>The state before an event and its auth chain, asked of <paramref name="origin"/> (GET /state), or null.</summary>
+    async Task<EventSender.StateHint?> FetchStateAsync(string origin, string roomId, string eventId, CancellationToken ct)
+    {
+        var reply = await remote.SendAsync(origin, "GET", $"/_matrix/federation/v1/state/{Uri.EscapeDataString(roomId)}?event_id={Uri.EscapeDataString(eventId)}", null, ct,
+            TimeSpan.FromMinutes(2));
+        if (!reply.Ok || reply.Body!["pdus"] is not JsonArray pdus)
+        {
+            LogStateFailed(log, origin, roomId, reply.ToString());
+            return null;
+        }
+        var state = pdus.OfType<JsonObject>().ToList();
+        var chain = (reply.Body["auth_chain"] as JsonArray)?.OfType<JsonObject>().ToList() ?? [];
+        return new EventSender.StateHint(state, chain, await remote.KeysForAsync(state.Concat(chain), ct));
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "/state from {Origin} for {RoomId} failed: {Error}")]
+    static partial void LogStateFailed(ILogger log, string origin, string roomId, string error);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "{Count} PDUs from {Origin} for unknown room {RoomId} ignored")]
     static partial void LogUnknownRoom(ILogger log, string origin, string roomId, int count);

@@ -112,82 +112,13 @@ public sealed partial class EventSender
     public async Task<StoredEvent> ImportJoinAsync(string roomId, RoomVersion version, JsonObject joinPdu, IReadOnlyList<JsonObject> state,
         IReadOnlyList<JsonObject> authChain, KeyRing keys, CancellationToken ct)
     {
-        // Every event received, by ID, checked for format and signatures; a content hash mismatch means the redacted form.
-        var received = new Dictionary<string, JsonObject>(StringComparer.Ordinal);
-        var stateIds = new List<string>();
-        foreach (var (pdu0, isState) in authChain.Select(p => (p, false)).Concat(state.Select(p => (p, true))))
-        {
-            var pdu = pdu0.DeepClone().AsObject();
-            pdu.Remove("unsigned");
-            if (WellFormed(pdu, version) is not null) continue;
-            var pduRoom = Str(pdu, "room_id") ?? (version.RoomIdFromCreateEvent && Str(pdu, "type") == "m.room.create" ? roomId : null);
-            if (pduRoom != roomId) continue;
-            string id;
-            try { id = version.EventIdFormat == EventIdFormat.ServerGenerated ? Str(pdu, "event_id")! : EventHashing.ComputeEventId(pdu, version); }
-            catch (CanonicalJsonException) { continue; }
-            if (version.RoomIdFromCreateEvent && Str(pdu, "type") == "m.room.create" && RoomIdFromCreateEvent(id) != roomId) continue;
-            if (version.EventIdFormat != EventIdFormat.ServerGenerated) pdu.Remove("event_id");
-            if (!received.ContainsKey(id))
-            {
-                if (SignatureFailure(pdu, version, id, keys.For(pdu, version)) is not null) continue;
-                if (!EventHashing.VerifyContentHash(pdu)) pdu = Redaction.Redact(pdu, version);
-                received[id] = pdu;
-            }
-            if (isState) stateIds.Add(id);
-        }
-
         using var held = await writer.LockAsync(roomId, ct);
+        var stateMap = await StoreStateLockedAsync(roomId, version, state, authChain, keys);
+        if (!stateMap.ContainsKey(("m.room.create", ""))) throw Err.Forbidden("The resident server's state has no usable create event");
+        JsonObject? Full(string id) => rooms.Event(id) is { } e ? WithId(e) : null;
         using var write = writer.Begin(roomId);
         write.ConcernRoomMembers();
         var tx = write.StateTx;
-
-        // Each event against its own auth events, in an order where those come first (auth events have lower depth,
-        // and an event never waits for itself: a cycle leaves the rest rejected).
-        var outcome = new Dictionary<string, string?>(StringComparer.Ordinal); // ID -> rejection reason (null: accepted)
-        JsonObject? Full(string id)
-        {
-            if (received.TryGetValue(id, out var p)) { var c = p.DeepClone().AsObject(); c["event_id"] = id; return c; }
-            return rooms.Event(id) is { } e ? WithId(e) : null;
-        }
-        bool Usable(string id) => outcome.TryGetValue(id, out var r) ? r is null : rooms.Event(id) is { Rejected: null } e && e.RoomId == roomId;
-        var pending = received.Keys.Where(id => rooms.Event(id) is null).OrderBy(id => received[id]["depth"]!.GetValue<long>()).ThenBy(id => id, StringComparer.Ordinal).ToList();
-        for (var progress = true; pending.Count > 0 && progress;)
-        {
-            progress = false;
-            foreach (var id in pending.ToList())
-            {
-                var pdu = received[id];
-                var authIds = EventAuth.AuthEventIds(pdu);
-                if (authIds.Any(a => received.ContainsKey(a) && !outcome.ContainsKey(a) && rooms.Event(a) is null)) continue; // not checked yet
-                string? reason = authIds.FirstOrDefault(a => !Usable(a)) is { } bad ? $"auth event {bad} is missing or rejected" : null;
-                if (reason is null)
-                {
-                    var authState = new Dictionary<(string, string), JsonObject>();
-                    foreach (var a in authIds)
-                        if (Full(a) is { } ap && Str(ap, "state_key") is { } sk) authState[(Str(ap, "type")!, sk)] = ap;
-                    if (version.RoomIdFromCreateEvent && Full("$" + roomId[1..]) is { } createPdu) authState.TryAdd(("m.room.create", ""), createPdu);
-                    var check = EventAuth.Check(WithIdOf(pdu, id), version, k => authState.GetValueOrDefault(k));
-                    if (!check.Allowed) reason = "not allowed by its auth events: " + check.Reason;
-                }
-                outcome[id] = reason;
-                var meta = new JsonObject { ["room_id"] = roomId, ["outlier"] = true };
-                if (reason is not null) meta["rejected"] = reason;
-                write.AddEvent(id, pdu, meta, inTimeline: false);
-                pending.Remove(id);
-                progress = true;
-            }
-        }
-        foreach (var id in pending)
-        {
-            outcome[id] = "its auth events form a cycle";
-            write.AddEvent(id, received[id], new JsonObject { ["room_id"] = roomId, ["outlier"] = true, ["rejected"] = "its auth events form a cycle" }, inTimeline: false);
-        }
-
-        // The state before our join: the resident server's answer, without what failed its checks.
-        var stateMap = new Dictionary<(string Type, string StateKey), string>();
-        foreach (var id in stateIds.Distinct())
-            if (Usable(id) && Full(id) is { } p && Str(p, "state_key") is { } sk) stateMap[(Str(p, "type")!, sk)] = id;
-        if (!stateMap.ContainsKey(("m.room.create", ""))) throw Err.Forbidden("The resident server's state has no usable create event");
 
         var join = joinPdu.DeepClone().AsObject();
         join.Remove("unsigned");
@@ -228,6 +159,86 @@ public sealed partial class EventSender
         write.SetInfo(info);
         await writer.CommitAsync(write);
         return rooms.Event(joinId)!;
+    }
+
+    /// <summary>
+    /// Checks and stores, as outliers, the events another server sent as a room's state and its auth chain (format,
+    /// signatures, hashes with the redacted form on a mismatch, each event against its own auth events, in an order
+    /// where those come first; a cycle leaves the rest rejected), and returns the state they give: the state events
+    /// that passed, by key. Called under the room's lock; commits its own write.
+    /// </summary>
+    async Task<Dictionary<(string Type, string StateKey), string>> StoreStateLockedAsync(string roomId, RoomVersion version, IReadOnlyList<JsonObject> state,
+        IReadOnlyList<JsonObject> authChain, KeyRing keys)
+    {
+        var received = new Dictionary<string, JsonObject>(StringComparer.Ordinal);
+        var stateIds = new List<string>();
+        foreach (var (pdu0, isState) in authChain.Select(p => (p, false)).Concat(state.Select(p => (p, true))))
+        {
+            var pdu = pdu0.DeepClone().AsObject();
+            pdu.Remove("unsigned");
+            if (WellFormed(pdu, version) is not null) continue;
+            var pduRoom = Str(pdu, "room_id") ?? (version.RoomIdFromCreateEvent && Str(pdu, "type") == "m.room.create" ? roomId : null);
+            if (pduRoom != roomId) continue;
+            string id;
+            try { id = version.EventIdFormat == EventIdFormat.ServerGenerated ? Str(pdu, "event_id")! : EventHashing.ComputeEventId(pdu, version); }
+            catch (CanonicalJsonException) { continue; }
+            if (version.RoomIdFromCreateEvent && Str(pdu, "type") == "m.room.create" && RoomIdFromCreateEvent(id) != roomId) continue;
+            if (version.EventIdFormat != EventIdFormat.ServerGenerated) pdu.Remove("event_id");
+            if (!received.ContainsKey(id))
+            {
+                if (SignatureFailure(pdu, version, id, keys.For(pdu, version)) is not null) continue;
+                if (!EventHashing.VerifyContentHash(pdu)) pdu = Redaction.Redact(pdu, version);
+                received[id] = pdu;
+            }
+            if (isState) stateIds.Add(id);
+        }
+
+        using var write = writer.Begin(roomId);
+        var outcome = new Dictionary<string, string?>(StringComparer.Ordinal); // ID -> rejection reason (null: accepted)
+        JsonObject? Full(string id)
+        {
+            if (received.TryGetValue(id, out var p)) { var c = p.DeepClone().AsObject(); c["event_id"] = id; return c; }
+            return rooms.Event(id) is { } e ? WithId(e) : null;
+        }
+        bool Usable(string id) => outcome.TryGetValue(id, out var r) ? r is null : rooms.Event(id) is { Rejected: null } e && e.RoomId == roomId;
+        var pending = received.Keys.Where(id => rooms.Event(id) is null).OrderBy(id => received[id]["depth"]!.GetValue<long>()).ThenBy(id => id, StringComparer.Ordinal).ToList();
+        for (var progress = true; pending.Count > 0 && progress;)
+        {
+            progress = false;
+            foreach (var id in pending.ToList())
+            {
+                var pdu = received[id];
+                var authIds = EventAuth.AuthEventIds(pdu);
+                if (authIds.Any(a => received.ContainsKey(a) && !outcome.ContainsKey(a) && rooms.Event(a) is null)) continue; // not checked yet
+                string? reason = authIds.FirstOrDefault(a => !Usable(a)) is { } bad ? $"auth event {bad} is missing or rejected" : null;
+                if (reason is null)
+                {
+                    var authState = new Dictionary<(string, string), JsonObject>();
+                    foreach (var a in authIds)
+                        if (Full(a) is { } ap && Str(ap, "state_key") is { } sk) authState[(Str(ap, "type")!, sk)] = ap;
+                    if (version.RoomIdFromCreateEvent && Full("$" + roomId[1..]) is { } createPdu) authState.TryAdd(("m.room.create", ""), createPdu);
+                    var check = EventAuth.Check(WithIdOf(pdu, id), version, k => authState.GetValueOrDefault(k));
+                    if (!check.Allowed) reason = "not allowed by its auth events: " + check.Reason;
+                }
+                outcome[id] = reason;
+                var meta = new JsonObject { ["room_id"] = roomId, ["outlier"] = true };
+                if (reason is not null) meta["rejected"] = reason;
+                write.AddEvent(id, pdu, meta, inTimeline: false);
+                pending.Remove(id);
+                progress = true;
+            }
+        }
+        foreach (var id in pending)
+        {
+            outcome[id] = "its auth events form a cycle";
+            write.AddEvent(id, received[id], new JsonObject { ["room_id"] = roomId, ["outlier"] = true, ["rejected"] = "its auth events form a cycle" }, inTimeline: false);
+        }
+        if (outcome.Count > 0) await writer.CommitAsync(write);
+
+        var stateMap = new Dictionary<(string Type, string StateKey), string>();
+        foreach (var id in stateIds.Distinct())
+            if (Usable(id) && Full(id) is { } p && Str(p, "state_key") is { } sk) stateMap[(Str(p, "type")!, sk)] = id;
+        return stateMap;
     }
 
     static JsonObject WithIdOf(JsonObject pdu, string id)

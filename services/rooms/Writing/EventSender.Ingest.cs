@@ -38,9 +38,21 @@ public sealed partial class EventSender
     /// Runs the receipt checks on a PDU from another server and stores it with its outcome, in one batch under the
     /// room's lock. <paramref name="verifyKey"/> returns the public key of (server, key ID), or null if unknown.
     /// </summary>
-    public async Task<IngestResult> AcceptRemoteAsync(JsonObject pdu, Func<string, string, byte[]?> verifyKey, CancellationToken ct)
+    public Task<IngestResult> AcceptRemoteAsync(JsonObject pdu, Func<string, string, byte[]?> verifyKey, CancellationToken ct)
+        => AcceptRemoteAsync(pdu, verifyKey, null, ct);
+
+    /// <summary>The state before an event, as another server gave it (/state), with its auth chain and the keys to check both.</summary>
+    public sealed record StateHint(IReadOnlyList<JsonObject> State, IReadOnlyList<JsonObject> AuthChain, KeyRing Keys);
+
+    /// <summary>
+    /// As <see cref="AcceptRemoteAsync(JsonObject, Func{string, string, byte[]}, CancellationToken)"/>, but with the state before the event given
+    /// (spec: server-server-api, "Checks performed on receipt of a PDU", where the prev events cannot be had: the state
+    /// at the event is asked of another server): the state and auth chain are checked and kept as outliers, and the
+    /// event is checked against that state instead of one computed from its prev events.
+    /// </summary>
+    public async Task<IngestResult> AcceptRemoteAsync(JsonObject pdu, Func<string, string, byte[]?> verifyKey, StateHint? stateBefore, CancellationToken ct)
     {
-        var result = await AcceptRemoteCoreAsync(pdu, verifyKey, ct);
+        var result = await AcceptRemoteCoreAsync(pdu, verifyKey, stateBefore, ct);
         switch (result.Outcome)
         {
             case IngestOutcome.Dropped: LogDropped(log, result.EventId ?? "(no ID)", result.Reason); break;
@@ -59,7 +71,7 @@ public sealed partial class EventSender
     [LoggerMessage(Level = LogLevel.Information, Message = "Remote event {EventId} soft-failed: {Reason}")]
     static partial void LogSoftFailed(ILogger log, string eventId, string? reason);
 
-    async Task<IngestResult> AcceptRemoteCoreAsync(JsonObject pdu, Func<string, string, byte[]?> verifyKey, CancellationToken ct)
+    async Task<IngestResult> AcceptRemoteCoreAsync(JsonObject pdu, Func<string, string, byte[]?> verifyKey, StateHint? stateBefore, CancellationToken ct)
     {
         ArgumentNullException.ThrowIfNull(pdu);
         ArgumentNullException.ThrowIfNull(verifyKey);
@@ -92,7 +104,13 @@ public sealed partial class EventSender
 
         using var held = await writer.LockAsync(roomId, ct);
         if (rooms.Event(eventId) is { } again) return OutcomeOf(again);
-        return await IngestLockedAsync(roomId, eventId, pdu, version);
+        Dictionary<(string Type, string StateKey), string>? given = null;
+        if (stateBefore is not null)
+        {
+            given = await StoreStateLockedAsync(roomId, version, stateBefore.State, stateBefore.AuthChain, stateBefore.Keys);
+            if (!given.ContainsKey(("m.room.create", ""))) return Dropped(eventId, "the state given for it has no usable create event");
+        }
+        return await IngestLockedAsync(roomId, eventId, pdu, version, given);
     }
 
     static IngestResult Dropped(string? eventId, string reason) => new(eventId, IngestOutcome.Dropped, reason);
@@ -168,7 +186,8 @@ public sealed partial class EventSender
         return null;
     }
 
-    async Task<IngestResult> IngestLockedAsync(string roomId, string eventId, JsonObject pdu, RoomVersion version)
+    async Task<IngestResult> IngestLockedAsync(string roomId, string eventId, JsonObject pdu, RoomVersion version,
+        Dictionary<(string Type, string StateKey), string>? givenStateBefore = null)
     {
         var info = rooms.Info(roomId)!;
         using var write = writer.Begin(roomId);
@@ -196,7 +215,8 @@ public sealed partial class EventSender
         string? prevProblem = null;
         if (prevIds.Count == 0) prevProblem = "no prev_events";
         var prevGroups = new List<ulong>();
-        foreach (var id in prevIds.Distinct())
+        if (givenStateBefore is not null && prevIds.Count > 0) groupBefore = GroupOf(tx, 0, givenStateBefore);
+        else foreach (var id in prevIds.Distinct())
         {
             if (rooms.Event(id) is not { } p) { prevProblem ??= $"missing prev event {id}"; continue; }
             if (p.RoomId != roomId) { prevProblem ??= $"prev event {id} is in another room"; continue; }
@@ -204,7 +224,7 @@ public sealed partial class EventSender
             if (p.Meta["sg"] is null) { prevProblem ??= $"the state at prev event {id} is unknown"; continue; }
             prevGroups.Add(p.StateAfter);
         }
-        if (prevProblem is null)
+        if (prevProblem is null && groupBefore is null)
         {
             if (prevGroups.Distinct().Count() == 1) groupBefore = prevGroups[0];
             else
