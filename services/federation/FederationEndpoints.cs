@@ -159,7 +159,7 @@ public sealed partial class FederationEndpoints(XMatrixVerifier verifier, Rooms.
                 Body = new JsonObject { ["pdus"] = new JsonArray(g.Select(p => (JsonNode)p.DeepClone()).ToArray()) }.ToJsonString(),
             }, cancellationToken: ctx.RequestAborted).ResponseAsync));
             // Typing and receipts go to the sync service, which checks each one (the user on the origin, joined).
-            var ephemeral = edus.OfType<JsonObject>().Where(e => e["edu_type"] is JsonValue t && t.TryGetValue(out string? type) && type is "m.typing" or "m.receipt")
+            var ephemeral = edus.OfType<JsonObject>().Where(e => e["edu_type"] is JsonValue t && t.TryGetValue(out string? type) && type is "m.typing" or "m.receipt" or "m.presence")
                 .Select(e => e.ToJsonString()).ToList();
             if (ephemeral.Count > 0)
             {

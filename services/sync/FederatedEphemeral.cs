@@ -16,9 +16,34 @@ namespace Conduit.Sync;
 /// their user is on the sending server and joined to the room (and, for a receipt, the event is in the room).
 /// Private receipts never leave the server.
 /// </summary>
-public sealed partial class FederatedEphemeral(ReceiptStore receipts, TypingState typing, SyncNotifier notifier, Rooms.RoomsClient rooms,
+public sealed partial class FederatedEphemeral(ReceiptStore receipts, TypingState typing, PresenceState presence, SyncNotifier notifier, Rooms.RoomsClient rooms,
     Protos.Federation.Federation.FederationClient federation, GlobalConfig config, ILogger<FederatedEphemeral> log)
 {
+    /// <summary>Tells the servers that share a room with a local user of their presence (m.presence, spec: "Presence").</summary>
+    public async Task PresenceChangedAsync(string userId, CancellationToken ct)
+    {
+        if (!config.AllowFederation || !config.AllowPresence || Ids.ServerOf(userId) != config.ServerName || presence.Get(userId) is not { } p) return;
+        IEnumerable<string> servers;
+        try { servers = (await rooms.SharedServersAsync(new SharedUsersRequest { UserIds = { userId } }, cancellationToken: ct)).Servers; }
+        catch (RpcException e)
+        {
+            LogQueueFailed(log, e.Status.Detail);
+            return;
+        }
+        var now = presence.Now;
+        var entry = new JsonObject
+        {
+            ["user_id"] = userId, ["presence"] = p.Presence, ["last_active_ago"] = Math.Max(0, now - p.LastActiveTs),
+            ["currently_active"] = p.CurrentlyActive(now),
+        };
+        if (p.StatusMsg is not null) entry["status_msg"] = p.StatusMsg;
+        await QueueAsync(servers.Where(s => s != config.ServerName), new JsonObject
+        {
+            ["edu_type"] = "m.presence",
+            ["content"] = new JsonObject { ["push"] = new JsonArray(entry) },
+        }, ct);
+    }
+
     /// <summary>How long a remote user's typing lasts without a renewal (Synapse's federation timeout).</summary>
     const int RemoteTypingMs = 60_000;
 
@@ -85,7 +110,26 @@ public sealed partial class FederatedEphemeral(ReceiptStore receipts, TypingStat
                 case "m.receipt":
                     applied += await ReceiptsAsync(origin, content, ct);
                     break;
+                case "m.presence" when config.AllowPresence:
+                    applied += Presence(origin, content);
+                    break;
             }
+        }
+        return applied;
+    }
+
+    /// <summary>m.presence: each pushed user must be on the origin; their state is taken as announced.</summary>
+    int Presence(string origin, JsonObject content)
+    {
+        var applied = 0;
+        foreach (var p in (content["push"] as JsonArray ?? []).OfType<JsonObject>().Take(1000))
+        {
+            if (Str(p, "user_id") is not { } userId || !Ids.IsUserId(userId) || Ids.ServerOf(userId) != origin) continue;
+            if (Str(p, "presence") is not { } state || !PresenceStates.IsValid(state)) continue;
+            var ago = p["last_active_ago"] is JsonValue v && v.TryGetValue(out long a) ? a : 0;
+            var status = Str(p, "status_msg") is { Length: <= 2048 } msg ? msg : null;
+            presence.SetRemote(userId, state, status, ago);
+            applied++;
         }
         return applied;
     }

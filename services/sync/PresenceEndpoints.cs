@@ -45,8 +45,12 @@ public sealed class PresenceEndpoints(PresenceState presence, GlobalConfig confi
         var ct = ctx.RequestAborted;
         if (userId != c.UserId)
         {
-            var p = await keys.GetProfileAsync(new GetProfileRequest { UserId = userId }, cancellationToken: ct);
-            if (p.Deactivated) throw Err.NotFound("Unknown user");
+            // A user of another server is known here only through the rooms shared with them.
+            if (Ids.ServerOf(userId) == config.ServerName)
+            {
+                var p = await keys.GetProfileAsync(new GetProfileRequest { UserId = userId }, cancellationToken: ct);
+                if (p.Deactivated) throw Err.NotFound("Unknown user");
+            }
             var shared = await rooms.SharedUsersAsync(new SharedUsersRequest { UserIds = { c.UserId } }, cancellationToken: ct);
             if (!shared.UserIds.Contains(userId)) throw Err.Forbidden("You do not share a room with this user");
         }
@@ -60,7 +64,8 @@ public sealed class PresenceEndpoints(PresenceState presence, GlobalConfig confi
 /// Runs <see cref="PresenceState.Tick"/> every 10 s, and wakes, on every presence change, the waiting /sync of the
 /// user and of everyone who shares a room with them (rooms SharedUsers).
 /// </summary>
-public sealed class PresenceTimer(PresenceState presence, SyncNotifier notifier, Rooms.RoomsClient rooms, GlobalConfig config, ILogger<PresenceTimer> log) : BackgroundService
+public sealed class PresenceTimer(PresenceState presence, SyncNotifier notifier, Rooms.RoomsClient rooms, GlobalConfig config, FederatedEphemeral federated,
+    ILogger<PresenceTimer> log) : BackgroundService
 {
     public static readonly TimeSpan Interval = TimeSpan.FromSeconds(10);
 
@@ -68,6 +73,8 @@ public sealed class PresenceTimer(PresenceState presence, SyncNotifier notifier,
     {
         if (!config.AllowPresence) return;
         presence.Changed += u => _ = WakeShared(u, ct);
+        // Our users' changes go to the servers that share a room with them.
+        presence.Changed += u => _ = Task.Run(() => federated.PresenceChangedAsync(u, ct), ct);
         using var timer = new PeriodicTimer(Interval);
         try
         {

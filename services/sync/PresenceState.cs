@@ -151,6 +151,25 @@ public sealed class PresenceState
         if (changed) Changed?.Invoke(userId);
     }
 
+    /// <summary>
+    /// A user of another server, as their server announced them (m.presence EDU). Their last sync counts as now, so the
+    /// idle and offline timers here treat them like a local user who went quiet, should their server stop telling.
+    /// </summary>
+    public void SetRemote(string userId, string presence, string? statusMsg, long lastActiveAgo)
+    {
+        lock (_lock)
+        {
+            var now = _clock();
+            var e = EntryOf(userId);
+            e.LastSyncTs = now;
+            e.Presence = presence;
+            e.StatusMsg = statusMsg;
+            e.LastActiveTs = now - Math.Clamp(lastActiveAgo, 0, OfflineMs * 48);
+            Commit(userId, e, now);
+        }
+        Changed?.Invoke(userId);
+    }
+
     Entry EntryOf(string userId)
     {
         if (!_users.TryGetValue(userId, out var e)) _users[userId] = e = new Entry();

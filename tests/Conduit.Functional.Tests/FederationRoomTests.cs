@@ -298,6 +298,20 @@ public abstract class FederationRoomTests(FederationPair pair)
     }
 
     [Fact]
+    public async Task Presence_crosses_to_users_who_share_a_room()
+    {
+        var alice = await Register(pair.A);
+        var bob = await Register(pair.B);
+        var room = await alice.CreateRoom(new JsonObject { ["preset"] = "public_chat" });
+        (await bob.Post($"{C}/join/{E(room)}?via={E(pair.A.ServerName)}", new JsonObject())).Ok();
+        (await alice.Put($"{C}/presence/{E(alice.UserId)}/status", new JsonObject { ["presence"] = "online", ["status_msg"] = "at the beach" })).Ok();
+        await SyncUntil(bob, s => (s["presence"]?["events"] as JsonArray ?? []).Any(e => e!["sender"]!.GetValue<string>() == alice.UserId
+            && e["content"]?["status_msg"]?.GetValue<string>() == "at the beach"), "Alice's presence");
+        var status = (await bob.Get($"{C}/presence/{E(alice.UserId)}/status")).Ok().Obj;
+        Assert.Equal(("online", "at the beach"), (status["presence"]!.GetValue<string>(), status["status_msg"]!.GetValue<string>()));
+    }
+
+    [Fact]
     public async Task A_room_is_joined_by_an_alias_of_the_other_server()
     {
         var alice = await Register(pair.A);
