@@ -125,9 +125,12 @@ start_server a
 start_server b
 
 echo "federation.sh: testing $url_a and $url_b with $("$NODE" --version)" >&2
-status=0
+# In the background, so that a signal to this script runs the cleanup at once (which stops node too).
 CONDUIT_URL_A="$url_a" CONDUIT_URL_B="$url_b" NODE_EXTRA_CA_CERTS="$work/ca.pem" \
-    "$NODE" --test --test-force-exit --test-concurrency=1 "$@" federation.test.mjs || status=$?
+    "$NODE" --test --test-force-exit --test-concurrency=1 "$@" federation.test.mjs &
+pids+=($!)
+status=0
+wait $! || status=$?
 if [ "$status" != 0 ]; then
     for n in a b; do
         echo "---- server $n log (last 40 lines of $work/$n/log) ----" >&2

@@ -85,7 +85,7 @@ test("federation 2: bob's new device on B reaches alice's device on A as a devic
         const alice = await userOn(devices, A, "alice");
         const bob = await userOn(devices, B, "bob");
         const roomId = await sharedEncryptedRoom(alice, bob);
-        await exchange(alice, [bob], roomId, "before bob's second device");
+        const early = await exchange(alice, [bob], roomId, "before bob's second device");
 
         // bob signs in again on B: B tells A (m.device_list_update), A lists bob in alice's device_lists.changed, and
         // alice's crypto queries his devices again.
@@ -94,6 +94,11 @@ test("federation 2: bob's new device on B reaches alice's device on A as a devic
             "(m.device_list_update to A, device_lists.changed in alice's /sync, then /keys/query)",
             async () => (await alice.crypto.getUserDeviceInfo([bob.userId])).get(bob.userId)?.has(bob2.deviceId));
         assert.ok(alice.rec.sync.changed.has(bob.userId), "alice's /sync should have listed bob in device_lists.changed");
+        // The message from before it signed in stays undecryptable there (the SDK logs that as a warning).
+        await waitFor([bob2], "bob-2's attempt to decrypt the message from before it signed in (which must fail)", () => {
+            const ev = bob2.client.getRoom(roomId)?.findEventById(early);
+            return ev && !ev.isBeingDecrypted() && ev.isDecryptionFailure();
+        });
 
         // alice's next message is shared with both of bob's devices; bob's new device's reply decrypts for alice.
         await exchange(alice, [bob, bob2], roomId, "to both of bob's devices");
