@@ -311,6 +311,35 @@ public abstract class FederationRoomTests(FederationPair pair)
     }
 
     [Fact]
+    public async Task A_server_that_joined_later_fetches_the_history_from_before_its_join()
+    {
+        var alice = await Register(pair.A);
+        var bob = await Register(pair.B);
+        var room = await alice.CreateRoom(new JsonObject { ["preset"] = "public_chat", ["name"] = "old times" });
+        for (var i = 0; i < 30; i++) await alice.SendText(room, $"history {i}");
+        (await bob.Post($"{C}/join/{E(room)}?via={E(pair.A.ServerName)}", new JsonObject())).Ok();
+
+        // Bob pages back from the end through everything, as a client scrolling up does.
+        var bodies = new List<string>();
+        var types = new List<string>();
+        string? from = null;
+        for (var pages = 0; pages < 20; pages++)
+        {
+            var page = (await bob.Get($"{C}/rooms/{E(room)}/messages?dir=b&limit=7" + (from is null ? "" : "&from=" + E(from)))).Ok().Obj;
+            foreach (var e in page["chunk"]!.AsArray())
+            {
+                types.Add(e!["type"]!.GetValue<string>());
+                if (e["content"]?["body"] is { } b) bodies.Add(b.GetValue<string>());
+            }
+            if (page["end"] is null) break;
+            from = page["end"]!.GetValue<string>();
+        }
+        Assert.Equal(Enumerable.Range(0, 30).Reverse().Select(i => $"history {i}"), bodies);
+        Assert.Equal("m.room.create", types[^1]);
+        Assert.Contains("m.room.name", types);
+    }
+
+    [Fact]
     public async Task A_room_is_joined_by_an_alias_of_the_other_server()
     {
         var alice = await Register(pair.A);

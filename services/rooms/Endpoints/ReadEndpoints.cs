@@ -12,7 +12,8 @@ namespace Conduit.Rooms;
 /// Reading a room: its state, one event, /context, /messages, members, joined members and timestamp_to_event.
 /// History visibility (<see cref="Visibility"/>) decides event by event what the caller may see.
 /// </summary>
-public sealed class ReadEndpoints(RoomStore rooms, StateStore states, RoomStream stream, ClientEvents format, Visibility visibility, RoomParams param)
+public sealed class ReadEndpoints(RoomStore rooms, StateStore states, RoomStream stream, ClientEvents format, Visibility visibility, RoomParams param,
+    RemoteHistory history)
 {
     public void Map(IEndpointRouteBuilder app)
     {
@@ -93,7 +94,21 @@ public sealed class ReadEndpoints(RoomStore rooms, StateStore states, RoomStream
         }
         var window = visibility.ReadableWindow(c.UserId, roomId) ?? throw Err.Forbidden("You are not allowed to read this room");
         var now = stream.Position;
-        var from = RoomParams.ParsePoint(ctx.Request.Query("from")) ?? (dir == "b" ? now : 0);
+        // "h" tokens page through history fetched from other servers (before this server's first event of the room).
+        var historyCursor = RemoteHistory.ParseToken(ctx.Request.Query("from"));
+        if (historyCursor is not null && dir == "b")
+        {
+            var h = new JsonArray();
+            var (events, more) = history.Visible(roomId) && window.After == 0
+                ? await history.PageAsync(roomId, historyCursor.Value.Depth, historyCursor.Value.EventId, limit, ctx.RequestAborted) : ([], false);
+            foreach (var ev in events)
+                if (filter is null || filter.Matches(ev.Type, ev.Sender, roomId)) h.Add((JsonNode)format.Format(ev, c.DeviceId, true, c.UserId));
+            var hr = new JsonObject { ["chunk"] = h, ["start"] = ctx.Request.Query("from") };
+            if (more && events.Count > 0) hr["end"] = RemoteHistory.Token(events[^1]);
+            await ctx.Response.WriteJsonAsync(hr);
+            return;
+        }
+        var from = historyCursor is not null ? 0 : RoomParams.ParsePoint(ctx.Request.Query("from")) ?? (dir == "b" ? now : 0);
         var to = RoomParams.ParsePoint(ctx.Request.Query("to"));
 
         var chunk = new JsonArray();
@@ -115,6 +130,20 @@ public sealed class ReadEndpoints(RoomStore rooms, StateStore states, RoomStream
         }
         var result = new JsonObject { ["chunk"] = chunk, ["start"] = $"t{from}" };
         if (!reachedEnd || (chunk.Count > 0 && chunk.Count >= limit)) result["end"] = $"t{last}";
+        // Paging back past this server's first event of a room it joined over federation: the history before it.
+        else if (dir == "b" && to is null && window.After == 0 && history.Visible(roomId)
+            && rooms.Timeline(roomId, 0, long.MaxValue, backwards: false).FirstOrDefault() is { EventId: { } firstId } && rooms.Event(firstId) is { } first
+            && first.Type != "m.room.create")
+        {
+            var (events, more) = await history.PageAsync(roomId, first.Pdu["depth"]!.GetValue<long>(), null, limit - chunk.Count, ctx.RequestAborted);
+            foreach (var ev in events)
+                if (filter is null || filter.Matches(ev.Type, ev.Sender, roomId))
+                {
+                    chunk.Add((JsonNode)format.Format(ev, c.DeviceId, true, c.UserId));
+                    memberIds.Add(ev.Sender);
+                }
+            if (more && events.Count > 0) result["end"] = RemoteHistory.Token(events[^1]);
+        }
         if (filter?.LazyLoadMembers == true)
         {
             var state = new JsonArray();

@@ -119,12 +119,19 @@ public static class RoomsFamilies
         "JSON {reporter, room_id?, event_id?, user_id?, reason}: a report of a room, an event or a user, kept for the server's admins");
     public static byte[] ReportKey(long ts, string reportId) => K.Concat(K.BigEndian((ulong)ts), [K.Sep], K.Utf8(reportId));
 
+    public const string History = "rooms_history";
+    static readonly ColumnFamily HistoryFamily = new(History, "room_id 0xFF (2^63-1 - depth) (8-byte big-endian) 0xFF event_id",
+        "empty: an event from before this server joined, fetched with /backfill and kept as an outlier; newest (highest depth) first");
+    public static byte[] HistoryPrefix(string roomId) => K.Prefix(roomId);
+    public static byte[] HistoryKey(string roomId, long depth, string eventId)
+        => K.Concat(K.Prefix(roomId), K.BigEndian((ulong)(long.MaxValue - depth)), [K.Sep], K.Utf8(eventId));
+
     public static readonly ColumnFamily[] All =
     [
         ReportsFamily,
         PdusFamily, EventMetaFamily, TimelineFamily, StateFamily, InfoFamily, UserRoomsFamily, MembershipLogFamily, MembersFamily,
         AliasesFamily, RoomAliasesFamily, TxnsFamily, DirectoryFamily, StateKeyShortFamily, ShortStateKeyFamily, EventIdShortFamily,
         ShortEventIdFamily, StateGroupsFamily, RelationsFamily, ThreadsFamily, ThreadInfoFamily, ThreadUsersFamily, CountersFamily,
-        StreamFamily,
+        StreamFamily, HistoryFamily,
     ];
 }

@@ -241,6 +241,27 @@ public sealed partial class EventSender
         return stateMap;
     }
 
+    /// <summary>
+    /// Keeps history events fetched with /backfill (and the auth events they need) as checked outliers; returns the
+    /// history events that passed, with their depths.
+    /// </summary>
+    public async Task<List<(string EventId, long Depth)>> StoreHistoryAsync(string roomId, RoomVersion version, IReadOnlyList<JsonObject> events,
+        IReadOnlyList<JsonObject> authEvents, KeyRing keys, CancellationToken ct)
+    {
+        using var held = await writer.LockAsync(roomId, ct);
+        // The history events go in as "state" only so their IDs come back; whether they are state does not matter here.
+        await StoreStateLockedAsync(roomId, version, [], authEvents.Concat(events).ToList(), keys);
+        var result = new List<(string, long)>();
+        foreach (var pdu in events)
+        {
+            string id;
+            try { id = version.EventIdFormat == EventIdFormat.ServerGenerated ? Str(pdu, "event_id") ?? "" : EventHashing.ComputeEventId(pdu, version); }
+            catch (CanonicalJsonException) { continue; }
+            if (rooms.Event(id) is { Rejected: null } e && e.RoomId == roomId && e.Pdu["depth"] is JsonValue d && d.TryGetValue(out long depth)) result.Add((id, depth));
+        }
+        return result;
+    }
+
     static JsonObject WithIdOf(JsonObject pdu, string id)
     {
         var c = pdu.DeepClone().AsObject();
