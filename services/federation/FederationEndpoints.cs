@@ -51,6 +51,7 @@ public sealed partial class FederationEndpoints(XMatrixVerifier verifier, Rooms.
         Room(app, RouteTable.FedMissingEvents, "get_missing_events");
         Room(app, RouteTable.FedQueryDirectory, "query_directory");
         Room(app, RouteTable.FedPublicRooms, "public_rooms");
+        Room(app, RouteTable.FedHierarchy, "hierarchy");
         app.Map(RouteTable.FedQueryProfile, Authenticated(QueryProfile));
         KeysRoute(app, RouteTable.FedUserDevices, "user_devices");
         KeysRoute(app, RouteTable.FedUserKeysQuery, "user_keys_query");

@@ -340,6 +340,23 @@ public abstract class FederationRoomTests(FederationPair pair)
     }
 
     [Fact]
+    public async Task A_space_lists_its_rooms_on_the_other_server()
+    {
+        var alice = await Register(pair.A);
+        var bob = await Register(pair.B);
+        // Bob's space on B holds a public room of Alice's on A (and a private one, which stays hidden).
+        var hall = await alice.CreateRoom(new JsonObject { ["preset"] = "public_chat", ["name"] = "the hall" });
+        var secret = await alice.CreateRoom(new JsonObject { ["preset"] = "private_chat", ["name"] = "the vault" });
+        var space = await bob.CreateRoom(new JsonObject { ["preset"] = "public_chat", ["name"] = "bob's space", ["creation_content"] = new JsonObject { ["type"] = "m.space" } });
+        foreach (var child in new[] { hall, secret })
+            (await bob.Put($"{C}/rooms/{E(space)}/state/m.space.child/{E(child)}", new JsonObject { ["via"] = new JsonArray(pair.A.ServerName) })).Ok();
+        var answer = (await bob.Get($"/_matrix/client/v1/rooms/{E(space)}/hierarchy")).Ok().Obj;
+        var listed = answer["rooms"]!.AsArray().Select(r => r!["room_id"]!.GetValue<string>()).ToList();
+        Assert.Equal([space, hall], listed);
+        Assert.Equal("the hall", answer["rooms"]![1]!["name"]!.GetValue<string>());
+    }
+
+    [Fact]
     public async Task A_room_is_joined_by_an_alias_of_the_other_server()
     {
         var alice = await Register(pair.A);

@@ -199,6 +199,7 @@ public static class RouteTable
     public static readonly MatrixRoute FedQueryDirectory = F(F1 + "/query/directory", GET);
     public static readonly MatrixRoute FedQueryProfile = F(F1 + "/query/profile", GET);
     public static readonly MatrixRoute FedPublicRooms = F(F1 + "/publicRooms", GET, POST);
+    public static readonly MatrixRoute FedHierarchy = F(F1 + "/hierarchy/{roomId}", GET);
     public static readonly MatrixRoute FedUserDevices = F(F1 + "/user/devices/{userId}", GET);
     public static readonly MatrixRoute FedUserKeysQuery = F(F1 + "/user/keys/query", POST);
     public static readonly MatrixRoute FedUserKeysClaim = F(F1 + "/user/keys/claim", POST);

@@ -16,7 +16,7 @@ namespace Conduit.Rooms;
 /// denied by the room's m.room.server_acl gets 403 for everything about the room; reads need a member of the
 /// origin in the room (or history it may see).
 /// </summary>
-public sealed partial class FederationServer(RoomStore rooms, StateStore states, EventSender sender, RemoteServers remote, ClientEvents format, DirectoryEndpoints directory, GlobalConfig config, ILogger<FederationServer> log)
+public sealed partial class FederationServer(RoomStore rooms, StateStore states, EventSender sender, RemoteServers remote, ClientEvents format, DirectoryEndpoints directory, SpaceEndpoints spaces, GlobalConfig config, ILogger<FederationServer> log)
 {
     /// <summary>Most events one /backfill or /get_missing_events answer carries (Synapse serves at most 100 and 20).</summary>
     const int MaxBackfill = 100, MaxMissing = 20;
@@ -42,6 +42,7 @@ public sealed partial class FederationServer(RoomStore rooms, StateStore states,
             "invite" => await InviteAsync(r, body, ct),
             "query_directory" => QueryDirectory(r),
             "public_rooms" => PublicRooms(r, body),
+            "hierarchy" => Hierarchy(r),
             _ => throw Err.Unrecognized(),
         };
         return new FederateReply { Status = 200, Body = answer.ToJsonString() };
@@ -308,6 +309,12 @@ public sealed partial class FederationServer(RoomStore rooms, StateStore states,
         if (!Ids.TrySplit(alias, '#', out _, out var server) || server != config.ServerName) throw Err.NotFound("Room alias not found");
         var roomId = rooms.AliasTarget(alias) ?? throw Err.NotFound("Room alias not found");
         return new JsonObject { ["room_id"] = roomId, ["servers"] = new JsonArray(ServersInRoom(roomId).Select(s => (JsonNode)s).ToArray()) };
+    }
+
+    JsonObject Hierarchy(FederateRequest r)
+    {
+        KnownRoom(r.RoomId, r.Origin);
+        return spaces.ForServer(r.RoomId, r.Query.TryGetValue("suggested_only", out var so) && so == "true");
     }
 
     /// <summary>GET and POST /publicRooms (spec: server-server-api, "Public Room Directory"): this server's published rooms.</summary>
