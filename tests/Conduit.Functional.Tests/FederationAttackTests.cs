@@ -131,6 +131,29 @@ public sealed class FederationAttackTests(FederationPairFixture pair) : IClassFi
     }
 
     [Fact]
+    public async Task Membership_handshakes_with_malformed_events_or_for_others_are_refused_never_with_a_500()
+    {
+        var (alice, bob, room) = await SharedRoom();
+        var (pdu, id) = await PduFromBob(alice, bob, room, "m.room.member", bob.UserId, new JsonObject { ["membership"] = "join" });
+        // A body that is not canonical JSON (a float) cannot have been signed: 401, whatever the signature says.
+        pdu["content"]!["weight"] = 1.5;
+        foreach (var (path, body) in new (string, JsonNode)[]
+        {
+            ($"/_matrix/federation/v2/send_join/{E(room)}/{E(id)}", pdu),
+            ($"/_matrix/federation/v2/invite/{E(room)}/{E(id)}", new JsonObject { ["event"] = pdu.DeepClone(), ["room_version"] = "10" }),
+        })
+        {
+            using var req = new HttpRequestMessage(HttpMethod.Put, pair.A.BaseUrl + path) { Content = new StringContent(body.ToJsonString(), Encoding.UTF8, "application/json") };
+            req.Headers.TryAddWithoutValidation("Authorization", $"X-Matrix origin=\"{pair.B.ServerName}\",destination=\"{pair.A.ServerName}\",key=\"{KeyOfB.KeyId}\",sig=\"{Convert.ToBase64String(new byte[64]).TrimEnd('=')}\"");
+            using var resp = await pair.A.Http.SendAsync(req);
+            Assert.Equal(HttpStatusCode.Unauthorized, resp.StatusCode);
+        }
+        var notMine = await SignedAsB("GET", $"/_matrix/federation/v1/make_join/{E(room)}/{E(alice.UserId)}?ver=10", null);
+        Assert.Equal((HttpStatusCode.Forbidden, "M_FORBIDDEN"), (notMine.Status, notMine.ErrCode));
+        Assert.Equal(2, (await alice.Get($"{C}/rooms/{E(room)}/joined_members")).Ok().Obj["joined"]!.AsObject().Count);
+    }
+
+    [Fact]
     public async Task A_transaction_of_51_pdus_or_with_a_forged_origin_is_refused()
     {
         var (alice, bob, room) = await SharedRoom();

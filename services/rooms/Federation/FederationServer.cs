@@ -115,8 +115,8 @@ public sealed partial class FederationServer(RoomStore rooms, StateStore states,
         if (userId is null || ContentField.String(pdu, "state_key") != userId || Ids.ServerOf(userId) != r.Origin)
             throw Err.Forbidden("The event's sender must be its state_key and on the requesting server");
         if (ContentField.String(pdu, "room_id") != r.RoomId) throw Err.BadJson("The event is for another room");
-        var computed = version.EventIdFormat == EventIdFormat.ServerGenerated ? ContentField.String(pdu, "event_id") : EventHashing.ComputeEventId(pdu, version);
-        if (computed != r.EventId) throw Err.BadJson("The event ID does not match the event");
+        // IdOf is null for a body that is not canonical JSON (floats, out-of-range integers): refused, never a 500.
+        if (IdOf(pdu, version) != r.EventId) throw Err.BadJson("The event ID does not match the event");
         var signed = false;
         // A restricted join we authorise carries our signature too (spec: send_join v2, "event").
         if (membership == "join" && ContentField.String(pdu["content"] as JsonObject, "join_authorised_via_users_server") is { } via

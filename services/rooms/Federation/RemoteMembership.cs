@@ -101,7 +101,8 @@ public sealed partial class RemoteMembership(RoomStore rooms, EventSender sender
             ["type"] = "m.room.member",
         };
         if (version.EventIdFormat == EventIdFormat.ServerGenerated) pdu["event_id"] = $"${Ids.Random(24)}:{config.ServerName}";
-        EventHashing.AddContentHash(pdu);
+        try { EventHashing.AddContentHash(pdu); }
+        catch (Conduit.Common.Crypto.CanonicalJsonException) { return null; } // a template that is not canonical JSON
         return pdu;
     }
 
