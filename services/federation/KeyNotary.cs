@@ -31,9 +31,13 @@ public sealed class KeyNotary(RemoteKeyStore remote, ServerKeys own)
     }
 
     /// <summary>The body of POST /_matrix/key/v2/query: per server, the latest minimum_valid_until_ts over the key IDs asked about.</summary>
+    public const int MaxServersPerQuery = 100;
+
     public static Dictionary<string, long?> ParseCriteria(JsonObject body)
     {
         if (body["server_keys"] is not JsonObject servers) throw Err.BadJson("server_keys must be an object");
+        // Each server named may cost a fetch: one query asks about a bounded number.
+        if (servers.Count > MaxServersPerQuery) throw Err.InvalidParam($"At most {MaxServersPerQuery} servers per query");
         var criteria = new Dictionary<string, long?>(StringComparer.Ordinal);
         foreach (var (server, keyIds) in servers)
         {

@@ -30,8 +30,17 @@ public sealed record RemoteKey(string ServerName, string KeyId, byte[] PublicKey
 /// notary's answer must in addition be signed by the notary (whose own keys are fetched from it directly). Our own
 /// keys come from <see cref="ServerKeys"/>, never from the cache.
 /// </summary>
-public sealed class RemoteKeyStore(IKeyValueStore store, ServerKeys own, IRemoteKeyFetcher fetcher, GlobalConfig config)
+public sealed class RemoteKeyStore(IKeyValueStore store, ServerKeys own, IRemoteKeyFetcher fetcher, GlobalConfig config, TimeSpan? failureBackoff = null)
 {
+    /// <summary>After a fetch that got no usable keys, the server is not asked again for this long (requests signed with
+    /// an unknown key would otherwise each cost an outbound fetch).</summary>
+    public static readonly TimeSpan DefaultFailureBackoff = TimeSpan.FromSeconds(30);
+
+    readonly TimeSpan _backoff = failureBackoff ?? DefaultFailureBackoff;
+    readonly System.Collections.Concurrent.ConcurrentDictionary<string, long> _failedUntil = new(StringComparer.Ordinal);
+    /// <summary>Fetches in flight, by server and kind: concurrent misses for one server share one fetch.</summary>
+    readonly System.Collections.Concurrent.ConcurrentDictionary<(string Server, bool DirectOnly), Lazy<Task>> _inflight = new();
+
     /// <summary>The spec's cap on valid_until_ts: keys are trusted at most this far past the time they were fetched.</summary>
     public static readonly long MaxValidityMs = (long)TimeSpan.FromDays(7).TotalMilliseconds;
 
@@ -99,6 +108,28 @@ public sealed class RemoteKeyStore(IKeyValueStore store, ServerKeys own, IRemote
 
     async Task RefreshAsync(string serverName, long minimumValidUntilTs, bool directOnly, CancellationToken ct)
     {
+        if (_failedUntil.TryGetValue(serverName, out var until) && Ids.NowMs() < until) return;
+        var key = (serverName, directOnly);
+        var fetch = _inflight.GetOrAdd(key, _ => new Lazy<Task>(() => FetchThenForgetAsync(key, minimumValidUntilTs)));
+        await fetch.Value.WaitAsync(ct);
+    }
+
+    /// <summary>One fetch, not tied to one caller (others may wait on it), remembered as failed when it stored nothing.</summary>
+    async Task FetchThenForgetAsync((string Server, bool DirectOnly) key, long minimumValidUntilTs)
+    {
+        try
+        {
+            using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(1));
+            if (!await FetchAsync(key.Server, minimumValidUntilTs, key.DirectOnly, cts.Token) && _backoff > TimeSpan.Zero)
+                _failedUntil[key.Server] = Ids.NowMs() + (long)_backoff.TotalMilliseconds;
+            else _failedUntil.TryRemove(key.Server, out _);
+        }
+        catch (OperationCanceledException) { }
+        finally { _inflight.TryRemove(key, out _); }
+    }
+
+    async Task<bool> FetchAsync(string serverName, long minimumValidUntilTs, bool directOnly, CancellationToken ct)
+    {
         IEnumerable<string?> sources = directOnly ? [null] : [null, .. config.TrustedServers.Where(n => n != serverName && n != own.ServerName)];
         foreach (var notary in sources)
         {
@@ -116,8 +147,9 @@ public sealed class RemoteKeyStore(IKeyValueStore store, ServerKeys own, IRemote
                 Store(serverName, r);
                 stored = true;
             }
-            if (stored) return;
+            if (stored) return true;
         }
+        return false;
     }
 
     async Task<bool> SignedByNotaryAsync(JsonObject response, string notary, CancellationToken ct)
