@@ -233,14 +233,6 @@ public sealed class RemoteKeyStoreTests : IDisposable
         }
     }
 
-    [Fact]
-    public void A_notary_query_names_at_most_100_servers()
-    {
-        var servers = new JsonObject();
-        for (var i = 0; i < 101; i++) servers[$"s{i}.org"] = new JsonObject();
-        Assert.Equal("M_INVALID_PARAM", Assert.Throws<MatrixException>(() => KeyNotary.ParseCriteria(new JsonObject { ["server_keys"] = servers })).ErrCode);
-    }
-
     public void Dispose() => _w.Dispose();
 }
 
@@ -284,41 +276,6 @@ public sealed class KeyNotaryTests : IDisposable
         Assert.Empty(KeyNotary.ParseCriteria(JsonNode.Parse("""{"server_keys":{}}""")!.AsObject()));
         foreach (var bad in new[] { "{}", """{"server_keys":[]}""", """{"server_keys":{"a.org":1}}""", """{"server_keys":{"a.org":{"k":{"minimum_valid_until_ts":"x"}}}}""" })
             Assert.Equal("M_BAD_JSON", Assert.Throws<MatrixException>(() => KeyNotary.ParseCriteria(JsonNode.Parse(bad)!.AsObject())).ErrCode);
-    }
-
-    [Fact]
-    public async Task A_server_without_usable_keys_is_not_asked_again_at_once_and_concurrent_misses_share_one_fetch()
-    {
-        var remote = _w.Server("remote.org");
-        var gate = new TaskCompletionSource();
-        var calls = 0;
-        var fetcher = new GatedFetcher(() => { Interlocked.Increment(ref calls); return gate.Task; }, remote);
-        var store = new RemoteKeyStore(_w.Kv, _w.Own, fetcher, _w.Config);
-        var waiting = Enumerable.Range(0, 5).Select(_ => store.GetKeyAsync("remote.org", remote.Key.KeyId, Ids.NowMs(), default)).ToList();
-        gate.SetResult();
-        Assert.All(await Task.WhenAll(waiting), k => Assert.NotNull(k));
-        Assert.Equal(1, calls);
-
-        // Unreachable: one attempt (the server itself and each trusted notary), then none within the backoff.
-        fetcher.Fail = true;
-        var before = calls;
-        Assert.Null(await store.GetKeyAsync("remote.org", "ed25519:unknown", Ids.NowMs(), default));
-        var afterFirst = calls;
-        Assert.True(afterFirst > before);
-        Assert.Null(await store.GetKeyAsync("remote.org", "ed25519:unknown", Ids.NowMs(), default));
-        Assert.Equal(afterFirst, calls);
-    }
-
-    sealed class GatedFetcher(Func<Task> onFetch, ServerKeys remote) : IRemoteKeyFetcher
-    {
-        public bool Fail;
-
-        public async Task<IReadOnlyList<JsonObject>> FetchAsync(string serverName, string? notary, long minimumValidUntilTs, CancellationToken ct)
-        {
-            await onFetch();
-            if (Fail) throw new HttpRequestException("unreachable");
-            return [remote.KeyResponse()];
-        }
     }
 
     [Fact]
