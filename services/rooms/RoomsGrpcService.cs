@@ -145,14 +145,4 @@ public sealed class RoomsGrpcService(RoomStore rooms, RoomStream stream, SyncBui
         foreach (var u in request.UserIds) all.UnionWith(deviceLists.SharedWith(u));
         return Task.FromResult(new SharedUsersReply { UserIds = { all } });
     }
-
-    public override Task<SharedServersReply> SharedServers(SharedUsersRequest request, ServerCallContext context)
-    {
-        var servers = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var u in request.UserIds)
-            foreach (var (roomId, m) in rooms.RoomsOf(u))
-                if (m.State == "join")
-                    foreach (var member in rooms.JoinedMembers(roomId)) servers.Add(Ids.ServerOf(member));
-        return Task.FromResult(new SharedServersReply { Servers = { servers.Order(StringComparer.Ordinal) } });
-    }
 }

@@ -19,17 +19,13 @@ namespace Conduit.Sync;
 public sealed partial class FederatedEphemeral(ReceiptStore receipts, TypingState typing, PresenceState presence, SyncNotifier notifier, Rooms.RoomsClient rooms,
     Protos.Federation.Federation.FederationClient federation, GlobalConfig config, ILogger<FederatedEphemeral> log)
 {
-    /// <summary>Tells the servers that share a room with a local user of their presence (m.presence, spec: "Presence").</summary>
-    public async Task PresenceChangedAsync(string userId, CancellationToken ct)
+    /// <summary>Tells the servers that share a room with a local user of their presence (m.presence, spec: "Presence");
+    /// <paramref name="shared"/> are the users who share a room with them (rooms SharedUsers).</summary>
+    public async Task PresenceChangedAsync(string userId, IEnumerable<string> shared, CancellationToken ct)
     {
         if (!config.AllowFederation || !config.AllowPresence || Ids.ServerOf(userId) != config.ServerName || presence.Get(userId) is not { } p) return;
-        IEnumerable<string> servers;
-        try { servers = (await rooms.SharedServersAsync(new SharedUsersRequest { UserIds = { userId } }, cancellationToken: ct)).Servers; }
-        catch (RpcException e)
-        {
-            LogQueueFailed(log, e.Status.Detail);
-            return;
-        }
+        var servers = OtherServers(shared).ToList();
+        if (servers.Count == 0) return;
         var now = presence.Now;
         var entry = new JsonObject
         {
@@ -37,7 +33,7 @@ public sealed partial class FederatedEphemeral(ReceiptStore receipts, TypingStat
             ["currently_active"] = p.CurrentlyActive(now),
         };
         if (p.StatusMsg is not null) entry["status_msg"] = p.StatusMsg;
-        await QueueAsync(servers.Where(s => s != config.ServerName), new JsonObject
+        await QueueAsync(servers, new JsonObject
         {
             ["edu_type"] = "m.presence",
             ["content"] = new JsonObject { ["push"] = new JsonArray(entry) },

@@ -73,8 +73,6 @@ public sealed class PresenceTimer(PresenceState presence, SyncNotifier notifier,
     {
         if (!config.AllowPresence) return;
         presence.Changed += u => _ = WakeShared(u, ct);
-        // Our users' changes go to the servers that share a room with them.
-        presence.Changed += u => _ = Task.Run(() => federated.PresenceChangedAsync(u, ct), ct);
         using var timer = new PeriodicTimer(Interval);
         try
         {
@@ -94,6 +92,8 @@ public sealed class PresenceTimer(PresenceState presence, SyncNotifier notifier,
         {
             var shared = await rooms.SharedUsersAsync(new SharedUsersRequest { UserIds = { userId } }, cancellationToken: ct);
             foreach (var u in shared.UserIds) notifier.Wake(u);
+            // The same answer names the other servers that hear of our users' changes.
+            await federated.PresenceChangedAsync(userId, shared.UserIds, ct);
         }
         catch (Exception e) when (!ct.IsCancellationRequested)
         {

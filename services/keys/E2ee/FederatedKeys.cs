@@ -251,8 +251,8 @@ public sealed partial class DeviceListSender(E2eeStore e2ee, Protos.Rooms.Rooms.
                 {
                     foreach (var user in local)
                     {
-                        var servers = (await rooms.SharedServersAsync(new Protos.Rooms.SharedUsersRequest { UserIds = { user } }, cancellationToken: ct)).Servers
-                            .Where(s => s != config.ServerName).ToList();
+                        var servers = (await rooms.SharedUsersAsync(new Protos.Rooms.SharedUsersRequest { UserIds = { user } }, cancellationToken: ct)).UserIds
+                            .Select(Ids.ServerOf).Where(s => s != config.ServerName).Distinct(StringComparer.Ordinal).ToList();
                         if (servers.Count == 0) continue;
                         var edu = new JsonObject
                         {
