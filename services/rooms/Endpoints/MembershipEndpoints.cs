@@ -27,27 +27,35 @@ public sealed class MembershipEndpoints(RoomStore rooms, EventSender sender, Roo
     async Task JoinByIdOrAlias(HttpContext ctx)
     {
         var c = Caller.Required(ctx);
-        var target = ctx.Route("roomIdOrAlias");
         var body = await ctx.Request.ReadJsonObjectAsync();
-        // An alias of another server is resolved by asking it (spec: server-server-api, "Room aliases" query).
-        if (target.StartsWith('#') && Ids.TrySplit(target, '#', out _, out var aliasServer) && aliasServer != config.ServerName && config.AllowFederation)
-        {
-            var (remoteRoomId, servers) = await remote.ResolveAliasAsync(target, ctx.RequestAborted);
-            await Join(ctx, c, remoteRoomId, body, servers);
-            return;
-        }
-        await Join(ctx, c, param.RoomIdOrAlias(ctx), body);
+        var (roomId, servers) = await TargetAsync(ctx);
+        await Join(ctx, c, roomId, body, servers);
     }
 
-    /// <summary>The servers a client named to join through: ?via= (v1.12) and the older ?server_name=.</summary>
-    static IEnumerable<string> Via(HttpContext ctx) => ctx.Request.Query["via"].Concat(ctx.Request.Query["server_name"]).OfType<string>();
+    /// <summary>
+    /// The {roomIdOrAlias} of /join and /knock as a room ID, and the servers an alias of another server named (asked of
+    /// that server: spec, server-server-api, "Room aliases" query).
+    /// </summary>
+    async Task<(string RoomId, IEnumerable<string> Servers)> TargetAsync(HttpContext ctx)
+    {
+        var target = ctx.Route("roomIdOrAlias");
+        if (target.StartsWith('#') && Ids.TrySplit(target, '#', out _, out var aliasServer) && aliasServer != config.ServerName && config.AllowFederation)
+            return await remote.ResolveAliasAsync(target, ctx.RequestAborted);
+        return (param.RoomIdOrAlias(ctx), []);
+    }
+
+    /// <summary>
+    /// The other servers to join or knock through when this server is not in the room: those the client named (?via=,
+    /// v1.12, and the older ?server_name=), the alias's, the inviter's, and the room ID's server (v12 IDs name none).
+    /// </summary>
+    List<string> Through(HttpContext ctx, string userId, string roomId, IEnumerable<string> servers)
+        => ctx.Request.Query["via"].Concat(ctx.Request.Query["server_name"]).OfType<string>().Concat(servers).Concat(InviterServer(userId, roomId))
+            .Concat(roomId.Contains(':', StringComparison.Ordinal) ? [Ids.ServerOf(roomId)] : [])
+            .Where(s => s != config.ServerName).Distinct().ToList();
 
     async Task Join(HttpContext ctx, Caller c, string roomId, JsonObject body, IEnumerable<string>? servers = null)
     {
-        // A room this server is not in is joined through one that is (the room ID's server before v12 IDs, which name none).
-        var through = Via(ctx).Concat(servers ?? []).Concat(InviterServer(c.UserId, roomId))
-            .Concat(roomId.Contains(':', StringComparison.Ordinal) ? [Ids.ServerOf(roomId)] : [])
-            .Where(s => s != config.ServerName).Distinct().ToList();
+        var through = Through(ctx, c.UserId, roomId, servers ?? []);
         if (config.AllowFederation && through.Count > 0 && remote.NeedsRemoteJoin(roomId))
         {
             var joinContent = await JoinContent(ctx, c, roomId, body, restricted: false);
@@ -161,33 +169,20 @@ public sealed class MembershipEndpoints(RoomStore rooms, EventSender sender, Roo
     async Task Knock(HttpContext ctx)
     {
         var c = Caller.Required(ctx);
-        var target = ctx.Route("roomIdOrAlias");
         var body = await ctx.Request.ReadJsonObjectAsync();
-        IEnumerable<string> servers = [];
-        string roomId;
-        if (target.StartsWith('#') && Ids.TrySplit(target, '#', out _, out var aliasServer) && aliasServer != config.ServerName && config.AllowFederation)
-            (roomId, servers) = await remote.ResolveAliasAsync(target, ctx.RequestAborted);
-        else roomId = param.RoomIdOrAlias(ctx);
-        // A room this server is not in is knocked on through one that is (spec: server-server-api, "Knocking on rooms").
-        var through = Via(ctx).Concat(servers).Concat(roomId.Contains(':', StringComparison.Ordinal) ? [Ids.ServerOf(roomId)] : [])
-            .Where(s => s != config.ServerName).Distinct().ToList();
-        if (config.AllowFederation && through.Count > 0 && remote.NeedsRemoteJoin(roomId) && rooms.MembershipOf(c.UserId, roomId)?.State != "knock")
-        {
-            var knockContent = await param.MemberContent(c.UserId, "knock", ctx.RequestAborted);
-            if (body.OptString("reason") is { } why) knockContent["reason"] = why;
-            limits.Take(ctx, c, new Charge(limits.Joins, c.UserId));
-            await remote.KnockAsync(roomId, c.UserId, knockContent, through, ctx.RequestAborted);
-            await ctx.Response.WriteJsonAsync(new JsonObject { ["room_id"] = roomId });
-            return;
-        }
-        if (rooms.Info(roomId) is null) throw Err.NotFound("Room not found");
+        var (roomId, servers) = await TargetAsync(ctx);
+        var through = Through(ctx, c.UserId, roomId, servers);
+        var remoteKnock = config.AllowFederation && through.Count > 0 && remote.NeedsRemoteJoin(roomId);
+        if (!remoteKnock && rooms.Info(roomId) is null) throw Err.NotFound("Room not found");
         if (rooms.MembershipOf(c.UserId, roomId)?.State != "knock")
         {
             var content = await param.MemberContent(c.UserId, "knock", ctx.RequestAborted);
             if (body.OptString("reason") is { } reason) content["reason"] = reason;
             // A knock notifies the room's moderators; it counts as a join.
             limits.Take(ctx, c, new Charge(limits.Joins, c.UserId));
-            await sender.SendAsync(roomId, c.UserId, [new NewEvent("m.room.member", c.UserId, content)], null, ctx.RequestAborted);
+            // A room this server is not in is knocked on through one that is (spec: server-server-api, "Knocking on rooms").
+            if (remoteKnock) await remote.KnockAsync(roomId, c.UserId, content, through, ctx.RequestAborted);
+            else await sender.SendAsync(roomId, c.UserId, [new NewEvent("m.room.member", c.UserId, content)], null, ctx.RequestAborted);
         }
         await ctx.Response.WriteJsonAsync(new JsonObject { ["room_id"] = roomId });
     }

@@ -140,16 +140,13 @@ public sealed class SpaceEndpoints(RoomStore rooms, RoomSummaries summaries, Rem
         {
             if (ContentField.String(ev, "type") != "m.space.child" || ContentField.String(ev, "state_key") is not { } childId || !Ids.IsRoomId(childId)) continue;
             if (ev["content"] is not JsonObject content || content["via"] is not JsonArray v || v.Count == 0) continue;
-            var order = ContentField.String(content, "order");
-            if (order is not null && (order.Length > 50 || order.Any(ch => ch is < '\x20' or > '\x7E'))) order = null;
             var ts = ev["origin_server_ts"] is JsonValue t && t.TryGetValue(out long tsv) ? tsv : 0;
-            children.Add((childId, order, ts, new JsonObject
+            children.Add((childId, ValidOrder(content), ts, new JsonObject
             {
                 ["type"] = "m.space.child", ["state_key"] = childId, ["content"] = content.DeepClone(), ["sender"] = ContentField.String(ev, "sender") ?? "", ["origin_server_ts"] = ts,
             }));
         }
-        return new RemoteRoom(summary, children.OrderBy(f => f.Order is null ? 1 : 0).ThenBy(f => f.Order, StringComparer.Ordinal).ThenBy(f => f.Ts)
-            .ThenBy(f => f.RoomId, StringComparer.Ordinal).Select(f => (f.RoomId, f.Stripped)).ToList());
+        return new RemoteRoom(summary, InSpecOrder(children));
     }
 
     /// <summary>
@@ -202,20 +199,21 @@ public sealed class SpaceEndpoints(RoomStore rooms, RoomSummaries summaries, Rem
             var content = e.Content;
             if (content["via"] is not JsonArray via || via.Count == 0 || !via.All(v => v is JsonValue jv && jv.TryGetValue<string>(out _))) continue;
             if (suggestedOnly && !(content["suggested"] is JsonValue s && s.TryGetValue<bool>(out var b) && b)) continue;
-            var order = ContentField.String(content, "order");
-            if (order is not null && (order.Length > 50 || order.Any(ch => ch is < '\x20' or > '\x7E'))) order = null;
             var ts = e.Pdu["origin_server_ts"]?.GetValue<long>() ?? 0;
-            found.Add((stateKey, order, ts, new JsonObject
+            found.Add((stateKey, ValidOrder(content), ts, new JsonObject
             {
                 ["type"] = type, ["state_key"] = stateKey, ["content"] = content.DeepClone(), ["sender"] = e.Sender, ["origin_server_ts"] = ts,
             }));
         }
-        return found
-            .OrderBy(f => f.Order is null ? 1 : 0)
-            .ThenBy(f => f.Order, StringComparer.Ordinal)
-            .ThenBy(f => f.Ts)
-            .ThenBy(f => f.RoomId, StringComparer.Ordinal)
-            .Select(f => (f.RoomId, f.Stripped))
-            .ToList();
+        return InSpecOrder(found);
     }
+
+    /// <summary>The child's order string if valid (at most 50 characters from \x20 to \x7E), else null.</summary>
+    static string? ValidOrder(JsonObject content)
+        => ContentField.String(content, "order") is { } order && order.Length <= 50 && order.All(ch => ch is >= '\x20' and <= '\x7E') ? order : null;
+
+    /// <summary>Children in the spec's order: a valid order string first, by that string; then by timestamp; then by room ID.</summary>
+    static List<(string RoomId, JsonObject Stripped)> InSpecOrder(IEnumerable<(string RoomId, string? Order, long Ts, JsonObject Stripped)> children)
+        => children.OrderBy(f => f.Order is null ? 1 : 0).ThenBy(f => f.Order, StringComparer.Ordinal).ThenBy(f => f.Ts)
+            .ThenBy(f => f.RoomId, StringComparer.Ordinal).Select(f => (f.RoomId, f.Stripped)).ToList();
 }

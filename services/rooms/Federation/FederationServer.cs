@@ -116,7 +116,7 @@ public sealed partial class FederationServer(RoomStore rooms, StateStore states,
             throw Err.Forbidden("The event's sender must be its state_key and on the requesting server");
         if (ContentField.String(pdu, "room_id") != r.RoomId) throw Err.BadJson("The event is for another room");
         // IdOf is null for a body that is not canonical JSON (floats, out-of-range integers): refused, never a 500.
-        if (IdOf(pdu, version) != r.EventId) throw Err.BadJson("The event ID does not match the event");
+        if (EventHashing.TryEventId(pdu, version) != r.EventId) throw Err.BadJson("The event ID does not match the event");
         var signed = false;
         // A restricted join we authorise carries our signature too (spec: send_join v2, "event").
         if (membership == "join" && ContentField.String(pdu["content"] as JsonObject, "join_authorised_via_users_server") is { } via
@@ -188,7 +188,7 @@ public sealed partial class FederationServer(RoomStore rooms, StateStore states,
         if (invitee is null || !Ids.IsUserId(invitee) || Ids.ServerOf(invitee) != config.ServerName) throw Err.BadJson("The invitee is not a user of this server");
         if (ContentField.String(pdu, "sender") is not { } inviter || Ids.ServerOf(inviter) != r.Origin) throw Err.Forbidden("The inviter is not on the requesting server");
         if (ContentField.String(pdu, "room_id") != r.RoomId) throw Err.BadJson("The event is for another room");
-        if (IdOf(pdu, version) != r.EventId) throw Err.BadJson("The event ID does not match the event");
+        if (EventHashing.TryEventId(pdu, version) != r.EventId) throw Err.BadJson("The event ID does not match the event");
         var known = rooms.VersionOf(r.RoomId) is not null && rooms.Info(r.RoomId)?["state_group"] is not null;
         if (known) KnownRoom(r.RoomId, r.Origin);
         var keys = await remote.KeysForAsync([pdu], ct);
@@ -200,20 +200,8 @@ public sealed partial class FederationServer(RoomStore rooms, StateStore states,
             var result = await sender.AcceptRemoteAsync(pdu, keys.For(pdu, version), ct);
             if (result.Outcome != IngestOutcome.Accepted) throw Err.Forbidden("The invite is not allowed: " + result.Reason);
         }
-        else await sender.StoreOutOfBandAsync(r.RoomId, pdu, r.EventId, invitee, "invite", StrippedStateOf(body["invite_room_state"]), ct);
+        else await sender.StoreOutOfBandAsync(r.RoomId, pdu, r.EventId, invitee, "invite", body["invite_room_state"], ct);
         return new JsonObject { ["event"] = pdu };
-    }
-
-    /// <summary>The stripped state events of an invite, as far as they have the stripped-state shape (the others left out).</summary>
-    static JsonArray StrippedStateOf(JsonNode? list)
-    {
-        var result = new JsonArray();
-        if (list is not JsonArray a) return result;
-        foreach (var n in a.Take(50))
-            if (n is JsonObject o && ContentField.String(o, "type") is { } t && ContentField.String(o, "state_key") is { } k
-                && ContentField.String(o, "sender") is { } s && o["content"] is JsonObject c)
-                result.Add((JsonNode)new JsonObject { ["content"] = c.DeepClone(), ["sender"] = s, ["state_key"] = k, ["type"] = t });
-        return result;
     }
 
     // ---- reads
@@ -363,7 +351,7 @@ public sealed partial class FederationServer(RoomStore rooms, StateStore states,
         var keys = await remote.KeysForAsync(pdus, ct);
         foreach (var pdu in pdus)
         {
-            var eventId = IdOf(pdu, version);
+            var eventId = EventHashing.TryEventId(pdu, version);
             if (eventId is null) continue;
             if (aclDenied || ContentField.String(pdu, "sender") is { } s && !ServerAcl.Allows(rooms.StateContent(r.RoomId, "m.room.server_acl"), Ids.ServerOf(s)))
             {
@@ -391,12 +379,6 @@ public sealed partial class FederationServer(RoomStore rooms, StateStore states,
                 ? new JsonObject() : new JsonObject { ["error"] = result.Reason ?? result.Outcome.ToString() };
         }
         return new JsonObject { ["pdus"] = results };
-    }
-
-    static string? IdOf(JsonObject pdu, RoomVersion version)
-    {
-        try { return version.EventIdFormat == EventIdFormat.ServerGenerated ? ContentField.String(pdu, "event_id") : EventHashing.ComputeEventId(pdu, version); }
-        catch (Exception e) when (e is Conduit.Common.Crypto.CanonicalJsonException or InvalidOperationException or FormatException) { return null; }
     }
 
     /// <summary>Asks the origin for the events between our forward extremities and <paramref name="eventId"/> and stores them, oldest first.</summary>

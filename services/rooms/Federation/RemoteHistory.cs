@@ -115,7 +115,7 @@ public sealed partial class RemoteHistory(RoomStore rooms, EventSender sender, R
             var asked = new HashSet<string>(StringComparer.Ordinal);
             while (wanted.TryDequeue(out var id) && asked.Count < MaxAuthFetches)
             {
-                if (!asked.Add(id) || events.Any(e => Ids.IsEventId(id) && EventIdOf(e, version) == id)) continue;
+                if (!asked.Add(id) || events.Any(e => Ids.IsEventId(id) && EventHashing.TryEventId(e, version) == id)) continue;
                 var one = await remote.SendAsync(server, "GET", $"/_matrix/federation/v1/event/{Uri.EscapeDataString(id)}", null, ct);
                 if (one.Ok && one.Body!["pdus"] is JsonArray got && got.Count == 1 && got[0] is JsonObject e)
                 {
@@ -131,12 +131,6 @@ public sealed partial class RemoteHistory(RoomStore rooms, EventSender sender, R
             LogFetched(log, stored.Count, roomId, server);
             return;
         }
-    }
-
-    static string? EventIdOf(JsonObject pdu, RoomVersion version)
-    {
-        try { return version.EventIdFormat == EventIdFormat.ServerGenerated ? ContentField.String(pdu, "event_id") : EventHashing.ComputeEventId(pdu, version); }
-        catch (Exception e) when (e is Conduit.Common.Crypto.CanonicalJsonException or InvalidOperationException or FormatException) { return null; }
     }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Backfill from {Server} for {RoomId} failed: {Error}")]

@@ -22,18 +22,39 @@ public sealed partial class RemoteMembership(RoomStore rooms, EventSender sender
     public bool NeedsRemoteJoin(string roomId)
         => rooms.Info(roomId) is null || !rooms.JoinedMembers(roomId).Any(u => Ids.ServerOf(u) == config.ServerName);
 
-    public async Task JoinAsync(string roomId, string userId, JsonObject content, IEnumerable<string> servers, CancellationToken ct)
+    public Task JoinAsync(string roomId, string userId, JsonObject content, IEnumerable<string> servers, CancellationToken ct)
+        => HandshakeAsync(roomId, userId, content, servers, "join", "v2/send_join", TimeSpan.FromMinutes(5), async (server, version, join, eventId, body) =>
+        {
+            // A restricted join comes back signed by the resident server too (send_join v2, "event").
+            var finalJoin = body["event"] is JsonObject signed && EventHashing.TryEventId(signed, version) == eventId ? signed : join;
+            var state = (body["state"] as JsonArray)?.OfType<JsonObject>().ToList() ?? [];
+            var chain = (body["auth_chain"] as JsonArray)?.OfType<JsonObject>().ToList() ?? [];
+            var keys = await remote.KeysForAsync(state.Concat(chain).Append(finalJoin), ct);
+            await sender.ImportJoinAsync(roomId, version, finalJoin, state, chain, keys, ct);
+            LogJoined(log, roomId, server, state.Count, chain.Count);
+        }, ct);
+
+    /// <summary>
+    /// The two steps every membership change through another server takes (spec: server-server-api, "Joining Rooms",
+    /// "Leaving Rooms", "Knocking on rooms"): make_{membership} for a template, our event built from it and signed,
+    /// then send; the candidate servers are tried in turn until one takes it, and <paramref name="done"/> stores the
+    /// outcome. The error of the last server tried is the client's when none does.
+    /// </summary>
+    async Task HandshakeAsync(string roomId, string userId, JsonObject content, IEnumerable<string> servers, string membership, string sendPath,
+        TimeSpan sendTimeout, Func<string, RoomVersion, JsonObject, string, JsonObject, Task> done, CancellationToken ct)
     {
         var candidates = servers.Where(s => s != config.ServerName && Ids.IsValidServerName(s)).Distinct().ToList();
-        if (candidates.Count == 0) throw Err.NotFound("No server to join this room through");
+        if (candidates.Count == 0) throw Err.NotFound($"No server to {membership} this room through");
+        // A leave works in every room version; join and knock say which versions this server can take.
+        var versions = membership == "leave" ? "" : "?" + VersionQuery;
         MatrixException? last = null;
         foreach (var server in candidates)
         {
             var made = await remote.SendAsync(server, "GET",
-                $"/_matrix/federation/v1/make_join/{Uri.EscapeDataString(roomId)}/{Uri.EscapeDataString(userId)}?{VersionQuery}", null, ct);
+                $"/_matrix/federation/v1/make_{membership}/{Uri.EscapeDataString(roomId)}/{Uri.EscapeDataString(userId)}{versions}", null, ct);
             if (!made.Ok)
             {
-                LogAttempt(log, "make_join", server, roomId, made.ToString());
+                LogAttempt(log, "make_" + membership, server, roomId, made.ToString());
                 last = Failure(made);
                 continue;
             }
@@ -43,37 +64,26 @@ public sealed partial class RemoteMembership(RoomStore rooms, EventSender sender
                 last = Err.UnsupportedRoomVersion($"Unsupported room version {versionId}");
                 continue;
             }
-            var join = Build(template, roomId, userId, content, version, "join");
-            if (join is null)
+            if (Build(template, roomId, userId, content, version, membership) is not { } ev)
             {
-                last = Err.Unknown("The resident server's join template is not usable");
+                last = Err.Unknown($"The resident server's {membership} template is not usable");
                 continue;
             }
-            await sender.SignForeignAsync(join, version, ct);
-            var eventId = version.EventIdFormat == EventIdFormat.ServerGenerated ? join["event_id"]!.GetValue<string>() : EventHashing.ComputeEventId(join, version);
+            await sender.SignForeignAsync(ev, version, ct);
+            var eventId = EventHashing.TryEventId(ev, version)!;
             var sent = await remote.SendAsync(server, "PUT",
-                $"/_matrix/federation/v2/send_join/{Uri.EscapeDataString(roomId)}/{Uri.EscapeDataString(eventId)}", join, ct, TimeSpan.FromMinutes(5));
+                $"/_matrix/federation/{sendPath}/{Uri.EscapeDataString(roomId)}/{Uri.EscapeDataString(eventId)}", ev, ct, sendTimeout);
             if (!sent.Ok)
             {
-                LogAttempt(log, "send_join", server, roomId, sent.ToString());
+                LogAttempt(log, sendPath, server, roomId, sent.ToString());
                 last = Failure(sent);
                 continue;
             }
-            var body = sent.Body!;
-            // A restricted join comes back signed by the resident server too (send_join v2, "event").
-            var finalJoin = body["event"] is JsonObject signed && IdOf(signed, version) == eventId ? signed : join;
-            var state = (body["state"] as JsonArray)?.OfType<JsonObject>().ToList() ?? [];
-            var chain = (body["auth_chain"] as JsonArray)?.OfType<JsonObject>().ToList() ?? [];
-            var keys = await remote.KeysForAsync(state.Concat(chain).Append(finalJoin), ct);
-            await sender.ImportJoinAsync(roomId, version, finalJoin, state, chain, keys, ct);
-            LogJoined(log, roomId, server, state.Count, chain.Count);
+            await done(server, version, ev, eventId, sent.Body!);
             return;
         }
-        throw last ?? Err.NotFound("No server could be reached to join this room");
+        throw last ?? Err.NotFound($"No server could be reached to {membership} this room");
     }
-
-    static string? IdOf(JsonObject pdu, RoomVersion version)
-        => version.EventIdFormat == EventIdFormat.ServerGenerated ? ContentField.String(pdu, "event_id") : EventHashing.ComputeEventId(pdu, version);
 
     /// <summary>Our join event from the template: its graph fields as given, the content ours (membership join, and the
     /// authorising user of a restricted join as the resident chose it), origin and time ours.</summary>
@@ -133,7 +143,7 @@ public sealed partial class RemoteMembership(RoomStore rooms, EventSender sender
             ["invite_room_state"] = format.StrippedState(roomId, inviter),
         }, ct);
         if (!reply.Ok || reply.Body!["event"] is not JsonObject signed) throw Failure(reply);
-        if (IdOf(signed, version) != eventId) throw Err.Unknown("The invitee's server changed the invite");
+        if (EventHashing.TryEventId(signed, version) != eventId) throw Err.Unknown("The invitee's server changed the invite");
         var keys = await remote.KeysForAsync([signed], ct);
         var verify = keys.For(signed, version);
         var countersigned = signed["signatures"]?[server] is JsonObject byServer && byServer.Any(kv =>
@@ -147,71 +157,18 @@ public sealed partial class RemoteMembership(RoomStore rooms, EventSender sender
     /// Leaves (rejects an invite to) a room this server is not in, through a server that is (spec: "Leaving Rooms
     /// (Rejecting Invites)", make_leave then send_leave v2); the leave is kept out of band as the user's membership.
     /// </summary>
-    public async Task LeaveAsync(string roomId, string userId, IEnumerable<string> servers, CancellationToken ct)
-    {
-        MatrixException? last = null;
-        foreach (var server in servers.Where(s => s != config.ServerName).Distinct())
-        {
-            var made = await remote.SendAsync(server, "GET", $"/_matrix/federation/v1/make_leave/{Uri.EscapeDataString(roomId)}/{Uri.EscapeDataString(userId)}", null, ct);
-            if (!made.Ok || RoomVersion.Find(ContentField.String(made.Body, "room_version") ?? "1") is not { } version || made.Body!["event"] is not JsonObject template
-                || Build(template, roomId, userId, [], version, "leave") is not { } leave)
-            {
-                LogAttempt(log, "make_leave", server, roomId, made.ToString());
-                last = Failure(made);
-                continue;
-            }
-            await sender.SignForeignAsync(leave, version, ct);
-            var eventId = IdOf(leave, version)!;
-            var sent = await remote.SendAsync(server, "PUT", $"/_matrix/federation/v2/send_leave/{Uri.EscapeDataString(roomId)}/{Uri.EscapeDataString(eventId)}", leave, ct);
-            if (!sent.Ok)
-            {
-                LogAttempt(log, "send_leave", server, roomId, sent.ToString());
-                last = Failure(sent);
-                continue;
-            }
-            await sender.StoreOutOfBandAsync(roomId, leave, eventId, userId, "leave", null, ct);
-            return;
-        }
-        throw last ?? Err.NotFound("No server to leave this room through");
-    }
+    public Task LeaveAsync(string roomId, string userId, IEnumerable<string> servers, CancellationToken ct)
+        => HandshakeAsync(roomId, userId, [], servers, "leave", "v2/send_leave", RemoteServers.DefaultTimeout,
+            (_, _, leave, eventId, _) => sender.StoreOutOfBandAsync(roomId, leave, eventId, userId, "leave", null, ct), ct);
 
     /// <summary>
     /// Knocks on a room this server is not in (spec: server-server-api, "Knocking on rooms": make_knock, then
     /// send_knock); the knock is kept out of band as the user's membership, with the stripped state the resident
     /// server answered, for /sync's knock section.
     /// </summary>
-    public async Task KnockAsync(string roomId, string userId, JsonObject content, IEnumerable<string> servers, CancellationToken ct)
-    {
-        MatrixException? last = null;
-        foreach (var server in servers.Where(s => s != config.ServerName).Distinct())
-        {
-            var made = await remote.SendAsync(server, "GET",
-                $"/_matrix/federation/v1/make_knock/{Uri.EscapeDataString(roomId)}/{Uri.EscapeDataString(userId)}?{VersionQuery}", null, ct);
-            if (!made.Ok || RoomVersion.Find(ContentField.String(made.Body, "room_version") ?? "1") is not { } version || made.Body!["event"] is not JsonObject template
-                || Build(template, roomId, userId, content, version, "knock") is not { } knock)
-            {
-                LogAttempt(log, "make_knock", server, roomId, made.ToString());
-                last = made.Ok ? Err.Unknown("The resident server's knock template is not usable") : Failure(made);
-                continue;
-            }
-            await sender.SignForeignAsync(knock, version, ct);
-            var eventId = IdOf(knock, version)!;
-            var sent = await remote.SendAsync(server, "PUT", $"/_matrix/federation/v1/send_knock/{Uri.EscapeDataString(roomId)}/{Uri.EscapeDataString(eventId)}", knock, ct);
-            if (!sent.Ok)
-            {
-                LogAttempt(log, "send_knock", server, roomId, sent.ToString());
-                last = Failure(sent);
-                continue;
-            }
-            var state = new JsonArray();
-            foreach (var e in (sent.Body!["knock_room_state"] as JsonArray ?? []).OfType<JsonObject>().Take(50))
-                if (ContentField.String(e, "type") is { } t && ContentField.String(e, "state_key") is { } k && ContentField.String(e, "sender") is { } snd && e["content"] is JsonObject c)
-                    state.Add((JsonNode)new JsonObject { ["content"] = c.DeepClone(), ["sender"] = snd, ["state_key"] = k, ["type"] = t });
-            await sender.StoreOutOfBandAsync(roomId, knock, eventId, userId, "knock", state, ct);
-            return;
-        }
-        throw last ?? Err.NotFound("No server to knock through");
-    }
+    public Task KnockAsync(string roomId, string userId, JsonObject content, IEnumerable<string> servers, CancellationToken ct)
+        => HandshakeAsync(roomId, userId, content, servers, "knock", "v1/send_knock", RemoteServers.DefaultTimeout,
+            (_, _, knock, eventId, body) => sender.StoreOutOfBandAsync(roomId, knock, eventId, userId, "knock", body["knock_room_state"], ct), ct);
 
     /// <summary>Resolves an alias of another server (GET /query/directory): its room ID and the servers in the room.</summary>
     public async Task<(string RoomId, List<string> Servers)> ResolveAliasAsync(string alias, CancellationToken ct)

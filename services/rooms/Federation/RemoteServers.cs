@@ -20,6 +20,9 @@ public sealed record RemoteReply(int Status, JsonObject? Body, string? Error)
 /// </summary>
 public sealed class RemoteServers(Protos.Federation.Federation.FederationClient federation)
 {
+    /// <summary>How long a request waits for an answer unless told otherwise (the federation service's default).</summary>
+    public static readonly TimeSpan DefaultTimeout = TimeSpan.FromSeconds(60);
+
     public async Task<RemoteReply> SendAsync(string destination, string method, string path, JsonNode? body, CancellationToken ct, TimeSpan? timeout = null)
     {
         var reply = await federation.SendRequestAsync(new OutboundRequest

@@ -147,8 +147,8 @@ public sealed class SyncBuilder(RoomStore rooms, StateStore states, ClientEvents
     {
         foreach (var (_, id) in rooms.Timeline(roomId, 0, pos, backwards: true))
             // "sg_room": the room's state after a remote event when it differs from the state after that event
-            // alone (forward extremities merged by state resolution).
-            return rooms.Event(id) is { } e ? e.Meta["sg_room"]?.GetValue<ulong>() ?? e.StateAfter : 0;
+            // alone (forward extremities merged by state resolution). Events without state here are passed over.
+            if (rooms.Event(id) is { HasState: true } e) return e.Meta["sg_room"]?.GetValue<ulong>() ?? e.StateAfter;
         return 0;
     }
 
@@ -189,9 +189,9 @@ public sealed class SyncBuilder(RoomStore rooms, StateStore states, ClientEvents
         // full-state sync; for a limited incremental sync, what changed in the gap the timeline skipped. Entries are
         // chosen by short state key and short event ID; only those chosen are resolved to event IDs and loaded.
         IEnumerable<KeyValuePair<ulong, ulong>> entries = [];
-        // An out-of-band invite at the start (the room joined over federation after it) has no state here: the state
-        // is the one before the first event that has some (our join: the state the resident server sent).
-        var startGroup = picked.FirstOrDefault(e => !e.OutOfBand) is { } first ? first.StateBefore : GroupAt(roomId, Math.Min(upTo, window.UpTo));
+        // An event without state here at the start (an invite of a room joined over federation after it) is passed
+        // over: the state is the one before the first event that has some (our join: the state the resident sent).
+        var startGroup = picked.FirstOrDefault(e => e.HasState) is { } first ? first.StateBefore : GroupAt(roomId, Math.Min(upTo, window.UpTo));
         if (wholeState) entries = states.Entries(startGroup);
         else if (limited)
         {

@@ -87,6 +87,20 @@ public static class EventHashing
     }
 
     /// <summary>
+    /// The ID of a PDU received from another server: its event_id in v1 and v2, else the reference hash; null when it
+    /// has none (no string event_id, or not canonical JSON, so no hash).
+    /// </summary>
+    public static string? TryEventId(JsonObject pdu, RoomVersion version)
+    {
+        ArgumentNullException.ThrowIfNull(pdu);
+        ArgumentNullException.ThrowIfNull(version);
+        if (version.EventIdFormat == EventIdFormat.ServerGenerated)
+            return pdu["event_id"] is JsonValue v && v.TryGetValue(out string? id) ? id : null;
+        try { return ComputeEventId(pdu, version); }
+        catch (CanonicalJsonException) { return null; }
+    }
+
+    /// <summary>
     /// The bytes a server signs for an event: canonical JSON of the redacted event without
     /// <c>signatures</c> and <c>unsigned</c> ("Adding hashes and signatures to outgoing events").
     /// </summary>

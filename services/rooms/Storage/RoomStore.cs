@@ -22,9 +22,10 @@ public sealed record StoredEvent(string EventId, JsonObject Pdu, JsonObject Meta
     public JsonObject Content => Pdu["content"] as JsonObject ?? [];
     /// <summary>The state group before this event, and after it (the same for non-state events).</summary>
     public ulong StateBefore => Meta["sg"]?.GetValue<ulong>() ?? 0;
-    /// <summary>A membership event of a room this server was not in (an invite of a local user, or its rejection):
-    /// in the timeline, but with no state here (EventSender.StoreOutOfBandAsync).</summary>
-    public bool OutOfBand => Meta["out_of_band"]?.GetValue<bool>() ?? false;
+    /// <summary>Whether the state at the event is known here: not for a membership event of a room this server was not
+    /// in (an invite of a local user, a knock or its rejection: EventSender.StoreOutOfBandAsync), which is in the
+    /// timeline with no state, nor for an outlier.</summary>
+    public bool HasState => Meta["sg"] is not null;
     public ulong StateAfter => Meta["sg_after"]?.GetValue<ulong>() ?? StateBefore;
 }
 

@@ -46,15 +46,23 @@ public sealed partial class EventSender
     /// Stores a membership event of a room this server is not in (spec: server-server-api, "Inviting to a room": an
     /// invite of a local user, or the rejection of one): in the room's timeline, so /sync reports it at a position,
     /// and as the user's membership, without any other state. <paramref name="strippedState"/> (the invite's
-    /// invite_room_state) is kept with it for /sync's invite_state.
+    /// invite_room_state, a knock's knock_room_state, as the other server sent it) is kept with it for /sync, as far
+    /// as its entries have the stripped-state shape (at most 50; the others are left out).
     /// </summary>
-    public async Task StoreOutOfBandAsync(string roomId, JsonObject pdu, string eventId, string userId, string membership, JsonArray? strippedState, CancellationToken ct)
+    public async Task StoreOutOfBandAsync(string roomId, JsonObject pdu, string eventId, string userId, string membership, JsonNode? strippedState, CancellationToken ct)
     {
         using var held = await writer.LockAsync(roomId, ct);
         if (rooms.Event(eventId) is not null) return;
         using var write = writer.Begin(roomId);
         var meta = new JsonObject { ["room_id"] = roomId, ["outlier"] = true, ["out_of_band"] = true };
-        if (strippedState is not null) meta["invite_room_state"] = strippedState.DeepClone();
+        if (strippedState is JsonArray sent)
+        {
+            var kept = new JsonArray();
+            foreach (var e in sent.OfType<JsonObject>().Take(50))
+                if (Str(e, "type") is { } t && Str(e, "state_key") is { } k && Str(e, "sender") is { } s && e["content"] is JsonObject c)
+                    kept.Add((JsonNode)new JsonObject { ["content"] = c.DeepClone(), ["sender"] = s, ["state_key"] = k, ["type"] = t });
+            meta["invite_room_state"] = kept;
+        }
         var stored = pdu.DeepClone().AsObject();
         stored.Remove("unsigned");
         write.AddEvent(eventId, stored, meta, inTimeline: true);
@@ -123,7 +131,7 @@ public sealed partial class EventSender
         var join = joinPdu.DeepClone().AsObject();
         join.Remove("unsigned");
         if (WellFormed(join, version) is { } malformed) throw Err.Forbidden("The join event is malformed: " + malformed);
-        var joinId = version.EventIdFormat == EventIdFormat.ServerGenerated ? Str(join, "event_id")! : EventHashing.ComputeEventId(join, version);
+        var joinId = EventHashing.TryEventId(join, version) ?? throw Err.Forbidden("The join event has no event ID");
         if (version.EventIdFormat != EventIdFormat.ServerGenerated) join.Remove("event_id");
         if (SignatureFailure(join, version, joinId, keys.For(join, version)) is { } badSig) throw Err.Forbidden("The join event's signatures: " + badSig);
         var joinAuth = EventAuth.Check(WithIdOf(join, joinId), version, k => stateMap.TryGetValue(k, out var sid) ? Full(sid) : null);
@@ -179,9 +187,7 @@ public sealed partial class EventSender
             if (WellFormed(pdu, version) is not null) continue;
             var pduRoom = Str(pdu, "room_id") ?? (version.RoomIdFromCreateEvent && Str(pdu, "type") == "m.room.create" ? roomId : null);
             if (pduRoom != roomId) continue;
-            string id;
-            try { id = version.EventIdFormat == EventIdFormat.ServerGenerated ? Str(pdu, "event_id")! : EventHashing.ComputeEventId(pdu, version); }
-            catch (CanonicalJsonException) { continue; }
+            if (EventHashing.TryEventId(pdu, version) is not { } id) continue;
             if (version.RoomIdFromCreateEvent && Str(pdu, "type") == "m.room.create" && RoomIdFromCreateEvent(id) != roomId) continue;
             if (version.EventIdFormat != EventIdFormat.ServerGenerated) pdu.Remove("event_id");
             if (!received.ContainsKey(id))
@@ -254,9 +260,7 @@ public sealed partial class EventSender
         var result = new List<(string, long)>();
         foreach (var pdu in events)
         {
-            string id;
-            try { id = version.EventIdFormat == EventIdFormat.ServerGenerated ? Str(pdu, "event_id") ?? "" : EventHashing.ComputeEventId(pdu, version); }
-            catch (CanonicalJsonException) { continue; }
+            if (EventHashing.TryEventId(pdu, version) is not { } id) continue;
             if (rooms.Event(id) is { Rejected: null } e && e.RoomId == roomId && e.Pdu["depth"] is JsonValue d && d.TryGetValue(out long depth)) result.Add((id, depth));
         }
         return result;
