@@ -1,10 +1,7 @@
 using Conduit.Common;
 using Conduit.Common.Config;
 using Conduit.Common.Crypto;
-using Conduit.Common.Storage;
 using Conduit.Protos.Rooms;
-using Conduit.Rooms.Rules;
-using K = Conduit.Common.Storage.Keys;
 
 namespace Conduit.Rooms;
 
@@ -18,8 +15,6 @@ public sealed class FederationFeed(RoomStore rooms, RoomStream stream, GlobalCon
 {
     public const int MaxLimit = 500;
 
-    readonly IKvMap _stream = rooms.Store.Map(RoomsFamilies.Stream);
-
     public FederationFeedReply Read(long after, int limit)
     {
         var upTo = stream.Position;
@@ -28,18 +23,14 @@ public sealed class FederationFeed(RoomStore rooms, RoomStream stream, GlobalCon
         limit = Math.Clamp(limit, 1, MaxLimit);
         var servers = new Dictionary<string, HashSet<string>>(StringComparer.Ordinal);
         var scanned = 0;
-        foreach (var (k, v) in _stream.ScanFrom(RoomsFamilies.StreamKey(after + 1), [], reverse: false))
+        foreach (var (pos, roomId, e) in rooms.StreamAfter(after, upTo))
         {
-            var pos = (long)K.ReadBigEndian(k);
-            if (pos > upTo) break;
             if (reply.Events.Count >= limit || ++scanned > MaxLimit * 4)
             {
                 reply.Position = pos - 1;
                 break;
             }
-            var parts = K.Split(v);
-            if (parts.Length != 2 || rooms.Event(parts[1]) is not { } e || Ids.ServerOf(e.Sender) != config.ServerName) continue;
-            var roomId = parts[0];
+            if (Ids.ServerOf(e.Sender) != config.ServerName) continue;
             if (!servers.TryGetValue(roomId, out var inRoom))
                 servers[roomId] = inRoom = rooms.JoinedMembers(roomId).Select(Ids.ServerOf).ToHashSet(StringComparer.Ordinal);
             var destinations = new HashSet<string>(inRoom, StringComparer.Ordinal);

@@ -2,10 +2,8 @@ using System.Text;
 using System.Text.Json.Nodes;
 using Conduit.Common.Config;
 using Conduit.Common.Events;
-using Conduit.Common.Storage;
 using Conduit.Protos.Rooms;
 using Conduit.Rooms.Rules;
-using K = Conduit.Common.Storage.Keys;
 
 namespace Conduit.Rooms;
 
@@ -25,8 +23,6 @@ public sealed class PushFeed(RoomStore rooms, RoomStream stream, GlobalConfig co
     /// "a maximum of 3 hops").</summary>
     const int ThreadHops = 3;
 
-    readonly IKvMap _stream = rooms.Store.Map(RoomsFamilies.Stream);
-
     public PushFeedReply Read(long after, int limit)
     {
         var upTo = stream.Position;
@@ -34,18 +30,13 @@ public sealed class PushFeed(RoomStore rooms, RoomStream stream, GlobalConfig co
         if (after < 0 || after >= upTo) return reply;
         limit = Math.Clamp(limit, 1, MaxLimit);
         var roomsSeen = new Dictionary<string, PushFeedRoom>(StringComparer.Ordinal);
-        foreach (var (k, v) in _stream.ScanFrom(RoomsFamilies.StreamKey(after + 1), [], reverse: false))
+        foreach (var (pos, roomId, e) in rooms.StreamAfter(after, upTo))
         {
-            var pos = (long)K.ReadBigEndian(k);
-            if (pos > upTo) break;
             if (reply.Events.Count >= limit)
             {
                 reply.Position = reply.Events[^1].Position;
                 break;
             }
-            var parts = K.Split(v);
-            if (parts.Length != 2 || rooms.Event(parts[1]) is not { } e) continue;
-            var roomId = parts[0];
             if (!roomsSeen.TryGetValue(roomId, out var room)) roomsSeen[roomId] = room = Room(roomId);
             reply.Events.Add(Event(e, roomId, pos));
         }

@@ -124,6 +124,8 @@ public sealed class RoomStore(IKeyValueStore store)
         return set;
     }
 
+    readonly IKvMap _stream = store.Map(RoomsFamilies.Stream);
+
     public IEnumerable<(string UserId, string Membership)> Members(string roomId)
     {
         foreach (var (k, v) in _members.Scan(RoomsFamilies.MembersPrefix(roomId)))
@@ -131,6 +133,22 @@ public sealed class RoomStore(IKeyValueStore store)
     }
 
     public IEnumerable<string> JoinedMembers(string roomId) => Members(roomId).Where(m => m.Membership == "join").Select(m => m.UserId);
+
+    /// <summary>
+    /// The timeline events of every room with a room-stream position in (after, upTo], in stream order (through
+    /// <c>rooms_stream</c>): what the push worker and the federation sender follow. An entry whose event is gone is
+    /// passed over.
+    /// </summary>
+    public IEnumerable<(long Pos, string RoomId, StoredEvent Event)> StreamAfter(long after, long upTo)
+    {
+        foreach (var (k, v) in _stream.ScanFrom(RoomsFamilies.StreamKey(after + 1), [], reverse: false))
+        {
+            var pos = (long)K.ReadBigEndian(k);
+            if (pos > upTo) yield break;
+            var parts = K.Split(v);
+            if (parts.Length == 2 && Event(parts[1]) is { } e) yield return (pos, parts[0], e);
+        }
+    }
 
     /// <summary>Timeline event IDs with pos in (after, upTo], newest first when <paramref name="backwards"/>.</summary>
     public IEnumerable<(long Pos, string EventId)> Timeline(string roomId, long after, long upTo, bool backwards)
