@@ -68,22 +68,23 @@ public sealed partial class FederationServer(RoomStore rooms, StateStore states,
     /// <summary>
     /// History visibility for servers (spec: client-server-api, "History visibility", as Synapse applies it to servers):
     /// world_readable and shared history is visible to any server in the room; otherwise the server must have had a
-    /// member joined (or, for "invited", invited) in the state at the event.
+    /// member joined (or, for "invited", invited) in the state at the event. The answer depends on the state only, so
+    /// one walk of events (backfill: consecutive messages share their state) keeps it per state group in <paramref name="seen"/>.
     /// </summary>
-    bool ServerMaySee(string server, StoredEvent e)
+    bool ServerMaySee(string server, StoredEvent e, Dictionary<ulong, bool>? seen = null)
     {
-        if (e.Meta["sg"] is null) return HostInRoom(e.RoomId, server);
+        if (!e.HasState) return HostInRoom(e.RoomId, server);
         var group = e.StateBefore;
-        var hv = states.LookupEventId(group, "m.room.history_visibility", "") is { } hvId && rooms.Event(hvId) is { } hvEvent
-            ? ContentField.String(hvEvent.Content, "history_visibility") : "shared";
-        if (hv is "world_readable" or "shared") return HostInRoom(e.RoomId, server) || hv == "world_readable";
-        foreach (var ((type, key), id) in states.Full(group))
-        {
-            if (type != "m.room.member" || Ids.ServerOf(key) != server) continue;
-            var m = ContentField.String(rooms.Event(id)?.Content, "membership");
-            if (m == "join" || (hv == "invited" && m == "invite")) return true;
-        }
-        return false;
+        if (seen is not null && seen.TryGetValue(group, out var known)) return known;
+        var hv = HistoryVisibility.Of(states.LookupEventId(group, "m.room.history_visibility", "") is { } hvId ? rooms.Event(hvId)?.Content : null);
+        bool may;
+        if (hv == HistoryVisibility.WorldReadable) may = true;
+        else if (hv == HistoryVisibility.Shared) may = HostInRoom(e.RoomId, server);
+        else
+            may = states.Full(group).Any(kv => kv.Key.Type == "m.room.member" && Ids.ServerOf(kv.Key.StateKey) == server
+                && ContentField.String(rooms.Event(kv.Value)?.Content, "membership") is { } m && (m == "join" || (hv == "invited" && m == "invite")));
+        if (seen is not null) seen[group] = may;
+        return may;
     }
 
     StoredEvent EventIn(string roomId, string eventId)
@@ -115,7 +116,7 @@ public sealed partial class FederationServer(RoomStore rooms, StateStore states,
         if (userId is null || ContentField.String(pdu, "state_key") != userId || Ids.ServerOf(userId) != r.Origin)
             throw Err.Forbidden("The event's sender must be its state_key and on the requesting server");
         if (ContentField.String(pdu, "room_id") != r.RoomId) throw Err.BadJson("The event is for another room");
-        // IdOf is null for a body that is not canonical JSON (floats, out-of-range integers): refused, never a 500.
+        // TryEventId is null for a body that is not canonical JSON (floats, out-of-range integers): refused, never a 500.
         if (EventHashing.TryEventId(pdu, version) != r.EventId) throw Err.BadJson("The event ID does not match the event");
         var signed = false;
         // A restricted join we authorise carries our signature too (spec: send_join v2, "event").
@@ -248,7 +249,8 @@ public sealed partial class FederationServer(RoomStore rooms, StateStore states,
         if (!r.Query.TryGetValue("limit", out var l) || !int.TryParse(l, out var limit) || limit < 1) throw Err.InvalidParam("limit must be a positive integer");
         limit = Math.Min(limit, MaxBackfill);
         var found = Walk(r.RoomId, v.Split(','), [], limit, includeStart: true, minDepth: 0);
-        return Envelope(new JsonArray(found.Where(e => ServerMaySee(r.Origin, e)).Select(e => (JsonNode)e.Pdu.DeepClone()).ToArray()));
+        var seen = new Dictionary<ulong, bool>();
+        return Envelope(new JsonArray(found.Where(e => ServerMaySee(r.Origin, e, seen)).Select(e => (JsonNode)e.Pdu.DeepClone()).ToArray()));
     }
 
     /// <summary>/get_missing_events: the events before latest_events back to earliest_events, oldest first.</summary>
@@ -261,8 +263,9 @@ public sealed partial class FederationServer(RoomStore rooms, StateStore states,
         var earliest = Strings(body["earliest_events"]);
         var latest = Strings(body["latest_events"]);
         if (latest.Count == 0) throw Err.BadJson("latest_events is required");
+        var seen = new Dictionary<ulong, bool>();
         var found = Walk(r.RoomId, latest, earliest.ToHashSet(StringComparer.Ordinal), limit, includeStart: false, minDepth)
-            .Where(e => ServerMaySee(r.Origin, e)).OrderBy(e => e.Pdu["depth"]!.GetValue<long>()).ThenBy(e => e.EventId, StringComparer.Ordinal);
+            .Where(e => ServerMaySee(r.Origin, e, seen)).OrderBy(e => e.Pdu["depth"]!.GetValue<long>()).ThenBy(e => e.EventId, StringComparer.Ordinal);
         return new JsonObject { ["events"] = new JsonArray(found.Select(e => (JsonNode)e.Pdu.DeepClone()).ToArray()) };
     }
 
