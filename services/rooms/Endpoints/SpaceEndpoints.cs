@@ -21,6 +21,8 @@ public sealed class SpaceEndpoints(RoomStore rooms, RoomSummaries summaries, Rem
     sealed record RemoteRoom(JsonObject Summary, List<(string RoomId, JsonObject Stripped)> Children);
 
     const int DefaultLimit = 50, MaxLimit = 100, DefaultDepth = 10, MaxDepth = 50;
+    /// <summary>Rooms one hierarchy request asks other servers about, at the most (their answers' children come free).</summary>
+    const int MaxRemoteFetches = 20;
 
     public void Map(IEndpointRouteBuilder app) => app.Map(RouteTable.SpaceHierarchy, Hierarchy);
 
@@ -56,6 +58,7 @@ public sealed class SpaceEndpoints(RoomStore rooms, RoomSummaries summaries, Rem
         var queue = new Queue<(string RoomId, int Depth, string[] Via)>();
         queue.Enqueue((root, 0, []));
         var remoteRooms = new Dictionary<string, RemoteRoom?>(StringComparer.Ordinal);
+        var asked = 0;
         var index = 0;
         var more = false;
         while (queue.Count > 0)
@@ -72,7 +75,9 @@ public sealed class SpaceEndpoints(RoomStore rooms, RoomSummaries summaries, Rem
             }
             else
             {
-                if (!remoteRooms.TryGetValue(roomId, out var known)) remoteRooms[roomId] = known = await FetchAsync(roomId, via, suggestedOnly, remoteRooms, ctx.RequestAborted);
+                // Each room a request asks other servers about costs a round trip (or a timeout): a walk asks about a bounded number.
+                if (!remoteRooms.TryGetValue(roomId, out var known))
+                    remoteRooms[roomId] = known = ++asked <= MaxRemoteFetches ? await FetchAsync(roomId, via, suggestedOnly, remoteRooms, ctx.RequestAborted) : null;
                 if (known is null || !RemoteMaySee(known.Summary, roomId, c.UserId)) continue;
                 children = known.Children;
                 entry = known.Summary.DeepClone().AsObject();
@@ -117,7 +122,7 @@ public sealed class SpaceEndpoints(RoomStore rooms, RoomSummaries summaries, Rem
     async Task<RemoteRoom?> FetchAsync(string roomId, string[] via, bool suggestedOnly, Dictionary<string, RemoteRoom?> known, CancellationToken ct)
     {
         if (!config.AllowFederation) return null;
-        foreach (var server in via.Where(s => s != config.ServerName && Ids.IsValidServerName(s)).Distinct())
+        foreach (var server in via.Where(s => s != config.ServerName && Ids.IsValidServerName(s)).Distinct().Take(3))
         {
             var reply = await remote.SendAsync(server, "GET",
                 $"/_matrix/federation/v1/hierarchy/{Uri.EscapeDataString(roomId)}?suggested_only={(suggestedOnly ? "true" : "false")}", null, ct, TimeSpan.FromSeconds(15));

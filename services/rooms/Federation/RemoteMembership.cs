@@ -124,7 +124,7 @@ public sealed partial class RemoteMembership(RoomStore rooms, EventSender sender
     {
         if (r.Status is >= 400 and < 500 && r.ErrCode.Length > 0)
             return new MatrixException(r.ErrCode, r.Status, ContentField.String(r.Body, "error") ?? "Refused by the resident server");
-        return Err.NotFound("No server in the room could be reached: " + r);
+        return Err.NotFound("The other server could not be reached: " + r);
     }
 
     /// <summary>
