@@ -7,8 +7,8 @@ namespace Conduit.Federation;
 /// The outgoing side of federation, configured once: <see cref="Resolver"/> (server names to addresses, with its
 /// well-known cache) and <see cref="Http"/>, which sends requests addressed matrix-federation://server.name/path to
 /// the resolved server with the spec's Host header and certificate name. Trust: the system store plus
-/// <c>federation_ca_file</c>. Nothing sends through it yet (signing requests with X-Matrix, retries and backoff come
-/// with the endpoints that need them).
+/// <c>federation_ca_file</c>. Requests go through it signed by <see cref="FederationRequests"/>; key fetches
+/// (unsigned) through <see cref="HttpRemoteKeyFetcher"/>; retries and backoff are the outbound queue's.
 /// </summary>
 public sealed class FederationClient : IDisposable
 {

@@ -8,17 +8,7 @@ using Microsoft.Extensions.Logging;
 namespace Conduit.Federation;
 
 /// <summary>What another server answered: its HTTP status and body, or status 0 and why it could not be reached.</summary>
-public sealed record FederationReply(int Status, string Body, string? Error)
-{
-    public bool Ok => Status is >= 200 and < 300;
-
-    /// <summary>The body as a JSON object, or null when it is not one.</summary>
-    public JsonObject? Json()
-    {
-        try { return Body.Length == 0 ? null : RequestJson.ParseObject(Body, "answer"); }
-        catch (Conduit.Common.MatrixException) { return null; }
-    }
-}
+public sealed record FederationReply(int Status, string Body, string? Error);
 
 /// <summary>
 /// Requests to other servers, signed by this one (spec: server-server-api, "Request Authentication": X-Matrix with

@@ -255,7 +255,7 @@ public sealed partial class EventSender
         IReadOnlyList<JsonObject> authEvents, KeyRing keys, CancellationToken ct)
     {
         using var held = await writer.LockAsync(roomId, ct);
-        // The history events go in as "state" only so their IDs come back; whether they are state does not matter here.
+        // Checked and kept like an auth chain (each against its own auth events); the state this returns is not needed.
         await StoreStateLockedAsync(roomId, version, [], authEvents.Concat(events).ToList(), keys);
         var result = new List<(string, long)>();
         foreach (var pdu in events)
