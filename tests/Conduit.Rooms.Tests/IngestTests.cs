@@ -104,6 +104,44 @@ public sealed class IngestTests : IDisposable
         Assert.Equal([r.EventId!], EventAuth.PrevEventIds(m.Pdu));
     }
 
+    /// <summary>An event built on one the remote server never sent us: its prev event is unknown here.</summary>
+    (JsonObject Pdu, string Id) AfterAGap(string body)
+    {
+        var version = RoomVersion.Find(_h.Rooms.Info(Room)!["room_version"]!.GetValue<string>())!;
+        var unseen = Build(Rem, "m.room.message", null, new JsonObject { ["msgtype"] = "m.text", ["body"] = "never delivered" });
+        var pdu = Build(Rem, "m.room.message", null, new JsonObject { ["msgtype"] = "m.text", ["body"] = body });
+        pdu["prev_events"] = new JsonArray(EventHashing.TryEventId(unseen, version)!);
+        pdu["depth"] = unseen["depth"]!.GetValue<long>() + 1;
+        pdu.Remove("hashes");
+        pdu.Remove("signatures");
+        EventHashing.HashAndSign(pdu, version, RemoteServer, _remoteKey);
+        return (pdu, EventHashing.TryEventId(pdu, version)!);
+    }
+
+    [Fact]
+    public async Task AnEventAfterAGap_IsRejectedAlone_ButAcceptedWithTheStateBeforeItFromItsServer()
+    {
+        await _h.CreateRoomAsync(Room);
+        await JoinAsync(Rem);
+        var (alone, _) = AfterAGap("without context");
+        Assert.Equal(IngestOutcome.Rejected, (await Accept(alone)).Outcome);
+
+        // With the state before it (what GET /state answers), the gap no longer matters: checked against that state,
+        // in the timeline, and a forward extremity beside ours.
+        var (bridged, id) = AfterAGap("with the state before it");
+        var state = _h.Rooms.CurrentState(Room).Values.Select(e => _h.Rooms.Event(e)!.Pdu).ToList();
+        var keys = new KeyRing(new Dictionary<(string, string), Conduit.Protos.Federation.VerifyKey>
+        {
+            [(RemoteServer, _remoteKey.KeyId)] = new() { ServerName = RemoteServer, KeyId = _remoteKey.KeyId, PublicKey = Google.Protobuf.ByteString.CopyFrom(_remoteKey.PublicKey), ValidUntilTs = long.MaxValue },
+            [(Server, _h.Key.KeyId)] = new() { ServerName = Server, KeyId = _h.Key.KeyId, PublicKey = Google.Protobuf.ByteString.CopyFrom(_h.Key.PublicKey), ValidUntilTs = long.MaxValue },
+        });
+        var r = await _h.Sender.AcceptRemoteAsync(bridged, VerifyKey, new EventSender.StateHint(state, [], keys), CancellationToken.None);
+        Assert.Equal((IngestOutcome.Accepted, id), (r.Outcome, r.EventId));
+        Assert.Equal(id, TimelineIds()[^1]);
+        Assert.Contains(id, Extremities());
+        Assert.Equal(_h.Rooms.StateEventId(Room, "m.room.member", Rem), _h.States.LookupEventId(_h.Rooms.Event(id)!.StateBefore, "m.room.member", Rem));
+    }
+
     [Fact]
     public async Task ForgedSignature_IsDropped_NotStored()
     {
