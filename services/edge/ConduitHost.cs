@@ -35,6 +35,39 @@ public static class ConduitHost
 
     public const string AllInOne = "all";
 
+    static IKeyValueStore OpenStore(GlobalConfig config, string path, IEnumerable<ServiceModule> modules)
+    {
+        try
+        {
+            Directory.CreateDirectory(path);
+            return KvStore.Open(config.DatabaseBackend, path, modules.SelectMany(m => m.Families), new StoreOptions { CacheCapacity = config.CacheCapacity });
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // Most often another server already has it open (RocksDB's LOCK file), or the folder is not writable.
+            throw new StartupException($"cannot open the {config.DatabaseBackend} database at {Path.GetFullPath(path)}: {e.Message}", e);
+        }
+    }
+
+    /// <summary>
+    /// conduit --rotate-signing-key: replaces the server's Ed25519 signing key with a new one while the server is
+    /// stopped (the database is opened as the server would open it). The old key stays published under
+    /// old_verify_keys with the time it expired, so what it signed still verifies (spec: server-server-api,
+    /// "Publishing Keys"). Other servers use the new key once their cached copy of the old one expires (valid_until_ts,
+    /// a day at most). The key lives in the federation service's database: all-in-one, or --role federation.
+    /// </summary>
+    public static string RotateSigningKey(LoadedConfig loaded, string role)
+    {
+        var config = loaded.Global;
+        if (role is not (AllInOne or "federation"))
+            throw new ConfigException("the signing key is in the federation service's database: run --rotate-signing-key all-in-one or with --role federation");
+        var modules = role == AllInOne ? Modules : Modules.Where(m => m.Service == Service.Federation).ToArray();
+        using var store = OpenStore(config, DatabasePathFor(config, role)!, modules);
+        using var keys = new Federation.ServerKeys(store, config);
+        var old = keys.Key.KeyId;
+        return $"signing key {old} replaced by {keys.Rotate().KeyId}; {old} is kept as an old verify key";
+    }
+
     public static WebApplication Build(LoadedConfig loaded, string role, string[]? args = null)
     {
         var config = loaded.Global;
@@ -74,18 +107,7 @@ public static class ConduitHost
         {
             // One database all-in-one; in split mode each service process has its own, under database_path/<service>,
             // each with the whole cache_capacity (the processes may run on different machines).
-            IKeyValueStore store;
-            try
-            {
-                Directory.CreateDirectory(path);
-                store = KvStore.Open(config.DatabaseBackend, path, modules.SelectMany(m => m.Families), new StoreOptions { CacheCapacity = config.CacheCapacity });
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-                // Most often another server already has it open (RocksDB's LOCK file), or the folder is not writable.
-                throw new StartupException($"cannot open the {config.DatabaseBackend} database at {Path.GetFullPath(path)}: {e.Message}", e);
-            }
-            builder.Services.AddSingleton(store);
+            builder.Services.AddSingleton(OpenStore(config, path, modules));
             // Media bytes live beside the database, as in Conduit: database_path/media.
             builder.Services.AddSingleton(new Media.MediaDirectory(Path.Combine(path, "media")));
         }

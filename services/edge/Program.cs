@@ -6,9 +6,27 @@ using Microsoft.Extensions.Hosting;
 // conduit            all-in-one: the edge and every service in one process
 // conduit --role R   one part of a split deployment (edge, keys, rooms, sync, federation, media)
 // A start that fails for a known reason (config, database, listener) is one line on stderr and exit code 2.
+// conduit --rotate-signing-key [--role federation]
+//                    with the server stopped: a new federation signing key, the old one kept as an old verify key
 var role = ConduitHost.AllInOne;
+var rotate = false;
 for (var i = 0; i < args.Length; i++)
     if (args[i] == "--role" && i + 1 < args.Length) role = args[++i].ToLowerInvariant();
+    else if (args[i] == "--rotate-signing-key") rotate = true;
+
+if (rotate)
+{
+    try
+    {
+        Console.WriteLine($"conduit: {ConduitHost.RotateSigningKey(ConfigLoader.Load(), role)}");
+        return 0;
+    }
+    catch (Exception e) when (e is ConfigException or StartupException)
+    {
+        Console.Error.WriteLine($"conduit: {e.Message}");
+        return 2;
+    }
+}
 
 WebApplication app;
 try

@@ -60,6 +60,15 @@ public static class KeysFamilies
     public static byte[] SignaturesPrefix(string targetUser, string targetKeyId) => K.Prefix(targetUser, targetKeyId);
     public static byte[] SignaturesPrefix(string targetUser) => K.Prefix(targetUser);
 
+    /// <summary>The last keys-stream position whose device-list changes went out to other servers (in <see cref="Counters"/>).</summary>
+    public static readonly byte[] DeviceListsSentKey = K.Utf8("device_lists_sent");
+
+    public const string DeviceListsSent = "keys_device_lists_sent";
+    public static byte[] DeviceListsSentUserKey(string userId) => K.Utf8(userId);
+
+    public const string RemoteDevices = "keys_remote_devices";
+    public static byte[] RemoteDevicesKey(string userId) => K.Utf8(userId);
+
     public const string OpenIdTokens = "keys_openid_tokens";
     public static byte[] OpenIdTokenKey(string token) => K.Utf8(token);
 
@@ -90,7 +99,7 @@ public static class KeysFamilies
         new(Devices, "user_id 0xFF device_id", "JSON {device_id, display_name?, last_seen_ts, last_seen_ip?, user_agent?, access_token (absent for a dehydrated device), refresh_token?, previous_refresh_token? (the one /refresh last took, valid until the new tokens are used)}"),
         new(Tokens, "access_token", "user_id 0xFF device_id, then 0xFF expires_ts (decimal ms) for a token that expires (a session with a refresh token)"),
         new(RefreshTokens, "refresh_token", "user_id 0xFF device_id (the device record says whether it is the current or the previous one)"),
-        new(Counters, "\"stream\"", "8-byte big-endian: the last keys-stream position taken"),
+        new(Counters, "\"stream\" or \"device_lists_sent\"", "8-byte big-endian: the last keys-stream position taken; the last position whose device-list changes were sent to other servers"),
         new(DeviceKeys, "user_id 0xFF device_id", "the device keys JSON as the device signed it (signatures by others live in keys_signatures)"),
         new(OneTimeKeys, "user_id 0xFF device_id 0xFF algorithm 0xFF pos key_id", "the key (a string, or an object with key and signatures); claimed oldest upload first"),
         new(OneTimeKeyIds, "user_id 0xFF device_id 0xFF algorithm:key_id", "8-byte pos of the unclaimed key, so a reused ID is found without a scan"),
@@ -101,6 +110,8 @@ public static class KeysFamilies
         new(DeviceListPos, "user_id", "8-byte pos of the user's latest device-list change"),
         new(CrossSigning, "user_id 0xFF usage (master, self_signing or user_signing)", "the cross-signing key JSON as uploaded"),
         new(Signatures, "target_user_id 0xFF target_key_id (device ID or public key) 0xFF signer_user_id 0xFF signer_key_id", "the signature (unpadded Base64), checked before it was stored"),
+        new(DeviceListsSent, "user_id (a local user)", "JSON {stream_id, devices: {device_id: hash}, cross_signing: hash}: what other servers were last told of the user's devices (m.device_list_update stream_id, the hash of each device's keys and name, of the public cross-signing keys)"),
+        new(RemoteDevices, "user_id (another server's user)", "JSON {stream_id, devices: {device_id: {keys?, device_display_name?}}, master_key?, self_signing_key?}: a remote user's device list as their server last told us (GET /user/devices, then update EDUs); dropped on a gap"),
         new(Dehydrated, "user_id", "JSON {device_id, device_data}: the user's dehydrated device (MSC3814)"),
         new(OpenIdTokens, "openid access_token", "JSON {user_id, expires_ts}: an OpenID token for a third party (a widget, an integration manager) to learn who the user is; removed once expired"),
 

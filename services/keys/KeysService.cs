@@ -15,7 +15,7 @@ public static class KeysService
         => services.AddRateLimits().AddSingleton<AccountStore>().AddSingleton<KeyBackupStore>().AddSingleton<Uia>()
             .AddSingleton<KeysEndpoints>().AddSingleton<KeyBackupEndpoints>().AddSingleton<ThirdPartyIdentityEndpoints>().AddSingleton<KeysGrpcService>()
             .AddSingleton<KeysStream>().AddSingleton<E2eeStore>().AddSingleton<CrossSigning>().AddSingleton<E2eeEndpoints>()
-            .AddSingleton<FederatedKeys>().AddHostedService<DeviceListSender>();
+            .AddSingleton<RemoteDeviceLists>().AddSingleton<FederatedKeys>().AddHostedService<DeviceListSender>();
 
     public static IEndpointRouteBuilder MapKeysService(this IEndpointRouteBuilder app)
     {

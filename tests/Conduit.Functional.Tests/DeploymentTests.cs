@@ -171,6 +171,39 @@ public sealed class StartupTests
         var line = Assert.Single(second.Stderr);
         Assert.StartsWith($"conduit: cannot open the rocksdb database at {db}: ", line);
     }
+
+    [Fact]
+    public async Task Rotating_the_signing_key_publishes_a_new_key_and_keeps_the_old_one_as_an_old_verify_key()
+    {
+        var env = new Dictionary<string, string> { ["CONDUIT_PORT"] = "0", ["CONDUIT_DATABASE_PATH"] = Path.Combine(Dir(), "db") };
+        using var http = new HttpClient();
+        async Task<System.Text.Json.Nodes.JsonObject> ServerKeys(string url)
+            => System.Text.Json.Nodes.JsonNode.Parse(await http.GetStringAsync(url + "/_matrix/key/v2/server"))!.AsObject();
+
+        string first;
+        await using (var server = ConduitProcess.Start(env))
+        {
+            first = (await ServerKeys(await server.ListeningAsync()))["verify_keys"]!.AsObject().Single().Key;
+            // While the server runs, the database is its own: the rotation refuses, one line, exit code 2.
+            await using var busy = ConduitProcess.Start(env, "--rotate-signing-key");
+            Assert.Equal(2, await busy.ExitCodeAsync());
+            Assert.StartsWith("conduit: cannot open the rocksdb database", Assert.Single(busy.Stderr));
+        }
+        await using (var rotate = ConduitProcess.Start(env, "--rotate-signing-key"))
+        {
+            Assert.Equal(0, await rotate.ExitCodeAsync());
+            Assert.Contains(rotate.Stdout, l => l.StartsWith($"conduit: signing key {first} replaced by ed25519:", StringComparison.Ordinal));
+        }
+        await using (var server = ConduitProcess.Start(env))
+        {
+            var keys = await ServerKeys(await server.ListeningAsync());
+            var now = keys["verify_keys"]!.AsObject().Single().Key;
+            Assert.NotEqual(first, now);
+            Assert.True(keys["old_verify_keys"]![first]!["expired_ts"]!.GetValue<long>() > 0);
+        }
+        await using var split = ConduitProcess.Start(env, "--rotate-signing-key", "--role", "rooms");
+        Assert.Equal(2, await split.ExitCodeAsync());
+    }
 }
 
 public sealed class ConfigTests

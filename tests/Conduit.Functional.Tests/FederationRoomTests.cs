@@ -172,6 +172,73 @@ public abstract class FederationRoomTests(FederationPair pair)
         Assert.True(again["device_keys"]![alice.UserId]!.AsObject().ContainsKey(second.DeviceId));
     }
 
+    /// <summary>Queries a user's device keys through <paramref name="c"/>: the device IDs and the failures.</summary>
+    static async Task<(List<string> Devices, JsonObject Failures)> QueryDevices(MatrixClient c, string userId)
+    {
+        var q = (await c.Post(C + "/keys/query", new JsonObject { ["device_keys"] = new JsonObject { [userId] = new JsonArray() } })).Ok().Obj;
+        return ((q["device_keys"]?[userId] as JsonObject ?? []).Select(kv => kv.Key).Order().ToList(), q["failures"]!.AsObject());
+    }
+
+    /// <summary>Syncs from <paramref name="since"/> until <paramref name="userId"/> is in device_lists.changed; the next token.</summary>
+    static async Task<string> UntilDeviceListChanged(MatrixClient c, string userId, string since)
+    {
+        var deadline = DateTime.UtcNow + Patience;
+        while (DateTime.UtcNow < deadline)
+        {
+            var s = await c.Sync(since, timeoutMs: 5000);
+            since = s["next_batch"]!.GetValue<string>();
+            if ((s["device_lists"]?["changed"] as JsonArray ?? []).Any(u => u!.GetValue<string>() == userId)) return since;
+        }
+        throw new Xunit.Sdk.XunitException($"{c.UserId} never saw {userId}'s device list change");
+    }
+
+    [Fact]
+    public async Task The_device_list_of_a_user_in_a_shared_room_is_kept_by_the_other_server_and_follows_each_change()
+    {
+        using var alice = new TestDevice(await Register(pair.A));
+        var bob = await Register(pair.B);
+        await alice.Upload();
+        var room = await alice.Client.CreateRoom(new JsonObject { ["preset"] = "public_chat" });
+        (await bob.Post($"{C}/join/{E(room)}?via={E(pair.A.ServerName)}", new JsonObject())).Ok();
+        Assert.Equal([alice.DeviceId], (await QueryDevices(bob, alice.UserId)).Devices);
+        var since = (await bob.Sync())["next_batch"]!.GetValue<string>();
+
+        // A second device: its update reaches B, whose kept list then has it.
+        var login = (await new MatrixClient(pair.A).Call("POST", C + "/login", new JsonObject
+        {
+            ["type"] = "m.login.password",
+            ["identifier"] = new JsonObject { ["type"] = "m.id.user", ["user"] = alice.UserId },
+            ["password"] = "correct horse",
+        }, auth: false)).Ok().Obj;
+        using var second = new TestDevice(new MatrixClient(pair.A, login["access_token"]!.GetValue<string>()) { UserId = alice.UserId, DeviceId = login["device_id"]!.GetValue<string>() });
+        await second.Upload();
+        since = await UntilDeviceListChanged(bob, alice.UserId, since);
+        Assert.Equal(new[] { alice.DeviceId, second.DeviceId }.Order(), (await QueryDevices(bob, alice.UserId)).Devices);
+
+        // With A down, B still answers from the list it keeps: both devices, no failure.
+        await pair.StopAsync(pair.A);
+        try
+        {
+            var (devices, failures) = await QueryDevices(bob, alice.UserId);
+            Assert.Empty(failures);
+            Assert.Equal(new[] { alice.DeviceId, second.DeviceId }.Order(), devices);
+        }
+        finally { await pair.StartAsync(pair.A); }
+
+        // The second device is deleted: B hears of it (after A's return) and its list loses the device.
+        var auth = new JsonObject { ["type"] = "m.login.password", ["identifier"] = new JsonObject { ["type"] = "m.id.user", ["user"] = alice.UserId }, ["password"] = "correct horse" };
+        var challenge = await alice.Client.Call("DELETE", $"{C}/devices/{second.DeviceId}", new JsonObject());
+        auth["session"] = challenge.Obj["session"]!.GetValue<string>();
+        (await alice.Client.Call("DELETE", $"{C}/devices/{second.DeviceId}", new JsonObject { ["auth"] = auth })).Ok();
+        var deadline = DateTime.UtcNow + Patience;
+        while ((await QueryDevices(bob, alice.UserId)).Devices.Contains(second.DeviceId))
+        {
+            if (DateTime.UtcNow > deadline) throw new Xunit.Sdk.XunitException("B never heard that the second device was deleted");
+            since = await UntilDeviceListChanged(bob, alice.UserId, since);
+        }
+        Assert.Equal([alice.DeviceId], (await QueryDevices(bob, alice.UserId)).Devices);
+    }
+
     [Fact]
     public async Task Media_uploaded_on_one_server_is_downloaded_and_thumbnailed_on_the_other()
     {

@@ -12,13 +12,14 @@ namespace Conduit.Keys.E2ee;
 /// <summary>
 /// End-to-end encryption across servers (spec: server-server-api, "End-to-End Encryption", "Device Management",
 /// "Send-to-device messaging"). Our users' devices and keys are served to other servers (user/devices,
-/// user/keys/query, user/keys/claim); other servers' users' keys are asked of their server each time a client asks
-/// (no cache: a device list update from that server makes our clients ask again); to-device messages go out as
-/// m.direct_to_device EDUs, and those that come in are queued for our devices; a change of one of our users' device
-/// lists goes out as m.device_list_update to the servers that share a room with them.
+/// user/keys/query, user/keys/claim). Other servers' users who share a room with one of ours have their device
+/// lists cached (<see cref="RemoteDeviceLists"/>: fetched once, kept current by their server's update EDUs, fetched
+/// again after a gap); other users' keys are asked of their server each time. To-device messages go out as
+/// m.direct_to_device EDUs, and those that come in are queued for our devices; changes of our users' device lists
+/// go out through <see cref="DeviceListSender"/>.
 /// </summary>
-public sealed class FederatedKeys(E2eeStore e2ee, CrossSigning crossSigning, KeysEndpoints accounts, Protos.Federation.Federation.FederationClient federation,
-    GlobalConfig config)
+public sealed class FederatedKeys(E2eeStore e2ee, CrossSigning crossSigning, KeysEndpoints accounts, RemoteDeviceLists remoteLists,
+    Protos.Federation.Federation.FederationClient federation, Protos.Rooms.Rooms.RoomsClient rooms, GlobalConfig config)
 {
     static readonly TimeSpan RemoteTimeout = TimeSpan.FromSeconds(10);
 
@@ -58,19 +59,45 @@ public sealed class FederatedKeys(E2eeStore e2ee, CrossSigning crossSigning, Key
         {
             Destination = server, Method = "POST", Path = path, Body = body.ToJsonString(), TimeoutMs = (int)RemoteTimeout.TotalMilliseconds,
         }, cancellationToken: ct);
+        return Answer(reply);
+    }
+
+    static (JsonObject? Body, JsonObject? Failure) Answer(OutboundReply reply)
+    {
         if (reply.Status != 200) return (null, new JsonObject { ["status"] = reply.Status == 0 ? 503 : reply.Status, ["message"] = reply.Error.Length > 0 ? reply.Error : "Refused" });
         try { return (RequestJson.ParseObject(reply.Body, "answer"), null); }
         catch (MatrixException) { return (null, new JsonObject { ["status"] = 502, ["message"] = "Not JSON" }); }
     }
 
+    async Task<(JsonObject? Body, JsonObject? Failure)> GetAsync(string server, string path, CancellationToken ct)
+    {
+        if (!config.AllowFederation) return (null, new JsonObject { ["status"] = 403, ["message"] = "Federation is disabled" });
+        var reply = await federation.SendRequestAsync(new OutboundRequest
+        {
+            Destination = server, Method = "GET", Path = path, TimeoutMs = (int)RemoteTimeout.TotalMilliseconds,
+        }, cancellationToken: ct);
+        return Answer(reply);
+    }
+
     /// <summary>
-    /// /keys/query for users of other servers: one request per server, all at once; only what the answer says about
-    /// that server's own users is taken. Unreachable servers go to <paramref name="failures"/>.
+    /// /keys/query for users of other servers. Users sharing a room with one of ours are served from the cache, their
+    /// list fetched first (GET /user/devices) when it is not cached; the others are asked of their server, one
+    /// request per server, all at once, and only what an answer says about that server's own users is taken.
+    /// Unreachable servers go to <paramref name="failures"/>.
     /// </summary>
     public async Task QueryRemoteAsync(IEnumerable<(string UserId, List<string> Devices)> users, JsonObject deviceKeys, JsonObject master, JsonObject selfSigning,
         JsonObject failures, CancellationToken ct)
     {
-        var byServer = users.GroupBy(u => Ids.ServerOf(u.UserId)).ToList();
+        var all = users.ToList();
+        var tracked = await TrackedAsync(all.Select(u => u.UserId), ct);
+        var cached = await Task.WhenAll(all.Where(u => tracked.Contains(u.UserId)).Select(async u => (u, Entry: await CachedListAsync(u.UserId, ct))));
+        var asked = all.Where(u => !tracked.Contains(u.UserId)).ToList();
+        foreach (var ((userId, devices), (entry, failure)) in cached)
+        {
+            if (entry is not null) RemoteDeviceLists.Serve(userId, entry, devices, deviceKeys, master, selfSigning);
+            else if (failure is not null) failures[Ids.ServerOf(userId)] = failure;
+        }
+        var byServer = asked.GroupBy(u => Ids.ServerOf(u.UserId)).ToList();
         var answers = await Task.WhenAll(byServer.Select(async g =>
         {
             var wanted = new JsonObject();
@@ -85,6 +112,34 @@ public sealed class FederatedKeys(E2eeStore e2ee, CrossSigning crossSigning, Key
                     foreach (var (userId, value) in part)
                         if (value is JsonObject o && Ids.IsUserId(userId) && Ids.ServerOf(userId) == server) into[userId] = o.DeepClone();
         }
+    }
+
+    /// <summary>
+    /// The remote users among <paramref name="userIds"/> who share a room with one of our users: their servers send us
+    /// their updates, so their cached lists stay current. A cached list of any other user is dropped (its server no
+    /// longer tells us of changes).
+    /// </summary>
+    async Task<HashSet<string>> TrackedAsync(IEnumerable<string> userIds, CancellationToken ct)
+    {
+        var tracked = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var userId in userIds.Distinct(StringComparer.Ordinal))
+        {
+            var shared = (await rooms.SharedUsersAsync(new Protos.Rooms.SharedUsersRequest { UserIds = { userId } }, cancellationToken: ct)).UserIds;
+            if (shared.Any(IsLocal)) tracked.Add(userId);
+            else remoteLists.Forget(userId);
+        }
+        return tracked;
+    }
+
+    /// <summary>A tracked user's cached list, fetched from their server (GET /user/devices) and cached when missing.</summary>
+    async Task<(JsonObject? Entry, JsonObject? Failure)> CachedListAsync(string userId, CancellationToken ct)
+    {
+        if (remoteLists.Get(userId) is { } entry) return (entry, null);
+        var (body, failure) = await GetAsync(Ids.ServerOf(userId), "/_matrix/federation/v1/user/devices/" + Uri.EscapeDataString(userId), ct);
+        if (failure is not null) return (null, failure);
+        if (RemoteDeviceLists.FromDevicesAnswer(userId, body!) is not { } fetched) return (null, new JsonObject { ["status"] = 502, ["message"] = "The answer is about another user" });
+        remoteLists.Put(userId, fetched);
+        return (fetched, null);
     }
 
     /// <summary>/keys/claim for users of other servers, one request per server.</summary>
@@ -157,7 +212,7 @@ public sealed class FederatedKeys(E2eeStore e2ee, CrossSigning crossSigning, Key
             if (name is not null) d["device_display_name"] = name;
             devices.Add((JsonNode)d);
         }
-        var answer = new JsonObject { ["user_id"] = userId, ["stream_id"] = e2ee.Stream.Position, ["devices"] = devices };
+        var answer = new JsonObject { ["user_id"] = userId, ["stream_id"] = DeviceListSender.SentStreamId(e2ee.Stream.Store, userId), ["devices"] = devices };
         if (master[userId] is JsonObject mk) answer["master_key"] = mk.DeepClone();
         if (selfSigning[userId] is JsonObject sk) answer["self_signing_key"] = sk.DeepClone();
         return answer;
@@ -195,12 +250,14 @@ public sealed class FederatedKeys(E2eeStore e2ee, CrossSigning crossSigning, Key
 
     /// <summary>
     /// m.direct_to_device (the sender on the origin; messages for our users queued once per message_id) and
-    /// m.device_list_update / m.signing_key_update (a user of the origin: their device list is marked changed, so our
-    /// users who share a room with them see it in /sync and ask again).
+    /// m.device_list_update / m.signing_key_update (a user of the origin: the cached list, if any, is updated or, after
+    /// a gap, dropped, and the user's device list is marked changed, so our users who share a room with them see it in
+    /// /sync and ask again). The whole transaction's EDUs are applied in one batch.
     /// </summary>
     int ReceiveEdus(string origin, JsonArray edus)
     {
         var applied = 0;
+        var deviceLists = new List<(string Type, string User, JsonObject Content)>();
         foreach (var edu in edus.OfType<JsonObject>())
         {
             var content = edu["content"] as JsonObject;
@@ -219,61 +276,24 @@ public sealed class FederatedKeys(E2eeStore e2ee, CrossSigning crossSigning, Key
                     break;
                 case "m.device_list_update" or "m.signing_key_update":
                     if (Str(content, "user_id") is not { } user || !Ids.IsUserId(user) || Ids.ServerOf(user) != origin) break;
-                    e2ee.Stream.Write(kb => e2ee.DeviceListChanged(kb, user));
-                    applied++;
+                    deviceLists.Add((Str(edu, "edu_type")!, user, content!));
                     break;
             }
         }
-        return applied;
+        if (deviceLists.Count == 0) return applied;
+        // One batch for the transaction's device-list EDUs: each sees what those before it did to the cached lists.
+        e2ee.Stream.Write(kb =>
+        {
+            var pending = new Dictionary<string, JsonObject?>(StringComparer.Ordinal);
+            foreach (var (type, user, content) in deviceLists)
+            {
+                if (type == "m.device_list_update") remoteLists.ApplyDeviceUpdate(kb, pending, user, content);
+                else remoteLists.ApplySigningKeyUpdate(kb, pending, user, content);
+                e2ee.DeviceListChanged(kb, user);
+            }
+        });
+        return applied + deviceLists.Count;
     }
 
     static string? Str(JsonObject? o, string key) => o?[key] is JsonValue v && v.TryGetValue(out string? s) ? s : null;
-}
-
-/// <summary>
-/// Sends m.device_list_update to the servers sharing a room with a local user whose devices or keys changed (each
-/// change of the keys stream; the receivers then ask again, since no prev_id is known to them: Synapse's resync).
-/// </summary>
-public sealed partial class DeviceListSender(E2eeStore e2ee, Protos.Rooms.Rooms.RoomsClient rooms, Protos.Federation.Federation.FederationClient federation,
-    GlobalConfig config, ILogger<DeviceListSender> log) : BackgroundService
-{
-    protected override async Task ExecuteAsync(CancellationToken ct)
-    {
-        if (!config.AllowFederation) return;
-        await Task.Yield();
-        try
-        {
-            await foreach (var advance in e2ee.Stream.Watch(ct))
-            {
-                var local = advance.Changed.Where(u => Ids.ServerOf(u) == config.ServerName).ToList();
-                if (local.Count == 0) continue;
-                try
-                {
-                    foreach (var user in local)
-                    {
-                        var servers = (await rooms.SharedUsersAsync(new Protos.Rooms.SharedUsersRequest { UserIds = { user } }, cancellationToken: ct)).UserIds
-                            .Select(Ids.ServerOf).Where(s => s != config.ServerName).Distinct(StringComparer.Ordinal).ToList();
-                        if (servers.Count == 0) continue;
-                        var edu = new JsonObject
-                        {
-                            ["edu_type"] = "m.device_list_update",
-                            ["content"] = new JsonObject
-                            {
-                                ["user_id"] = user, ["device_id"] = "", ["stream_id"] = advance.Position, ["prev_id"] = new JsonArray(), ["deleted"] = false,
-                            },
-                        };
-                        await federation.QueueEduAsync(new QueueEduRequest { Destinations = { servers }, Edu = edu.ToJsonString() }, cancellationToken: ct);
-                    }
-                }
-                catch (RpcException e) when (!ct.IsCancellationRequested)
-                {
-                    LogFailed(log, e.Status.Detail);
-                }
-            }
-        }
-        catch (OperationCanceledException) when (ct.IsCancellationRequested) { }
-    }
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Device list update not queued for other servers: {Error}")]
-    static partial void LogFailed(ILogger log, string error);
 }
