@@ -331,6 +331,25 @@ public abstract class FederationRoomTests(FederationPair pair)
     }
 
     [Fact]
+    public async Task A_knock_on_a_room_of_the_other_server_is_rescinded_by_leaving()
+    {
+        var alice = await Register(pair.A);
+        var bob = await Register(pair.B);
+        var room = await alice.CreateRoom(new JsonObject
+        {
+            ["preset"] = "private_chat",
+            ["room_version"] = "12",
+            ["initial_state"] = new JsonArray(new JsonObject { ["type"] = "m.room.join_rules", ["state_key"] = "", ["content"] = new JsonObject { ["join_rule"] = "knock" } }),
+        });
+        (await bob.Post($"{C}/knock/{E(room)}?via={E(pair.A.ServerName)}", new JsonObject())).Ok();
+        var since = (await SyncUntil(bob, s => s["rooms"]?["knock"]?[room] is not null, "his knock"))["next_batch"]!.GetValue<string>();
+        (await bob.Post($"{C}/rooms/{E(room)}/leave", new JsonObject())).Ok();
+        var member = (await alice.Get($"{C}/rooms/{E(room)}/state/m.room.member/{E(bob.UserId)}")).Ok().Obj;
+        Assert.Equal("leave", member["membership"]!.GetValue<string>());
+        await SyncUntil(bob, s => s["rooms"]?["leave"]?[room] is not null, "the rescinded knock as a left room", since);
+    }
+
+    [Fact]
     public async Task A_join_while_the_room_is_busy_leaves_no_gap_that_blocks_later_messages()
     {
         var alice = await Register(pair.A);

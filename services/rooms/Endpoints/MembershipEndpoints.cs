@@ -72,9 +72,17 @@ public sealed class MembershipEndpoints(RoomStore rooms, EventSender sender, Roo
         await ctx.Response.WriteJsonAsync(new JsonObject { ["room_id"] = roomId });
     }
 
-    /// <summary>The server of whoever invited the user to the room, if the user holds an invite: it is in the room.</summary>
+    /// <summary>
+    /// Servers in the room as the user's pending membership tells: the inviter's for an invite; for a knock (which the
+    /// user sent), those of the senders of the stripped state the resident server answered it with.
+    /// </summary>
     IEnumerable<string> InviterServer(string userId, string roomId)
-        => rooms.MembershipOf(userId, roomId) is { State: "invite" or "knock" } m && rooms.Event(m.EventId) is { } e ? [Ids.ServerOf(e.Sender)] : [];
+    {
+        if (rooms.MembershipOf(userId, roomId) is not { State: "invite" or "knock" } m || rooms.Event(m.EventId) is not { } e) return [];
+        if (m.State == "invite") return [Ids.ServerOf(e.Sender)];
+        return (e.Meta["invite_room_state"] as JsonArray ?? []).OfType<JsonObject>()
+            .Select(o => ContentField.String(o, "sender")).OfType<string>().Where(Ids.IsUserId).Select(Ids.ServerOf);
+    }
 
     /// <summary>The join event's content: the profile, the body's additions, the authorising user of a restricted join.</summary>
     async Task<JsonObject> JoinContent(HttpContext ctx, Caller c, string roomId, JsonObject body, bool restricted)
@@ -115,10 +123,11 @@ public sealed class MembershipEndpoints(RoomStore rooms, EventSender sender, Roo
             await ctx.Response.WriteJsonAsync(new JsonObject());
             return;
         }
-        // An invite to a room this server is not in is rejected through the inviting server.
+        // An invite to a room this server is not in is rejected through the inviting server; a knock is rescinded
+        // through a server in the room (spec: server-server-api, "Leaving Rooms (Rejecting Invites)").
         if (action == "leave" && config.AllowFederation && rooms.Info(roomId) is null && rooms.MembershipOf(c.UserId, roomId)?.State is "invite" or "knock")
         {
-            await remote.LeaveAsync(roomId, c.UserId, InviterServer(c.UserId, roomId), ctx.RequestAborted);
+            await remote.LeaveAsync(roomId, c.UserId, Through(ctx, c.UserId, roomId, []), ctx.RequestAborted);
             await ctx.Response.WriteJsonAsync(new JsonObject());
             return;
         }
