@@ -19,10 +19,12 @@ public abstract class FederationPair : IAsyncLifetime
 {
     readonly TestCa _ca = TestCa.Create("Conduit Federation Pair CA");
 
-    protected FederationPair(Func<TestCa, ServerFixture> create)
+    protected FederationPair(Func<TestCa, ServerFixture> create) : this(create, create) { }
+
+    protected FederationPair(Func<TestCa, ServerFixture> createA, Func<TestCa, ServerFixture> createB)
     {
-        A = create(_ca);
-        B = create(_ca);
+        A = createA(_ca);
+        B = createB(_ca);
     }
 
     public ServerFixture A { get; }
@@ -66,6 +68,12 @@ public abstract class FederationPair : IAsyncLifetime
 /// <summary>Two all-in-one servers, both in this process (the host keeps no static state).</summary>
 public sealed class FederationPairFixture() : FederationPair(ca => new AllInOneFederationInstance(ca));
 
+/// <summary>
+/// Two all-in-one servers, A named <c>localhost:PORT</c> and B named by an IP literal, <c>127.0.0.1:PORT</c>: server
+/// ACLs match names without the port, so only servers of different host names can be told apart by one.
+/// </summary>
+public sealed class IpLiteralFederationPairFixture() : FederationPair(ca => new AllInOneFederationInstance(ca), ca => new AllInOneFederationInstance(ca, "127.0.0.1"));
+
 /// <summary>Two split deployments, six processes each, from scripts/split-up.sh with the edge's port given.</summary>
 public sealed class SplitFederationPairFixture() : FederationPair(ca => new SplitFederationInstance(ca));
 
@@ -82,9 +90,9 @@ public sealed class AllInOneFederationInstance : AllInOneFixture, IFederationIns
 {
     readonly FederationInstance _f;
 
-    public AllInOneFederationInstance(TestCa ca) : base(ca.TrustingHandler()) => _f = new(ca, Work, async port =>
+    public AllInOneFederationInstance(TestCa ca, string host = "localhost") : base(ca.TrustingHandler()) => _f = new(ca, Work, async port =>
     {
-        ServerName = FederationInstance.NameFor(port);
+        ServerName = FederationInstance.NameFor(port, host);
         try
         {
             await StartHostAsync(port);
@@ -158,7 +166,7 @@ sealed class FederationInstance
     public string Config { get; }
     public int Port { get; private set; }
 
-    public static string NameFor(int port) => "localhost:" + port.ToString(CultureInfo.InvariantCulture);
+    public static string NameFor(int port, string host = "localhost") => host + ":" + port.ToString(CultureInfo.InvariantCulture);
 
     public async Task StartOnNewPortAsync()
     {
