@@ -23,6 +23,9 @@ public sealed partial class ThirdPartyInvites(RoomStore rooms, EventSender sende
     /// <summary>Most invites one /3pid/onbind request gets handled (one outbound request each at most).</summary>
     public const int MaxInvitesPerBind = 100;
     static readonly TimeSpan ExchangeTimeout = TimeSpan.FromSeconds(30);
+    /// <summary>No exchange is started after this long into one /3pid/onbind: invites naming servers that never
+    /// answer cannot hold the endpoint (one binding at a time) for 100 timeouts.</summary>
+    static readonly TimeSpan BindBudget = TimeSpan.FromSeconds(90);
 
     /// <summary>One /3pid/onbind at a time: the endpoint is open to anyone, and each invite may cost a request to another server.</summary>
     readonly SemaphoreSlim _binding = new(1, 1);
@@ -104,8 +107,9 @@ public sealed partial class ThirdPartyInvites(RoomStore rooms, EventSender sende
 
     /// <summary>
     /// The identity server's notice of a binding with its pending invites (spec: server-server-api, PUT /3pid/onbind):
-    /// each valid invite of one of our users (at most <see cref="MaxInvitesPerBind"/>, duplicates once) is exchanged,
-    /// one after the other; invalid or refused ones are skipped (the identity server cannot act on them).
+    /// each valid invite of one of our users (at most <see cref="MaxInvitesPerBind"/>, duplicates once, none started
+    /// after <see cref="BindBudget"/>) is exchanged, one after the other; invalid or refused ones are skipped (the
+    /// identity server cannot act on them).
     /// </summary>
     public async Task OnBindAsync(JsonObject body, CancellationToken ct)
     {
@@ -114,9 +118,17 @@ public sealed partial class ThirdPartyInvites(RoomStore rooms, EventSender sende
         try
         {
             var seen = new HashSet<(string, string, string)>();
+            var started = System.Diagnostics.Stopwatch.StartNew();
             foreach (var entry in invites.Take(MaxInvitesPerBind))
-                if (BoundInvite(entry) is { } c && seen.Add((c.RoomId, c.Token, c.Invitee)))
-                    await ExchangeForAsync(c, ct);
+            {
+                if (BoundInvite(entry) is not { } c || !seen.Add((c.RoomId, c.Token, c.Invitee))) continue;
+                if (started.Elapsed > BindBudget)
+                {
+                    LogBindOutOfTime(log, c.Invitee);
+                    break;
+                }
+                await ExchangeForAsync(c, ct);
+            }
         }
         finally
         {
@@ -177,6 +189,9 @@ public sealed partial class ThirdPartyInvites(RoomStore rooms, EventSender sende
             ["third_party_invite"] = new JsonObject { ["display_name"] = "", ["signed"] = c.Signed.DeepClone() },
         },
     };
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "A binding of {Invitee} ran out of time: its remaining third-party invites are not exchanged")]
+    static partial void LogBindOutOfTime(ILogger log, string invitee);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Third-party invite of {Invitee} to {RoomId} exchanged for {Origin}")]
     static partial void LogExchanged(ILogger log, string roomId, string invitee, string origin);
