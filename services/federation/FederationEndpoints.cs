@@ -52,6 +52,10 @@ public sealed partial class FederationEndpoints(XMatrixVerifier verifier, Rooms.
         Room(app, RouteTable.FedQueryDirectory, "query_directory");
         Room(app, RouteTable.FedPublicRooms, "public_rooms");
         Room(app, RouteTable.FedHierarchy, "hierarchy");
+        Room(app, RouteTable.FedExchangeThirdPartyInvite, "exchange_third_party_invite");
+        // Identity servers have no server keys: /3pid/onbind is the one room endpoint without X-Matrix (spec:
+        // server-server-api, "Third-party invites"); what it asks for is checked against the rooms' own keys.
+        app.Map(RouteTable.FedThirdPartyOnBind, ctx => Forward(ctx, "", "onbind"));
         app.Map(RouteTable.FedQueryProfile, Authenticated(QueryProfile));
         KeysRoute(app, RouteTable.FedUserDevices, "user_devices");
         KeysRoute(app, RouteTable.FedUserKeysQuery, "user_keys_query");
@@ -64,7 +68,10 @@ public sealed partial class FederationEndpoints(XMatrixVerifier verifier, Rooms.
         await handler(ctx, origin);
     });
 
-    void Room(IEndpointRouteBuilder app, MatrixRoute route, string operation) => app.Map(route, Authenticated(async (ctx, origin) =>
+    void Room(IEndpointRouteBuilder app, MatrixRoute route, string operation) => app.Map(route, Authenticated((ctx, origin) => Forward(ctx, origin, operation)));
+
+    /// <summary>Hands the request to the rooms service (Federate) and writes its answer.</summary>
+    async Task Forward(HttpContext ctx, string origin, string operation)
     {
         var request = new FederateRequest
         {
@@ -82,7 +89,7 @@ public sealed partial class FederationEndpoints(XMatrixVerifier verifier, Rooms.
         foreach (var (k, v) in ctx.Request.Query) request.Query[k] = string.Join(',', v.Where(s => s is not null));
         var reply = await rooms.FederateAsync(request, cancellationToken: ctx.RequestAborted);
         await WriteReply(ctx, reply);
-    }));
+    }
 
     /// <summary>GET /query/profile (spec: server-server-api, "Query Profile"): displayname and avatar_url of one of our users, or one of them with ?field=.</summary>
     async Task QueryProfile(HttpContext ctx, string origin)

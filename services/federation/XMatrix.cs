@@ -150,7 +150,8 @@ public sealed class XMatrixVerifier(RemoteKeyStore keys, GlobalConfig config)
 
     /// <summary>
     /// A federation endpoint's handler behind X-Matrix: every /_matrix/federation path except the few the spec leaves
-    /// open (version; OpenID userinfo, which the keys service serves) is mapped through this.
+    /// open (version; OpenID userinfo, which the keys service serves; /3pid/onbind, which identity servers call) is mapped
+    /// through this.
     /// </summary>
     public RequestDelegate Authenticated(Func<HttpContext, string, Task> handler)
         => async ctx => await handler(ctx, await VerifyAsync(ctx));

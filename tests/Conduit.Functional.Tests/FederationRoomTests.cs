@@ -14,7 +14,7 @@ public abstract class FederationRoomTests(FederationPair pair)
     static readonly TimeSpan Patience = TimeSpan.FromSeconds(60);
 
     /// <summary>Syncs until <paramref name="done"/> holds for the latest response (long-polling, so no busy loop).</summary>
-    static async Task<JsonObject> SyncUntil(MatrixClient c, Func<JsonObject, bool> done, string what, string? since = null)
+    internal static async Task<JsonObject> SyncUntil(MatrixClient c, Func<JsonObject, bool> done, string what, string? since = null)
     {
         var deadline = DateTime.UtcNow + Patience;
         var seen = new JsonObject();

@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using Conduit.Common;
+using Conduit.Common.Crypto;
 using Conduit.Common.Events;
 using Conduit.Rooms.Rules;
 
@@ -338,5 +339,73 @@ public sealed class AuthRulesTests
         Forbidden("m.room.member", Carol, Carol, M("knock"));
         JoinRule("knock");
         Allowed("m.room.member", Carol, Carol, M("knock"));
+    }
+
+    // ---- third-party invites (rooms v1-v12, invite.1.1-invite.1.8)
+
+    static readonly SigningKey IdentityKey = SigningKey.Generate("0");
+    const string Token = "tok";
+
+    /// <summary>The room's m.room.third_party_invite for <see cref="Token"/>, sent by Alice (as Lookup gives every non-member event).</summary>
+    void ThirdPartyInvite(JsonObject content) => _state[("m.room.third_party_invite", Token)] = content;
+
+    static JsonObject KeysContent(string? single, params string[] list) => new()
+    {
+        ["display_name"] = "c...@e...",
+        ["public_key"] = single,
+        ["public_keys"] = new JsonArray(list.Select(k => (JsonNode)new JsonObject { ["public_key"] = k }).ToArray()),
+    };
+
+    /// <summary>An invite with third_party_invite whose signed object (mxid, token) is signed by <paramref name="key"/>.</summary>
+    static JsonObject TpiInvite(string mxid, string token = Token, SigningKey? key = null, Action<JsonObject>? tamper = null)
+    {
+        var signed = new JsonObject { ["mxid"] = mxid, ["token"] = token };
+        JsonSigning.Sign(signed, "id.example", key ?? IdentityKey);
+        tamper?.Invoke(signed);
+        return new JsonObject { ["membership"] = "invite", ["third_party_invite"] = new JsonObject { ["display_name"] = "c...@e...", ["signed"] = signed } };
+    }
+
+    [Fact]
+    public void ThirdPartyInvite_SignedWithAKeyOfTheInviteEvent_IsAllowedEvenForANonMemberSender()
+    {
+        ThirdPartyInvite(KeysContent(IdentityKey.PublicKeyBase64));
+        Allowed("m.room.member", Dave, Alice, TpiInvite(Dave));
+        // invite.1 does not look at the sender's membership or power: the identity server's signature is the proof.
+        _state[("m.room.power_levels", "")]!["invite"] = 100;
+        Member(Alice, "leave");
+        Allowed("m.room.member", Dave, Alice, TpiInvite(Dave));
+    }
+
+    [Fact]
+    public void ThirdPartyInvite_KeyMayBeInPublicKeysAndPaddedOrUrlSafe()
+    {
+        var b64 = Convert.ToBase64String(IdentityKey.PublicKey);
+        ThirdPartyInvite(KeysContent("not a key", b64.Replace('+', '-').Replace('/', '_')));
+        Allowed("m.room.member", Dave, Alice, TpiInvite(Dave));
+        ThirdPartyInvite(KeysContent(b64));
+        Allowed("m.room.member", Dave, Alice, TpiInvite(Dave));
+    }
+
+    [Fact]
+    public void ThirdPartyInvite_IsRefusedForEachBrokenCondition()
+    {
+        ThirdPartyInvite(KeysContent(IdentityKey.PublicKeyBase64));
+        using var other = SigningKey.Generate("0");
+        Forbidden("m.room.member", Dave, Alice, TpiInvite(Dave, key: other));                  // 1.7: no key verifies
+        Forbidden("m.room.member", Dave, Alice, TpiInvite(Carol));                             // 1.4: mxid is not the state_key
+        Forbidden("m.room.member", Dave, Alice, TpiInvite(Dave, token: "unknown"));            // 1.5: no invite for the token
+        Forbidden("m.room.member", Dave, Bob, TpiInvite(Dave));                                // 1.6: not the invite's sender
+        Forbidden("m.room.member", Dave, Alice, TpiInvite(Dave, tamper: s => s["mxid"] = Carol)); // the signature covers mxid
+        Forbidden("m.room.member", Dave, Alice, TpiInvite(Dave, tamper: s => s.Remove("token")));  // 1.3
+        Forbidden("m.room.member", Dave, Alice, new JsonObject { ["membership"] = "invite", ["third_party_invite"] = new JsonObject() }); // 1.2
+        Member(Dave, "ban");
+        Forbidden("m.room.member", Dave, Alice, TpiInvite(Dave));                              // 1.1: the target is banned
+    }
+
+    [Fact]
+    public void ThirdPartyInvite_RevokedByEmptyingTheInviteEvent_IsRefused()
+    {
+        ThirdPartyInvite(new JsonObject());
+        Forbidden("m.room.member", Dave, Alice, TpiInvite(Dave));
     }
 }

@@ -203,6 +203,9 @@ public static class RouteTable
     public static readonly MatrixRoute FedUserDevices = F(F1 + "/user/devices/{userId}", GET);
     public static readonly MatrixRoute FedUserKeysQuery = F(F1 + "/user/keys/query", POST);
     public static readonly MatrixRoute FedUserKeysClaim = F(F1 + "/user/keys/claim", POST);
+    public static readonly MatrixRoute FedExchangeThirdPartyInvite = F(F1 + "/exchange_third_party_invite/{roomId}", PUT);
+    // From an identity server, not signed. The spec says PUT; Sydent sends POST (and Synapse serves that), so both.
+    public static readonly MatrixRoute FedThirdPartyOnBind = F(F1 + "/3pid/onbind", PUT, POST);
     // Our media for other servers: the media service answers (the federation service checks the signature).
     public static readonly MatrixRoute FedMediaDownload = Add(Service.Media, F1 + "/media/download/{mediaId}", GET);
     public static readonly MatrixRoute FedMediaThumbnail = Add(Service.Media, F1 + "/media/thumbnail/{mediaId}", GET);

@@ -16,7 +16,7 @@ namespace Conduit.Rooms;
 /// denied by the room's m.room.server_acl gets 403 for everything about the room; reads need a member of the
 /// origin in the room (or history it may see).
 /// </summary>
-public sealed partial class FederationServer(RoomStore rooms, StateStore states, EventSender sender, RemoteServers remote, ClientEvents format, DirectoryEndpoints directory, SpaceEndpoints spaces, GlobalConfig config, ILogger<FederationServer> log)
+public sealed partial class FederationServer(RoomStore rooms, StateStore states, EventSender sender, RemoteServers remote, ClientEvents format, DirectoryEndpoints directory, SpaceEndpoints spaces, ThirdPartyInvites thirdParty, GlobalConfig config, ILogger<FederationServer> log)
 {
     /// <summary>Most events one /backfill or /get_missing_events answer carries (Synapse serves at most 100 and 20).</summary>
     const int MaxBackfill = 100, MaxMissing = 20;
@@ -43,6 +43,8 @@ public sealed partial class FederationServer(RoomStore rooms, StateStore states,
             "query_directory" => QueryDirectory(r),
             "public_rooms" => PublicRooms(r, body),
             "hierarchy" => Hierarchy(r),
+            "exchange_third_party_invite" => await ExchangeThirdPartyInviteAsync(r, body, ct),
+            "onbind" => await OnBindAsync(body, ct),
             _ => throw Err.Unrecognized(),
         };
         return new FederateReply { Status = 200, Body = answer.ToJsonString() };
@@ -203,6 +205,22 @@ public sealed partial class FederationServer(RoomStore rooms, StateStore states,
         }
         else await sender.StoreOutOfBandAsync(r.RoomId, pdu, r.EventId, invitee, "invite", body["invite_room_state"], ct);
         return new JsonObject { ["event"] = pdu };
+    }
+
+    /// <summary>PUT /exchange_third_party_invite/{roomId} (spec: server-server-api, "Third-party invites"): 404 for a room
+    /// not known here, 403 for an origin the room's ACL denies, then <see cref="ThirdPartyInvites.ExchangeAsync"/>.</summary>
+    async Task<JsonObject> ExchangeThirdPartyInviteAsync(FederateRequest r, JsonObject body, CancellationToken ct)
+    {
+        KnownRoom(r.RoomId, r.Origin);
+        await thirdParty.ExchangeAsync(r.Origin, r.RoomId, body, ct);
+        return [];
+    }
+
+    /// <summary>PUT /3pid/onbind, from an identity server (no origin): always {} once the body has its invites list.</summary>
+    async Task<JsonObject> OnBindAsync(JsonObject body, CancellationToken ct)
+    {
+        await thirdParty.OnBindAsync(body, ct);
+        return [];
     }
 
     // ---- reads

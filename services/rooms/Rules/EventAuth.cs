@@ -553,45 +553,69 @@ public static class EventAuth
         {
             return AuthResult.Deny("sender does not match the m.room.third_party_invite sender");
         }
-        var keys = new List<byte[]>();
-        if (inviteEvent["content"] is JsonObject ic)
+        // invite.1.7: any signature in signed by any public key of the m.room.third_party_invite.
+        if (ThirdPartySignedVerifies(signed, inviteEvent["content"] as JsonObject))
         {
-            if (UnpaddedBase64.TryDecode(Str(ic, "public_key"), out var k))
+            return AuthResult.Allow;
+        }
+        return AuthResult.Deny("no valid signature on third_party_invite.signed");
+    }
+
+    /// <summary>
+    /// Whether any signature in a third-party invite's <paramref name="signed"/> object verifies with any public key
+    /// of the m.room.third_party_invite content (rules invite.1.7: its <c>public_key</c> and each
+    /// <c>public_keys[].public_key</c>, Base64 padded or not, standard or URL-safe). The auth rules and the resident
+    /// server's check of /exchange_third_party_invite share it.
+    /// </summary>
+    public static bool ThirdPartySignedVerifies(JsonObject signed, JsonObject? inviteContent)
+    {
+        ArgumentNullException.ThrowIfNull(signed);
+        var keys = ThirdPartyPublicKeys(inviteContent);
+        if (keys.Count == 0 || signed["signatures"] is not JsonObject sigs)
+        {
+            return false;
+        }
+        foreach (var (server, byServer) in sigs)
+        {
+            if (byServer is not JsonObject keyIds)
+            {
+                continue;
+            }
+            foreach (var (keyId, _) in keyIds)
+            {
+                if (keys.Any(key => JsonSigning.Verify(signed, server, keyId, key)))
+                {
+                    return true;
+                }
+            }
+        }
+        return false;
+    }
+
+    /// <summary>The Ed25519 public keys (32 bytes) of an m.room.third_party_invite content; others are skipped.</summary>
+    private static List<byte[]> ThirdPartyPublicKeys(JsonObject? content)
+    {
+        var keys = new List<byte[]>();
+        if (content is null)
+        {
+            return keys;
+        }
+        void Add(JsonObject o)
+        {
+            if (UnpaddedBase64.TryDecode(Str(o, "public_key"), out var k) && k.Length == 32)
             {
                 keys.Add(k);
             }
-            if (ic["public_keys"] is JsonArray pks)
-            {
-                foreach (var pk in pks)
-                {
-                    if (pk is JsonObject pko && UnpaddedBase64.TryDecode(Str(pko, "public_key"), out var k2))
-                    {
-                        keys.Add(k2);
-                    }
-                }
-            }
         }
-        if (signed["signatures"] is JsonObject sigs)
+        Add(content);
+        if (content["public_keys"] is JsonArray list)
         {
-            foreach (var (server, byServer) in sigs)
+            foreach (var o in list.OfType<JsonObject>())
             {
-                if (byServer is not JsonObject keyIds)
-                {
-                    continue;
-                }
-                foreach (var (keyId, _) in keyIds)
-                {
-                    foreach (var key in keys)
-                    {
-                        if (key.Length == 32 && JsonSigning.Verify(signed, server, keyId, key))
-                        {
-                            return AuthResult.Allow;
-                        }
-                    }
-                }
+                Add(o);
             }
         }
-        return AuthResult.Deny("no valid signature on third_party_invite.signed");
+        return keys;
     }
 
     // ---- m.room.power_levels (v1-5 rule 10, v6-11 rule 9, v12 rule 10) ----
