@@ -174,9 +174,7 @@ public sealed class FederationAttackTests(FederationPairFixture pair) : IClassFi
     public async Task Timestamp_to_event_answers_a_server_in_the_room_and_refuses_bad_parameters()
     {
         var (alice, _, room) = await SharedRoom();
-        await Task.Delay(30);
-        var id = await alice.SendText(room, "findable");
-        var ts = (await alice.Get($"{C}/rooms/{E(room)}/event/{E(id)}")).Ok().Obj["origin_server_ts"]!.GetValue<long>();
+        var (id, ts) = (await alice.SendSpacedTexts(room, "findable", 1)).Single();
         var path = $"/_matrix/federation/v1/timestamp_to_event/{E(room)}";
 
         var local = (await alice.Get($"/_matrix/client/v1/rooms/{E(room)}/timestamp_to_event?ts={ts}&dir=b")).Ok().Obj;

@@ -347,15 +347,8 @@ public abstract class FederationRoomTests(FederationPair pair)
         var alice = await Register(pair.A);
         var bob = await Register(pair.B);
         var room = await alice.CreateRoom(new JsonObject { ["preset"] = "public_chat" }); // history_visibility shared
-        var ids = new List<string>();
-        var stamps = new List<long>();
-        for (var i = 0; i < 3; i++)
-        {
-            await Task.Delay(30);
-            var id = await alice.SendText(room, $"before bob {i}");
-            ids.Add(id);
-            stamps.Add((await alice.Get($"{C}/rooms/{E(room)}/event/{E(id)}")).Ok().Obj["origin_server_ts"]!.GetValue<long>());
-        }
+        var sent = await alice.SendSpacedTexts(room, "before bob ", 3);
+        var (ids, stamps) = (sent.Select(s => s.Id).ToList(), sent.Select(s => s.Ts).ToList());
         await Task.Delay(30);
         (await bob.Post($"{C}/join/{E(room)}?via={E(pair.A.ServerName)}", new JsonObject())).Ok();
         var path = $"/_matrix/client/v1/rooms/{E(room)}/timestamp_to_event";
