@@ -1,5 +1,4 @@
 using Conduit.Common;
-using static Conduit.Rooms.Tests.RoomsHarness;
 
 namespace Conduit.Rooms.Tests;
 
@@ -15,14 +14,7 @@ public sealed class TimestampLookupTests : IDisposable
     async Task<List<(StoredEvent Event, long Ts)>> ThreeMessagesAsync()
     {
         await _h.CreateRoomAsync(Room);
-        var list = new List<(StoredEvent, long)>();
-        for (var i = 0; i < 3; i++)
-        {
-            await Task.Delay(5);
-            var e = await _h.MessageAsync(Room, Alice, $"m{i}");
-            list.Add((e, TimestampLookup.TimestampOf(e)!.Value));
-        }
-        return list;
+        return await _h.SpacedMessagesAsync(Room, 3);
     }
 
     StoredEvent? Find(long ts, bool forward, Func<StoredEvent, bool>? maySee = null)
