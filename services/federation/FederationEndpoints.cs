@@ -49,6 +49,7 @@ public sealed partial class FederationEndpoints(XMatrixVerifier verifier, Rooms.
         Room(app, RouteTable.FedEventAuth, "event_auth");
         Room(app, RouteTable.FedBackfill, "backfill");
         Room(app, RouteTable.FedMissingEvents, "get_missing_events");
+        Room(app, RouteTable.FedTimestampToEvent, "timestamp_to_event");
         Room(app, RouteTable.FedQueryDirectory, "query_directory");
         Room(app, RouteTable.FedPublicRooms, "public_rooms");
         Room(app, RouteTable.FedHierarchy, "hierarchy");

@@ -168,4 +168,44 @@ public sealed class FederationAttackTests(FederationPairFixture pair) : IClassFi
         Assert.Equal(HttpStatusCode.Unauthorized, wrongKey.Status);
         Assert.Equal(2, (await alice.Get($"{C}/rooms/{E(room)}/joined_members")).Ok().Obj["joined"]!.AsObject().Count);
     }
+
+    // Spec (server-server-api, "Timestamp to event"), as a server in the room asks it; the same answer as A's client endpoint.
+    [Fact]
+    public async Task Timestamp_to_event_answers_a_server_in_the_room_and_refuses_bad_parameters()
+    {
+        var (alice, _, room) = await SharedRoom();
+        var (id, ts) = (await alice.SendSpacedTexts(room, "findable", 1)).Single();
+        var path = $"/_matrix/federation/v1/timestamp_to_event/{E(room)}";
+
+        var local = (await alice.Get($"/_matrix/client/v1/rooms/{E(room)}/timestamp_to_event?ts={ts}&dir=b")).Ok().Obj;
+        var served = (await SignedAsB("GET", $"{path}?ts={ts}&dir=b", null)).Ok().Obj;
+        Assert.Equal(id, served["event_id"]!.GetValue<string>());
+        Assert.Equal(local.ToJsonString(), served.ToJsonString());
+        var later = await SignedAsB("GET", $"{path}?ts={ts + 3_600_000}&dir=f", null);
+        Assert.Equal((HttpStatusCode.NotFound, "M_NOT_FOUND"), (later.Status, later.ErrCode));
+        var badDir = await SignedAsB("GET", $"{path}?ts={ts}&dir=sideways", null);
+        Assert.Equal((HttpStatusCode.BadRequest, "M_INVALID_PARAM"), (badDir.Status, badDir.ErrCode));
+        var noTs = await SignedAsB("GET", $"{path}?dir=f", null);
+        Assert.Equal((HttpStatusCode.BadRequest, "M_MISSING_PARAM"), (noTs.Status, noTs.ErrCode));
+        var badTs = await SignedAsB("GET", $"{path}?ts=soon&dir=f", null);
+        Assert.Equal((HttpStatusCode.BadRequest, "M_INVALID_PARAM"), (badTs.Status, badTs.ErrCode));
+    }
+
+    // History visibility for servers (as /event applies it): with "joined", a server none of whose users was ever in
+    // the room sees none of its events, so timestamp_to_event names none; an unknown room is 404.
+    [Fact]
+    public async Task Timestamp_to_event_refuses_a_server_with_no_member_in_a_joined_visibility_room()
+    {
+        var alice = await Register(pair.A);
+        var room = await alice.CreateRoom(new JsonObject
+        {
+            ["preset"] = "public_chat",
+            ["initial_state"] = new JsonArray(new JsonObject { ["type"] = "m.room.history_visibility", ["state_key"] = "", ["content"] = new JsonObject { ["history_visibility"] = "joined" } }),
+        });
+        await alice.SendText(room, "members only");
+        var refused = await SignedAsB("GET", $"/_matrix/federation/v1/timestamp_to_event/{E(room)}?ts=0&dir=f", null);
+        Assert.Equal((HttpStatusCode.Forbidden, "M_FORBIDDEN"), (refused.Status, refused.ErrCode));
+        var unknown = await SignedAsB("GET", $"/_matrix/federation/v1/timestamp_to_event/{E("!nowhere:" + pair.A.ServerName)}?ts=0&dir=f", null);
+        Assert.Equal((HttpStatusCode.NotFound, "M_NOT_FOUND"), (unknown.Status, unknown.ErrCode));
+    }
 }

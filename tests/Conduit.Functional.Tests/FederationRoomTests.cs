@@ -425,6 +425,35 @@ public abstract class FederationRoomTests(FederationPair pair)
         Assert.Contains("m.room.name", types);
     }
 
+    // Spec (client-server-api, getEventByTimestamp): a server without that part of the history may ask another with
+    // GET /_matrix/federation/v1/timestamp_to_event; B asks A, checks the event it names and answers as A does.
+    [Fact]
+    public async Task Timestamp_to_event_on_a_server_that_joined_later_finds_the_history_before_its_join_on_the_other_server()
+    {
+        var alice = await Register(pair.A);
+        var bob = await Register(pair.B);
+        var room = await alice.CreateRoom(new JsonObject { ["preset"] = "public_chat" }); // history_visibility shared
+        var sent = await alice.SendSpacedTexts(room, "before bob ", 3);
+        var (ids, stamps) = (sent.Select(s => s.Id).ToList(), sent.Select(s => s.Ts).ToList());
+        await Task.Delay(30);
+        (await bob.Post($"{C}/join/{E(room)}?via={E(pair.A.ServerName)}", new JsonObject())).Ok();
+        var path = $"/_matrix/client/v1/rooms/{E(room)}/timestamp_to_event";
+
+        // Backwards from between the 2nd and 3rd messages: B has nothing that old in its timeline.
+        var onA = (await alice.Get($"{path}?ts={stamps[1] + 1}&dir=b")).Ok().Obj;
+        Assert.Equal(ids[1], onA["event_id"]!.GetValue<string>());
+        var onB = (await bob.Get($"{path}?ts={stamps[1] + 1}&dir=b")).Ok().Obj;
+        Assert.Equal(onA.ToJsonString(), onB.ToJsonString());
+
+        // Forwards from the first message: B's own closest is its join, which comes after a gap; A has the message.
+        var forward = (await bob.Get($"{path}?ts={stamps[0]}&dir=f")).Ok().Obj;
+        Assert.Equal((ids[0], stamps[0]), (forward["event_id"]!.GetValue<string>(), forward["origin_server_ts"]!.GetValue<long>()));
+
+        // Nothing anywhere before the room was created: A answers 404 and so does B.
+        var none = await bob.Get($"{path}?ts={stamps[0] - 3_600_000}&dir=b");
+        Assert.Equal((HttpStatusCode.NotFound, "M_NOT_FOUND"), (none.Status, none.ErrCode));
+    }
+
     [Fact]
     public async Task A_space_lists_its_rooms_on_the_other_server()
     {

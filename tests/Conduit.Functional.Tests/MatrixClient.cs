@@ -93,6 +93,22 @@ public sealed class MatrixClient(ServerFixture server, string? token = null)
         => (await Put($"{C}/rooms/{E(roomId)}/send/m.room.message/t{Interlocked.Increment(ref _txn)}", new JsonObject { ["msgtype"] = "m.text", ["body"] = text }))
             .Ok().Obj["event_id"]!.GetValue<string>();
 
+    /// <summary>
+    /// <paramref name="count"/> texts ("{prefix}0", ...), each sent at least 30 ms after what came before, so every one
+    /// has a timestamp of its own; their IDs and origin_server_ts, oldest first.
+    /// </summary>
+    public async Task<List<(string Id, long Ts)>> SendSpacedTexts(string roomId, string prefix, int count)
+    {
+        var sent = new List<(string, long)>();
+        for (var i = 0; i < count; i++)
+        {
+            await Task.Delay(30);
+            var id = await SendText(roomId, $"{prefix}{i}");
+            sent.Add((id, (await Get($"{C}/rooms/{E(roomId)}/event/{E(id)}")).Ok().Obj["origin_server_ts"]!.GetValue<long>()));
+        }
+        return sent;
+    }
+
     public async Task<JsonObject> Sync(string? since = null, int timeoutMs = 0, string? filter = null)
     {
         var q = $"?timeout={timeoutMs}";

@@ -192,15 +192,8 @@ public abstract class RoomFeatureTests(ServerFixture server)
         var alice = await Register(server);
         var outsider = await Register(server);
         var room = await alice.CreateRoom(new JsonObject { ["preset"] = "private_chat" });
-        var ids = new List<string>();
-        var stamps = new List<long>();
-        for (var i = 0; i < 3; i++)
-        {
-            await Task.Delay(30);
-            var id = await alice.SendText(room, $"m{i}");
-            ids.Add(id);
-            stamps.Add((await alice.Get($"{C}/rooms/{E(room)}/event/{E(id)}")).Ok().Obj["origin_server_ts"]!.GetValue<long>());
-        }
+        var sent = await alice.SendSpacedTexts(room, "m", 3);
+        var (ids, stamps) = (sent.Select(s => s.Id).ToList(), sent.Select(s => s.Ts).ToList());
         var path = $"/_matrix/client/v1/rooms/{E(room)}/timestamp_to_event";
         async Task<string> Find(long ts, string dir) => (await alice.Get($"{path}?ts={ts}&dir={dir}")).Ok().Obj["event_id"]!.GetValue<string>();
 

@@ -22,6 +22,16 @@ public sealed class FakeFederation(SigningKey key, string serverName) : Protos.F
 
     public long Calls => Signer?.Signed ?? 0;
 
+    /// <summary>Answers the rooms service's requests to other servers (SendRequest); unset, every server is unreachable.</summary>
+    public Func<OutboundRequest, OutboundReply>? Remote;
+    public readonly List<OutboundRequest> Sent = [];
+
+    public override Task<OutboundReply> SendRequest(OutboundRequest request, ServerCallContext context)
+    {
+        lock (Sent) Sent.Add(request);
+        return Task.FromResult(Remote?.Invoke(request) ?? new OutboundReply { Error = "unreachable" });
+    }
+
     public override async Task WatchSigningKey(WatchSigningKeyRequest request, IServerStreamWriter<SigningKeyUpdate> responseStream, ServerCallContext context)
     {
         await responseStream.WriteAsync(new SigningKeyUpdate { ServerName = serverName, Version = key.Version, Seed = Google.Protobuf.ByteString.CopyFrom(key.ExportSeed()) });
@@ -41,6 +51,7 @@ public sealed class RoomsHarness : IDisposable
     public readonly IKeyValueStore Kv = KvStore.Open("memory", "", RoomsFamilies.All);
     public readonly GlobalConfig Config = new() { ServerName = Server };
     public readonly FakeFederation Federation;
+    public readonly Protos.Federation.Federation.FederationClient FederationClient;
     public readonly RoomStore Rooms;
     public readonly RoomStream Stream;
     public readonly RoomWriter Writer;
@@ -60,7 +71,8 @@ public sealed class RoomsHarness : IDisposable
         Stream = new RoomStream(Rooms);
         States = new StateStore(Kv);
         Writer = new RoomWriter(Rooms, States, Stream, Config, NullLogger<RoomWriter>.Instance);
-        Signer = new EventSigner(new Protos.Federation.Federation.FederationClient(invoker), NullLogger<EventSigner>.Instance);
+        FederationClient = new Protos.Federation.Federation.FederationClient(invoker);
+        Signer = new EventSigner(FederationClient, NullLogger<EventSigner>.Instance);
         Federation.Signer = Signer;
         Sender = new EventSender(Rooms, States, Writer, Signer, Config, NullLogger<EventSender>.Instance);
         Visibility = new Visibility(Rooms, States);
@@ -100,6 +112,20 @@ public sealed class RoomsHarness : IDisposable
     public async Task<StoredEvent> MessageAsync(string roomId, string sender, string body, TxnRef? txn = null)
         => (await Sender.SendAsync(roomId, sender,
             [new NewEvent("m.room.message", null, new JsonObject { ["msgtype"] = "m.text", ["body"] = body })], txn, CancellationToken.None)).Single();
+
+    /// <summary><paramref name="count"/> messages from Alice, each sent at least 5 ms after the one before so every one has a
+    /// timestamp of its own; oldest first, with their origin_server_ts.</summary>
+    public async Task<List<(StoredEvent Event, long Ts)>> SpacedMessagesAsync(string roomId, int count)
+    {
+        var list = new List<(StoredEvent, long)>();
+        for (var i = 0; i < count; i++)
+        {
+            await Task.Delay(5);
+            var e = await MessageAsync(roomId, Alice, $"m{i}");
+            list.Add((e, e.Pdu["origin_server_ts"]!.GetValue<long>()));
+        }
+        return list;
+    }
 
     public async Task<StoredEvent> MemberAsync(string roomId, string sender, string target, string membership)
         => (await Sender.SendAsync(roomId, sender,

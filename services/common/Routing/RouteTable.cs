@@ -196,6 +196,7 @@ public static class RouteTable
     public static readonly MatrixRoute FedEventAuth = F(F1 + "/event_auth/{roomId}/{eventId}", GET);
     public static readonly MatrixRoute FedBackfill = F(F1 + "/backfill/{roomId}", GET);
     public static readonly MatrixRoute FedMissingEvents = F(F1 + "/get_missing_events/{roomId}", POST);
+    public static readonly MatrixRoute FedTimestampToEvent = F(F1 + "/timestamp_to_event/{roomId}", GET);
     public static readonly MatrixRoute FedQueryDirectory = F(F1 + "/query/directory", GET);
     public static readonly MatrixRoute FedQueryProfile = F(F1 + "/query/profile", GET);
     public static readonly MatrixRoute FedPublicRooms = F(F1 + "/publicRooms", GET, POST);

@@ -13,7 +13,7 @@ namespace Conduit.Rooms;
 /// History visibility (<see cref="Visibility"/>) decides event by event what the caller may see.
 /// </summary>
 public sealed class ReadEndpoints(RoomStore rooms, StateStore states, RoomStream stream, ClientEvents format, Visibility visibility, RoomParams param,
-    RemoteHistory history)
+    RemoteHistory history, RemoteTimestamps timestamps)
 {
     public void Map(IEndpointRouteBuilder app)
     {
@@ -192,30 +192,21 @@ public sealed class ReadEndpoints(RoomStore rooms, StateStore states, RoomStream
     }
 
     // ---- GET /_matrix/client/v1/rooms/{roomId}/timestamp_to_event (spec: client-server-api, "Room participation",
-    // getEventByTimestamp): the closest event at or after (dir=f) or at or before (dir=b) ts that the caller may see.
+    // getEventByTimestamp): the closest event at or after (dir=f) or at or before (dir=b) ts that the caller may see;
+    // where this server lacks that part of the history, other servers are asked (RemoteTimestamps).
 
     async Task TimestampToEvent(HttpContext ctx)
     {
         var c = Caller.Required(ctx);
         var roomId = param.KnownRoomId(ctx);
-        var dir = ctx.Request.Query("dir") ?? throw Err.MissingParam("dir is required");
-        if (dir is not ("f" or "b")) throw Err.InvalidParam("dir must be 'f' or 'b'");
-        var tsParam = ctx.Request.Query("ts") ?? throw Err.MissingParam("ts is required");
-        if (!long.TryParse(tsParam, out var ts)) throw Err.InvalidParam("ts must be an integer");
+        var q = TimestampQuery.Parse(ctx.Request.Query("ts"), ctx.Request.Query("dir"));
         var window = visibility.ReadableWindow(c.UserId, roomId) ?? throw Err.Forbidden("You are not allowed to read this room");
-        var upTo = Math.Min(stream.Position, window.UpTo);
-        var forward = dir == "f";
-        // Local events are stored in the order they were created, so timestamps grow along the timeline.
-        foreach (var (_, id) in rooms.Timeline(roomId, window.After, upTo, backwards: !forward))
-        {
-            if (rooms.Event(id) is not { } e || !visibility.CanSee(c.UserId, e, window)
-                || e.Pdu["origin_server_ts"]?.GetValue<long>() is not { } evTs) continue;
-            if (forward ? evTs >= ts : evTs <= ts)
-            {
-                await ctx.Response.WriteJsonAsync(new JsonObject { ["event_id"] = e.EventId, ["origin_server_ts"] = evTs });
-                return;
-            }
-        }
-        throw Err.NotFound($"Unable to find an event from {ts} in the {(forward ? "forward" : "backward")} direction");
+        var found = TimestampLookup.Closest(rooms, roomId, q, window.After, Math.Min(stream.Position, window.UpTo), e => visibility.CanSee(c.UserId, e, window)).Event;
+        // An event from another server is kept as history (an outlier, shown where RemoteTimestamps.WorthAsking allowed
+        // asking), unless this server had it in its timeline already, where the caller's visibility applies.
+        if (timestamps.WorthAsking(roomId, q, found) && await timestamps.CloserAsync(roomId, q, found, ctx.RequestAborted) is { } remote
+            && (!remote.InTimeline || visibility.CanSee(c.UserId, remote, window)))
+            found = remote;
+        await ctx.Response.WriteJsonAsync(TimestampLookup.Answer(found ?? throw q.NotFound()));
     }
 }

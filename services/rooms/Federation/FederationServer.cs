@@ -11,7 +11,8 @@ namespace Conduit.Rooms;
 
 /// <summary>
 /// The rooms service's answers to other servers (protos/rooms.proto, Federate): the membership handshakes as the
-/// resident server, the room reads (/event, /state, /state_ids, /event_auth, /backfill, /get_missing_events), the
+/// resident server, the room reads (/event, /state, /state_ids, /event_auth, /backfill, /get_missing_events,
+/// /timestamp_to_event), the
 /// PDUs of transactions and the alias query. The origin is the one the federation service authenticated. A server
 /// denied by the room's m.room.server_acl gets 403 for everything about the room; reads need a member of the
 /// origin in the room (or history it may see).
@@ -38,6 +39,7 @@ public sealed partial class FederationServer(RoomStore rooms, StateStore states,
             "event_auth" => EventAuthChain(r),
             "backfill" => Backfill(r),
             "get_missing_events" => MissingEvents(r, body),
+            "timestamp_to_event" => TimestampToEvent(r),
             "pdus" => await PdusAsync(r, body, ct),
             "invite" => await InviteAsync(r, body, ct),
             "query_directory" => QueryDirectory(r),
@@ -285,6 +287,21 @@ public sealed partial class FederationServer(RoomStore rooms, StateStore states,
         var found = Walk(r.RoomId, latest, earliest.ToHashSet(StringComparer.Ordinal), limit, includeStart: false, minDepth)
             .Where(e => ServerMaySee(r.Origin, e, seen)).OrderBy(e => e.Pdu["depth"]!.GetValue<long>()).ThenBy(e => e.EventId, StringComparer.Ordinal);
         return new JsonObject { ["events"] = new JsonArray(found.Select(e => (JsonNode)e.Pdu.DeepClone()).ToArray()) };
+    }
+
+    /// <summary>
+    /// GET /timestamp_to_event (spec: server-server-api, "Timestamp to event"): the closest event here on the asked side
+    /// of ts that the origin may see (history visibility for servers, as /event); 403 when there are events on that
+    /// side but none it may see, 404 when there are none. Only what this server holds is searched (as Synapse answers).
+    /// </summary>
+    JsonObject TimestampToEvent(FederateRequest r)
+    {
+        KnownRoom(r.RoomId, r.Origin);
+        var q = TimestampQuery.Parse(r.Query.TryGetValue("ts", out var ts) ? ts : null, r.Query.TryGetValue("dir", out var dir) ? dir : null);
+        var seen = new Dictionary<ulong, bool>();
+        var (found, hidden) = TimestampLookup.Closest(rooms, r.RoomId, q, 0, long.MaxValue, e => ServerMaySee(r.Origin, e, seen));
+        if (found is null) throw hidden ? Err.Forbidden("Your server may not see the events of this room on that side of the time") : q.NotFound();
+        return TimestampLookup.Answer(found);
     }
 
     static List<string> Strings(JsonNode? n) => n is JsonArray a ? a.OfType<JsonValue>().Select(v => v.TryGetValue(out string? s) ? s : null).OfType<string>().ToList() : [];

@@ -15,7 +15,8 @@ namespace Conduit.Rooms;
 /// events"): when a client pages back past the room's first event here, the events before it are asked of a server
 /// in the room (GET /backfill from the prev events of the oldest one known), checked (signatures, hashes, each against
 /// its own auth events, the missing ones of which are fetched with /event) and kept as outliers in
-/// <c>rooms_history</c>, ordered by depth. Shown only where the room's history visibility is shared or world_readable
+/// <c>rooms_history</c>, ordered by depth. One event can be fetched alone too (<see cref="FetchEventAsync"/>, for
+/// timestamp_to_event). Shown only where the room's history visibility is shared or world_readable
 /// (what came before a joined or invited member's join is not theirs to see).
 /// </summary>
 public sealed partial class RemoteHistory(RoomStore rooms, EventSender sender, RemoteServers remote, GlobalConfig config, ILogger<RemoteHistory> log)
@@ -109,28 +110,57 @@ public sealed partial class RemoteHistory(RoomStore rooms, EventSender sender, R
             }
             var events = pdus.OfType<JsonObject>().Where(p => ContentField.String(p, "room_id") == roomId || (version.RoomIdFromCreateEvent && ContentField.String(p, "type") == "m.room.create")).ToList();
             if (events.Count == 0) return;
-            // Auth events not held yet, asked for one by one (a page needs few: senders' member events, older power levels).
-            var authEvents = new List<JsonObject>();
-            var wanted = new Queue<string>(events.SelectMany(EventAuth.AuthEventIds).Distinct().Where(id => rooms.Event(id) is null));
-            var asked = new HashSet<string>(StringComparer.Ordinal);
-            while (wanted.TryDequeue(out var id) && asked.Count < MaxAuthFetches)
-            {
-                if (!asked.Add(id) || events.Any(e => Ids.IsEventId(id) && EventHashing.TryEventId(e, version) == id)) continue;
-                var one = await remote.SendAsync(server, "GET", $"/_matrix/federation/v1/event/{Uri.EscapeDataString(id)}", null, ct);
-                if (one.Ok && one.Body!["pdus"] is JsonArray got && got.Count == 1 && got[0] is JsonObject e)
-                {
-                    authEvents.Add(e);
-                    foreach (var a in EventAuth.AuthEventIds(e)) if (rooms.Event(a) is null) wanted.Enqueue(a);
-                }
-            }
-            var keys = await remote.KeysForAsync(events.Concat(authEvents), ct);
-            var stored = await sender.StoreHistoryAsync(roomId, version, events, authEvents, keys, ct);
+            var stored = await KeepAsync(server, roomId, version, events, ct);
             using var b = rooms.Store.CreateBatch();
             foreach (var (id, depth) in stored) b.Put(RoomsFamilies.History, RoomsFamilies.HistoryKey(roomId, depth, id), []);
             rooms.Store.Write(b);
             LogFetched(log, stored.Count, roomId, server);
             return;
         }
+    }
+
+    /// <summary>
+    /// One event of the room asked of <paramref name="server"/> (GET /event), checked as fetched history is (see
+    /// <see cref="KeepAsync"/>) and kept as an outlier, but not put in <c>rooms_history</c>: alone, it would leave a hole
+    /// in the pages before it. Null unless it is an accepted event of this room; an event held already is not fetched.
+    /// </summary>
+    public async Task<StoredEvent?> FetchEventAsync(string server, string roomId, string eventId, CancellationToken ct)
+    {
+        if (rooms.Event(eventId) is { } held) return AcceptedIn(held, roomId);
+        if (!Ids.IsEventId(eventId) || rooms.VersionOf(roomId) is not { } version) return null;
+        var reply = await remote.SendAsync(server, "GET", $"/_matrix/federation/v1/event/{Uri.EscapeDataString(eventId)}", null, ct, TimeSpan.FromSeconds(30));
+        if (!reply.Ok || reply.Body!["pdus"] is not JsonArray { Count: 1 } got || got[0] is not JsonObject pdu) return null;
+        // The answer must be the event asked for: its ID is the hash of its content (v3 and later), so none other fits.
+        if (EventHashing.TryEventId(pdu, version) != eventId) return null;
+        await KeepAsync(server, roomId, version, [pdu], ct);
+        return rooms.Event(eventId) is { } e ? AcceptedIn(e, roomId) : null;
+    }
+
+    static StoredEvent? AcceptedIn(StoredEvent e, string roomId) => e is { Rejected: null, SoftFailed: false } && e.RoomId == roomId ? e : null;
+
+    /// <summary>
+    /// Checks and keeps events of the room received from <paramref name="server"/> as outliers (signatures, hashes,
+    /// each against its own auth events: <see cref="EventSender.StoreHistoryAsync"/>), with the auth events they need
+    /// that are not held yet asked of the same server one by one (a page needs few: senders' member events, older
+    /// power levels); returns those that passed, with their depths.
+    /// </summary>
+    async Task<List<(string EventId, long Depth)>> KeepAsync(string server, string roomId, RoomVersion version, List<JsonObject> events, CancellationToken ct)
+    {
+        var authEvents = new List<JsonObject>();
+        var wanted = new Queue<string>(events.SelectMany(EventAuth.AuthEventIds).Distinct().Where(id => rooms.Event(id) is null));
+        var asked = new HashSet<string>(StringComparer.Ordinal);
+        while (wanted.TryDequeue(out var id) && asked.Count < MaxAuthFetches)
+        {
+            if (!asked.Add(id) || events.Any(e => Ids.IsEventId(id) && EventHashing.TryEventId(e, version) == id)) continue;
+            var one = await remote.SendAsync(server, "GET", $"/_matrix/federation/v1/event/{Uri.EscapeDataString(id)}", null, ct);
+            if (one.Ok && one.Body!["pdus"] is JsonArray got && got.Count == 1 && got[0] is JsonObject e)
+            {
+                authEvents.Add(e);
+                foreach (var a in EventAuth.AuthEventIds(e)) if (rooms.Event(a) is null) wanted.Enqueue(a);
+            }
+        }
+        var keys = await remote.KeysForAsync(events.Concat(authEvents), ct);
+        return await sender.StoreHistoryAsync(roomId, version, events, authEvents, keys, ct);
     }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Backfill from {Server} for {RoomId} failed: {Error}")]
