@@ -103,8 +103,9 @@ else
     failed=$((failed + 1))
 fi
 
-# matrix-js-sdk E2EE across two all-in-one servers that federate (tests/js/federation.sh starts them itself).
+# matrix-js-sdk E2EE across two servers that federate, all-in-one and split (tests/js/federation.sh starts them itself).
 CONDUIT_DLL="$dll" tap_suite federation tests/js/federation.sh ""
+FEDERATION_MODE=split CONDUIT_DLL="$dll" tap_suite "federation split" tests/js/federation.sh ""
 
 if url=$(CONDUIT_DLL="$dll" scripts/split-up.sh "$work/split" auto); then
     js_suite split "$url"

