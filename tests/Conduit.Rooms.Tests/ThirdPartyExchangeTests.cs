@@ -27,18 +27,34 @@ public sealed class ThirdPartyExchangeTests : IDisposable
         var remote = new RemoteServers(new Protos.Federation.Federation.FederationClient(invoker));
         var summaries = new RoomSummaries(_h.Rooms);
         var membership = new RemoteMembership(_h.Rooms, _h.Sender, remote, _h.Format, _h.Config, NullLogger<RemoteMembership>.Instance);
-        var thirdParty = new ThirdPartyInvites(_h.Rooms, _h.Sender, membership, remote, _h.Config, NullLogger<ThirdPartyInvites>.Instance);
+        var keyCheck = new IdentityKeyCheck(_h.Config, new IdentityServerStub(this));
+        var thirdParty = new ThirdPartyInvites(_h.Rooms, _h.Sender, membership, remote, keyCheck, _h.Config, NullLogger<ThirdPartyInvites>.Instance);
         _server = new FederationServer(_h.Rooms, _h.States, _h.Sender, remote, _h.Format, new DirectoryEndpoints(_h.Rooms, summaries, _h.Config, remote),
             new SpaceEndpoints(_h.Rooms, summaries, remote, _h.Config), thirdParty, _h.Config, NullLogger<FederationServer>.Instance);
     }
 
     public void Dispose() => _h.Dispose();
 
-    async Task RoomWithThirdPartyInvite()
+    /// <summary>What the identity server stub answers to /pubkey/isvalid (null: it cannot be reached), and what it was asked.</summary>
+    string? _isValidAnswer = """{"valid": true}""";
+    readonly List<Uri> _asked = [];
+
+    sealed class IdentityServerStub(ThirdPartyExchangeTests t) : HttpMessageHandler
+    {
+        protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken ct)
+        {
+            t._asked.Add(request.RequestUri!);
+            if (t._isValidAnswer is null) throw new HttpRequestException("connection refused");
+            return Task.FromResult(new HttpResponseMessage(System.Net.HttpStatusCode.OK) { Content = new StringContent(t._isValidAnswer) });
+        }
+    }
+
+    async Task RoomWithThirdPartyInvite(string? keyValidityUrl = null)
     {
         await _h.CreateRoomAsync(Room, joinRule: "invite");
-        await _h.StateAsync(Room, Alice, "m.room.third_party_invite", Token,
-            new JsonObject { ["display_name"] = "c...@e...", ["public_key"] = Identity.PublicKeyBase64 });
+        var content = new JsonObject { ["display_name"] = "c...@e...", ["public_key"] = Identity.PublicKeyBase64 };
+        if (keyValidityUrl is not null) content["key_validity_url"] = keyValidityUrl;
+        await _h.StateAsync(Room, Alice, "m.room.third_party_invite", Token, content);
     }
 
     static JsonObject Signed(string mxid)
@@ -103,5 +119,38 @@ public sealed class ThirdPartyExchangeTests : IDisposable
         wrongMxid["signed"] = Signed(Bob);
         Assert.Equal("{}", (await OnBind([5, new JsonObject(), wrongMxid, Entry(Carol)])).Body);
         Assert.Equal("invite", _h.Rooms.MembershipOf(Carol, Room)!.State);
+    }
+
+    [Fact]
+    public async Task The_identity_server_is_asked_whether_the_signing_key_is_still_valid()
+    {
+        await RoomWithThirdPartyInvite("https://id.example/_matrix/identity/v2/pubkey/isvalid?v=1");
+        var state = _h.Rooms.CurrentState(Room);
+
+        // A revoked key: 403, nothing sent.
+        _isValidAnswer = """{"valid": false}""";
+        var revoked = await Assert.ThrowsAsync<MatrixException>(() => Exchange("elsewhere.example", "@dave:elsewhere.example"));
+        Assert.Equal((403, "M_FORBIDDEN"), (revoked.Status, revoked.ErrCode));
+        var asked = Assert.Single(_asked);
+        Assert.Equal("https://id.example/_matrix/identity/v2/pubkey/isvalid?v=1&public_key=" + Uri.EscapeDataString(Identity.PublicKeyBase64), asked.AbsoluteUri);
+
+        // An identity server that cannot be reached: 502, nothing sent.
+        _isValidAnswer = null;
+        var unreachable = await Assert.ThrowsAsync<MatrixException>(() => Exchange("elsewhere.example", "@dave:elsewhere.example"));
+        Assert.Equal(502, unreachable.Status);
+        Assert.Equal(state, _h.Rooms.CurrentState(Room));
+
+        // A valid key: the invite is sent (here for a user of this server, so no request leaves).
+        _isValidAnswer = """{"valid": true}""";
+        Assert.Equal(200, (await Exchange(Server, Carol)).Status);
+        Assert.Equal("invite", _h.Rooms.MembershipOf(Carol, Room)!.State);
+    }
+
+    [Fact]
+    public async Task Without_a_key_validity_url_nothing_is_asked()
+    {
+        await RoomWithThirdPartyInvite();
+        Assert.Equal(200, (await Exchange(Server, Carol)).Status);
+        Assert.Empty(_asked);
     }
 }

@@ -94,7 +94,7 @@ public sealed class GlobalConfig
     /// <summary>Bytes of a page (or an image) a preview reads at most (Synapse's max_spider_size).</summary>
     public long UrlPreviewMaxSpiderSize { get; set; } = 10_000_000;
 
-    /// <summary>Address ranges (CIDR) the server's other outbound requests (push gateways) never connect to, checked on
+    /// <summary>Address ranges (CIDR) the server's other outbound requests (push gateways, identity servers' key_validity_url) never connect to, checked on
     /// the resolved address of every connection (Conduit's ip_range_denylist; Synapse's ip_range_blacklist). The default
     /// is the same list as url_preview_ip_range_denylist.</summary>
     public List<string> IpRangeDenylist { get; set; } = [.. DefaultUrlPreviewIpRangeDenylist];

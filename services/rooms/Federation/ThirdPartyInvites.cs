@@ -15,10 +15,10 @@ namespace Conduit.Rooms;
 /// itself when the inviting user is one of its own. The resident server checks the identity server's signature on
 /// <c>signed</c> with the room's m.room.third_party_invite keys and sends the invite as the inviting user through the
 /// ordinary invite path (auth rules invite.1, persistence, /v2/invite to the invitee's server, fan-out).
-/// Not done: the key_validity_url check against the identity server (spec, client-server-api, "Server behaviour").
+/// Before that, the identity server is asked whether the key is still valid (<see cref="IdentityKeyCheck"/>).
 /// </summary>
 public sealed partial class ThirdPartyInvites(RoomStore rooms, EventSender sender, RemoteMembership membership, RemoteServers remote,
-    GlobalConfig config, ILogger<ThirdPartyInvites> log)
+    IdentityKeyCheck keyCheck, GlobalConfig config, ILogger<ThirdPartyInvites> log)
 {
     /// <summary>Most invites one /3pid/onbind request gets handled (one outbound request each at most).</summary>
     public const int MaxInvitesPerBind = 100;
@@ -68,6 +68,7 @@ public sealed partial class ThirdPartyInvites(RoomStore rooms, EventSender sende
         var current = rooms.MembershipOf(c.Invitee, c.RoomId)?.State;
         if (current == "invite") return;
         if (current is "join" or "ban") throw Err.Forbidden($"The user is already {(current == "join" ? "in" : "banned from")} the room");
+        await keyCheck.CheckAsync(thirdParty, c.Signed, ct);
         // As Synapse: the display name is the room's, not the requester's (the invite shows what the inviter was shown).
         var content = new JsonObject
         {
