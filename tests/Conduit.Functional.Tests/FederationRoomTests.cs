@@ -449,6 +449,18 @@ public abstract class FederationRoomTests(FederationPair pair)
         var forward = (await bob.Get($"{path}?ts={stamps[0]}&dir=f")).Ok().Obj;
         Assert.Equal((ids[0], stamps[0]), (forward["event_id"]!.GetValue<string>(), forward["origin_server_ts"]!.GetValue<long>()));
 
+        // What a client does next ("jump to date"): the event itself and /context around it, paged forward into B's timeline.
+        Assert.Equal("before bob 0", (await bob.Get($"{C}/rooms/{E(room)}/event/{E(ids[0])}")).Ok().Obj["content"]!["body"]!.GetValue<string>());
+        var context = (await bob.Get($"{C}/rooms/{E(room)}/context/{E(ids[0])}?limit=4")).Ok().Obj;
+        Assert.Equal(ids[0], context["event"]!["event_id"]!.GetValue<string>());
+        // Before it, the room's setup (state events from createRoom), fetched from A as history.
+        Assert.Equal(2, context["events_before"]!.AsArray().Count(e => e!["type"]!.GetValue<string>().StartsWith("m.room.", StringComparison.Ordinal)));
+        Assert.Equal([ids[1], ids[2]], context["events_after"]!.AsArray().Select(e => e!["event_id"]!.GetValue<string>()).ToList());
+        var onward = (await bob.Get($"{C}/rooms/{E(room)}/messages?dir=f&limit=10&from={E(context["end"]!.GetValue<string>())}")).Ok().Obj;
+        var next = onward["chunk"]!.AsArray().Select(e => (Type: e!["type"]!.GetValue<string>(), Key: e["state_key"]?.GetValue<string>())).ToList();
+        Assert.Contains(("m.room.member", bob.UserId), next);
+        Assert.Contains(context["state"]!.AsArray(), e => e!["type"]!.GetValue<string>() == "m.room.create");
+
         // Nothing anywhere before the room was created: A answers 404 and so does B.
         var none = await bob.Get($"{path}?ts={stamps[0] - 3_600_000}&dir=b");
         Assert.Equal((HttpStatusCode.NotFound, "M_NOT_FOUND"), (none.Status, none.ErrCode));

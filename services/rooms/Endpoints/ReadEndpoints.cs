@@ -40,9 +40,16 @@ public sealed class ReadEndpoints(RoomStore rooms, StateStore states, RoomStream
         var c = Caller.Required(ctx);
         var roomId = RoomParams.RoomId(ctx);
         var ev = rooms.Event(ctx.Route("eventId"));
-        if (ev is null || ev.RoomId != roomId || !visibility.CanSee(c.UserId, ev)) throw Err.NotFound("Event not found");
+        if (ev is null || ev.RoomId != roomId || !(visibility.CanSee(c.UserId, ev) || SeesHistory(c.UserId, roomId, ev))) throw Err.NotFound("Event not found");
         await ctx.Response.WriteJsonAsync(format.Format(ev, c.DeviceId, true, c.UserId));
     }
+
+    /// <summary>
+    /// Whether the user may see an event of the history from before this server's join (kept from /backfill, or fetched
+    /// alone by timestamp_to_event): where that history is shown at all (shared or world_readable) to a reader of the room.
+    /// </summary>
+    bool SeesHistory(string userId, string roomId, StoredEvent e)
+        => RemoteHistory.IsHistory(roomId, e) && history.Visible(roomId) && visibility.ReadableWindow(userId, roomId) is not null;
 
     // ---- /context (spec: client-server-api, "GET /rooms/{roomId}/context/{eventId}"): the event, what the
     // user may see around it, and the state at the last event returned, taken from the state groups.
@@ -53,11 +60,16 @@ public sealed class ReadEndpoints(RoomStore rooms, StateStore states, RoomStream
         var ev = rooms.Event(ctx.Route("eventId"));
         // Not allowed to read the room at all: 403, as Synapse answers; an event the user may not see: 404.
         var window = visibility.ReadableWindow(c.UserId, roomId) ?? throw Err.Forbidden("You are not allowed to read this room");
-        if (ev is null || ev.RoomId != roomId || !visibility.CanSee(c.UserId, ev, window)) throw Err.NotFound("Event not found");
         var limit = RoomParams.LimitParam(ctx, 10, 100);
         var filter = RoomParams.FilterParam(ctx);
         // Half the limit before the event (rounded down) and the rest after, as Synapse does.
         Func<StoredEvent, bool>? include = filter is null ? null : e => filter.Matches(e.Type, e.Sender, roomId);
+        if (ev is not null && ev.RoomId == roomId && SeesHistory(c.UserId, roomId, ev) && await history.ReachAsync(roomId, ev, ctx.RequestAborted))
+        {
+            await HistoryContext(ctx, c, roomId, ev, window, limit, filter, include);
+            return;
+        }
+        if (ev is null || ev.RoomId != roomId || !visibility.CanSee(c.UserId, ev, window)) throw Err.NotFound("Event not found");
         var before = visibility.Around(c.UserId, ev, window, backwards: true, limit / 2, include);
         var after = visibility.Around(c.UserId, ev, window, backwards: false, limit - limit / 2, include);
         var lastReturned = after.Count > 0 ? after[^1] : ev;
@@ -74,6 +86,46 @@ public sealed class ReadEndpoints(RoomStore rooms, StateStore states, RoomStream
             ["events_after"] = new JsonArray(after.Select(e => (JsonNode)format.Format(e, c.DeviceId, true, c.UserId)).ToArray()),
             ["start"] = $"t{(before.Count > 0 ? before[^1].Pos : ev.Pos) - 1}",
             ["end"] = $"t{lastReturned.Pos}",
+            ["state"] = new JsonArray(state.Select(e => (JsonNode)format.Format(e)).ToArray()),
+        });
+    }
+
+    /// <summary>
+    /// /context around an event of the history from before this server's join: the kept history before it (fetched
+    /// further when it runs out), the kept history after it and then the room's first timeline events, "h" tokens for
+    /// history ends and a "t" token once the timeline is reached; the state is the state at this server's first event
+    /// of the room (the earliest it has), or the current state.
+    /// </summary>
+    async Task HistoryContext(HttpContext ctx, Caller c, string roomId, StoredEvent ev, ReadWindow window, int limit, Common.Events.RoomEventFilter? filter,
+        Func<StoredEvent, bool>? include)
+    {
+        var depth = ev.Pdu["depth"]!.GetValue<long>();
+        var before = (await history.PageAsync(roomId, depth, ev.EventId, limit / 2, ctx.RequestAborted)).Events;
+        var after = history.Newer(roomId, depth, ev.EventId, limit - limit / 2);
+        if (after.Count < limit - limit / 2)
+            foreach (var (_, id) in rooms.Timeline(roomId, window.After, window.UpTo, backwards: false))
+            {
+                if (after.Count >= limit - limit / 2) break;
+                if (rooms.Event(id) is { } x && visibility.CanSee(c.UserId, x, window)) after.Add(x);
+            }
+        var last = after.Count > 0 ? after[^1] : ev;
+        var first = rooms.Timeline(roomId, 0, long.MaxValue, backwards: false).FirstOrDefault() is { EventId: { } firstId } ? rooms.Event(firstId) : null;
+        var stateIds = first is { HasState: true } ? states.Full(first.StateBefore).Values : rooms.CurrentState(roomId).Values;
+        var state = stateIds.Select(rooms.Event).OfType<StoredEvent>();
+        var shownBefore = before.Where(e => include is null || include(e)).ToList();
+        var shownAfter = after.Where(e => include is null || include(e)).ToList();
+        if (filter?.LazyLoadMembers == true)
+        {
+            var senders = shownBefore.Concat(shownAfter).Append(ev).Select(e => e.Sender).ToHashSet();
+            state = state.Where(e => e.Type != "m.room.member" || senders.Contains(e.StateKey!));
+        }
+        await ctx.Response.WriteJsonAsync(new JsonObject
+        {
+            ["event"] = format.Format(ev, c.DeviceId, true, c.UserId),
+            ["events_before"] = new JsonArray(shownBefore.Select(e => (JsonNode)format.Format(e, c.DeviceId, true, c.UserId)).ToArray()),
+            ["events_after"] = new JsonArray(shownAfter.Select(e => (JsonNode)format.Format(e, c.DeviceId, true, c.UserId)).ToArray()),
+            ["start"] = RemoteHistory.Token(before.Count > 0 ? before[^1] : ev),
+            ["end"] = last.InTimeline ? $"t{last.Pos}" : RemoteHistory.Token(last),
             ["state"] = new JsonArray(state.Select(e => (JsonNode)format.Format(e)).ToArray()),
         });
     }
@@ -114,7 +166,18 @@ public sealed class ReadEndpoints(RoomStore rooms, StateStore states, RoomStream
         var chunk = new JsonArray();
         long last = from;
         var memberIds = new HashSet<string>();
-        var timeline = dir == "b"
+        // Forward from an "h" token: the rest of the kept history first, then the timeline from its start.
+        var newer = historyCursor is { } hc && history.Visible(roomId) ? history.Newer(roomId, hc.Depth, hc.EventId, limit) : [];
+        foreach (var ev in newer)
+            if (filter is null || filter.Matches(ev.Type, ev.Sender, roomId))
+            {
+                chunk.Add((JsonNode)format.Format(ev, c.DeviceId, true, c.UserId));
+                memberIds.Add(ev.Sender);
+            }
+        // A page taken up by history (a whole page read, shown or filtered out) leaves the timeline for the next one.
+        var historyFull = newer.Count >= limit;
+        var timeline = historyFull ? []
+            : dir == "b"
             ? rooms.Timeline(roomId, Math.Max(to ?? 0, window.After), Math.Min(from, window.UpTo), backwards: true)
             : rooms.Timeline(roomId, Math.Max(from, window.After), Math.Min(to ?? long.MaxValue, window.UpTo), backwards: false);
         var reachedEnd = true;
@@ -128,8 +191,10 @@ public sealed class ReadEndpoints(RoomStore rooms, StateStore states, RoomStream
             chunk.Add((JsonNode)format.Format(ev, c.DeviceId, true, c.UserId));
             memberIds.Add(ev.Sender);
         }
-        var result = new JsonObject { ["chunk"] = chunk, ["start"] = $"t{from}" };
-        if (!reachedEnd || (chunk.Count > 0 && chunk.Count >= limit)) result["end"] = $"t{last}";
+        var result = new JsonObject { ["chunk"] = chunk, ["start"] = historyCursor is not null ? ctx.Request.Query("from") : $"t{from}" };
+        // A page that ended in the kept history goes on from there; one that reached the timeline, from its position.
+        if (historyFull) result["end"] = RemoteHistory.Token(newer[^1]);
+        else if (!reachedEnd || (chunk.Count > 0 && chunk.Count >= limit)) result["end"] = $"t{last}";
         // Paging back past this server's first event of a room it joined over federation: the history before it.
         else if (dir == "b" && to is null && window.After == 0 && history.Visible(roomId)
             && rooms.Timeline(roomId, 0, long.MaxValue, backwards: false).FirstOrDefault() is { EventId: { } firstId } && rooms.Event(firstId) is { } first

@@ -75,6 +75,48 @@ public sealed partial class RemoteHistory(RoomStore rooms, EventSender sender, R
         return list;
     }
 
+    /// <summary>
+    /// Kept history newer than the cursor (above <paramref name="depth"/>, or at it before <paramref name="eventId"/>),
+    /// oldest first: what follows an event of the history, up to this server's first timeline event. Nothing is fetched
+    /// (kept history is contiguous from its oldest event up to the join).
+    /// </summary>
+    public List<StoredEvent> Newer(string roomId, long depth, string eventId, int limit)
+    {
+        var list = new List<StoredEvent>();
+        var prefix = RoomsFamilies.HistoryPrefix(roomId);
+        var start = RoomsFamilies.HistoryKey(roomId, depth, eventId);
+        foreach (var (k, _) in _history.ScanFrom(start, prefix, reverse: true))
+        {
+            if (k.AsSpan().SequenceEqual(start)) continue;
+            if (rooms.Event(K.Split(k.AsSpan(prefix.Length + 9))[0]) is { Rejected: null } e) list.Add(e);
+            if (list.Count >= limit) break;
+        }
+        return list;
+    }
+
+    /// <summary>Whether <paramref name="e"/> is an accepted event of the room held outside its timeline here: history from before this server's join.</summary>
+    public static bool IsHistory(string roomId, StoredEvent e) => !e.InTimeline && AcceptedIn(e, roomId) is not null;
+
+    /// <summary>Most pages of 100 fetched to bring an event fetched alone (timestamp_to_event) into the kept history.</summary>
+    const int MaxReachPages = 10;
+
+    /// <summary>
+    /// Brings an event of the room's history that was fetched alone (<see cref="FetchEventAsync"/>) into the kept
+    /// history, so that what comes before and after it can be paged (/context): pages back from the oldest kept event
+    /// (at most <see cref="MaxReachPages"/> /backfill requests of 100) until it is among them. False if it is not reached.
+    /// </summary>
+    public async Task<bool> ReachAsync(string roomId, StoredEvent e, CancellationToken ct)
+    {
+        for (var i = 0; i < MaxReachPages && !Indexed(roomId, e.EventId); i++)
+        {
+            var frontier = Frontier(roomId, []);
+            if (frontier.Count == 0) break;
+            await FetchAsync(roomId, frontier, 100, ct);
+            if (Frontier(roomId, []).SequenceEqual(frontier)) break;
+        }
+        return Indexed(roomId, e.EventId);
+    }
+
     /// <summary>The prev events not held of the oldest event known: the oldest kept history event, else the room's first timeline event.</summary>
     List<string> Frontier(string roomId, List<StoredEvent> page)
     {
