@@ -183,6 +183,26 @@ public sealed class StorageTests : IDisposable
     }
 
     [Theory, MemberData(nameof(PersistentBackends))]
+    public void A_checkpoint_is_a_database_of_what_was_written_before_it_while_the_store_stays_in_use(string backend)
+    {
+        var store = Open(backend);
+        for (var i = 0; i < 100; i++) store.Map("events").Put(B($"before{i:D3}"), B("v"));
+        var copy = Path.Combine(_dir, "backup", "db");
+        store.Checkpoint(copy);
+        store.Map("events").Put(B("after"), B("v"));
+        Assert.Throws<IOException>(() => store.Checkpoint(copy));
+
+        var restored = KvStore.Open(backend, backend == "sqlite" ? Path.Combine(copy, "conduit.sqlite") : copy, Families);
+        _open.Add(restored);
+        Assert.Equal(100, restored.Map("events").Scan([]).Count());
+        Assert.Null(restored.Map("events").Get(B("after")));
+        // The copy is a database of its own: writes to it leave the original alone.
+        restored.Map("events").Put(B("only-in-copy"), B("v"));
+        Assert.Null(store.Map("events").Get(B("only-in-copy")));
+        Assert.Throws<NotSupportedException>(() => KvStore.Open("memory", "", Families).Checkpoint(Path.Combine(_dir, "m")));
+    }
+
+    [Theory, MemberData(nameof(PersistentBackends))]
     public void ReopenPersistsData(string backend)
     {
         var store = Open(backend);

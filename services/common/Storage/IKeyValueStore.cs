@@ -23,6 +23,14 @@ public interface IKeyValueStore : IDisposable
 
     /// <summary>A consistent read-only view of every family as of now, or null if the backend has none. Dispose it.</summary>
     IKvSnapshot? Snapshot();
+
+    /// <summary>
+    /// Writes a consistent copy of the whole database, as of now, into <paramref name="dir"/> (which must not exist),
+    /// while the store stays in use: a database folder that opens as this one would (RocksDB: a checkpoint, hard links
+    /// to the table files where the folder is on the same file system; SQLite: VACUUM INTO, conduit.sqlite).
+    /// Throws <see cref="NotSupportedException"/> for the in-memory store.
+    /// </summary>
+    void Checkpoint(string dir);
 }
 
 /// <summary>Read operations of one family.</summary>

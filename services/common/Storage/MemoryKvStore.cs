@@ -59,6 +59,8 @@ internal sealed class MemoryKvStore : IKeyValueStore
         }
     }
 
+    public void Checkpoint(string dir) => throw new NotSupportedException("The in-memory store keeps nothing to back up");
+
     public IKvSnapshot? Snapshot()
     {
         lock (_lock)

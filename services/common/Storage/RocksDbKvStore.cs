@@ -168,6 +168,25 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore
         return new SnapshotView(this, rocksdb_create_snapshot(_db));
     }
 
+    public void Checkpoint(string dir)
+    {
+        using var _ = Enter();
+        var checkpoint = rocksdb_checkpoint_object_create(_db, out var err);
+        Check(err);
+        try
+        {
+            // 0: the memtables are flushed first, so the copy needs no write-ahead log replay.
+            var full = Path.GetFullPath(dir);
+            Directory.CreateDirectory(Path.GetDirectoryName(full)!);
+            rocksdb_checkpoint_create(checkpoint, full, 0, out err);
+            Check(err);
+        }
+        finally
+        {
+            rocksdb_checkpoint_object_destroy(checkpoint);
+        }
+    }
+
     /// <summary>Holds the store open for the duration of one native call or iteration.</summary>
     private Lease Enter()
     {

@@ -58,6 +58,10 @@ internal static unsafe partial class RocksDbNative
     [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)]
     internal static partial nint rocksdb_open_column_families(nint options, string name, int count, nint* names, nint* familyOptions, nint* handles, out nint err);
     [LibraryImport(Lib)] internal static partial void rocksdb_close(nint db);
+    [LibraryImport(Lib)] internal static partial nint rocksdb_checkpoint_object_create(nint db, out nint err);
+    [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)]
+    internal static partial void rocksdb_checkpoint_create(nint checkpoint, string dir, ulong logSizeForFlush, out nint err);
+    [LibraryImport(Lib)] internal static partial void rocksdb_checkpoint_object_destroy(nint checkpoint);
     [LibraryImport(Lib)] internal static partial void rocksdb_column_family_handle_destroy(nint handle);
     [LibraryImport(Lib)] internal static partial void rocksdb_free(nint ptr);
     /// <summary>An integer DB property ("rocksdb.block-cache-usage", ...); 0 when it exists, -1 otherwise.</summary>

@@ -113,6 +113,15 @@ internal sealed class SqliteKvStore : IKeyValueStore
     }
 
     /// <summary>A connection with its prepared commands.</summary>
+    public void Checkpoint(string dir)
+    {
+        if (Directory.Exists(dir) || File.Exists(dir)) throw new IOException($"{dir} exists already");
+        Directory.CreateDirectory(dir);
+        // VACUUM INTO reads in one transaction (a consistent copy) on its own connection, so writers go on meanwhile (WAL).
+        using var c = new Connection(_connectionString);
+        c.Exec($"VACUUM INTO '{Path.Combine(Path.GetFullPath(dir), "conduit.sqlite").Replace("'", "''")}'");
+    }
+
     private sealed class Connection : IDisposable
     {
         public readonly SqliteConnection Db;
