@@ -68,6 +68,17 @@ public static class ConduitHost
         return $"signing key {old} replaced by {keys.Rotate().KeyId}; {old} is kept as an old verify key";
     }
 
+    /// <summary>conduit backup for a server that is not running: the database opened as the server would open it.</summary>
+    public static async Task<string> OfflineBackupAsync(LoadedConfig loaded, string role, string? target)
+    {
+        var config = loaded.Global;
+        var modules = role == AllInOne ? Modules : Modules.Where(m => string.Equals(m.Service.ToString(), role, StringComparison.OrdinalIgnoreCase)).ToArray();
+        var path = DatabasePathFor(config, role) ?? throw new ConfigException($"the {role} part keeps no data");
+        if (!Directory.Exists(path)) throw new StartupException($"there is no database at {Path.GetFullPath(path)}", null);
+        using var store = OpenStore(config, path, modules);
+        return await new Backups(store, config, role, path).CreateAsync(target, CancellationToken.None);
+    }
+
     public static WebApplication Build(LoadedConfig loaded, string role, string[]? args = null)
     {
         var config = loaded.Global;
@@ -103,11 +114,15 @@ public static class ConduitHost
         // Before the database opens: a start that fails on its certificate leaves no database held.
         var tls = role is AllInOne or "edge" ? EdgeTls.FromConfig(config, loaded.Source) : null;
 
+        string? controlSocket = null;
         if (DatabasePathFor(config, role) is { } path)
         {
             // One database all-in-one; in split mode each service process has its own, under database_path/<service>,
             // each with the whole cache_capacity (the processes may run on different machines).
             builder.Services.AddSingleton(OpenStore(config, path, modules));
+            builder.Services.AddSingleton(sp => new Backups(sp.GetRequiredService<IKeyValueStore>(), config, role, path));
+            // After the database (its lock shows no other server uses this folder, so a stale socket can go).
+            controlSocket = ControlSocket.PathFor(path);
             // Media bytes live beside the database, as in Conduit: database_path/media.
             builder.Services.AddSingleton(new Media.MediaDirectory(Path.Combine(path, "media")));
         }
@@ -138,6 +153,8 @@ public static class ConduitHost
             });
         }
 
+        // After the public or internal listener, so that it stays the first of the server's addresses.
+        if (controlSocket is { } socketPath) builder.WebHost.ConfigureKestrel(k => ControlSocket.Listen(k, socketPath));
         var app = builder.Build();
         // Starting up (config, DI, route tables, gRPC descriptors, opening the database) leaves megabytes of
         // garbage in heap regions the GC would otherwise keep committed until later collections: collect once the
@@ -149,9 +166,11 @@ public static class ConduitHost
         // Once Kestrel has bound (so port 0 reads as the real port), and whatever the log level.
         app.Lifetime.ApplicationStarted.Register(() =>
         {
+            if (controlSocket is not null) ControlSocket.Protect(controlSocket);
             var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses ?? [];
             foreach (var line in StartupReport.Lines(loaded, role, addresses)) Console.Out.WriteLine(line);
         });
+        app.Use(ControlSocket.Middleware);
 
         if (role is AllInOne or "edge")
         {

@@ -3,16 +3,30 @@ using Conduit.Edge;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.Hosting;
 
-// conduit            all-in-one: the edge and every service in one process
-// conduit --role R   one part of a split deployment (edge, keys, rooms, sync, federation, media)
+// conduit [--role R]      the server: all-in-one, or one part of a split deployment (edge, keys, rooms, sync, federation, media)
+// conduit backup [DIR], check-config, --rotate-signing-key, --help: Cli.Usage.
 // A start that fails for a known reason (config, database, listener) is one line on stderr and exit code 2.
-// conduit --rotate-signing-key [--role federation]
-//                    with the server stopped: a new federation signing key, the old one kept as an old verify key
 var role = ConduitHost.AllInOne;
+string? roleArg = null;
 var rotate = false;
+var positional = new List<string>();
 for (var i = 0; i < args.Length; i++)
-    if (args[i] == "--role" && i + 1 < args.Length) role = args[++i].ToLowerInvariant();
+    if (args[i] == "--role" && i + 1 < args.Length) role = roleArg = args[++i].ToLowerInvariant();
     else if (args[i] == "--rotate-signing-key") rotate = true;
+    else if (args[i] is "--help" or "-h" or "help") { Console.WriteLine(Cli.Usage); return 0; }
+    else if (!args[i].StartsWith("--", StringComparison.Ordinal)) positional.Add(args[i]);
+
+switch (positional.FirstOrDefault())
+{
+    case "check-config":
+        return Cli.CheckConfig();
+    case "backup":
+        try { return await Cli.BackupAsync(ConfigLoader.Load(), roleArg, positional.ElementAtOrDefault(1)); }
+        catch (ConfigException e) { Console.Error.WriteLine($"conduit: {e.Message}"); return 2; }
+    case { } unknown:
+        Console.Error.WriteLine($"conduit: unknown command '{unknown}' (conduit --help lists them)");
+        return 2;
+}
 
 if (rotate)
 {

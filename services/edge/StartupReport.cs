@@ -36,7 +36,10 @@ public static class StartupReport
             yield return "conduit: services: " + string.Join(", ", Enum.GetValues<Common.Routing.Service>()
                 .Where(s => s != Common.Routing.Service.Edge).Select(s => $"{s.ToString().ToLowerInvariant()} {c.Services.AddressOf(s)}"));
         var what = role is ConduitHost.AllInOne or "edge" ? "" : " (internal listener: gRPC and forwarded Matrix paths over HTTP/2, internal secret required)";
-        foreach (var address in addresses) yield return ListeningPrefix + address.TrimEnd('/') + what;
+        foreach (var address in addresses)
+            yield return address.StartsWith("http://unix:", StringComparison.Ordinal)
+                ? $"conduit: control socket: {address["http://unix:".Length..].TrimEnd('/')} (conduit backup)"
+                : ListeningPrefix + address.TrimEnd('/') + what;
     }
 
     /// <summary>

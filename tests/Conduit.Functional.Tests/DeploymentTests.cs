@@ -173,6 +173,56 @@ public sealed class StartupTests
     }
 
     [Fact]
+    public async Task The_command_line_checks_the_config_lists_its_commands_and_refuses_unknown_ones()
+    {
+        var config = Path.Combine(Dir(), "conduit.toml");
+        File.WriteAllText(config, "[global]\nserver_name = \"example.org\"\nport = 70000\n");
+        await using (var bad = ConduitProcess.Start(new Dictionary<string, string> { ["CONDUIT_CONFIG"] = config }, "check-config"))
+        {
+            Assert.Equal(2, await bad.ExitCodeAsync());
+            Assert.Equal($"conduit: {config}: key 'global.port' must be between 0 and 65535 (0: any free port)", Assert.Single(bad.Stderr));
+        }
+        File.WriteAllText(config, "[global]\nserver_name = \"example.org\"\n");
+        await using (var good = ConduitProcess.Start(new Dictionary<string, string> { ["CONDUIT_CONFIG"] = config }, "check-config"))
+        {
+            Assert.Equal(0, await good.ExitCodeAsync());
+            Assert.Equal($"conduit: the configuration is valid ({config}; server name example.org)", Assert.Single(good.Stdout));
+        }
+        await using (var help = ConduitProcess.Start(new Dictionary<string, string>(), "--help"))
+        {
+            Assert.Equal(0, await help.ExitCodeAsync());
+            Assert.Contains(help.Stdout, l => l.Contains("conduit backup [DIR]", StringComparison.Ordinal));
+        }
+        await using var unknown = ConduitProcess.Start(new Dictionary<string, string>(), "frobnicate");
+        Assert.Equal(2, await unknown.ExitCodeAsync());
+        Assert.Equal("conduit: unknown command 'frobnicate' (conduit --help lists them)", Assert.Single(unknown.Stderr));
+    }
+
+    [Fact]
+    public async Task A_stopped_server_is_backed_up_from_its_database_and_old_backups_beyond_keep_are_removed()
+    {
+        var env = new Dictionary<string, string> { ["CONDUIT_PORT"] = "0", ["CONDUIT_DATABASE_PATH"] = Path.Combine(Dir(), "db"), ["CONDUIT_BACKUP__KEEP"] = "2" };
+        await using (var server = ConduitProcess.Start(env))
+        {
+            await server.ListeningAsync();
+            Assert.Contains(server.Stdout, l => l == $"conduit: control socket: {Path.Combine(env["CONDUIT_DATABASE_PATH"], "conduit.sock")} (conduit backup)");
+        }
+        var written = new List<string>();
+        for (var i = 0; i < 3; i++)
+        {
+            await using var backup = ConduitProcess.Start(env, "backup");
+            Assert.Equal(0, await backup.ExitCodeAsync());
+            var line = Assert.Single(backup.Stdout);
+            Assert.StartsWith($"conduit: backup written to {Path.Combine(env["CONDUIT_DATABASE_PATH"], "backups")}{Path.DirectorySeparatorChar}", line);
+            written.Add(line["conduit: backup written to ".Length..]);
+        }
+        Assert.Equal(written.Skip(1).Order(), Directory.GetDirectories(Path.Combine(env["CONDUIT_DATABASE_PATH"], "backups")).Order());
+        // A backup folder is a database_path: a server starts on it.
+        await using var restored = ConduitProcess.Start(new Dictionary<string, string> { ["CONDUIT_PORT"] = "0", ["CONDUIT_DATABASE_PATH"] = written[^1] });
+        await restored.ListeningAsync();
+    }
+
+    [Fact]
     public async Task Rotating_the_signing_key_publishes_a_new_key_and_keeps_the_old_one_as_an_old_verify_key()
     {
         var env = new Dictionary<string, string> { ["CONDUIT_PORT"] = "0", ["CONDUIT_DATABASE_PATH"] = Path.Combine(Dir(), "db") };

@@ -20,6 +20,8 @@ public abstract class ServerFixture : IAsyncLifetime
     public string ServerName { get; protected set; } = "test.local";
     public abstract string Mode { get; }
     protected string Work { get; } = Directory.CreateTempSubdirectory("conduit-test-").FullName;
+    /// <summary>database_path: one database all-in-one, a folder per service (database_path/ROLE) split.</summary>
+    public string DatabasePath => Path.Combine(Work, "db");
 
     /// <summary>Lines added to [global]. The shared suites register many users from 127.0.0.1 within seconds, so they
     /// run without rate limits; <see cref="RateLimitTests"/> runs with the defaults.</summary>
@@ -102,7 +104,7 @@ public class AllInOneFixture : ServerFixture
             await StopHostAsync();
             throw;
         }
-        var address = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        var address = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First(a => !a.StartsWith("http://unix:", StringComparison.Ordinal));
         BaseUrl = address.TrimEnd('/');
     }
 

@@ -62,6 +62,7 @@ public sealed class GlobalConfig
     /// </summary>
     public List<string> TrustedProxies { get; set; } = [];
     public RateLimitsConfig RateLimits { get; set; } = new();
+    public BackupConfig Backup { get; set; } = new();
     /// <summary>POST /_matrix/client/v1/login/get_token (Synapse's login_via_existing_session): a signed-in device
     /// gets a short-lived token another device logs in with (QR sign-in). Off by default, as in Synapse.</summary>
     public LoginViaExistingSessionConfig LoginViaExistingSession { get; set; } = new();
@@ -134,6 +135,21 @@ public sealed class WellKnownConfig
     public string? SupportMxid { get; set; }
     public string? SupportEmail { get; set; }
     public string SupportRole { get; set; } = "m.role.admin";
+
+    [TomlExtensionData]
+    public Dictionary<string, object?>? Unknown { get; set; }
+}
+
+/// <summary>
+/// [global.backup]: online backups (`conduit backup`): each is a folder that is itself a database_path (the database
+/// copied while in use, media hard-linked), named by its time (and role, split), under <see cref="Path"/>.
+/// </summary>
+public sealed class BackupConfig
+{
+    /// <summary>Where backups go; default database_path/backups. Best on the same file system (hard links, no copying).</summary>
+    public string? Path { get; set; }
+    /// <summary>How many backups are kept (of each process, split); older ones are deleted once a new one is complete. 0: all.</summary>
+    public int Keep { get; set; } = 3;
 
     [TomlExtensionData]
     public Dictionary<string, object?>? Unknown { get; set; }

@@ -142,6 +142,7 @@ public static class ConfigLoader
             (file.Global.Unknown, "global."),
             (file.Global.WellKnown.Unknown, "global.well_known."),
             (file.Global.Tls?.Unknown, "global.tls."),
+            (file.Global.Backup.Unknown, "global.backup."),
             (file.Global.Services.Unknown, "global.services."),
             (file.Global.RateLimits.Unknown, "global.rate_limits."),
             (file.Global.RateLimits.Login.Unknown, "global.rate_limits.login."),
@@ -212,6 +213,8 @@ public static class ConfigLoader
         // 0: the system picks a free port when the server starts; the startup summary says which.
         if (g.Port is < 0 or > 65535)
             throw new ConfigException($"{source}: key 'global.port' must be between 0 and 65535 (0: any free port)");
+        if (g.Backup.Keep < 0)
+            throw new ConfigException($"{source}: key 'global.backup.keep' must be 0 (keep all) or more, not {g.Backup.Keep}");
         if (g.CacheCapacity < Storage.StoreOptions.MinCacheCapacity)
             throw new ConfigException($"{source}: key 'global.cache_capacity' is in bytes and must be at least {Storage.StoreOptions.MinCacheCapacity} (1 MiB), e.g. 1073741824 for 1 GiB; not {g.CacheCapacity}");
         if (g.MaxRequestSize <= 0)
