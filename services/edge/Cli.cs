@@ -13,6 +13,7 @@ public static class Cli
         usage: conduit [--role ROLE]                  run the server (all-in-one, or one part of a split deployment)
                conduit backup [DIR] [--role ROLE]     back up the running server (or a stopped one's database)
                conduit check-config                   check the configuration (CONDUIT_CONFIG) and exit
+               conduit healthcheck [--role ROLE]      exit 0 if the running server answers (container healthchecks)
                conduit --rotate-signing-key [--role federation]
                                                       with the server stopped: a new federation signing key
                conduit --help                         this text
@@ -77,6 +78,51 @@ public static class Cli
             }
         }
         return failed ? 1 : 0;
+    }
+
+    /// <summary>
+    /// conduit healthcheck [--role R] (a container's HEALTHCHECK): exit 0 when the process answers. All-in-one and the
+    /// edge: GET /_matrix/client/versions on the public listener (over loopback; with [global.tls], the certificate it
+    /// presents must be the configured one, since the name 127.0.0.1 is not on it). A service: GET /health on its
+    /// control socket (its internal listener needs the internal secret).
+    /// </summary>
+    public static async Task<int> HealthCheckAsync(LoadedConfig loaded, string role)
+    {
+        var config = loaded.Global;
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+        try
+        {
+            if (role is ConduitHost.AllInOne or "edge")
+            {
+                using var handler = new SocketsHttpHandler();
+                var scheme = "http";
+                if (config.Tls is { Certs: { Length: > 0 } certs })
+                {
+                    scheme = "https";
+                    using var expected = System.Security.Cryptography.X509Certificates.X509Certificate2.CreateFromPemFile(certs, config.Tls.Key);
+                    var thumbprint = expected.Thumbprint;
+                    handler.SslOptions.RemoteCertificateValidationCallback = (_, cert, _, _) => cert is not null && new System.Security.Cryptography.X509Certificates.X509Certificate2(cert).Thumbprint == thumbprint;
+                }
+                var host = System.Net.IPAddress.TryParse(config.Address, out var ip) && !ip.Equals(System.Net.IPAddress.Any) && !ip.Equals(System.Net.IPAddress.IPv6Any) ? config.Address : "127.0.0.1";
+                if (host.Contains(':')) host = $"[{host}]";
+                using var http = new HttpClient(handler);
+                using var response = await http.GetAsync($"{scheme}://{host}:{config.Port}/_matrix/client/versions", timeout.Token);
+                if (!response.IsSuccessStatusCode) throw new IOException($"the server answered {(int)response.StatusCode}");
+            }
+            else
+            {
+                var path = ConduitHost.DatabasePathFor(config, role) ?? throw new ConfigException($"unknown role '{role}'");
+                var socket = ControlSocket.PathFor(path) ?? throw new IOException("the database path is too long for a control socket");
+                var (status, _) = await ControlSocket.CallAsync(socket, "/health", null, timeout.Token);
+                if (status != 200) throw new IOException($"the server answered {status}");
+            }
+            return 0;
+        }
+        catch (Exception e) when (e is IOException or HttpRequestException or OperationCanceledException or System.Security.Cryptography.CryptographicException)
+        {
+            Console.Error.WriteLine($"conduit: unhealthy: {e.Message}");
+            return 1;
+        }
     }
 
     /// <summary>All-in-one unless database_path holds the services' folders (a split deployment on this machine).</summary>

@@ -13,7 +13,7 @@ namespace Conduit.Edge;
 /// which the command line reaches the running server (<c>conduit backup</c>). Only the server's own user may connect:
 /// the socket is made mode 0600 once bound (and before that the umask leaves others without the write permission a
 /// connection needs). It answers its own commands only, never a Matrix path: HTTP/1.1 <c>POST /backup</c> with
-/// optional JSON {"dir"} → {"path"}. A stale socket file (a server that was killed) is removed before binding: the
+/// optional JSON {"dir"} → {"path"}, and <c>GET /health</c> → {"status": "ok"} (conduit healthcheck). A stale socket file (a server that was killed) is removed before binding: the
 /// database lock, taken first, proves no other server uses this folder.
 /// </summary>
 public static class ControlSocket
@@ -59,9 +59,14 @@ public static class ControlSocket
             await next();
             return;
         }
+        if (ctx.Request.Method == HttpMethods.Get && ctx.Request.Path == "/health")
+        {
+            await Answer(ctx, 200, new JsonObject { ["status"] = "ok" });
+            return;
+        }
         if (ctx.Request.Method != HttpMethods.Post || ctx.Request.Path != "/backup")
         {
-            await Answer(ctx, 404, new JsonObject { ["error"] = "Unknown command: the control socket knows POST /backup" });
+            await Answer(ctx, 404, new JsonObject { ["error"] = "Unknown command: the control socket knows POST /backup and GET /health" });
             return;
         }
         string? dir = null;
@@ -89,7 +94,7 @@ public static class ControlSocket
     }
 
     /// <summary>The command line's side: POSTs a command to a running server's socket; the status and JSON answer.</summary>
-    public static async Task<(int Status, JsonObject? Body)> CallAsync(string socketPath, string command, JsonObject body, CancellationToken ct)
+    public static async Task<(int Status, JsonObject? Body)> CallAsync(string socketPath, string command, JsonObject? body, CancellationToken ct)
     {
         using var handler = new SocketsHttpHandler
         {
@@ -109,7 +114,8 @@ public static class ControlSocket
             },
         };
         using var http = new HttpClient(handler) { Timeout = Timeout.InfiniteTimeSpan };
-        using var response = await http.PostAsync("http://conduit" + command, new StringContent(body.ToJsonString(), Encoding.UTF8, "application/json"), ct);
+        using var response = body is null ? await http.GetAsync("http://conduit" + command, ct)
+            : await http.PostAsync("http://conduit" + command, new StringContent(body.ToJsonString(), Encoding.UTF8, "application/json"), ct);
         var text = await response.Content.ReadAsStringAsync(ct);
         JsonObject? answer = null;
         try { answer = JsonNode.Parse(text) as JsonObject; } catch (System.Text.Json.JsonException) { }

@@ -4,7 +4,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.Hosting;
 
 // conduit [--role R]      the server: all-in-one, or one part of a split deployment (edge, keys, rooms, sync, federation, media)
-// conduit backup [DIR], check-config, --rotate-signing-key, --help: Cli.Usage.
+// conduit backup [DIR], check-config, healthcheck, --rotate-signing-key, --help: Cli.Usage.
 // A start that fails for a known reason (config, database, listener) is one line on stderr and exit code 2.
 var role = ConduitHost.AllInOne;
 string? roleArg = null;
@@ -20,6 +20,9 @@ switch (positional.FirstOrDefault())
 {
     case "check-config":
         return Cli.CheckConfig();
+    case "healthcheck":
+        try { return await Cli.HealthCheckAsync(ConfigLoader.Load(), role); }
+        catch (ConfigException e) { Console.Error.WriteLine($"conduit: {e.Message}"); return 2; }
     case "backup":
         try { return await Cli.BackupAsync(ConfigLoader.Load(), roleArg, positional.ElementAtOrDefault(1)); }
         catch (ConfigException e) { Console.Error.WriteLine($"conduit: {e.Message}"); return 2; }

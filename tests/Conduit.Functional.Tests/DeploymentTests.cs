@@ -69,6 +69,21 @@ public sealed class InternalPortTests(SplitFixture server) : IClassFixture<Split
         // The split script's own CONDUIT_DLL is not a config key: no warning about it.
         Assert.DoesNotContain("dll", edge, StringComparison.OrdinalIgnoreCase);
     }
+
+    [Fact]
+    public async Task Every_part_answers_the_healthcheck_command_of_its_role()
+    {
+        var port = new Uri(server.BaseUrl).Port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        foreach (var role in new[] { "edge", "keys", "rooms", "sync", "federation", "media" })
+        {
+            await using var check = ConduitProcess.Start(new Dictionary<string, string> { ["CONDUIT_DATABASE_PATH"] = server.DatabasePath, ["CONDUIT_PORT"] = port }, "healthcheck", "--role", role);
+            Assert.True(await check.ExitCodeAsync() == 0, $"{role}: {string.Join('\n', check.Stderr)}");
+        }
+        // Nothing answers there: unhealthy, exit code 1.
+        await using var none = ConduitProcess.Start(new Dictionary<string, string> { ["CONDUIT_DATABASE_PATH"] = Path.Combine(server.DatabasePath, "nowhere") }, "healthcheck", "--role", "keys");
+        Assert.Equal(1, await none.ExitCodeAsync());
+        Assert.StartsWith("conduit: unhealthy: ", Assert.Single(none.Stderr));
+    }
 }
 
 /// <summary>The real executable started as a person starts it: what it says at start, and how it refuses to.</summary>
