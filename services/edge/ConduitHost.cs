@@ -88,7 +88,6 @@ public static class ConduitHost
         builder.Services.AddSingleton(config);
         // Meters come from the host's factory (see ConduitMeters); without a collector nothing listens to them.
         builder.Services.AddMetrics();
-        if (config.Metrics.Enabled) MetricsEndpoint.Add(builder, config, role);
         builder.Services.Configure<Microsoft.Extensions.Hosting.HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(5));
         builder.WebHost.ConfigureKestrel(k =>
         {
@@ -146,6 +145,9 @@ public static class ConduitHost
                 o.MaxReceiveMessageSize = 64 * 1024 * 1024;
             });
         }
+
+        // After the main listener, so Kestrel binds (and lists) that one first.
+        if (config.Metrics.Enabled) MetricsEndpoint.Add(builder, config, role);
 
         var app = builder.Build();
         // Starting up (config, DI, route tables, gRPC descriptors, opening the database) leaves megabytes of

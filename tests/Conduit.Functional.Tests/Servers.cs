@@ -102,7 +102,9 @@ public class AllInOneFixture : ServerFixture
             await StopHostAsync();
             throw;
         }
-        var address = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        // The public listener's, not the metrics listener's when [global.metrics] is on.
+        var metrics = _app.Services.GetService<MetricsEndpoint.Listener>()?.Url;
+        var address = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First(a => a.TrimEnd('/') != metrics);
         BaseUrl = address.TrimEnd('/');
     }
 
