@@ -82,7 +82,7 @@ public static class Cli
 
     /// <summary>
     /// conduit healthcheck [--role R] (a container's HEALTHCHECK): exit 0 when the process answers. All-in-one and the
-    /// edge: GET /_matrix/client/versions on the public listener (over loopback; with [global.tls], the certificate it
+    /// edge: GET /health on the public listener (over loopback; with [global.tls], the certificate it
     /// presents must be the configured one, since the name 127.0.0.1 is not on it). A service: GET /health on its
     /// control socket (its internal listener needs the internal secret).
     /// </summary>
@@ -106,7 +106,7 @@ public static class Cli
                 var host = System.Net.IPAddress.TryParse(config.Address, out var ip) && !ip.Equals(System.Net.IPAddress.Any) && !ip.Equals(System.Net.IPAddress.IPv6Any) ? config.Address : "127.0.0.1";
                 if (host.Contains(':')) host = $"[{host}]";
                 using var http = new HttpClient(handler);
-                using var response = await http.GetAsync($"{scheme}://{host}:{config.Port}/_matrix/client/versions", timeout.Token);
+                using var response = await http.GetAsync($"{scheme}://{host}:{config.Port}/health", timeout.Token);
                 if (!response.IsSuccessStatusCode) throw new IOException($"the server answered {(int)response.StatusCode}");
             }
             else

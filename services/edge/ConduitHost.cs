@@ -1,3 +1,4 @@
+using System.Diagnostics.Metrics;
 using System.Net;
 using Conduit.Common.Config;
 using Conduit.Common.Grpc;
@@ -5,6 +6,7 @@ using Conduit.Common.Http;
 using Conduit.Common.Routing;
 using Conduit.Common.Storage;
 using Grpc.Core;
+using Grpc.Core.Interceptors;
 using Grpc.Net.Client;
 using Grpc.Net.Client.Configuration;
 using Microsoft.AspNetCore.Builder;
@@ -88,9 +90,15 @@ public static class ConduitHost
         // RouteTable.Membership constrains {action} with a regex, which the slim builder does not register.
         builder.Services.Configure<RouteOptions>(o => o.SetParameterPolicy<RegexInlineRouteConstraint>("regex"));
         builder.Logging.ClearProviders();
-        builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; });
+        if (config.LogFormat == "json")
+            // One JSON object per line (timestamp, level, category, message, the template's values), for log collectors.
+            builder.Logging.AddJsonConsole(o => { o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ"; o.UseUtcTimestamp = true; });
+        else
+            builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; });
         var logWarnings = LogConfig.Apply(builder.Logging, config.Log);
         builder.Services.AddSingleton(config);
+        // Meters come from the host's factory (see ConduitMeters); without a collector nothing listens to them.
+        builder.Services.AddMetrics();
         builder.Services.Configure<Microsoft.Extensions.Hosting.HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(5));
         builder.WebHost.ConfigureKestrel(k =>
         {
@@ -153,6 +161,9 @@ public static class ConduitHost
             });
         }
 
+        // After the main listener, so Kestrel binds (and lists) that one first.
+        if (config.Metrics.Enabled) MetricsEndpoint.Add(builder, config, role);
+
         // After the public or internal listener, so that it stays the first of the server's addresses.
         if (controlSocket is { } socketPath) builder.WebHost.ConfigureKestrel(k => ControlSocket.Listen(k, socketPath));
         var app = builder.Build();
@@ -168,10 +179,13 @@ public static class ConduitHost
         {
             if (controlSocket is not null) ControlSocket.Protect(controlSocket);
             var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses ?? [];
-            foreach (var line in StartupReport.Lines(loaded, role, addresses)) Console.Out.WriteLine(line);
+            var metrics = app.Services.GetService<MetricsEndpoint.Listener>()?.Url;
+            foreach (var line in StartupReport.Lines(loaded, role, addresses, metrics)) Console.Out.WriteLine(line);
         });
         app.Use(ControlSocket.Middleware);
 
+        // First: the metrics listener's requests never reach the Matrix pipeline, and a request's time includes all of it.
+        if (config.Metrics.Enabled) MetricsEndpoint.Use(app, measureRequests: role is AllInOne or "edge");
         if (role is AllInOne or "edge")
         {
             app.UseMiddleware<ErrorMiddleware>();
@@ -232,12 +246,18 @@ public static class ConduitHost
     /// </summary>
     static void RegisterClients(IServiceCollection services, GlobalConfig config, string role)
     {
+        if (config.Metrics.Enabled)
+            services.AddSingleton(sp => new GrpcClientMetrics(sp.GetRequiredService<IMeterFactory>().Create(Common.Metrics.ConduitMeters.Grpc)));
+
         CallInvoker For(IServiceProvider sp, Service s)
         {
+            // Inside the Matrix-error interceptor, so the metrics see gRPC statuses.
+            var metrics = sp.GetService<GrpcClientMetrics>();
+            CallInvoker Measured(CallInvoker i) => metrics is null ? i : i.Intercept(metrics);
             if (role == AllInOne)
             {
                 var module = Modules.Single(m => m.Service == s);
-                return new LazyCallInvoker(() => InProcessCallInvoker.Create(sp, b => module.BindInProcess!(b, sp))).WithMatrixErrors();
+                return Measured(new LazyCallInvoker(() => InProcessCallInvoker.Create(sp, b => module.BindInProcess!(b, sp)))).WithMatrixErrors();
             }
             var channel = GrpcChannel.ForAddress(config.Services.AddressOf(s), new GrpcChannelOptions
             {
@@ -268,7 +288,7 @@ public static class ConduitHost
                     },
                 },
             });
-            return channel.CreateCallInvoker().WithInternalSecret(config.Services.InternalSecret!).WithMatrixErrors();
+            return Measured(channel.CreateCallInvoker().WithInternalSecret(config.Services.InternalSecret!)).WithMatrixErrors();
         }
 
         services.AddSingleton(sp => new Protos.Keys.Keys.KeysClient(For(sp, Service.Keys)));

@@ -25,6 +25,7 @@ public static class EdgeEndpoints
             // What is implemented beyond the stable spec: dehydrated devices (MSC3814, which Element X looks for).
             ["unstable_features"] = new JsonObject { ["org.matrix.msc3814"] = true },
         }));
+        app.Map(RouteTable.Health, Health.Answer);
         app.Map(RouteTable.WellKnownClient, ctx => config.WellKnown.Client is { } client
             ? ctx.Response.WriteJsonAsync(new JsonObject { ["m.homeserver"] = new JsonObject { ["base_url"] = client } })
             : throw Err.NotFound("No client well-known is configured"));

@@ -16,8 +16,10 @@ public sealed class StartupException(string message, Exception? inner = null) : 
 public static class StartupReport
 {
     public const string ListeningPrefix = "conduit: listening on ";
+    /// <summary>The line giving the metrics listener's URL ([global.metrics]); /metrics is under it.</summary>
+    public const string MetricsPrefix = "conduit: metrics on ";
 
-    public static IEnumerable<string> Lines(LoadedConfig loaded, string role, IEnumerable<string> addresses)
+    public static IEnumerable<string> Lines(LoadedConfig loaded, string role, IEnumerable<string> addresses, string? metricsUrl = null)
     {
         var c = loaded.Global;
         var mode = role == ConduitHost.AllInOne ? "all-in-one" : $"split mode, role {role}";
@@ -36,10 +38,11 @@ public static class StartupReport
             yield return "conduit: services: " + string.Join(", ", Enum.GetValues<Common.Routing.Service>()
                 .Where(s => s != Common.Routing.Service.Edge).Select(s => $"{s.ToString().ToLowerInvariant()} {c.Services.AddressOf(s)}"));
         var what = role is ConduitHost.AllInOne or "edge" ? "" : " (internal listener: gRPC and forwarded Matrix paths over HTTP/2, internal secret required)";
-        foreach (var address in addresses)
+        foreach (var address in addresses.Select(a => a.TrimEnd('/')).Where(a => a != metricsUrl))
             yield return address.StartsWith("http://unix:", StringComparison.Ordinal)
-                ? $"conduit: control socket: {address["http://unix:".Length..].TrimEnd('/')} (conduit backup)"
-                : ListeningPrefix + address.TrimEnd('/') + what;
+                ? $"conduit: control socket: {address["http://unix:".Length..]} (conduit backup)"
+                : ListeningPrefix + address + what;
+        if (metricsUrl is not null) yield return MetricsPrefix + metricsUrl + " (GET /metrics, Prometheus text format)";
     }
 
     /// <summary>

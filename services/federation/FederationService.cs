@@ -1,3 +1,4 @@
+using System.Diagnostics.Metrics;
 using System.Text.Json.Nodes;
 using Conduit.Common.Http;
 using Conduit.Common.Routing;
@@ -17,6 +18,23 @@ namespace Conduit.Federation;
 /// </summary>
 public static class FederationService
 {
+    /// <summary>The outbound queue's depth and its destinations per state, read when scraped (one queue scan for both).</summary>
+    static void AddQueueInstruments(IMeterFactory meters, Outbound.FederationQueue queue)
+    {
+        var m = meters.Create(Common.Metrics.ConduitMeters.Federation);
+        // Both gauges are read in the same scrape (scrapes take turns): the second reuses the first's count.
+        (long At, (int Destinations, long Items)[] Depths) last = (0, []);
+        IEnumerable<Measurement<long>> Read(bool items)
+        {
+            if (last.Depths.Length == 0 || Environment.TickCount64 - last.At > 1000) last = (Environment.TickCount64, queue.Depths());
+            var depths = last.Depths;
+            for (var i = 0; i < depths.Length; i++)
+                yield return new(items ? depths[i].Items : depths[i].Destinations, new KeyValuePair<string, object?>("state", Outbound.FederationQueue.States[i]));
+        }
+        m.CreateObservableGauge("conduit.federation.queue.depth", () => Read(items: true), null, "Items (PDUs and EDUs) queued for other servers, by the state of their destination.");
+        m.CreateObservableGauge("conduit.federation.destinations", () => Read(items: false), null, "Destinations with something queued or failing, by state (backoff: failing, waiting to retry).");
+    }
+
     public static IServiceCollection AddFederationService(this IServiceCollection services)
     {
         // Keys are fetched through the federation client (server name resolution, validated TLS); tests put a fake here.
@@ -25,8 +43,13 @@ public static class FederationService
         // Transactions go out over HTTP, signed (tests may put another sender here).
         services.TryAddSingleton<Outbound.ITransactionSender, Outbound.HttpTransactionSender>();
         services.TryAddSingleton(Outbound.FederationQueueOptions.Default);
-        services.AddSingleton(sp => new Outbound.FederationQueue(sp.GetRequiredService<Common.Storage.IKeyValueStore>(), sp.GetService<Outbound.ITransactionSender>(),
-            sp.GetRequiredService<Outbound.FederationQueueOptions>(), sp.GetService<TimeProvider>(), sp.GetService<ILogger<Outbound.FederationQueue>>()));
+        services.AddSingleton(sp =>
+        {
+            var queue = new Outbound.FederationQueue(sp.GetRequiredService<Common.Storage.IKeyValueStore>(), sp.GetService<Outbound.ITransactionSender>(),
+                sp.GetRequiredService<Outbound.FederationQueueOptions>(), sp.GetService<TimeProvider>(), sp.GetService<ILogger<Outbound.FederationQueue>>());
+            if (sp.GetService<IMeterFactory>() is { } meters) AddQueueInstruments(meters, queue);
+            return queue;
+        });
         services.AddHostedService(sp => sp.GetRequiredService<Outbound.FederationQueue>());
         services.AddHostedService<Outbound.FederationFeedWorker>();
         return services.AddSingleton<ServerKeys>().AddSingleton<RemoteKeyStore>().AddSingleton<KeyNotary>().AddSingleton<XMatrixVerifier>()

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Text.Json.Nodes;
 using Conduit.Common;
 using Conduit.Common.Events;
@@ -14,9 +15,21 @@ namespace Conduit.Sync;
 
 /// <summary>The sync service's Matrix endpoints: /sync, filters, account data, push rules.</summary>
 public sealed class SyncEndpoints(AccountDataStore data, ReceiptStore receipts, TypingState typing, PresenceState presence, Conduit.Common.Config.GlobalConfig config, SyncNotifier notifier, Rooms.RoomsClient rooms, Keys.KeysClient keys,
-    Push.PushStore pushStore, Push.PushWorker pushWorker, Push.PushEndpoints pushEndpoints, FederatedEphemeral federated)
+    Push.PushStore pushStore, Push.PushWorker pushWorker, Push.PushEndpoints pushEndpoints, FederatedEphemeral federated,
+    System.Diagnostics.Metrics.IMeterFactory? meters = null)
 {
     const int MaxTimeoutMs = 60_000;
+
+    /// <summary>Long-polls waiting for news now; read by the conduit_sync_waiting gauge when metrics are scraped.</summary>
+    readonly StrongBox<int> _waiting = WaitingGauge(meters);
+
+    static StrongBox<int> WaitingGauge(System.Diagnostics.Metrics.IMeterFactory? meters)
+    {
+        var waiting = new StrongBox<int>();
+        Common.Metrics.ConduitMeters.Create(meters, Common.Metrics.ConduitMeters.Sync)
+            .CreateObservableGauge("conduit.sync.waiting", () => Volatile.Read(ref waiting.Value), null, "/sync long-polls waiting for news.");
+        return waiting;
+    }
 
     public void Map(IEndpointRouteBuilder app)
     {
@@ -139,7 +152,9 @@ public sealed class SyncEndpoints(AccountDataStore data, ReceiptStore receipts, 
                 var remaining = deadline - Environment.TickCount64;
                 // Time is up after a read that trusted the notifier: the next turn reads for real, without waiting.
                 if (remaining <= 0) continue;
-                await Task.WhenAny(wake, Task.Delay(TimeSpan.FromMilliseconds(remaining), ct));
+                Interlocked.Increment(ref _waiting.Value);
+                try { await Task.WhenAny(wake, Task.Delay(TimeSpan.FromMilliseconds(remaining), ct)); }
+                finally { Interlocked.Decrement(ref _waiting.Value); }
                 ct.ThrowIfCancellationRequested();
             }
         }

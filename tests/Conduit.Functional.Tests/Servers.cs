@@ -104,7 +104,10 @@ public class AllInOneFixture : ServerFixture
             await StopHostAsync();
             throw;
         }
-        var address = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First(a => !a.StartsWith("http://unix:", StringComparison.Ordinal));
+        // The public listener's: not the metrics listener's when [global.metrics] is on, nor the control socket's.
+        var metrics = _app.Services.GetService<MetricsEndpoint.Listener>()?.Url;
+        var address = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses
+            .First(a => a.TrimEnd('/') != metrics && !a.StartsWith("http://unix:", StringComparison.Ordinal));
         BaseUrl = address.TrimEnd('/');
     }
 

@@ -46,6 +46,11 @@ public sealed class GlobalConfig
     public string? FederationCaFile { get; set; }
     /// <summary>Log filter: a level ("warn", "debug") or per area ("info,Conduit.Rooms=debug").</summary>
     public string Log { get; set; } = "warn";
+    /// <summary>Console log lines: "text" (one line each, the default) or "json" (one JSON object per line, for log
+    /// collectors).</summary>
+    public string LogFormat { get; set; } = "text";
+    /// <summary>[global.metrics]: Prometheus metrics on a listener of their own (off by default).</summary>
+    public MetricsConfig Metrics { get; set; } = new();
     public string DefaultRoomVersion { get; set; } = "11";
     public List<string> TurnUris { get; set; } = [];
     public string? TurnSecret { get; set; }
@@ -159,6 +164,23 @@ public sealed class TlsConfig
 {
     public string? Certs { get; set; }
     public string? Key { get; set; }
+
+    [TomlExtensionData]
+    public Dictionary<string, object?>? Unknown { get; set; }
+}
+
+/// <summary>
+/// [global.metrics] (Synapse's enable_metrics with a "metrics" listener): GET /metrics in the Prometheus text format on a
+/// listener of its own, never on the public one. Every process of a split deployment serves its own, reading the same
+/// keys: on one machine give each part its own port (CONDUIT_METRICS__PORT), or port 0 and read the port from its
+/// startup summary. Off: no instrument is listened to, so nothing is collected.
+/// </summary>
+public sealed class MetricsConfig
+{
+    public bool Enabled { get; set; }
+    /// <summary>Loopback by default: metrics are for the operator's scraper, not for the world.</summary>
+    public string Address { get; set; } = "127.0.0.1";
+    public int Port { get; set; } = 9090;
 
     [TomlExtensionData]
     public Dictionary<string, object?>? Unknown { get; set; }

@@ -144,6 +144,7 @@ public static class ConfigLoader
             (file.Global.Tls?.Unknown, "global.tls."),
             (file.Global.Backup.Unknown, "global.backup."),
             (file.Global.Services.Unknown, "global.services."),
+            (file.Global.Metrics.Unknown, "global.metrics."),
             (file.Global.RateLimits.Unknown, "global.rate_limits."),
             (file.Global.RateLimits.Login.Unknown, "global.rate_limits.login."),
             (file.Global.RateLimits.Joins.Unknown, "global.rate_limits.joins."),
@@ -215,6 +216,15 @@ public static class ConfigLoader
             throw new ConfigException($"{source}: key 'global.port' must be between 0 and 65535 (0: any free port)");
         if (g.Backup.Keep < 0)
             throw new ConfigException($"{source}: key 'global.backup.keep' must be 0 (keep all) or more, not {g.Backup.Keep}");
+        if (g.LogFormat is not ("text" or "json"))
+            throw new ConfigException($"{source}: key 'global.log_format' must be \"text\" or \"json\", not \"{g.LogFormat}\"");
+        if (g.Metrics.Enabled)
+        {
+            if (!System.Net.IPAddress.TryParse(g.Metrics.Address, out _))
+                throw new ConfigException($"{source}: key 'global.metrics.address' must be an IP address such as 127.0.0.1, not \"{g.Metrics.Address}\"");
+            if (g.Metrics.Port is < 0 or > 65535)
+                throw new ConfigException($"{source}: key 'global.metrics.port' must be between 0 and 65535 (0: any free port)");
+        }
         if (g.CacheCapacity < Storage.StoreOptions.MinCacheCapacity)
             throw new ConfigException($"{source}: key 'global.cache_capacity' is in bytes and must be at least {Storage.StoreOptions.MinCacheCapacity} (1 MiB), e.g. 1073741824 for 1 GiB; not {g.CacheCapacity}");
         if (g.MaxRequestSize <= 0)

@@ -8,7 +8,7 @@ namespace Conduit.Common.Http;
 /// <summary>
 /// Every request reaching a service listener (Matrix HTTP forwarded by the edge, or gRPC from a peer) must
 /// carry the deployment's internal secret. Without it the request is refused, so a service port exposed by
-/// mistake is not an open door and nobody can forge the caller headers.
+/// mistake is not an open door and nobody can forge the caller headers. Only GET /health is answered without it.
 /// </summary>
 public sealed class InternalGate(RequestDelegate next, string secret)
 {
@@ -16,6 +16,12 @@ public sealed class InternalGate(RequestDelegate next, string secret)
 
     public async Task InvokeAsync(HttpContext ctx)
     {
+        // Open without the secret, for container health checks: it says only that the process serves.
+        if (ctx.Request.Path == Health.Path && (HttpMethods.IsGet(ctx.Request.Method) || HttpMethods.IsHead(ctx.Request.Method)))
+        {
+            await Health.Answer(ctx);
+            return;
+        }
         var given = Encoding.UTF8.GetBytes(ctx.Request.Headers[InternalAuth.HeaderName].ToString());
         if (!CryptographicOperations.FixedTimeEquals(given, _secret))
         {

@@ -14,6 +14,10 @@ public enum Service { Edge, Keys, Rooms, Sync, Federation, Media }
 /// </summary>
 public sealed record MatrixRoute(Service Owner, string Template, params string[] Methods)
 {
+    /// <summary>The template with its prefix spelled out ("/_matrix/client/{version}/sync"): the route label of the
+    /// request metrics, one per route whatever the version the client used.</summary>
+    public string Label { get; } = Template.Replace("{C}", "/_matrix/client/{version}", StringComparison.Ordinal).Replace("{M}", "/_matrix/media/{version}", StringComparison.Ordinal);
+
     public IReadOnlyList<string> GuestMethods { get; private set; } = [];
     public IReadOnlyList<string>? GuestActions { get; private set; }
 
@@ -67,6 +71,8 @@ public static class RouteTable
     public static readonly MatrixRoute WellKnownClient = Add(Service.Edge, "/.well-known/matrix/client", GET).ForGuests(Get);
     public static readonly MatrixRoute WellKnownServer = Add(Service.Edge, "/.well-known/matrix/server", GET).ForGuests(Get);
     public static readonly MatrixRoute WellKnownSupport = Add(Service.Edge, "/.well-known/matrix/support", GET).ForGuests(Get);
+    // Not Matrix: for load balancers and container health checks (Conduit, conduwuit and Synapse answer "OK" here).
+    public static readonly MatrixRoute Health = Add(Service.Edge, Http.Health.Path, GET).ForGuests(Get);
     // Not in the spec's guest list, but only configuration, and clients fetch it at start (Synapse lets guests).
     public static readonly MatrixRoute Capabilities = C(Service.Edge, "/capabilities", GET).ForGuests(Get);
     public static readonly MatrixRoute TurnServer = C(Service.Edge, "/voip/turnServer", GET);

@@ -33,6 +33,12 @@ public interface IKeyValueStore : IDisposable
     void Checkpoint(string dir);
 }
 
+/// <summary>A store that can say how much native memory it holds (for the metrics), in bytes by kind.</summary>
+public interface IReportsMemory
+{
+    IEnumerable<(string Kind, long Bytes)> MemoryUsage();
+}
+
 /// <summary>Read operations of one family.</summary>
 public interface IKvReader
 {

@@ -8,7 +8,7 @@ namespace Conduit.Common.Storage;
 /// with sync, so an acknowledged write survives a crash of the process or the machine. Bound through
 /// <see cref="RocksDbNative"/> (RocksDB's C API), which also runs under Native AOT.
 /// </summary>
-internal sealed unsafe class RocksDbKvStore : IKeyValueStore
+internal sealed unsafe class RocksDbKvStore : IKeyValueStore, IReportsMemory
 {
     private readonly nint _db;
     private readonly nint _syncWrite;
@@ -245,6 +245,20 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore
     {
         using var _ = Enter();
         return ((long)rocksdb_write_buffer_manager_memory_usage(_writeBufferManager), (long)rocksdb_write_buffer_manager_buffer_size(_writeBufferManager));
+    }
+
+    /// <summary>For the metrics: the block cache (memtables included, charged through the write buffer manager), the
+    /// memtables alone, and the table readers' memory outside the cache (summed over every family).</summary>
+    public IEnumerable<(string Kind, long Bytes)> MemoryUsage()
+    {
+        if (_disposed) return [];
+        var (capacity, usage) = CacheStats();
+        var (memtables, _) = WriteBufferStats();
+        ulong readers = 0;
+        using (Enter())
+            foreach (var h in _allHandles)
+                if (rocksdb_property_int_cf(_db, h, "rocksdb.estimate-table-readers-mem", out var v) == 0) readers += v;
+        return [("block_cache_usage", usage), ("block_cache_capacity", capacity), ("memtables", memtables), ("table_readers", (long)readers)];
     }
 
     private sealed class SnapshotView : IKvSnapshot

@@ -67,6 +67,9 @@ internal static unsafe partial class RocksDbNative
     /// <summary>An integer DB property ("rocksdb.block-cache-usage", ...); 0 when it exists, -1 otherwise.</summary>
     [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)]
     internal static partial int rocksdb_property_int(nint db, string name, out ulong value);
+    /// <summary>The same, of one column family (per-family properties such as "rocksdb.estimate-table-readers-mem").</summary>
+    [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)]
+    internal static partial int rocksdb_property_int_cf(nint db, nint cf, string name, out ulong value);
 
     [LibraryImport(Lib)] internal static partial nint rocksdb_get_cf(nint db, nint readOptions, nint cf, byte* key, nuint keyLen, out nuint valueLen, out nint err);
     [LibraryImport(Lib)] internal static partial void rocksdb_put_cf(nint db, nint writeOptions, nint cf, byte* key, nuint keyLen, byte* value, nuint valueLen, out nint err);

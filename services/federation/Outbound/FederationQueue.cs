@@ -171,6 +171,32 @@ public sealed partial class FederationQueue : IHostedService, IDisposable
         }
     }
 
+    /// <summary>The states <see cref="Depths"/> reports, in order.</summary>
+    public static readonly string[] States = ["backoff", "catch_up", "sending", "queued"];
+
+    /// <summary>
+    /// For the metrics, per state (<see cref="States"/>): destinations in it and items queued for them. A destination
+    /// is in backoff while its retry time is ahead, else catching up, else sending a transaction, else queued (waiting
+    /// for a send slot or its next read). Counts the stored queue, so it costs a scan of it: for scrapes, not hot paths.
+    /// </summary>
+    public (int Destinations, long Items)[] Depths()
+    {
+        var result = new (int Destinations, long Items)[States.Length];
+        lock (_gate)
+        {
+            var now = NowMs;
+            foreach (var d in _dests.Values)
+            {
+                var state = d.RetryAtMs > now ? 0 : d.CatchUp ? 1 : d.Sending ? 2 : 3;
+                long items = d.Ephemeral.Count + _outbound.Scan(d.Prefix).Count() + _catchUp.Scan(d.Prefix).Count();
+                if (items == 0 && d.Failures == 0) continue; // an idle loop about to end
+                result[state].Destinations++;
+                result[state].Items += items;
+            }
+        }
+        return result;
+    }
+
     public Task StartAsync(CancellationToken cancellationToken)
     {
         lock (_gate)
