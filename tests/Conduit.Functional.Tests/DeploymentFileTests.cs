@@ -101,12 +101,14 @@ public sealed class DeploymentFileTests
     public void A_reverse_proxy_example_forwards_every_path_the_server_answers(string file)
     {
         var text = File.ReadAllText(Path.Combine(Root, "deploy", file));
-        var prefixes = file == "Caddyfile"
-            ? Regex.Matches(text, @"reverse_proxy (\S+)\*").Select(m => m.Groups[1].Value).ToList()
-            : Regex.Matches(text, @"location (?:~ \^/\(([^)]*)\)/|(\S+))").SelectMany(m => m.Groups[1].Success
-                ? m.Groups[1].Value.Split('|').Select(p => "/" + p + "/") : [m.Groups[2].Value]).ToList();
-        Assert.Contains("/_matrix/", prefixes);
+        // (Prefix, exact): Caddy's "/p/*" is a prefix and "/p" an exact path; nginx's "location /p/" a prefix, "= /p" exact.
+        var forwarded = file == "Caddyfile"
+            ? Regex.Matches(text, @"reverse_proxy (/\S*) ").Select(m => m.Groups[1].Value.EndsWith('*') ? (m.Groups[1].Value.TrimEnd('*'), false) : (m.Groups[1].Value, true)).ToList()
+            : Regex.Matches(text, @"location (?:~ \^/\(([^)]*)\)/|= (/\S*)|(/\S*))").SelectMany(m => m.Groups[1].Success
+                ? m.Groups[1].Value.Split('|').Select(p => ("/" + p + "/", false))
+                : m.Groups[2].Success ? [(m.Groups[2].Value, true)] : [(m.Groups[3].Value, false)]).ToList();
+        Assert.Contains(("/_matrix/", false), forwarded);
         foreach (var template in RouteTable.All.SelectMany(RouteTable.Templates))
-            Assert.True(prefixes.Any(p => template.StartsWith(p, StringComparison.Ordinal)), $"{file} does not forward {template}");
+            Assert.True(forwarded.Any(f => f.Item2 ? template == f.Item1 : template.StartsWith(f.Item1, StringComparison.Ordinal)), $"{file} does not forward {template}");
     }
 }
