@@ -53,25 +53,28 @@ public sealed class RegistrationTokens(IKeyValueStore store)
 
     JsonObject? Record(string token) => IsValidToken(token) && _tokens.Get(K.Utf8(token)) is { } v ? JsonNode.Parse(v)!.AsObject() : null;
 
+    // Numbers as stored, or as this class put them (an int literal stays an int until written).
+    static long? Long(JsonNode? n) => n is not null && n.TryGetInteger(out var l) ? l : null;
+
     static byte[] Bytes(JsonObject record) => Encoding.UTF8.GetBytes(record.ToJsonString());
 
     // Pending uses that still count (their session may still complete).
     long LivePending(JsonObject record, long now, string? except = null)
-        => record["pending"] is JsonObject p ? p.Count(e => e.Key != except && e.Value!.GetValue<long>() > now - PendingLifetimeMs) : 0;
+        => record["pending"] is JsonObject p ? p.Count(e => e.Key != except && Long(e.Value) > now - PendingLifetimeMs) : 0;
 
     static void Prune(JsonObject record, long now)
     {
         if (record["pending"] is not JsonObject p) return;
-        foreach (var stale in p.Where(e => e.Value!.GetValue<long>() <= now - PendingLifetimeMs).Select(e => e.Key).ToList()) p.Remove(stale);
+        foreach (var stale in p.Where(e => Long(e.Value) <= now - PendingLifetimeMs).Select(e => e.Key).ToList()) p.Remove(stale);
     }
 
     RegistrationToken Show(string token, JsonObject r, long now)
-        => new(token, r["uses_allowed"]?.GetValue<long>(), LivePending(r, now), r["completed"]?.GetValue<long>() ?? 0, r["expiry_time"]?.GetValue<long>());
+        => new(token, Long(r["uses_allowed"]), LivePending(r, now), Long(r["completed"]) ?? 0, Long(r["expiry_time"]));
 
     bool Valid(JsonObject r, long now, string? session = null)
     {
-        if (r["expiry_time"]?.GetValue<long>() is { } expiry && expiry <= now) return false;
-        return r["uses_allowed"]?.GetValue<long>() is not { } allowed || LivePending(r, now, session) + (r["completed"]?.GetValue<long>() ?? 0) < allowed;
+        if (Long(r["expiry_time"]) is { } expiry && expiry <= now) return false;
+        return Long(r["uses_allowed"]) is not { } allowed || LivePending(r, now, session) + (Long(r["completed"]) ?? 0) < allowed;
     }
 
     /// <summary>Whether any token is stored.</summary>
@@ -199,7 +202,7 @@ public sealed class RegistrationTokens(IKeyValueStore store)
             {
                 if (r["pending"] is JsonObject p) p.Remove(session);
                 Prune(r, Clock());
-                r["completed"] = (r["completed"]?.GetValue<long>() ?? 0) + 1;
+                r["completed"] = (Long(r["completed"]) ?? 0) + 1;
                 result = register(b => b.Put(KeysFamilies.RegistrationTokens, K.Utf8(used.Token), Bytes(r)));
             }
         }
