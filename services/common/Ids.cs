@@ -95,10 +95,13 @@ public static class Ids
 
     const string Alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
-    public static string Random(int length)
+    public static string Random(int length) => Random(length, Alphabet);
+
+    /// <summary>A random string of characters drawn from <paramref name="alphabet"/>.</summary>
+    public static string Random(int length, string alphabet)
     {
         Span<char> chars = stackalloc char[length];
-        for (var i = 0; i < length; i++) chars[i] = Alphabet[RandomNumberGenerator.GetInt32(Alphabet.Length)];
+        for (var i = 0; i < length; i++) chars[i] = alphabet[RandomNumberGenerator.GetInt32(alphabet.Length)];
         return new string(chars);
     }
 

@@ -5,7 +5,8 @@ using Microsoft.AspNetCore.Http;
 namespace Conduit.Edge;
 
 /// <summary>
-/// Authentication happens once, here. Caller headers a client sends are dropped; a token (Authorization: Bearer
+/// Authentication happens once, here. Caller headers a client sends are dropped (EdgeClientIp already dropped every
+/// X-Conduit-* header); a token (Authorization: Bearer
 /// or the deprecated access_token query parameter) is resolved through <see cref="TokenCache"/>, and the
 /// identity travels on as <see cref="Caller"/> headers that services trust. A token that does not resolve is
 /// refused with M_UNKNOWN_TOKEN, whatever the endpoint, except on server-server paths (/_matrix/federation, /_matrix/key),
@@ -26,6 +27,7 @@ public sealed class EdgeAuth(RequestDelegate next, TokenCache tokens, bool allow
         h.Remove(Caller.UserHeader);
         h.Remove(Caller.DeviceHeader);
         h.Remove(Caller.GuestHeader);
+        h.Remove(Caller.AdminHeader);
         var route = ctx.GetEndpoint()?.Metadata.GetMetadata<MatrixRoute>();
         // Server-server paths carry no client access token: federation requests are signed (X-Matrix), and the OpenID
         // userinfo endpoint's access_token is an OpenID token, which its own service checks.
@@ -42,6 +44,7 @@ public sealed class EdgeAuth(RequestDelegate next, TokenCache tokens, bool allow
             h[Caller.UserHeader] = id.UserId;
             h[Caller.DeviceHeader] = id.DeviceId;
             if (id.IsGuest) h[Caller.GuestHeader] = "1";
+            if (id.IsAdmin) h[Caller.AdminHeader] = "1";
         }
         ctx.Response.OnStarting(() =>
         {

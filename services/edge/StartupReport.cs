@@ -31,7 +31,7 @@ public static class StartupReport
             ? $"conduit: database: {c.DatabaseBackend} at {Path.GetFullPath(db)}"
             : "conduit: database: none in this part (the services keep the data)";
         yield return "conduit: registration: " + (!c.AllowRegistration ? "closed (allow_registration = false)"
-            : c.RegistrationToken is { Length: > 0 } ? "open to holders of the registration token"
+            : c.RegistrationNeedsToken() ? "open to holders of a registration token"
             : IPAddress.TryParse(c.Address, out var a) && IPAddress.IsLoopback(a) ? "open to anyone who can reach the server"
             : $"open to anyone who can reach {c.Address}: set allow_registration = false or a registration_token");
         if (role == "edge")

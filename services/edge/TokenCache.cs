@@ -7,7 +7,7 @@ using Microsoft.Extensions.Logging;
 namespace Conduit.Edge;
 
 /// <summary>What an access token stands for at the edge. <see cref="ExpiresTs"/>: 0 for a token that never expires.</summary>
-public sealed record EdgeIdentity(string UserId, string DeviceId, bool IsGuest, long ExpiresTs)
+public sealed record EdgeIdentity(string UserId, string DeviceId, bool IsGuest, long ExpiresTs, bool IsAdmin = false)
 {
     /// <summary>The keys service found it expired (whatever this machine's clock says).</summary>
     public bool Expired { get; init; }
@@ -16,8 +16,8 @@ public sealed record EdgeIdentity(string UserId, string DeviceId, bool IsGuest, 
 }
 
 /// <summary>
-/// Access token → identity (user, device, guest, expiry), resolved through the keys service and cached. The keys
-/// service streams every revocation (logout, device deletion, deactivation, refresh), so a revoked token stops
+/// Access token → identity (user, device, guest, admin, expiry), resolved through the keys service and cached. The keys
+/// service streams every revocation (logout, device deletion, deactivation, refresh, a change of the user's admin flag), so a revoked token stops
 /// working at once. While that stream is down nothing is cached, so a missed revocation can never leave a stale
 /// identity behind. A token that expires (from a client with a refresh token) is cached with its expiry and
 /// checked against the clock on every hit, so an expired token is never served from the cache.
@@ -65,7 +65,7 @@ public sealed partial class TokenCache(Protos.Keys.Keys.KeysClient keys, ILogger
         var r = await keys.ResolveTokenAsync(new ResolveTokenRequest { AccessToken = token }, cancellationToken: ct);
         if (r.Expired) return new EdgeIdentity(r.UserId, r.DeviceId, r.IsGuest, r.ExpiresTs) { Expired = true };
         if (!r.Valid) return null;
-        var id = new EdgeIdentity(r.UserId, r.DeviceId, r.IsGuest, r.ExpiresTs);
+        var id = new EdgeIdentity(r.UserId, r.DeviceId, r.IsGuest, r.ExpiresTs, r.IsAdmin);
         if (cacheable && _watching && Interlocked.Read(ref _generation) == generation)
         {
             if (_cache.Count >= MaxEntries) _cache.Clear();

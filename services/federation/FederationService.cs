@@ -1,5 +1,6 @@
 using System.Diagnostics.Metrics;
 using System.Text.Json.Nodes;
+using Conduit.Common;
 using Conduit.Common.Http;
 using Conduit.Common.Routing;
 using Microsoft.AspNetCore.Builder;
@@ -84,7 +85,7 @@ public static class FederationService
         });
         app.Map(RouteTable.FederationVersion, ctx => ctx.Response.WriteJsonAsync(new JsonObject
         {
-            ["server"] = new JsonObject { ["name"] = "Conduit.Services", ["version"] = typeof(FederationService).Assembly.GetName().Version?.ToString(3) ?? "0.1.0" },
+            ["server"] = new JsonObject { ["name"] = ServerVersion.Name, ["version"] = ServerVersion.Version },
         }));
         return app;
     }

@@ -22,7 +22,7 @@ public sealed record SessionOrigin(string? Ip, string? UserAgent = null, bool Re
 /// What an access token stands for. <see cref="ExpiresTs"/> is 0 for a token that never expires; an expired token
 /// still names its session (<see cref="Expired"/>), so a soft-logged-out client can log out.
 /// </summary>
-public sealed record TokenInfo(string UserId, string DeviceId, bool IsGuest, long ExpiresTs, bool Expired);
+public sealed record TokenInfo(string UserId, string DeviceId, bool IsGuest, long ExpiresTs, bool Expired, bool IsAdmin = false);
 
 /// <summary>
 /// Accounts, devices and access tokens. Every change that touches several families is one batch; token
@@ -66,8 +66,13 @@ public sealed class AccountStore(IKeyValueStore store, GlobalConfig config, E2ee
 
     void PutUser(IWriteBatch b, string userId, JsonObject user) => b.Put(KeysFamilies.Users, K.Utf8(userId), Encoding.UTF8.GetBytes(user.ToJsonString()));
 
-    /// <summary>Creates the account (M_USER_IN_USE if taken) and, unless inhibited, a first device.</summary>
-    public LoginResult? Register(string localpart, string password, string? deviceId, string? deviceName, bool inhibitLogin, string? ip, string? userAgent = null, bool refreshable = false)
+    /// <summary>
+    /// Creates the account (M_USER_IN_USE if taken) and, unless inhibited, a first device. The first full account of
+    /// the server (no other account but guests exists) becomes a server admin, as in Conduit. <paramref name="alongside"/>
+    /// adds to the same batch (a registration token's use).
+    /// </summary>
+    public LoginResult? Register(string localpart, string password, string? deviceId, string? deviceName, bool inhibitLogin, string? ip, string? userAgent = null, bool refreshable = false,
+        Action<IWriteBatch>? alongside = null)
     {
         var userId = Ids.UserId(localpart, config.ServerName);
         var hash = PasswordHasher.Hash(password);
@@ -75,19 +80,77 @@ public sealed class AccountStore(IKeyValueStore store, GlobalConfig config, E2ee
         {
             if (Exists(userId)) throw Err.UserInUse();
             using var b = store.CreateBatch();
-            PutUser(b, userId, new JsonObject
-            {
-                ["password_hash"] = hash,
-                ["created_ts"] = Clock(),
-                ["deactivated"] = false,
-                ["displayname"] = localpart,
-            });
+            var user = NewUser(hash, localpart);
+            if (!AnyFullAccount()) user["admin"] = true;
+            PutUser(b, userId, user);
             LoginResult? login = null;
             if (!inhibitLogin) login = AddDevice(b, userId, deviceId, deviceName, new SessionOrigin(ip, userAgent, refreshable), out _);
+            alongside?.Invoke(b);
             store.Write(b);
             return login;
         }
     }
+
+    JsonObject NewUser(string passwordHash, string? displayname)
+    {
+        var u = new JsonObject { ["password_hash"] = passwordHash, ["created_ts"] = Clock(), ["deactivated"] = false };
+        if (displayname is not null) u["displayname"] = displayname;
+        return u;
+    }
+
+    // Whether an account other than a guest's exists (stops at the first one found).
+    bool AnyFullAccount() => _users.Scan([]).Any(e => JsonNode.Parse(e.Value)!["is_guest"]?.GetValue<bool>() != true);
+
+    /// <summary>
+    /// The admin API's account creation (PUT /_synapse/admin/v2/users/{userId}): no device, no password when
+    /// <paramref name="password"/> is null (the account cannot log in until one is set), deactivated from the start if
+    /// asked. M_USER_IN_USE if the ID is taken.
+    /// </summary>
+    public void CreateByAdmin(string userId, string? password, string? displayname, string? avatarUrl, bool admin, bool deactivated)
+    {
+        var hash = password is null || deactivated ? "" : PasswordHasher.Hash(password);
+        lock (_write)
+        {
+            if (Exists(userId)) throw Err.UserInUse();
+            var u = NewUser(hash, deactivated ? null : displayname);
+            if (!deactivated && avatarUrl is not null) u["avatar_url"] = avatarUrl;
+            if (deactivated) u["deactivated"] = true;
+            if (admin) u["admin"] = true;
+            using var b = store.CreateBatch();
+            PutUser(b, userId, u);
+            store.Write(b);
+        }
+    }
+
+    /// <summary>Every account, ordered by user ID.</summary>
+    public IEnumerable<(string UserId, JsonObject User)> AllUsers()
+    {
+        foreach (var (k, v) in _users.Scan([])) yield return (Encoding.UTF8.GetString(k), JsonNode.Parse(v)!.AsObject());
+    }
+
+    // ---- server admins
+
+    /// <summary>Whether the user is a server admin: listed in the config's admins, or the account has the admin flag.</summary>
+    public bool IsAdmin(string userId) => IsAdmin(userId, GetUser(userId));
+
+    bool IsAdmin(string userId, JsonObject? user)
+        => config.Admins.Contains(userId, StringComparer.Ordinal) || user?["admin"]?.GetValue<bool>() == true;
+
+    /// <summary>Whether the config's admins list names the user (its admin status cannot be taken away at runtime).</summary>
+    public bool IsConfigAdmin(string userId) => config.Admins.Contains(userId, StringComparer.Ordinal);
+
+    /// <summary>
+    /// Sets or clears the account's admin flag; the user's tokens are published as revoked (they stay valid) so the
+    /// edge resolves them again with the new status. M_NOT_FOUND for an unknown account.
+    /// </summary>
+    public void SetAdmin(string userId, bool admin) => UpdateProfile(userId, u =>
+    {
+        if (admin) u["admin"] = true; else u.Remove("admin");
+    });
+
+    /// <summary>Publishes the user's access tokens as revoked (they stay valid): the edge drops what it cached about
+    /// them (a guest upgraded, an admin flag changed) and resolves them again.</summary>
+    public void ForgetCachedIdentities(string userId) => TokensOf(userId).ForEach(Publish);
 
     // ---- guests (spec: client-server-api, "Guest access")
 
@@ -130,7 +193,8 @@ public sealed class AccountStore(IKeyValueStore store, GlobalConfig config, E2ee
     /// devices and tokens stay; they stop being a guest's, so cached identities are dropped. Unless inhibited, a
     /// device is added (or replaced) as any registration does.
     /// </summary>
-    public (string UserId, LoginResult? Login) UpgradeGuest(string guestAccessToken, string? username, string password, string? deviceId, string? deviceName, bool inhibitLogin, SessionOrigin origin)
+    public (string UserId, LoginResult? Login) UpgradeGuest(string guestAccessToken, string? username, string password, string? deviceId, string? deviceName, bool inhibitLogin, SessionOrigin origin,
+        Action<IWriteBatch>? alongside = null)
     {
         var hash = PasswordHasher.Hash(password);
         List<string> cached;
@@ -147,6 +211,7 @@ public sealed class AccountStore(IKeyValueStore store, GlobalConfig config, E2ee
             using var b = store.CreateBatch();
             PutUser(b, userId, u);
             if (!inhibitLogin) login = AddDevice(b, userId, deviceId, deviceName, origin, out _);
+            alongside?.Invoke(b);
             store.Write(b);
         }
         // The guest's tokens are still valid, but the edge cached them as a guest's.
@@ -269,7 +334,8 @@ public sealed class AccountStore(IKeyValueStore store, GlobalConfig config, E2ee
         var expiresTs = parts.Length > 2 ? long.Parse(parts[2], System.Globalization.CultureInfo.InvariantCulture) : 0;
         var expired = expiresTs != 0 && Clock() >= expiresTs;
         if (expiresTs != 0 && !expired) FirstUse(parts[0], parts[1], token);
-        return new TokenInfo(parts[0], parts[1], IsGuest(parts[0]), expiresTs, expired);
+        var user = GetUser(parts[0]);
+        return new TokenInfo(parts[0], parts[1], user?["is_guest"]?.GetValue<bool>() == true, expiresTs, expired, IsAdmin(parts[0], user));
     }
 
     // The new access token is in use: the refresh token it was issued for is done with (spec: "The old refresh token

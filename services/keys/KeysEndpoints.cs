@@ -11,7 +11,7 @@ namespace Conduit.Keys;
 
 /// <summary>The keys service's Matrix endpoints: registration, login, devices, account, profile.</summary>
 public sealed class KeysEndpoints(AccountStore accounts, KeyBackupStore backups, Uia uia, GlobalConfig config, Rooms.RoomsClient rooms, RateLimits limits,
-    Protos.Federation.Federation.FederationClient federation)
+    Protos.Federation.Federation.FederationClient federation, RegistrationTokens registrationTokens)
 {
     static readonly string[][] PasswordFlow = [["m.login.password"]];
 
@@ -19,6 +19,7 @@ public sealed class KeysEndpoints(AccountStore accounts, KeyBackupStore backups,
     {
         app.Map(RouteTable.Register, Register);
         app.Map(RouteTable.RegisterAvailable, RegisterAvailable);
+        app.Map(RouteTable.RegistrationTokenValidity, RegistrationTokenValidity);
         app.Map(RouteTable.Login, Login);
         app.Map(RouteTable.Refresh, Refresh);
         app.Map(RouteTable.RefreshV1, Refresh);
@@ -40,7 +41,7 @@ public sealed class KeysEndpoints(AccountStore accounts, KeyBackupStore backups,
     static Caller Auth(HttpContext ctx) => Caller.Required(ctx);
 
     /// <summary>Tells the edge that this response revoked tokens, so it drops cached ones before answering.</summary>
-    static void Revoked(HttpContext ctx) => ctx.Response.Headers[Caller.RevokedHeader] = "1";
+    public static void Revoked(HttpContext ctx) => ctx.Response.Headers[Caller.RevokedHeader] = "1";
 
     /// <summary>Tells the edge that this response revoked one access token, which it drops before answering.</summary>
     static void Revoked(HttpContext ctx, string accessToken) => ctx.Response.Headers[Caller.RevokedHeader] = Caller.RevokedTokenPrefix + accessToken;
@@ -73,7 +74,25 @@ public sealed class KeysEndpoints(AccountStore accounts, KeyBackupStore backups,
     // ---- registration (spec: client-server-api, "Account registration")
 
     IReadOnlyList<string[]> RegistrationFlows()
-        => config.RegistrationToken is { Length: > 0 } ? [["m.login.registration_token"]] : [["m.login.dummy"]];
+        => config.RegistrationNeedsToken() ? [["m.login.registration_token"]] : [["m.login.dummy"]];
+
+    /// <summary>The config's registration_token, compared in constant time.</summary>
+    bool IsConfigToken(string token)
+        => config.RegistrationToken is { Length: > 0 } configured
+            && System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(System.Text.Encoding.UTF8.GetBytes(token), System.Text.Encoding.UTF8.GetBytes(configured));
+
+    /// <summary>
+    /// GET /_matrix/client/v1/register/m.login.registration_token/validity (spec: "Token-authenticated registration"):
+    /// whether a token would pass the stage now, the config's or a stored one. No access token; limited per address
+    /// (rate_limits.registration_token_validity) against guessing. 403 when registration is off.
+    /// </summary>
+    async Task RegistrationTokenValidity(HttpContext ctx)
+    {
+        limits.Take(ctx, null, new Charge(limits.RegistrationTokenValidity, Ip(ctx)));
+        var token = ctx.Request.Query("token") ?? throw Err.MissingParam("Missing 'token'");
+        if (!config.AllowRegistration) throw Err.Forbidden("Registration is not enabled on this homeserver");
+        await ctx.Response.WriteJsonAsync(new JsonObject { ["valid"] = IsConfigToken(token) || registrationTokens.IsValid(token) });
+    }
 
     async Task Register(HttpContext ctx)
     {
@@ -110,7 +129,8 @@ public sealed class KeysEndpoints(AccountStore accounts, KeyBackupStore backups,
         uia.Require(session, ip, RegistrationFlows(), (stage, auth) => stage switch
         {
             "m.login.dummy" => true,
-            "m.login.registration_token" => auth.OptString("token") is { } t && t == config.RegistrationToken,
+            // The config's token, or a stored one, whose use by this session then counts as pending.
+            "m.login.registration_token" => auth.OptString("token") is { } t && (IsConfigToken(t) || registrationTokens.UseInSession(t, session.SessionId!)),
             _ => false,
         });
         var result = await uia.Once(session, _ =>
@@ -124,7 +144,8 @@ public sealed class KeysEndpoints(AccountStore accounts, KeyBackupStore backups,
             LoginResult? login;
             if (guestToken is not null)
             {
-                (userId, login) = accounts.UpgradeGuest(guestToken, localpart, password, p.OptString("device_id"), p.OptString("initial_device_display_name"), inhibit, origin);
+                (userId, login) = registrationTokens.Complete(session.SessionId, alongside =>
+                    accounts.UpgradeGuest(guestToken, localpart, password, p.OptString("device_id"), p.OptString("initial_device_display_name"), inhibit, origin, alongside));
                 // The guest's tokens now stand for a full account: the edge drops what it cached about them.
                 Revoked(ctx);
             }
@@ -132,7 +153,9 @@ public sealed class KeysEndpoints(AccountStore accounts, KeyBackupStore backups,
             {
                 localpart ??= Ids.Random(12).ToLowerInvariant();
                 limits.Take(ctx, null, new Charge(limits.Registration, ip));
-                login = accounts.Register(localpart, password, p.OptString("device_id"), p.OptString("initial_device_display_name"), inhibit, origin.Ip, origin.UserAgent, origin.Refreshable);
+                var lp = localpart;
+                login = registrationTokens.Complete(session.SessionId, alongside =>
+                    accounts.Register(lp, password, p.OptString("device_id"), p.OptString("initial_device_display_name"), inhibit, origin.Ip, origin.UserAgent, origin.Refreshable, alongside));
                 userId = Ids.UserId(localpart, config.ServerName);
             }
             // inhibit_login: no device and no tokens (spec: POST /register).
@@ -155,7 +178,7 @@ public sealed class KeysEndpoints(AccountStore accounts, KeyBackupStore backups,
         await ctx.Response.WriteJsonAsync(LoginJson(login));
     }
 
-    void ValidateLocalpart(string localpart)
+    public void ValidateLocalpart(string localpart)
     {
         if (!Ids.IsValidLocalpart(localpart))
             throw Err.InvalidUsername("User ID may only contain a-z, 0-9, '.', '_', '=', '-', '/' and '+'");
@@ -316,19 +339,23 @@ public sealed class KeysEndpoints(AccountStore accounts, KeyBackupStore backups,
 
     // ---- server administration (spec: client-server-api, "Server Administration")
 
-    bool IsAdmin(string userId) => config.Admins.Contains(userId, StringComparer.Ordinal);
-
     /// <summary>
     /// GET /admin/whois/{userId}: a user's devices, each with one session whose one connection is what the server
-    /// records of the device (its last login or refresh: address, time, user agent). Admins (config "admins") may ask
-    /// about anyone, others about themselves only, as Synapse allows; that is checked before the account is looked up,
-    /// so a non-admin learns nothing of other accounts.
+    /// records of the device (its last login or refresh: address, time, user agent). Admins may ask about anyone,
+    /// others about themselves only, as Synapse allows; that is checked before the account is looked up, so a non-admin
+    /// learns nothing of other accounts.
     /// </summary>
     async Task Whois(HttpContext ctx)
     {
         var c = Auth(ctx);
         var userId = ctx.Route("userId");
-        if (userId != c.UserId && !IsAdmin(c.UserId)) throw Err.Forbidden("You are not a server admin");
+        if (userId != c.UserId && !c.IsAdmin) throw Err.Forbidden("You are not a server admin");
+        await ctx.Response.WriteJsonAsync(WhoisJson(userId));
+    }
+
+    /// <summary>The whois answer about a local user (M_INVALID_PARAM for a malformed or remote ID, M_NOT_FOUND for an unknown one).</summary>
+    public JsonObject WhoisJson(string userId)
+    {
         if (!Ids.IsUserId(userId)) throw Err.InvalidParam("Not a user ID");
         if (Ids.ServerOf(userId) != config.ServerName) throw Err.InvalidParam("Can only whois a local user");
         if (!accounts.Exists(userId)) throw Err.NotFound("No such user");
@@ -340,7 +367,7 @@ public sealed class KeysEndpoints(AccountStore accounts, KeyBackupStore backups,
             if (d.UserAgent is not null) connection["user_agent"] = d.UserAgent;
             devices[d.DeviceId] = new JsonObject { ["sessions"] = new JsonArray(new JsonObject { ["connections"] = new JsonArray(connection) }) };
         }
-        await ctx.Response.WriteJsonAsync(new JsonObject { ["user_id"] = userId, ["devices"] = devices });
+        return new JsonObject { ["user_id"] = userId, ["devices"] = devices };
     }
 
     // ---- account management behind UIA with the account's password
@@ -390,15 +417,24 @@ public sealed class KeysEndpoints(AccountStore accounts, KeyBackupStore backups,
         var body = await ctx.Request.ReadJsonObjectAsync();
         await WithPassword(ctx, body, "deactivate", c, _ => { }, async _ =>
         {
-            // Leave rooms first: if that fails the account is still whole and the client can retry.
-            await rooms.LeaveAllRoomsAsync(new LeaveAllRoomsRequest { UserId = c.UserId }, cancellationToken: ctx.RequestAborted);
-            accounts.Deactivate(c.UserId);
-            // After the account is marked deactivated: a backup version created from now on is refused (checked under
-            // the lock this deletion takes), so none outlives the account.
-            backups.DeleteAll(c.UserId);
-            Revoked(ctx);
+            await DeactivateAccount(ctx, c.UserId);
             return new JsonObject { ["id_server_unbind_result"] = "no-support" };
         });
+    }
+
+    /// <summary>
+    /// Deactivates an account (the client's /account/deactivate and the admin API): leaves every room, marks the account
+    /// deactivated with its profile, devices, keys and key backups removed, and has the edge drop its cached tokens.
+    /// </summary>
+    public async Task DeactivateAccount(HttpContext ctx, string userId)
+    {
+        // Leave rooms first: if that fails the account is still whole and the client can retry.
+        await rooms.LeaveAllRoomsAsync(new LeaveAllRoomsRequest { UserId = userId }, cancellationToken: ctx.RequestAborted);
+        accounts.Deactivate(userId);
+        // After the account is marked deactivated: a backup version created from now on is refused (checked under
+        // the lock this deletion takes), so none outlives the account.
+        backups.DeleteAll(userId);
+        Revoked(ctx);
     }
 
     // ---- devices (spec: client-server-api, "Device management")
@@ -586,14 +622,17 @@ public sealed class KeysEndpoints(AccountStore accounts, KeyBackupStore backups,
                     throw new MatrixException("M_PROFILE_TOO_LARGE", 400, "The profile would be larger than 64 KiB");
             });
         }
-        if (IsMemberField(field))
-        {
-            var profile = ProfileOf(userId);
-            var req = new UpdateMemberProfileRequest { UserId = userId };
-            if (profile["displayname"]?.GetValue<string>() is { } dn) req.Displayname = dn;
-            if (profile["avatar_url"]?.GetValue<string>() is { } av) req.AvatarUrl = av;
-            await rooms.UpdateMemberProfileAsync(req, cancellationToken: ctx.RequestAborted);
-        }
+        if (IsMemberField(field)) await ResendMemberProfile(userId, ctx.RequestAborted);
         await ctx.Response.WriteJsonAsync(new JsonObject());
+    }
+
+    /// <summary>Re-sends the user's display name and avatar as a member event in every room they are joined to.</summary>
+    public async Task ResendMemberProfile(string userId, CancellationToken ct)
+    {
+        var profile = ProfileOf(userId);
+        var req = new UpdateMemberProfileRequest { UserId = userId };
+        if (profile["displayname"]?.GetValue<string>() is { } dn) req.Displayname = dn;
+        if (profile["avatar_url"]?.GetValue<string>() is { } av) req.AvatarUrl = av;
+        await rooms.UpdateMemberProfileAsync(req, cancellationToken: ct);
     }
 }

@@ -14,6 +14,8 @@ public static class KeysFamilies
     public const string Devices = "keys_devices";
     public const string Tokens = "keys_tokens";
     public const string RefreshTokens = "keys_refresh_tokens";
+    /// <summary>Registration tokens made with the admin API (<see cref="Keys.RegistrationTokens"/>).</summary>
+    public const string RegistrationTokens = "keys_registration_tokens";
 
     // ---- E2EE (services/keys/E2ee)
     public const string Counters = "keys_counters";
@@ -95,10 +97,11 @@ public static class KeysFamilies
 
     public static readonly ColumnFamily[] All =
     [
-        new(Users, "user_id", "JSON {password_hash (Argon2id, PHC string; empty for a guest), created_ts, deactivated, is_guest?, upgrade_ts? (when a guest became a full account), displayname?, avatar_url?, profile_fields? (the other profile fields: m.tz and custom keys, any JSON)}"),
+        new(Users, "user_id", "JSON {password_hash (Argon2id, PHC string; empty for a guest), created_ts, deactivated, admin? (a server admin: the first account registered, or made one by the admin API; the config's admins are admins whatever it says), is_guest?, upgrade_ts? (when a guest became a full account), displayname?, avatar_url?, profile_fields? (the other profile fields: m.tz and custom keys, any JSON)}"),
         new(Devices, "user_id 0xFF device_id", "JSON {device_id, display_name?, last_seen_ts, last_seen_ip?, user_agent?, access_token (absent for a dehydrated device), refresh_token?, previous_refresh_token? (the one /refresh last took, valid until the new tokens are used)}"),
         new(Tokens, "access_token", "user_id 0xFF device_id, then 0xFF expires_ts (decimal ms) for a token that expires (a session with a refresh token)"),
         new(RefreshTokens, "refresh_token", "user_id 0xFF device_id (the device record says whether it is the current or the previous one)"),
+        new(RegistrationTokens, "registration token", "JSON {uses_allowed (null: unlimited), expiry_time (ms; null: never), completed (registrations done with it), pending: {auth session: ts} (registrations that passed the token stage and have not completed; each counts for an hour)}"),
         new(Counters, "\"stream\" or \"device_lists_sent\"", "8-byte big-endian: the last keys-stream position taken; the last position whose device-list changes were sent to other servers"),
         new(DeviceKeys, "user_id 0xFF device_id", "the device keys JSON as the device signed it (signatures by others live in keys_signatures)"),
         new(OneTimeKeys, "user_id 0xFF device_id 0xFF algorithm 0xFF pos key_id", "the key (a string, or an object with key and signatures); claimed oldest upload first"),

@@ -44,7 +44,7 @@ public sealed class KeysGrpcService(AccountStore accounts, E2eeStore e2ee, E2ee.
         var r = accounts.Authenticate(request.AccessToken);
         return Task.FromResult(r is null
             ? new ResolveTokenReply { Valid = false }
-            : new ResolveTokenReply { Valid = !r.Expired, Expired = r.Expired, UserId = r.UserId, DeviceId = r.DeviceId, IsGuest = r.IsGuest, ExpiresTs = r.ExpiresTs });
+            : new ResolveTokenReply { Valid = !r.Expired, Expired = r.Expired, UserId = r.UserId, DeviceId = r.DeviceId, IsGuest = r.IsGuest, ExpiresTs = r.ExpiresTs, IsAdmin = r.IsAdmin });
     }
 
     public override async Task WatchRevocations(WatchRevocationsRequest request, IServerStreamWriter<Revocation> responseStream, ServerCallContext context)

@@ -13,13 +13,14 @@ public static class KeysService
 {
     public static IServiceCollection AddKeysService(this IServiceCollection services)
         => services.AddRateLimits().AddSingleton<AccountStore>().AddSingleton<KeyBackupStore>().AddSingleton<Uia>()
-            .AddSingleton<KeysEndpoints>().AddSingleton<KeyBackupEndpoints>().AddSingleton<ThirdPartyIdentityEndpoints>().AddSingleton<KeysGrpcService>()
+            .AddSingleton<KeysEndpoints>().AddSingleton<RegistrationTokens>().AddSingleton<AdminEndpoints>().AddSingleton<KeyBackupEndpoints>().AddSingleton<ThirdPartyIdentityEndpoints>().AddSingleton<KeysGrpcService>()
             .AddSingleton<KeysStream>().AddSingleton<E2eeStore>().AddSingleton<CrossSigning>().AddSingleton<E2eeEndpoints>()
             .AddSingleton<RemoteDeviceLists>().AddSingleton<FederatedKeys>().AddHostedService<DeviceListSender>();
 
     public static IEndpointRouteBuilder MapKeysService(this IEndpointRouteBuilder app)
     {
         app.ServiceProvider.GetRequiredService<KeysEndpoints>().Map(app);
+        app.ServiceProvider.GetRequiredService<AdminEndpoints>().Map(app);
         app.ServiceProvider.GetRequiredService<E2eeEndpoints>().Map(app);
         app.ServiceProvider.GetRequiredService<KeyBackupEndpoints>().Map(app);
         app.ServiceProvider.GetRequiredService<ThirdPartyIdentityEndpoints>().Map(app);

@@ -60,6 +60,9 @@ public sealed class Uia(TimeProvider? time = null)
         /// <summary>This request's parameters over those remembered from the session's earlier requests.</summary>
         public JsonObject Params { get; }
 
+        /// <summary>The session's ID once it has one (a request with an auth dict, from the stage check on).</summary>
+        public string? SessionId => Session?.Id;
+
         /// <summary>The session has passed a whole flow (this request may still have to pass one).</summary>
         public bool Authenticated { get; internal set; }
     }

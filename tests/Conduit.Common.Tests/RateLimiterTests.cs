@@ -196,7 +196,7 @@ public sealed class RateLimitConfigTests
             var (d, x) = ((RateLimiter)p.GetValue(documented)!, (RateLimiter)p.GetValue(defaults)!);
             Assert.True((d.PerSecond, d.BurstCount) == (x.PerSecond, x.BurstCount), $"{p.Name}: README {d.PerSecond}/{d.BurstCount}, code {x.PerSecond}/{x.BurstCount}");
         }
-        Assert.Equal(11, typeof(RateLimits).GetProperties().Length);
+        Assert.Equal(12, typeof(RateLimits).GetProperties().Length);
     }
 
     // From the test binaries, else from this source file: with CONDUIT_ARTIFACTS the binaries live outside the repository.

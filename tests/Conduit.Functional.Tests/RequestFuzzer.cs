@@ -165,8 +165,9 @@ public sealed partial class RequestFuzzer
 
         string? token = Room.Admin.Token;
         var note = "fuzz user";
-        // Logging out or out of everything would end the fuzz user's session; those go unauthenticated.
-        var destructive = route == RouteTable.Logout || route == RouteTable.LogoutAll;
+        // Logging out or out of everything would end the fuzz user's session, and so would the admin API's deactivation
+        // and password reset (the fuzz user may be its server's first account, so an admin); those go unauthenticated.
+        var destructive = route == RouteTable.Logout || route == RouteTable.LogoutAll || route == RouteTable.AdminDeactivate || route == RouteTable.AdminResetPassword;
         var roll = _rng.NextDouble();
         if (destructive || roll < 0.12) (token, note) = (null, "none");
         else if (roll < 0.25) (token, note) = ("syt_" + Ids(20), "bad token");

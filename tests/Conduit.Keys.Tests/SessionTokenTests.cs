@@ -39,13 +39,14 @@ public sealed class SessionTokenTests : IDisposable
         var login = RefreshableLogin();
         Assert.StartsWith("syr_", login.RefreshToken);
         Assert.Equal(Lifetime, login.ExpiresInMs);
-        Assert.Equal(new TokenInfo(Alice, "PHONE", false, _now + Lifetime, false), _accounts.Authenticate(login.AccessToken));
+        // Alice is the store's first account, so an admin.
+        Assert.Equal(new TokenInfo(Alice, "PHONE", false, _now + Lifetime, false, IsAdmin: true), _accounts.Authenticate(login.AccessToken));
 
         _now += Lifetime - 1;
         Assert.Equal((Alice, "PHONE"), _accounts.ResolveToken(login.AccessToken));
         _now += 1;
         // Expired, yet still naming its session (so the edge can answer soft_logout and let /logout through).
-        Assert.Equal(new TokenInfo(Alice, "PHONE", false, _now, true), _accounts.Authenticate(login.AccessToken));
+        Assert.Equal(new TokenInfo(Alice, "PHONE", false, _now, true, IsAdmin: true), _accounts.Authenticate(login.AccessToken));
         Assert.Null(_accounts.ResolveToken(login.AccessToken));
     }
 
@@ -56,7 +57,7 @@ public sealed class SessionTokenTests : IDisposable
         Assert.Null(login.RefreshToken);
         Assert.Null(login.ExpiresInMs);
         _now += 100 * 365L * 24 * 3600 * 1000;
-        Assert.Equal(new TokenInfo(Alice, "LAPTOP", false, 0, false), _accounts.Authenticate(login.AccessToken));
+        Assert.Equal(new TokenInfo(Alice, "LAPTOP", false, 0, false, IsAdmin: true), _accounts.Authenticate(login.AccessToken));
     }
 
     [Fact]

@@ -29,6 +29,13 @@ public sealed class GlobalConfig
     public int MaxConcurrentRequests { get; set; } = 100;
     public bool AllowRegistration { get; set; }
     public string? RegistrationToken { get; set; }
+    /// <summary>Synapse's key: registration (when allow_registration is on) needs a registration token, either
+    /// <see cref="RegistrationToken"/> or one an admin made with the admin API (/_synapse/admin/v1/registration_tokens).
+    /// Setting <see cref="RegistrationToken"/> implies it.</summary>
+    public bool RegistrationRequiresToken { get; set; }
+
+    /// <summary>Whether registration (allow_registration on) asks for a registration token.</summary>
+    public bool RegistrationNeedsToken() => RegistrationRequiresToken || RegistrationToken is { Length: > 0 };
     /// <summary>POST /register?kind=guest (conduwuit's key; Synapse's allow_guest_access): guest accounts, which may
     /// call only the spec's guest endpoints and join rooms whose m.room.guest_access is can_join. Off by default.</summary>
     public bool AllowGuestRegistration { get; set; }
@@ -36,8 +43,9 @@ public sealed class GlobalConfig
     /// (Synapse's refreshable_access_token_lifetime, default 5 minutes). Clients that do not ask get tokens that never
     /// expire.</summary>
     public long RefreshableAccessTokenLifetimeMs { get; set; } = 300_000;
-    /// <summary>Local users who are server admins (for now: GET /admin/whois of any user). Nobody by default; the
-    /// first registered user is not made one.</summary>
+    /// <summary>Local users who are always server admins (the admin API, GET /admin/whois of any user), besides the
+    /// accounts whose record has the admin flag (the first account registered on the server, and those the admin API
+    /// made admins). Nobody by default.</summary>
     public List<string> Admins { get; set; } = [];
     public bool AllowFederation { get; set; } = true;
     public List<string> TrustedServers { get; set; } = ["matrix.org"];
@@ -233,6 +241,8 @@ public sealed class RateLimitsConfig
     public InviteRateLimitsConfig Invites { get; set; } = new();
     /// <summary>rc_media_create: media IDs created with POST /_matrix/media/v1/create, per user.</summary>
     public RateLimitConfig MediaCreate { get; set; } = new();
+    /// <summary>rc_registration_token_validity: GET /register/m.login.registration_token/validity, per client IP.</summary>
+    public RateLimitConfig RegistrationTokenValidity { get; set; } = new();
 
     [TomlExtensionData]
     public Dictionary<string, object?>? Unknown { get; set; }
@@ -244,7 +254,7 @@ public sealed class RateLimitsConfig
         ("login.address", Login.Address), ("login.account", Login.Account), ("login.failed_attempts", Login.FailedAttempts),
         ("joins.local", Joins.Local),
         ("invites.per_room", Invites.PerRoom), ("invites.per_user", Invites.PerUser), ("invites.per_issuer", Invites.PerIssuer),
-        ("media_create", MediaCreate),
+        ("media_create", MediaCreate), ("registration_token_validity", RegistrationTokenValidity),
     ];
 }
 

@@ -7,12 +7,18 @@ namespace Conduit.Common.Http;
 /// identity to services as internal headers; services trust them only behind <see cref="InternalGate"/>.
 /// <see cref="IsGuest"/>: a guest account (spec: client-server-api, "Guest access"); the edge already refused it
 /// every endpoint the spec does not open to guests, so a service only checks the finer rules it owns.
+/// <see cref="IsAdmin"/>: a server admin (the config's admins, or the account's admin flag), as the keys service said
+/// when the edge resolved the token; a change of the flag drops the edge's cached tokens of the user.
 /// </summary>
-public sealed record Caller(string UserId, string DeviceId, bool IsGuest = false)
+public sealed record Caller(string UserId, string DeviceId, bool IsGuest = false, bool IsAdmin = false)
 {
     public const string UserHeader = "X-Conduit-User";
     public const string DeviceHeader = "X-Conduit-Device";
     public const string GuestHeader = "X-Conduit-Guest";
+    public const string AdminHeader = "X-Conduit-Admin";
+
+    /// <summary>Every internal header starts so; the edge drops any a client sends.</summary>
+    public const string InternalHeaderPrefix = "X-Conduit-";
 
     /// <summary>
     /// Set by the keys service on the response of anything that revoked tokens; the edge drops cached tokens before
@@ -26,7 +32,8 @@ public sealed record Caller(string UserId, string DeviceId, bool IsGuest = false
     {
         var u = ctx.Request.Headers[UserHeader].ToString();
         if (string.IsNullOrEmpty(u)) return null;
-        return new Caller(u, ctx.Request.Headers[DeviceHeader].ToString(), ctx.Request.Headers[GuestHeader].ToString() == "1");
+        var h = ctx.Request.Headers;
+        return new Caller(u, h[DeviceHeader].ToString(), h[GuestHeader].ToString() == "1", h[AdminHeader].ToString() == "1");
     }
 
     /// <summary>The caller, or M_MISSING_TOKEN (an invalid token was already refused at the edge).</summary>

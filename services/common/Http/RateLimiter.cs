@@ -137,6 +137,7 @@ public sealed class RateLimits
     public RateLimiter? InvitesPerUser { get; }
     public RateLimiter? InvitesPerIssuer { get; }
     public RateLimiter? MediaCreate { get; }
+    public RateLimiter? RegistrationTokenValidity { get; }
 
     public RateLimits(GlobalConfig config, TimeProvider? time = null)
     {
@@ -161,12 +162,13 @@ public sealed class RateLimits
         InvitesPerUser = Make(c.Invites.PerUser, 0.003, 5);
         InvitesPerIssuer = Make(c.Invites.PerIssuer, 0.3, 10);
         MediaCreate = Make(c.MediaCreate, 10, 50);
+        RegistrationTokenValidity = Make(c.RegistrationTokenValidity, 0.1, 5);
     }
 
     /// <summary>
     /// Whether a caller skips every limit. Synapse exempts application services registered with
-    /// rate_limited: false, and users an admin has given an override; this server has neither application
-    /// services nor server admins yet, so nobody is exempt. This is the one place to decide it: every limited
+    /// rate_limited: false, and users an admin has given an override; this server has no application
+    /// services and no overrides yet (server admins are not exempt, as in Synapse), so nobody is exempt. This is the one place to decide it: every limited
     /// endpoint passes its caller (null before login) through <see cref="Take"/>.
     /// </summary>
     public bool IsExempt(Caller? caller) => false;

@@ -103,6 +103,22 @@ public static class RouteTable
     // Authenticated by the OpenID token itself, not by X-Matrix: the keys service, which owns tokens, answers it.
     public static readonly MatrixRoute OpenIdUserInfo = Add(Service.Keys, "/_matrix/federation/v1/openid/userinfo", GET);
     public static readonly MatrixRoute AdminWhois = C(Service.Keys, "/admin/whois/{userId}", GET);
+    // No access token; rate limited per address (spec: "Token-authenticated registration").
+    public static readonly MatrixRoute RegistrationTokenValidity = Add(Service.Keys, "/_matrix/client/v1/register/m.login.registration_token/validity", GET).ForGuests(Get);
+
+    // ---- keys: Synapse's admin API (a subset: users and registration tokens), for server admins only. The edge
+    // authenticates these paths as client paths (an access token; a guest's is refused).
+    const string SynapseAdmin = "/_synapse/admin";
+    public static readonly MatrixRoute AdminServerVersion = Add(Service.Keys, SynapseAdmin + "/v1/server_version", GET);
+    public static readonly MatrixRoute AdminUsers = Add(Service.Keys, SynapseAdmin + "/v2/users", GET);
+    public static readonly MatrixRoute AdminUser = Add(Service.Keys, SynapseAdmin + "/v2/users/{userId}", GET, PUT);
+    public static readonly MatrixRoute AdminUserAdmin = Add(Service.Keys, SynapseAdmin + "/v1/users/{userId}/admin", GET, PUT);
+    public static readonly MatrixRoute AdminDeactivate = Add(Service.Keys, SynapseAdmin + "/v1/deactivate/{userId}", POST);
+    public static readonly MatrixRoute AdminResetPassword = Add(Service.Keys, SynapseAdmin + "/v1/reset_password/{userId}", POST);
+    public static readonly MatrixRoute AdminWhoisSynapse = Add(Service.Keys, SynapseAdmin + "/v1/whois/{userId}", GET);
+    public static readonly MatrixRoute AdminRegistrationTokens = Add(Service.Keys, SynapseAdmin + "/v1/registration_tokens", GET);
+    public static readonly MatrixRoute AdminRegistrationTokenNew = Add(Service.Keys, SynapseAdmin + "/v1/registration_tokens/new", POST);
+    public static readonly MatrixRoute AdminRegistrationToken = Add(Service.Keys, SynapseAdmin + "/v1/registration_tokens/{token}", GET, PUT, DELETE);
     public static readonly MatrixRoute Devices = C(Service.Keys, "/devices", GET).ForGuests(Get);
     public static readonly MatrixRoute Device = C(Service.Keys, "/devices/{deviceId}", GET, PUT, DELETE).ForGuests([GET, PUT]);
     public static readonly MatrixRoute DeleteDevices = C(Service.Keys, "/delete_devices", POST);

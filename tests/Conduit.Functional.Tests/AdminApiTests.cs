@@ -1,0 +1,320 @@
+using System.Net;
+using System.Text.Json.Nodes;
+using static Conduit.Functional.Tests.MatrixClient;
+
+namespace Conduit.Functional.Tests;
+
+/// <summary>
+/// Synapse's admin API subset (users, registration tokens) through the edge, on a server where registration needs a
+/// token (registration_requires_token, and the config's registration_token) and one admin is in the config. The
+/// fixture registers the server's first account before any test runs, so it is the one made admin.
+/// </summary>
+public abstract class AdminApiTests(ServerFixture server, MatrixClient first)
+{
+    public const string ConfigToken = "config-token";
+    public const string ConfigAdmin = "cfg_admin";
+    public const string Config = $"rate_limits = {{ enabled = false }}\nregistration_requires_token = true\nregistration_token = \"{ConfigToken}\"\nadmins = [\"@{ConfigAdmin}:test.local\"]";
+    const string A = "/_synapse/admin";
+
+    static void Error(Response r, HttpStatusCode status, string errcode)
+        => Assert.True(r.Status == status && r.ErrCode == errcode, $"expected {(int)status} {errcode}, got {(int)r.Status}: {r.Body?.ToJsonString()}");
+
+    /// <summary>Registers with the m.login.registration_token stage; the answer of the stage's request, and the client.</summary>
+    public static async Task<(Response Answer, MatrixClient Client)> RegisterWithToken(ServerFixture server, string localpart, string token, string? password = "correct horse")
+    {
+        var c = new MatrixClient(server);
+        var body = new JsonObject { ["username"] = localpart };
+        if (password is not null) body["password"] = password;
+        var first = await c.Call("POST", C + "/register", body, auth: false);
+        Assert.Equal(HttpStatusCode.Unauthorized, first.Status);
+        var withAuth = body.DeepClone().AsObject();
+        withAuth["auth"] = new JsonObject { ["type"] = "m.login.registration_token", ["token"] = token, ["session"] = first.Obj["session"]!.GetValue<string>() };
+        var done = await c.Call("POST", C + "/register", withAuth, auth: false);
+        if (done.Status == HttpStatusCode.OK)
+        {
+            c.Token = done.Obj["access_token"]!.GetValue<string>();
+            c.UserId = done.Obj["user_id"]!.GetValue<string>();
+            c.DeviceId = done.Obj["device_id"]!.GetValue<string>();
+        }
+        return (done, c);
+    }
+
+    async Task<MatrixClient> NewUser(string? localpart = null)
+    {
+        var (answer, c) = await RegisterWithToken(server, localpart ?? UniqueName("adm"), ConfigToken);
+        answer.Ok();
+        return c;
+    }
+
+    Task<Response> Login(string userId, string password)
+        => new MatrixClient(server).Call("POST", $"{C}/login", new JsonObject
+        {
+            ["type"] = "m.login.password",
+            ["identifier"] = new JsonObject { ["type"] = "m.id.user", ["user"] = userId },
+            ["password"] = password,
+        }, auth: false);
+
+    static bool IsAdmin(JsonObject user) => user["admin"]!.GetValue<bool>();
+
+    [Fact]
+    public async Task The_first_account_and_config_admins_are_admins_and_others_are_not()
+    {
+        var info = (await first.Get($"{A}/v2/users/{E(first.UserId)}")).Ok().Obj;
+        Assert.True(IsAdmin(info), info.ToJsonString());
+        var later = await NewUser();
+        Assert.False((await first.Get($"{A}/v1/users/{E(later.UserId)}/admin")).Ok().Obj["admin"]!.GetValue<bool>());
+        Error(await later.Get($"{A}/v1/server_version"), HttpStatusCode.Forbidden, "M_FORBIDDEN");
+
+        // A config admin is an admin whatever its record says, and cannot be demoted at runtime.
+        var cfg = await NewUser(ConfigAdmin);
+        var cfgId = cfg.UserId;
+        Assert.True((await first.Get($"{A}/v1/users/{E(cfgId)}/admin")).Ok().Obj["admin"]!.GetValue<bool>());
+        (await cfg.Get($"{A}/v1/server_version")).Ok();
+        Error(await first.Put($"{A}/v1/users/{E(cfgId)}/admin", new JsonObject { ["admin"] = false }), HttpStatusCode.BadRequest, "M_INVALID_PARAM");
+
+        // server_version is the version federation reports.
+        var version = (await first.Get($"{A}/v1/server_version")).Ok().Obj["server_version"]!.GetValue<string>();
+        var fed = (await new MatrixClient(server).Call("GET", "/_matrix/federation/v1/version", auth: false)).Ok().Obj;
+        Assert.Equal(fed["server"]!["version"]!.GetValue<string>(), version);
+    }
+
+    [Fact]
+    public async Task Non_admins_are_refused_every_endpoint_and_anonymous_callers_need_a_token()
+    {
+        var user = await NewUser();
+        var anon = new MatrixClient(server);
+        // A forged admin header from the client is dropped at the edge.
+        using var forged = new HttpRequestMessage(HttpMethod.Get, server.BaseUrl + $"{A}/v1/server_version");
+        forged.Headers.Authorization = new("Bearer", user.Token);
+        forged.Headers.Add("X-Conduit-Admin", "1");
+        using (var resp = await server.Http.SendAsync(forged)) Assert.Equal(HttpStatusCode.Forbidden, resp.StatusCode);
+
+        var target = E(first.UserId);
+        var calls = new (string Method, string Path, JsonObject? Body)[]
+        {
+            ("GET", $"{A}/v1/server_version", null),
+            ("GET", $"{A}/v2/users", null),
+            ("GET", $"{A}/v2/users/{target}", null),
+            ("PUT", $"{A}/v2/users/{E("@someone_new:test.local")}", new JsonObject { ["password"] = "x" }),
+            ("GET", $"{A}/v1/users/{target}/admin", null),
+            ("PUT", $"{A}/v1/users/{E(user.UserId)}/admin", new JsonObject { ["admin"] = true }),
+            ("POST", $"{A}/v1/deactivate/{target}", new JsonObject()),
+            ("POST", $"{A}/v1/reset_password/{target}", new JsonObject { ["new_password"] = "x" }),
+            ("GET", $"{A}/v1/whois/{target}", null),
+            ("GET", $"{A}/v1/registration_tokens", null),
+            ("POST", $"{A}/v1/registration_tokens/new", new JsonObject()),
+            ("GET", $"{A}/v1/registration_tokens/abc", null),
+            ("PUT", $"{A}/v1/registration_tokens/abc", new JsonObject { ["uses_allowed"] = 1 }),
+            ("DELETE", $"{A}/v1/registration_tokens/abc", null),
+        };
+        foreach (var (method, path, body) in calls)
+        {
+            Error(await user.Call(method, path, body), HttpStatusCode.Forbidden, "M_FORBIDDEN");
+            Error(await anon.Call(method, path, body), HttpStatusCode.Unauthorized, "M_MISSING_TOKEN");
+        }
+        // Nothing happened: the first account is still an admin and active.
+        Assert.True(IsAdmin((await first.Get($"{A}/v2/users/{target}")).Ok().Obj));
+        Assert.False((await first.Get($"{A}/v1/users/{E(user.UserId)}/admin")).Ok().Obj["admin"]!.GetValue<bool>());
+    }
+
+    [Fact]
+    public async Task Users_are_listed_filtered_and_paged_by_name()
+    {
+        var prefix = UniqueName("lst") + "_";
+        foreach (var n in new[] { "c", "a", "e", "b", "d" })
+            Assert.Equal(HttpStatusCode.Created, (await first.Put($"{A}/v2/users/{E($"@{prefix}{n}:test.local")}", new JsonObject { ["password"] = "pw", ["displayname"] = "Name " + n })).Status);
+        var page1 = (await first.Get($"{A}/v2/users?name={prefix}&limit=2")).Ok().Obj;
+        Assert.Equal(5, page1["total"]!.GetValue<int>());
+        Assert.Equal(new[] { $"@{prefix}a:test.local", $"@{prefix}b:test.local" }, page1["users"]!.AsArray().Select(u => u!["name"]!.GetValue<string>()));
+        Assert.Equal("2", page1["next_token"]!.GetValue<string>());
+        var u0 = page1["users"]![0]!.AsObject();
+        Assert.Equal("Name a", u0["displayname"]!.GetValue<string>());
+        Assert.False(u0["admin"]!.GetValue<bool>());
+        Assert.False(u0["deactivated"]!.GetValue<bool>());
+        Assert.False(u0["is_guest"]!.GetValue<bool>());
+        Assert.True(u0["creation_ts"]!.GetValue<long>() > 1_600_000_000_000);
+        var page3 = (await first.Get($"{A}/v2/users?name={prefix}&limit=2&from=4")).Ok().Obj;
+        Assert.Equal($"@{prefix}e:test.local", Assert.Single(page3["users"]!.AsArray())!["name"]!.GetValue<string>());
+        Assert.Null(page3["next_token"]);
+        // By display name too; deactivated accounts only when asked for; admins filter.
+        Assert.Single((await first.Get($"{A}/v2/users?name={E("Name c")}")).Ok().Obj["users"]!.AsArray(), u => u!["name"]!.GetValue<string>().StartsWith("@" + prefix, StringComparison.Ordinal));
+        (await first.Post($"{A}/v1/deactivate/{E($"@{prefix}e:test.local")}", new JsonObject())).Ok();
+        Assert.Equal(4, (await first.Get($"{A}/v2/users?name={prefix}")).Ok().Obj["total"]!.GetValue<int>());
+        Assert.Equal(5, (await first.Get($"{A}/v2/users?name={prefix}&deactivated=true")).Ok().Obj["total"]!.GetValue<int>());
+        var admins = (await first.Get($"{A}/v2/users?admins=true")).Ok().Obj["users"]!.AsArray().Select(u => u!["name"]!.GetValue<string>()).ToList();
+        Assert.Contains(first.UserId, admins);
+        Assert.DoesNotContain($"@{prefix}a:test.local", admins);
+        Error(await first.Get($"{A}/v2/users?limit=0"), HttpStatusCode.BadRequest, "M_INVALID_PARAM");
+        Error(await first.Get($"{A}/v2/users?guests=maybe"), HttpStatusCode.BadRequest, "M_INVALID_PARAM");
+    }
+
+    [Fact]
+    public async Task Put_creates_then_modifies_a_local_account()
+    {
+        var id = $"@{UniqueName("put")}:test.local";
+        var created = await first.Put($"{A}/v2/users/{E(id)}", new JsonObject { ["password"] = "first pw", ["displayname"] = "Put User" });
+        Assert.Equal(HttpStatusCode.Created, created.Status);
+        Assert.Equal("Put User", created.Obj["displayname"]!.GetValue<string>());
+        var login = (await Login(id, "first pw")).Ok().Obj;
+        var user = new MatrixClient(server, login["access_token"]!.GetValue<string>()) { UserId = id };
+        Assert.Equal("Put User", (await user.Get($"{C}/profile/{E(id)}/displayname")).Ok().Obj["displayname"]!.GetValue<string>());
+
+        // Modified: 200, the new display name everywhere; a new password logs the devices out.
+        var modified = await first.Put($"{A}/v2/users/{E(id)}", new JsonObject { ["displayname"] = "Renamed" });
+        Assert.Equal(HttpStatusCode.OK, modified.Status);
+        Assert.Equal("Renamed", (await user.Get($"{C}/profile/{E(id)}/displayname")).Ok().Obj["displayname"]!.GetValue<string>());
+        (await user.Get($"{C}/account/whoami")).Ok();
+        (await first.Put($"{A}/v2/users/{E(id)}", new JsonObject { ["password"] = "second pw" })).Ok();
+        Error(await user.Get($"{C}/account/whoami"), HttpStatusCode.Unauthorized, "M_UNKNOWN_TOKEN");
+        Error(await Login(id, "first pw"), HttpStatusCode.Forbidden, "M_FORBIDDEN");
+        var again = new MatrixClient(server, (await Login(id, "second pw")).Ok().Obj["access_token"]!.GetValue<string>());
+        // logout_devices = false keeps them.
+        (await first.Put($"{A}/v2/users/{E(id)}", new JsonObject { ["password"] = "third pw", ["logout_devices"] = false })).Ok();
+        (await again.Get($"{C}/account/whoami")).Ok();
+        (await Login(id, "third pw")).Ok();
+
+        // deactivated: true deactivates as the client's deactivation does.
+        var gone = (await first.Put($"{A}/v2/users/{E(id)}", new JsonObject { ["deactivated"] = true })).Ok().Obj;
+        Assert.True(gone["deactivated"]!.GetValue<bool>());
+        Error(await again.Get($"{C}/account/whoami"), HttpStatusCode.Unauthorized, "M_UNKNOWN_TOKEN");
+        Error(await Login(id, "third pw"), HttpStatusCode.Forbidden, "M_USER_DEACTIVATED");
+
+        Error(await first.Put($"{A}/v2/users/{E("@someone:other.example")}", new JsonObject { ["password"] = "x" }), HttpStatusCode.BadRequest, "M_INVALID_PARAM");
+        Error(await first.Put($"{A}/v2/users/{E("@Bad Name:test.local")}", new JsonObject { ["password"] = "x" }), HttpStatusCode.BadRequest, "M_INVALID_USERNAME");
+        Error(await first.Get($"{A}/v2/users/{E("@nobody_at_all:test.local")}"), HttpStatusCode.NotFound, "M_NOT_FOUND");
+        Error(await first.Put($"{A}/v2/users/{E(id)}", new JsonObject { ["admin"] = "yes" }), HttpStatusCode.BadRequest, "M_BAD_JSON");
+    }
+
+    [Fact]
+    public async Task Deactivate_reset_password_and_whois()
+    {
+        var user = await NewUser();
+        (await first.Post($"{A}/v1/reset_password/{E(user.UserId)}", new JsonObject { ["new_password"] = "new pw" })).Ok();
+        Error(await user.Get($"{C}/account/whoami"), HttpStatusCode.Unauthorized, "M_UNKNOWN_TOKEN");
+        Error(await Login(user.UserId, "correct horse"), HttpStatusCode.Forbidden, "M_FORBIDDEN");
+        var again = new MatrixClient(server, (await Login(user.UserId, "new pw")).Ok().Obj["access_token"]!.GetValue<string>());
+        var who = (await first.Get($"{A}/v1/whois/{E(user.UserId)}")).Ok().Obj;
+        Assert.Equal(user.UserId, who["user_id"]!.GetValue<string>());
+        Assert.Single(who["devices"]!.AsObject());
+
+        (await first.Post($"{A}/v1/deactivate/{E(user.UserId)}", new JsonObject { ["erase"] = true })).Ok();
+        Error(await again.Get($"{C}/account/whoami"), HttpStatusCode.Unauthorized, "M_UNKNOWN_TOKEN");
+        Error(await Login(user.UserId, "new pw"), HttpStatusCode.Forbidden, "M_USER_DEACTIVATED");
+        Assert.True((await first.Get($"{A}/v2/users/{E(user.UserId)}")).Ok().Obj["deactivated"]!.GetValue<bool>());
+        (await first.Post($"{A}/v1/deactivate/{E(user.UserId)}", new JsonObject())).Ok();
+        Error(await first.Post($"{A}/v1/deactivate/{E("@nobody_at_all:test.local")}", new JsonObject()), HttpStatusCode.NotFound, "M_NOT_FOUND");
+        Error(await first.Post($"{A}/v1/reset_password/{E(user.UserId)}", new JsonObject()), HttpStatusCode.BadRequest, "M_MISSING_PARAM");
+    }
+
+    [Fact]
+    public async Task Admin_status_changes_take_effect_at_once_through_the_edge_cache()
+    {
+        var user = await NewUser();
+        Error(await user.Get($"{A}/v1/server_version"), HttpStatusCode.Forbidden, "M_FORBIDDEN");   // the edge now caches the token
+        (await first.Put($"{A}/v1/users/{E(user.UserId)}/admin", new JsonObject { ["admin"] = true })).Ok();
+        (await user.Get($"{A}/v1/server_version")).Ok();
+        Assert.True((await user.Get($"{A}/v1/users/{E(user.UserId)}/admin")).Ok().Obj["admin"]!.GetValue<bool>());
+        // An admin cannot demote themselves; another admin can.
+        Error(await user.Put($"{A}/v1/users/{E(user.UserId)}/admin", new JsonObject { ["admin"] = false }), HttpStatusCode.BadRequest, "M_INVALID_PARAM");
+        (await first.Put($"{A}/v1/users/{E(user.UserId)}/admin", new JsonObject { ["admin"] = false })).Ok();
+        Error(await user.Get($"{A}/v1/server_version"), HttpStatusCode.Forbidden, "M_FORBIDDEN");
+        // Through PUT /v2/users too.
+        (await first.Put($"{A}/v2/users/{E(user.UserId)}", new JsonObject { ["admin"] = true })).Ok();
+        (await user.Get($"{A}/v1/server_version")).Ok();
+        Error(await first.Put($"{A}/v1/users/{E(user.UserId)}/admin", new JsonObject()), HttpStatusCode.BadRequest, "M_MISSING_PARAM");
+        Error(await first.Get($"{A}/v1/users/{E("@nobody_at_all:test.local")}/admin"), HttpStatusCode.NotFound, "M_NOT_FOUND");
+    }
+
+    static async Task<bool> Validity(ServerFixture server, string token)
+        => (await new MatrixClient(server).Call("GET", $"/_matrix/client/v1/register/m.login.registration_token/validity?token={E(token)}", auth: false))
+            .Ok().Obj["valid"]!.GetValue<bool>();
+
+    [Fact]
+    public async Task Registration_tokens_are_made_used_up_expired_and_deleted()
+    {
+        // uses_allowed 1: one registration, then refused.
+        var once = (await first.Post($"{A}/v1/registration_tokens/new", new JsonObject { ["uses_allowed"] = 1 })).Ok().Obj;
+        var token = once["token"]!.GetValue<string>();
+        Assert.Equal(16, token.Length);
+        Assert.Equal(0, once["pending"]!.GetValue<int>());
+        Assert.True(await Validity(server, token));
+        Assert.True(await Validity(server, ConfigToken));
+        Assert.False(await Validity(server, "no-such-token"));
+        var (ok, _) = await RegisterWithToken(server, UniqueName("tok"), token);
+        ok.Ok();
+        var used = (await first.Get($"{A}/v1/registration_tokens/{token}")).Ok().Obj;
+        Assert.Equal((1, 0), (used["completed"]!.GetValue<int>(), used["pending"]!.GetValue<int>()));
+        Assert.False(await Validity(server, token));
+        var (refused, _) = await RegisterWithToken(server, UniqueName("tok"), token);
+        Error(refused, HttpStatusCode.Unauthorized, "M_FORBIDDEN");
+        Assert.Contains(token, (await first.Get($"{A}/v1/registration_tokens?valid=false")).Ok().Obj["registration_tokens"]!.AsArray().Select(t => t!["token"]!.GetValue<string>()));
+        Assert.DoesNotContain(token, (await first.Get($"{A}/v1/registration_tokens?valid=true")).Ok().Obj["registration_tokens"]!.AsArray().Select(t => t!["token"]!.GetValue<string>()));
+
+        // A use is pending from the stage on: a registration that passed the stage but failed holds the only use.
+        var name = UniqueName("tk-");
+        (await first.Post($"{A}/v1/registration_tokens/new", new JsonObject { ["token"] = name, ["uses_allowed"] = 1 })).Ok();
+        var (noPassword, _) = await RegisterWithToken(server, UniqueName("tok"), name, password: null);
+        Error(noPassword, HttpStatusCode.BadRequest, "M_MISSING_PARAM");
+        Assert.Equal(1, (await first.Get($"{A}/v1/registration_tokens/{name}")).Ok().Obj["pending"]!.GetValue<int>());
+        Assert.False(await Validity(server, name));
+        // Raising uses_allowed makes it valid again; then it is deleted.
+        var raised = (await first.Put($"{A}/v1/registration_tokens/{name}", new JsonObject { ["uses_allowed"] = 2 })).Ok().Obj;
+        Assert.Equal(2, raised["uses_allowed"]!.GetValue<int>());
+        Assert.True(await Validity(server, name));
+        (await first.Call("DELETE", $"{A}/v1/registration_tokens/{name}")).Ok();
+        Error(await first.Get($"{A}/v1/registration_tokens/{name}"), HttpStatusCode.NotFound, "M_NOT_FOUND");
+        Error(await first.Call("DELETE", $"{A}/v1/registration_tokens/{name}"), HttpStatusCode.NotFound, "M_NOT_FOUND");
+        Assert.False(await Validity(server, name));
+
+        // Expiry.
+        var soon = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() + 1500;
+        var expiring = (await first.Post($"{A}/v1/registration_tokens/new", new JsonObject { ["expiry_time"] = soon, ["length"] = 8 })).Ok().Obj;
+        var e = expiring["token"]!.GetValue<string>();
+        Assert.Equal((8, soon), (e.Length, expiring["expiry_time"]!.GetValue<long>()));
+        Assert.Null(expiring["uses_allowed"]!);
+        Assert.True(await Validity(server, e));
+        await Task.Delay(2000);
+        Assert.False(await Validity(server, e));
+        var (late, _) = await RegisterWithToken(server, UniqueName("tok"), e);
+        Error(late, HttpStatusCode.Unauthorized, "M_FORBIDDEN");
+
+        // Bad input.
+        var taken = (await first.Post($"{A}/v1/registration_tokens/new", new JsonObject { ["token"] = token }));
+        Error(taken, HttpStatusCode.BadRequest, "M_INVALID_PARAM");
+        Error(await first.Post($"{A}/v1/registration_tokens/new", new JsonObject { ["token"] = "has space" }), HttpStatusCode.BadRequest, "M_INVALID_PARAM");
+        Error(await first.Post($"{A}/v1/registration_tokens/new", new JsonObject { ["uses_allowed"] = -1 }), HttpStatusCode.BadRequest, "M_INVALID_PARAM");
+        Error(await first.Post($"{A}/v1/registration_tokens/new", new JsonObject { ["expiry_time"] = 1000 }), HttpStatusCode.BadRequest, "M_INVALID_PARAM");
+        Error(await first.Post($"{A}/v1/registration_tokens/new", new JsonObject { ["length"] = 65 }), HttpStatusCode.BadRequest, "M_INVALID_PARAM");
+        Error(await first.Put($"{A}/v1/registration_tokens/nope", new JsonObject { ["uses_allowed"] = 1 }), HttpStatusCode.NotFound, "M_NOT_FOUND");
+        Error(await new MatrixClient(server).Call("GET", "/_matrix/client/v1/register/m.login.registration_token/validity", auth: false), HttpStatusCode.BadRequest, "M_MISSING_PARAM");
+    }
+}
+
+/// <summary>The admin tests' server; its first account is registered as it starts (<see cref="First"/>).</summary>
+public sealed class AdminApiAllInOneFixture : AllInOneFixture
+{
+    protected override string ExtraConfig => AdminApiTests.Config;
+    public MatrixClient First { get; private set; } = null!;
+
+    public override async Task InitializeAsync()
+    {
+        await base.InitializeAsync();
+        First = (await AdminApiTests.RegisterWithToken(this, "first_user", AdminApiTests.ConfigToken)).Client;
+    }
+}
+
+public sealed class AdminApiSplitFixture : SplitFixture
+{
+    protected override string ExtraConfig => AdminApiTests.Config;
+    public MatrixClient First { get; private set; } = null!;
+
+    public override async Task InitializeAsync()
+    {
+        await base.InitializeAsync();
+        First = (await AdminApiTests.RegisterWithToken(this, "first_user", AdminApiTests.ConfigToken)).Client;
+    }
+}
+
+public sealed class AllInOneAdminApiTests(AdminApiAllInOneFixture f) : AdminApiTests(f, f.First), IClassFixture<AdminApiAllInOneFixture>;
+
+public sealed class SplitAdminApiTests(AdminApiSplitFixture f) : AdminApiTests(f, f.First), IClassFixture<AdminApiSplitFixture>;
