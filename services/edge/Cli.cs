@@ -13,6 +13,8 @@ public static class Cli
         usage: conduit [--role ROLE]                  run the server (all-in-one, or one part of a split deployment)
                conduit backup [DIR] [--role ROLE]     back up the running server (or a stopped one's database)
                conduit check-config                   check the configuration (CONDUIT_CONFIG) and exit
+               conduit create-user NAME [PASSWORD] [--admin] [--role keys]
+                                                      with the server stopped: an account (a password is made if none)
                conduit healthcheck [--role ROLE]      exit 0 if the running server answers (container healthchecks)
                conduit --rotate-signing-key [--role federation]
                                                       with the server stopped: a new federation signing key
@@ -78,6 +80,32 @@ public static class Cli
             }
         }
         return failed ? 1 : 0;
+    }
+
+    /// <summary>conduit create-user NAME [PASSWORD] [--admin] (the server stopped; split: --role keys).</summary>
+    public static int CreateUser(LoadedConfig loaded, string role, string? name, string? password, bool admin)
+    {
+        if (name is null)
+        {
+            Console.Error.WriteLine("conduit: usage: conduit create-user NAME [PASSWORD] [--admin]");
+            return 2;
+        }
+        try
+        {
+            var (userId, pw) = ConduitHost.CreateUser(loaded, role, name, password, admin);
+            Console.WriteLine($"conduit: created {userId}{(admin ? ", a server admin" : "")}{(password is null ? $", password {pw}" : "")}");
+            return 0;
+        }
+        catch (Common.MatrixException e)
+        {
+            Console.Error.WriteLine($"conduit: {e.Message}");
+            return 1;
+        }
+        catch (Exception e) when (e is ConfigException or StartupException)
+        {
+            Console.Error.WriteLine($"conduit: {e.Message}");
+            return 2;
+        }
     }
 
     /// <summary>

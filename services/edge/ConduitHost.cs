@@ -70,6 +70,34 @@ public static class ConduitHost
         return $"signing key {old} replaced by {keys.Rotate().KeyId}; {old} is kept as an old verify key";
     }
 
+    /// <summary>
+    /// conduit create-user NAME [PASSWORD] [--admin], for a server that is not running (the keys service's database:
+    /// all-in-one, or --role keys): the account as registration makes it, without a device. Answers the user ID and
+    /// the password (generated when none is given).
+    /// </summary>
+    public static (string UserId, string Password) CreateUser(LoadedConfig loaded, string role, string localpart, string? password, bool admin)
+    {
+        var config = loaded.Global;
+        if (role is not (AllInOne or "keys")) throw new ConfigException("accounts are in the keys service's database: run create-user all-in-one or with --role keys");
+        var modules = role == AllInOne ? Modules : Modules.Where(m => m.Service == Service.Keys).ToArray();
+        var path = DatabasePathFor(config, role)!;
+        using var store = OpenStore(config, path, modules);
+        var collection = new ServiceCollection().AddSingleton(store).AddSingleton(config).AddLogging();
+        Keys.KeysService.AddKeysService(collection);
+        using var services = collection.BuildServiceProvider();
+        var accounts = services.GetRequiredService<Keys.AccountStore>();
+        // "@name:server" is taken as its localpart.
+        if (localpart.StartsWith('@')) localpart = localpart.IndexOf(':') is var c and > 0 ? localpart[1..c] : localpart[1..];
+        localpart = localpart.ToLowerInvariant();
+        if (!Common.Ids.IsValidLocalpart(localpart) || Common.Ids.UserId(localpart, config.ServerName).Length > 255)
+            throw Err.InvalidUsername("A user name may only contain a-z, 0-9, '.', '_', '=', '-', '/' and '+', and a user ID is at most 255 characters");
+        password ??= Common.Ids.Random(24);
+        accounts.Register(localpart, password, null, null, inhibitLogin: true, ip: null);
+        var userId = Common.Ids.UserId(localpart, config.ServerName);
+        if (admin) accounts.SetAdmin(userId, true);
+        return (userId, password);
+    }
+
     /// <summary>conduit backup for a server that is not running: the database opened as the server would open it.</summary>
     public static async Task<string> OfflineBackupAsync(LoadedConfig loaded, string role, string? target)
     {

@@ -4,15 +4,17 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.Hosting;
 
 // conduit [--role R]      the server: all-in-one, or one part of a split deployment (edge, keys, rooms, sync, federation, media)
-// conduit backup [DIR], check-config, healthcheck, --rotate-signing-key, --help: Cli.Usage.
+// conduit backup [DIR], check-config, create-user, healthcheck, --rotate-signing-key, --help: Cli.Usage.
 // A start that fails for a known reason (config, database, listener) is one line on stderr and exit code 2.
 var role = ConduitHost.AllInOne;
 string? roleArg = null;
 var rotate = false;
+var admin = false;
 var positional = new List<string>();
 for (var i = 0; i < args.Length; i++)
     if (args[i] == "--role" && i + 1 < args.Length) role = roleArg = args[++i].ToLowerInvariant();
     else if (args[i] == "--rotate-signing-key") rotate = true;
+    else if (args[i] == "--admin") admin = true;
     else if (args[i] is "--help" or "-h" or "help") { Console.WriteLine(Cli.Usage); return 0; }
     else if (!args[i].StartsWith("--", StringComparison.Ordinal)) positional.Add(args[i]);
 
@@ -20,6 +22,9 @@ switch (positional.FirstOrDefault())
 {
     case "check-config":
         return Cli.CheckConfig();
+    case "create-user":
+        try { return Cli.CreateUser(ConfigLoader.Load(), role, positional.ElementAtOrDefault(1), positional.ElementAtOrDefault(2), admin); }
+        catch (ConfigException e) { Console.Error.WriteLine($"conduit: {e.Message}"); return 2; }
     case "healthcheck":
         try { return await Cli.HealthCheckAsync(ConfigLoader.Load(), role); }
         catch (ConfigException e) { Console.Error.WriteLine($"conduit: {e.Message}"); return 2; }

@@ -214,6 +214,53 @@ public sealed class StartupTests
     }
 
     [Fact]
+    public async Task Accounts_made_on_the_command_line_sign_in_and_admin_makes_a_server_admin()
+    {
+        var env = new Dictionary<string, string> { ["CONDUIT_PORT"] = "0", ["CONDUIT_DATABASE_PATH"] = Path.Combine(Dir(), "db") };
+        await using (var first = ConduitProcess.Start(env, "create-user", "first", "pw-first"))
+            Assert.Equal(0, await first.ExitCodeAsync());
+        string bossPassword;
+        await using (var admin = ConduitProcess.Start(env, "create-user", "boss", "--admin"))
+        {
+            Assert.Equal(0, await admin.ExitCodeAsync());
+            var line = Assert.Single(admin.Stdout);
+            Assert.StartsWith("conduit: created @boss:localhost, a server admin, password ", line);
+            bossPassword = line[(line.LastIndexOf(' ') + 1)..];
+        }
+        await using (var plain = ConduitProcess.Start(env, "create-user", "@Plain:localhost", "pw-plain"))
+        {
+            Assert.Equal(0, await plain.ExitCodeAsync());
+            Assert.Equal("conduit: created @plain:localhost", Assert.Single(plain.Stdout));
+        }
+        await using (var taken = ConduitProcess.Start(env, "create-user", "plain", "x"))
+        {
+            Assert.Equal(1, await taken.ExitCodeAsync());
+            Assert.Equal("conduit: User ID already taken", Assert.Single(taken.Stderr));
+        }
+        await using var server = ConduitProcess.Start(env);
+        var url = await server.ListeningAsync();
+        using var http = new HttpClient();
+        async Task<string> Login(string user, string password)
+        {
+            var body = new StringContent($$"""{"type":"m.login.password","identifier":{"type":"m.id.user","user":"{{user}}"},"password":"{{password}}"}""");
+            using var resp = await http.PostAsync(url + "/_matrix/client/v3/login", body);
+            Assert.Equal(HttpStatusCode.OK, resp.StatusCode);
+            return System.Text.Json.Nodes.JsonNode.Parse(await resp.Content.ReadAsStringAsync())!["access_token"]!.GetValue<string>();
+        }
+        async Task<bool> IsAdmin(string token, string userId)
+        {
+            using var req = new HttpRequestMessage(HttpMethod.Get, $"{url}/_synapse/admin/v1/users/{Uri.EscapeDataString(userId)}/admin");
+            req.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", token);
+            using var resp = await http.SendAsync(req);
+            return resp.StatusCode == HttpStatusCode.OK;
+        }
+        // The first account is an admin (as registration makes it); --admin makes one; the others are not.
+        Assert.True(await IsAdmin(await Login("first", "pw-first"), "@first:localhost"));
+        Assert.True(await IsAdmin(await Login("boss", bossPassword), "@boss:localhost"));
+        Assert.False(await IsAdmin(await Login("plain", "pw-plain"), "@plain:localhost"));
+    }
+
+    [Fact]
     public async Task A_stopped_server_is_backed_up_from_its_database_and_old_backups_beyond_keep_are_removed()
     {
         var env = new Dictionary<string, string> { ["CONDUIT_PORT"] = "0", ["CONDUIT_DATABASE_PATH"] = Path.Combine(Dir(), "db"), ["CONDUIT_BACKUP__KEEP"] = "2" };
