@@ -31,12 +31,7 @@ public sealed class AdminEndpoints(AccountStore accounts, RegistrationTokens tok
         app.Map(RouteTable.AdminRegistrationToken, TokenEndpoint);
     }
 
-    static Caller RequireAdmin(HttpContext ctx)
-    {
-        var c = Caller.Required(ctx);
-        if (!c.IsAdmin) throw Err.Forbidden("You are not a server admin");
-        return c;
-    }
+    static Caller RequireAdmin(HttpContext ctx) => Caller.Admin(ctx);
 
     // ---- users
 

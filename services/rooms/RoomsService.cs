@@ -14,7 +14,7 @@ public static class RoomsService
             .AddSingleton<EventSigner>().AddHostedService(sp => sp.GetRequiredService<EventSigner>()).AddSingleton<EventSender>().AddSingleton<GuestAccessEnforcer>().AddHostedService(sp => sp.GetRequiredService<GuestAccessEnforcer>())
             .AddSingleton<Relations>().AddSingleton<ClientEvents>().AddSingleton<Visibility>().AddSingleton<SyncBuilder>().AddSingleton<PushFeed>().AddSingleton<DeviceLists>().AddSingleton<RoomParams>()
             .AddSingleton<CreateRoomEndpoint>().AddSingleton<MembershipEndpoints>().AddSingleton<EventEndpoints>().AddSingleton<ReadEndpoints>()
-            .AddSingleton<AliasEndpoints>().AddSingleton<UpgradeEndpoint>().AddSingleton<SearchEndpoint>().AddSingleton<RoomSummaries>().AddSingleton<RoomInfoEndpoints>().AddSingleton<SpaceEndpoints>().AddSingleton<DirectoryEndpoints>().AddSingleton<RelationEndpoints>().AddSingleton<UserDirectoryEndpoint>().AddSingleton<RoomsGrpcService>()
+            .AddSingleton<AliasEndpoints>().AddSingleton<UpgradeEndpoint>().AddSingleton<SearchEndpoint>().AddSingleton<RoomSummaries>().AddSingleton<RoomInfoEndpoints>().AddSingleton<SpaceEndpoints>().AddSingleton<DirectoryEndpoints>().AddSingleton<AdminRoomEndpoints>().AddSingleton<RelationEndpoints>().AddSingleton<UserDirectoryEndpoint>().AddSingleton<RoomsGrpcService>()
             .AddSingleton<RemoteServers>().AddSingleton<FederationServer>().AddSingleton<RemoteMembership>().AddSingleton<IdentityKeyCheck>().AddSingleton<ThirdPartyInvites>().AddSingleton<FederationFeed>().AddSingleton<RemoteHistory>().AddSingleton<RemoteTimestamps>();
 
     public static IEndpointRouteBuilder MapRoomsService(this IEndpointRouteBuilder app)
@@ -24,6 +24,7 @@ public static class RoomsService
         sp.GetRequiredService<MembershipEndpoints>().Map(app);
         sp.GetRequiredService<EventEndpoints>().Map(app);
         sp.GetRequiredService<ReadEndpoints>().Map(app);
+        sp.GetRequiredService<AdminRoomEndpoints>().Map(app);
         sp.GetRequiredService<AliasEndpoints>().Map(app);
         sp.GetRequiredService<UpgradeEndpoint>().Map(app);
         sp.GetRequiredService<SearchEndpoint>().Map(app);

@@ -225,6 +225,70 @@ public abstract class AdminApiTests(ServerFixture server, MatrixClient first)
         Error(await first.Get($"{A}/v1/users/{E("@nobody_at_all:test.local")}/admin"), HttpStatusCode.NotFound, "M_NOT_FOUND");
     }
 
+    [Fact]
+    public async Task Rooms_are_listed_with_their_members_and_state_for_admins_only()
+    {
+        var owner = await NewUser();
+        var guest = await NewUser();
+        var name = UniqueName("adminroom");
+        var room = await owner.CreateRoom(new JsonObject { ["preset"] = "public_chat", ["name"] = name });
+        (await guest.Post($"{C}/join/{E(room)}", new JsonObject())).Ok();
+
+        var listed = (await first.Get($"{A}/v1/rooms?search_term={E(name)}")).Ok().Obj;
+        var entry = Assert.Single(listed["rooms"]!.AsArray())!;
+        Assert.Equal((room, name, 2, 2), (entry["room_id"]!.GetValue<string>(), entry["name"]!.GetValue<string>(),
+            entry["joined_members"]!.GetValue<int>(), entry["joined_local_members"]!.GetValue<int>()));
+        Assert.Equal(1, listed["total_rooms"]!.GetValue<int>());
+        var details = (await first.Get($"{A}/v1/rooms/{E(room)}")).Ok().Obj;
+        Assert.Equal((owner.UserId, "public", false), (details["creator"]!.GetValue<string>(), details["join_rules"]!.GetValue<string>(), details["blocked"]!.GetValue<bool>()));
+        var members = (await first.Get($"{A}/v1/rooms/{E(room)}/members")).Ok().Obj;
+        Assert.Equal(new[] { owner.UserId, guest.UserId }.Order(StringComparer.Ordinal), members["members"]!.AsArray().Select(m => m!.GetValue<string>()));
+        var state = (await first.Get($"{A}/v1/rooms/{E(room)}/state")).Ok().Obj["state"]!.AsArray();
+        Assert.Contains(state, e => e!["type"]!.GetValue<string>() == "m.room.name" && e["content"]!["name"]!.GetValue<string>() == name);
+        // Paging: one room per page, the next offset given.
+        var page = (await first.Get($"{A}/v1/rooms?limit=1")).Ok().Obj;
+        Assert.Single(page["rooms"]!.AsArray());
+        Assert.Equal(1, page["next_batch"]!.GetValue<int>());
+        Error(await first.Get($"{A}/v1/rooms/{E("!nope:test.local")}"), HttpStatusCode.NotFound, "M_NOT_FOUND");
+        foreach (var path in new[] { "/v1/rooms", $"/v1/rooms/{E(room)}", $"/v1/rooms/{E(room)}/members", $"/v1/rooms/{E(room)}/state", $"/v1/rooms/{E(room)}/block" })
+            Error(await owner.Get(A + path), HttpStatusCode.Forbidden, "M_FORBIDDEN");
+        Error(await owner.Call("DELETE", $"{A}/v2/rooms/{E(room)}", new JsonObject()), HttpStatusCode.Forbidden, "M_FORBIDDEN");
+        Error(await new MatrixClient(server).Call("GET", $"{A}/v1/rooms", null, auth: false), HttpStatusCode.Unauthorized, "M_MISSING_TOKEN");
+    }
+
+    [Fact]
+    public async Task A_deleted_and_blocked_room_loses_its_members_aliases_and_directory_entry_and_takes_no_joins_until_unblocked()
+    {
+        var owner = await NewUser();
+        var member = await NewUser();
+        var alias = $"#{UniqueName("del")}:test.local";
+        var room = await owner.CreateRoom(new JsonObject { ["preset"] = "public_chat", ["room_alias_name"] = alias[1..alias.IndexOf(':')], ["visibility"] = "public" });
+        (await member.Post($"{C}/join/{E(room)}", new JsonObject())).Ok();
+        var invitee = await NewUser();
+        (await owner.Post($"{C}/rooms/{E(room)}/invite", new JsonObject { ["user_id"] = invitee.UserId })).Ok();
+
+        var deleteId = (await first.Call("DELETE", $"{A}/v2/rooms/{E(room)}", new JsonObject { ["block"] = true, ["purge"] = false })).Ok().Obj["delete_id"]!.GetValue<string>();
+        var status = (await first.Get($"{A}/v2/rooms/delete_status/{deleteId}")).Ok().Obj;
+        Assert.Equal("complete", status["status"]!.GetValue<string>());
+        Assert.Equal(new[] { owner.UserId, member.UserId, invitee.UserId }.Order(StringComparer.Ordinal),
+            status["shutdown_room"]!["kicked_users"]!.AsArray().Select(u => u!.GetValue<string>()).Order(StringComparer.Ordinal));
+        Assert.Equal([alias], status["shutdown_room"]!["local_aliases"]!.AsArray().Select(a => a!.GetValue<string>()));
+        Assert.Single((await first.Get($"{A}/v2/rooms/{E(room)}/delete_status")).Ok().Obj["results"]!.AsArray());
+
+        // What users notice: nobody is in it, the alias and the directory entry are gone, and it takes no one back.
+        Assert.DoesNotContain(room, (await owner.Get($"{C}/joined_rooms")).Ok().Obj["joined_rooms"]!.AsArray().Select(r => r!.GetValue<string>()));
+        Assert.Empty((await first.Get($"{A}/v1/rooms/{E(room)}/members")).Ok().Obj["members"]!.AsArray());
+        Error(await member.Get($"{C}/directory/room/{E(alias)}"), HttpStatusCode.NotFound, "M_NOT_FOUND");
+        Assert.Equal("private", (await member.Get($"{C}/directory/list/room/{E(room)}")).Ok().Obj["visibility"]!.GetValue<string>());
+        Error(await member.Post($"{C}/join/{E(room)}", new JsonObject()), HttpStatusCode.Forbidden, "M_FORBIDDEN");
+        Error(await invitee.Post($"{C}/rooms/{E(room)}/join", new JsonObject()), HttpStatusCode.Forbidden, "M_FORBIDDEN");
+        Assert.True((await first.Get($"{A}/v1/rooms/{E(room)}/block")).Ok().Obj["block"]!.GetValue<bool>());
+
+        // Unblocked, the (public) room can be joined again.
+        (await first.Put($"{A}/v1/rooms/{E(room)}/block", new JsonObject { ["block"] = false })).Ok();
+        (await member.Post($"{C}/join/{E(room)}", new JsonObject())).Ok();
+    }
+
     static async Task<bool> Validity(ServerFixture server, string token)
         => (await new MatrixClient(server).Call("GET", $"/_matrix/client/v1/register/m.login.registration_token/validity?token={E(token)}", auth: false))
             .Ok().Obj["valid"]!.GetValue<bool>();

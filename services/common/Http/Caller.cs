@@ -36,6 +36,14 @@ public sealed record Caller(string UserId, string DeviceId, bool IsGuest = false
         return new Caller(u, h[DeviceHeader].ToString(), h[GuestHeader].ToString() == "1", h[AdminHeader].ToString() == "1");
     }
 
+    /// <summary>The caller if a server admin; 403 M_FORBIDDEN "You are not a server admin" otherwise (the admin API).</summary>
+    public static Caller Admin(HttpContext ctx)
+    {
+        var c = Required(ctx);
+        if (!c.IsAdmin) throw Err.Forbidden("You are not a server admin");
+        return c;
+    }
+
     /// <summary>The caller, or M_MISSING_TOKEN (an invalid token was already refused at the edge).</summary>
     public static Caller Required(HttpContext ctx) => Optional(ctx) ?? throw Err.MissingToken();
 }

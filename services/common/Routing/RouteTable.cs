@@ -119,6 +119,14 @@ public static class RouteTable
     public static readonly MatrixRoute AdminRegistrationTokens = Add(Service.Keys, SynapseAdmin + "/v1/registration_tokens", GET);
     public static readonly MatrixRoute AdminRegistrationTokenNew = Add(Service.Keys, SynapseAdmin + "/v1/registration_tokens/new", POST);
     public static readonly MatrixRoute AdminRegistrationToken = Add(Service.Keys, SynapseAdmin + "/v1/registration_tokens/{token}", GET, PUT, DELETE);
+    public static readonly MatrixRoute AdminRooms = Add(Service.Rooms, SynapseAdmin + "/v1/rooms", GET);
+    public static readonly MatrixRoute AdminRoom = Add(Service.Rooms, SynapseAdmin + "/v1/rooms/{roomId}", GET);
+    public static readonly MatrixRoute AdminRoomMembers = Add(Service.Rooms, SynapseAdmin + "/v1/rooms/{roomId}/members", GET);
+    public static readonly MatrixRoute AdminRoomState = Add(Service.Rooms, SynapseAdmin + "/v1/rooms/{roomId}/state", GET);
+    public static readonly MatrixRoute AdminRoomBlock = Add(Service.Rooms, SynapseAdmin + "/v1/rooms/{roomId}/block", GET, PUT);
+    public static readonly MatrixRoute AdminRoomDelete = Add(Service.Rooms, SynapseAdmin + "/v2/rooms/{roomId}", DELETE);
+    public static readonly MatrixRoute AdminRoomDeleteStatus = Add(Service.Rooms, SynapseAdmin + "/v2/rooms/{roomId}/delete_status", GET);
+    public static readonly MatrixRoute AdminDeleteStatus = Add(Service.Rooms, SynapseAdmin + "/v2/rooms/delete_status/{deleteId}", GET);
     public static readonly MatrixRoute Devices = C(Service.Keys, "/devices", GET).ForGuests(Get);
     public static readonly MatrixRoute Device = C(Service.Keys, "/devices/{deviceId}", GET, PUT, DELETE).ForGuests([GET, PUT]);
     public static readonly MatrixRoute DeleteDevices = C(Service.Keys, "/delete_devices", POST);

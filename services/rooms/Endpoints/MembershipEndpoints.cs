@@ -55,6 +55,7 @@ public sealed class MembershipEndpoints(RoomStore rooms, EventSender sender, Roo
 
     async Task Join(HttpContext ctx, Caller c, string roomId, JsonObject body, IEnumerable<string>? servers = null)
     {
+        RefuseBlocked(roomId);
         var through = Through(ctx, c.UserId, roomId, servers ?? []);
         if (config.AllowFederation && through.Count > 0 && remote.NeedsRemoteJoin(roomId))
         {
@@ -70,6 +71,12 @@ public sealed class MembershipEndpoints(RoomStore rooms, EventSender sender, Roo
             await sender.SendAsync(roomId, c.UserId, [new NewEvent("m.room.member", c.UserId, content)], null, ctx.RequestAborted);
         }
         await ctx.Response.WriteJsonAsync(new JsonObject { ["room_id"] = roomId });
+    }
+
+    /// <summary>A room an admin blocked (admin API) takes no joins, knocks or invites from this server's users.</summary>
+    void RefuseBlocked(string roomId)
+    {
+        if (rooms.Blocked(roomId) is not null) throw Err.Forbidden("This room has been blocked on this server");
     }
 
     /// <summary>
@@ -148,6 +155,7 @@ public sealed class MembershipEndpoints(RoomStore rooms, EventSender sender, Roo
             if (action == "unban" && rooms.MembershipOf(target, roomId)?.State != "ban") throw Err.Forbidden("The user is not banned");
             if (action == "kick" && rooms.MembershipOf(target, roomId)?.State is not ("join" or "invite" or "knock"))
                 throw Err.Forbidden("The user is not in the room");
+            if (action == "invite") RefuseBlocked(roomId);
             if (action == "invite" && rooms.MembershipOf(target, roomId)?.State == "invite")
             {
                 await ctx.Response.WriteJsonAsync(new JsonObject());
@@ -180,6 +188,7 @@ public sealed class MembershipEndpoints(RoomStore rooms, EventSender sender, Roo
         var c = Caller.Required(ctx);
         var body = await ctx.Request.ReadJsonObjectAsync();
         var (roomId, servers) = await TargetAsync(ctx);
+        RefuseBlocked(roomId);
         var through = Through(ctx, c.UserId, roomId, servers);
         var remoteKnock = config.AllowFederation && through.Count > 0 && remote.NeedsRemoteJoin(roomId);
         if (!remoteKnock && rooms.Info(roomId) is null) throw Err.NotFound("Room not found");

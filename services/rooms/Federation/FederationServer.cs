@@ -185,6 +185,7 @@ public sealed partial class FederationServer(RoomStore rooms, StateStore states,
         if (RoomVersion.Find(versionId) is not { } version)
             throw new MatrixException("M_INCOMPATIBLE_ROOM_VERSION", 400, $"Room version {versionId} is not supported here") { Extra = new() { ["room_version"] = versionId } };
         if (body["event"] is not JsonObject pdu) throw Err.BadJson("event is required");
+        if (ContentField.String(pdu, "room_id") is { } invitedTo && rooms.Blocked(invitedTo) is not null) throw Err.Forbidden("This room has been blocked on this server");
         pdu = pdu.DeepClone().AsObject();
         pdu.Remove("unsigned");
         if (ContentField.String(pdu, "type") != "m.room.member" || ContentField.String(pdu["content"] as JsonObject, "membership") != "invite")

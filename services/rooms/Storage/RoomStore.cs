@@ -210,6 +210,25 @@ public sealed class RoomStore(IKeyValueStore store)
         if (published) map.Put(RoomsFamilies.DirectoryKey(roomId), []); else map.Delete(RoomsFamilies.DirectoryKey(roomId));
     }
 
+    public bool IsPublished(string roomId) => store.Map(RoomsFamilies.Directory).Get(RoomsFamilies.DirectoryKey(roomId)) is not null;
+
+    /// <summary>Every room this server has state of (joined now or before; not rooms only invited to over federation).</summary>
+    public IEnumerable<string> AllRoomIds()
+    {
+        foreach (var (k, v) in _info.Scan([]))
+            if (Obj(v)["state_group"] is not null) yield return Encoding.UTF8.GetString(k);
+    }
+
+    /// <summary>Who blocked the room and when (admin API), or null.</summary>
+    public JsonObject? Blocked(string roomId) => store.Map(RoomsFamilies.Blocked).Get(RoomsFamilies.BlockedKey(roomId)) is { } v ? Obj(v) : null;
+
+    public void SetBlocked(string roomId, string? byUser)
+    {
+        var map = store.Map(RoomsFamilies.Blocked);
+        if (byUser is null) map.Delete(RoomsFamilies.BlockedKey(roomId));
+        else map.Put(RoomsFamilies.BlockedKey(roomId), Json(new JsonObject { ["user_id"] = byUser, ["ts"] = Ids.NowMs() }));
+    }
+
     /// <summary>Forgetting drops the user's record of a room they left, so it leaves their /sync.</summary>
     public void Forget(string userId, string roomId) => _userRooms.Delete(RoomsFamilies.UserRoomKey(userId, roomId));
 

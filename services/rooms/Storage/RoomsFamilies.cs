@@ -119,6 +119,11 @@ public static class RoomsFamilies
         "JSON {reporter, room_id?, event_id?, user_id?, reason}: a report of a room, an event or a user, kept for the server's admins");
     public static byte[] ReportKey(long ts, string reportId) => K.Concat(K.BigEndian((ulong)ts), [K.Sep], K.Utf8(reportId));
 
+    public const string Blocked = "rooms_blocked";
+    static readonly ColumnFamily BlockedFamily = new(Blocked, "room_id",
+        "JSON {user_id, ts}: a room an admin blocked (Synapse admin API block, or a deletion with block): no local user may join, knock or be invited into it");
+    public static byte[] BlockedKey(string roomId) => K.Utf8(roomId);
+
     public const string History = "rooms_history";
     static readonly ColumnFamily HistoryFamily = new(History, "room_id 0xFF (2^63-1 - depth) (8-byte big-endian) 0xFF event_id",
         "empty: an event from before this server joined, fetched with /backfill and kept as an outlier; newest (highest depth) first");
@@ -132,6 +137,6 @@ public static class RoomsFamilies
         PdusFamily, EventMetaFamily, TimelineFamily, StateFamily, InfoFamily, UserRoomsFamily, MembershipLogFamily, MembersFamily,
         AliasesFamily, RoomAliasesFamily, TxnsFamily, DirectoryFamily, StateKeyShortFamily, ShortStateKeyFamily, EventIdShortFamily,
         ShortEventIdFamily, StateGroupsFamily, RelationsFamily, ThreadsFamily, ThreadInfoFamily, ThreadUsersFamily, CountersFamily,
-        StreamFamily, HistoryFamily,
+        StreamFamily, HistoryFamily, BlockedFamily,
     ];
 }

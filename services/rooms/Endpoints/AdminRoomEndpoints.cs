@@ -1,0 +1,259 @@
+using System.Collections.Concurrent;
+using System.Text.Json.Nodes;
+using Conduit.Common;
+using Conduit.Common.Config;
+using Conduit.Common.Events;
+using Conduit.Common.Http;
+using Conduit.Common.Routing;
+using Conduit.Rooms.Rules;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+
+namespace Conduit.Rooms;
+
+/// <summary>
+/// The rooms part of Synapse's admin API (element-hq.github.io/synapse, "Rooms", "Delete Room API", "Block Room API"),
+/// for server admins only (<see cref="Caller.Admin"/>): the rooms this server has, one room, its members and state,
+/// blocking, and deleting a room. A deletion (v2; done before the answer, so its status is complete at once) makes
+/// every local member leave (joined, invited or knocking: a leave each, sent as that user, so other servers and
+/// clients see it as usual), removes the room's local aliases and its directory entry, and, with <c>block</c>, blocks
+/// it: no local user may join, knock on or be invited into a blocked room. The room's events stay (Synapse's
+/// <c>purge</c> is not done yet: asking for it is answered, and the status says so); <c>new_room_user_id</c> (a room
+/// to move the members to) is not supported.
+/// </summary>
+public sealed class AdminRoomEndpoints(RoomStore rooms, EventSender sender, ClientEvents format, GlobalConfig config)
+{
+    /// <summary>Deletion statuses by delete_id, kept in memory (a day in Synapse; here until the process restarts, at most 1,000).</summary>
+    readonly ConcurrentDictionary<string, JsonObject> _deletions = new();
+
+    public void Map(IEndpointRouteBuilder app)
+    {
+        app.Map(RouteTable.AdminRooms, ListRooms);
+        app.Map(RouteTable.AdminRoom, RoomDetails);
+        app.Map(RouteTable.AdminRoomMembers, Members);
+        app.Map(RouteTable.AdminRoomState, State);
+        app.Map(RouteTable.AdminRoomBlock, Block);
+        app.Map(RouteTable.AdminRoomDelete, Delete);
+        app.Map(RouteTable.AdminRoomDeleteStatus, RoomDeleteStatus);
+        app.Map(RouteTable.AdminDeleteStatus, DeleteStatus);
+    }
+
+    string KnownRoom(HttpContext ctx)
+    {
+        var roomId = ctx.Route("roomId");
+        if (!Ids.IsRoomId(roomId)) throw Err.InvalidParam("Not a room ID");
+        if (rooms.Info(roomId)?["state_group"] is null) throw Err.NotFound("Room not found");
+        return roomId;
+    }
+
+    /// <summary>A room as the admin API lists it (Synapse's fields).</summary>
+    JsonObject Describe(string roomId, bool details)
+    {
+        string? Str(string type, string key) => ContentField.String(rooms.StateContent(roomId, type), key);
+        var joined = rooms.JoinedMembers(roomId).ToList();
+        var create = rooms.StateEvent(roomId, "m.room.create", "");
+        var o = new JsonObject
+        {
+            ["room_id"] = roomId,
+            ["name"] = Str("m.room.name", "name"),
+            ["canonical_alias"] = Str("m.room.canonical_alias", "alias"),
+            ["joined_members"] = joined.Count,
+            ["joined_local_members"] = joined.Count(u => Ids.ServerOf(u) == config.ServerName),
+            ["version"] = rooms.VersionOf(roomId)?.Id,
+            ["creator"] = ContentField.String(create?.Content, "creator") ?? create?.Sender,
+            ["encryption"] = Str("m.room.encryption", "algorithm"),
+            ["federatable"] = create?.Content["m.federate"] is not JsonValue f || !f.TryGetValue(out bool fed) || fed,
+            ["public"] = rooms.IsPublished(roomId),
+            ["join_rules"] = JoinRule.Of(rooms.StateContent(roomId, "m.room.join_rules")),
+            ["guest_access"] = Str("m.room.guest_access", "guest_access"),
+            ["history_visibility"] = HistoryVisibility.Of(rooms.StateContent(roomId, "m.room.history_visibility")),
+            ["state_events"] = rooms.CurrentState(roomId).Count,
+            ["room_type"] = ContentField.String(create?.Content, "type"),
+        };
+        if (details)
+        {
+            o["avatar"] = Str("m.room.avatar", "url");
+            o["topic"] = Str("m.room.topic", "topic");
+            o["forgotten"] = false;
+            o["blocked"] = rooms.Blocked(roomId) is not null;
+        }
+        return o;
+    }
+
+    // ---- GET /_synapse/admin/v1/rooms: from, limit (default 100), order_by, dir, search_term
+
+    async Task ListRooms(HttpContext ctx)
+    {
+        Caller.Admin(ctx);
+        var from = IntParam(ctx, "from", 0);
+        var limit = IntParam(ctx, "limit", 100);
+        var dir = ctx.Request.Query("dir") ?? "f";
+        if (dir is not ("f" or "b")) throw Err.InvalidParam("dir must be 'f' or 'b'");
+        var term = ctx.Request.Query("search_term");
+        var all = rooms.AllRoomIds().Select(r => Describe(r, details: false))
+            .Where(r => term is null || new[] { "room_id", "name", "canonical_alias" }.Any(k => r[k]?.GetValue<string>().Contains(term, StringComparison.OrdinalIgnoreCase) == true))
+            .ToList();
+        var orderBy = ctx.Request.Query("order_by") ?? "name";
+        Func<JsonObject, IComparable?> key = orderBy switch
+        {
+            "name" => r => r["name"]?.GetValue<string>() ?? "",
+            "canonical_alias" => r => r["canonical_alias"]?.GetValue<string>() ?? "",
+            "joined_members" or "size" => r => r["joined_members"]!.GetValue<int>(),
+            "joined_local_members" => r => r["joined_local_members"]!.GetValue<int>(),
+            "version" => r => r["version"]?.GetValue<string>() ?? "",
+            "creator" => r => r["creator"]?.GetValue<string>() ?? "",
+            "encryption" => r => r["encryption"]?.GetValue<string>() ?? "",
+            "state_events" => r => r["state_events"]!.GetValue<int>(),
+            "join_rules" => r => r["join_rules"]?.GetValue<string>() ?? "",
+            "history_visibility" => r => r["history_visibility"]?.GetValue<string>() ?? "",
+            "public" => r => r["public"]!.GetValue<bool>(),
+            "federatable" => r => r["federatable"]!.GetValue<bool>(),
+            _ => throw Err.InvalidParam($"Unknown order_by '{orderBy}'"),
+        };
+        // Synapse's default for the size orders is largest first; dir=b reverses whatever the order is.
+        var ordered = all.OrderBy(key).ThenBy(r => r["room_id"]!.GetValue<string>(), StringComparer.Ordinal).ToList();
+        if ((orderBy is "joined_members" or "size" or "joined_local_members" or "state_events") ^ (dir == "b")) ordered.Reverse();
+        var page = ordered.Skip(from).Take(limit).ToList();
+        var answer = new JsonObject
+        {
+            ["rooms"] = new JsonArray(page.Select(r => (JsonNode)r).ToArray()),
+            ["offset"] = from,
+            ["total_rooms"] = ordered.Count,
+        };
+        if (from + page.Count < ordered.Count) answer["next_batch"] = from + page.Count;
+        if (from > 0) answer["prev_batch"] = Math.Max(0, from - limit);
+        await ctx.Response.WriteJsonAsync(answer);
+    }
+
+    static int IntParam(HttpContext ctx, string name, int fallback)
+    {
+        var v = ctx.Request.Query(name);
+        if (v is null) return fallback;
+        return int.TryParse(v, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var n) ? n
+            : throw Err.InvalidParam($"{name} must be a non-negative integer");
+    }
+
+    async Task RoomDetails(HttpContext ctx)
+    {
+        Caller.Admin(ctx);
+        await ctx.Response.WriteJsonAsync(Describe(KnownRoom(ctx), details: true));
+    }
+
+    async Task Members(HttpContext ctx)
+    {
+        Caller.Admin(ctx);
+        var members = rooms.JoinedMembers(KnownRoom(ctx)).Order(StringComparer.Ordinal).ToList();
+        await ctx.Response.WriteJsonAsync(new JsonObject { ["members"] = new JsonArray(members.Select(m => (JsonNode)m).ToArray()), ["total"] = members.Count });
+    }
+
+    async Task State(HttpContext ctx)
+    {
+        Caller.Admin(ctx);
+        var roomId = KnownRoom(ctx);
+        var state = rooms.CurrentState(roomId).Values.Select(rooms.Event).OfType<StoredEvent>().Select(e => (JsonNode)format.Format(e)).ToArray();
+        await ctx.Response.WriteJsonAsync(new JsonObject { ["state"] = new JsonArray(state) });
+    }
+
+    // ---- GET/PUT /_synapse/admin/v1/rooms/{roomId}/block (a room need not be known here to be blocked)
+
+    async Task Block(HttpContext ctx)
+    {
+        var c = Caller.Admin(ctx);
+        var roomId = ctx.Route("roomId");
+        if (!Ids.IsRoomId(roomId)) throw Err.InvalidParam("Not a room ID");
+        if (HttpMethods.IsPut(ctx.Request.Method))
+        {
+            var body = await ctx.Request.ReadJsonObjectAsync();
+            if (body["block"] is not JsonValue v || !v.TryGetValue(out bool block)) throw Err.BadJson("block must be a boolean");
+            rooms.SetBlocked(roomId, block ? c.UserId : null);
+            await ctx.Response.WriteJsonAsync(new JsonObject { ["block"] = block });
+            return;
+        }
+        var blocked = rooms.Blocked(roomId);
+        var answer = new JsonObject { ["block"] = blocked is not null };
+        if (blocked?["user_id"] is { } by) answer["user_id"] = by.DeepClone();
+        await ctx.Response.WriteJsonAsync(answer);
+    }
+
+    // ---- DELETE /_synapse/admin/v2/rooms/{roomId}
+
+    async Task Delete(HttpContext ctx)
+    {
+        var c = Caller.Admin(ctx);
+        var roomId = ctx.Route("roomId");
+        if (!Ids.IsRoomId(roomId)) throw Err.InvalidParam("Not a room ID");
+        var body = ctx.Request.ContentLength is 0 ? new JsonObject() : await ctx.Request.ReadJsonObjectAsync();
+        bool Flag(string name, bool fallback) => body[name] switch
+        {
+            null => fallback,
+            JsonValue v when v.TryGetValue(out bool b) => b,
+            _ => throw Err.BadJson($"{name} must be a boolean"),
+        };
+        var block = Flag("block", false);
+        var purge = Flag("purge", true);
+        if (body["new_room_user_id"] is not null) throw new MatrixException("M_UNRECOGNIZED", 400, "new_room_user_id (moving the members to a new room) is not supported");
+        var known = rooms.Info(roomId)?["state_group"] is not null;
+        if (!known && !block) throw Err.NotFound("Room not found");
+
+        if (block) rooms.SetBlocked(roomId, c.UserId);
+        var kicked = new JsonArray();
+        var failed = new JsonArray();
+        if (known)
+            foreach (var (userId, membership) in rooms.Members(roomId).ToList())
+            {
+                if (Ids.ServerOf(userId) != config.ServerName || membership is not ("join" or "invite" or "knock")) continue;
+                try
+                {
+                    await sender.SendAsync(roomId, userId, [new NewEvent("m.room.member", userId, new JsonObject { ["membership"] = "leave" })], null, ctx.RequestAborted);
+                    kicked.Add((JsonNode)userId);
+                }
+                catch (MatrixException)
+                {
+                    failed.Add((JsonNode)userId);
+                }
+            }
+        var aliases = new JsonArray();
+        foreach (var alias in rooms.AliasesOf(roomId).ToList())
+        {
+            rooms.DeleteAlias(alias, roomId);
+            aliases.Add((JsonNode)alias);
+        }
+        rooms.SetDirectoryVisibility(roomId, false);
+
+        var deleteId = Ids.Random(16);
+        if (_deletions.Count >= 1000) _deletions.Clear();
+        _deletions[deleteId] = new JsonObject
+        {
+            ["delete_id"] = deleteId,
+            ["room_id"] = roomId,
+            ["status"] = "complete",
+            ["purged"] = false,
+            ["error"] = purge ? "The room's events are kept: purging is not supported yet" : "",
+            ["shutdown_room"] = new JsonObject { ["kicked_users"] = kicked, ["failed_to_kick_users"] = failed, ["local_aliases"] = aliases, ["new_room_id"] = null },
+        };
+        await ctx.Response.WriteJsonAsync(new JsonObject { ["delete_id"] = deleteId });
+    }
+
+    async Task RoomDeleteStatus(HttpContext ctx)
+    {
+        Caller.Admin(ctx);
+        var roomId = ctx.Route("roomId");
+        var results = _deletions.Values.Where(d => d["room_id"]!.GetValue<string>() == roomId).Select(d => (JsonNode)Status(d)).ToArray();
+        if (results.Length == 0) throw Err.NotFound("No delete task for room");
+        await ctx.Response.WriteJsonAsync(new JsonObject { ["results"] = new JsonArray(results) });
+    }
+
+    async Task DeleteStatus(HttpContext ctx)
+    {
+        Caller.Admin(ctx);
+        if (!_deletions.TryGetValue(ctx.Route("deleteId"), out var d)) throw Err.NotFound("No delete task");
+        await ctx.Response.WriteJsonAsync(Status(d));
+    }
+
+    static JsonObject Status(JsonObject d)
+    {
+        var o = d.DeepClone().AsObject();
+        o.Remove("purged");
+        return o;
+    }
+}
