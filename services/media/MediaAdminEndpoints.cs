@@ -44,7 +44,7 @@ public sealed class MediaAdminEndpoints(MediaStore store, GlobalConfig config)
     {
         RequireAdmin(ctx, config);
         var before = RequiredTs(ctx, "before_ts");
-        var deleted = store.DeleteMany(store.LastAccessedBefore(before, local: false).Select(r => (r.ServerName, r.MediaId)));
+        var deleted = store.DeleteInChunks(store.LastAccessedBefore(before, local: false));
         await ctx.Response.WriteJsonAsync(new JsonObject { ["deleted"] = deleted.Count });
     }
 
@@ -64,7 +64,7 @@ public sealed class MediaAdminEndpoints(MediaStore store, GlobalConfig config)
         // deleting them.
         if (keepProfiles)
             throw Err.InvalidParam("keep_profiles=true is not supported yet (this server cannot tell which media are avatars): pass keep_profiles=false");
-        var deleted = store.DeleteMany(store.LastAccessedBefore(before, local: true, sizeGt).Select(r => (r.ServerName, r.MediaId)));
+        var deleted = store.DeleteInChunks(store.LastAccessedBefore(before, local: true, sizeGt));
         await WriteDeleted(ctx, deleted.Select(d => d.MediaId));
     }
 
@@ -114,7 +114,7 @@ public sealed class MediaAdminEndpoints(MediaStore store, GlobalConfig config)
         var page = ordered.Skip(from).Take(limit).ToList();
         if (HttpMethods.IsDelete(ctx.Request.Method))
         {
-            var deleted = store.DeleteMany(page.Select(r => (r.ServerName, r.MediaId)));
+            var deleted = store.DeleteInChunks(page);
             await WriteDeleted(ctx, deleted.Select(d => d.MediaId));
             return;
         }

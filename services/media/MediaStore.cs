@@ -440,10 +440,22 @@ public sealed class MediaStore
         var n = 0;
         const long Day = 86_400_000;
         if (_config.MediaRetentionDays > 0)
-            n += DeleteMany(LastAccessedBefore(Now - _config.MediaRetentionDays * Day, local: false).Select(r => (r.ServerName, r.MediaId))).Count;
+            n += DeleteInChunks(LastAccessedBefore(Now - _config.MediaRetentionDays * Day, local: false)).Count;
         if (_config.MediaRetentionLocalDays > 0)
-            n += DeleteMany(LastAccessedBefore(Now - _config.MediaRetentionLocalDays * Day, local: true).Select(r => (r.ServerName, r.MediaId))).Count;
+            n += DeleteInChunks(LastAccessedBefore(Now - _config.MediaRetentionLocalDays * Day, local: true)).Count;
         return n;
+    }
+
+    /// <summary>
+    /// Deletes many media (retention, purges) a batch of 500 at a time, so one purge neither builds a huge batch nor
+    /// holds the write lock (uploads) for long; each media is still deleted whole or not at all.
+    /// </summary>
+    public List<(string ServerName, string MediaId)> DeleteInChunks(IEnumerable<MediaRecord> media)
+    {
+        var deleted = new List<(string, string)>();
+        foreach (var chunk in media.Select(r => (r.ServerName, r.MediaId)).Chunk(500))
+            deleted.AddRange(DeleteMany(chunk));
+        return deleted;
     }
 
     /// <summary>A local user's uploads, oldest first (media_by_user).</summary>
