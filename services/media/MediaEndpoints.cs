@@ -148,6 +148,13 @@ public sealed class MediaEndpoints(MediaStore store, ThumbnailService thumbnails
     /// <summary>The media behind a local mxc URI, waiting (timeout_ms, default 20 s) for an upload to a created ID.</summary>
     async Task<MediaRecord> Find(HttpContext ctx, string serverName, string mediaId)
     {
+        var media = await FindUntouched(ctx, serverName, mediaId);
+        store.Touch(media); // last_access_ts, for retention and the purges (at most one write an hour)
+        return media;
+    }
+
+    async Task<MediaRecord> FindUntouched(HttpContext ctx, string serverName, string mediaId)
+    {
         if (serverName != store.ServerName) return await remote.GetAsync(serverName, mediaId, ctx.RequestAborted);
         var timeout = TimeSpan.FromMilliseconds(20_000);
         var t = ctx.Request.Query["timeout_ms"].ToString();
@@ -158,7 +165,8 @@ public sealed class MediaEndpoints(MediaStore store, ThumbnailService thumbnails
         return await store.WaitForAsync(serverName, mediaId, timeout, ctx.RequestAborted) ?? throw Err.NotFound("Media not found");
     }
 
-    static (string ServerName, string MediaId) MediaRef(HttpContext ctx)
+    /// <summary>The {serverName} and {mediaId} of the path, checked against the grammar (400 M_INVALID_PARAM).</summary>
+    internal static (string ServerName, string MediaId) MediaRef(HttpContext ctx)
     {
         var serverName = ctx.Route("serverName");
         var mediaId = ctx.Route("mediaId");

@@ -13,7 +13,7 @@ namespace Conduit.Media;
 public static class MediaService
 {
     public static IServiceCollection AddMediaService(this IServiceCollection services)
-        => services.AddRateLimits().AddSingleton<MediaStore>().AddSingleton<UrlPreviewer>().AddSingleton<MediaEndpoints>().AddSingleton<RemoteMedia>().AddSingleton<FederationMediaEndpoints>()
+        => services.AddRateLimits().AddSingleton<MediaStore>().AddSingleton<UrlPreviewer>().AddSingleton<MediaEndpoints>().AddSingleton<RemoteMedia>().AddSingleton<FederationMediaEndpoints>().AddSingleton<MediaAdminEndpoints>()
             .AddSingleton<ThumbnailService>().AddHostedService(sp => sp.GetRequiredService<ThumbnailService>())
             .AddHostedService<MediaJanitor>();
 
@@ -21,21 +21,30 @@ public static class MediaService
     {
         app.ServiceProvider.GetRequiredService<MediaEndpoints>().Map(app);
         app.ServiceProvider.GetRequiredService<FederationMediaEndpoints>().Map(app);
+        app.ServiceProvider.GetRequiredService<MediaAdminEndpoints>().Map(app);
         return app;
     }
 
     public static readonly ServiceModule Module = new(Service.Media, MediaFamilies.All, s => s.AddMediaService(), app => app.MapMediaService(), null, null);
 }
 
-/// <summary>Deletes created media IDs whose upload never came, once a minute (and at start).</summary>
-public sealed class MediaJanitor(MediaStore store) : BackgroundService
+/// <summary>
+/// Deletes created media IDs whose upload never came, once a minute (and at start); applies media retention
+/// (media_retention_days, media_retention_local_days: <see cref="MediaStore.ApplyRetention"/>) at start and once an hour.
+/// </summary>
+public sealed partial class MediaJanitor(MediaStore store, Microsoft.Extensions.Logging.ILogger<MediaJanitor> log) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         using var timer = new PeriodicTimer(TimeSpan.FromMinutes(1));
+        var minutes = 0;
         try
         {
-            do store.SweepExpired();
+            do
+            {
+                store.SweepExpired();
+                if (minutes++ % 60 == 0 && store.ApplyRetention() is > 0 and var n) LogRetention(log, n);
+            }
             while (await timer.WaitForNextTickAsync(stoppingToken));
         }
         catch (Exception) when (stoppingToken.IsCancellationRequested)
@@ -44,4 +53,7 @@ public sealed class MediaJanitor(MediaStore store) : BackgroundService
             // already be closed).
         }
     }
+
+    [Microsoft.Extensions.Logging.LoggerMessage(Level = Microsoft.Extensions.Logging.LogLevel.Information, Message = "Media retention deleted {Count} media")]
+    static partial void LogRetention(Microsoft.Extensions.Logging.ILogger log, int count);
 }

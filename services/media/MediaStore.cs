@@ -13,7 +13,7 @@ using K = Conduit.Common.Storage.Keys;
 namespace Conduit.Media;
 
 /// <summary>A piece of uploaded media: who uploaded it when, what the client said it is, and where its bytes are.</summary>
-public sealed record MediaRecord(string ServerName, string MediaId, string UserId, long CreatedTs, string? ContentType, string? FileName, long Size, string Sha256)
+public sealed record MediaRecord(string ServerName, string MediaId, string UserId, long CreatedTs, string? ContentType, string? FileName, long Size, string Sha256, long LastAccessTs = 0)
 {
     public string Mxc => $"mxc://{ServerName}/{MediaId}";
 }
@@ -32,7 +32,7 @@ public sealed class MediaStore
     const string IdAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
     readonly IKeyValueStore _store;
-    readonly IKvMap _media, _pending, _thumbs;
+    readonly IKvMap _media, _pending, _thumbs, _deleted, _blocked, _byUser;
     readonly GlobalConfig _config;
     readonly TimeProvider _time;
     readonly Lock _write = new();
@@ -49,6 +49,9 @@ public sealed class MediaStore
         _media = store.Map(MediaFamilies.Media);
         _pending = store.Map(MediaFamilies.Pending);
         _thumbs = store.Map(MediaFamilies.Thumbnails);
+        _deleted = store.Map(MediaFamilies.Deleted);
+        _blocked = store.Map(MediaFamilies.Blocked);
+        _byUser = store.Map(MediaFamilies.ByUser);
         Blobs = new BlobStore(dir.Path);
     }
 
@@ -75,7 +78,8 @@ public sealed class MediaStore
 
     static MediaRecord ToRecord(string serverName, string mediaId, JsonObject o) => new(
         serverName, mediaId, o["user_id"]!.GetValue<string>(), o["created_ts"]!.GetValue<long>(),
-        o["content_type"]?.GetValue<string>(), o["filename"]?.GetValue<string>(), o["size"]!.GetValue<long>(), o["sha256"]!.GetValue<string>());
+        o["content_type"]?.GetValue<string>(), o["filename"]?.GetValue<string>(), o["size"]!.GetValue<long>(), o["sha256"]!.GetValue<string>(),
+        o["last_access_ts"]?.GetValue<long>() ?? o["created_ts"]!.GetValue<long>());
 
     /// <summary>
     /// The media once uploaded, waiting up to <paramref name="timeout"/> for an upload to a pending ID to land
@@ -112,7 +116,14 @@ public sealed class MediaStore
         lock (_write)
         {
             if (Get(serverName, mediaId) is { } existing) return existing;
-            var record = new MediaRecord(serverName, mediaId, "", Now, contentType, fileName, blob.Size, blob.Sha256);
+            // Quarantined while it was being fetched: the bytes are not kept.
+            if (IsBlocked(serverName, mediaId))
+            {
+                blob.Dispose();
+                throw Err.NotFound("Media not found");
+            }
+            var now = Now;
+            var record = new MediaRecord(serverName, mediaId, "", now, contentType, fileName, blob.Size, blob.Sha256, now);
             Blobs.Commit(blob);
             using var b = _store.CreateBatch();
             WriteRecord(b, record);
@@ -127,8 +138,9 @@ public sealed class MediaStore
         lock (_write)
         {
             string id;
-            do id = NewMediaId(); while (_media.Contains(MediaFamilies.MediaKey(ServerName, id)));
-            var record = new MediaRecord(ServerName, id, userId, Now, contentType, fileName, blob.Size, blob.Sha256);
+            do id = NewMediaId(); while (IdTaken(id));
+            var now = Now;
+            var record = new MediaRecord(ServerName, id, userId, now, contentType, fileName, blob.Size, blob.Sha256, now);
             Blobs.Commit(blob);
             using var b = _store.CreateBatch();
             WriteRecord(b, record);
@@ -137,9 +149,15 @@ public sealed class MediaStore
         }
     }
 
+    /// <summary>Whether a local media ID is in use, or was once and was deleted or quarantined (never given out again).</summary>
+    bool IdTaken(string id)
+        => _media.Contains(MediaFamilies.MediaKey(ServerName, id)) || _deleted.Contains(MediaFamilies.DeletedKey(ServerName, id))
+            || _blocked.Contains(MediaFamilies.BlockedKey(ServerName, id));
+
     void WriteRecord(IWriteBatch b, MediaRecord r)
     {
         var o = new JsonObject { ["user_id"] = r.UserId, ["created_ts"] = r.CreatedTs };
+        if (r.LastAccessTs > r.CreatedTs) o["last_access_ts"] = r.LastAccessTs;
         if (r.ContentType is not null) o["content_type"] = r.ContentType;
         if (r.FileName is not null) o["filename"] = r.FileName;
         o["size"] = r.Size;
@@ -174,7 +192,7 @@ public sealed class MediaStore
                 throw Err.LimitExceeded($"Too many media IDs waiting for their upload (at most {_config.MaxPendingMediaUploads}); retry in {retry} ms", retry);
             }
             string id;
-            do id = NewMediaId(); while (_media.Contains(MediaFamilies.MediaKey(ServerName, id)));
+            do id = NewMediaId(); while (IdTaken(id));
             var expiresTs = now + _config.MediaUnusedExpirationSecs * 1000;
             var o = new JsonObject { ["user_id"] = userId, ["created_ts"] = now, ["pending"] = true, ["expires_ts"] = expiresTs };
             b.Put(MediaFamilies.Media, MediaFamilies.MediaKey(ServerName, id), Encoding.UTF8.GetBytes(o.ToJsonString()));
@@ -213,7 +231,8 @@ public sealed class MediaStore
         {
             CheckUploadTo(userId, ServerName, mediaId);
             var created = Load(ServerName, mediaId)!["created_ts"]!.GetValue<long>();
-            record = new MediaRecord(ServerName, mediaId, userId, created, contentType, fileName, blob.Size, blob.Sha256);
+            // Last accessed (for retention) when the upload landed, not when the ID was created.
+            record = new MediaRecord(ServerName, mediaId, userId, created, contentType, fileName, blob.Size, blob.Sha256, Math.Max(created, Now));
             Blobs.Commit(blob);
             using var b = _store.CreateBatch();
             WriteRecord(b, record);
@@ -258,6 +277,12 @@ public sealed class MediaStore
     {
         lock (_write)
         {
+            // Deleted or quarantined while the thumbnail was being made: nothing to attach it to.
+            if (Get(media.ServerName, media.MediaId) is null)
+            {
+                blob.Dispose();
+                return;
+            }
             Blobs.Commit(blob);
             using var b = _store.CreateBatch();
             var o = new JsonObject { ["content_type"] = thumb.ContentType, ["size"] = thumb.Length, ["sha256"] = thumb.Sha256, ["width"] = thumb.Width, ["height"] = thumb.Height };
@@ -265,6 +290,199 @@ public sealed class MediaStore
             b.Put(MediaFamilies.BlobRefs, MediaFamilies.BlobRefKey(thumb.Sha256, media.ServerName, media.MediaId, thumb.Size.Name), []);
             _store.Write(b);
         }
+    }
+
+    // ---- last access, deletion, quarantine, retention (MediaAdminEndpoints, MediaJanitor)
+
+    /// <summary>How stale a record's last_access_ts may be: an access rewrites it at most once per this long per media.</summary>
+    public static readonly TimeSpan AccessGranularity = TimeSpan.FromHours(1);
+
+    /// <summary>Whether the media ID was quarantined: it answers 404 and is never fetched or stored again.</summary>
+    public bool IsBlocked(string serverName, string mediaId) => _blocked.Contains(MediaFamilies.BlockedKey(serverName, mediaId));
+
+    /// <summary>Whether a local media ID was deleted (it is never given out again).</summary>
+    public bool IsDeleted(string serverName, string mediaId) => _deleted.Contains(MediaFamilies.DeletedKey(serverName, mediaId));
+
+    /// <summary>
+    /// Notes that the media was served (a download, a thumbnail, a federation download): last_access_ts, which retention
+    /// and the purges go by, is rewritten only when it is at least <see cref="AccessGranularity"/> old, so a popular
+    /// file costs one write an hour, not one per download.
+    /// </summary>
+    public void Touch(MediaRecord media)
+    {
+        var now = Now;
+        if (now - media.LastAccessTs < (long)AccessGranularity.TotalMilliseconds) return;
+        lock (_write)
+        {
+            if (Load(media.ServerName, media.MediaId) is not { } o || o["pending"] is not null) return;
+            var last = o["last_access_ts"]?.GetValue<long>() ?? o["created_ts"]!.GetValue<long>();
+            if (now - last < (long)AccessGranularity.TotalMilliseconds) return;
+            o["last_access_ts"] = now;
+            using var b = _store.CreateBatch();
+            b.Put(MediaFamilies.Media, MediaFamilies.MediaKey(media.ServerName, media.MediaId), Encoding.UTF8.GetBytes(o.ToJsonString()));
+            _store.Write(b);
+        }
+    }
+
+    /// <summary>Deletes one piece of media (see <see cref="DeleteMany"/>). False if there was none.</summary>
+    public bool Delete(string serverName, string mediaId) => DeleteMany([(serverName, mediaId)]).Count == 1;
+
+    /// <summary>
+    /// Deletes media: their records, thumbnails, uploader index entries and blob references in one synced batch (all
+    /// or nothing), then each file no other record or thumbnail still references (media_blob_refs, checked under the
+    /// write lock, so an upload of the same bytes cannot slip in between). A crash between the two leaves an
+    /// unreferenced file, never a record without its file. Local IDs are remembered in media_deleted and never given
+    /// out again; a copy of remote media may be fetched again later. Pending IDs (created, not uploaded) go too.
+    /// Returns the IDs that existed.
+    /// </summary>
+    public List<(string ServerName, string MediaId)> DeleteMany(IEnumerable<(string ServerName, string MediaId)> ids)
+    {
+        lock (_write)
+        {
+            var deleted = new List<(string, string)>();
+            var shas = new HashSet<string>(StringComparer.Ordinal);
+            using var b = _store.CreateBatch();
+            foreach (var (server, id) in ids.Distinct())
+                if (RemoveRecord(b, server, id, shas))
+                    deleted.Add((server, id));
+            if (deleted.Count == 0) return deleted;
+            _store.Write(b);
+            DeleteUnreferenced(shas);
+            foreach (var (server, id) in deleted) Wake(server, id);
+            return deleted;
+        }
+    }
+
+    /// <summary>
+    /// Quarantines a media ID, local or remote, known here or not: it is added to media_blocked and its record,
+    /// thumbnails and (unless shared) files are deleted, in the same batch. From then on it answers 404 M_NOT_FOUND and
+    /// is never fetched from its server again.
+    /// </summary>
+    public void Quarantine(string serverName, string mediaId, string by)
+    {
+        lock (_write)
+        {
+            var shas = new HashSet<string>(StringComparer.Ordinal);
+            using var b = _store.CreateBatch();
+            RemoveRecord(b, serverName, mediaId, shas);
+            b.Put(MediaFamilies.Blocked, MediaFamilies.BlockedKey(serverName, mediaId),
+                Encoding.UTF8.GetBytes(new JsonObject { ["ts"] = Now, ["by"] = by }.ToJsonString()));
+            _store.Write(b);
+            DeleteUnreferenced(shas);
+        }
+        Wake(serverName, mediaId);
+    }
+
+    /// <summary>Adds the deletion of one media's rows to the batch, collecting the files it used. Under the write lock.</summary>
+    bool RemoveRecord(IWriteBatch b, string serverName, string mediaId, HashSet<string> shas)
+    {
+        if (Load(serverName, mediaId) is not { } o) return false;
+        var key = MediaFamilies.MediaKey(serverName, mediaId);
+        b.Delete(MediaFamilies.Media, key);
+        if (serverName == ServerName) b.Put(MediaFamilies.Deleted, MediaFamilies.DeletedKey(serverName, mediaId), K.BigEndian((ulong)Now));
+        if (o["pending"] is not null)
+        {
+            b.Delete(MediaFamilies.Pending, MediaFamilies.PendingKey(o["user_id"]!.GetValue<string>(), mediaId));
+            return true;
+        }
+        var r = ToRecord(serverName, mediaId, o);
+        b.Delete(MediaFamilies.BlobRefs, MediaFamilies.BlobRefKey(r.Sha256, serverName, mediaId));
+        shas.Add(r.Sha256);
+        if (r.UserId.Length > 0) b.Delete(MediaFamilies.ByUser, MediaFamilies.ByUserKey(r.UserId, r.CreatedTs, mediaId));
+        foreach (var (k, v) in _thumbs.Scan(MediaFamilies.ThumbnailsPrefix(serverName, mediaId)))
+        {
+            var sha = JsonLimits.ParseInternal(v)!["sha256"]!.GetValue<string>();
+            b.Delete(MediaFamilies.Thumbnails, k);
+            b.Delete(MediaFamilies.BlobRefs, MediaFamilies.BlobRefKey(sha, serverName, mediaId, K.Split(k)[2]));
+            shas.Add(sha);
+        }
+        return true;
+    }
+
+    /// <summary>Deletes the files nobody references any more (after the batch removing the references is written).</summary>
+    void DeleteUnreferenced(HashSet<string> shas)
+    {
+        var refs = _store.Map(MediaFamilies.BlobRefs);
+        foreach (var sha in shas)
+        {
+            if (refs.Scan(MediaFamilies.BlobRefsPrefix(sha)).Any()) continue;
+            try { File.Delete(Blobs.PathOf(sha)); }
+            catch (IOException) { } // left behind: unreferenced, harmless
+            catch (UnauthorizedAccessException) { }
+        }
+    }
+
+    /// <summary>
+    /// Uploaded media (local, or cached copies of remote media) last accessed before <paramref name="beforeTs"/> and
+    /// larger than <paramref name="sizeGt"/> bytes: what retention and the purges delete. One scan of media_meta.
+    /// </summary>
+    public List<MediaRecord> LastAccessedBefore(long beforeTs, bool local, long sizeGt = -1)
+    {
+        var found = new List<MediaRecord>();
+        foreach (var (k, v) in _media.Scan([]))
+        {
+            var parts = K.Split(k);
+            if ((parts[0] == ServerName) != local) continue;
+            var o = JsonLimits.ParseInternal(v)!.AsObject();
+            if (o["pending"] is not null) continue;
+            var r = ToRecord(parts[0], parts[1], o);
+            if (r.LastAccessTs < beforeTs && r.Size > sizeGt) found.Add(r);
+        }
+        return found;
+    }
+
+    /// <summary>
+    /// Synapse's media_retention: remote media not accessed for media_retention_days and local media not accessed for
+    /// media_retention_local_days are deleted (0: kept forever, the default for both). Run hourly by <see cref="MediaJanitor"/>.
+    /// </summary>
+    public int ApplyRetention()
+    {
+        var n = 0;
+        const long Day = 86_400_000;
+        if (_config.MediaRetentionDays > 0)
+            n += DeleteInChunks(LastAccessedBefore(Now - _config.MediaRetentionDays * Day, local: false)).Count;
+        if (_config.MediaRetentionLocalDays > 0)
+            n += DeleteInChunks(LastAccessedBefore(Now - _config.MediaRetentionLocalDays * Day, local: true)).Count;
+        return n;
+    }
+
+    /// <summary>
+    /// Deletes many media (retention, purges) a batch of 500 at a time, so one purge neither builds a huge batch nor
+    /// holds the write lock (uploads) for long; each media is still deleted whole or not at all.
+    /// </summary>
+    public List<(string ServerName, string MediaId)> DeleteInChunks(IEnumerable<MediaRecord> media)
+    {
+        var deleted = new List<(string, string)>();
+        foreach (var chunk in media.Select(r => (r.ServerName, r.MediaId)).Chunk(500))
+            deleted.AddRange(DeleteMany(chunk));
+        return deleted;
+    }
+
+    /// <summary>A local user's uploads, oldest first (media_by_user).</summary>
+    public List<MediaRecord> UploadsOf(string userId)
+    {
+        var list = new List<MediaRecord>();
+        var prefix = MediaFamilies.ByUserPrefix(userId);
+        foreach (var (k, _) in _byUser.Scan(prefix))
+            if (Get(ServerName, Encoding.UTF8.GetString(k.AsSpan(prefix.Length + 9))) is { } r) list.Add(r);
+        return list;
+    }
+
+    /// <summary>Every local uploader with the number and total size of their uploads created in [fromTs, untilTs).</summary>
+    public List<(string UserId, int Count, long Length)> UploadStatistics(long fromTs, long untilTs)
+    {
+        var stats = new Dictionary<string, (int Count, long Length)>(StringComparer.Ordinal);
+        foreach (var (k, _) in _byUser.Scan([]))
+        {
+            var sep = k.AsSpan().IndexOf(K.Sep);
+            var created = (long)K.ReadBigEndian(k.AsSpan(sep + 1, 8));
+            if (created < fromTs || created >= untilTs) continue;
+            if (Get(ServerName, Encoding.UTF8.GetString(k.AsSpan(sep + 10))) is not { } r) continue;
+            var user = Encoding.UTF8.GetString(k.AsSpan(0, sep));
+            var (c, l) = stats.GetValueOrDefault(user);
+            stats[user] = (c + 1, l + r.Size);
+        }
+        return stats.Select(e => (e.Key, e.Value.Count, e.Value.Length)).ToList();
     }
 
     // ---- URL previews

@@ -24,6 +24,8 @@ public sealed partial class RemoteMedia(MediaStore store, Protos.Federation.Fede
     public async Task<MediaRecord> GetAsync(string serverName, string mediaId, CancellationToken ct)
     {
         if (store.Get(serverName, mediaId) is { } cached) return cached;
+        // Quarantined: never fetched again.
+        if (store.IsBlocked(serverName, mediaId)) throw Err.NotFound("Media not found");
         if (!config.AllowFederation) throw Err.NotFound("Media of other servers is not fetched: federation is off");
         var key = serverName + "/" + mediaId;
         var fetch = _fetching.GetOrAdd(key, _ => new Lazy<Task<MediaRecord?>>(() => FetchThenForgetAsync(key, serverName, mediaId)));
@@ -139,7 +141,9 @@ public sealed class FederationMediaEndpoints(MediaStore store, Thumbnails.Thumbn
     {
         var mediaId = ctx.Request.RouteValues["mediaId"] as string ?? "";
         if (!Ids.IsValidMediaId(mediaId)) throw Err.InvalidParam("Invalid media ID");
-        return store.Get(store.ServerName, mediaId) ?? throw Err.NotFound("Media not found");
+        var media = store.Get(store.ServerName, mediaId) ?? throw Err.NotFound("Media not found");
+        store.Touch(media);
+        return media;
     }
 
     async Task Download(HttpContext ctx)

@@ -93,6 +93,12 @@ public sealed class GlobalConfig
     public int MaxPendingMediaUploads { get; set; } = 5;
     /// <summary>Seconds a created media ID waits for its upload before it expires (the spec's recommended 24 hours).</summary>
     public long MediaUnusedExpirationSecs { get; set; } = 86400;
+    /// <summary>Days a cached copy of another server's media is kept after its last access (Synapse's
+    /// media_retention.remote_media_lifetime); 0, the default: kept forever. Checked hourly.</summary>
+    public long MediaRetentionDays { get; set; }
+    /// <summary>Days local uploads are kept after their last access (Synapse's media_retention.local_media_lifetime);
+    /// 0, the default: kept forever. Deleted IDs are never reused and answer 404.</summary>
+    public long MediaRetentionLocalDays { get; set; }
     /// <summary>GET /_matrix/client/v1/media/preview_url: off unless turned on.</summary>
     public bool UrlPreview { get; set; }
     /// <summary>Domains previews may fetch (a domain also covers its subdomains); empty: any domain not denied.</summary>

@@ -255,6 +255,10 @@ public static class ConfigLoader
             throw new ConfigException($"{source}: key 'global.max_pending_media_uploads' must be positive");
         if (g.MediaUnusedExpirationSecs <= 0)
             throw new ConfigException($"{source}: key 'global.media_unused_expiration_secs' must be positive");
+        if (g.MediaRetentionDays < 0)
+            throw new ConfigException($"{source}: key 'global.media_retention_days' must be 0 (off) or a number of days");
+        if (g.MediaRetentionLocalDays < 0)
+            throw new ConfigException($"{source}: key 'global.media_retention_local_days' must be 0 (off) or a number of days");
         foreach (var (key, limit) in g.RateLimits.Each())
         {
             if (limit.PerSecond is { } ps && !(ps > 0 && double.IsFinite(ps)))

@@ -50,7 +50,9 @@ public sealed partial class ThumbnailService(MediaStore store, GlobalConfig conf
         {
             await EnsureAsync(media, probe, [size]).WaitAsync(ct);
             thumb = store.GetThumbnail(media.ServerName, media.MediaId, size)
-                ?? throw new InvalidOperationException($"thumbnail {size.Name} of {media.Mxc} was not made");
+                ?? (store.Get(media.ServerName, media.MediaId) is null
+                    ? throw Conduit.Common.Http.Err.NotFound("Media not found") // deleted or quarantined while the thumbnail was made
+                    : throw new InvalidOperationException($"thumbnail {size.Name} of {media.Mxc} was not made"));
         }
         return new ThumbnailAnswer(store.Blobs.PathOf(thumb.Sha256), thumb.ContentType, thumb.Length, thumb.Sha256);
     }
