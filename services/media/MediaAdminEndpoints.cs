@@ -15,7 +15,7 @@ namespace Conduit.Media;
 /// quarantine (block) a media ID, list a user's media, per-user upload statistics. Deletion goes through
 /// <see cref="MediaStore.DeleteMany"/> (records in one batch, files once unreferenced).
 /// </summary>
-public sealed class MediaAdminEndpoints(MediaStore store, GlobalConfig config)
+public sealed class MediaAdminEndpoints(MediaStore store)
 {
     public void Map(IEndpointRouteBuilder app)
     {
@@ -31,18 +31,12 @@ public sealed class MediaAdminEndpoints(MediaStore store, GlobalConfig config)
     /// The caller must be a server admin: 403 M_FORBIDDEN otherwise (401 M_MISSING_TOKEN without a token). Checked before
     /// anything else is read.
     /// </summary>
-    static void RequireAdmin(HttpContext ctx, GlobalConfig config)
-    {
-        var caller = Caller.Required(ctx);
-        // TODO(admin flag): switch to caller.IsAdmin (the persisted admin flag passed by the edge) at merge.
-        if (!config.Admins.Contains(caller.UserId, StringComparer.Ordinal))
-            throw Err.Forbidden("You are not a server admin");
-    }
+    static void RequireAdmin(HttpContext ctx) => Caller.Admin(ctx);
 
     // POST /_synapse/admin/v1/purge_media_cache?before_ts=: cached copies of remote media last accessed before then.
     async Task PurgeMediaCache(HttpContext ctx)
     {
-        RequireAdmin(ctx, config);
+        RequireAdmin(ctx);
         var before = RequiredTs(ctx, "before_ts");
         var deleted = store.DeleteInChunks(store.LastAccessedBefore(before, local: false));
         await ctx.Response.WriteJsonAsync(new JsonObject { ["deleted"] = deleted.Count });
@@ -51,7 +45,7 @@ public sealed class MediaAdminEndpoints(MediaStore store, GlobalConfig config)
     // POST /_synapse/admin/v1/media/delete?before_ts=&size_gt=&keep_profiles=: local media last accessed before then.
     async Task DeleteBefore(HttpContext ctx)
     {
-        RequireAdmin(ctx, config);
+        RequireAdmin(ctx);
         var before = RequiredTs(ctx, "before_ts");
         var sizeGt = Long(ctx, "size_gt", 0);
         var keepProfiles = ctx.Request.Query("keep_profiles") switch
@@ -71,7 +65,7 @@ public sealed class MediaAdminEndpoints(MediaStore store, GlobalConfig config)
     // DELETE /_synapse/admin/v1/media/{serverName}/{mediaId}: local media, or our cached copy of remote media.
     async Task DeleteOne(HttpContext ctx)
     {
-        RequireAdmin(ctx, config);
+        RequireAdmin(ctx);
         var (serverName, mediaId) = MediaEndpoints.MediaRef(ctx);
         if (!store.Delete(serverName, mediaId)) throw Err.NotFound("Unknown media");
         await WriteDeleted(ctx, [mediaId]);
@@ -80,7 +74,7 @@ public sealed class MediaAdminEndpoints(MediaStore store, GlobalConfig config)
     // POST /_synapse/admin/v1/media/quarantine/{serverName}/{mediaId}: blocked for good, its bytes deleted.
     async Task Quarantine(HttpContext ctx)
     {
-        RequireAdmin(ctx, config);
+        RequireAdmin(ctx);
         var (serverName, mediaId) = MediaEndpoints.MediaRef(ctx);
         store.Quarantine(serverName, mediaId, Caller.Required(ctx).UserId);
         await ctx.Response.WriteJsonAsync(new JsonObject());
@@ -89,7 +83,7 @@ public sealed class MediaAdminEndpoints(MediaStore store, GlobalConfig config)
     // GET (list) and DELETE /_synapse/admin/v1/users/{userId}/media?from=&limit=&order_by=&dir=
     async Task UserMedia(HttpContext ctx)
     {
-        RequireAdmin(ctx, config);
+        RequireAdmin(ctx);
         var userId = ctx.Route("userId");
         if (!Ids.IsUserId(userId)) throw Err.InvalidParam("Invalid user ID");
         if (Ids.ServerOf(userId) != store.ServerName) throw Err.InvalidParam("Can only look up local users");
@@ -140,7 +134,7 @@ public sealed class MediaAdminEndpoints(MediaStore store, GlobalConfig config)
     // GET /_synapse/admin/v1/statistics/users/media?from=&limit=&order_by=&dir=&from_ts=&until_ts=&search_term=
     async Task Statistics(HttpContext ctx)
     {
-        RequireAdmin(ctx, config);
+        RequireAdmin(ctx);
         var from = (int)Long(ctx, "from", 0, int.MaxValue);
         var limit = (int)Long(ctx, "limit", 100, int.MaxValue);
         var fromTs = Long(ctx, "from_ts", 0);

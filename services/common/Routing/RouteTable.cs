@@ -258,13 +258,12 @@ public static class RouteTable
     public static readonly MatrixRoute LegacyMediaPreviewUrl = M("/preview_url", GET);
 
     // ---- media: Synapse's admin API for media (element-hq.github.io/synapse, "Media Admin API", "Statistics"); admins only
-    const string SynapseAdmin = "/_synapse/admin/v1";
-    public static readonly MatrixRoute AdminPurgeMediaCache = Add(Service.Media, SynapseAdmin + "/purge_media_cache", POST);
-    public static readonly MatrixRoute AdminDeleteMediaBefore = Add(Service.Media, SynapseAdmin + "/media/delete", POST);
-    public static readonly MatrixRoute AdminDeleteMedia = Add(Service.Media, SynapseAdmin + "/media/{serverName}/{mediaId}", DELETE);
-    public static readonly MatrixRoute AdminQuarantineMedia = Add(Service.Media, SynapseAdmin + "/media/quarantine/{serverName}/{mediaId}", POST);
-    public static readonly MatrixRoute AdminUserMedia = Add(Service.Media, SynapseAdmin + "/users/{userId}/media", GET, DELETE);
-    public static readonly MatrixRoute AdminUserMediaStatistics = Add(Service.Media, SynapseAdmin + "/statistics/users/media", GET);
+    public static readonly MatrixRoute AdminPurgeMediaCache = Add(Service.Media, SynapseAdmin + "/v1/purge_media_cache", POST);
+    public static readonly MatrixRoute AdminDeleteMediaBefore = Add(Service.Media, SynapseAdmin + "/v1/media/delete", POST);
+    public static readonly MatrixRoute AdminDeleteMedia = Add(Service.Media, SynapseAdmin + "/v1/media/{serverName}/{mediaId}", DELETE);
+    public static readonly MatrixRoute AdminQuarantineMedia = Add(Service.Media, SynapseAdmin + "/v1/media/quarantine/{serverName}/{mediaId}", POST);
+    public static readonly MatrixRoute AdminUserMedia = Add(Service.Media, SynapseAdmin + "/v1/users/{userId}/media", GET, DELETE);
+    public static readonly MatrixRoute AdminUserMediaStatistics = Add(Service.Media, SynapseAdmin + "/v1/statistics/users/media", GET);
 
     /// <summary>Concrete path templates of a route (client routes expanded for v3 and r0, media routes likewise).</summary>
     public static IEnumerable<string> Templates(MatrixRoute r)
