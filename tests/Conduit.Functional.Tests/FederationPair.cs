@@ -156,6 +156,7 @@ sealed class FederationInstance
         Config = $$"""
             allow_federation = true
             trusted_servers = []
+            ip_range_allowlist = ["127.0.0.1/32"]
             federation_ca_file = "{{caFile}}"
             tls = { certs = "{{certs}}", key = "{{key}}" }
             """;

@@ -116,6 +116,8 @@ public sealed partial class RequestFuzzer
                 Statuses[status] = Statuses.GetValueOrDefault(status) + 1;
                 var text = await resp.Content.ReadAsStringAsync();
                 if (status >= 500) return $"{status} {Short(text)}";
+                // /health answers the text "OK" (as Synapse and Conduit do, for load balancers), not JSON.
+                if (status == 200 && req.RequestUri!.AbsolutePath == Conduit.Common.Routing.RouteTable.Health.Template) return null;
                 JsonNode? json;
                 try
                 {

@@ -3,7 +3,11 @@ using System.Text;
 using System.Text.Json.Nodes;
 using Conduit.Common.Crypto;
 using Conduit.Federation;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using static Conduit.Functional.Tests.MatrixClient;
 
 namespace Conduit.Functional.Tests;
@@ -18,6 +22,25 @@ public static class TestIdentityServer
     public const string Name = "id.example";
     public static readonly SigningKey Key = SigningKey.Generate("0");
 
+    /// <summary>
+    /// The identity server's /pubkey/isvalid (the key_validity_url the resident server asks before it sends the
+    /// invite), on loopback for the whole test run: valid for <see cref="Key"/> only. The pair's servers allow
+    /// 127.0.0.1 in ip_range_allowlist for it.
+    /// </summary>
+    static readonly Lazy<Task<string>> IsValidUrl = new(async () =>
+    {
+        var builder = Microsoft.AspNetCore.Builder.WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, 0));
+        var app = builder.Build();
+        app.MapGet("/_matrix/identity/v2/pubkey/isvalid", (Microsoft.AspNetCore.Http.HttpContext ctx)
+            => ctx.Response.WriteAsync(new JsonObject { ["valid"] = ctx.Request.Query["public_key"] == Key.PublicKeyBase64 }.ToJsonString()));
+        await app.StartAsync();
+        var address = app.Services.GetRequiredService<Microsoft.AspNetCore.Hosting.Server.IServer>()
+            .Features.Get<Microsoft.AspNetCore.Hosting.Server.Features.IServerAddressesFeature>()!.Addresses.First().TrimEnd('/');
+        return address + "/_matrix/identity/v2/pubkey/isvalid";
+    });
+
     /// <summary>Sends the room's m.room.third_party_invite for a new token as <paramref name="inviter"/>; answers the token.</summary>
     public static async Task<string> StoreInvite(MatrixClient inviter, string roomId)
     {
@@ -25,7 +48,7 @@ public static class TestIdentityServer
         (await inviter.Put($"{C}/rooms/{E(roomId)}/state/m.room.third_party_invite/{E(token)}", new JsonObject
         {
             ["display_name"] = "b...@e...",
-            ["key_validity_url"] = $"https://{Name}/_matrix/identity/v2/pubkey/isvalid",
+            ["key_validity_url"] = await IsValidUrl.Value,
             ["public_key"] = Key.PublicKeyBase64,
             ["public_keys"] = new JsonArray(new JsonObject { ["public_key"] = Key.PublicKeyBase64 }),
         })).Ok();
