@@ -45,6 +45,8 @@ internal sealed class Options
     public Dictionary<int, string> PidNames { get; } = [];
     public string? RegistrationToken { get; private set; }
     public string? ResultsPath { get; private set; }
+    /// <summary>--ack-log FILE: every acknowledged message send (mixed/saturate), one line each as it is acknowledged.</summary>
+    public string? AckLogPath { get; private set; }
     /// <summary>federation: the server build to start (a conduit.dll or an executable); null: CONDUIT_BIN, CONDUIT_DLL, or
     /// the Release build beside the load generator's.</summary>
     public string? Conduit { get; private set; }
@@ -176,6 +178,8 @@ internal sealed class Options
           --parts LIST               federation: parts to run (one-peer,dead-peers,big-join)
           --work-dir DIR             federation: servers' configs, databases and logs (default a temp dir)
           --results FILE             also write the headline figures to FILE as "label<TAB>value" lines
+          --ack-log FILE             (mixed, saturate) append "unix_ms<TAB>room_id<TAB>event_id<TAB>access_token" for every
+                                     message send the server acknowledged, as it is acknowledged (backup tests)
           -h, --help                 this text
         """;
 
@@ -299,6 +303,9 @@ internal sealed class Options
                     break;
                 case "--results":
                     o.ResultsPath = Next();
+                    break;
+                case "--ack-log":
+                    o.AckLogPath = Next();
                     break;
                 case "--conduit":
                     o.Conduit = Next();

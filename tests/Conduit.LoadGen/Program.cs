@@ -303,6 +303,9 @@ namespace Conduit.LoadGen
             }
         }
 
+        /// <summary>--ack-log: acknowledged sends, written as they are acknowledged (flushed each line).</summary>
+        private readonly StreamWriter? _ackLog = o.AckLogPath is { } ack ? new StreamWriter(ack, append: true) : null;
+
         private async Task SenderLoopAsync(User u, Dictionary<string, int> roomMembers, long measureStart, long sendEnd, CancellationToken ct)
         {
             var rnd = new Random(HashCode.Combine(_runId, u.Index));
@@ -327,6 +330,12 @@ namespace Conduit.LoadGen
                     TimeSpan.FromSeconds(30), ct).ConfigureAwait(false);
                 var t1 = Stopwatch.GetTimestamp();
                 var eventId = r.Ok ? MatrixApi.Str(r.Json?["event_id"]) : null;
+                if (eventId is not null && _ackLog is not null)
+                    lock (_ackLog)
+                    {
+                        _ackLog.WriteLine($"{DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()}\t{roomId}\t{eventId}\t{u.Token}");
+                        _ackLog.Flush();
+                    }
                 if (!warmUp && eventId is not null)
                 {
                     _sent[body] = new SentMessage(body, u.Index, roomId, eventId, t0, t1, others);
