@@ -8,6 +8,15 @@ namespace Conduit.Keys;
 /// <summary>The keys service's gRPC surface (protos/keys.proto).</summary>
 public sealed class KeysGrpcService(AccountStore accounts, E2eeStore e2ee, E2ee.FederatedKeys federated) : Protos.Keys.Keys.KeysBase
 {
+    public override Task<ProfileMediaReply> ProfileMedia(ProfileMediaRequest request, ServerCallContext context)
+    {
+        var reply = new ProfileMediaReply();
+        foreach (var (_, user) in accounts.AllUsers())
+            if (user["avatar_url"] is System.Text.Json.Nodes.JsonValue v && v.TryGetValue(out string? mxc) && mxc.StartsWith("mxc://", StringComparison.Ordinal))
+                reply.MxcUris.Add(mxc);
+        return Task.FromResult(reply);
+    }
+
     public override Task<KeysFederateReply> Federate(KeysFederateRequest request, ServerCallContext context)
     {
         var body = request.Body.Length > 0 ? Conduit.Common.Http.RequestJson.ParseObject(request.Body, "Request body") : [];

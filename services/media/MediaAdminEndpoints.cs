@@ -15,7 +15,7 @@ namespace Conduit.Media;
 /// quarantine (block) a media ID, list a user's media, per-user upload statistics. Deletion goes through
 /// <see cref="MediaStore.DeleteMany"/> (records in one batch, files once unreferenced).
 /// </summary>
-public sealed class MediaAdminEndpoints(MediaStore store)
+public sealed class MediaAdminEndpoints(MediaStore store, Protos.Keys.Keys.KeysClient keys, Protos.Rooms.Rooms.RoomsClient rooms)
 {
     public void Map(IEndpointRouteBuilder app)
     {
@@ -54,11 +54,17 @@ public sealed class MediaAdminEndpoints(MediaStore store)
             "false" => false,
             _ => throw Err.InvalidParam("'keep_profiles' must be true or false"),
         };
-        // Avatars live in the keys and rooms services, which the media service cannot ask yet: refusing is safer than
-        // deleting them.
-        if (keepProfiles)
-            throw Err.InvalidParam("keep_profiles=true is not supported yet (this server cannot tell which media are avatars): pass keep_profiles=false");
-        var deleted = store.DeleteInChunks(store.LastAccessedBefore(before, local: true, sizeGt));
+        var candidates = store.LastAccessedBefore(before, local: true, sizeGt);
+        // keep_profiles (Synapse's default): media used as a user's avatar (keys service) or in a room's state as an
+        // avatar (rooms service) stays; asked once, after the candidates were chosen.
+        if (keepProfiles && candidates.Count > 0)
+        {
+            var inUse = new HashSet<string>(StringComparer.Ordinal);
+            inUse.UnionWith((await keys.ProfileMediaAsync(new Protos.Keys.ProfileMediaRequest(), cancellationToken: ctx.RequestAborted)).MxcUris);
+            inUse.UnionWith((await rooms.RoomMediaAsync(new Protos.Rooms.RoomMediaRequest(), cancellationToken: ctx.RequestAborted)).MxcUris);
+            candidates = candidates.Where(m => !inUse.Contains(m.Mxc)).ToList();
+        }
+        var deleted = store.DeleteInChunks(candidates);
         await WriteDeleted(ctx, deleted.Select(d => d.MediaId));
     }
 

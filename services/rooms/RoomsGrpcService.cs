@@ -139,6 +139,19 @@ public sealed class RoomsGrpcService(RoomStore rooms, RoomStream stream, SyncBui
         return Task.FromResult(new DeviceListDeltaReply { Changed = { changed }, Left = { left } });
     }
 
+    public override Task<RoomMediaReply> RoomMedia(RoomMediaRequest request, ServerCallContext context)
+    {
+        var uris = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var roomId in rooms.AllRoomIds())
+            foreach (var ((type, _), eventId) in rooms.CurrentState(roomId))
+            {
+                var key = type switch { "m.room.avatar" => "url", "m.room.member" => "avatar_url", _ => null };
+                if (key is not null && Rules.ContentField.String(rooms.Event(eventId)?.Content, key) is { } mxc && mxc.StartsWith("mxc://", StringComparison.Ordinal))
+                    uris.Add(mxc);
+            }
+        return Task.FromResult(new RoomMediaReply { MxcUris = { uris } });
+    }
+
     public override Task<SharedUsersReply> SharedUsers(SharedUsersRequest request, ServerCallContext context)
     {
         var all = new HashSet<string>(StringComparer.Ordinal);

@@ -141,20 +141,38 @@ public abstract class MediaAdminTests(ServerFixture server)
         var admin = await AdminClient();
         var u = await Register(server);
         var old = await Upload(u, $"old {u.UserId}");
+        var avatar = await Upload(u, $"avatar {u.UserId}");
+        var roomAvatar = await Upload(u, $"room avatar {u.UserId}");
         var cut = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() + 1;
         await Task.Delay(20);
         var fresh = await Upload(u, $"fresh {u.UserId}");
+        Ok(await Send("PUT", $"/_matrix/client/v3/profile/{Uri.EscapeDataString(u.UserId)}/avatar_url", u.Token,
+            new StringContent($$"""{"avatar_url":"mxc://{{server.ServerName}}/{{avatar}}"}""", System.Text.Encoding.UTF8, "application/json")));
+        await u.CreateRoom(new JsonObject
+        {
+            ["initial_state"] = new JsonArray(new JsonObject { ["type"] = "m.room.avatar", ["state_key"] = "", ["content"] = new JsonObject { ["url"] = $"mxc://{server.ServerName}/{roomAvatar}" } }),
+        });
         await Refused(u, "POST", $"{Admin}/media/delete?before_ts={cut}&keep_profiles=false");
         await Refused(u, "POST", $"{Admin}/purge_media_cache?before_ts={cut}");
         Error(await Send("POST", $"{Admin}/media/delete?keep_profiles=false", admin.Token), HttpStatusCode.BadRequest, "M_MISSING_PARAM");
-        // Avatars cannot be told apart here yet: keep_profiles (true by default) is refused rather than ignored.
-        Error(await Send("POST", $"{Admin}/media/delete?before_ts={cut}", admin.Token), HttpStatusCode.BadRequest, "M_INVALID_PARAM");
         Ok(await Download(u, server.ServerName, old));
 
-        var r = Ok(await Send("POST", $"{Admin}/media/delete?before_ts={cut}&keep_profiles=false", admin.Token)).Json;
-        Assert.Contains(old, r["deleted_media"]!.AsArray().Select(m => m!.GetValue<string>()));
-        Assert.DoesNotContain(fresh, r["deleted_media"]!.AsArray().Select(m => m!.GetValue<string>()));
+        // keep_profiles (true by default): a user's avatar and a room's avatar stay, the rest older than the cut goes.
+        var r = Ok(await Send("POST", $"{Admin}/media/delete?before_ts={cut}", admin.Token)).Json;
+        var deleted = r["deleted_media"]!.AsArray().Select(m => m!.GetValue<string>()).ToList();
+        Assert.Contains(old, deleted);
+        Assert.DoesNotContain(fresh, deleted);
+        Assert.DoesNotContain(avatar, deleted);
+        Assert.DoesNotContain(roomAvatar, deleted);
         Error(await Download(u, server.ServerName, old), HttpStatusCode.NotFound, "M_NOT_FOUND");
+        Ok(await Download(u, server.ServerName, avatar));
+        Ok(await Download(u, server.ServerName, roomAvatar));
+        Ok(await Download(u, server.ServerName, fresh));
+
+        // keep_profiles=false: the avatars go too.
+        deleted = Ok(await Send("POST", $"{Admin}/media/delete?before_ts={cut}&keep_profiles=false", admin.Token)).Json["deleted_media"]!.AsArray().Select(m => m!.GetValue<string>()).ToList();
+        Assert.Contains(avatar, deleted);
+        Assert.Contains(roomAvatar, deleted);
         Ok(await Download(u, server.ServerName, fresh));
         // No remote media is cached in this test server: nothing to purge, and local media is not touched.
         Assert.Equal(0, Ok(await Send("POST", $"{Admin}/purge_media_cache?before_ts={DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() + 60_000}", admin.Token)).Json["deleted"]!.GetValue<int>());
