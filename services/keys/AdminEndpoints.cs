@@ -31,8 +31,6 @@ public sealed class AdminEndpoints(AccountStore accounts, RegistrationTokens tok
         app.Map(RouteTable.AdminRegistrationToken, TokenEndpoint);
     }
 
-    static Caller RequireAdmin(HttpContext ctx) => Caller.Admin(ctx);
-
     // ---- users
 
     /// <summary>The path's user ID: a user ID of this server (400 M_INVALID_PARAM otherwise, as Synapse answers).</summary>
@@ -72,21 +70,6 @@ public sealed class AdminEndpoints(AccountStore accounts, RegistrationTokens tok
         return o;
     }
 
-    static bool? QueryBool(HttpContext ctx, string key) => ctx.Request.Query(key) switch
-    {
-        null => null,
-        "true" => true,
-        "false" => false,
-        _ => throw Err.InvalidParam($"'{key}' must be true or false"),
-    };
-
-    static int QueryInt(HttpContext ctx, string key, int fallback, int min)
-    {
-        if (ctx.Request.Query(key) is not { } s) return fallback;
-        return int.TryParse(s, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var n) && n >= min
-            ? n : throw Err.InvalidParam($"'{key}' must be an integer of at least {min}");
-    }
-
     /// <summary>
     /// GET /_synapse/admin/v2/users: every account matching the filters (user_id: a substring of the ID; name: of the ID
     /// or the display name; guests, default true; deactivated, default false; admins: only admins or only others),
@@ -95,18 +78,17 @@ public sealed class AdminEndpoints(AccountStore accounts, RegistrationTokens tok
     /// </summary>
     async Task ListUsers(HttpContext ctx)
     {
-        RequireAdmin(ctx);
-        var from = QueryInt(ctx, "from", 0, 0);
-        var limit = QueryInt(ctx, "limit", 100, 1);
-        var guests = QueryBool(ctx, "guests") ?? true;
-        var deactivated = QueryBool(ctx, "deactivated") ?? false;
-        var admins = QueryBool(ctx, "admins");
+        Caller.Admin(ctx);
+        var from = (int)ctx.Request.QueryLong("from", 0, 0, int.MaxValue);
+        var limit = (int)ctx.Request.QueryLong("limit", 100, 1, int.MaxValue);
+        var guests = ctx.Request.QueryBool("guests") ?? true;
+        var deactivated = ctx.Request.QueryBool("deactivated") ?? false;
+        var admins = ctx.Request.QueryBool("admins");
         var idPart = ctx.Request.Query("user_id");
         var namePart = ctx.Request.Query("name");
         var orderBy = ctx.Request.Query("order_by") ?? "name";
         if (orderBy is not ("name" or "creation_ts")) throw Err.InvalidParam("order_by must be name or creation_ts (others are not supported here)");
-        var dir = ctx.Request.Query("dir") ?? "f";
-        if (dir is not ("f" or "b")) throw Err.InvalidParam("dir must be f or b");
+        var forwards = ctx.Request.QueryForwards();
 
         var matching = accounts.AllUsers().Where(e =>
         {
@@ -121,7 +103,7 @@ public sealed class AdminEndpoints(AccountStore accounts, RegistrationTokens tok
         });
         // Stored by user ID already; creation_ts ties are broken by it.
         var ordered = orderBy == "creation_ts" ? matching.OrderBy(e => e.User["created_ts"]?.GetValue<long>() ?? 0).ToList() : matching.ToList();
-        if (dir == "b") ordered.Reverse();
+        if (!forwards) ordered.Reverse();
         var page = ordered.Skip(from).Take(limit).Select(e => (JsonNode)UserJson(e.UserId, e.User, full: false)).ToArray();
         var answer = new JsonObject { ["users"] = new JsonArray(page), ["total"] = ordered.Count };
         if ((long)from + limit < ordered.Count) answer["next_token"] = (from + limit).ToString(System.Globalization.CultureInfo.InvariantCulture);
@@ -130,7 +112,7 @@ public sealed class AdminEndpoints(AccountStore accounts, RegistrationTokens tok
 
     async Task UserEndpoint(HttpContext ctx)
     {
-        var c = RequireAdmin(ctx);
+        var c = Caller.Admin(ctx);
         var userId = LocalUser(ctx);
         if (HttpMethods.IsGet(ctx.Request.Method))
         {
@@ -230,7 +212,7 @@ public sealed class AdminEndpoints(AccountStore accounts, RegistrationTokens tok
     /// <summary>GET and PUT /_synapse/admin/v1/users/{userId}/admin: {admin}. An admin cannot demote themselves (400).</summary>
     async Task UserAdmin(HttpContext ctx)
     {
-        var c = RequireAdmin(ctx);
+        var c = Caller.Admin(ctx);
         var userId = LocalUser(ctx);
         ExistingUser(userId);
         if (HttpMethods.IsGet(ctx.Request.Method))
@@ -253,7 +235,7 @@ public sealed class AdminEndpoints(AccountStore accounts, RegistrationTokens tok
     /// </summary>
     async Task Deactivate(HttpContext ctx)
     {
-        RequireAdmin(ctx);
+        Caller.Admin(ctx);
         var userId = LocalUser(ctx);
         var body = await ctx.Request.ReadJsonObjectAsync();
         body.OptBool("erase");
@@ -265,7 +247,7 @@ public sealed class AdminEndpoints(AccountStore accounts, RegistrationTokens tok
     /// <summary>POST /_synapse/admin/v1/reset_password/{userId}: {new_password, logout_devices (default true)}.</summary>
     async Task ResetPassword(HttpContext ctx)
     {
-        RequireAdmin(ctx);
+        Caller.Admin(ctx);
         var userId = LocalUser(ctx);
         var body = await ctx.Request.ReadJsonObjectAsync();
         var password = body.ReqString("new_password");
@@ -280,13 +262,13 @@ public sealed class AdminEndpoints(AccountStore accounts, RegistrationTokens tok
     /// <summary>GET /_synapse/admin/v1/whois/{userId}: the client API's whois answer, for admins.</summary>
     async Task Whois(HttpContext ctx)
     {
-        RequireAdmin(ctx);
+        Caller.Admin(ctx);
         await ctx.Response.WriteJsonAsync(keys.WhoisJson(ctx.Route("userId")));
     }
 
     async Task ServerVersionEndpoint(HttpContext ctx)
     {
-        RequireAdmin(ctx);
+        Caller.Admin(ctx);
         await ctx.Response.WriteJsonAsync(new JsonObject { ["server_version"] = ServerVersion.Version });
     }
 
@@ -303,8 +285,8 @@ public sealed class AdminEndpoints(AccountStore accounts, RegistrationTokens tok
     /// <summary>GET /_synapse/admin/v1/registration_tokens (valid=true|false filters): {registration_tokens: [...]}.</summary>
     async Task ListTokens(HttpContext ctx)
     {
-        RequireAdmin(ctx);
-        var valid = QueryBool(ctx, "valid");
+        Caller.Admin(ctx);
+        var valid = ctx.Request.QueryBool("valid");
         var list = tokens.List(valid).Select(t => (JsonNode)t.ToJson()).ToArray();
         await ctx.Response.WriteJsonAsync(new JsonObject { ["registration_tokens"] = new JsonArray(list) });
     }
@@ -312,7 +294,7 @@ public sealed class AdminEndpoints(AccountStore accounts, RegistrationTokens tok
     /// <summary>POST /_synapse/admin/v1/registration_tokens/new: {token?, length?, uses_allowed?, expiry_time?}.</summary>
     async Task NewToken(HttpContext ctx)
     {
-        RequireAdmin(ctx);
+        Caller.Admin(ctx);
         var body = await ctx.Request.ReadJsonObjectAsync();
         string? token = null;
         if (body.TryGetPropertyValue("token", out var t) && t is not null)
@@ -326,7 +308,7 @@ public sealed class AdminEndpoints(AccountStore accounts, RegistrationTokens tok
     /// <summary>GET, PUT ({uses_allowed?, expiry_time?}) and DELETE /_synapse/admin/v1/registration_tokens/{token}.</summary>
     async Task TokenEndpoint(HttpContext ctx)
     {
-        RequireAdmin(ctx);
+        Caller.Admin(ctx);
         var token = ctx.Route("token");
         RegistrationToken? result;
         switch (ctx.Request.Method)

@@ -27,16 +27,10 @@ public sealed class MediaAdminEndpoints(MediaStore store, Protos.Keys.Keys.KeysC
         app.Map(RouteTable.AdminUserMediaStatistics, Statistics);
     }
 
-    /// <summary>
-    /// The caller must be a server admin: 403 M_FORBIDDEN otherwise (401 M_MISSING_TOKEN without a token). Checked before
-    /// anything else is read.
-    /// </summary>
-    static void RequireAdmin(HttpContext ctx) => Caller.Admin(ctx);
-
     // POST /_synapse/admin/v1/purge_media_cache?before_ts=: cached copies of remote media last accessed before then.
     async Task PurgeMediaCache(HttpContext ctx)
     {
-        RequireAdmin(ctx);
+        Caller.Admin(ctx);
         var before = RequiredTs(ctx, "before_ts");
         var deleted = store.DeleteInChunks(store.LastAccessedBefore(before, local: false));
         await ctx.Response.WriteJsonAsync(new JsonObject { ["deleted"] = deleted.Count });
@@ -45,15 +39,10 @@ public sealed class MediaAdminEndpoints(MediaStore store, Protos.Keys.Keys.KeysC
     // POST /_synapse/admin/v1/media/delete?before_ts=&size_gt=&keep_profiles=: local media last accessed before then.
     async Task DeleteBefore(HttpContext ctx)
     {
-        RequireAdmin(ctx);
+        Caller.Admin(ctx);
         var before = RequiredTs(ctx, "before_ts");
-        var sizeGt = Long(ctx, "size_gt", 0);
-        var keepProfiles = ctx.Request.Query("keep_profiles") switch
-        {
-            null or "true" => true,
-            "false" => false,
-            _ => throw Err.InvalidParam("'keep_profiles' must be true or false"),
-        };
+        var sizeGt = ctx.Request.QueryLong("size_gt", 0);
+        var keepProfiles = ctx.Request.QueryBool("keep_profiles") ?? true;
         var candidates = store.LastAccessedBefore(before, local: true, sizeGt);
         // keep_profiles (Synapse's default): media used as a user's avatar (keys service) or in a room's state as an
         // avatar (rooms service) stays; asked once, after the candidates were chosen.
@@ -71,7 +60,7 @@ public sealed class MediaAdminEndpoints(MediaStore store, Protos.Keys.Keys.KeysC
     // DELETE /_synapse/admin/v1/media/{serverName}/{mediaId}: local media, or our cached copy of remote media.
     async Task DeleteOne(HttpContext ctx)
     {
-        RequireAdmin(ctx);
+        Caller.Admin(ctx);
         var (serverName, mediaId) = MediaEndpoints.MediaRef(ctx);
         if (!store.Delete(serverName, mediaId)) throw Err.NotFound("Unknown media");
         await WriteDeleted(ctx, [mediaId]);
@@ -80,7 +69,7 @@ public sealed class MediaAdminEndpoints(MediaStore store, Protos.Keys.Keys.KeysC
     // POST /_synapse/admin/v1/media/quarantine/{serverName}/{mediaId}: blocked for good, its bytes deleted.
     async Task Quarantine(HttpContext ctx)
     {
-        RequireAdmin(ctx);
+        Caller.Admin(ctx);
         var (serverName, mediaId) = MediaEndpoints.MediaRef(ctx);
         store.Quarantine(serverName, mediaId, Caller.Required(ctx).UserId);
         await ctx.Response.WriteJsonAsync(new JsonObject());
@@ -89,12 +78,12 @@ public sealed class MediaAdminEndpoints(MediaStore store, Protos.Keys.Keys.KeysC
     // GET (list) and DELETE /_synapse/admin/v1/users/{userId}/media?from=&limit=&order_by=&dir=
     async Task UserMedia(HttpContext ctx)
     {
-        RequireAdmin(ctx);
+        Caller.Admin(ctx);
         var userId = ctx.Route("userId");
         if (!Ids.IsUserId(userId)) throw Err.InvalidParam("Invalid user ID");
         if (Ids.ServerOf(userId) != store.ServerName) throw Err.InvalidParam("Can only look up local users");
-        var from = (int)Long(ctx, "from", 0, int.MaxValue);
-        var limit = (int)Long(ctx, "limit", 100, int.MaxValue);
+        var from = (int)ctx.Request.QueryLong("from", 0, 0, int.MaxValue);
+        var limit = (int)ctx.Request.QueryLong("limit", 100, 0, int.MaxValue);
         var orderBy = ctx.Request.Query("order_by") ?? "created_ts";
         Func<MediaRecord, IComparable?> key = orderBy switch
         {
@@ -110,7 +99,7 @@ public sealed class MediaAdminEndpoints(MediaStore store, Protos.Keys.Keys.KeysC
         };
         var all = store.UploadsOf(userId);
         // Stable sort: ties keep the upload order, as media_by_user lists them.
-        var ordered = Direction(ctx) ? all.OrderBy(key).ToList() : all.OrderByDescending(key).ToList();
+        var ordered = ctx.Request.QueryForwards() ? all.OrderBy(key).ToList() : all.OrderByDescending(key).ToList();
         var page = ordered.Skip(from).Take(limit).ToList();
         if (HttpMethods.IsDelete(ctx.Request.Method))
         {
@@ -140,11 +129,11 @@ public sealed class MediaAdminEndpoints(MediaStore store, Protos.Keys.Keys.KeysC
     // GET /_synapse/admin/v1/statistics/users/media?from=&limit=&order_by=&dir=&from_ts=&until_ts=&search_term=
     async Task Statistics(HttpContext ctx)
     {
-        RequireAdmin(ctx);
-        var from = (int)Long(ctx, "from", 0, int.MaxValue);
-        var limit = (int)Long(ctx, "limit", 100, int.MaxValue);
-        var fromTs = Long(ctx, "from_ts", 0);
-        var untilTs = Long(ctx, "until_ts", long.MaxValue);
+        Caller.Admin(ctx);
+        var from = (int)ctx.Request.QueryLong("from", 0, 0, int.MaxValue);
+        var limit = (int)ctx.Request.QueryLong("limit", 100, 0, int.MaxValue);
+        var fromTs = ctx.Request.QueryLong("from_ts", 0);
+        var untilTs = ctx.Request.QueryLong("until_ts", long.MaxValue);
         if (untilTs <= fromTs) throw Err.InvalidParam("'until_ts' must be greater than 'from_ts'");
         var search = ctx.Request.Query("search_term");
         if (search is { Length: 0 }) throw Err.InvalidParam("'search_term' must not be empty");
@@ -160,7 +149,7 @@ public sealed class MediaAdminEndpoints(MediaStore store, Protos.Keys.Keys.KeysC
         var stats = store.UploadStatistics(fromTs, untilTs)
             .Where(s => search is null || s.UserId.Contains(search, StringComparison.OrdinalIgnoreCase))
             .OrderBy(s => s.UserId, StringComparer.Ordinal).ToList();
-        var ordered = Direction(ctx) ? stats.OrderBy(key).ToList() : stats.OrderByDescending(key).ToList();
+        var ordered = ctx.Request.QueryForwards() ? stats.OrderBy(key).ToList() : stats.OrderByDescending(key).ToList();
         var page = ordered.Skip(from).Take(limit).ToList();
         var body = new JsonObject
         {
@@ -183,22 +172,6 @@ public sealed class MediaAdminEndpoints(MediaStore store, Protos.Keys.Keys.KeysC
         return ctx.Response.WriteJsonAsync(new JsonObject { ["deleted_media"] = ids, ["total"] = ids.Count });
     }
 
-    /// <summary>dir: f (forwards, the default) or b.</summary>
-    static bool Direction(HttpContext ctx) => ctx.Request.Query("dir") switch
-    {
-        null or "f" => true,
-        "b" => false,
-        _ => throw Err.InvalidParam("'dir' must be f or b"),
-    };
-
     static long RequiredTs(HttpContext ctx, string name)
-        => ctx.Request.Query(name) is null ? throw Err.MissingParam($"Missing '{name}'") : Long(ctx, name, 0);
-
-    static long Long(HttpContext ctx, string name, long fallback, long max = long.MaxValue)
-    {
-        if (ctx.Request.Query(name) is not { } s) return fallback;
-        return long.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out var v) && v <= max
-            ? v
-            : throw Err.InvalidParam($"'{name}' must be a non-negative integer");
-    }
+        => ctx.Request.Query(name) is null ? throw Err.MissingParam($"Missing '{name}'") : ctx.Request.QueryLong(name, 0);
 }

@@ -128,6 +128,31 @@ public static class MatrixHttp
     public static string? Query(this HttpRequest r, string key)
         => r.Query.TryGetValue(key, out var v) && v.Count > 0 ? v[0] : null;
 
+    /// <summary>An integer query parameter between <paramref name="min"/> and <paramref name="max"/>; 400 M_INVALID_PARAM otherwise.</summary>
+    public static long QueryLong(this HttpRequest r, string key, long fallback, long min = 0, long max = long.MaxValue)
+    {
+        if (r.Query(key) is not { } s) return fallback;
+        return long.TryParse(s, System.Globalization.NumberStyles.AllowLeadingSign, System.Globalization.CultureInfo.InvariantCulture, out var n) && n >= min && n <= max
+            ? n : throw Err.InvalidParam($"'{key}' must be an integer from {min} to {max}");
+    }
+
+    /// <summary>A query parameter "true" or "false", or null when absent; 400 M_INVALID_PARAM otherwise.</summary>
+    public static bool? QueryBool(this HttpRequest r, string key) => r.Query(key) switch
+    {
+        null => null,
+        "true" => true,
+        "false" => false,
+        _ => throw Err.InvalidParam($"'{key}' must be true or false"),
+    };
+
+    /// <summary>The "dir" query parameter: f (forwards, the default) is true, b false; 400 M_INVALID_PARAM otherwise.</summary>
+    public static bool QueryForwards(this HttpRequest r) => r.Query("dir") switch
+    {
+        null or "f" => true,
+        "b" => false,
+        _ => throw Err.InvalidParam("'dir' must be f or b"),
+    };
+
     /// <summary>A route value, with an encoded '/' (which Kestrel leaves encoded in the path) decoded.</summary>
     public static string Route(this HttpContext ctx, string key)
     {

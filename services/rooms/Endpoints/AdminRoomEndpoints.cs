@@ -85,10 +85,9 @@ public sealed class AdminRoomEndpoints(RoomStore rooms, EventSender sender, Clie
     async Task ListRooms(HttpContext ctx)
     {
         Caller.Admin(ctx);
-        var from = IntParam(ctx, "from", 0);
-        var limit = IntParam(ctx, "limit", 100);
-        var dir = ctx.Request.Query("dir") ?? "f";
-        if (dir is not ("f" or "b")) throw Err.InvalidParam("dir must be 'f' or 'b'");
+        var from = (int)ctx.Request.QueryLong("from", 0, 0, int.MaxValue);
+        var limit = (int)ctx.Request.QueryLong("limit", 100, 0, int.MaxValue);
+        var forwards = ctx.Request.QueryForwards();
         var term = ctx.Request.Query("search_term");
         var all = rooms.AllRoomIds().Select(r => Describe(r, details: false))
             .Where(r => term is null || new[] { "room_id", "name", "canonical_alias" }.Any(k => r[k]?.GetValue<string>().Contains(term, StringComparison.OrdinalIgnoreCase) == true))
@@ -112,7 +111,7 @@ public sealed class AdminRoomEndpoints(RoomStore rooms, EventSender sender, Clie
         };
         // Synapse's default for the size orders is largest first; dir=b reverses whatever the order is.
         var ordered = all.OrderBy(key).ThenBy(r => r["room_id"]!.GetValue<string>(), StringComparer.Ordinal).ToList();
-        if ((orderBy is "joined_members" or "size" or "joined_local_members" or "state_events") ^ (dir == "b")) ordered.Reverse();
+        if ((orderBy is "joined_members" or "size" or "joined_local_members" or "state_events") ^ !forwards) ordered.Reverse();
         var page = ordered.Skip(from).Take(limit).ToList();
         var answer = new JsonObject
         {
@@ -123,14 +122,6 @@ public sealed class AdminRoomEndpoints(RoomStore rooms, EventSender sender, Clie
         if (from + page.Count < ordered.Count) answer["next_batch"] = from + page.Count;
         if (from > 0) answer["prev_batch"] = Math.Max(0, from - limit);
         await ctx.Response.WriteJsonAsync(answer);
-    }
-
-    static int IntParam(HttpContext ctx, string name, int fallback)
-    {
-        var v = ctx.Request.Query(name);
-        if (v is null) return fallback;
-        return int.TryParse(v, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var n) ? n
-            : throw Err.InvalidParam($"{name} must be a non-negative integer");
     }
 
     async Task RoomDetails(HttpContext ctx)
