@@ -70,6 +70,24 @@ public sealed class OutboundIpPolicy(IpRangeList deny, IpRangeList allow, string
     }
 
     /// <summary>
+    /// An HttpClient whose every connection obeys this policy (<see cref="ConnectAsync"/>), following no redirects (a
+    /// redirect could lead anywhere), with the server's user agent: for push gateways and identity servers.
+    /// </summary>
+    public HttpClient CreateClient(TimeSpan connectTimeout, TimeSpan requestTimeout)
+    {
+        var handler = new SocketsHttpHandler
+        {
+            ConnectCallback = ConnectAsync,
+            ConnectTimeout = connectTimeout,
+            PooledConnectionLifetime = TimeSpan.FromMinutes(5),
+            AllowAutoRedirect = false,
+        };
+        var http = new HttpClient(handler) { Timeout = requestTimeout };
+        http.DefaultRequestHeaders.UserAgent.ParseAdd("Conduit.Services");
+        return http;
+    }
+
+    /// <summary>
     /// A <see cref="SocketsHttpHandler.ConnectCallback"/>: resolves the host, keeps the addresses the policy allows and
     /// connects to the first that answers. Throws <see cref="OutboundRefusedException"/> when none is allowed.
     /// </summary>

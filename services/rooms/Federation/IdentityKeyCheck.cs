@@ -25,13 +25,10 @@ public sealed class IdentityKeyCheck
 
     public IdentityKeyCheck(GlobalConfig config, HttpMessageHandler? handler = null)
     {
-        if (handler is null)
-        {
-            var policy = new OutboundIpPolicy(new IpRangeList(config.IpRangeDenylist, "ip_range_denylist"), new IpRangeList(config.IpRangeAllowlist, "ip_range_allowlist"), "Identity servers");
-            handler = new SocketsHttpHandler { ConnectCallback = policy.ConnectAsync, ConnectTimeout = Timeout, AllowAutoRedirect = false, PooledConnectionLifetime = TimeSpan.FromMinutes(5) };
-        }
-        _http = new HttpClient(handler) { Timeout = Timeout, MaxResponseContentBufferSize = MaxAnswerBytes };
-        _http.DefaultRequestHeaders.UserAgent.ParseAdd("Conduit.Services");
+        _http = handler is not null ? new HttpClient(handler) { Timeout = Timeout }
+            : new OutboundIpPolicy(new IpRangeList(config.IpRangeDenylist, "ip_range_denylist"), new IpRangeList(config.IpRangeAllowlist, "ip_range_allowlist"), "Identity servers")
+                .CreateClient(Timeout, Timeout);
+        _http.MaxResponseContentBufferSize = MaxAnswerBytes;
     }
 
     /// <summary>

@@ -37,15 +37,7 @@ public sealed partial class PushSender : BackgroundService
         _store = store;
         _log = log;
         var policy = new OutboundIpPolicy(new IpRangeList(config.IpRangeDenylist, "ip_range_denylist"), new IpRangeList(config.IpRangeAllowlist, "ip_range_allowlist"), "Push gateways");
-        var handler = new SocketsHttpHandler
-        {
-            ConnectCallback = policy.ConnectAsync,
-            ConnectTimeout = TimeSpan.FromSeconds(10),
-            PooledConnectionLifetime = TimeSpan.FromMinutes(5),
-            AllowAutoRedirect = false,
-        };
-        _http = new HttpClient(handler) { Timeout = RequestTimeout };
-        _http.DefaultRequestHeaders.UserAgent.ParseAdd("Conduit.Services");
+        _http = policy.CreateClient(TimeSpan.FromSeconds(10), RequestTimeout);
     }
 
     /// <summary>New pushes are queued.</summary>
