@@ -8,7 +8,7 @@ namespace Conduit.Rooms;
 
 /// <summary>The rooms service's gRPC surface (protos/rooms.proto).</summary>
 public sealed class RoomsGrpcService(RoomStore rooms, RoomStream stream, SyncBuilder sync, EventSender sender, DeviceLists deviceLists, PushFeed pushFeed, ClientEvents clientEvents,
-    FederationServer federationServer, FederationFeed federationFeed) : Protos.Rooms.Rooms.RoomsBase
+    FederationServer federationServer, FederationFeed federationFeed, Conduit.Common.Config.GlobalConfig config) : Protos.Rooms.Rooms.RoomsBase
 {
     public override Task<FederateReply> Federate(FederateRequest request, ServerCallContext context)
         => federationServer.HandleAsync(request, context.CancellationToken);
@@ -151,6 +151,9 @@ public sealed class RoomsGrpcService(RoomStore rooms, RoomStream stream, SyncBui
             }
         return Task.FromResult(new RoomMediaReply { MxcUris = { uris } });
     }
+
+    public override Task<SharedUsersReply> SharingWithLocal(SharedUsersRequest request, ServerCallContext context)
+        => Task.FromResult(new SharedUsersReply { UserIds = { request.UserIds.Distinct().Where(u => deviceLists.SharesWithServer(u, config.ServerName)) } });
 
     public override Task<SharedUsersReply> SharedUsers(SharedUsersRequest request, ServerCallContext context)
     {

@@ -121,13 +121,9 @@ public sealed class FederatedKeys(E2eeStore e2ee, CrossSigning crossSigning, Key
     /// </summary>
     async Task<HashSet<string>> TrackedAsync(IEnumerable<string> userIds, CancellationToken ct)
     {
-        var tracked = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var userId in userIds.Distinct(StringComparer.Ordinal))
-        {
-            var shared = (await rooms.SharedUsersAsync(new Protos.Rooms.SharedUsersRequest { UserIds = { userId } }, cancellationToken: ct)).UserIds;
-            if (shared.Any(IsLocal)) tracked.Add(userId);
-            else remoteLists.Forget(userId);
-        }
+        var all = userIds.Distinct(StringComparer.Ordinal).ToList();
+        var tracked = new HashSet<string>((await rooms.SharingWithLocalAsync(new Protos.Rooms.SharedUsersRequest { UserIds = { all } }, cancellationToken: ct)).UserIds, StringComparer.Ordinal);
+        foreach (var userId in all.Where(u => !tracked.Contains(u))) remoteLists.Forget(userId);
         return tracked;
     }
 

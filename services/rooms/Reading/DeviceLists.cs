@@ -8,6 +8,10 @@ namespace Conduit.Rooms;
 /// </summary>
 public sealed class DeviceLists(RoomStore rooms)
 {
+    /// <summary>Whether a user joined to a room has a member of <paramref name="serverName"/> joined with them.</summary>
+    public bool SharesWithServer(string userId, string serverName)
+        => rooms.RoomsOf(userId).Any(r => r.M.State == "join" && rooms.JoinedMembers(r.RoomId).Any(u => Conduit.Common.Ids.ServerOf(u) == serverName));
+
     /// <summary>The user and every user joined to a room the user is joined to.</summary>
     public HashSet<string> SharedWith(string userId)
     {
