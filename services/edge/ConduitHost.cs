@@ -210,7 +210,7 @@ public static class ConduitHost
             var metrics = app.Services.GetService<MetricsEndpoint.Listener>()?.Url;
             foreach (var line in StartupReport.Lines(loaded, role, addresses, metrics)) Console.Out.WriteLine(line);
         });
-        app.Use(ControlSocket.Middleware);
+        if (controlSocket is not null) app.Use(ControlSocket.Middleware);
 
         // First: the metrics listener's requests never reach the Matrix pipeline, and a request's time includes all of it.
         if (config.Metrics.Enabled) MetricsEndpoint.Use(app, measureRequests: role is AllInOne or "edge");
