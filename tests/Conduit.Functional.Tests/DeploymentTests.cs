@@ -449,3 +449,70 @@ public sealed class ConfigTests
         Assert.Equal(("localhost", "127.0.0.1", 6167, true), (c.Global.ServerName, c.Global.Address, c.Global.Port, c.Global.AllowRegistration));
     }
 }
+
+/// <summary>A split deployment a test stops and starts again on the same databases (the command line's split paths).</summary>
+public sealed class StoppableSplitFixture : SplitFixture
+{
+    public string ConfigPath => Path.Combine(Path.GetDirectoryName(DatabasePath)!, "conduit.toml");
+    public Task StopAsync() => SplitDownAsync();
+    public override async Task InitializeAsync()
+    {
+        var (code, err) = await SplitUpAsync("auto");
+        if (code != 0) throw new InvalidOperationException($"split-up.sh failed ({code}): {err}");
+    }
+}
+
+/// <summary>
+/// The command line against a stopped split deployment, each verb on the service that holds the data: create-user on
+/// the keys service's database, --rotate-signing-key on the federation service's, and backup on every service's.
+/// </summary>
+public sealed class SplitCommandLineTests
+{
+    [Fact]
+    public async Task Create_user_rotate_signing_key_and_backup_work_on_a_stopped_split_deployment()
+    {
+        var server = new StoppableSplitFixture();
+        await server.InitializeAsync();
+        try
+        {
+            using var http = new HttpClient();
+            string KeyId(string json) => System.Text.Json.Nodes.JsonNode.Parse(json)!["verify_keys"]!.AsObject().Single().Key;
+            var before = KeyId(await http.GetStringAsync(server.BaseUrl + "/_matrix/key/v2/server"));
+            await server.StopAsync();
+
+            var env = new Dictionary<string, string> { ["CONDUIT_CONFIG"] = server.ConfigPath, ["CONDUIT_DATABASE_PATH"] = server.DatabasePath };
+            await using (var create = ConduitProcess.Start(env, "create-user", "splitcli", "split-pw", "--role", "keys"))
+            {
+                Assert.Equal(0, await create.ExitCodeAsync());
+                Assert.Equal("conduit: created @splitcli:test.local", Assert.Single(create.Stdout));
+            }
+            await using (var wrongRole = ConduitProcess.Start(env, "create-user", "other", "pw", "--role", "rooms"))
+                Assert.Equal(2, await wrongRole.ExitCodeAsync());
+            await using (var rotate = ConduitProcess.Start(env, "--rotate-signing-key", "--role", "federation"))
+                Assert.Equal(0, await rotate.ExitCodeAsync());
+            var dir = Path.Combine(server.DatabasePath, "..", "split-backups");
+            await using (var backup = ConduitProcess.Start(env, "backup", dir))
+            {
+                Assert.Equal(0, await backup.ExitCodeAsync());
+                Assert.Equal(["federation", "keys", "media", "rooms", "sync"],
+                    backup.Stdout.Select(l => l.Split(' ')[3]).Order(StringComparer.Ordinal));
+            }
+
+            await server.InitializeAsync();
+            var after = System.Text.Json.Nodes.JsonNode.Parse(await http.GetStringAsync(server.BaseUrl + "/_matrix/key/v2/server"))!;
+            Assert.NotEqual(before, after["verify_keys"]!.AsObject().Single().Key);
+            Assert.NotNull(after["old_verify_keys"]![before]);
+            var login = await new MatrixClient(server).Call("POST", MatrixClient.C + "/login", new System.Text.Json.Nodes.JsonObject
+            {
+                ["type"] = "m.login.password",
+                ["identifier"] = new System.Text.Json.Nodes.JsonObject { ["type"] = "m.id.user", ["user"] = "splitcli" },
+                ["password"] = "split-pw",
+            }, auth: false);
+            login.Ok();
+        }
+        finally
+        {
+            await server.DisposeAsync();
+        }
+    }
+}
