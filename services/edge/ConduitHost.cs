@@ -1,5 +1,6 @@
 using System.Diagnostics.Metrics;
 using System.Net;
+using Conduit.Common.Admin;
 using Conduit.Common.Config;
 using Conduit.Common.Grpc;
 using Conduit.Common.Http;
@@ -165,11 +166,15 @@ public static class ConduitHost
         foreach (var m in modules) m.Add(builder.Services);
 
         RegisterClients(builder.Services, config, role);
+        builder.Services.AddSingleton<IProcessOps>(sp => new ProcessOps(sp, role));
+        builder.Services.AddSingleton<DeploymentOps>();
+        builder.Services.AddSingleton<InternalCalls>();
 
         if (role is AllInOne or "edge")
         {
             builder.Services.AddSingleton<TokenCache>();
             builder.Services.AddHostedService(sp => sp.GetRequiredService<TokenCache>());
+            builder.Services.AddSingleton<IClearableCache>(sp => new ClearableCache("access_tokens", sp.GetRequiredService<TokenCache>().Clear));
             builder.WebHost.ConfigureKestrel(k => k.Listen(ListenEndpoint(config, role), l =>
             {
                 l.Protocols = HttpProtocols.Http1;
@@ -233,6 +238,7 @@ public static class ConduitHost
                 m.MapHttp(app);
                 m.MapGrpc?.Invoke(app);
             }
+            ProcessOps.MapInternal(app);
         }
         return app;
     }

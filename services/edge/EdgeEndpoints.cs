@@ -2,12 +2,14 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json.Nodes;
 using Conduit.Common;
+using Conduit.Common.Admin;
 using Conduit.Common.Config;
 using Conduit.Common.Events;
 using Conduit.Common.Http;
 using Conduit.Common.Routing;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace Conduit.Edge;
 
@@ -16,6 +18,32 @@ public static class EdgeEndpoints
 {
     static readonly string[] SpecVersions =
         ["r0.0.1", "r0.1.0", "r0.2.0", "r0.3.0", "r0.4.0", "r0.5.0", "r0.6.0", "r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9", "v1.10", "v1.11"];
+
+    /// <summary>Conduit's server admin API: memory, caches, backups and the config of every process (<see cref="DeploymentOps"/>).</summary>
+    static void MapServerAdmin(IEndpointRouteBuilder app, GlobalConfig config)
+    {
+        var ops = app.ServiceProvider.GetRequiredService<DeploymentOps>();
+        app.Map(RouteTable.AdminServerMemory, async ctx =>
+        {
+            Caller.Admin(ctx);
+            await ctx.Response.WriteJsonAsync(new JsonObject { ["processes"] = await ops.MemoryAsync(ctx.RequestAborted) });
+        });
+        app.Map(RouteTable.AdminServerClearCaches, async ctx =>
+        {
+            Caller.Admin(ctx);
+            await ctx.Response.WriteJsonAsync(new JsonObject { ["processes"] = await ops.ClearCachesAsync(ctx.RequestAborted) });
+        });
+        app.Map(RouteTable.AdminServerBackup, async ctx =>
+        {
+            Caller.Admin(ctx);
+            await ctx.Response.WriteJsonAsync(new JsonObject { ["backups"] = await ops.BackupAsync(ctx.RequestAborted) });
+        });
+        app.Map(RouteTable.AdminServerConfig, ctx =>
+        {
+            Caller.Admin(ctx);
+            return ctx.Response.WriteJsonAsync(new JsonObject { ["config"] = ConfigDisplay.Redacted(config) });
+        });
+    }
 
     public static void MapEdge(this IEndpointRouteBuilder app, GlobalConfig config)
     {
@@ -26,6 +54,7 @@ public static class EdgeEndpoints
             ["unstable_features"] = new JsonObject { ["org.matrix.msc3814"] = true },
         }));
         app.Map(RouteTable.Health, Health.Answer);
+        MapServerAdmin(app, config);
         app.Map(RouteTable.WellKnownClient, ctx => config.WellKnown.Client is { } client
             ? ctx.Response.WriteJsonAsync(new JsonObject { ["m.homeserver"] = new JsonObject { ["base_url"] = client } })
             : throw Err.NotFound("No client well-known is configured"));

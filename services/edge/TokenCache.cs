@@ -37,10 +37,13 @@ public sealed partial class TokenCache(Protos.Keys.Keys.KeysClient keys, ILogger
     public const string RevokedHeader = Common.Http.Caller.RevokedHeader;
     public const string RevokedTokenPrefix = Common.Http.Caller.RevokedTokenPrefix;
 
-    public void Clear()
+    /// <summary>Drops every cached token; answers how many there were.</summary>
+    public long Clear()
     {
         Interlocked.Increment(ref _generation);
+        var count = _cache.Count;
         _cache.Clear();
+        return count;
     }
 
     public void Evict(string token)

@@ -53,6 +53,8 @@ public static class FederationService
         });
         services.AddHostedService(sp => sp.GetRequiredService<Outbound.FederationQueue>());
         services.AddHostedService<Outbound.FederationFeedWorker>();
+        services.AddSingleton<Common.Admin.IClearableCache>(sp => new Common.Admin.ClearableCache("federation_well_known", sp.GetRequiredService<FederationClient>().Resolver.ClearCache));
+        services.AddSingleton<Common.Admin.IClearableCache>(sp => new Common.Admin.ClearableCache("federation_key_fetch_failures", sp.GetRequiredService<RemoteKeyStore>().ClearFailures));
         return services.AddSingleton<ServerKeys>().AddSingleton<RemoteKeyStore>().AddSingleton<KeyNotary>().AddSingleton<XMatrixVerifier>()
             .AddSingleton<FederationGrpcService>().AddSingleton<FederationClient>()
             .AddSingleton<FederationRequests>().AddSingleton<FederationEndpoints>();

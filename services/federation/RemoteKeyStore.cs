@@ -41,6 +41,14 @@ public sealed class RemoteKeyStore(IKeyValueStore store, ServerKeys own, IRemote
     /// <summary>Fetches in flight, by server and kind: concurrent misses for one server share one fetch.</summary>
     readonly System.Collections.Concurrent.ConcurrentDictionary<(string Server, bool DirectOnly), Lazy<Task>> _inflight = new();
 
+    /// <summary>Forgets every server's failure backoff, so the next verification fetches again; answers how many there were.</summary>
+    public long ClearFailures()
+    {
+        var count = _failedUntil.Count;
+        _failedUntil.Clear();
+        return count;
+    }
+
     /// <summary>The spec's cap on valid_until_ts: keys are trusted at most this far past the time they were fetched.</summary>
     public static readonly long MaxValidityMs = (long)TimeSpan.FromDays(7).TotalMilliseconds;
 

@@ -113,6 +113,14 @@ public sealed class ServerResolver(HttpMessageInvoker wellKnownClient, IFederati
 
     readonly ConcurrentDictionary<string, (string? Delegated, DateTimeOffset Until)> _wellKnown = new(StringComparer.OrdinalIgnoreCase);
 
+    /// <summary>Forgets every cached .well-known answer (the admin room's clear-cache); answers how many there were.</summary>
+    public long ClearCache()
+    {
+        var count = _wellKnown.Count;
+        _wellKnown.Clear();
+        return count;
+    }
+
     public async Task<ResolvedServer> ResolveAsync(string serverName, CancellationToken ct = default)
     {
         if (!ServerNames.TryParse(serverName, out var host, out var port))

@@ -1,3 +1,4 @@
+using Conduit.Common.Admin;
 using System.Text;
 using System.Text.Json.Nodes;
 using Conduit.Common;
@@ -78,7 +79,7 @@ public sealed class AccountStore(IKeyValueStore store, GlobalConfig config, E2ee
         var hash = PasswordHasher.Hash(password);
         lock (_write)
         {
-            if (Exists(userId)) throw Err.UserInUse();
+            if (Exists(userId) || IsReserved(userId)) throw Err.UserInUse();
             using var b = store.CreateBatch();
             var user = NewUser(hash, localpart);
             if (!AnyFullAccount()) user["admin"] = true;
@@ -98,8 +99,15 @@ public sealed class AccountStore(IKeyValueStore store, GlobalConfig config, E2ee
         return u;
     }
 
-    // Whether an account other than a guest's exists (stops at the first one found).
-    bool AnyFullAccount() => _users.Scan([]).Any(e => JsonNode.Parse(e.Value)!["is_guest"]?.GetValue<bool>() != true);
+    // Whether an account other than a guest's or the admin bot's exists (stops at the first one found).
+    bool AnyFullAccount()
+    {
+        var bot = K.Utf8(AdminBot.UserId(config.ServerName));
+        return _users.Scan([]).Any(e => !e.Key.AsSpan().SequenceEqual(bot) && JsonNode.Parse(e.Value)!["is_guest"]?.GetValue<bool>() != true);
+    }
+
+    /// <summary>The admin bot's ID (<see cref="AdminBot"/>): never registered by anyone, whether the bot exists yet or not.</summary>
+    public bool IsReserved(string userId) => userId == AdminBot.UserId(config.ServerName);
 
     /// <summary>
     /// The admin API's account creation (PUT /_synapse/admin/v2/users/{userId}): no device, no password when

@@ -1,3 +1,4 @@
+using Conduit.Common.Admin;
 using System.Text.Json.Nodes;
 using Conduit.Common;
 using Conduit.Common.Config;
@@ -154,12 +155,14 @@ public sealed class AdminEndpoints(AccountStore accounts, RegistrationTokens tok
         if (admin == false && userId == c.UserId) throw Err.InvalidParam("You may not demote yourself.");
         if (admin == false && accounts.IsConfigAdmin(userId)) throw Err.InvalidParam("This user is an admin by the server's config (admins)");
 
+        if (password is not null || deactivate == true || admin == false) NotTheBot(userId);
         var existing = accounts.GetUser(userId);
         if (existing is null)
         {
             if (!Ids.TrySplit(userId, '@', out var localpart, out _)) throw Err.InvalidParam("Not a user ID");
             keys.ValidateLocalpart(localpart);
             accounts.CreateByAdmin(userId, password, displayname.Set ? displayname.Value : localpart, avatar.Value, admin ?? false, deactivate ?? false);
+            if (admin == true && deactivate != true && !accounts.IsReserved(userId)) await keys.AdminGranted(userId, ctx.RequestAborted);
             await ctx.Response.WriteJsonAsync(UserJson(userId, ExistingUser(userId), full: true), 201);
             return;
         }
@@ -192,6 +195,7 @@ public sealed class AdminEndpoints(AccountStore accounts, RegistrationTokens tok
             KeysEndpoints.Revoked(ctx);
         }
         if (adminChanged) Forget(ctx, userId);
+        if (adminChanged && admin == true) await keys.AdminGranted(userId, ctx.RequestAborted);
         if ((displayname.Set || avatar.Set) && !wasDeactivated) await keys.ResendMemberProfile(userId, ctx.RequestAborted);
         await ctx.Response.WriteJsonAsync(UserJson(userId, ExistingUser(userId), full: true));
     }
@@ -209,6 +213,15 @@ public sealed class AdminEndpoints(AccountStore accounts, RegistrationTokens tok
         KeysEndpoints.Revoked(ctx);
     }
 
+    /// <summary>
+    /// The admin bot (<see cref="AdminBot"/>) keeps its room: it may not be deactivated (which would make it leave),
+    /// demoted, or given a password (which would let someone log in as it).
+    /// </summary>
+    void NotTheBot(string userId)
+    {
+        if (accounts.IsReserved(userId)) throw Err.Forbidden("This is the server's admin bot: it cannot be deactivated, demoted or given a password");
+    }
+
     /// <summary>GET and PUT /_synapse/admin/v1/users/{userId}/admin: {admin}. An admin cannot demote themselves (400).</summary>
     async Task UserAdmin(HttpContext ctx)
     {
@@ -222,10 +235,12 @@ public sealed class AdminEndpoints(AccountStore accounts, RegistrationTokens tok
         }
         var body = await ctx.Request.ReadJsonObjectAsync();
         var admin = body.OptBool("admin") ?? throw Err.MissingParam("Missing 'admin'");
+        if (!admin) NotTheBot(userId);
         if (!admin && userId == c.UserId) throw Err.InvalidParam("You may not demote yourself.");
         if (!admin && accounts.IsConfigAdmin(userId)) throw Err.InvalidParam("This user is an admin by the server's config (admins)");
         accounts.SetAdmin(userId, admin);
         Forget(ctx, userId);
+        if (admin) await keys.AdminGranted(userId, ctx.RequestAborted);
         await ctx.Response.WriteJsonAsync(new JsonObject());
     }
 
@@ -239,6 +254,7 @@ public sealed class AdminEndpoints(AccountStore accounts, RegistrationTokens tok
         var userId = LocalUser(ctx);
         var body = await ctx.Request.ReadJsonObjectAsync();
         body.OptBool("erase");
+        NotTheBot(userId);
         var u = ExistingUser(userId);
         if (u["deactivated"]?.GetValue<bool>() != true) await keys.DeactivateAccount(ctx, userId);
         await ctx.Response.WriteJsonAsync(new JsonObject { ["id_server_unbind_result"] = "no-support" });
@@ -252,6 +268,7 @@ public sealed class AdminEndpoints(AccountStore accounts, RegistrationTokens tok
         var body = await ctx.Request.ReadJsonObjectAsync();
         var password = body.ReqString("new_password");
         if (password.Length > 512) throw Err.InvalidParam("Password too long");
+        NotTheBot(userId);
         var logout = body.OptBool("logout_devices") ?? true;
         if (ExistingUser(userId)["deactivated"]?.GetValue<bool>() == true) throw Err.InvalidParam("The account is deactivated");
         accounts.SetPassword(userId, password, logout, keepDevice: null);

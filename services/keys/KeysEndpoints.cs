@@ -10,9 +10,12 @@ using Microsoft.AspNetCore.Routing;
 namespace Conduit.Keys;
 
 /// <summary>The keys service's Matrix endpoints: registration, login, devices, account, profile.</summary>
-public sealed class KeysEndpoints(AccountStore accounts, KeyBackupStore backups, Uia uia, GlobalConfig config, Rooms.RoomsClient rooms, RateLimits limits,
-    Protos.Federation.Federation.FederationClient federation, RegistrationTokens registrationTokens)
+public sealed partial class KeysEndpoints(AccountStore accounts, KeyBackupStore backups, Uia uia, GlobalConfig config, Rooms.RoomsClient rooms, RateLimits limits,
+    Protos.Federation.Federation.FederationClient federation, RegistrationTokens registrationTokens, Microsoft.Extensions.Logging.ILogger<KeysEndpoints> log)
 {
+    [Microsoft.Extensions.Logging.LoggerMessage(Level = Microsoft.Extensions.Logging.LogLevel.Warning, Message = "Could not ask for {UserId}'s invite into the admin room: {Error}")]
+    partial void LogAdminInviteFailed(string userId, string error);
+
     static readonly string[][] PasswordFlow = [["m.login.password"]];
 
     public void Map(IEndpointRouteBuilder app)
@@ -161,7 +164,25 @@ public sealed class KeysEndpoints(AccountStore accounts, KeyBackupStore backups,
             // inhibit_login: no device and no tokens (spec: POST /register).
             return Task.FromResult(login is null ? new JsonObject { ["user_id"] = userId, ["home_server"] = config.ServerName } : LoginJson(login));
         });
+        // The first account (or one the config names) is a server admin: the admin bot invites it into the admin room.
+        if (result["user_id"]?.GetValue<string>() is { } registered && accounts.IsAdmin(registered)) await AdminGranted(registered, ctx.RequestAborted);
         await ctx.Response.WriteJsonAsync(result);
+    }
+
+    /// <summary>
+    /// Tells the rooms service that a user became a server admin, so the admin bot invites them into the admin room. The
+    /// change itself is already made: a failure is logged, and the bot invites every admin when it next starts.
+    /// </summary>
+    public async Task AdminGranted(string userId, CancellationToken ct)
+    {
+        try
+        {
+            await rooms.AdminGrantedAsync(new AdminGrantedRequest { UserId = userId }, cancellationToken: ct);
+        }
+        catch (Exception e) when (e is Grpc.Core.RpcException or MatrixException)
+        {
+            LogAdminInviteFailed(userId, e.Message);
+        }
     }
 
     /// <summary>
@@ -191,7 +212,8 @@ public sealed class KeysEndpoints(AccountStore accounts, KeyBackupStore backups,
         var name = ctx.Request.Query("username") ?? throw Err.MissingParam("Missing 'username'");
         var localpart = name.ToLowerInvariant();
         ValidateLocalpart(localpart);
-        if (accounts.Exists(Ids.UserId(localpart, config.ServerName))) throw Err.UserInUse();
+        var userId = Ids.UserId(localpart, config.ServerName);
+        if (accounts.Exists(userId) || accounts.IsReserved(userId)) throw Err.UserInUse();
         await ctx.Response.WriteJsonAsync(new JsonObject { ["available"] = true });
     }
 

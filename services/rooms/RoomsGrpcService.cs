@@ -8,8 +8,14 @@ namespace Conduit.Rooms;
 
 /// <summary>The rooms service's gRPC surface (protos/rooms.proto).</summary>
 public sealed class RoomsGrpcService(RoomStore rooms, RoomStream stream, SyncBuilder sync, EventSender sender, DeviceLists deviceLists, PushFeed pushFeed, ClientEvents clientEvents,
-    FederationServer federationServer, FederationFeed federationFeed, Conduit.Common.Config.GlobalConfig config) : Protos.Rooms.Rooms.RoomsBase
+    FederationServer federationServer, FederationFeed federationFeed, Conduit.Common.Config.GlobalConfig config, Admin.AdminRoom adminRoom) : Protos.Rooms.Rooms.RoomsBase
 {
+    public override async Task<AdminGrantedReply> AdminGranted(AdminGrantedRequest request, ServerCallContext context)
+    {
+        await adminRoom.InviteAsync(request.UserId, context.CancellationToken);
+        return new AdminGrantedReply();
+    }
+
     public override Task<FederateReply> Federate(FederateRequest request, ServerCallContext context)
         => federationServer.HandleAsync(request, context.CancellationToken);
 
@@ -123,6 +129,8 @@ public sealed class RoomsGrpcService(RoomStore rooms, RoomStream stream, SyncBui
 
     public override async Task<LeaveAllRoomsReply> LeaveAllRooms(LeaveAllRoomsRequest request, ServerCallContext context)
     {
+        // The admin bot never leaves its room (keys refuses to deactivate it; this is the second lock).
+        if (request.UserId == adminRoom.BotUserId) throw Conduit.Common.Http.Err.Forbidden("The server's admin bot keeps its rooms");
         var n = 0;
         foreach (var (roomId, m) in rooms.RoomsOf(request.UserId).ToList())
         {

@@ -15,7 +15,8 @@ public static class RoomsService
             .AddSingleton<Relations>().AddSingleton<ClientEvents>().AddSingleton<Visibility>().AddSingleton<SyncBuilder>().AddSingleton<PushFeed>().AddSingleton<DeviceLists>().AddSingleton<RoomParams>()
             .AddSingleton<CreateRoomEndpoint>().AddSingleton<MembershipEndpoints>().AddSingleton<EventEndpoints>().AddSingleton<ReadEndpoints>()
             .AddSingleton<AliasEndpoints>().AddSingleton<UpgradeEndpoint>().AddSingleton<SearchEndpoint>().AddSingleton<RoomSummaries>().AddSingleton<RoomInfoEndpoints>().AddSingleton<SpaceEndpoints>().AddSingleton<DirectoryEndpoints>().AddSingleton<AdminRoomEndpoints>().AddSingleton<RelationEndpoints>().AddSingleton<UserDirectoryEndpoint>().AddSingleton<RoomsGrpcService>()
-            .AddSingleton<RemoteServers>().AddSingleton<FederationServer>().AddSingleton<RemoteMembership>().AddSingleton<IdentityKeyCheck>().AddSingleton<ThirdPartyInvites>().AddSingleton<FederationFeed>().AddSingleton<RemoteHistory>().AddSingleton<RemoteTimestamps>();
+            .AddSingleton<RemoteServers>().AddSingleton<FederationServer>().AddSingleton<RemoteMembership>().AddSingleton<IdentityKeyCheck>().AddSingleton<ThirdPartyInvites>().AddSingleton<FederationFeed>().AddSingleton<RemoteHistory>().AddSingleton<RemoteTimestamps>()
+            .AddSingleton<Admin.AdminCommands>().AddSingleton<Admin.AdminRoom>().AddHostedService(sp => sp.GetRequiredService<Admin.AdminRoom>());
 
     public static IEndpointRouteBuilder MapRoomsService(this IEndpointRouteBuilder app)
     {

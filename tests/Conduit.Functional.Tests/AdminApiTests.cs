@@ -46,13 +46,7 @@ public abstract class AdminApiTests(ServerFixture server, MatrixClient first)
         return c;
     }
 
-    Task<Response> Login(string userId, string password)
-        => new MatrixClient(server).Call("POST", $"{C}/login", new JsonObject
-        {
-            ["type"] = "m.login.password",
-            ["identifier"] = new JsonObject { ["type"] = "m.id.user", ["user"] = userId },
-            ["password"] = password,
-        }, auth: false);
+    Task<Response> Login(string userId, string password) => PasswordLogin(server, userId, password);
 
     static bool IsAdmin(JsonObject user) => user["admin"]!.GetValue<bool>();
 

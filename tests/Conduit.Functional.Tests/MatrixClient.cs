@@ -75,6 +75,15 @@ public sealed class MatrixClient(ServerFixture server, string? token = null)
         return c;
     }
 
+    /// <summary>A password login (m.id.user), with no client behind it.</summary>
+    public static Task<Response> PasswordLogin(ServerFixture server, string userId, string password)
+        => new MatrixClient(server).Call("POST", $"{C}/login", new JsonObject
+        {
+            ["type"] = "m.login.password",
+            ["identifier"] = new JsonObject { ["type"] = "m.id.user", ["user"] = userId },
+            ["password"] = password,
+        }, auth: false);
+
     public async Task<string> CreateRoom(JsonObject? body = null)
         => (await Post(C + "/createRoom", body ?? new JsonObject())).Ok().Obj["room_id"]!.GetValue<string>();
 

@@ -296,3 +296,32 @@ public static class ConfigLoader
         return v;
     }
 }
+
+/// <summary>The effective configuration as TOML, for a server admin to read (<c>!admin server show-config</c>).</summary>
+public static class ConfigDisplay
+{
+    /// <summary>Keys whose values are never shown: anything that is, or names, a secret.</summary>
+    static bool IsSecret(string key) => key.Contains("secret", StringComparison.OrdinalIgnoreCase)
+        || key.Contains("token", StringComparison.OrdinalIgnoreCase) || key.Contains("password", StringComparison.OrdinalIgnoreCase)
+        || key.Contains("private_key", StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>[global] as the process runs with it (file, defaults and environment overrides), secrets replaced by "(hidden)".</summary>
+    public static string Redacted(GlobalConfig config)
+    {
+        var text = TomlSerializer.Serialize(new ConfigFile { Global = config }, ConfigTomlContext.Default.ConfigFile);
+        var model = TomlSerializer.Deserialize(text, ConfigTomlContext.Default.TomlTable) ?? new TomlTable();
+        Hide(model);
+        return TomlSerializer.Serialize(model, ConfigTomlContext.Default.TomlTable);
+    }
+
+    static void Hide(TomlTable table)
+    {
+        foreach (var key in table.Keys.ToList())
+            switch (table[key])
+            {
+                case TomlTable t: Hide(t); break;
+                case TomlTableArray a: foreach (var t in a) Hide(t); break;
+                case var v when v is not null && IsSecret(key): table[key] = "(hidden)"; break;
+            }
+    }
+}

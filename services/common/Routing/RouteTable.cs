@@ -73,6 +73,13 @@ public static class RouteTable
     public static readonly MatrixRoute WellKnownSupport = Add(Service.Edge, "/.well-known/matrix/support", GET).ForGuests(Get);
     // Not Matrix: for load balancers and container health checks (Conduit, conduwuit and Synapse answer "OK" here).
     public static readonly MatrixRoute Health = Add(Service.Edge, Http.Health.Path, GET).ForGuests(Get);
+    // Conduit's own admin API (admins only; the admin room's server commands): each concerns every process of the
+    // deployment, so the edge asks them all (DeploymentOps).
+    const string ConduitAdmin = "/_conduit/admin";
+    public static readonly MatrixRoute AdminServerMemory = Add(Service.Edge, ConduitAdmin + "/v1/server/memory", GET);
+    public static readonly MatrixRoute AdminServerClearCaches = Add(Service.Edge, ConduitAdmin + "/v1/server/clear_caches", POST);
+    public static readonly MatrixRoute AdminServerBackup = Add(Service.Edge, ConduitAdmin + "/v1/server/backup", POST);
+    public static readonly MatrixRoute AdminServerConfig = Add(Service.Edge, ConduitAdmin + "/v1/server/config", GET);
     // Not in the spec's guest list, but only configuration, and clients fetch it at start (Synapse lets guests).
     public static readonly MatrixRoute Capabilities = C(Service.Edge, "/capabilities", GET).ForGuests(Get);
     public static readonly MatrixRoute TurnServer = C(Service.Edge, "/voip/turnServer", GET);

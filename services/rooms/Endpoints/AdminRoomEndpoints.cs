@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Text.Json.Nodes;
 using Conduit.Common;
+using Conduit.Common.Admin;
 using Conduit.Common.Config;
 using Conduit.Common.Events;
 using Conduit.Common.Http;
@@ -36,6 +37,13 @@ public sealed class AdminRoomEndpoints(RoomStore rooms, EventSender sender, Clie
         app.Map(RouteTable.AdminRoomDelete, Delete);
         app.Map(RouteTable.AdminRoomDeleteStatus, RoomDeleteStatus);
         app.Map(RouteTable.AdminDeleteStatus, DeleteStatus);
+    }
+
+    /// <summary>The admin room (<see cref="AdminBot"/>) is never deleted or blocked: the server would lose its admin room.</summary>
+    void NotTheAdminRoom(string roomId)
+    {
+        if (rooms.AliasTarget(AdminBot.RoomAlias(config.ServerName)) == roomId)
+            throw Err.Forbidden("This is the server's admin room: it cannot be deleted or blocked");
     }
 
     string KnownRoom(HttpContext ctx)
@@ -156,6 +164,7 @@ public sealed class AdminRoomEndpoints(RoomStore rooms, EventSender sender, Clie
         {
             var body = await ctx.Request.ReadJsonObjectAsync();
             if (body["block"] is not JsonValue v || !v.TryGetValue(out bool block)) throw Err.BadJson("block must be a boolean");
+            if (block) NotTheAdminRoom(roomId);
             rooms.SetBlocked(roomId, block ? c.UserId : null);
             await ctx.Response.WriteJsonAsync(new JsonObject { ["block"] = block });
             return;
@@ -173,6 +182,7 @@ public sealed class AdminRoomEndpoints(RoomStore rooms, EventSender sender, Clie
         var c = Caller.Admin(ctx);
         var roomId = ctx.Route("roomId");
         if (!Ids.IsRoomId(roomId)) throw Err.InvalidParam("Not a room ID");
+        NotTheAdminRoom(roomId);
         var body = ctx.Request.ContentLength is 0 ? new JsonObject() : await ctx.Request.ReadJsonObjectAsync();
         bool Flag(string name, bool fallback) => body[name] switch
         {
