@@ -5,7 +5,7 @@ using static Conduit.Functional.Tests.MatrixClient;
 namespace Conduit.Functional.Tests;
 
 /// <summary>
-/// Synapse's admin API subset (users, registration tokens) through the edge, on a server where registration needs a
+/// Synapse's admin API subset (users, registration tokens, rooms: deletion and history purges) through the edge, on a server where registration needs a
 /// token (registration_requires_token, and the config's registration_token) and one admin is in the config. The
 /// fixture registers the server's first account before any test runs, so it is the one made admin.
 /// </summary>
