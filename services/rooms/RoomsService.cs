@@ -10,7 +10,7 @@ namespace Conduit.Rooms;
 public static class RoomsService
 {
     public static IServiceCollection AddRoomsService(this IServiceCollection services)
-        => services.AddRateLimits().AddSingleton<RoomStore>().AddSingleton<StateStore>().AddSingleton<RoomStream>().AddSingleton<RoomWriter>()
+        => services.AddRateLimits().AddSingleton<RoomStore>().AddSingleton<StateStore>().AddSingleton<RoomStream>().AddSingleton<RoomWriter>().AddSingleton<RoomPurger>()
             .AddSingleton<EventSigner>().AddHostedService(sp => sp.GetRequiredService<EventSigner>()).AddSingleton<EventSender>().AddSingleton<GuestAccessEnforcer>().AddHostedService(sp => sp.GetRequiredService<GuestAccessEnforcer>())
             .AddSingleton<Relations>().AddSingleton<ClientEvents>().AddSingleton<Visibility>().AddSingleton<SyncBuilder>().AddSingleton<PushFeed>().AddSingleton<DeviceLists>().AddSingleton<RoomParams>()
             .AddSingleton<CreateRoomEndpoint>().AddSingleton<MembershipEndpoints>().AddSingleton<EventEndpoints>().AddSingleton<ReadEndpoints>()

@@ -5,7 +5,7 @@ using static Conduit.Functional.Tests.MatrixClient;
 namespace Conduit.Functional.Tests;
 
 /// <summary>
-/// Synapse's admin API subset (users, registration tokens) through the edge, on a server where registration needs a
+/// Synapse's admin API subset (users, registration tokens, rooms: deletion and history purges) through the edge, on a server where registration needs a
 /// token (registration_requires_token, and the config's registration_token) and one admin is in the config. The
 /// fixture registers the server's first account before any test runs, so it is the one made admin.
 /// </summary>
@@ -281,6 +281,133 @@ public abstract class AdminApiTests(ServerFixture server, MatrixClient first)
         // Unblocked, the (public) room can be joined again.
         (await first.Put($"{A}/v1/rooms/{E(room)}/block", new JsonObject { ["block"] = false })).Ok();
         (await member.Post($"{C}/join/{E(room)}", new JsonObject())).Ok();
+    }
+
+    /// <summary>The bodies of the m.room.message events /messages returns backwards from the end, oldest first.</summary>
+    static async Task<List<string>> Messages(MatrixClient c, string room)
+        => (await c.Get($"{C}/rooms/{E(room)}/messages?dir=b&limit=100")).Ok().Obj["chunk"]!.AsArray()
+            .Where(e => e!["type"]!.GetValue<string>() == "m.room.message").Select(e => e!["content"]!["body"]!.GetValue<string>()).Reverse().ToList();
+
+    async Task<string> PurgeStatus(Response answer)
+    {
+        var purgeId = answer.Ok().Obj["purge_id"]!.GetValue<string>();
+        return (await first.Get($"{A}/v1/purge_history_status/{E(purgeId)}")).Ok().Obj["status"]!.GetValue<string>();
+    }
+
+    [Fact]
+    public async Task Purging_history_up_to_a_timestamp_removes_older_messages_local_ones_only_with_delete_local_events_and_the_room_keeps_working()
+    {
+        var owner = await NewUser();
+        var member = await NewUser();
+        var name = UniqueName("purged");
+        var room = await owner.CreateRoom(new JsonObject { ["preset"] = "public_chat", ["name"] = name });
+        (await member.Post($"{C}/join/{E(room)}", new JsonObject())).Ok();
+        var old = await owner.SendSpacedTexts(room, "old", 3);
+        var fresh = await member.SendSpacedTexts(room, "new", 2);
+        string[] all = ["old0", "old1", "old2", "new0", "new1"];
+        Assert.Equal(all, await Messages(member, room));
+
+        // Local users' events stay by default (Synapse: they may be the only copies).
+        var keep = await first.Post($"{A}/v1/purge_history/{E(room)}", new JsonObject { ["purge_up_to_ts"] = fresh[0].Ts });
+        Assert.Equal("complete", await PurgeStatus(keep));
+        Assert.Equal(all, await Messages(member, room));
+
+        var purge = await first.Post($"{A}/v1/purge_history/{E(room)}", new JsonObject { ["purge_up_to_ts"] = fresh[0].Ts, ["delete_local_events"] = true });
+        Assert.Equal("complete", await PurgeStatus(purge));
+        Assert.Equal(["new0", "new1"], await Messages(member, room));
+        Assert.Equal(["new0", "new1"], await Messages(owner, room));
+        Error(await owner.Get($"{C}/rooms/{E(room)}/event/{E(old[0].Id)}"), HttpStatusCode.NotFound, "M_NOT_FOUND");
+        Error(await owner.Get($"{C}/rooms/{E(room)}/context/{E(old[2].Id)}"), HttpStatusCode.NotFound, "M_NOT_FOUND");
+
+        // The state is whole: name, members, power; new messages are sent and seen in /sync.
+        Assert.Equal(name, (await member.Get($"{C}/rooms/{E(room)}/state/m.room.name/")).Ok().Obj["name"]!.GetValue<string>());
+        Assert.Equal(2, (await member.Get($"{C}/rooms/{E(room)}/joined_members")).Ok().Obj["joined"]!.AsObject().Count);
+        (await owner.Put($"{C}/rooms/{E(room)}/state/m.room.topic/", new JsonObject { ["topic"] = "after purge" })).Ok();
+        await owner.SendText(room, "after");
+        Assert.Contains("after", TimelineBodies(await member.Sync(), room));
+        Assert.Equal(["new0", "new1", "after"], await Messages(member, room));
+        var late = await NewUser();
+        (await late.Post($"{C}/join/{E(room)}", new JsonObject())).Ok();
+        Assert.Equal(["new0", "new1", "after"], await Messages(late, room));
+    }
+
+    [Fact]
+    public async Task Purging_history_up_to_an_event_keeps_that_event_and_what_follows_and_bad_requests_are_refused()
+    {
+        var owner = await NewUser();
+        var room = await owner.CreateRoom(new JsonObject { ["preset"] = "private_chat" });
+        await owner.SendText(room, "a");
+        await owner.SendText(room, "b");
+        var c = await owner.SendText(room, "c");
+        await owner.SendText(room, "d");
+        var answer = await first.Call("POST", $"{A}/v1/purge_history/{E(room)}/{E(c)}", new JsonObject { ["delete_local_events"] = true });
+        Assert.Equal("complete", await PurgeStatus(answer));
+        Assert.Equal(["c", "d"], await Messages(owner, room));
+        // The body may name the event too; the latest event is never purged.
+        var last = await owner.SendText(room, "e");
+        Assert.Equal("complete", await PurgeStatus(await first.Post($"{A}/v1/purge_history/{E(room)}",
+            new JsonObject { ["purge_up_to_ts"] = long.MaxValue / 2, ["delete_local_events"] = true })));
+        Assert.Equal(["e"], await Messages(owner, room));
+        Assert.Equal(last, (await owner.Get($"{C}/rooms/{E(room)}/event/{E(last)}")).Ok().Obj["event_id"]!.GetValue<string>());
+
+        var other = await owner.CreateRoom();
+        var elsewhere = await owner.SendText(other, "x");
+        Error(await owner.Post($"{A}/v1/purge_history/{E(room)}", new JsonObject { ["purge_up_to_ts"] = 1 }), HttpStatusCode.Forbidden, "M_FORBIDDEN");
+        Error(await owner.Get($"{A}/v1/purge_history_status/nope"), HttpStatusCode.Forbidden, "M_FORBIDDEN");
+        Error(await first.Post($"{A}/v1/purge_history/{E("!nope:test.local")}", new JsonObject { ["purge_up_to_ts"] = 1 }), HttpStatusCode.NotFound, "M_NOT_FOUND");
+        Error(await first.Post($"{A}/v1/purge_history/{E(room)}", new JsonObject()), HttpStatusCode.BadRequest, "M_BAD_JSON");
+        Error(await first.Post($"{A}/v1/purge_history/{E(room)}", new JsonObject { ["purge_up_to_ts"] = "soon" }), HttpStatusCode.BadRequest, "M_BAD_JSON");
+        Error(await first.Post($"{A}/v1/purge_history/{E(room)}", new JsonObject { ["purge_up_to_ts"] = 1, ["delete_local_events"] = "yes" }), HttpStatusCode.BadRequest, "M_BAD_JSON");
+        Error(await first.Post($"{A}/v1/purge_history/{E(room)}", new JsonObject { ["purge_up_to_ts"] = -1 }), HttpStatusCode.BadRequest, "M_INVALID_PARAM");
+        Error(await first.Post($"{A}/v1/purge_history/{E(room)}/{E(elsewhere)}", new JsonObject()), HttpStatusCode.BadRequest, "M_INVALID_PARAM");
+        Error(await first.Post($"{A}/v1/purge_history/{E(room)}/{E("$nope")}", new JsonObject()), HttpStatusCode.NotFound, "M_NOT_FOUND");
+        // Nothing before the time: nothing to purge (Synapse's 404).
+        Error(await first.Post($"{A}/v1/purge_history/{E(other)}", new JsonObject { ["purge_up_to_ts"] = 1 }), HttpStatusCode.NotFound, "M_NOT_FOUND");
+        Error(await first.Get($"{A}/v1/purge_history_status/nope"), HttpStatusCode.NotFound, "M_NOT_FOUND");
+    }
+
+    [Fact]
+    public async Task Deleting_a_room_purges_it_by_default_and_keeps_it_with_purge_false()
+    {
+        var owner = await NewUser();
+        var member = await NewUser();
+        var purged = await owner.CreateRoom(new JsonObject { ["preset"] = "public_chat", ["name"] = "gone" });
+        (await member.Post($"{C}/join/{E(purged)}", new JsonObject())).Ok();
+        var message = await member.SendText(purged, "hello");
+        var kept = await owner.CreateRoom(new JsonObject { ["preset"] = "public_chat", ["name"] = "kept" });
+        await owner.SendText(kept, "still here");
+
+        var deleteId = (await first.Call("DELETE", $"{A}/v2/rooms/{E(purged)}", new JsonObject())).Ok().Obj["delete_id"]!.GetValue<string>();
+        var status = (await first.Get($"{A}/v2/rooms/delete_status/{deleteId}")).Ok().Obj;
+        Assert.Equal(("complete", ""), (status["status"]!.GetValue<string>(), status["error"]!.GetValue<string>()));
+        Error(await first.Get($"{A}/v1/rooms/{E(purged)}"), HttpStatusCode.NotFound, "M_NOT_FOUND");
+        Assert.DoesNotContain(purged, (await first.Get($"{A}/v1/rooms?limit=1000")).Ok().Obj["rooms"]!.AsArray().Select(r => r!["room_id"]!.GetValue<string>()));
+        foreach (var former in new[] { owner, member })
+        {
+            var read = await former.Get($"{C}/rooms/{E(purged)}/messages?dir=b");
+            Assert.True(read.Status is HttpStatusCode.Forbidden or HttpStatusCode.NotFound, $"got {(int)read.Status}");
+            Assert.NotEqual(HttpStatusCode.OK, (await former.Get($"{C}/rooms/{E(purged)}/event/{E(message)}")).Status);
+        }
+        // Not blocked: the room ID is free again (no member of this server could rejoin it: nobody is left in it).
+        Assert.False((await first.Get($"{A}/v1/rooms/{E(purged)}/block")).Ok().Obj["block"]!.GetValue<bool>());
+
+        var keptId = (await first.Call("DELETE", $"{A}/v2/rooms/{E(kept)}", new JsonObject { ["purge"] = false })).Ok().Obj["delete_id"]!.GetValue<string>();
+        Assert.Equal("complete", (await first.Get($"{A}/v2/rooms/delete_status/{keptId}")).Ok().Obj["status"]!.GetValue<string>());
+        Assert.Equal("kept", (await first.Get($"{A}/v1/rooms/{E(kept)}")).Ok().Obj["name"]!.GetValue<string>());
+        Assert.Contains((await first.Get($"{A}/v1/rooms/{E(kept)}/state")).Ok().Obj["state"]!.AsArray(), e => e!["type"]!.GetValue<string>() == "m.room.name");
+    }
+
+    [Fact]
+    public async Task A_purged_and_blocked_room_stays_blocked()
+    {
+        var owner = await NewUser();
+        var room = await owner.CreateRoom(new JsonObject { ["preset"] = "public_chat" });
+        (await first.Call("DELETE", $"{A}/v2/rooms/{E(room)}", new JsonObject { ["block"] = true, ["purge"] = true })).Ok();
+        Error(await first.Get($"{A}/v1/rooms/{E(room)}"), HttpStatusCode.NotFound, "M_NOT_FOUND");
+        Assert.True((await first.Get($"{A}/v1/rooms/{E(room)}/block")).Ok().Obj["block"]!.GetValue<bool>());
+        var status = (await first.Get($"{A}/v2/rooms/{E(room)}/delete_status")).Ok().Obj["results"]!.AsArray().Single()!;
+        Assert.Equal([owner.UserId], status["shutdown_room"]!["kicked_users"]!.AsArray().Select(u => u!.GetValue<string>()));
+        Error(await owner.Post($"{C}/join/{E(room)}", new JsonObject()), HttpStatusCode.Forbidden, "M_FORBIDDEN");
     }
 
     static async Task<bool> Validity(ServerFixture server, string token)

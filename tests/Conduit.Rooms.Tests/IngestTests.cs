@@ -8,7 +8,7 @@ using static Conduit.Rooms.Tests.RoomsHarness;
 namespace Conduit.Rooms.Tests;
 
 /// <summary>PDUs from another server through <see cref="EventSender.AcceptRemoteAsync"/> (server-server-api, "Checks performed on receipt of a PDU").</summary>
-public sealed class IngestTests : IDisposable
+public sealed partial class IngestTests : IDisposable
 {
     const string Room = "!room:test.local";
     const string RemoteServer = "remote.example";

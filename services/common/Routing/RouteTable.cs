@@ -134,6 +134,9 @@ public static class RouteTable
     public static readonly MatrixRoute AdminRoomDelete = Add(Service.Rooms, SynapseAdmin + "/v2/rooms/{roomId}", DELETE);
     public static readonly MatrixRoute AdminRoomDeleteStatus = Add(Service.Rooms, SynapseAdmin + "/v2/rooms/{roomId}/delete_status", GET);
     public static readonly MatrixRoute AdminDeleteStatus = Add(Service.Rooms, SynapseAdmin + "/v2/rooms/delete_status/{deleteId}", GET);
+    public static readonly MatrixRoute AdminPurgeHistory = Add(Service.Rooms, SynapseAdmin + "/v1/purge_history/{roomId}", POST);
+    public static readonly MatrixRoute AdminPurgeHistoryToEvent = Add(Service.Rooms, SynapseAdmin + "/v1/purge_history/{roomId}/{eventId}", POST);
+    public static readonly MatrixRoute AdminPurgeHistoryStatus = Add(Service.Rooms, SynapseAdmin + "/v1/purge_history_status/{purgeId}", GET);
     public static readonly MatrixRoute Devices = C(Service.Keys, "/devices", GET).ForGuests(Get);
     public static readonly MatrixRoute Device = C(Service.Keys, "/devices/{deviceId}", GET, PUT, DELETE).ForGuests([GET, PUT]);
     public static readonly MatrixRoute DeleteDevices = C(Service.Keys, "/delete_devices", POST);

@@ -13,19 +13,25 @@ using Microsoft.AspNetCore.Routing;
 namespace Conduit.Rooms;
 
 /// <summary>
-/// The rooms part of Synapse's admin API (element-hq.github.io/synapse, "Rooms", "Delete Room API", "Block Room API"),
-/// for server admins only (<see cref="Caller.Admin"/>): the rooms this server has, one room, its members and state,
-/// blocking, and deleting a room. A deletion (v2; done before the answer, so its status is complete at once) makes
-/// every local member leave (joined, invited or knocking: a leave each, sent as that user, so other servers and
-/// clients see it as usual), removes the room's local aliases and its directory entry, and, with <c>block</c>, blocks
-/// it: no local user may join, knock on or be invited into a blocked room. The room's events stay (Synapse's
-/// <c>purge</c> is not done yet: asking for it is answered, and the status says so); <c>new_room_user_id</c> (a room
-/// to move the members to) is not supported.
+/// The rooms part of Synapse's admin API (element-hq.github.io/synapse, "Rooms", "Delete Room API", "Block Room API",
+/// "Purge History API"), for server admins only (<see cref="Caller.Admin"/>): the rooms this server has, one room, its
+/// members and state, blocking, deleting a room, and purging its history. A deletion (v2; done before the answer, so
+/// its status is complete at once) makes every local member leave (joined, invited or knocking: a leave each, sent as
+/// that user, so other servers and clients see it as usual), removes the room's local aliases and its directory entry,
+/// and, with <c>block</c>, blocks it: no local user may join, knock on or be invited into a blocked room. With
+/// <c>purge</c> (true unless false, as in Synapse) the room's events, state and memberships are then deleted from
+/// storage (<see cref="RoomPurger.PurgeRoomAsync"/>): the room is unknown here from then on, except its blocked flag;
+/// a remote join may bring it back unless it is blocked. <c>new_room_user_id</c> (a room to move the members to) is
+/// not supported. A history purge (<see cref="RoomPurger.PurgeHistoryAsync"/>) is done before the answer too: its
+/// status is <c>complete</c> (or <c>failed</c>, with <c>error</c>) at once.
 /// </summary>
-public sealed class AdminRoomEndpoints(RoomStore rooms, EventSender sender, ClientEvents format, GlobalConfig config)
+public sealed class AdminRoomEndpoints(RoomStore rooms, EventSender sender, RoomPurger purger, ClientEvents format, GlobalConfig config)
 {
     /// <summary>Deletion statuses by delete_id, kept in memory (a day in Synapse; here until the process restarts, at most 1,000).</summary>
     readonly ConcurrentDictionary<string, JsonObject> _deletions = new();
+
+    /// <summary>History purge statuses by purge_id, kept in memory the same way (at most 1,000).</summary>
+    readonly ConcurrentDictionary<string, JsonObject> _purges = new();
 
     public void Map(IEndpointRouteBuilder app)
     {
@@ -37,6 +43,9 @@ public sealed class AdminRoomEndpoints(RoomStore rooms, EventSender sender, Clie
         app.Map(RouteTable.AdminRoomDelete, Delete);
         app.Map(RouteTable.AdminRoomDeleteStatus, RoomDeleteStatus);
         app.Map(RouteTable.AdminDeleteStatus, DeleteStatus);
+        app.Map(RouteTable.AdminPurgeHistory, PurgeHistory);
+        app.Map(RouteTable.AdminPurgeHistoryToEvent, PurgeHistory);
+        app.Map(RouteTable.AdminPurgeHistoryStatus, PurgeHistoryStatus);
     }
 
     /// <summary>The admin room (<see cref="AdminBot"/>) is never deleted or blocked: the server would lose its admin room.</summary>
@@ -183,15 +192,9 @@ public sealed class AdminRoomEndpoints(RoomStore rooms, EventSender sender, Clie
         var roomId = ctx.Route("roomId");
         if (!Ids.IsRoomId(roomId)) throw Err.InvalidParam("Not a room ID");
         NotTheAdminRoom(roomId);
-        var body = ctx.Request.ContentLength is 0 ? new JsonObject() : await ctx.Request.ReadJsonObjectAsync();
-        bool Flag(string name, bool fallback) => body[name] switch
-        {
-            null => fallback,
-            JsonValue v when v.TryGetValue(out bool b) => b,
-            _ => throw Err.BadJson($"{name} must be a boolean"),
-        };
-        var block = Flag("block", false);
-        var purge = Flag("purge", true);
+        var body = await Body(ctx);
+        var block = Flag(body, "block", false);
+        var purge = Flag(body, "purge", true);
         if (body["new_room_user_id"] is not null) throw new MatrixException("M_UNRECOGNIZED", 400, "new_room_user_id (moving the members to a new room) is not supported");
         var known = rooms.Info(roomId)?["state_group"] is not null;
         if (!known && !block) throw Err.NotFound("Room not found");
@@ -220,6 +223,20 @@ public sealed class AdminRoomEndpoints(RoomStore rooms, EventSender sender, Clie
             aliases.Add((JsonNode)alias);
         }
         rooms.SetDirectoryVisibility(roomId, false);
+        var purged = false;
+        var error = "";
+        if (purge && rooms.Info(roomId) is not null)
+        {
+            try
+            {
+                await purger.PurgeRoomAsync(roomId, ctx.RequestAborted);
+                purged = true;
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                error = "Purging the room failed: " + e.Message;
+            }
+        }
 
         var deleteId = Ids.Random(16);
         if (_deletions.Count >= 1000) _deletions.Clear();
@@ -227,9 +244,9 @@ public sealed class AdminRoomEndpoints(RoomStore rooms, EventSender sender, Clie
         {
             ["delete_id"] = deleteId,
             ["room_id"] = roomId,
-            ["status"] = "complete",
-            ["purged"] = false,
-            ["error"] = purge ? "The room's events are kept: purging is not supported yet" : "",
+            ["status"] = error.Length == 0 ? "complete" : "failed",
+            ["purged"] = purged,
+            ["error"] = error,
             ["shutdown_room"] = new JsonObject { ["kicked_users"] = kicked, ["failed_to_kick_users"] = failed, ["local_aliases"] = aliases, ["new_room_id"] = null },
         };
         await ctx.Response.WriteJsonAsync(new JsonObject { ["delete_id"] = deleteId });
@@ -249,6 +266,60 @@ public sealed class AdminRoomEndpoints(RoomStore rooms, EventSender sender, Clie
         Caller.Admin(ctx);
         if (!_deletions.TryGetValue(ctx.Route("deleteId"), out var d)) throw Err.NotFound("No delete task");
         await ctx.Response.WriteJsonAsync(Status(d));
+    }
+
+    static async Task<JsonObject> Body(HttpContext ctx) => ctx.Request.ContentLength is 0 ? new JsonObject() : await ctx.Request.ReadJsonObjectAsync();
+
+    static bool Flag(JsonObject body, string name, bool fallback) => body[name] switch
+    {
+        null => fallback,
+        JsonValue v when v.TryGetValue(out bool b) => b,
+        _ => throw Err.BadJson($"{name} must be a boolean"),
+    };
+
+    // ---- POST /_synapse/admin/v1/purge_history/{roomId}[/{eventId}], GET /_synapse/admin/v1/purge_history_status/{purgeId}
+
+    async Task PurgeHistory(HttpContext ctx)
+    {
+        Caller.Admin(ctx);
+        var roomId = KnownRoom(ctx);
+        var body = await Body(ctx);
+        var deleteLocal = Flag(body, "delete_local_events", false);
+        var eventId = ctx.Request.RouteValues.ContainsKey("eventId") ? ctx.Route("eventId") : null;
+        if (eventId is null && body["purge_up_to_event_id"] is { } given)
+            eventId = given is JsonValue v && v.TryGetValue(out string? id) ? id : throw Err.BadJson("purge_up_to_event_id must be a string");
+        long ts = 0;
+        if (eventId is not null)
+        {
+            var e = rooms.Event(eventId) ?? throw Err.NotFound("Event not found");
+            if (e.RoomId != roomId) throw Err.InvalidParam("Event is for another room");
+            if (!e.InTimeline) throw Err.InvalidParam("Event is not in the room's timeline");
+        }
+        else if (body["purge_up_to_ts"] is null) throw Err.BadJson("Give purge_up_to_ts, purge_up_to_event_id or an event ID in the path");
+        else if (body["purge_up_to_ts"] is not JsonValue t || !t.TryGetValue(out ts)) throw Err.BadJson("purge_up_to_ts must be an integer");
+        else if (ts < 0) throw Err.InvalidParam("purge_up_to_ts must not be negative");
+
+        var status = new JsonObject { ["status"] = "complete" };
+        try
+        {
+            var result = await purger.PurgeHistoryAsync(roomId, eventId, ts, deleteLocal, ctx.RequestAborted);
+            if (result is null && eventId is null) throw Err.NotFound("There is no event to be purged");
+        }
+        catch (Exception e) when (e is not MatrixException and not OperationCanceledException)
+        {
+            status = new JsonObject { ["status"] = "failed", ["error"] = e.Message };
+        }
+        var purgeId = Ids.Random(16);
+        if (_purges.Count >= 1000) _purges.Clear();
+        _purges[purgeId] = status;
+        await ctx.Response.WriteJsonAsync(new JsonObject { ["purge_id"] = purgeId });
+    }
+
+    async Task PurgeHistoryStatus(HttpContext ctx)
+    {
+        Caller.Admin(ctx);
+        if (!_purges.TryGetValue(ctx.Route("purgeId"), out var status)) throw Err.NotFound("No purge task");
+        await ctx.Response.WriteJsonAsync(status.DeepClone());
     }
 
     static JsonObject Status(JsonObject d)

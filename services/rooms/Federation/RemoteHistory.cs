@@ -67,7 +67,7 @@ public sealed partial class RemoteHistory(RoomStore rooms, EventSender sender, R
         var start = afterId is null ? RoomsFamilies.HistoryKey(roomId, depth - 1, "") : RoomsFamilies.HistoryKey(roomId, depth, afterId);
         foreach (var (k, _) in _history.ScanFrom(start, prefix, reverse: false))
         {
-            var id = K.Split(k.AsSpan(prefix.Length + 9))[0];
+            var id = RoomsFamilies.HistoryEventId(k, prefix);
             if (afterId is not null && id == afterId && k.AsSpan().SequenceEqual(start)) continue;
             if (rooms.Event(id) is { Rejected: null } e) list.Add(e);
             if (list.Count >= limit) break;
@@ -88,7 +88,7 @@ public sealed partial class RemoteHistory(RoomStore rooms, EventSender sender, R
         foreach (var (k, _) in _history.ScanFrom(start, prefix, reverse: true))
         {
             if (k.AsSpan().SequenceEqual(start)) continue;
-            if (rooms.Event(K.Split(k.AsSpan(prefix.Length + 9))[0]) is { Rejected: null } e) list.Add(e);
+            if (rooms.Event(RoomsFamilies.HistoryEventId(k, prefix)) is { Rejected: null } e) list.Add(e);
             if (list.Count >= limit) break;
         }
         return list;
@@ -125,7 +125,7 @@ public sealed partial class RemoteHistory(RoomStore rooms, EventSender sender, R
         // The last key under the prefix: the lowest depth.
         foreach (var (k, _) in _history.ScanFrom(K.Concat(prefix, [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]), prefix, reverse: true))
         {
-            oldest = rooms.Event(K.Split(k.AsSpan(prefix.Length + 9))[0]);
+            oldest = rooms.Event(RoomsFamilies.HistoryEventId(k, prefix));
             break;
         }
         if (oldest is null && rooms.Timeline(roomId, 0, long.MaxValue, backwards: false).FirstOrDefault() is { EventId: { } first }) oldest = rooms.Event(first);

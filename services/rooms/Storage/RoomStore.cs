@@ -71,6 +71,9 @@ public sealed class RoomStore(IKeyValueStore store)
         return found;
     }
 
+    /// <summary>Forgets the cached version of a room whose storage was purged.</summary>
+    internal void Purged(string roomId) => _versions.TryRemove(roomId, out _);
+
     public StoredEvent? Event(string eventId)
     {
         var pdu = _pdus.Get(RoomsFamilies.PduKey(eventId));

@@ -105,6 +105,7 @@ public static class RoomsFamilies
     public const string ThreadUsers = "rooms_thread_users";
     static readonly ColumnFamily ThreadUsersFamily = new(ThreadUsers, "room_id 0xFF root_event_id 0xFF user_id", "empty: the user sent the root or a reply in the thread");
     public static byte[] ThreadUserKey(string roomId, string rootId, string userId) => K.Join(roomId, rootId, userId);
+    public static byte[] ThreadUsersPrefix(string roomId, string rootId) => K.Prefix(roomId, rootId);
 
     public const string Counters = "rooms_counters";
     static readonly ColumnFamily CountersFamily = new(Counters, "\"stream\"", "8-byte big-endian room stream position, written by the group commit");
@@ -130,6 +131,17 @@ public static class RoomsFamilies
     public static byte[] HistoryPrefix(string roomId) => K.Prefix(roomId);
     public static byte[] HistoryKey(string roomId, long depth, string eventId)
         => K.Concat(K.Prefix(roomId), K.BigEndian((ulong)(long.MaxValue - depth)), [K.Sep], K.Utf8(eventId));
+    /// <summary>The event ID of a <see cref="History"/> key (the depth's 8 bytes may hold 0xFF, so it is skipped by length).</summary>
+    public static string HistoryEventId(byte[] key, byte[] prefix) => K.Split(key.AsSpan(prefix.Length + 9))[0];
+
+    /// <summary>
+    /// The keys of one room in every family whose key starts with room_id (timeline, state, members, room aliases,
+    /// relations, threads, thread info and users, history): what deleting a room with purge scans and removes.
+    /// </summary>
+    public static byte[] RoomPrefix(string roomId) => K.Prefix(roomId);
+
+    /// <summary>The families keyed by <see cref="RoomPrefix"/>.</summary>
+    public static readonly string[] KeyedByRoom = [Timeline, State, Members, RoomAliases, Relations, Threads, ThreadInfo, ThreadUsers, History];
 
     public static readonly ColumnFamily[] All =
     [

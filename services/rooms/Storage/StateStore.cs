@@ -181,6 +181,19 @@ public sealed class StateStore
         _layers[layer.Id] = layer;
     }
 
+    /// <summary>The IDs of a group's layers, from the group itself to its root (the groups a purged room's storage drops).</summary>
+    public IEnumerable<ulong> LayerIds(ulong group)
+    {
+        for (var g = group; g != 0;)
+        {
+            Layer layer;
+            try { layer = LoadLayer(g); }
+            catch (InvalidOperationException) { yield break; } // dropped already (a purge that stopped half-way)
+            yield return g;
+            g = layer.Parent;
+        }
+    }
+
     /// <summary>The layers of a group, root first.</summary>
     List<Layer> Chain(ulong group, Tx? tx)
     {

@@ -44,6 +44,30 @@ public sealed partial class RoomWriter
             _relationOps.Add(new RelationOp(target.EventId, relType, parentId, target.Type, target.Sender, null, null, target.Pos));
         }
 
+        // Events purged by this write: their relations as a parent are deleted whole, not counted out one by one.
+        readonly HashSet<string> _purgedParents = [];
+
+        /// <summary>
+        /// A purged event leaves the indexes: as a parent, every entry of its children, its thread and the thread's
+        /// users; as a child, its entry, counted out of its thread as a redaction is (unless its parent goes too).
+        /// </summary>
+        void UnindexPurged(StoredEvent e)
+        {
+            _purgedParents.Add(e.EventId);
+            var store = _writer.Rooms.Store;
+            foreach (var (k, _) in store.Map(RoomsFamilies.Relations).Scan(RoomsFamilies.RelationsPrefix(RoomId, e.EventId)))
+                Batch.Delete(RoomsFamilies.Relations, k);
+            var infoKey = RoomsFamilies.ThreadInfoKey(RoomId, e.EventId);
+            if (store.Map(RoomsFamilies.ThreadInfo).Get(infoKey) is { } v)
+            {
+                if ((JsonLimits.ParseInternal(v) as JsonObject)?["pos"]?.GetValue<long>() is { } pos) Batch.Delete(RoomsFamilies.Threads, RoomsFamilies.ThreadKey(RoomId, pos));
+                Batch.Delete(RoomsFamilies.ThreadInfo, infoKey);
+            }
+            foreach (var (k, _) in store.Map(RoomsFamilies.ThreadUsers).Scan(RoomsFamilies.ThreadUsersPrefix(RoomId, e.EventId)))
+                Batch.Delete(RoomsFamilies.ThreadUsers, k);
+            NoteRedacted(e);
+        }
+
         sealed class ThreadState
         {
             public long StoredPos;
@@ -74,6 +98,7 @@ public sealed partial class RoomWriter
         {
             foreach (var op in _relationOps)
             {
+                if (_purgedParents.Contains(op.ParentId)) continue;
                 if (op.Meta is not null) Index(op);
                 else Unindex(op);
             }

@@ -98,6 +98,13 @@ public sealed partial class RoomWriter(RoomStore rooms, StateStore states, RoomS
         }
     }
 
+    /// <summary>Drops what is cached of a room whose storage was purged (call under the room's lock).</summary>
+    public void Purged(string roomId)
+    {
+        _localJoined.TryRemove(roomId, out _);
+        rooms.Purged(roomId);
+    }
+
     /// <summary>The room's local joined members; call under the room's lock.</summary>
     public HashSet<string> LocalJoined(string roomId)
         => _localJoined.GetOrAdd(roomId, id => rooms.JoinedMembers(id).Where(u => AuthRules.IsLocal(u, config.ServerName)).ToHashSet());
@@ -274,6 +281,29 @@ public sealed partial class RoomWriter(RoomStore rooms, StateStore states, RoomS
             target.Meta["redacted_by"] = redactionId;
             NoteRedacted(target);
             Batch.Put(RoomsFamilies.EventMeta, RoomsFamilies.EventMetaKey(target.EventId), RoomStore.Json(target.Meta));
+        }
+
+        /// <summary>
+        /// Purges a stored event of this room (admin API): its PDU and meta, its timeline and stream entries, its
+        /// client transaction ID, and its entries in the relation and thread indexes, as a child and as a parent.
+        /// </summary>
+        public void RemoveEvent(StoredEvent e)
+        {
+            Batch.Delete(RoomsFamilies.Pdus, RoomsFamilies.PduKey(e.EventId));
+            Batch.Delete(RoomsFamilies.EventMeta, RoomsFamilies.EventMetaKey(e.EventId));
+            Unlist(e);
+            if (e.Meta["txn_id"]?.GetValue<string>() is { } txn && e.Meta["sender_device"]?.GetValue<string>() is { } device)
+                Batch.Delete(RoomsFamilies.Txns, RoomsFamilies.TxnKey(e.Sender, device, txn));
+            UnindexPurged(e);
+        }
+
+        /// <summary>Takes an event out of the room's timeline and stream (a purged old state event: still stored, for the
+        /// state groups and auth chains that name it, but no longer in /messages).</summary>
+        public void Unlist(StoredEvent e)
+        {
+            if (!e.InTimeline) return;
+            Batch.Delete(RoomsFamilies.Timeline, RoomsFamilies.TimelineKey(RoomId, e.Pos));
+            Batch.Delete(RoomsFamilies.Stream, RoomsFamilies.StreamKey(e.Pos));
         }
 
         /// <summary>Records a client transaction ID, so a retry returns <paramref name="eventId"/>.</summary>
