@@ -19,7 +19,9 @@ namespace Conduit.Rooms;
 /// clients see it as usual), removes the room's local aliases and its directory entry, and, with <c>block</c>, blocks
 /// it: no local user may join, knock on or be invited into a blocked room. The room's events stay (Synapse's
 /// <c>purge</c> is not done yet: asking for it is answered, and the status says so); <c>new_room_user_id</c> (a room
-/// to move the members to) is not supported.
+/// to move the members to) is not supported. Also Synapse's fetch_event (any stored event, PDU format with unsigned),
+/// and Conduit's own: an event's whole auth chain, and taking a room off federation (Conduit's disable-room: its
+/// events are not sent, and other servers' PDUs, EDUs and requests about it are refused; local users keep using it).
 /// </summary>
 public sealed class AdminRoomEndpoints(RoomStore rooms, EventSender sender, ClientEvents format, GlobalConfig config)
 {
@@ -36,6 +38,9 @@ public sealed class AdminRoomEndpoints(RoomStore rooms, EventSender sender, Clie
         app.Map(RouteTable.AdminRoomDelete, Delete);
         app.Map(RouteTable.AdminRoomDeleteStatus, RoomDeleteStatus);
         app.Map(RouteTable.AdminDeleteStatus, DeleteStatus);
+        app.Map(RouteTable.AdminFetchEvent, FetchEvent);
+        app.Map(RouteTable.AdminAuthChain, AuthChain);
+        app.Map(RouteTable.AdminRoomFederation, RoomFederation);
     }
 
     string KnownRoom(HttpContext ctx)
@@ -146,8 +151,14 @@ public sealed class AdminRoomEndpoints(RoomStore rooms, EventSender sender, Clie
     }
 
     // ---- GET/PUT /_synapse/admin/v1/rooms/{roomId}/block (a room need not be known here to be blocked)
+    //      GET/PUT /_conduit/admin/v1/rooms/{roomId}/federation {"disabled"} (likewise)
 
-    async Task Block(HttpContext ctx)
+    Task Block(HttpContext ctx) => RoomFlag(ctx, "block", rooms.Blocked, rooms.SetBlocked);
+
+    Task RoomFederation(HttpContext ctx) => RoomFlag(ctx, "disabled", rooms.FederationDisabled, rooms.SetFederationDisabled);
+
+    /// <summary>An admin's flag on a room: PUT <c>{field: bool}</c> sets or clears it, GET says whether it is set and by whom.</summary>
+    async Task RoomFlag(HttpContext ctx, string field, Func<string, JsonObject?> get, Action<string, string?> set)
     {
         var c = Caller.Admin(ctx);
         var roomId = ctx.Route("roomId");
@@ -155,15 +166,53 @@ public sealed class AdminRoomEndpoints(RoomStore rooms, EventSender sender, Clie
         if (HttpMethods.IsPut(ctx.Request.Method))
         {
             var body = await ctx.Request.ReadJsonObjectAsync();
-            if (body["block"] is not JsonValue v || !v.TryGetValue(out bool block)) throw Err.BadJson("block must be a boolean");
-            rooms.SetBlocked(roomId, block ? c.UserId : null);
-            await ctx.Response.WriteJsonAsync(new JsonObject { ["block"] = block });
+            if (body[field] is not JsonValue v || !v.TryGetValue(out bool on)) throw Err.BadJson($"{field} must be a boolean");
+            set(roomId, on ? c.UserId : null);
+            await ctx.Response.WriteJsonAsync(new JsonObject { [field] = on });
             return;
         }
-        var blocked = rooms.Blocked(roomId);
-        var answer = new JsonObject { ["block"] = blocked is not null };
-        if (blocked?["user_id"] is { } by) answer["user_id"] = by.DeepClone();
+        var flag = get(roomId);
+        var answer = new JsonObject { [field] = flag is not null };
+        if (flag?["user_id"] is { } by) answer["user_id"] = by.DeepClone();
         await ctx.Response.WriteJsonAsync(answer);
+    }
+
+    // ---- GET /_synapse/admin/v1/fetch_event/{eventId}, GET /_conduit/admin/v1/events/{eventId}/auth_chain
+
+    StoredEvent KnownEvent(HttpContext ctx)
+    {
+        var eventId = ctx.Route("eventId");
+        if (!Ids.IsEventId(eventId)) throw Err.InvalidParam("Not an event ID");
+        return rooms.Event(eventId) ?? throw Err.NotFound("Event not found");
+    }
+
+    /// <summary>The event as stored (redacted if it was), PDU format with its event_id and the unsigned a client would get.</summary>
+    async Task FetchEvent(HttpContext ctx)
+    {
+        Caller.Admin(ctx);
+        var e = KnownEvent(ctx);
+        var pdu = e.Meta["redacted_by"] is null ? e.Pdu.DeepClone().AsObject() : Redaction.Redact(e.Pdu, rooms.VersionOf(e.RoomId) ?? RoomVersion.V11);
+        if (!pdu.ContainsKey("event_id")) pdu["event_id"] = e.EventId;
+        var unsigned = pdu["unsigned"] as JsonObject ?? [];
+        foreach (var (k, v) in format.Format(e)["unsigned"]!.AsObject()) unsigned[k] = v?.DeepClone();
+        pdu["unsigned"] = unsigned;
+        await ctx.Response.WriteJsonAsync(new JsonObject { ["event"] = pdu });
+    }
+
+    /// <summary>Conduit's get-auth-chain: the event's full auth chain (events held here), nearest first, and how long it took.</summary>
+    async Task AuthChain(HttpContext ctx)
+    {
+        Caller.Admin(ctx);
+        var e = KnownEvent(ctx);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var chain = rooms.AuthChain(e.EventId);
+        var elapsed = clock.ElapsedMilliseconds;
+        await ctx.Response.WriteJsonAsync(new JsonObject
+        {
+            ["auth_chain"] = new JsonArray([.. chain.Select(id => (JsonNode)id)]),
+            ["count"] = chain.Count,
+            ["elapsed_ms"] = elapsed,
+        });
     }
 
     // ---- DELETE /_synapse/admin/v2/rooms/{roomId}
