@@ -168,8 +168,8 @@ public sealed partial class FederationEndpoints(XMatrixVerifier verifier, Rooms.
                 Body = new JsonObject { ["pdus"] = new JsonArray(g.Select(p => (JsonNode)p.DeepClone()).ToArray()) }.ToJsonString(),
             }, cancellationToken: ctx.RequestAborted).ResponseAsync));
             // Typing and receipts go to the sync service, which checks each one (the user on the origin, joined).
-            var ephemeral = edus.OfType<JsonObject>().Where(e => e["edu_type"] is JsonValue t && t.TryGetValue(out string? type) && type is "m.typing" or "m.receipt" or "m.presence")
-                .Select(e => e.ToJsonString()).ToList();
+            var ephemeralEdus = edus.OfType<JsonObject>().Where(e => EduType(e) is "m.typing" or "m.receipt" or "m.presence").ToList();
+            var ephemeral = (await WithoutDisabledRooms(ephemeralEdus, origin, ctx.RequestAborted)).Select(e => e.ToJsonString()).ToList();
             if (ephemeral.Count > 0)
             {
                 // Ephemeral: one that cannot be applied now is not worth failing (and so repeating) the transaction.
@@ -198,6 +198,45 @@ public sealed partial class FederationEndpoints(XMatrixVerifier verifier, Rooms.
         {
             gate.Release();
         }
+    }
+
+    static string? EduType(JsonObject edu) => edu["edu_type"] is JsonValue t && t.TryGetValue(out string? type) ? type : null;
+
+    /// <summary>The rooms a typing or receipt EDU is about.</summary>
+    static IEnumerable<string> RoomsOf(JsonObject edu) => EduType(edu) switch
+    {
+        "m.typing" => edu["content"]?["room_id"] is JsonValue v && v.TryGetValue(out string? room) ? [room] : [],
+        "m.receipt" => edu["content"] is JsonObject c ? c.Select(kv => kv.Key) : [],
+        _ => [],
+    };
+
+    /// <summary>
+    /// Typing and receipts of rooms an admin took off federation (Conduit's disable-room) are dropped: the rooms
+    /// service says which of the EDUs' rooms are (one call per transaction that carries any).
+    /// </summary>
+    async Task<List<JsonObject>> WithoutDisabledRooms(List<JsonObject> edus, string origin, CancellationToken ct)
+    {
+        var asked = edus.SelectMany(RoomsOf).Distinct().ToList();
+        if (asked.Count == 0) return edus;
+        var reply = await rooms.FederateAsync(new FederateRequest
+        {
+            Origin = origin, Operation = "disabled_rooms", Body = new JsonObject { ["room_ids"] = new JsonArray([.. asked.Select(r => (JsonNode)r)]) }.ToJsonString(),
+        }, cancellationToken: ct);
+        var disabled = (JsonNode.Parse(reply.Body)?["room_ids"] as JsonArray ?? []).Select(n => n!.GetValue<string>()).ToHashSet(StringComparer.Ordinal);
+        if (disabled.Count == 0) return edus;
+        var kept = new List<JsonObject>();
+        foreach (var e in edus)
+        {
+            if (!RoomsOf(e).Any(disabled.Contains)) kept.Add(e);
+            else if (EduType(e) == "m.receipt")
+            {
+                // A receipt EDU may carry several rooms: only those off federation go.
+                var copy = e.DeepClone().AsObject();
+                foreach (var room in disabled) copy["content"]!.AsObject().Remove(room);
+                kept.Add(copy);
+            }
+        }
+        return kept;
     }
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "EDUs from {Origin} not delivered to sync: {Error}")]

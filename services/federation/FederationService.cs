@@ -57,7 +57,7 @@ public static class FederationService
         services.AddSingleton<Common.Admin.IClearableCache>(sp => new Common.Admin.ClearableCache("federation_key_fetch_failures", sp.GetRequiredService<RemoteKeyStore>().ClearFailures));
         return services.AddSingleton<ServerKeys>().AddSingleton<RemoteKeyStore>().AddSingleton<KeyNotary>().AddSingleton<XMatrixVerifier>()
             .AddSingleton<FederationGrpcService>().AddSingleton<FederationClient>()
-            .AddSingleton<FederationRequests>().AddSingleton<FederationEndpoints>();
+            .AddSingleton<FederationRequests>().AddSingleton<FederationEndpoints>().AddSingleton<FederationAdminEndpoints>();
     }
 
     public static IEndpointRouteBuilder MapFederationService(this IEndpointRouteBuilder app)
@@ -65,6 +65,7 @@ public static class FederationService
         var keys = app.ServiceProvider.GetRequiredService<ServerKeys>();
         var endpoints = app.ServiceProvider.GetRequiredService<FederationEndpoints>();
         endpoints.Map(app);
+        app.ServiceProvider.GetRequiredService<FederationAdminEndpoints>().Map(app);
         // A server that reaches us is up: its queue stops backing off (as Synapse does on any authenticated request).
         var queue = app.ServiceProvider.GetRequiredService<Outbound.FederationQueue>();
         endpoints.Contacted += queue.Wake;

@@ -327,6 +327,41 @@ public sealed class FederationQueueTests : IDisposable
     }
 
     [Fact]
+    public async Task The_admin_view_lists_failing_and_reached_destinations_and_reset_ends_a_backoff()
+    {
+        _w.Sender.Handler = (d, _, _) => Task.FromResult(d == "down.org" ? TransactionResult.RetryLater : TransactionResult.Delivered);
+        Pdus("up.org", "!a:example.org", 0, 2);
+        Pdus("down.org", "!a:example.org", 0, 2);
+        _w.Queue.EnqueueEdu(["down.org"], Edu("m.typing", 0));
+        _w.Queue.EnqueueEdu(["down.org"], Edu("m.device_list_update", 1));
+        Assert.Null(_w.Queue.Destination("never.org"));
+        Assert.False(_w.Queue.ResetConnection("never.org"));
+        await _w.StartAsync();
+        var start = _w.Time.GetUtcNow().ToUnixTimeMilliseconds();
+        await _w.BackingOff("down.org", 1);
+        await _w.Until("up.org", s => s.Pending == 0 && !s.Sending);
+        await Wait.For(() => _w.Queue.Destination("up.org")?.LastSuccessfulSeq is not null, "up.org delivered");
+
+        // A destination reached stays listed after its loop ends, not failing.
+        var up = _w.Queue.Destination("up.org")!;
+        Assert.Equal((0L, 0L, (long?)null, 0, 0), (up.RetryLastTs, up.RetryInterval, up.FailureTs, up.QueuedPdus, up.QueuedEdus));
+        var down = _w.Queue.Destination("down.org")!;
+        Assert.Equal((start, 4000L, (long?)start, 2, 2, 1), (down.RetryLastTs, down.RetryInterval, down.FailureTs, down.QueuedPdus, down.QueuedEdus, down.Failures));
+        Assert.Null(down.LastSuccessfulSeq);
+        Assert.Equal(["down.org", "up.org"], _w.Queue.Destinations().Select(d => d.Destination));
+
+        // Reset: the backoff ends and the queue is tried again at once (without moving the clock).
+        _w.Sender.Handler = (_, _, _) => Task.FromResult(TransactionResult.Delivered);
+        Assert.True(_w.Queue.ResetConnection("down.org"));
+        await _w.Until("down.org", s => s.Pending == 0 && !s.Sending);
+        await Wait.For(() => _w.Queue.Destination("down.org")?.LastSuccessfulSeq is not null, "down.org delivered");
+        down = _w.Queue.Destination("down.org")!;
+        Assert.Equal((0L, 0L, (long?)null, 0), (down.RetryLastTs, down.RetryInterval, down.FailureTs, down.Failures));
+        Assert.True(_w.Queue.ResetConnection("up.org")); // known, nothing to reset
+        Assert.Equal(0, _w.BackoffStates);
+    }
+
+    [Fact]
     public async Task Without_a_sender_items_are_stored_but_not_sent()
     {
         using var w = new QueueWorld(withSender: false);

@@ -9,7 +9,7 @@ namespace Conduit.Functional.Tests;
 /// token (registration_requires_token, and the config's registration_token) and one admin is in the config. The
 /// fixture registers the server's first account before any test runs, so it is the one made admin.
 /// </summary>
-public abstract class AdminApiTests(ServerFixture server, MatrixClient first)
+public abstract partial class AdminApiTests(ServerFixture server, MatrixClient first)
 {
     public const string ConfigToken = "config-token";
     public const string ConfigAdmin = "cfg_admin";

@@ -19,8 +19,18 @@ public abstract class AdminRoomTests(ServerFixture server, MatrixClient first)
     string Bot => $"@conduit:{server.ServerName}";
     string Alias => $"#admins:{server.ServerName}";
 
+    /// <summary>The admin room's ID, once the server has made it (at its first start, in split mode once keys answers).</summary>
     async Task<string> AdminRoom(MatrixClient c)
-        => (await c.Get($"{C}/directory/room/{E(Alias)}")).Ok().Obj["room_id"]!.GetValue<string>();
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        while (true)
+        {
+            var r = await c.Get($"{C}/directory/room/{E(Alias)}");
+            if (r.Status == HttpStatusCode.OK) return r.Obj["room_id"]!.GetValue<string>();
+            Assert.True(DateTime.UtcNow < deadline, $"no admin room: {r.Body?.ToJsonString()}");
+            await Task.Delay(100);
+        }
+    }
 
     /// <summary>Joins the admin room once the bot's invite is there (the invite is sent as the account becomes admin).</summary>
     async Task<string> JoinAdminRoom(MatrixClient c)
@@ -186,6 +196,25 @@ public abstract class AdminRoomTests(ServerFixture server, MatrixClient first)
         Assert.Equal(0, (await first.Get($"/_synapse/admin/v1/rooms/{E(target)}/members")).Ok().Obj["total"]!.GetValue<int>());
         Assert.Equal(HttpStatusCode.NotFound, (await alice.Get($"{C}/directory/room/{E(alias)}")).Status);
         Assert.Equal("M_FORBIDDEN", (await bob.Post($"{C}/join/{E(target)}", new JsonObject())).ErrCode);
+
+        // purge-history: older messages leave the room's history; the room keeps working.
+        var chat = await alice.CreateRoom(new JsonObject { ["name"] = "chat" });
+        await alice.SendText(chat, "old message");
+        await Task.Delay(20);
+        var cut = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        await Task.Delay(20);
+        await alice.SendText(chat, "new message");
+        Assert.Contains("Purging", Body(await Command(first, $"!admin rooms purge-history {chat} {cut}")));
+        var bodies = (await alice.Get($"{C}/rooms/{E(chat)}/messages?dir=b&limit=50")).Ok().Obj["chunk"]!.AsArray()
+            .Select(e => e!["content"]?["body"]?.GetValue<string>()).ToList();
+        Assert.Contains("new message", bodies);
+        Assert.DoesNotContain("old message", bodies);
+        Assert.Equal("chat", (await alice.Get($"{C}/rooms/{E(chat)}/state/m.room.name")).Ok().Obj["name"]!.GetValue<string>());
+        await alice.SendText(chat, "still works");
+
+        // delete without --keep-events purges the room: the admin API no longer knows it.
+        Assert.Contains("purged", Body(await Command(first, $"!admin rooms delete {chat}")));
+        Assert.Equal(HttpStatusCode.NotFound, (await first.Get($"/_synapse/admin/v1/rooms/{E(chat)}")).Status);
     }
 
     [Fact]

@@ -27,6 +27,12 @@ public abstract class FederationPair : IAsyncLifetime
         B = createB(_ca);
     }
 
+    /// <summary>The localpart of each server's config admin (registered by the tests that need an admin).</summary>
+    public const string AdminLocalpart = "pair_admin";
+
+    /// <summary>The [global] line that makes <see cref="AdminLocalpart"/> an admin of the server named <paramref name="serverName"/>.</summary>
+    public static string AdminsConfig(string serverName) => $"admins = [\"@{AdminLocalpart}:{serverName}\"]";
+
     public ServerFixture A { get; }
     public ServerFixture B { get; }
     public string Mode => A.Mode;
@@ -105,7 +111,7 @@ public sealed class AllInOneFederationInstance : AllInOneFixture, IFederationIns
     });
 
     public int Port => _f.Port;
-    protected override string ExtraConfig => base.ExtraConfig + "\n" + _f.Config;
+    protected override string ExtraConfig => base.ExtraConfig + "\n" + _f.Config + "\n" + FederationPair.AdminsConfig(ServerName);
     public override Task InitializeAsync() => _f.StartOnNewPortAsync();
     public Task StartAsync() => _f.StartAgainAsync();
     public Task StopAsync() => StopHostAsync();
@@ -129,7 +135,7 @@ public sealed class SplitFederationInstance : SplitFixture, IFederationInstance
     });
 
     public int Port => _f.Port;
-    protected override string ExtraConfig => base.ExtraConfig + "\n" + _f.Config;
+    protected override string ExtraConfig => base.ExtraConfig + "\n" + _f.Config + "\n" + FederationPair.AdminsConfig(ServerName);
     public override Task InitializeAsync() => _f.StartOnNewPortAsync();
     public Task StartAsync() => _f.StartAgainAsync();
     public Task StopAsync() => SplitDownAsync();

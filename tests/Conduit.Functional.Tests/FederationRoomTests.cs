@@ -9,7 +9,7 @@ namespace Conduit.Functional.Tests;
 /// joining the other server's room by ID and by alias, messages both ways, leaving and rejoining, and what the
 /// server-server endpoints refuse.
 /// </summary>
-public abstract class FederationRoomTests(FederationPair pair)
+public abstract partial class FederationRoomTests(FederationPair pair)
 {
     static readonly TimeSpan Patience = TimeSpan.FromSeconds(60);
 

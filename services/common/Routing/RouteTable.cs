@@ -75,7 +75,7 @@ public static class RouteTable
     public static readonly MatrixRoute Health = Add(Service.Edge, Http.Health.Path, GET).ForGuests(Get);
     // Conduit's own admin API (admins only; the admin room's server commands): each concerns every process of the
     // deployment, so the edge asks them all (DeploymentOps).
-    const string ConduitAdmin = "/_conduit/admin";
+    public const string ConduitAdmin = "/_conduit/admin";
     public static readonly MatrixRoute AdminServerMemory = Add(Service.Edge, ConduitAdmin + "/v1/server/memory", GET);
     public static readonly MatrixRoute AdminServerClearCaches = Add(Service.Edge, ConduitAdmin + "/v1/server/clear_caches", POST);
     public static readonly MatrixRoute AdminServerBackup = Add(Service.Edge, ConduitAdmin + "/v1/server/backup", POST);
@@ -137,6 +137,17 @@ public static class RouteTable
     public static readonly MatrixRoute AdminPurgeHistory = Add(Service.Rooms, SynapseAdmin + "/v1/purge_history/{roomId}", POST);
     public static readonly MatrixRoute AdminPurgeHistoryToEvent = Add(Service.Rooms, SynapseAdmin + "/v1/purge_history/{roomId}/{eventId}", POST);
     public static readonly MatrixRoute AdminPurgeHistoryStatus = Add(Service.Rooms, SynapseAdmin + "/v1/purge_history_status/{purgeId}", GET);
+    public static readonly MatrixRoute AdminFetchEvent = Add(Service.Rooms, SynapseAdmin + "/v1/fetch_event/{eventId}", GET);
+    // Synapse's federation admin API ("Federation API"): the outbound queue's destinations and their backoff.
+    public static readonly MatrixRoute AdminDestinations = Add(Service.Federation, SynapseAdmin + "/v1/federation/destinations", GET);
+    public static readonly MatrixRoute AdminDestination = Add(Service.Federation, SynapseAdmin + "/v1/federation/destinations/{destination}", GET);
+    public static readonly MatrixRoute AdminDestinationReset = Add(Service.Federation, SynapseAdmin + "/v1/federation/destinations/{destination}/reset_connection", POST);
+
+    // ---- Conduit's own admin API (admins only): what Conduit's admin room commands do, as endpoints
+    public static readonly MatrixRoute AdminAuthChain = Add(Service.Rooms, ConduitAdmin + "/v1/events/{eventId}/auth_chain", GET);
+    public static readonly MatrixRoute AdminRoomFederation = Add(Service.Rooms, ConduitAdmin + "/v1/rooms/{roomId}/federation", GET, PUT);
+    public static readonly MatrixRoute AdminSignJson = Add(Service.Federation, ConduitAdmin + "/v1/sign_json", POST);
+    public static readonly MatrixRoute AdminVerifyJson = Add(Service.Federation, ConduitAdmin + "/v1/verify_json", POST);
     public static readonly MatrixRoute Devices = C(Service.Keys, "/devices", GET).ForGuests(Get);
     public static readonly MatrixRoute Device = C(Service.Keys, "/devices/{deviceId}", GET, PUT, DELETE).ForGuests([GET, PUT]);
     public static readonly MatrixRoute DeleteDevices = C(Service.Keys, "/delete_devices", POST);

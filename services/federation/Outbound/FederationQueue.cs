@@ -36,6 +36,9 @@ public sealed partial class FederationQueue : IHostedService, IDisposable
     /// <summary>Guards every destination's state and the store writes of the queue; never held across a send.</summary>
     readonly Lock _gate = new();
     readonly Dictionary<string, Dest> _dests = new(StringComparer.Ordinal);
+    /// <summary>Destinations a transaction reached since this process started: the newest sequence number it carried
+    /// (the admin API's last_successful_stream_ordering). In memory only; guarded by <see cref="_gate"/>.</summary>
+    readonly Dictionary<string, ulong> _delivered = new(StringComparer.Ordinal);
     /// <summary>The last sequence number given out; sequence numbers below <see cref="_reserved"/> are never given out again.</summary>
     ulong _seq;
     ulong _reserved;
@@ -69,6 +72,8 @@ public sealed partial class FederationQueue : IHostedService, IDisposable
         public long RetryAtMs;
         /// <summary>When the current streak of failures began (ms), 0 without failures.</summary>
         public long SinceMs;
+        /// <summary>The last failed attempt (ms) and the delay chosen after it; in memory (estimated from the stored state after a restart).</summary>
+        public long LastFailureMs, LastDelayMs;
         public bool CatchUp;
         public readonly List<(ulong Seq, JsonObject Edu)> Ephemeral = [];
         public Task? Loop;
@@ -143,19 +148,68 @@ public sealed partial class FederationQueue : IHostedService, IDisposable
     public void Wake(string destination)
     {
         lock (_gate)
+            if (_dests.TryGetValue(destination, out var d) && EndBackoff(d)) LogWoken(destination);
+    }
+
+    /// <summary>
+    /// The admin API's reset_connection: as <see cref="Wake"/>, the destination's backoff ends and its queue is
+    /// retried now. False for a destination this queue does not know (nothing queued, failing or delivered).
+    /// </summary>
+    public bool ResetConnection(string destination)
+    {
+        lock (_gate)
         {
-            if (!_dests.TryGetValue(destination, out var d) || (d.Failures == 0 && d.RetryAtMs == 0)) return;
-            d.Failures = 0;
-            d.IntervalMs = 0;
-            d.RetryAtMs = 0;
-            d.SinceMs = 0;
-            using var batch = _store.CreateBatch();
-            SaveState(d, batch);
-            _store.Write(batch);
-            LogWoken(destination);
-            d.Wakeup.TrySetResult();
-            Kick(d);
+            if (!_dests.TryGetValue(destination, out var d)) return _delivered.ContainsKey(destination);
+            if (EndBackoff(d)) LogReset(destination);
+            return true;
         }
+    }
+
+    /// <summary>Ends the destination's backoff (stored) and wakes its loop; false if it was not backing off. Under the gate.</summary>
+    bool EndBackoff(Dest d)
+    {
+        if (d.Failures == 0 && d.RetryAtMs == 0) return false;
+        d.Failures = 0;
+        d.IntervalMs = d.RetryAtMs = d.SinceMs = d.LastFailureMs = d.LastDelayMs = 0;
+        using var batch = _store.CreateBatch();
+        SaveState(d, batch);
+        _store.Write(batch);
+        d.Wakeup.TrySetResult();
+        Kick(d);
+        return true;
+    }
+
+    /// <summary>
+    /// Every destination this queue knows, by name: those with something queued or failing (stored across restarts)
+    /// and those a transaction reached since this process started. For the admin API: counts the stored queue of each.
+    /// </summary>
+    public IReadOnlyList<DestinationInfo> Destinations()
+    {
+        lock (_gate)
+        {
+            var names = new SortedSet<string>(_dests.Keys, StringComparer.Ordinal);
+            names.UnionWith(_delivered.Keys);
+            return [.. names.Select(Describe)];
+        }
+    }
+
+    /// <summary>One destination as <see cref="Destinations"/> lists it, or null if this queue does not know it.</summary>
+    public DestinationInfo? Destination(string destination)
+    {
+        lock (_gate) return _dests.ContainsKey(destination) || _delivered.ContainsKey(destination) ? Describe(destination) : null;
+    }
+
+    /// <summary>Under the gate.</summary>
+    DestinationInfo Describe(string name)
+    {
+        var d = _dests.GetValueOrDefault(name);
+        var prefix = d?.Prefix ?? K.Prefix(name);
+        int pdus = _catchUp.Scan(prefix).Count(), edus = d?.Ephemeral.Count ?? 0;
+        foreach (var (_, v) in _outbound.Scan(prefix))
+            if (v.AsSpan().StartsWith("{\"room_id\""u8)) pdus++; else edus++;
+        var failing = d is { Failures: > 0 };
+        return new DestinationInfo(name, failing ? d!.LastFailureMs : 0, failing ? d!.LastDelayMs : 0, failing ? d!.SinceMs : null,
+            _delivered.TryGetValue(name, out var seq) ? seq : null, pdus, edus, d?.Failures ?? 0, d?.CatchUp ?? false);
     }
 
     /// <summary>What is queued for <paramref name="destination"/> and how its sending goes.</summary>
@@ -463,7 +517,9 @@ public sealed partial class FederationQueue : IHostedService, IDisposable
             // Any answer but RetryLater shows the destination is up.
             var hadFailures = d.Failures > 0;
             d.Failures = 0;
-            d.IntervalMs = d.RetryAtMs = d.SinceMs = 0;
+            d.IntervalMs = d.RetryAtMs = d.SinceMs = d.LastFailureMs = d.LastDelayMs = 0;
+            var sent = batch.CatchUpKeys is { } caught ? caught.Max(k => k.Seq) : batch.LastSeq;
+            _delivered[d.Name] = Math.Max(sent, _delivered.GetValueOrDefault(d.Name));
             if (hadFailures) SaveState(d, wb);
         }
         else
@@ -472,6 +528,8 @@ public sealed partial class FederationQueue : IHostedService, IDisposable
             if (d.SinceMs == 0) d.SinceMs = now;
             var delay = NextDelay(d);
             d.RetryAtMs = now + delay;
+            d.LastFailureMs = now;
+            d.LastDelayMs = delay;
             LogBackingOff(d.Name, d.Failures, delay);
             if (!d.CatchUp && now - d.SinceMs > (long)_options.CatchUpAfter.TotalMilliseconds) EnterCatchUp(d, wb);
             SaveState(d, wb);
@@ -557,6 +615,9 @@ public sealed partial class FederationQueue : IHostedService, IDisposable
             d.RetryAtMs = s["retry_at"]?.GetValue<long>() ?? 0;
             d.SinceMs = s["since"]?.GetValue<long>() ?? 0;
             d.CatchUp = s["catch_up"]?.GetValue<bool>() ?? false;
+            // Not stored: the last attempt is about when the retry was planned from.
+            d.LastFailureMs = d.IntervalMs > 0 ? Math.Max(d.SinceMs, d.RetryAtMs - d.IntervalMs) : d.SinceMs;
+            d.LastDelayMs = Math.Max(0, d.RetryAtMs - d.LastFailureMs);
         }
         // One seek per destination: its first key names it, the last key of its prefix holds its newest sequence number.
         byte[] start = [];
@@ -598,6 +659,9 @@ public sealed partial class FederationQueue : IHostedService, IDisposable
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "{Destination} contacted us: its backoff is reset")]
     partial void LogWoken(string destination);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "An admin reset the connection to {Destination}: its backoff is over")]
+    partial void LogReset(string destination);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "The outbound queue of {Destination} failed; retrying in {DelayMs} ms")]
     partial void LogLoopFailed(Exception e, string destination, long delayMs);

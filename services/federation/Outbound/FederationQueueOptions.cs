@@ -47,3 +47,11 @@ public sealed record FederationQueueOptions
 /// <param name="Waiting">The destination's loop is waiting for <paramref name="RetryAt"/> (or a wake-up).</param>
 /// <param name="Sending">A transaction is in flight.</param>
 public sealed record DestinationStatus(string Destination, int Pending, int Failures, DateTimeOffset? RetryAt, bool CatchingUp, bool Waiting, bool Sending);
+
+/// <summary>
+/// A destination as the admin API shows it (Synapse's "Federation API" fields): the last failed attempt and the delay
+/// after it (0 when not failing), when the current failures began (null when not failing), the newest queue sequence
+/// number delivered since the start (null if none), and what is queued for it.
+/// </summary>
+public sealed record DestinationInfo(string Destination, long RetryLastTs, long RetryInterval, long? FailureTs, ulong? LastSuccessfulSeq,
+    int QueuedPdus, int QueuedEdus, int Failures, bool CatchingUp);

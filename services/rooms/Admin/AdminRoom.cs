@@ -58,7 +58,7 @@ public sealed partial class AdminRoom(RoomStore rooms, RoomStream stream, EventS
                 // Split mode: keys may not be up yet.
                 LogSetupRetry(log, e.Message);
                 await Task.Delay(delay, ct);
-                delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromSeconds(30).Ticks));
+                delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromSeconds(2).Ticks));
             }
         }
         await listening;

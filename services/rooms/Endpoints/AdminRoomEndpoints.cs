@@ -24,6 +24,9 @@ namespace Conduit.Rooms;
 /// a remote join may bring it back unless it is blocked. <c>new_room_user_id</c> (a room to move the members to) is
 /// not supported. A history purge (<see cref="RoomPurger.PurgeHistoryAsync"/>) is done before the answer too: its
 /// status is <c>complete</c> (or <c>failed</c>, with <c>error</c>) at once.
+/// Also Synapse's fetch_event (any stored event, PDU format with unsigned), and Conduit's own: an event's whole auth
+/// chain, and taking a room off federation (Conduit's disable-room: its events are not sent, and other servers' PDUs,
+/// EDUs and requests about it are refused; local users keep using it).
 /// </summary>
 public sealed class AdminRoomEndpoints(RoomStore rooms, EventSender sender, RoomPurger purger, ClientEvents format, GlobalConfig config)
 {
@@ -46,6 +49,9 @@ public sealed class AdminRoomEndpoints(RoomStore rooms, EventSender sender, Room
         app.Map(RouteTable.AdminPurgeHistory, PurgeHistory);
         app.Map(RouteTable.AdminPurgeHistoryToEvent, PurgeHistory);
         app.Map(RouteTable.AdminPurgeHistoryStatus, PurgeHistoryStatus);
+        app.Map(RouteTable.AdminFetchEvent, FetchEvent);
+        app.Map(RouteTable.AdminAuthChain, AuthChain);
+        app.Map(RouteTable.AdminRoomFederation, RoomFederation);
     }
 
     /// <summary>The admin room (<see cref="AdminBot"/>) is never deleted or blocked: the server would lose its admin room.</summary>
@@ -163,8 +169,14 @@ public sealed class AdminRoomEndpoints(RoomStore rooms, EventSender sender, Room
     }
 
     // ---- GET/PUT /_synapse/admin/v1/rooms/{roomId}/block (a room need not be known here to be blocked)
+    //      GET/PUT /_conduit/admin/v1/rooms/{roomId}/federation {"disabled"} (likewise)
 
-    async Task Block(HttpContext ctx)
+    Task Block(HttpContext ctx) => RoomFlag(ctx, "block", rooms.Blocked, rooms.SetBlocked);
+
+    Task RoomFederation(HttpContext ctx) => RoomFlag(ctx, "disabled", rooms.FederationDisabled, rooms.SetFederationDisabled);
+
+    /// <summary>An admin's flag on a room: PUT <c>{field: bool}</c> sets or clears it, GET says whether it is set and by whom.</summary>
+    async Task RoomFlag(HttpContext ctx, string field, Func<string, JsonObject?> get, Action<string, string?> set)
     {
         var c = Caller.Admin(ctx);
         var roomId = ctx.Route("roomId");
@@ -172,16 +184,54 @@ public sealed class AdminRoomEndpoints(RoomStore rooms, EventSender sender, Room
         if (HttpMethods.IsPut(ctx.Request.Method))
         {
             var body = await ctx.Request.ReadJsonObjectAsync();
-            if (body["block"] is not JsonValue v || !v.TryGetValue(out bool block)) throw Err.BadJson("block must be a boolean");
-            if (block) NotTheAdminRoom(roomId);
-            rooms.SetBlocked(roomId, block ? c.UserId : null);
-            await ctx.Response.WriteJsonAsync(new JsonObject { ["block"] = block });
+            if (body[field] is not JsonValue v || !v.TryGetValue(out bool on)) throw Err.BadJson($"{field} must be a boolean");
+            if (on && field == "block") NotTheAdminRoom(roomId);
+            set(roomId, on ? c.UserId : null);
+            await ctx.Response.WriteJsonAsync(new JsonObject { [field] = on });
             return;
         }
-        var blocked = rooms.Blocked(roomId);
-        var answer = new JsonObject { ["block"] = blocked is not null };
-        if (blocked?["user_id"] is { } by) answer["user_id"] = by.DeepClone();
+        var flag = get(roomId);
+        var answer = new JsonObject { [field] = flag is not null };
+        if (flag?["user_id"] is { } by) answer["user_id"] = by.DeepClone();
         await ctx.Response.WriteJsonAsync(answer);
+    }
+
+    // ---- GET /_synapse/admin/v1/fetch_event/{eventId}, GET /_conduit/admin/v1/events/{eventId}/auth_chain
+
+    StoredEvent KnownEvent(HttpContext ctx)
+    {
+        var eventId = ctx.Route("eventId");
+        if (!Ids.IsEventId(eventId)) throw Err.InvalidParam("Not an event ID");
+        return rooms.Event(eventId) ?? throw Err.NotFound("Event not found");
+    }
+
+    /// <summary>The event as stored (redacted if it was), PDU format with its event_id and the unsigned a client would get.</summary>
+    async Task FetchEvent(HttpContext ctx)
+    {
+        Caller.Admin(ctx);
+        var e = KnownEvent(ctx);
+        var pdu = e.Meta["redacted_by"] is null ? e.Pdu.DeepClone().AsObject() : Redaction.Redact(e.Pdu, rooms.VersionOf(e.RoomId) ?? RoomVersion.V11);
+        if (!pdu.ContainsKey("event_id")) pdu["event_id"] = e.EventId;
+        var unsigned = pdu["unsigned"] as JsonObject ?? [];
+        foreach (var (k, v) in format.Format(e)["unsigned"]!.AsObject()) unsigned[k] = v?.DeepClone();
+        pdu["unsigned"] = unsigned;
+        await ctx.Response.WriteJsonAsync(new JsonObject { ["event"] = pdu });
+    }
+
+    /// <summary>Conduit's get-auth-chain: the event's full auth chain (events held here), nearest first, and how long it took.</summary>
+    async Task AuthChain(HttpContext ctx)
+    {
+        Caller.Admin(ctx);
+        var e = KnownEvent(ctx);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var chain = rooms.AuthChain(e.EventId);
+        var elapsed = clock.ElapsedMilliseconds;
+        await ctx.Response.WriteJsonAsync(new JsonObject
+        {
+            ["auth_chain"] = new JsonArray([.. chain.Select(id => (JsonNode)id)]),
+            ["count"] = chain.Count,
+            ["elapsed_ms"] = elapsed,
+        });
     }
 
     // ---- DELETE /_synapse/admin/v2/rooms/{roomId}

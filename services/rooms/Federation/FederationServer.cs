@@ -25,6 +25,7 @@ public sealed partial class FederationServer(RoomStore rooms, StateStore states,
     public async Task<FederateReply> HandleAsync(FederateRequest r, CancellationToken ct)
     {
         JsonObject body = r.Body.Length > 0 ? RequestJson.ParseObject(r.Body, "Request body") : [];
+        RefuseDisabled(r);
         JsonObject answer = r.Operation switch
         {
             "make_join" => await MakeAsync(r, "join", ct),
@@ -47,12 +48,33 @@ public sealed partial class FederationServer(RoomStore rooms, StateStore states,
             "hierarchy" => Hierarchy(r),
             "exchange_third_party_invite" => await ExchangeThirdPartyInviteAsync(r, body, ct),
             "onbind" => await OnBindAsync(body, ct),
+            "disabled_rooms" => DisabledRooms(body),
             _ => throw Err.Unrecognized(),
         };
         return new FederateReply { Status = 200, Body = answer.ToJsonString() };
     }
 
     // ---- access
+
+    const string DisabledMessage = "Federation of this room is disabled on this server";
+
+    /// <summary>
+    /// A room an admin took off federation (Conduit's disable-room) is refused to other servers: every request about it
+    /// (an /event of it included) is 403. A transaction's PDUs of it each get an error instead (<see cref="PdusAsync"/>).
+    /// </summary>
+    void RefuseDisabled(FederateRequest r)
+    {
+        if (r.Operation is "pdus" or "query_directory" or "public_rooms" or "onbind" or "disabled_rooms") return;
+        var roomId = r.Operation == "event" ? rooms.Event(r.EventId)?.RoomId : r.RoomId;
+        if (!string.IsNullOrEmpty(roomId) && rooms.FederationDisabled(roomId) is not null) throw Err.Forbidden(DisabledMessage);
+    }
+
+    /// <summary>The federation service asks which rooms of a transaction's EDUs are off federation (their EDUs are dropped).</summary>
+    JsonObject DisabledRooms(JsonObject body)
+    {
+        var asked = Strings(body["room_ids"]).Take(1000);
+        return new JsonObject { ["room_ids"] = new JsonArray([.. asked.Distinct().Where(id => rooms.FederationDisabled(id) is not null).Select(id => (JsonNode)id)]) };
+    }
 
     RoomVersion KnownRoom(string roomId, string origin)
     {
@@ -384,6 +406,12 @@ public sealed partial class FederationServer(RoomStore rooms, StateStore states,
         if (rooms.VersionOf(r.RoomId) is not { } version || rooms.Info(r.RoomId)?["state_group"] is null)
         {
             LogUnknownRoom(log, r.Origin, r.RoomId, pdus.Count);
+            return new JsonObject { ["pdus"] = results };
+        }
+        if (rooms.FederationDisabled(r.RoomId) is not null)
+        {
+            foreach (var pdu in pdus)
+                if (EventHashing.TryEventId(pdu, version) is { } id) results[id] = new JsonObject { ["error"] = DisabledMessage };
             return new JsonObject { ["pdus"] = results };
         }
         var aclDenied = !ServerAcl.Allows(rooms.StateContent(r.RoomId, "m.room.server_acl"), r.Origin);

@@ -223,13 +223,24 @@ public sealed class RoomStore(IKeyValueStore store)
     }
 
     /// <summary>Who blocked the room and when (admin API), or null.</summary>
-    public JsonObject? Blocked(string roomId) => store.Map(RoomsFamilies.Blocked).Get(RoomsFamilies.BlockedKey(roomId)) is { } v ? Obj(v) : null;
+    public JsonObject? Blocked(string roomId) => Flag(RoomsFamilies.Blocked, RoomsFamilies.BlockedKey(roomId));
 
-    public void SetBlocked(string roomId, string? byUser)
+    public void SetBlocked(string roomId, string? byUser) => SetFlag(RoomsFamilies.Blocked, RoomsFamilies.BlockedKey(roomId), byUser);
+
+    /// <summary>Who took the room off federation and when (Conduit admin API), or null while it federates.</summary>
+    public JsonObject? FederationDisabled(string roomId) => Flag(RoomsFamilies.FederationDisabled, RoomsFamilies.FederationDisabledKey(roomId));
+
+    public void SetFederationDisabled(string roomId, string? byUser) => SetFlag(RoomsFamilies.FederationDisabled, RoomsFamilies.FederationDisabledKey(roomId), byUser);
+
+    /// <summary>An admin's flag on a room: {user_id, ts} of who set it, or null when not set.</summary>
+    JsonObject? Flag(string family, byte[] key) => store.Map(family).Get(key) is { } v ? Obj(v) : null;
+
+    /// <summary>Sets the flag as set by <paramref name="byUser"/> now, or clears it (null).</summary>
+    void SetFlag(string family, byte[] key, string? byUser)
     {
-        var map = store.Map(RoomsFamilies.Blocked);
-        if (byUser is null) map.Delete(RoomsFamilies.BlockedKey(roomId));
-        else map.Put(RoomsFamilies.BlockedKey(roomId), Json(new JsonObject { ["user_id"] = byUser, ["ts"] = Ids.NowMs() }));
+        var map = store.Map(family);
+        if (byUser is null) map.Delete(key);
+        else map.Put(key, Json(new JsonObject { ["user_id"] = byUser, ["ts"] = Ids.NowMs() }));
     }
 
     /// <summary>Forgetting drops the user's record of a room they left, so it leaves their /sync.</summary>

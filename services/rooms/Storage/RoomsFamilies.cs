@@ -125,6 +125,11 @@ public static class RoomsFamilies
         "JSON {user_id, ts}: a room an admin blocked (Synapse admin API block, or a deletion with block): no local user may join, knock or be invited into it");
     public static byte[] BlockedKey(string roomId) => K.Utf8(roomId);
 
+    public const string FederationDisabled = "rooms_federation_disabled";
+    static readonly ColumnFamily FederationDisabledFamily = new(FederationDisabled, "room_id",
+        "JSON {user_id, ts}: a room an admin took off federation (Conduit admin API): its events are not sent to other servers, their PDUs, EDUs and requests about it are refused");
+    public static byte[] FederationDisabledKey(string roomId) => K.Utf8(roomId);
+
     public const string History = "rooms_history";
     static readonly ColumnFamily HistoryFamily = new(History, "room_id 0xFF (2^63-1 - depth) (8-byte big-endian) 0xFF event_id",
         "empty: an event from before this server joined, fetched with /backfill and kept as an outlier; newest (highest depth) first");
@@ -149,6 +154,6 @@ public static class RoomsFamilies
         PdusFamily, EventMetaFamily, TimelineFamily, StateFamily, InfoFamily, UserRoomsFamily, MembershipLogFamily, MembersFamily,
         AliasesFamily, RoomAliasesFamily, TxnsFamily, DirectoryFamily, StateKeyShortFamily, ShortStateKeyFamily, EventIdShortFamily,
         ShortEventIdFamily, StateGroupsFamily, RelationsFamily, ThreadsFamily, ThreadInfoFamily, ThreadUsersFamily, CountersFamily,
-        StreamFamily, HistoryFamily, BlockedFamily,
+        StreamFamily, HistoryFamily, BlockedFamily, FederationDisabledFamily,
     ];
 }
