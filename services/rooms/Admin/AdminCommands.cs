@@ -429,7 +429,7 @@ public sealed class AdminCommands(RoomStore rooms, InternalCalls calls, Deployme
 
     /// <summary>A point in time: milliseconds since the epoch, a date or date-time (UTC), or an age ("30d", "12h", "15m") before now
     /// (after now with <paramref name="future"/>).</summary>
-    static long Time(string s, bool future = false)
+    internal static long Time(string s, bool future = false)
     {
         if (long.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out var ms)) return ms;
         if (s.Length > 1 && long.TryParse(s[..^1], NumberStyles.None, CultureInfo.InvariantCulture, out var n))
@@ -468,7 +468,7 @@ public sealed class AdminCommands(RoomStore rooms, InternalCalls calls, Deployme
     }
 
     /// <summary>The first line (the command) and the content of a ``` code block after it, if any.</summary>
-    static (string Line, string? Block) SplitBlock(string body)
+    internal static (string Line, string? Block) SplitBlock(string body)
     {
         var fence = body.IndexOf("```", StringComparison.Ordinal);
         if (fence < 0) return (body, null);
