@@ -44,6 +44,8 @@ public sealed class AdminCommands(RoomStore rooms, InternalCalls calls, Deployme
         ["reset-password"] = ("users", "reset-password"),
         ["deactivate-user"] = ("users", "deactivate"),
         ["make-user-admin"] = ("users", "make-admin"),
+        ["deactivate-all"] = ("users", "deactivate-all"),
+        ["purge-media-from-users"] = ("media", "delete-user"),
         ["list-rooms"] = ("rooms", "list"),
         ["remove-alias"] = ("rooms", "remove-alias"),
         ["purge-history"] = ("rooms", "purge-history"),
@@ -163,6 +165,18 @@ public sealed class AdminCommands(RoomStore rooms, InternalCalls calls, Deployme
             await Call("POST", "/_synapse/admin/v1/deactivate/" + Esc(userId), new JsonObject { ["erase"] = false }, a, ct);
             return $"Deactivated {userId}: its devices are logged out and it has left its rooms.";
         });
+        Add("users", "deactivate-all", "```USER...```", "Deactivate every account listed (one per line in a code block, or as arguments).", async (a, ct) =>
+        {
+            var users = Listed(a).Select(LocalUser).ToList();
+            if (users.Count == 0) throw new CommandError("List the users in a code block after the command.");
+            var failed = new List<string>();
+            foreach (var userId in users)
+            {
+                var r = await calls.SendAsync("POST", "/_synapse/admin/v1/deactivate/" + Esc(userId), new JsonObject { ["erase"] = false }, a.Caller, ct);
+                if (!r.Ok) failed.Add($"{userId} ({r.Error})");
+            }
+            return $"Deactivated {users.Count - failed.Count} of {users.Count} accounts." + (failed.Count > 0 ? " Not deactivated: " + string.Join(", ", failed) : "");
+        });
         Add("users", "reset-password", "<user> [password]", "Set a new password (generated when none is given) and log the account out everywhere.", async (a, ct) =>
         {
             var userId = LocalUser(a.Word(0, "the user"));
@@ -221,6 +235,15 @@ public sealed class AdminCommands(RoomStore rooms, InternalCalls calls, Deployme
             (a, ct) => EachMedia(a, "DELETE", "/_synapse/admin/v1/media/{0}/{1}", "Deleted", ct));
         Add("media", "block", "<mxc://server/id>...", "Quarantine media: it is no longer served, and a new upload of the same content is blocked.",
             (a, ct) => EachMedia(a, "POST", "/_synapse/admin/v1/media/quarantine/{0}/{1}", "Quarantined", ct));
+        Add("media", "delete-user", "<user>...", "Delete every upload of the users given (as arguments or one per line in a code block).", async (a, ct) =>
+        {
+            var users = Listed(a).Select(LocalUser).ToList();
+            if (users.Count == 0) throw new CommandError("Give at least one user.");
+            long total = 0;
+            foreach (var userId in users)
+                total += (await Call("DELETE", $"/_synapse/admin/v1/users/{Esc(userId)}/media", null, a, ct))["total"]?.GetValue<long>() ?? 0;
+            return $"Deleted {total} files uploaded by {string.Join(", ", users)}.";
+        });
         Add("media", "purge-before", "<time> [--local-only|--remote-only]", "Delete media last used before a time (a date, a timestamp in ms, or an age such as 30d): local uploads and cached remote media.", async (a, ct) =>
         {
             var before = Time(a.Plain.FirstOrDefault() ?? throw new CommandError("Missing the time."));
@@ -441,9 +464,13 @@ public sealed class AdminCommands(RoomStore rooms, InternalCalls calls, Deployme
         throw new CommandError($"`{s}` is not a time: give a date (2026-11-30), a timestamp in milliseconds, or an age such as 30d.");
     }
 
+    /// <summary>The plain arguments and the code block's entries (split on lines, spaces and commas).</summary>
+    static List<string> Listed(Args a)
+        => a.Plain.Concat(a.Block?.Split((char[])['\n', ' ', '\t', ','], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? []).ToList();
+
     IEnumerable<(string Server, string Id)> Mxcs(Args a)
     {
-        var uris = a.Plain.Concat(a.Block?.Split((char[])['\n', ' ', '\t', ','], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? []).ToList();
+        var uris = Listed(a);
         if (uris.Count == 0) throw new CommandError("Give at least one mxc:// URI.");
         foreach (var u in uris)
         {
