@@ -73,6 +73,19 @@ public sealed class RoomInfoEndpoints(RoomStore rooms, RoomSummaries summaries, 
         return reason.Length <= 1000 ? (reason, body) : throw Err.InvalidParam("'reason' is longer than 1000 characters");
     }
 
+    long _lastReportTs;
+
+    /// <summary>Now, or a millisecond after the last report if that is not later, so reports sort in the order received.</summary>
+    long NextReportTs()
+    {
+        while (true)
+        {
+            var last = Interlocked.Read(ref _lastReportTs);
+            var ts = Math.Max(Ids.NowMs(), last + 1);
+            if (Interlocked.CompareExchange(ref _lastReportTs, ts, last) == last) return ts;
+        }
+    }
+
     /// <summary>
     /// Kept under received_ts and a random ID; the admin API names a report by both (<see cref="AdminReportEndpoints"/>).
     /// <paramref name="score"/>: an event report's score (-100 most offensive to 0), which the spec no longer asks for but
@@ -87,7 +100,7 @@ public sealed class RoomInfoEndpoints(RoomStore rooms, RoomSummaries summaries, 
         o["reason"] = reason;
         if (score is not null) o["score"] = score;
         using var b = rooms.Store.CreateBatch();
-        b.Put(RoomsFamilies.Reports, RoomsFamilies.ReportKey(Ids.NowMs(), Ids.Random(12)), Encoding.UTF8.GetBytes(o.ToJsonString()));
+        b.Put(RoomsFamilies.Reports, RoomsFamilies.ReportKey(NextReportTs(), Ids.Random(12)), Encoding.UTF8.GetBytes(o.ToJsonString()));
         rooms.Store.Write(b);
     }
 
