@@ -70,10 +70,11 @@ public sealed class AccountStore(IKeyValueStore store, GlobalConfig config, E2ee
     /// <summary>
     /// Creates the account (M_USER_IN_USE if taken) and, unless inhibited, a first device. The first full account of
     /// the server (no other account but guests exists) becomes a server admin, as in Conduit. <paramref name="alongside"/>
-    /// adds to the same batch (a registration token's use).
+    /// adds to the same batch (a registration token's use). <paramref name="displayname"/> (the localpart when null) and
+    /// <paramref name="admin"/> are shared-secret registration's.
     /// </summary>
     public LoginResult? Register(string localpart, string password, string? deviceId, string? deviceName, bool inhibitLogin, string? ip, string? userAgent = null, bool refreshable = false,
-        Action<IWriteBatch>? alongside = null)
+        Action<IWriteBatch>? alongside = null, string? displayname = null, bool admin = false)
     {
         var userId = Ids.UserId(localpart, config.ServerName);
         var hash = PasswordHasher.Hash(password);
@@ -81,8 +82,8 @@ public sealed class AccountStore(IKeyValueStore store, GlobalConfig config, E2ee
         {
             if (Exists(userId) || IsReserved(userId)) throw Err.UserInUse();
             using var b = store.CreateBatch();
-            var user = NewUser(hash, localpart);
-            if (!AnyFullAccount()) user["admin"] = true;
+            var user = NewUser(hash, displayname ?? localpart);
+            if (admin || !AnyFullAccount()) user["admin"] = true;
             PutUser(b, userId, user);
             LoginResult? login = null;
             if (!inhibitLogin) login = AddDevice(b, userId, deviceId, deviceName, new SessionOrigin(ip, userAgent, refreshable), out _);

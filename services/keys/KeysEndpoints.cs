@@ -53,14 +53,14 @@ public sealed partial class KeysEndpoints(AccountStore accounts, KeyBackupStore 
     static string Ip(HttpContext ctx) => ClientIp.Of(ctx) ?? "unknown";
 
     /// <summary>Where a new session comes from, as its device records it (the user agent bounded in length).</summary>
-    static SessionOrigin Origin(HttpContext ctx, bool refreshable = false)
+    internal static SessionOrigin Origin(HttpContext ctx, bool refreshable = false)
     {
         var ua = ctx.Request.Headers.UserAgent.ToString();
         return new SessionOrigin(Ip(ctx), ua.Length == 0 ? null : ua[..Math.Min(ua.Length, 512)], refreshable);
     }
 
     /// <summary>The answer of /login and /register: refresh_token and expires_in_ms when the client asked for them.</summary>
-    JsonObject LoginJson(LoginResult r)
+    internal JsonObject LoginJson(LoginResult r)
     {
         var o = new JsonObject
         {

@@ -13,7 +13,7 @@ public static class KeysService
 {
     public static IServiceCollection AddKeysService(this IServiceCollection services)
         => services.AddRateLimits().AddSingleton<AccountStore>().AddSingleton<KeyBackupStore>().AddSingleton<Uia>()
-            .AddSingleton<KeysEndpoints>().AddSingleton<RegistrationTokens>().AddSingleton<AdminEndpoints>().AddSingleton<KeyBackupEndpoints>().AddSingleton<ThirdPartyIdentityEndpoints>().AddSingleton<KeysGrpcService>()
+            .AddSingleton<KeysEndpoints>().AddSingleton<RegistrationTokens>().AddSingleton<AdminEndpoints>().AddSingleton<SharedSecretRegistration>().AddSingleton<KeyBackupEndpoints>().AddSingleton<ThirdPartyIdentityEndpoints>().AddSingleton<KeysGrpcService>()
             .AddSingleton<KeysStream>().AddSingleton<E2eeStore>().AddSingleton<CrossSigning>().AddSingleton<E2eeEndpoints>()
             .AddSingleton<RemoteDeviceLists>().AddSingleton<FederatedKeys>().AddHostedService<DeviceListSender>();
 
@@ -21,6 +21,7 @@ public static class KeysService
     {
         app.ServiceProvider.GetRequiredService<KeysEndpoints>().Map(app);
         app.ServiceProvider.GetRequiredService<AdminEndpoints>().Map(app);
+        app.ServiceProvider.GetRequiredService<SharedSecretRegistration>().Map(app);
         app.ServiceProvider.GetRequiredService<E2eeEndpoints>().Map(app);
         app.ServiceProvider.GetRequiredService<KeyBackupEndpoints>().Map(app);
         app.ServiceProvider.GetRequiredService<ThirdPartyIdentityEndpoints>().Map(app);

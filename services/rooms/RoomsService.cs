@@ -14,7 +14,7 @@ public static class RoomsService
             .AddSingleton<EventSigner>().AddHostedService(sp => sp.GetRequiredService<EventSigner>()).AddSingleton<EventSender>().AddSingleton<GuestAccessEnforcer>().AddHostedService(sp => sp.GetRequiredService<GuestAccessEnforcer>())
             .AddSingleton<Relations>().AddSingleton<ClientEvents>().AddSingleton<Visibility>().AddSingleton<SyncBuilder>().AddSingleton<PushFeed>().AddSingleton<DeviceLists>().AddSingleton<RoomParams>()
             .AddSingleton<CreateRoomEndpoint>().AddSingleton<MembershipEndpoints>().AddSingleton<EventEndpoints>().AddSingleton<ReadEndpoints>()
-            .AddSingleton<AliasEndpoints>().AddSingleton<UpgradeEndpoint>().AddSingleton<SearchEndpoint>().AddSingleton<RoomSummaries>().AddSingleton<RoomInfoEndpoints>().AddSingleton<SpaceEndpoints>().AddSingleton<DirectoryEndpoints>().AddSingleton<AdminRoomEndpoints>().AddSingleton<RelationEndpoints>().AddSingleton<UserDirectoryEndpoint>().AddSingleton<RoomsGrpcService>()
+            .AddSingleton<AliasEndpoints>().AddSingleton<UpgradeEndpoint>().AddSingleton<SearchEndpoint>().AddSingleton<RoomSummaries>().AddSingleton<RoomInfoEndpoints>().AddSingleton<SpaceEndpoints>().AddSingleton<DirectoryEndpoints>().AddSingleton<AdminRoomEndpoints>().AddSingleton<AdminReportEndpoints>().AddSingleton<RelationEndpoints>().AddSingleton<UserDirectoryEndpoint>().AddSingleton<RoomsGrpcService>()
             .AddSingleton<RemoteServers>().AddSingleton<FederationServer>().AddSingleton<RemoteMembership>().AddSingleton<IdentityKeyCheck>().AddSingleton<ThirdPartyInvites>().AddSingleton<FederationFeed>().AddSingleton<RemoteHistory>().AddSingleton<RemoteTimestamps>()
             .AddSingleton<Admin.AdminCommands>().AddSingleton<Admin.AdminRoom>().AddHostedService(sp => sp.GetRequiredService<Admin.AdminRoom>());
 
@@ -26,6 +26,7 @@ public static class RoomsService
         sp.GetRequiredService<EventEndpoints>().Map(app);
         sp.GetRequiredService<ReadEndpoints>().Map(app);
         sp.GetRequiredService<AdminRoomEndpoints>().Map(app);
+        sp.GetRequiredService<AdminReportEndpoints>().Map(app);
         sp.GetRequiredService<AliasEndpoints>().Map(app);
         sp.GetRequiredService<UpgradeEndpoint>().Map(app);
         sp.GetRequiredService<SearchEndpoint>().Map(app);

@@ -1,4 +1,6 @@
 using System.Net;
+using System.Security.Cryptography;
+using System.Text;
 using System.Text.Json.Nodes;
 using static Conduit.Functional.Tests.MatrixClient;
 
@@ -13,7 +15,8 @@ public abstract partial class AdminApiTests(ServerFixture server, MatrixClient f
 {
     public const string ConfigToken = "config-token";
     public const string ConfigAdmin = "cfg_admin";
-    public const string Config = $"rate_limits = {{ enabled = false }}\nregistration_requires_token = true\nregistration_token = \"{ConfigToken}\"\nadmins = [\"@{ConfigAdmin}:test.local\"]";
+    public const string SharedSecret = "shared-secret-for-tests";
+    public const string Config = $"rate_limits = {{ enabled = false }}\nregistration_requires_token = true\nregistration_token = \"{ConfigToken}\"\nadmins = [\"@{ConfigAdmin}:test.local\"]\nregistration_shared_secret = \"{SharedSecret}\"";
     const string A = "/_synapse/admin";
 
     static void Error(Response r, HttpStatusCode status, string errcode)
@@ -37,6 +40,36 @@ public abstract partial class AdminApiTests(ServerFixture server, MatrixClient f
             c.DeviceId = done.Obj["device_id"]!.GetValue<string>();
         }
         return (done, c);
+    }
+
+    /// <summary>A nonce from GET /_synapse/admin/v1/register (no access token).</summary>
+    public static async Task<string> Nonce(ServerFixture server)
+    {
+        var nonce = (await new MatrixClient(server).Call("GET", "/_synapse/admin/v1/register", auth: false)).Ok().Obj["nonce"]!.GetValue<string>();
+        Assert.Matches("^[0-9a-f]{64,}$", nonce);
+        return nonce;
+    }
+
+    /// <summary>The mac as register_new_matrix_user computes it: HMAC-SHA1 keyed with the secret over the NUL-separated fields.</summary>
+    public static string Mac(string secret, string nonce, string username, string password, bool admin, string? userType = null)
+    {
+        var message = nonce + "\0" + username + "\0" + password + "\0" + (admin ? "admin" : "notadmin") + (userType is null ? "" : "\0" + userType);
+        return Convert.ToHexStringLower(HMACSHA1.HashData(Encoding.UTF8.GetBytes(secret), Encoding.UTF8.GetBytes(message)));
+    }
+
+    /// <summary>POST /_synapse/admin/v1/register with a fresh nonce (or the one given) and the right mac (or the one given).</summary>
+    public static async Task<(Response Answer, string Nonce)> SharedSecretRegister(ServerFixture server, string secret, string username, string password, bool admin,
+        string? nonce = null, string? mac = null, string? userType = null, string? displayname = null)
+    {
+        nonce ??= await Nonce(server);
+        var body = new JsonObject
+        {
+            ["nonce"] = nonce, ["username"] = username, ["password"] = password, ["admin"] = admin,
+            ["mac"] = mac ?? Mac(secret, nonce, username, password, admin, userType),
+        };
+        if (userType is not null) body["user_type"] = userType;
+        if (displayname is not null) body["displayname"] = displayname;
+        return (await new MatrixClient(server).Call("POST", "/_synapse/admin/v1/register", body, auth: false), nonce);
     }
 
     async Task<MatrixClient> NewUser(string? localpart = null)
@@ -472,6 +505,149 @@ public abstract partial class AdminApiTests(ServerFixture server, MatrixClient f
         Error(await first.Post($"{A}/v1/registration_tokens/new", new JsonObject { ["length"] = 65 }), HttpStatusCode.BadRequest, "M_INVALID_PARAM");
         Error(await first.Put($"{A}/v1/registration_tokens/nope", new JsonObject { ["uses_allowed"] = 1 }), HttpStatusCode.NotFound, "M_NOT_FOUND");
         Error(await new MatrixClient(server).Call("GET", "/_matrix/client/v1/register/m.login.registration_token/validity", auth: false), HttpStatusCode.BadRequest, "M_MISSING_PARAM");
+    }
+
+    // ---- reports (Synapse's event, room and user reports admin API)
+
+    static JsonObject Only(JsonObject list, string key)
+    {
+        Assert.Equal(1, list["total"]!.GetValue<int>());
+        return Assert.Single(list[key]!.AsArray())!.AsObject();
+    }
+
+    [Fact]
+    public async Task Reports_of_events_rooms_and_users_are_listed_filtered_fetched_and_deleted_by_admins()
+    {
+        var owner = await NewUser();
+        var reporter = await NewUser();
+        var name = UniqueName("Reported room");
+        var room = await owner.CreateRoom(new JsonObject { ["preset"] = "public_chat", ["name"] = name, ["topic"] = "a topic" });
+        (await reporter.Post($"{C}/join/{E(room)}", new JsonObject())).Ok();
+        var bad = await owner.SendText(room, "bad words");
+        var worse = await owner.SendText(room, "worse words");
+        (await reporter.Post($"{C}/rooms/{E(room)}/report/{E(bad)}", new JsonObject { ["reason"] = "spam", ["score"] = -50 })).Ok();
+        (await reporter.Post($"{C}/rooms/{E(room)}/report/{E(worse)}", new JsonObject { ["reason"] = "abuse" })).Ok();
+        (await reporter.Post($"{C}/rooms/{E(room)}/report", new JsonObject { ["reason"] = "bad room" })).Ok();
+        (await reporter.Post($"{C}/users/{E(owner.UserId)}/report", new JsonObject { ["reason"] = "bad user" })).Ok();
+        Error(await reporter.Post($"{C}/rooms/{E(room)}/report/{E(bad)}", new JsonObject { ["score"] = 5 }), HttpStatusCode.BadRequest, "M_INVALID_PARAM");
+
+        // Event reports: newest first by default, oldest first with dir=f, paged with next_token.
+        var events = (await first.Get($"{A}/v1/event_reports?room_id={E(room)}")).Ok().Obj;
+        Assert.Equal(2, events["total"]!.GetValue<int>());
+        var list = events["event_reports"]!.AsArray().Select(r => r!.AsObject()).ToList();
+        Assert.Equal(new[] { worse, bad }, list.Select(r => r["event_id"]!.GetValue<string>()));
+        Assert.Null(events["next_token"]);
+        var forwards = (await first.Get($"{A}/v1/event_reports?room_id={E(room)}&dir=f&limit=1")).Ok().Obj;
+        Assert.Equal(bad, Assert.Single(forwards["event_reports"]!.AsArray())!["event_id"]!.GetValue<string>());
+        Assert.Equal(1, forwards["next_token"]!.GetValue<int>());
+        var second = (await first.Get($"{A}/v1/event_reports?room_id={E(room)}&dir=f&limit=1&from=1")).Ok().Obj;
+        Assert.Equal(worse, Assert.Single(second["event_reports"]!.AsArray())!["event_id"]!.GetValue<string>());
+        Assert.Null(second["next_token"]);
+
+        var report = list[1];
+        var id = report["id"]!.GetValue<string>();
+        Assert.Matches("^[0-9]+-[A-Za-z0-9]+$", id);
+        Assert.Equal((room, name, owner.UserId, reporter.UserId, "spam", -50),
+            (report["room_id"]!.GetValue<string>(), report["name"]!.GetValue<string>(), report["sender"]!.GetValue<string>(),
+             report["user_id"]!.GetValue<string>(), report["reason"]!.GetValue<string>(), report["score"]!.GetValue<int>()));
+        Assert.True(report["received_ts"]!.GetValue<long>() > 0);
+        Assert.Null(list[0]["score"]);
+        var one = (await first.Get($"{A}/v1/event_reports/{id}")).Ok().Obj;
+        Assert.Equal(bad, one["event_id"]!.GetValue<string>());
+        Assert.Equal("bad words", one["event_json"]!["content"]!["body"]!.GetValue<string>());
+
+        // Filters: the reporter (user_id, a substring), the reported event's sender, the room.
+        Assert.Equal(2, (await first.Get($"{A}/v1/event_reports?user_id={E(reporter.UserId)}")).Ok().Obj["total"]!.GetValue<int>());
+        Assert.Equal(2, (await first.Get($"{A}/v1/event_reports?event_sender_user_id={E(owner.UserId)}")).Ok().Obj["total"]!.GetValue<int>());
+        Assert.Equal(0, (await first.Get($"{A}/v1/event_reports?user_id={E(owner.UserId)}&room_id={E(room)}")).Ok().Obj["total"]!.GetValue<int>());
+        Assert.Equal(0, (await first.Get($"{A}/v1/event_reports?event_sender_user_id={E(reporter.UserId)}")).Ok().Obj["total"]!.GetValue<int>());
+        Error(await first.Get($"{A}/v1/event_reports?dir=x"), HttpStatusCode.BadRequest, "M_INVALID_PARAM");
+        Error(await first.Get($"{A}/v1/event_reports?limit=-1"), HttpStatusCode.BadRequest, "M_INVALID_PARAM");
+
+        // Room and user reports, each in its own list.
+        var roomReport = Only((await first.Get($"{A}/v1/room_reports?room_id={E(room)}")).Ok().Obj, "room_reports");
+        Assert.Equal((name, "a topic", reporter.UserId, "bad room"), (roomReport["name"]!.GetValue<string>(), roomReport["topic"]!.GetValue<string>(),
+            roomReport["user_id"]!.GetValue<string>(), roomReport["reason"]!.GetValue<string>()));
+        var roomReportId = roomReport["id"]!.GetValue<string>();
+        Assert.Equal(room, (await first.Get($"{A}/v1/room_reports/{roomReportId}")).Ok().Obj["room_id"]!.GetValue<string>());
+        var userReport = Only((await first.Get($"{A}/v1/user_reports?target_user_id={E(owner.UserId)}")).Ok().Obj, "user_reports");
+        Assert.Equal((reporter.UserId, owner.UserId, "bad user"), (userReport["user_id"]!.GetValue<string>(), userReport["target_user_id"]!.GetValue<string>(),
+            userReport["reason"]!.GetValue<string>()));
+        var userReportId = userReport["id"]!.GetValue<string>();
+        Error(await first.Get($"{A}/v1/event_reports/{roomReportId}"), HttpStatusCode.NotFound, "M_NOT_FOUND");
+        Error(await first.Get($"{A}/v1/room_reports/{userReportId}"), HttpStatusCode.NotFound, "M_NOT_FOUND");
+        Error(await first.Get($"{A}/v1/user_reports/{id}"), HttpStatusCode.NotFound, "M_NOT_FOUND");
+
+        // Only admins; nothing is deleted by a refused call.
+        var anon = new MatrixClient(server);
+        foreach (var (method, path) in new[] { ("GET", $"{A}/v1/event_reports"), ("GET", $"{A}/v1/event_reports/{id}"), ("DELETE", $"{A}/v1/event_reports/{id}"),
+                     ("GET", $"{A}/v1/room_reports"), ("DELETE", $"{A}/v1/room_reports/{roomReportId}"), ("GET", $"{A}/v1/user_reports"), ("DELETE", $"{A}/v1/user_reports/{userReportId}") })
+        {
+            Error(await reporter.Call(method, path), HttpStatusCode.Forbidden, "M_FORBIDDEN");
+            Error(await anon.Call(method, path), HttpStatusCode.Unauthorized, "M_MISSING_TOKEN");
+        }
+
+        // Deleting: once, then not found.
+        Assert.Empty((await first.Call("DELETE", $"{A}/v1/event_reports/{id}")).Ok().Obj);
+        Error(await first.Get($"{A}/v1/event_reports/{id}"), HttpStatusCode.NotFound, "M_NOT_FOUND");
+        Error(await first.Call("DELETE", $"{A}/v1/event_reports/{id}"), HttpStatusCode.NotFound, "M_NOT_FOUND");
+        Assert.Equal(worse, Only((await first.Get($"{A}/v1/event_reports?room_id={E(room)}")).Ok().Obj, "event_reports")["event_id"]!.GetValue<string>());
+        (await first.Call("DELETE", $"{A}/v1/room_reports/{roomReportId}")).Ok();
+        (await first.Call("DELETE", $"{A}/v1/user_reports/{userReportId}")).Ok();
+        Assert.Equal(0, (await first.Get($"{A}/v1/room_reports?room_id={E(room)}")).Ok().Obj["total"]!.GetValue<int>());
+        Assert.Equal(0, (await first.Get($"{A}/v1/user_reports?target_user_id={E(owner.UserId)}")).Ok().Obj["total"]!.GetValue<int>());
+        foreach (var unknown in new[] { "nope", "123-abc", "-", "1-", "99999999999999999999-a", "1-a%2Fb" })
+            Error(await first.Get($"{A}/v1/event_reports/{unknown}"), HttpStatusCode.NotFound, "M_NOT_FOUND");
+    }
+
+    // ---- shared-secret registration (/_synapse/admin/v1/register)
+
+    [Fact]
+    public async Task Shared_secret_registration_creates_accounts_with_the_asked_admin_flag_and_refuses_bad_macs_and_used_nonces()
+    {
+        var name = UniqueName("ssr");
+        var (answer, nonce) = await SharedSecretRegister(server, SharedSecret, name, "pizza pw", admin: false, displayname: "Pepper Roni");
+        var ok = answer.Ok().Obj;
+        var userId = $"@{name}:test.local";
+        Assert.Equal((userId, "test.local"), (ok["user_id"]!.GetValue<string>(), ok["home_server"]!.GetValue<string>()));
+        var c = new MatrixClient(server) { Token = ok["access_token"]!.GetValue<string>() };
+        Assert.Equal(ok["device_id"]!.GetValue<string>(), (await c.Get(C + "/account/whoami")).Ok().Obj["device_id"]!.GetValue<string>());
+        (await Login(userId, "pizza pw")).Ok();
+        var info = (await first.Get($"{A}/v2/users/{E(userId)}")).Ok().Obj;
+        Assert.False(IsAdmin(info));
+        Assert.Equal("Pepper Roni", info["displayname"]!.GetValue<string>());
+        Error(await c.Get($"{A}/v1/server_version"), HttpStatusCode.Forbidden, "M_FORBIDDEN");
+
+        // A nonce serves once.
+        var (reused, _) = await SharedSecretRegister(server, SharedSecret, UniqueName("ssr"), "pw", admin: false, nonce: nonce);
+        Error(reused, HttpStatusCode.BadRequest, "M_UNKNOWN");
+        Assert.Equal("unrecognised nonce", reused.Body!["error"]!.GetValue<string>());
+        var (unknown, _) = await SharedSecretRegister(server, SharedSecret, UniqueName("ssr"), "pw", admin: false, nonce: "not-a-nonce");
+        Error(unknown, HttpStatusCode.BadRequest, "M_UNKNOWN");
+
+        // A wrong mac: another secret, or the admin flag changed after signing. The nonce is used up all the same.
+        var other = UniqueName("ssr");
+        var (wrongSecret, used) = await SharedSecretRegister(server, "not the secret", other, "pw", admin: true);
+        Error(wrongSecret, HttpStatusCode.Forbidden, "M_FORBIDDEN");
+        var freshNonce = await Nonce(server);
+        var (flipped, _) = await SharedSecretRegister(server, SharedSecret, other, "pw", admin: true, nonce: freshNonce, mac: Mac(SharedSecret, freshNonce, other, "pw", admin: false));
+        Error(flipped, HttpStatusCode.Forbidden, "M_FORBIDDEN");
+        var (retried, _) = await SharedSecretRegister(server, SharedSecret, other, "pw", admin: true, nonce: used);
+        Error(retried, HttpStatusCode.BadRequest, "M_UNKNOWN");
+        Error(await Login($"@{other}:test.local", "pw"), HttpStatusCode.Forbidden, "M_FORBIDDEN");
+
+        // An admin, with a user_type in the mac; the account can use the admin API at once.
+        var (asAdmin, _) = await SharedSecretRegister(server, SharedSecret, other, "pw", admin: true, userType: "bot");
+        var adminClient = new MatrixClient(server) { Token = asAdmin.Ok().Obj["access_token"]!.GetValue<string>() };
+        Assert.True(IsAdmin((await first.Get($"{A}/v2/users/{E($"@{other}:test.local")}")).Ok().Obj));
+        (await adminClient.Get($"{A}/v1/server_version")).Ok();
+
+        // Taken, reserved and invalid names.
+        Error((await SharedSecretRegister(server, SharedSecret, name, "pw", admin: false)).Answer, HttpStatusCode.BadRequest, "M_USER_IN_USE");
+        Error((await SharedSecretRegister(server, SharedSecret, "conduit", "pw", admin: true)).Answer, HttpStatusCode.BadRequest, "M_USER_IN_USE");
+        Error((await SharedSecretRegister(server, SharedSecret, "has space", "pw", admin: false)).Answer, HttpStatusCode.BadRequest, "M_INVALID_USERNAME");
+        var missing = await new MatrixClient(server).Call("POST", $"{A}/v1/register", new JsonObject { ["nonce"] = await Nonce(server) }, auth: false);
+        Error(missing, HttpStatusCode.BadRequest, "M_BAD_JSON");
     }
 }
 

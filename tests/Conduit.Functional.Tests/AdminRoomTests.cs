@@ -143,6 +143,9 @@ public abstract class AdminRoomTests(ServerFixture server, MatrixClient first)
         await JoinAdminRoom(promoted);
 
         Assert.Contains("Deactivated", Body(await Command(first, $"!admin users deactivate {userId} --leave-rooms")));
+        var (x, y) = (await Register(server), await Register(server));
+        Assert.Contains("Deactivated 2 of 2", Body(await Command(first, $"{Bot}: deactivate-all\n```\n{x.UserId}\n{y.UserId}\n```")));
+        Assert.Equal("M_UNKNOWN_TOKEN", (await x.Get($"{C}/account/whoami")).ErrCode);
         Assert.Equal(HttpStatusCode.Forbidden, (await Login(userId, newPassword)).Status);
         Assert.Equal("leave", (await first.Get($"{C}/rooms/{E(await AdminRoom(first))}/state/m.room.member/{E(userId)}")).Ok().Obj["membership"]!.GetValue<string>());
     }
@@ -187,6 +190,11 @@ public abstract class AdminRoomTests(ServerFixture server, MatrixClient first)
         var alias = "#" + UniqueName("del") + ":" + server.ServerName;
         (await alice.Put($"{C}/directory/room/{E(alias)}", new JsonObject { ["room_id"] = target })).Ok();
         Assert.Contains(target, Body(await Command(first, "!admin rooms list")));
+        var reported = await bob.SendText(target, "something rude");
+        (await alice.Post($"{C}/rooms/{E(target)}/report/{E(reported)}", new JsonObject { ["reason"] = "rude words" })).Ok();
+        var reports = Body(await Command(first, "!admin rooms reports"));
+        Assert.Contains(reported, reports);
+        Assert.Contains("rude words", reports);
 
         Assert.Contains("Blocked", Body(await Command(first, $"!admin rooms block {target}")));
         Assert.True((await first.Get($"/_synapse/admin/v1/rooms/{E(target)}/block")).Ok().Obj["block"]!.GetValue<bool>());
@@ -290,6 +298,9 @@ public abstract class AdminRoomTests(ServerFixture server, MatrixClient first)
             var status = (await u.Get($"/_matrix/client/v1/media/download/{uri["mxc://".Length..]}?timeout_ms=0")).Status;
             Assert.True(status == HttpStatusCode.NotFound, $"{uri} still served: {status}");
         }
+        var three = await Upload("three " + Guid.NewGuid());
+        Assert.Contains("Deleted 1 files", Body(await Command(first, $"{Bot}: purge-media-from-users\n```\n{u.UserId}\n```")));
+        Assert.Equal(HttpStatusCode.NotFound, (await u.Get($"/_matrix/client/v1/media/download/{three["mxc://".Length..]}?timeout_ms=0")).Status);
         Assert.Contains("is not a time", Body(await Command(first, "!admin media purge-before yesterday-ish")));
     }
 

@@ -6,7 +6,8 @@ namespace Conduit.Functional.Tests;
 
 public sealed class ClosedRegistrationFixture : AllInOneFixture
 {
-    protected override string Registration => "allow_registration = false";
+    public const string SharedSecret = "closed-but-shared";
+    protected override string Registration => $"allow_registration = false\nregistration_shared_secret = \"{SharedSecret}\"";
 }
 
 public sealed class TokenRegistrationFixture : AllInOneFixture
@@ -21,6 +22,15 @@ public sealed class ClosedRegistrationTests(ClosedRegistrationFixture server) : 
     {
         var r = await new MatrixClient(server).Call("POST", C + "/register", new JsonObject { ["username"] = UniqueName("x"), ["password"] = "pw" }, auth: false);
         Assert.Equal((HttpStatusCode.Forbidden, "M_FORBIDDEN"), (r.Status, r.ErrCode));
+    }
+
+    [Fact]
+    public async Task Shared_secret_registration_works_with_registration_closed()
+    {
+        var name = UniqueName("ssr");
+        var (answer, _) = await AdminApiTests.SharedSecretRegister(server, ClosedRegistrationFixture.SharedSecret, name, "pw", admin: false);
+        Assert.Equal($"@{name}:{server.ServerName}", answer.Ok().Obj["user_id"]!.GetValue<string>());
+        (await PasswordLogin(server, $"@{name}:{server.ServerName}", "pw")).Ok();
     }
 }
 
@@ -43,5 +53,17 @@ public sealed class TokenRegistrationTests(TokenRegistrationFixture server) : IC
         Assert.Equal((HttpStatusCode.Unauthorized, "M_FORBIDDEN"), (wrong.Status, wrong.ErrCode));
         var ok = (await anon.Call("POST", C + "/register", body(new JsonObject { ["type"] = "m.login.registration_token", ["token"] = "let-me-in", ["session"] = session }), auth: false)).Ok();
         Assert.Equal($"@{name}:{server.ServerName}", ok.Obj["user_id"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public async Task Shared_secret_registration_is_not_enabled_without_the_secret()
+    {
+        var anon = new MatrixClient(server);
+        foreach (var r in new[] { await anon.Call("GET", "/_synapse/admin/v1/register", auth: false),
+                     await anon.Call("POST", "/_synapse/admin/v1/register", new JsonObject { ["nonce"] = "x" }, auth: false) })
+        {
+            Assert.Equal((HttpStatusCode.BadRequest, "M_UNKNOWN"), (r.Status, r.ErrCode));
+            Assert.Equal("Shared secret registration is not enabled", r.Body!["error"]!.GetValue<string>());
+        }
     }
 }

@@ -210,6 +210,7 @@ public sealed partial class RequestFuzzer
             "keyId" => ["", "ed25519:abc"],
             "version" => ["1", "1", "2", "0", "01", "abc", "99999999999999999999", ""],
             "sessionId" => ["s" + Ids(4), "sess", new string('s', 300), "é"],
+            "reportId" => ["1-" + Ids(12), "-", "1-", "-a", "99999999999999999999-a", "1-a-b", "abc", new string('9', 300)],
             _ => ["x"],
         };
         var v = Pick(pool);
@@ -251,6 +252,9 @@ public sealed partial class RequestFuzzer
             return new JsonObject { ["username"] = "f" + Ids(8), ["password"] = "p", ["auth"] = new JsonObject { ["type"] = "m.login.dummy", ["session"] = "s" }, ["device_id"] = "D", ["initial_device_display_name"] = "n", ["inhibit_login"] = true };
         if (route == RouteTable.Login)
             return new JsonObject { ["type"] = "m.login.password", ["identifier"] = new JsonObject { ["type"] = "m.id.user", ["user"] = me }, ["password"] = "wrong", ["device_id"] = "D" };
+        if (route == RouteTable.AdminRegister)
+            return new JsonObject { ["nonce"] = Ids(64), ["username"] = "f" + Ids(8), ["password"] = "p", ["admin"] = false, ["user_type"] = "bot", ["mac"] = Ids(40) };
+        if (route == RouteTable.ReportEvent) return new JsonObject { ["reason"] = "r", ["score"] = -50 };
         if (route == RouteTable.ChangePassword) return new JsonObject { ["new_password"] = "n", ["logout_devices"] = false, ["auth"] = wrongAuth };
         if (route == RouteTable.Deactivate || route == RouteTable.Device) return new JsonObject { ["auth"] = wrongAuth, ["display_name"] = "d" };
         if (route == RouteTable.DeleteDevices) return new JsonObject { ["devices"] = new JsonArray("X"), ["auth"] = wrongAuth };

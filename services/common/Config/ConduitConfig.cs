@@ -33,6 +33,9 @@ public sealed class GlobalConfig
     /// <see cref="RegistrationToken"/> or one an admin made with the admin API (/_synapse/admin/v1/registration_tokens).
     /// Setting <see cref="RegistrationToken"/> implies it.</summary>
     public bool RegistrationRequiresToken { get; set; }
+    /// <summary>Synapse's key: when set, POST /_synapse/admin/v1/register (register_new_matrix_user and deployment tools)
+    /// creates accounts for whoever proves they know it (an HMAC-SHA1 keyed with it), even with registration off.</summary>
+    public string? RegistrationSharedSecret { get; set; }
 
     /// <summary>Whether registration (allow_registration on) asks for a registration token.</summary>
     public bool RegistrationNeedsToken() => RegistrationRequiresToken || RegistrationToken is { Length: > 0 };

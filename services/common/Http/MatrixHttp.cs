@@ -145,10 +145,12 @@ public static class MatrixHttp
         _ => throw Err.InvalidParam($"'{key}' must be true or false"),
     };
 
-    /// <summary>The "dir" query parameter: f (forwards, the default) is true, b false; 400 M_INVALID_PARAM otherwise.</summary>
-    public static bool QueryForwards(this HttpRequest r) => r.Query("dir") switch
+    /// <summary>The "dir" query parameter: f (forwards, the default unless <paramref name="fallback"/> says otherwise) is
+    /// true, b false; 400 M_INVALID_PARAM otherwise.</summary>
+    public static bool QueryForwards(this HttpRequest r, bool fallback = true) => r.Query("dir") switch
     {
-        null or "f" => true,
+        null => fallback,
+        "f" => true,
         "b" => false,
         _ => throw Err.InvalidParam("'dir' must be f or b"),
     };

@@ -126,6 +126,8 @@ public static class RouteTable
     public static readonly MatrixRoute AdminRegistrationTokens = Add(Service.Keys, SynapseAdmin + "/v1/registration_tokens", GET);
     public static readonly MatrixRoute AdminRegistrationTokenNew = Add(Service.Keys, SynapseAdmin + "/v1/registration_tokens/new", POST);
     public static readonly MatrixRoute AdminRegistrationToken = Add(Service.Keys, SynapseAdmin + "/v1/registration_tokens/{token}", GET, PUT, DELETE);
+    // Shared-secret registration (register_new_matrix_user): no access token; the HMAC with registration_shared_secret authenticates.
+    public static readonly MatrixRoute AdminRegister = Add(Service.Keys, SynapseAdmin + "/v1/register", GET, POST);
     public static readonly MatrixRoute AdminRooms = Add(Service.Rooms, SynapseAdmin + "/v1/rooms", GET);
     public static readonly MatrixRoute AdminRoom = Add(Service.Rooms, SynapseAdmin + "/v1/rooms/{roomId}", GET);
     public static readonly MatrixRoute AdminRoomMembers = Add(Service.Rooms, SynapseAdmin + "/v1/rooms/{roomId}/members", GET);
@@ -137,6 +139,12 @@ public static class RouteTable
     public static readonly MatrixRoute AdminPurgeHistory = Add(Service.Rooms, SynapseAdmin + "/v1/purge_history/{roomId}", POST);
     public static readonly MatrixRoute AdminPurgeHistoryToEvent = Add(Service.Rooms, SynapseAdmin + "/v1/purge_history/{roomId}/{eventId}", POST);
     public static readonly MatrixRoute AdminPurgeHistoryStatus = Add(Service.Rooms, SynapseAdmin + "/v1/purge_history_status/{purgeId}", GET);
+    public static readonly MatrixRoute AdminEventReports = Add(Service.Rooms, SynapseAdmin + "/v1/event_reports", GET);
+    public static readonly MatrixRoute AdminEventReport = Add(Service.Rooms, SynapseAdmin + "/v1/event_reports/{reportId}", GET, DELETE);
+    public static readonly MatrixRoute AdminRoomReports = Add(Service.Rooms, SynapseAdmin + "/v1/room_reports", GET);
+    public static readonly MatrixRoute AdminRoomReport = Add(Service.Rooms, SynapseAdmin + "/v1/room_reports/{reportId}", GET, DELETE);
+    public static readonly MatrixRoute AdminUserReports = Add(Service.Rooms, SynapseAdmin + "/v1/user_reports", GET);
+    public static readonly MatrixRoute AdminUserReport = Add(Service.Rooms, SynapseAdmin + "/v1/user_reports/{reportId}", GET, DELETE);
     public static readonly MatrixRoute AdminFetchEvent = Add(Service.Rooms, SynapseAdmin + "/v1/fetch_event/{eventId}", GET);
     // Synapse's federation admin API ("Federation API"): the outbound queue's destinations and their backoff.
     public static readonly MatrixRoute AdminDestinations = Add(Service.Federation, SynapseAdmin + "/v1/federation/destinations", GET);

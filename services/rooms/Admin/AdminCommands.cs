@@ -211,6 +211,12 @@ public sealed class AdminCommands(RoomStore rooms, InternalCalls calls, Deployme
             var answer = await Call("POST", "/_synapse/admin/v1/purge_history/" + Esc(roomId), new JsonObject { ["purge_up_to_ts"] = before, ["delete_local_events"] = true }, a, ct);
             return $"Purging the history of {roomId} before {Date(before)} (purge ID `{Str(answer, "purge_id")}`).";
         });
+        Add("rooms", "reports", "", "List the events users reported, newest first.", async (a, ct) =>
+        {
+            var reports = await All("/_synapse/admin/v1/event_reports", "event_reports", a, ct);
+            return $"{reports.Count} event reports:\n\n" + Table(["Report", "Received", "Room", "Event", "Sender", "Reporter", "Reason"],
+                reports.Select(r => new[] { Str(r, "id"), Date(r["received_ts"]), Str(r, "canonical_alias") is { Length: > 0 } alias ? alias : Str(r, "room_id"), Str(r, "event_id"), Str(r, "sender"), Str(r, "user_id"), Str(r, "reason") }));
+        });
         Add("rooms", "block", "<room>", "Block a room: no local user may join it, be invited to it or knock on it.", (a, ct) => Block(a, true, ct));
         Add("rooms", "unblock", "<room>", "Unblock a room.", (a, ct) => Block(a, false, ct));
         Add("rooms", "remove-alias", "<alias>", "Remove a local room alias.", (a, _) =>

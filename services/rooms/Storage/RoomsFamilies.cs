@@ -117,7 +117,7 @@ public static class RoomsFamilies
 
     public const string Reports = "rooms_reports";
     static readonly ColumnFamily ReportsFamily = new(Reports, "received_ts (8-byte big-endian) 0xFF report_id",
-        "JSON {reporter, room_id?, event_id?, user_id?, reason}: a report of a room, an event or a user, kept for the server's admins");
+        "JSON {reporter, room_id?, event_id?, user_id?, reason, score?}: a report of a room, an event or a user, kept for the server's admins");
     public static byte[] ReportKey(long ts, string reportId) => K.Concat(K.BigEndian((ulong)ts), [K.Sep], K.Utf8(reportId));
 
     public const string Blocked = "rooms_blocked";
