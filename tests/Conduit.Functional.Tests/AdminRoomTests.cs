@@ -305,6 +305,39 @@ public abstract class AdminRoomTests(ServerFixture server, MatrixClient first)
     }
 
     [Fact]
+    public async Task Conduits_command_names_run_the_same_commands()
+    {
+        var (alice, _, room) = await PublicRoomPair(server);
+        var alias = "#" + UniqueName("gone") + ":" + server.ServerName;
+        (await alice.Put($"{C}/directory/room/{E(alias)}", new JsonObject { ["room_id"] = room })).Ok();
+        Assert.Contains(room, Body(await Command(first, $"{Bot}: list-rooms")));
+        Assert.Contains("Removed", Body(await Command(first, $"{Bot}: remove-alias {alias}")));
+        Assert.Equal(HttpStatusCode.NotFound, (await alice.Get($"{C}/directory/room/{E(alias)}")).Status);
+        Assert.Contains($"server_name = \"{server.ServerName}\"", Body(await Command(first, $"{Bot}: show-config")));
+        Assert.Contains("Resident", Body(await Command(first, $"{Bot}: memory-usage")));
+        Assert.Contains("federation_well_known", Body(await Command(first, $"{Bot}: clear-service-caches")));
+        var name = UniqueName("cnd");
+        Assert.Contains("Created", Body(await Command(first, $"{Bot}: create-user {name} pw-{name}")));
+        (await Login($"@{name}:{server.ServerName}", $"pw-{name}")).Ok();
+        Assert.Contains("Deactivated", Body(await Command(first, $"{Bot}: deactivate-user --leave-rooms @{name}:{server.ServerName}")));
+        Assert.Equal(HttpStatusCode.Forbidden, (await Login($"@{name}:{server.ServerName}", $"pw-{name}")).Status);
+        Assert.Contains("Unknown command", Body(await Command(first, $"{Bot}: fly-to-the-moon")));
+    }
+
+    [Fact]
+    public async Task Federation_commands_list_destinations_and_switch_a_rooms_federation()
+    {
+        var room = await first.CreateRoom();
+        Assert.Contains("destinations", Body(await Command(first, "!admin federation destinations")));
+        Assert.Contains("disabled", Body(await Command(first, $"!admin federation disable-room {room}")));
+        Assert.True((await first.Get($"/_conduit/admin/v1/rooms/{E(room)}/federation")).Ok().Obj["disabled"]!.GetValue<bool>());
+        Assert.Contains("enabled again", Body(await Command(first, $"{Bot}: enable-room {room}")));
+        Assert.False((await first.Get($"/_conduit/admin/v1/rooms/{E(room)}/federation")).Ok().Obj["disabled"]!.GetValue<bool>());
+        Assert.StartsWith("Error", Body(await Command(first, "!admin federation reset-connection never.example")));
+        Assert.Contains("Deleted 0 local files and 0 cached remote files", Body(await Command(first, "!admin media purge-before 1000")));
+    }
+
+    [Fact]
     public async Task Debug_commands_show_events_and_sign_and_verify_json()
     {
         var room = await JoinAdminRoom(first);
