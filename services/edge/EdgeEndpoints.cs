@@ -51,7 +51,7 @@ public static class EdgeEndpoints
         {
             ["versions"] = new JsonArray(SpecVersions.Select(v => (JsonNode)v).ToArray()),
             // What is implemented beyond the stable spec: dehydrated devices (MSC3814, which Element X looks for).
-            ["unstable_features"] = new JsonObject { ["org.matrix.msc3814"] = true },
+            ["unstable_features"] = new JsonObject { ["org.matrix.msc3814"] = true, ["org.matrix.simplified_msc3575"] = true },
         }));
         app.Map(RouteTable.Health, Health.Answer);
         MapServerAdmin(app, config);

@@ -25,7 +25,8 @@ public sealed class KeysGrpcService(AccountStore accounts, E2eeStore e2ee, E2ee.
 
     public override Task<SyncKeysReply> SyncKeys(SyncKeysRequest request, ServerCallContext context)
     {
-        var r = e2ee.Sync(request.UserId, request.DeviceId, request.Since, request.Incremental);
+        var r = e2ee.Sync(request.UserId, request.DeviceId, request.Since, request.Incremental, !request.SkipToDevice,
+            request.ToDeviceLimit > 0 ? request.ToDeviceLimit : E2eeStore.ToDevicePerSync);
         var reply = new SyncKeysReply { Position = r.Position, ToDevice = { r.ToDevice }, UnusedFallbackKeyTypes = { r.UnusedFallbackTypes }, ChangedUserIds = { r.Changed } };
         foreach (var (alg, n) in r.OneTimeKeyCounts) reply.OneTimeKeyCounts[alg] = n;
         return Task.FromResult(reply);

@@ -8,13 +8,17 @@ namespace Conduit.Rooms;
 
 /// <summary>The rooms service's gRPC surface (protos/rooms.proto).</summary>
 public sealed class RoomsGrpcService(RoomStore rooms, RoomStream stream, SyncBuilder sync, EventSender sender, DeviceLists deviceLists, PushFeed pushFeed, ClientEvents clientEvents,
-    FederationServer federationServer, FederationFeed federationFeed, Conduit.Common.Config.GlobalConfig config, Admin.AdminRoom adminRoom) : Protos.Rooms.Rooms.RoomsBase
+    FederationServer federationServer, FederationFeed federationFeed, Conduit.Common.Config.GlobalConfig config, Admin.AdminRoom adminRoom,
+    SlidingBuilder sliding) : Protos.Rooms.Rooms.RoomsBase
 {
     public override async Task<AdminGrantedReply> AdminGranted(AdminGrantedRequest request, ServerCallContext context)
     {
         await adminRoom.InviteAsync(request.UserId, context.CancellationToken);
         return new AdminGrantedReply();
     }
+
+    public override Task<SlidingRoomsReply> SlidingRooms(SlidingRoomsRequest request, ServerCallContext context)
+        => Task.FromResult(sliding.Build(request));
 
     public override Task<FederateReply> Federate(FederateRequest request, ServerCallContext context)
         => federationServer.HandleAsync(request, context.CancellationToken);

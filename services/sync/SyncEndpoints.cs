@@ -45,7 +45,7 @@ public sealed class SyncEndpoints(AccountDataStore data, ReceiptStore receipts, 
 
     /// <summary>The user IDs in the user's m.ignored_user_list ({"ignored_users": {"@user:server": {}}}); anything
     /// malformed in it is skipped.</summary>
-    IEnumerable<string> IgnoredUsers(string userId)
+    internal static IEnumerable<string> IgnoredUsers(AccountDataStore data, string userId)
         => data.Get(userId, "", "m.ignored_user_list")?["ignored_users"] is JsonObject users
             ? users.Select(p => p.Key).Where(Conduit.Common.Ids.IsUserId)
             : [];
@@ -116,7 +116,7 @@ public sealed class SyncEndpoints(AccountDataStore data, ReceiptStore receipts, 
                         UserId = c.UserId, DeviceId = c.DeviceId, Since = s.Rooms, FullState = fullState, Filter = roomFilter,
                         WantJoinedRoomIds = accountData.Rooms.Count > 0 || ephemeral.MayHaveNews,
                     };
-                    request.IgnoredUsers.AddRange(IgnoredUsers(c.UserId));
+                    request.IgnoredUsers.AddRange(IgnoredUsers(data, c.UserId));
                     using var call = rooms.SyncRooms(request, cancellationToken: ct);
                     var parts = call.ResponseStream;
                     // Read before the response starts, so a failing rooms service is still a Matrix error.

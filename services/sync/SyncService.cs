@@ -12,7 +12,8 @@ public static class SyncService
     {
         services.AddSingleton<AccountDataStore>().AddSingleton<ReceiptStore>().AddSingleton<TypingState>().AddSingleton(sp => new PresenceState(sp.GetRequiredService<Conduit.Common.Storage.IKeyValueStore>())).AddSingleton<PresenceEndpoints>().AddSingleton<SyncNotifier>().AddSingleton<SyncEndpoints>().AddSingleton<TagEndpoints>()
             .AddSingleton<Push.PushStore>().AddSingleton<Push.PushSender>().AddSingleton<Push.PushWorker>().AddSingleton<Push.PushEndpoints>()
-            .AddSingleton<FederatedEphemeral>().AddSingleton<SyncGrpcService>();
+            .AddSingleton<FederatedEphemeral>().AddSingleton<SyncGrpcService>()
+            .AddSingleton<Sliding.SlidingConnections>().AddSingleton<Sliding.SlidingSyncEndpoint>();
         services.AddHostedService(sp => sp.GetRequiredService<SyncNotifier>());
         services.AddHostedService<PresenceTimer>();
         services.AddHostedService(sp => sp.GetRequiredService<Push.PushWorker>());
@@ -25,6 +26,7 @@ public static class SyncService
         app.ServiceProvider.GetRequiredService<SyncEndpoints>().Map(app);
         app.ServiceProvider.GetRequiredService<TagEndpoints>().Map(app);
         app.ServiceProvider.GetRequiredService<PresenceEndpoints>().Map(app);
+        app.ServiceProvider.GetRequiredService<Sliding.SlidingSyncEndpoint>().Map(app);
         return app;
     }
 

@@ -99,7 +99,7 @@ Console.WriteLine($"database on disk: {DirBytes(dir) / 1024.0 / 1024.0:F1} MiB; 
 if (push)
 {
     var nullLog = Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance;
-    var grpc = new RoomsGrpcService(rooms, stream, null!, sender, null!, new PushFeed(rooms, stream, config), null!, null!, null!, config, null!);
+    var grpc = new RoomsGrpcService(rooms, stream, null!, sender, null!, new PushFeed(rooms, stream, config), null!, null!, null!, config, null!, null!);
     var roomsClient = new Conduit.Protos.Rooms.Rooms.RoomsClient(
         InProcessCallInvoker.Create(null, b => Conduit.Protos.Rooms.Rooms.BindService(b, grpc)).WithMatrixErrors());
     var pushStore = new Conduit.Sync.Push.PushStore(store, new Conduit.Sync.ReceiptStore(store));

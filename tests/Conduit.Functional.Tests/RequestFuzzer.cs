@@ -220,7 +220,7 @@ public sealed partial class RequestFuzzer
     static readonly string[] QueryKeys =
     [
         "limit", "dir", "from", "to", "filter", "since", "timeout", "full_state", "set_presence", "ts", "membership",
-        "not_membership", "format", "kind", "username", "next_batch", "before", "after", "access_token", "version", "x",
+        "not_membership", "format", "kind", "username", "next_batch", "before", "after", "access_token", "version", "x", "pos",
     ];
 
     string QueryParam()
@@ -351,6 +351,29 @@ public sealed partial class RequestFuzzer
             };
         if (route == RouteTable.SignaturesUpload)
             return new JsonObject { [me] = new JsonObject { ["D"] = new JsonObject { ["user_id"] = me, ["signatures"] = new JsonObject { [me] = new JsonObject { ["ed25519:X"] = "s" } } } } };
+        if (route == RouteTable.SlidingSync)
+            return new JsonObject
+            {
+                ["conn_id"] = Pick(["room-list", "encryption", ""]), ["txn_id"] = "t" + Ids(3),
+                ["lists"] = new JsonObject
+                {
+                    ["all"] = new JsonObject
+                    {
+                        ["ranges"] = new JsonArray(new JsonArray(0, 19)), ["timeline_limit"] = 1,
+                        ["required_state"] = new JsonArray(new JsonArray("m.room.name", ""), new JsonArray("m.room.member", "$LAZY"), new JsonArray("m.room.member", "$ME"), new JsonArray("*", "*")),
+                        ["filters"] = new JsonObject { ["is_dm"] = false, ["is_invite"] = false, ["is_encrypted"] = false, ["not_room_types"] = new JsonArray("m.space", null), ["spaces"] = new JsonArray(Room.Id) },
+                    },
+                },
+                ["room_subscriptions"] = new JsonObject { [Room.Id] = new JsonObject { ["timeline_limit"] = 20, ["required_state"] = new JsonArray(new JsonArray("*", "*")) } },
+                ["extensions"] = new JsonObject
+                {
+                    ["to_device"] = new JsonObject { ["enabled"] = true, ["since"] = Pick(["0", "5", "x"]), ["limit"] = 10 },
+                    ["e2ee"] = new JsonObject { ["enabled"] = true },
+                    ["account_data"] = new JsonObject { ["enabled"] = true, ["lists"] = new JsonArray("all"), ["rooms"] = new JsonArray("*") },
+                    ["receipts"] = new JsonObject { ["enabled"] = true },
+                    ["typing"] = new JsonObject { ["enabled"] = true },
+                },
+            };
         if (route == RouteTable.DehydratedDeviceEvents) return new JsonObject { ["next_batch"] = Pick(["0", "x", "-1", "99999999999999999999"]) };
         return new JsonObject { ["k"] = "v", ["n"] = 1, ["o"] = new JsonObject { ["a"] = new JsonArray(1, "b") } };
     }

@@ -150,7 +150,7 @@ public sealed class SyncRoomsStreamTests : IDisposable
     {
         for (var i = 0; i < 4; i++) await _h.CreateRoomAsync(RoomId(i));
         var last = await _h.MessageAsync(RoomId(2), Alice, "last");
-        var service = new RoomsGrpcService(_h.Rooms, _h.Stream, _h.Builder, _h.Sender, new DeviceLists(_h.Rooms), null!, null!, null!, null!, _h.Config, null!);
+        var service = new RoomsGrpcService(_h.Rooms, _h.Stream, _h.Builder, _h.Sender, new DeviceLists(_h.Rooms), null!, null!, null!, null!, _h.Config, null!, null!);
         var client = new Protos.Rooms.Rooms.RoomsClient(InProcessCallInvoker.Create(null, b => Protos.Rooms.Rooms.BindService(b, service)).WithMatrixErrors());
 
         var request = new SyncRoomsRequest

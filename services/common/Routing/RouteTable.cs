@@ -219,6 +219,8 @@ public static class RouteTable
 
     // ---- sync: /sync, filters, account data, push rules, receipts, read markers, typing, presence
     public static readonly MatrixRoute Sync = C(Service.Sync, "/sync", GET).ForGuests(Get);
+    // Simplified sliding sync (MSC4186), under the unstable prefix Synapse and Element X use.
+    public static readonly MatrixRoute SlidingSync = Add(Service.Sync, "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync", POST);
     public static readonly MatrixRoute CreateFilter = C(Service.Sync, "/user/{userId}/filter", POST);
     public static readonly MatrixRoute GetFilter = C(Service.Sync, "/user/{userId}/filter/{filterId}", GET);
     public static readonly MatrixRoute AccountData = C(Service.Sync, "/user/{userId}/account_data/{type}", GET, PUT);

@@ -269,12 +269,14 @@ public sealed class E2eeStore(KeysStream stream)
     /// A device's part of /sync after keys-stream position <paramref name="since"/>: first deletes its to-device
     /// messages at or before <paramref name="since"/> (a client syncing from a token has received them), then reads
     /// up to <see cref="ToDevicePerSync"/> newer ones. When more wait, the position is the last one delivered, so the
-    /// next sync continues from there.
+    /// next sync continues from there. With <paramref name="toDevice"/> false the messages are left alone (neither
+    /// acknowledged nor read); <paramref name="limit"/> (1 to <see cref="ToDevicePerSync"/>) delivers fewer.
     /// </summary>
-    public KeysSync Sync(string userId, string deviceId, long since, bool incremental)
+    public KeysSync Sync(string userId, string deviceId, long since, bool incremental, bool toDevice = true, int limit = ToDevicePerSync)
     {
         var prefix = KeysFamilies.ToDevicePrefix(userId, deviceId);
-        if (since > 0)
+        limit = Math.Clamp(limit, 1, ToDevicePerSync);
+        if (since > 0 && toDevice)
         {
             // Everything at or before since is acknowledged and deleted, starting after what was acknowledged before.
             long done;
@@ -300,11 +302,11 @@ public sealed class E2eeStore(KeysStream stream)
         var upTo = stream.Position;
         var position = upTo;
         var events = new List<string>();
-        foreach (var (k, v) in _toDevice.ScanFrom(KeysFamilies.ToDeviceKey(userId, deviceId, since + 1), prefix, reverse: false))
+        foreach (var (k, v) in toDevice ? _toDevice.ScanFrom(KeysFamilies.ToDeviceKey(userId, deviceId, since + 1), prefix, reverse: false) : [])
         {
             var pos = (long)K.ReadBigEndian(k.AsSpan(prefix.Length));
             if (pos > upTo) break;
-            if (events.Count == ToDevicePerSync)
+            if (events.Count == limit)
             {
                 position = (long)K.ReadBigEndian(k.AsSpan(prefix.Length)) - 1;
                 break;

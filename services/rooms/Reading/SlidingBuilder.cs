@@ -1,0 +1,313 @@
+using System.Collections.Concurrent;
+using System.Text.Json.Nodes;
+using Conduit.Protos.Rooms;
+using Conduit.Rooms.Rules;
+
+namespace Conduit.Rooms;
+
+/// <summary>
+/// The rooms part of simplified sliding sync (MSC4186, as Synapse speaks it to Element X): sorts the user's rooms
+/// by bump_stamp into the requested lists, and writes the entry of each room in a list range or subscription that
+/// is new to the connection, whose config changed, or that has news after the connection's position. Everything
+/// is read as of one published stream position, which becomes the connection's next one.
+/// </summary>
+public sealed class SlidingBuilder(RoomStore rooms, ClientEvents format, Visibility visibility, RoomStream stream)
+{
+    public const int MaxTimelineLimit = 1000;
+
+    /// <summary>Events that move a room up the list (Synapse's bump event types).</summary>
+    static readonly HashSet<string> BumpTypes =
+        ["m.room.create", "m.room.message", "m.room.encrypted", "m.sticker", "m.call.invite", "m.poll.start", "m.beacon_info"];
+
+    /// <summary>Per room: the position scanned up to and the newest bump event's position at or before it (0: none).
+    /// Rooms' streams only grow, so a later request scans only what is new.</summary>
+    readonly ConcurrentDictionary<string, (long ScannedUpTo, long Bump)> _bumps = new(StringComparer.Ordinal);
+
+    /// <summary>At most this many events after the connection's position are scanned for state changes per room.</summary>
+    const int StateScanLimit = 2000;
+
+    sealed record Candidate(string RoomId, Membership M, long BumpStamp);
+
+    /// <summary>A room's merged config: the largest timeline limit, and every required_state entry.</summary>
+    sealed class Config
+    {
+        public int TimelineLimit;
+        public readonly SortedSet<(string Type, string Key)> RequiredState = [];
+
+        public void Add(SlidingRoomConfig? c)
+        {
+            if (c is null) return;
+            TimelineLimit = Math.Max(TimelineLimit, Math.Clamp(c.TimelineLimit, 0, MaxTimelineLimit));
+            foreach (var s in c.RequiredState) RequiredState.Add((s.Type, s.StateKey));
+        }
+
+        public string Key => $"{TimelineLimit}|{string.Join("|", RequiredState.Select(s => $"{s.Type.Length}:{s.Type}{s.Key}"))}";
+    }
+
+    public SlidingRoomsReply Build(SlidingRoomsRequest req)
+    {
+        var upTo = stream.Position;
+        var userId = req.UserId;
+        var since = req.Since;
+        var dms = req.DmRoomIds.ToHashSet(StringComparer.Ordinal);
+        var ignored = req.IgnoredUsers.ToHashSet(StringComparer.Ordinal);
+        var reply = new SlidingRoomsReply { Position = upTo };
+
+        // The rooms lists are made of: joined, invited and knocked, and those left or banned after the connection's
+        // position that it was sent (so the client hears of the leave).
+        var candidates = new List<Candidate>();
+        var memberships = new Dictionary<string, Membership>(StringComparer.Ordinal);
+        foreach (var (roomId, m) in rooms.RoomsOf(userId))
+        {
+            memberships[roomId] = m;
+            var listed = m.State is "join" or "invite" or "knock" || (since > 0 && m.Pos > since && req.Sent.ContainsKey(roomId));
+            if (!listed) continue;
+            if (m.State == "invite" && ignored.Count > 0 && rooms.Event(m.EventId) is { } invite && ignored.Contains(invite.Sender)) continue;
+            candidates.Add(new Candidate(roomId, m, BumpStamp(roomId, m, upTo)));
+        }
+        candidates.Sort((a, b) => b.BumpStamp != a.BumpStamp ? b.BumpStamp.CompareTo(a.BumpStamp) : string.CompareOrdinal(a.RoomId, b.RoomId));
+
+        var configs = new Dictionary<string, Config>(StringComparer.Ordinal);
+        Config ConfigOf(string roomId) => configs.TryGetValue(roomId, out var c) ? c : configs[roomId] = new Config();
+        foreach (var list in req.Lists)
+        {
+            var matching = candidates.Where(c => Matches(c, userId, list.Filters, dms)).ToList();
+            var lr = new SlidingListReply { Name = list.Name, Count = matching.Count };
+            var inRange = new SortedSet<int>();
+            foreach (var r in list.Ranges)
+                for (var i = Math.Max(0, r.Start); i <= Math.Min(r.End, matching.Count - 1); i++) inRange.Add((int)i);
+            foreach (var i in inRange)
+            {
+                lr.RoomIds.Add(matching[i].RoomId);
+                ConfigOf(matching[i].RoomId).Add(list.Config);
+            }
+            reply.Lists.Add(lr);
+        }
+        foreach (var sub in req.Subscriptions)
+        {
+            // A subscription to a room the user may not see is left out, as Synapse does.
+            if (!memberships.ContainsKey(sub.RoomId) && visibility.ReadableWindow(userId, sub.RoomId) is null) continue;
+            if (rooms.Info(sub.RoomId) is null) continue;
+            reply.SubscribedRoomIds.Add(sub.RoomId);
+            ConfigOf(sub.RoomId).Add(sub.Config);
+        }
+
+        foreach (var (roomId, config) in configs)
+        {
+            var m = memberships.GetValueOrDefault(roomId);
+            if (m?.State != "join") reply.NotJoinedRoomIds.Add(roomId);
+            var key = config.Key;
+            var initial = !req.Sent.TryGetValue(roomId, out var sentKey) || sentKey != key;
+            var roomSince = initial ? 0 : since;
+            if (!initial && !HasNews(userId, roomId, m, since, upTo)) continue;
+            var bump = candidates.Find(c => c.RoomId == roomId)?.BumpStamp ?? BumpStamp(roomId, m, upTo);
+            var json = Entry(userId, req.DeviceId, roomId, m, config, initial, roomSince, since, upTo, bump, dms.Contains(roomId), ignored);
+            reply.Rooms.Add(new SlidingRoom { RoomId = roomId, Json = json.ToJsonString(), ConfigKey = key });
+        }
+        return reply;
+    }
+
+    bool Matches(Candidate c, string userId, SlidingFilters? f, HashSet<string> dms)
+    {
+        if (f is null) return true;
+        if (f.HasIsDm && f.IsDm != dms.Contains(c.RoomId)) return false;
+        if (f.HasIsInvite && f.IsInvite != (c.M.State == "invite")) return false;
+        return MatchesState(c.RoomId, userId, f);
+    }
+
+    /// <summary>The filters that read the room's state (after the cheap ones passed).</summary>
+    bool MatchesState(string roomId, string userId, SlidingFilters f)
+    {
+        if (f.HasIsEncrypted && f.IsEncrypted != (StrippedOrCurrent(roomId, userId, "m.room.encryption") is not null)) return false;
+        if (f.RoomTypes is not null || f.NotRoomTypes is not null)
+        {
+            var type = ContentField.String(StrippedOrCurrent(roomId, userId, "m.room.create"), "type") ?? "";
+            if (f.RoomTypes is { } yes && !yes.Values.Contains(type)) return false;
+            if (f.NotRoomTypes is { } no && no.Values.Contains(type)) return false;
+        }
+        if (f.Spaces is { } spaces && !spaces.Values.Any(s => rooms.StateEvent(s, "m.space.child", roomId) is { } child && child.Content.Count > 0))
+            return false;
+        return true;
+    }
+
+    /// <summary>A state event's content from the room's current state, or for a room this server has no state of
+    /// (an invite over federation), from the invite's stripped state.</summary>
+    JsonObject? StrippedOrCurrent(string roomId, string userId, string type)
+    {
+        if (rooms.StateContent(roomId, type) is { } content) return content;
+        if (rooms.StateEvent(roomId, "m.room.member", userId) is { } invite && invite.Meta["invite_room_state"] is JsonArray sent)
+            foreach (var e in sent)
+                if (e is JsonObject o && ContentField.String(o, "type") == type && ContentField.String(o, "state_key") == "")
+                    return o["content"] as JsonObject;
+        return null;
+    }
+
+    /// <summary>bump_stamp (Synapse): the position of the room's newest bump event for a joined room (the membership's
+    /// when there is none), the membership's position otherwise.</summary>
+    long BumpStamp(string roomId, Membership? m, long upTo)
+    {
+        if (m is null) return 0;
+        if (m.State != "join") return m.Pos;
+        var cached = _bumps.GetValueOrDefault(roomId);
+        if (cached.ScannedUpTo < upTo)
+        {
+            var bump = cached.Bump;
+            foreach (var (pos, id) in rooms.Timeline(roomId, cached.ScannedUpTo, upTo, backwards: true))
+                if (rooms.Event(id) is { } e && BumpTypes.Contains(e.Type))
+                {
+                    bump = pos;
+                    break;
+                }
+            cached = (upTo, bump);
+            _bumps[roomId] = cached;
+        }
+        return cached.Bump > 0 ? cached.Bump : m.Pos;
+    }
+
+    /// <summary>Whether a room sent before has anything after <paramref name="since"/>: a membership change or an
+    /// event the user may read.</summary>
+    bool HasNews(string userId, string roomId, Membership? m, long since, long upTo)
+    {
+        if (m is not null && m.Pos > since && m.Pos <= upTo) return true;
+        if (m?.State is "invite" or "knock" || visibility.ReadableWindow(userId, roomId) is not { } window) return false;
+        return rooms.Timeline(roomId, Math.Max(since, window.After), Math.Min(upTo, window.UpTo), backwards: true).Any();
+    }
+
+    JsonObject Entry(string userId, string deviceId, string roomId, Membership? m, Config config, bool initial, long roomSince, long since,
+        long upTo, long bump, bool isDm, HashSet<string> ignored)
+    {
+        var o = new JsonObject();
+        var state = m?.State ?? "";
+        if (initial || NameChanged(roomId, roomSince, upTo)) Naming(o, roomId, userId);
+        if (initial) o["initial"] = true;
+        if (state is "invite" or "knock")
+        {
+            o[state == "invite" ? "invite_state" : "knock_state"] = format.StrippedState(roomId, userId);
+            o["membership"] = state;
+            o["bump_stamp"] = bump;
+            o["is_dm"] = isDm;
+            return o;
+        }
+        if (state != "join" && state.Length > 0) o["membership"] = state;
+
+        var window = visibility.ReadableWindow(userId, roomId);
+        var timeline = new JsonArray();
+        var picked = new List<StoredEvent>();
+        var limited = false;
+        string? prevBatch = null;
+        if (window is not null)
+        {
+            var top = Math.Min(upTo, window.UpTo);
+            long lastPos = top;
+            foreach (var (pos, id) in rooms.Timeline(roomId, Math.Max(roomSince, window.After), top, backwards: true))
+            {
+                if (picked.Count >= config.TimelineLimit)
+                {
+                    limited = true;
+                    break;
+                }
+                lastPos = pos - 1;
+                if (rooms.Event(id) is not { } e || !visibility.CanSee(userId, e, window)) continue;
+                if (e.StateKey is null && ignored.Contains(e.Sender)) continue;
+                picked.Add(e);
+            }
+            picked.Reverse();
+            prevBatch = $"t{(picked.Count > 0 ? picked[0].Pos - 1 : lastPos)}";
+            foreach (var e in picked) timeline.Add((JsonNode)format.Format(e, deviceId.Length > 0 ? deviceId : null, false, userId));
+        }
+        o["timeline"] = timeline;
+        o["required_state"] = RequiredState(userId, roomId, m, config, picked, initial, roomSince, upTo, window);
+        if (prevBatch is not null) o["prev_batch"] = prevBatch;
+        o["limited"] = limited;
+        // Events new to the connection: none on its first response for the room, as Synapse counts.
+        o["num_live"] = since == 0 ? 0 : picked.Count(e => e.Pos > since);
+        o["bump_stamp"] = bump;
+        var (joined, invited) = Counts(roomId);
+        o["joined_count"] = joined;
+        o["invited_count"] = invited;
+        o["is_dm"] = isDm;
+        return o;
+    }
+
+    bool NameChanged(string roomId, long since, long upTo)
+        => new[] { "m.room.name", "m.room.avatar", "m.room.canonical_alias" }.Any(t => rooms.StateEvent(roomId, t, "") is { } e && e.Pos > since && e.Pos <= upTo)
+           || (rooms.StateContent(roomId, "m.room.name") is null && rooms.Timeline(roomId, since, upTo, true).Any(x => rooms.Event(x.EventId)?.Type == "m.room.member"));
+
+    /// <summary>name, avatar and, for a room without a name, heroes (up to 5 other members, with their profile).</summary>
+    void Naming(JsonObject o, string roomId, string userId)
+    {
+        if (ContentField.String(StrippedOrCurrent(roomId, userId, "m.room.name"), "name") is { Length: > 0 } name) o["name"] = name;
+        if (ContentField.String(StrippedOrCurrent(roomId, userId, "m.room.avatar"), "url") is { Length: > 0 } avatar) o["avatar"] = avatar;
+        if (o["name"] is not null) return;
+        var heroes = new JsonArray();
+        foreach (var (u, m) in rooms.Members(roomId))
+        {
+            if (heroes.Count >= 5) break;
+            if (u == userId || m is not ("join" or "invite")) continue;
+            var hero = new JsonObject { ["user_id"] = u };
+            var content = rooms.StateContent(roomId, "m.room.member", u);
+            if (ContentField.String(content, "displayname") is { } dn) hero["displayname"] = dn;
+            if (ContentField.String(content, "avatar_url") is { } av) hero["avatar_url"] = av;
+            heroes.Add((JsonNode)hero);
+        }
+        if (heroes.Count > 0) o["heroes"] = heroes;
+    }
+
+    (int Joined, int Invited) Counts(string roomId)
+    {
+        int joined = 0, invited = 0;
+        foreach (var (_, m) in rooms.Members(roomId))
+            if (m == "join") joined++;
+            else if (m == "invite") invited++;
+        return (joined, invited);
+    }
+
+    static bool Wanted(IEnumerable<(string Type, string Key)> specs, string type, string key, string userId, HashSet<string> lazy)
+    {
+        foreach (var (t, k) in specs)
+        {
+            if (t != "*" && t != type) continue;
+            if (k == "*" || k == key || (k == "$ME" && key == userId) || (k == "$LAZY" && type == "m.room.member" && lazy.Contains(key))) return true;
+        }
+        return false;
+    }
+
+    /// <summary>
+    /// The room's state the config asks for: on a room's first sending, from its current state (as the user may see
+    /// it: as it was at their leave for a former member); later, the matching state events after the connection's
+    /// position that are still current. $LAZY members (the timeline's senders) are always sent with the timeline.
+    /// </summary>
+    JsonArray RequiredState(string userId, string roomId, Membership? m, Config config, List<StoredEvent> timeline, bool initial, long since, long upTo,
+        ReadWindow? window)
+    {
+        var arr = new JsonArray();
+        if (config.RequiredState.Count == 0 || window is null) return arr;
+        var lazy = timeline.Select(e => e.Sender).ToHashSet(StringComparer.Ordinal);
+        var ids = new List<string>();
+        if (window.UpTo == long.MaxValue)
+        {
+            var current = rooms.CurrentState(roomId);
+            var recent = initial ? null : RecentStateIds(roomId, since, upTo);
+            foreach (var ((type, key), id) in current)
+                if (Wanted(config.RequiredState, type, key, userId, lazy)
+                    && (initial || recent!.Contains(id) || (type == "m.room.member" && lazy.Contains(key) && config.RequiredState.Contains(("m.room.member", "$LAZY")))))
+                    ids.Add(id);
+        }
+        else if (initial)
+            foreach (var e in visibility.VisibleState(userId, roomId) ?? [])
+                if (Wanted(config.RequiredState, e.Type, e.StateKey!, userId, lazy)) ids.Add(e.EventId);
+        foreach (var id in ids)
+            if (rooms.Event(id) is { } e) arr.Add((JsonNode)format.Format(e, null, false));
+        return arr;
+    }
+
+    /// <summary>The state events of the room's timeline after <paramref name="since"/> (at most <see cref="StateScanLimit"/>
+    /// events scanned, newest first).</summary>
+    HashSet<string> RecentStateIds(string roomId, long since, long upTo)
+    {
+        var set = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var (_, id) in rooms.Timeline(roomId, since, upTo, backwards: true).Take(StateScanLimit))
+            if (rooms.Event(id) is { StateKey: not null }) set.Add(id);
+        return set;
+    }
+}
