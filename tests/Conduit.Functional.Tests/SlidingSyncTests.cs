@@ -182,6 +182,33 @@ public abstract class SlidingSyncTests(ServerFixture server)
     }
 
     [Fact]
+    public async Task A_subscription_asking_for_more_sends_the_room_whole_again_and_dropping_it_does_not()
+    {
+        var u = await Register(server);
+        var a = await u.CreateRoom(new JsonObject { ["name"] = "A" });
+        foreach (var i in Enumerable.Range(0, 3)) await u.SendText(a, $"m{i}");
+        var list = RoomList();
+        var first = await SlideOk(u, list);
+        Assert.Equal(["m2"], Bodies(Rooms(first)[a]!.AsObject()));
+
+        // Element X opens the room: a subscription with a longer timeline and all state.
+        var open = RoomList(subscriptions: new JsonObject { [a] = new JsonObject { ["timeline_limit"] = 20, ["required_state"] = Pairs(("*", "*")) } });
+        var opened = await SlideOk(u, open, Pos(first));
+        var ra = Rooms(opened)[a]!.AsObject();
+        Assert.True(ra["initial"]!.GetValue<bool>());
+        Assert.Equal(["m0", "m1", "m2"], Bodies(ra));
+        Assert.Contains(ra["required_state"]!.AsArray(), e => e!["type"]!.GetValue<string>() == "m.room.power_levels");
+
+        // Closed again: the smaller config is no reason to send it, and its next message comes incrementally.
+        var closed = await SlideOk(u, list, Pos(opened));
+        Assert.Empty(Rooms(closed));
+        await u.SendText(a, "m3");
+        var next = await SlideUntil(u, list, Pos(closed), r => Rooms(r).ContainsKey(a));
+        Assert.Null(Rooms(next)[a]!["initial"]);
+        Assert.Equal(["m3"], Bodies(Rooms(next)[a]!.AsObject()));
+    }
+
+    [Fact]
     public async Task An_unknown_pos_is_M_UNKNOWN_POS_and_a_bad_body_is_refused()
     {
         var u = await Register(server);

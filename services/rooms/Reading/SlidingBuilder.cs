@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Text.Json.Nodes;
+using Conduit.Common;
 using Conduit.Protos.Rooms;
 using Conduit.Rooms.Rules;
 
@@ -41,7 +42,24 @@ public sealed class SlidingBuilder(RoomStore rooms, ClientEvents format, Visibil
             foreach (var s in c.RequiredState) RequiredState.Add((s.Type, s.StateKey));
         }
 
-        public string Key => $"{TimelineLimit}|{string.Join("|", RequiredState.Select(s => $"{s.Type.Length}:{s.Type}{s.Key}"))}";
+        /// <summary>The config as JSON, [timeline_limit, [[type, state_key], ...]]: what the connection records.</summary>
+        public string Key => new JsonArray(TimelineLimit, new JsonArray([.. RequiredState.Select(s => (JsonNode)new JsonArray(s.Type, s.Key))])).ToJsonString();
+
+        /// <summary>Whether this config asks for more than the one a key records (a larger timeline, a state entry
+        /// it lacked): only then is a room sent before sent whole again, as Synapse does. A key it cannot read: yes.</summary>
+        public bool GrewFrom(string key)
+        {
+            try
+            {
+                if (JsonNode.Parse(key) is not JsonArray { Count: 2 } old || !old[0]!.TryGetInteger(out var limit) || old[1] is not JsonArray specs) return true;
+                var had = specs.OfType<JsonArray>().Select(p => (p[0]?.GetValue<string>() ?? "", p[1]?.GetValue<string>() ?? "")).ToHashSet();
+                return TimelineLimit > limit || RequiredState.Any(s => !had.Contains(s));
+            }
+            catch (Exception e) when (e is System.Text.Json.JsonException or InvalidOperationException or FormatException)
+            {
+                return true;
+            }
+        }
     }
 
     public SlidingRoomsReply Build(SlidingRoomsRequest req)
@@ -67,6 +85,7 @@ public sealed class SlidingBuilder(RoomStore rooms, ClientEvents format, Visibil
         }
         candidates.Sort((a, b) => b.BumpStamp != a.BumpStamp ? b.BumpStamp.CompareTo(a.BumpStamp) : string.CompareOrdinal(a.RoomId, b.RoomId));
 
+        var bumps = candidates.ToDictionary(c => c.RoomId, c => c.BumpStamp, StringComparer.Ordinal);
         var configs = new Dictionary<string, Config>(StringComparer.Ordinal);
         Config ConfigOf(string roomId) => configs.TryGetValue(roomId, out var c) ? c : configs[roomId] = new Config();
         foreach (var list in req.Lists)
@@ -96,11 +115,12 @@ public sealed class SlidingBuilder(RoomStore rooms, ClientEvents format, Visibil
         {
             var m = memberships.GetValueOrDefault(roomId);
             if (m?.State != "join") reply.NotJoinedRoomIds.Add(roomId);
-            var key = config.Key;
-            var initial = !req.Sent.TryGetValue(roomId, out var sentKey) || sentKey != key;
+            // A room sent before keeps the config it was sent with unless the new one asks for more.
+            var initial = !req.Sent.TryGetValue(roomId, out var sentKey) || config.GrewFrom(sentKey);
+            var key = initial ? config.Key : sentKey!;
             var roomSince = initial ? 0 : since;
             if (!initial && !HasNews(userId, roomId, m, since, upTo)) continue;
-            var bump = candidates.Find(c => c.RoomId == roomId)?.BumpStamp ?? BumpStamp(roomId, m, upTo);
+            var bump = bumps.TryGetValue(roomId, out var b) ? b : BumpStamp(roomId, m, upTo);
             var json = Entry(userId, req.DeviceId, roomId, m, config, initial, roomSince, since, upTo, bump, dms.Contains(roomId), ignored);
             reply.Rooms.Add(new SlidingRoom { RoomId = roomId, Json = json.ToJsonString(), ConfigKey = key });
         }
