@@ -39,7 +39,8 @@ public sealed class InternalCalls(IServiceProvider services, GlobalConfig config
 
     static int LiteralSegments(string template) => template.Split('/').Count(s => s.Length > 0 && !s.Contains('{'));
 
-    List<Local> LocalEndpoints() => _local ??= services.GetRequiredService<EndpointDataSource>().Endpoints
+    // Read once the host has built its pipeline (before that the data source is empty, and is not cached).
+    List<Local> LocalEndpoints() => _local is { Count: > 0 } known ? known : _local = services.GetRequiredService<EndpointDataSource>().Endpoints
         .OfType<RouteEndpoint>()
         // OwnedBy: mapped by a service here (the split edge's proxy endpoints carry the route, not the owner).
         .Where(e => e.Metadata.GetMetadata<OwnedBy>() is not null && e.Metadata.GetMetadata<MatrixRoute>() is not null && e.RoutePattern.RawText is not null)

@@ -321,7 +321,8 @@ public static class ConfigDisplay
             {
                 case TomlTable t: Hide(t); break;
                 case TomlTableArray a: foreach (var t in a) Hide(t); break;
-                case var v when v is not null && IsSecret(key): table[key] = "(hidden)"; break;
+                // Strings only: a boolean such as registration_requires_token says nothing secret.
+                case string when IsSecret(key): table[key] = "(hidden)"; break;
             }
     }
 }

@@ -23,7 +23,7 @@ namespace Conduit.Rooms.Admin;
 /// down is not run when it comes back: the bot starts listening at the stream position it finds.
 /// </summary>
 public sealed partial class AdminRoom(RoomStore rooms, RoomStream stream, EventSender sender, RoomParams param, AdminCommands commands,
-    InternalCalls calls, GlobalConfig config, ILogger<AdminRoom> log) : BackgroundService
+    InternalCalls calls, GlobalConfig config, IHostApplicationLifetime lifetime, ILogger<AdminRoom> log) : BackgroundService
 {
     static readonly MarkdownPipeline Markdown = new MarkdownPipelineBuilder().UsePipeTables().UseAutoLinks().DisableHtml().Build();
 
@@ -42,6 +42,11 @@ public sealed partial class AdminRoom(RoomStore rooms, RoomStream stream, EventS
     {
         // Before anything else: commands sent from here on are answered.
         var listening = Listen(ct);
+        // The admin API's endpoints are known once the host has built its pipeline (hosted services start before).
+        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using (lifetime.ApplicationStarted.Register(() => started.TrySetResult()))
+        using (ct.Register(() => started.TrySetCanceled(ct)))
+            await started.Task;
         var delay = TimeSpan.FromMilliseconds(200);
         while (!ct.IsCancellationRequested)
         {
