@@ -50,6 +50,13 @@ public sealed class AccountDataStore(IKeyValueStore store)
         }
     }
 
+    /// <summary>The user's account data in one room, as (type, content).</summary>
+    public IEnumerable<(string Type, JsonObject Content)> InRoom(string userId, string roomId)
+    {
+        foreach (var (k, v) in _data.Scan(K.Prefix(userId, roomId)))
+            yield return (K.Split(k)[2], JsonLimits.ParseInternal(v)!["content"]!.AsObject());
+    }
+
     public string PutFilter(string userId, JsonObject filter)
     {
         lock (_write)

@@ -75,11 +75,16 @@ public sealed class SyncEphemeral
         return events;
     }
 
+    /// <summary>The room's receipts in full (a room new to a sliding sync connection), up to this read's position.</summary>
+    public JsonObject? AllReceipts(string roomId) => ReceiptContent(roomId, 0);
+
     /// <summary>{"$event": {"m.read": {"@user": {"ts": ..., "thread_id"?: ...}}}}; m.read.private only for its owner.</summary>
-    JsonObject? ReceiptContent(string roomId)
+    JsonObject? ReceiptContent(string roomId) => ReceiptContent(roomId, _initial ? 0 : _receiptsSince);
+
+    JsonObject? ReceiptContent(string roomId, long since)
     {
         JsonObject? content = null;
-        foreach (var r in _receipts.InRoom(roomId, _initial ? 0 : _receiptsSince, ReceiptsPosition))
+        foreach (var r in _receipts.InRoom(roomId, since, ReceiptsPosition))
         {
             if (r.Type == ReceiptTypes.ReadPrivate && r.UserId != _userId) continue;
             content ??= [];

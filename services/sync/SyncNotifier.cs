@@ -18,6 +18,10 @@ public sealed partial class SyncNotifier(Rooms.RoomsClient rooms, Protos.Keys.Ke
     readonly Lock _lock = new();
     readonly Dictionary<string, TaskCompletionSource> _waiters = [];
     long _roomsPosition = -1;
+    // Per local user: the newest room-stream advance that concerned them; below _everyoneFrom, every user counts as
+    // concerned (an advance for "*", or the stream's (re)connection, when advances may have been missed).
+    readonly Dictionary<string, long> _userPositions = new(StringComparer.Ordinal);
+    long _everyoneFrom = long.MaxValue;
     TaskCompletionSource _advance = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     /// <summary>Devices deleted in the keys service (logout, deletion, deactivation), as they are announced.</summary>
@@ -45,6 +49,18 @@ public sealed partial class SyncNotifier(Rooms.RoomsClient rooms, Protos.Keys.Ke
 
     /// <summary>The latest durable room-stream position seen, or -1 before the stream is connected.</summary>
     public long RoomsPosition { get { lock (_lock) return _roomsPosition; } }
+
+    /// <summary>The newest room-stream position whose advance concerned the user (an event in one of their rooms, a
+    /// membership of theirs), or long.MaxValue before the stream is connected: a connection at this position or
+    /// beyond has nothing new from the rooms service.</summary>
+    public long RoomsPositionFor(string userId)
+    {
+        lock (_lock)
+        {
+            if (_roomsPosition < 0) return long.MaxValue;
+            return Math.Max(_everyoneFrom, _userPositions.GetValueOrDefault(userId));
+        }
+    }
 
     /// <summary>A task that completes at the user's next wake-up. Take it BEFORE reading, so nothing slips between.</summary>
     public Task NextWake(string userId)
@@ -87,7 +103,17 @@ public sealed partial class SyncNotifier(Rooms.RoomsClient rooms, Protos.Keys.Ke
         await foreach (var a in call.ResponseStream.ReadAllAsync(ct))
         {
             lock (_lock)
+            {
                 if (a.Position > _roomsPosition) _roomsPosition = a.Position;
+                if (first || a.UserIds.Contains("*"))
+                {
+                    _everyoneFrom = a.Position;
+                    _userPositions.Clear();
+                }
+                else
+                    foreach (var u in a.UserIds)
+                        if (a.Position > _userPositions.GetValueOrDefault(u)) _userPositions[u] = a.Position;
+            }
             Advanced();
             if (first || a.UserIds.Contains("*")) WakeAll();
             else foreach (var u in a.UserIds) Wake(u);

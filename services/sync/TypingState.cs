@@ -70,6 +70,12 @@ public sealed class TypingState(SyncNotifier notifier)
         foreach (var u in users) notifier.Wake(u);
     }
 
+    /// <summary>The users typing in a room now.</summary>
+    public string[] UsersIn(string roomId)
+    {
+        lock (_lock) return _rooms.TryGetValue(roomId, out var r) ? [.. r.Expiry.Keys] : [];
+    }
+
     /// <summary>
     /// A consistent copy for one /sync: the position, and the rooms changed after <paramref name="since"/> with their
     /// typing users (<paramref name="since"/> 0: the rooms where someone is typing; <paramref name="everyRoom"/>: every

@@ -181,15 +181,23 @@ public abstract class SlidingSyncTests(ServerFixture server)
         Assert.Equal(["hello C"], Bodies(Rooms(retried)[c]!.AsObject()));
     }
 
-    [Fact]
-    public async Task A_subscription_asking_for_more_sends_the_room_whole_again_and_dropping_it_does_not()
+    /// <summary>A new user's room "A" with messages m0.. and the first response of its room list, whose timeline
+    /// of 1 has the last one.</summary>
+    async Task<(MatrixClient U, string Room, JsonObject List, JsonObject First)> RoomWithMessages(int count)
     {
         var u = await Register(server);
         var a = await u.CreateRoom(new JsonObject { ["name"] = "A" });
-        foreach (var i in Enumerable.Range(0, 3)) await u.SendText(a, $"m{i}");
+        foreach (var i in Enumerable.Range(0, count)) await u.SendText(a, $"m{i}");
         var list = RoomList();
         var first = await SlideOk(u, list);
-        Assert.Equal(["m2"], Bodies(Rooms(first)[a]!.AsObject()));
+        Assert.Equal([$"m{count - 1}"], Bodies(Rooms(first)[a]!.AsObject()));
+        return (u, a, list, first);
+    }
+
+    [Fact]
+    public async Task A_subscription_asking_for_more_sends_the_room_whole_again_and_dropping_it_does_not()
+    {
+        var (u, a, list, first) = await RoomWithMessages(3);
 
         // Element X opens the room: a subscription with a longer timeline and all state.
         var open = RoomList(subscriptions: new JsonObject { [a] = new JsonObject { ["timeline_limit"] = 20, ["required_state"] = Pairs(("*", "*")) } });
@@ -345,6 +353,133 @@ public abstract class SlidingSyncTests(ServerFixture server)
         (await alice.Put($"{C}/rooms/{E(room)}/typing/{E(alice.UserId)}", new JsonObject { ["typing"] = true, ["timeout"] = 30000 })).Ok();
         var typing = await SlideUntil(bob, body, Pos(receipt), r => r["extensions"]?["typing"]?["rooms"]?[room] is not null);
         Assert.Equal([alice.UserId], typing["extensions"]!["typing"]!["rooms"]![room]!["content"]!["user_ids"]!.AsArray().Select(n => n!.GetValue<string>()));
+    }
+
+    static List<(string Type, string Key)> StateKeys(JsonObject room)
+        => [.. room["required_state"]!.AsArray().Select(e => (e!["type"]!.GetValue<string>(), e["state_key"]!.GetValue<string>()))];
+
+    [Fact]
+    public async Task A_room_new_to_the_connection_comes_with_its_receipts_typing_and_account_data_in_full()
+    {
+        var (alice, bob, room) = await PublicRoomPair(server);
+        var ev = await alice.SendText(room, "read me");
+        (await alice.Post($"{C}/rooms/{E(room)}/receipt/m.read/{E(ev)}", new JsonObject())).Ok();
+        (await bob.Post($"{C}/rooms/{E(room)}/read_markers", new JsonObject { ["m.fully_read"] = ev })).Ok();
+        (await bob.Put($"{C}/user/{E(bob.UserId)}/rooms/{E(room)}/account_data/m.tag", new JsonObject { ["tags"] = new JsonObject { ["u.x"] = new JsonObject() } })).Ok();
+        (await alice.Put($"{C}/rooms/{E(room)}/typing/{E(alice.UserId)}", new JsonObject { ["typing"] = true, ["timeout"] = 30000 })).Ok();
+        JsonObject Extensions() => new()
+        {
+            ["account_data"] = new JsonObject { ["enabled"] = true },
+            ["receipts"] = new JsonObject { ["enabled"] = true },
+            ["typing"] = new JsonObject { ["enabled"] = true },
+        };
+        // The connection starts with a list the room is not in (DMs only); everything above happened before its pos.
+        var first = await SlideOk(bob, RoomList(filters: new JsonObject { ["is_dm"] = true }, extensions: Extensions()));
+        Assert.Empty(Rooms(first));
+
+        var r = await SlideOk(bob, RoomList(extensions: Extensions()), Pos(first));
+        Assert.True(Rooms(r)[room]!["initial"]!.GetValue<bool>());
+        var ext = r["extensions"]!;
+        Assert.NotNull(ext["receipts"]!["rooms"]![room]!["content"]![ev]!["m.read"]![alice.UserId]);
+        Assert.Equal([alice.UserId], ext["typing"]!["rooms"]![room]!["content"]!["user_ids"]!.AsArray().Select(n => n!.GetValue<string>()));
+        var types = ext["account_data"]!["rooms"]![room]!.AsArray().Select(e => e!["type"]!.GetValue<string>()).ToList();
+        Assert.Contains("m.tag", types);
+        Assert.Contains("m.fully_read", types);
+
+        // Sent again with nothing new: none of it is repeated.
+        var again = await SlideOk(bob, RoomList(extensions: Extensions()), Pos(r));
+        Assert.Null(again["extensions"]!["receipts"]?["rooms"]?[room]);
+        Assert.Null(again["extensions"]!["account_data"]?["rooms"]?[room]);
+    }
+
+    [Fact]
+    public async Task Lazy_members_are_sent_once_per_connection_and_a_new_sender_with_their_first_event()
+    {
+        var (alice, bob, room) = await PublicRoomPair(server);
+        await alice.SendText(room, "one");
+        var list = RoomList();
+        var first = await SlideOk(bob, list);
+        Assert.Contains(("m.room.member", alice.UserId), StateKeys(Rooms(first)[room]!.AsObject()));
+
+        await alice.SendText(room, "two");
+        var second = await SlideUntil(bob, list, Pos(first), r => Rooms(r).ContainsKey(room));
+        Assert.Equal(["two"], Bodies(Rooms(second)[room]!.AsObject()));
+        Assert.DoesNotContain(("m.room.member", alice.UserId), StateKeys(Rooms(second)[room]!.AsObject()));
+
+        var carol = await Register(server);
+        (await carol.Post($"{C}/join/{E(room)}", new JsonObject())).Ok();
+        await carol.SendText(room, "hi from carol");
+        var third = await SlideUntil(bob, list, Pos(second), r => Rooms(r)[room] is { } x && Bodies(x.AsObject()).Contains("hi from carol"));
+        var state = StateKeys(Rooms(third)[room]!.AsObject());
+        Assert.Contains(("m.room.member", carol.UserId), state);
+        Assert.DoesNotContain(("m.room.member", alice.UserId), state);
+
+        await alice.SendText(room, "three");
+        var fourth = await SlideUntil(bob, list, Pos(third), r => Rooms(r)[room] is { } x && Bodies(x.AsObject()).Contains("three"));
+        Assert.Empty(StateKeys(Rooms(fourth)[room]!.AsObject()));
+    }
+
+    [Fact]
+    public async Task A_larger_timeline_limit_expands_the_timeline_as_Synapse_does()
+    {
+        var (u, a, list, first) = await RoomWithMessages(5);
+
+        // Opened with the list's state and a longer timeline: not sent whole, its timeline expanded.
+        var listConfig = list["lists"]!["all_rooms"]!;
+        JsonObject Open(int limit) => RoomList(subscriptions: new JsonObject
+        {
+            [a] = new JsonObject { ["timeline_limit"] = limit, ["required_state"] = listConfig["required_state"]!.DeepClone() },
+        });
+        var opened = await SlideOk(u, Open(10), Pos(first));
+        var ra = Rooms(opened)[a]!.AsObject();
+        Assert.Null(ra["initial"]);
+        Assert.True(ra["unstable_expanded_timeline"]!.GetValue<bool>());
+        Assert.Equal(["m0", "m1", "m2", "m3", "m4"], Bodies(ra));
+
+        // Closed; one new message (the timeline of 1 is not limited): opening again expands nothing.
+        var closed = await SlideOk(u, list, Pos(opened));
+        await u.SendText(a, "m5");
+        var m5 = await SlideUntil(u, list, Pos(closed), r => Rooms(r).ContainsKey(a));
+        Assert.False(Rooms(m5)[a]!["limited"]!.GetValue<bool>());
+        var reopened = await SlideOk(u, Open(10), Pos(m5));
+        Assert.Empty(Rooms(reopened));
+
+        // Closed; two new messages under a timeline of 1 leave a gap: opening again expands the timeline again.
+        closed = await SlideOk(u, list, Pos(reopened));
+        await u.SendText(a, "m6");
+        await u.SendText(a, "m7");
+        var gap = await SlideUntil(u, list, Pos(closed), r => Rooms(r)[a] is { } x && Bodies(x.AsObject()).Contains("m7"));
+        Assert.True(Rooms(gap)[a]!["limited"]!.GetValue<bool>());
+        var expanded = Rooms(await SlideOk(u, Open(10), Pos(gap)))[a]!.AsObject();
+        Assert.True(expanded["unstable_expanded_timeline"]!.GetValue<bool>());
+        Assert.Equal(["m2", "m3", "m4", "m5", "m6", "m7"], Bodies(expanded)[^6..]);
+    }
+
+    [Fact]
+    public async Task A_room_out_of_view_picks_up_where_the_connection_left_it()
+    {
+        var u = await Register(server);
+        var x = await u.CreateRoom(new JsonObject { ["name"] = "X" });
+        var y = await u.CreateRoom(new JsonObject { ["name"] = "Y" });
+        await u.SendText(x, "x1");
+        var top = RoomList(end: 0);
+        var first = await SlideOk(u, top);
+        Assert.True(Rooms(first).ContainsKey(x));
+
+        // Y's message puts it on top and X out of the range; X's topic then changes (no bump).
+        await u.SendText(y, "y1");
+        var second = await SlideUntil(u, top, Pos(first), r => Rooms(r).ContainsKey(y));
+        (await u.Put($"{C}/rooms/{E(x)}/state/m.room.topic", new JsonObject { ["topic"] = "new topic" })).Ok();
+        var third = await SlideOk(u, top, Pos(second), 1000);
+
+        // Back in view (a subscription): the topic change comes, though the connection's pos is past it.
+        var sub = RoomList(end: 0, subscriptions: new JsonObject { [x] = top["lists"]!["all_rooms"]!.DeepClone() });
+        sub["room_subscriptions"]![x]!.AsObject().Remove("ranges");
+        sub["room_subscriptions"]![x]!.AsObject().Remove("filters");
+        var back = await SlideOk(u, sub, Pos(third));
+        var rx = Rooms(back)[x]!.AsObject();
+        Assert.Null(rx["initial"]);
+        Assert.Contains(rx["timeline"]!.AsArray(), e => e!["type"]!.GetValue<string>() == "m.room.topic");
     }
 }
 

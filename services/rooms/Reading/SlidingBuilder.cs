@@ -43,24 +43,43 @@ public sealed class SlidingBuilder(RoomStore rooms, ClientEvents format, Visibil
         }
 
         /// <summary>The config as JSON, [timeline_limit, [[type, state_key], ...]]: what the connection records.</summary>
-        public string Key => new JsonArray(TimelineLimit, new JsonArray([.. RequiredState.Select(s => (JsonNode)new JsonArray(s.Type, s.Key))])).ToJsonString();
+        public string Key => KeyOf(TimelineLimit, RequiredState);
 
-        /// <summary>Whether this config asks for more than the one a key records (a larger timeline, a state entry
-        /// it lacked): only then is a room sent before sent whole again, as Synapse does. A key it cannot read: yes.</summary>
-        public bool GrewFrom(string key)
+        public static string KeyOf(int timelineLimit, IEnumerable<(string Type, string Key)> requiredState)
+            => new JsonArray(timelineLimit, new JsonArray([.. requiredState.Select(s => (JsonNode)new JsonArray(s.Type, s.Key))])).ToJsonString();
+
+        /// <summary>The config a key records; null when it cannot be read (the room is then sent whole again).</summary>
+        public static Config? Parse(string key)
         {
             try
             {
-                if (JsonNode.Parse(key) is not JsonArray { Count: 2 } old || !old[0]!.TryGetInteger(out var limit) || old[1] is not JsonArray specs) return true;
-                var had = specs.OfType<JsonArray>().Select(p => (p[0]?.GetValue<string>() ?? "", p[1]?.GetValue<string>() ?? "")).ToHashSet();
-                return TimelineLimit > limit || RequiredState.Any(s => !had.Contains(s));
+                if (JsonNode.Parse(key) is not JsonArray { Count: 2 } old || !old[0]!.TryGetInteger(out var limit) || old[1] is not JsonArray specs) return null;
+                var c = new Config { TimelineLimit = (int)Math.Clamp(limit, 0, MaxTimelineLimit) };
+                foreach (var p in specs.OfType<JsonArray>()) c.RequiredState.Add((p[0]?.GetValue<string>() ?? "", p[1]?.GetValue<string>() ?? ""));
+                return c;
             }
             catch (Exception e) when (e is System.Text.Json.JsonException or InvalidOperationException or FormatException)
             {
-                return true;
+                return null;
             }
         }
     }
+
+    /// <summary>How a room is written: whole (initial), with its timeline expanded to the newest events, or with
+    /// what is new after <see cref="Since"/>; <see cref="LazySent"/>: the $LAZY members the connection has.</summary>
+    sealed record Sending(string RoomId, Membership? M, Config Config, bool Initial, bool Expanded, long Since, IReadOnlyCollection<string> LazySent);
+
+    /// <summary>A written entry, whether its timeline was limited, and the $LAZY members the connection has after it.</summary>
+    sealed record Written(JsonObject Json, bool Limited, List<string> Lazy);
+
+    /// <summary>At most this many $LAZY members are remembered per room and connection (Synapse's bound); one
+    /// forgotten is sent again with their next event.</summary>
+    const int LazyRemembered = 100;
+
+    /// <summary>Room types (m.room.create never changes) and rooms known encrypted (encryption is never turned
+    /// off), read from current state: the list filters read them for every room of the user on every request.</summary>
+    readonly ConcurrentDictionary<string, string> _roomTypes = new(StringComparer.Ordinal);
+    readonly ConcurrentDictionary<string, bool> _encrypted = new(StringComparer.Ordinal);
 
     public SlidingRoomsReply Build(SlidingRoomsRequest req)
     {
@@ -78,8 +97,9 @@ public sealed class SlidingBuilder(RoomStore rooms, ClientEvents format, Visibil
         foreach (var (roomId, m) in rooms.RoomsOf(userId))
         {
             memberships[roomId] = m;
-            var listed = m.State is "join" or "invite" or "knock" || (since > 0 && m.Pos > since && req.Sent.ContainsKey(roomId));
-            if (!listed) continue;
+            var left = !(m.State is "join" or "invite" or "knock");
+            if (left && !(since > 0 && req.Sent.ContainsKey(roomId) && m.Pos > Math.Min(since, req.SentUpTo.GetValueOrDefault(roomId, since)))) continue;
+            reply.ListsHoldLeftRooms |= left;
             if (m.State == "invite" && ignored.Count > 0 && rooms.Event(m.EventId) is { } invite && ignored.Contains(invite.Sender)) continue;
             candidates.Add(new Candidate(roomId, m, BumpStamp(roomId, m, upTo)));
         }
@@ -115,14 +135,26 @@ public sealed class SlidingBuilder(RoomStore rooms, ClientEvents format, Visibil
         {
             var m = memberships.GetValueOrDefault(roomId);
             if (m?.State != "join") reply.NotJoinedRoomIds.Add(roomId);
-            // A room sent before keeps the config it was sent with unless the new one asks for more.
-            var initial = !req.Sent.TryGetValue(roomId, out var sentKey) || config.GrewFrom(sentKey);
-            var key = initial ? config.Key : sentKey!;
-            var roomSince = initial ? 0 : since;
-            if (!initial && !HasNews(userId, roomId, m, since, upTo)) continue;
+            // As Synapse: a room sent before is sent whole again only when its config asks for state it was not sent
+            // with; a larger timeline_limit expands its timeline to the newest events (unstable_expanded_timeline).
+            // A room that was out of every range and subscription picks up from where the connection left it.
+            var prev = req.Sent.TryGetValue(roomId, out var sentKey) ? Config.Parse(sentKey) : null;
+            var initial = prev is null || config.RequiredState.Any(s => !prev.RequiredState.Contains(s));
+            var expanded = !initial && config.TimelineLimit > prev!.TimelineLimit;
+            var roomSince = initial ? 0 : req.SentUpTo.TryGetValue(roomId, out var upToBefore) && upToBefore < since ? upToBefore : since;
+            if (!initial && !expanded && !HasNews(userId, roomId, m, roomSince, upTo)) continue;
             var bump = bumps.TryGetValue(roomId, out var b) ? b : BumpStamp(roomId, m, upTo);
-            var json = Entry(userId, req.DeviceId, roomId, m, config, initial, roomSince, since, upTo, bump, dms.Contains(roomId), ignored);
-            reply.Rooms.Add(new SlidingRoom { RoomId = roomId, Json = json.ToJsonString(), ConfigKey = key });
+            IReadOnlyCollection<string> lazySent = !initial && req.LazyMembers.TryGetValue(roomId, out var lazy) ? lazy.Values : [];
+            var sending = new Sending(roomId, m, config, initial, expanded, roomSince, lazySent);
+            var written = Entry(userId, req.DeviceId, sending, since, upTo, bump, dms.Contains(roomId), ignored);
+            // The config recorded: the one sent with; a timeline_limit lowered is recorded when the timeline was
+            // limited (the client has a gap, so raising it again expands the timeline again), as Synapse does.
+            var key = initial ? config.Key
+                : expanded || (written.Limited && config.TimelineLimit < prev!.TimelineLimit) ? Config.KeyOf(config.TimelineLimit, prev!.RequiredState)
+                : sentKey!;
+            var room = new SlidingRoom { RoomId = roomId, Json = written.Json.ToJsonString(), ConfigKey = key, Initial = initial, ExpandedTimeline = expanded };
+            room.LazyMembers.AddRange(written.Lazy);
+            reply.Rooms.Add(room);
         }
         return reply;
     }
@@ -138,16 +170,31 @@ public sealed class SlidingBuilder(RoomStore rooms, ClientEvents format, Visibil
     /// <summary>The filters that read the room's state (after the cheap ones passed).</summary>
     bool MatchesState(string roomId, string userId, SlidingFilters f)
     {
-        if (f.HasIsEncrypted && f.IsEncrypted != (StrippedOrCurrent(roomId, userId, "m.room.encryption") is not null)) return false;
+        if (f.HasIsEncrypted && f.IsEncrypted != IsEncrypted(roomId, userId)) return false;
         if (f.RoomTypes is not null || f.NotRoomTypes is not null)
         {
-            var type = ContentField.String(StrippedOrCurrent(roomId, userId, "m.room.create"), "type") ?? "";
+            var type = RoomType(roomId, userId);
             if (f.RoomTypes is { } yes && !yes.Values.Contains(type)) return false;
             if (f.NotRoomTypes is { } no && no.Values.Contains(type)) return false;
         }
         if (f.Spaces is { } spaces && !spaces.Values.Any(s => rooms.StateEvent(s, "m.space.child", roomId) is { } child && child.Content.Count > 0))
             return false;
         return true;
+    }
+
+    bool IsEncrypted(string roomId, string userId)
+    {
+        if (_encrypted.ContainsKey(roomId)) return true;
+        if (rooms.StateContent(roomId, "m.room.encryption") is not null) return _encrypted[roomId] = true;
+        return StrippedOrCurrent(roomId, userId, "m.room.encryption") is not null;
+    }
+
+    /// <summary>The room's type ("" for none).</summary>
+    string RoomType(string roomId, string userId)
+    {
+        if (_roomTypes.TryGetValue(roomId, out var type)) return type;
+        if (rooms.StateContent(roomId, "m.room.create") is { } create) return _roomTypes[roomId] = ContentField.String(create, "type") ?? "";
+        return ContentField.String(StrippedOrCurrent(roomId, userId, "m.room.create"), "type") ?? "";
     }
 
     /// <summary>A state event's content from the room's current state, or for a room this server has no state of
@@ -193,12 +240,12 @@ public sealed class SlidingBuilder(RoomStore rooms, ClientEvents format, Visibil
         return rooms.Timeline(roomId, Math.Max(since, window.After), Math.Min(upTo, window.UpTo), backwards: true).Any();
     }
 
-    JsonObject Entry(string userId, string deviceId, string roomId, Membership? m, Config config, bool initial, long roomSince, long since,
-        long upTo, long bump, bool isDm, HashSet<string> ignored)
+    Written Entry(string userId, string deviceId, Sending s, long since, long upTo, long bump, bool isDm, HashSet<string> ignored)
     {
+        var (roomId, m, config, initial) = (s.RoomId, s.M, s.Config, s.Initial);
         var o = new JsonObject();
         var state = m?.State ?? "";
-        if (initial || NameChanged(roomId, roomSince, upTo)) Naming(o, roomId, userId);
+        if (initial || NameChanged(roomId, s.Since, upTo)) Naming(o, roomId, userId);
         if (initial) o["initial"] = true;
         if (state is "invite" or "knock")
         {
@@ -206,7 +253,7 @@ public sealed class SlidingBuilder(RoomStore rooms, ClientEvents format, Visibil
             o["membership"] = state;
             o["bump_stamp"] = bump;
             o["is_dm"] = isDm;
-            return o;
+            return new Written(o, false, []);
         }
         if (state != "join" && state.Length > 0) o["membership"] = state;
 
@@ -219,7 +266,8 @@ public sealed class SlidingBuilder(RoomStore rooms, ClientEvents format, Visibil
         {
             var top = Math.Min(upTo, window.UpTo);
             long lastPos = top;
-            foreach (var (pos, id) in rooms.Timeline(roomId, Math.Max(roomSince, window.After), top, backwards: true))
+            var timelineSince = initial || s.Expanded ? 0 : s.Since;
+            foreach (var (pos, id) in rooms.Timeline(roomId, Math.Max(timelineSince, window.After), top, backwards: true))
             {
                 if (picked.Count >= config.TimelineLimit)
                 {
@@ -236,9 +284,11 @@ public sealed class SlidingBuilder(RoomStore rooms, ClientEvents format, Visibil
             foreach (var e in picked) timeline.Add((JsonNode)format.Format(e, deviceId.Length > 0 ? deviceId : null, false, userId));
         }
         o["timeline"] = timeline;
-        o["required_state"] = RequiredState(userId, roomId, m, config, picked, initial, roomSince, upTo, window);
+        var lazy = new List<string>();
+        o["required_state"] = RequiredState(userId, s, picked, upTo, window, lazy);
         if (prevBatch is not null) o["prev_batch"] = prevBatch;
         o["limited"] = limited;
+        if (s.Expanded) o["unstable_expanded_timeline"] = true;
         // Events new to the connection: none on its first response for the room, as Synapse counts.
         o["num_live"] = since == 0 ? 0 : picked.Count(e => e.Pos > since);
         o["bump_stamp"] = bump;
@@ -246,7 +296,7 @@ public sealed class SlidingBuilder(RoomStore rooms, ClientEvents format, Visibil
         o["joined_count"] = joined;
         o["invited_count"] = invited;
         o["is_dm"] = isDm;
-        return o;
+        return new Written(o, limited, lazy);
     }
 
     bool NameChanged(string roomId, long since, long upTo)
@@ -295,29 +345,60 @@ public sealed class SlidingBuilder(RoomStore rooms, ClientEvents format, Visibil
     /// <summary>
     /// The room's state the config asks for: on a room's first sending, from its current state (as the user may see
     /// it: as it was at their leave for a former member); later, the matching state events after the connection's
-    /// position that are still current. $LAZY members (the timeline's senders) are always sent with the timeline.
+    /// position that are still current. $LAZY members (the senders and member targets of the timeline) are sent
+    /// with the timeline unless the connection has them already (<see cref="Sending.LazySent"/>); <paramref name="lazyAfter"/>
+    /// gets the members it has after this entry.
     /// </summary>
-    JsonArray RequiredState(string userId, string roomId, Membership? m, Config config, List<StoredEvent> timeline, bool initial, long since, long upTo,
-        ReadWindow? window)
+    JsonArray RequiredState(string userId, Sending s, List<StoredEvent> timeline, long upTo, ReadWindow? window, List<string> lazyAfter)
     {
+        var (roomId, config, initial) = (s.RoomId, s.Config, s.Initial);
         var arr = new JsonArray();
-        if (config.RequiredState.Count == 0 || window is null) return arr;
-        var lazy = timeline.Select(e => e.Sender).ToHashSet(StringComparer.Ordinal);
+        var lazyOn = config.RequiredState.Contains(("m.room.member", "$LAZY"));
+        if (config.RequiredState.Count == 0 || window is null || (!initial && window.UpTo != long.MaxValue))
+        {
+            if (lazyOn) lazyAfter.AddRange(s.LazySent);
+            return arr;
+        }
+        var lazy = timeline.Select(e => e.Sender).Concat(timeline.Where(e => e.Type == "m.room.member" && e.StateKey is not null).Select(e => e.StateKey!))
+            .ToHashSet(StringComparer.Ordinal);
+        var had = s.LazySent.ToHashSet(StringComparer.Ordinal);
         var ids = new List<string>();
+        var sentMembers = new HashSet<string>(StringComparer.Ordinal);
+        var changedMembers = new HashSet<string>(StringComparer.Ordinal);
+        void Send(string type, string key, string id)
+        {
+            ids.Add(id);
+            if (type == "m.room.member") sentMembers.Add(key);
+        }
         if (window.UpTo == long.MaxValue)
         {
             var current = rooms.CurrentState(roomId);
-            var recent = initial ? null : RecentStateIds(roomId, since, upTo);
+            var recent = initial ? null : RecentStateIds(roomId, s.Since, upTo);
             foreach (var ((type, key), id) in current)
-                if (Wanted(config.RequiredState, type, key, userId, lazy)
-                    && (initial || recent!.Contains(id) || (type == "m.room.member" && lazy.Contains(key) && config.RequiredState.Contains(("m.room.member", "$LAZY")))))
-                    ids.Add(id);
+            {
+                var changed = recent?.Contains(id) == true;
+                if (changed && type == "m.room.member") changedMembers.Add(key);
+                if (!Wanted(config.RequiredState, type, key, userId, lazy)) continue;
+                // Asked for by name ($ME, a user ID, "*"): sent first and when it changes; $LAZY only: also when the
+                // connection does not have it yet.
+                var lazyOnly = type == "m.room.member" && lazy.Contains(key) && !Wanted(config.RequiredState, type, key, userId, []);
+                if (initial || changed || (lazyOnly && !had.Contains(key))) Send(type, key, id);
+            }
         }
-        else if (initial)
+        else
             foreach (var e in visibility.VisibleState(userId, roomId) ?? [])
-                if (Wanted(config.RequiredState, e.Type, e.StateKey!, userId, lazy)) ids.Add(e.EventId);
+                if (Wanted(config.RequiredState, e.Type, e.StateKey!, userId, lazy)) Send(e.Type, e.StateKey!, e.EventId);
         foreach (var id in ids)
             if (rooms.Event(id) is { } e) arr.Add((JsonNode)format.Format(e, null, false));
+        if (lazyOn)
+        {
+            // Kept: those the connection had whose membership did not change unsent; then those of this timeline.
+            foreach (var u in s.LazySent)
+                if ((!changedMembers.Contains(u) || sentMembers.Contains(u)) && !lazy.Contains(u)) lazyAfter.Add(u);
+            foreach (var u in lazy)
+                if (had.Contains(u) ? !changedMembers.Contains(u) || sentMembers.Contains(u) : sentMembers.Contains(u)) lazyAfter.Add(u);
+            if (lazyAfter.Count > LazyRemembered) lazyAfter.RemoveRange(0, lazyAfter.Count - LazyRemembered);
+        }
         return arr;
     }
 

@@ -5,7 +5,21 @@ namespace Conduit.Sync.Sliding;
 /// covers up to, the rooms sent with their config keys, and the lists' counts. A `pos` names one.
 /// </summary>
 public sealed record SlidingSnapshot(long Rooms, long AccountData, long Keys, long Receipts, long Typing,
-    IReadOnlyDictionary<string, string> Sent, IReadOnlyDictionary<string, long> Counts);
+    IReadOnlyDictionary<string, string> Sent, IReadOnlyDictionary<string, long> Counts)
+{
+    /// <summary>Per room sent: the members whose state was sent for $LAZY (SlidingRoom.lazy_members).</summary>
+    public IReadOnlyDictionary<string, string[]> Lazy { get; init; } = new Dictionary<string, string[]>();
+
+    /// <summary>Rooms sent before but out of every range and subscription since: the room position they were
+    /// last covered up to.</summary>
+    public IReadOnlyDictionary<string, long> UpTo { get; init; } = new Dictionary<string, long>();
+
+    /// <summary>The rooms request this response was made for, without its positions (what the rooms service's
+    /// answer depends on besides the room stream), and that answer's lists and rooms in view, which a request of
+    /// the same shape reuses while nothing new concerns the user; null when not reusable.</summary>
+    public string Shape { get; init; } = "";
+    public Protos.Rooms.SlidingRoomsReply? Coverage { get; init; }
+}
 
 /// <summary>
 /// Sliding sync connections, in memory, per (user, device, conn_id). A connection keeps the snapshot the client

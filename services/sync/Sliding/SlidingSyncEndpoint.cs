@@ -41,7 +41,7 @@ public sealed class SlidingSyncEndpoint(AccountDataStore data, ReceiptStore rece
         {
             // Taken before reading, so a change landing during the read still wakes us.
             var wake = notifier.NextWake(c.UserId);
-            var answer = await Read(c, req, prev, ct);
+            var answer = await Read(c, req, prev, prev is not null && deadline - Environment.TickCount64 > 0, ct);
             var remaining = deadline - Environment.TickCount64;
             if (prev is null || answer.HasNews || remaining <= 0)
             {
@@ -58,7 +58,10 @@ public sealed class SlidingSyncEndpoint(AccountDataStore data, ReceiptStore rece
 
     sealed record Answer(JsonObject Body, SlidingSnapshot Snapshot, bool HasNews);
 
-    async Task<Answer> Read(Caller c, SlidingRequest req, SlidingSnapshot? prev, CancellationToken ct)
+    /// <summary>One answer from the connection's snapshot. <paramref name="mayWait"/>: the request will wait for a
+    /// wake-up if there is no news, so the rooms call may be saved when no room-stream advance concerned the user
+    /// since the snapshot (the notifier may trail a write the client just made; its advance then wakes the request).</summary>
+    async Task<Answer> Read(Caller c, SlidingRequest req, SlidingSnapshot? prev, bool mayWait, CancellationToken ct)
     {
         var userId = c.UserId;
         var accountDataPosition = data.Position;
@@ -67,14 +70,27 @@ public sealed class SlidingSyncEndpoint(AccountDataStore data, ReceiptStore rece
             : null;
         var roomsRequest = new SlidingRoomsRequest
         {
-            UserId = userId, DeviceId = c.DeviceId, Since = prev?.Rooms ?? 0,
-            Lists = { req.Lists }, Subscriptions = { req.Subscriptions }, DmRoomIds = { DirectRooms(userId) },
+            UserId = userId, DeviceId = c.DeviceId,
+            Lists = { req.Lists }, Subscriptions = { req.Subscriptions }, DmRoomIds = { DirectRooms(userId).Order(StringComparer.Ordinal) },
             IgnoredUsers = { SyncEndpoints.IgnoredUsers(data, userId) },
         };
-        if (prev is not null) foreach (var (room, key) in prev.Sent) roomsRequest.Sent[room] = key;
-        var reply = await rooms.SlidingRoomsAsync(roomsRequest, cancellationToken: ct);
-        // The counts of the events this response carries are in it.
-        await pushWorker.WaitForAsync(reply.Position, ct);
+        var shape = Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(Google.Protobuf.MessageExtensions.ToByteArray(roomsRequest)));
+        SlidingRoomsReply reply;
+        if (mayWait && prev is { Coverage: { } coverage } && prev.Shape == shape && notifier.RoomsPositionFor(userId) <= prev.Rooms)
+            reply = coverage;
+        else
+        {
+            roomsRequest.Since = prev?.Rooms ?? 0;
+            if (prev is not null)
+            {
+                foreach (var (room, key) in prev.Sent) roomsRequest.Sent[room] = key;
+                foreach (var (room, members) in prev.Lazy) roomsRequest.LazyMembers[room] = new StringList { Values = { members } };
+                foreach (var (room, position) in prev.UpTo) roomsRequest.SentUpTo[room] = position;
+            }
+            reply = await rooms.SlidingRoomsAsync(roomsRequest, cancellationToken: ct);
+            // The counts of the events this response carries are in it.
+            await pushWorker.WaitForAsync(reply.Position, ct);
+        }
 
         var news = reply.Rooms.Count > 0;
         var lists = new JsonObject();
@@ -87,8 +103,16 @@ public sealed class SlidingSyncEndpoint(AccountDataStore data, ReceiptStore rece
         }
         var roomsJson = new JsonObject();
         var sent = prev is null ? new Dictionary<string, string>(StringComparer.Ordinal) : new Dictionary<string, string>(prev.Sent, StringComparer.Ordinal);
+        var lazy = prev is null ? new Dictionary<string, string[]>(StringComparer.Ordinal) : new Dictionary<string, string[]>(prev.Lazy, StringComparer.Ordinal);
+        // Rooms sent whole: the extensions send their data in full; receipts also with an expanded timeline (Synapse).
+        var whole = new HashSet<string>(StringComparer.Ordinal);
+        var wholeReceipts = new HashSet<string>(StringComparer.Ordinal);
         foreach (var r in reply.Rooms)
         {
+            if (r.Initial) whole.Add(r.RoomId);
+            if (r.Initial || r.ExpandedTimeline) wholeReceipts.Add(r.RoomId);
+            if (r.LazyMembers.Count > 0) lazy[r.RoomId] = [.. r.LazyMembers];
+            else lazy.Remove(r.RoomId);
             var entry = JsonLimits.ParseInternal(System.Text.Encoding.UTF8.GetBytes(r.Json))!.AsObject();
             var unread = pushStore.Counts(userId, r.RoomId);
             entry["notification_count"] = unread.Notifications;
@@ -151,8 +175,10 @@ public sealed class SlidingSyncEndpoint(AccountDataStore data, ReceiptStore rece
             var global = new JsonArray([.. ad.Global.Select(e => (JsonNode)Event(e.Type, e.Content))]);
             var perRoom = new JsonObject();
             foreach (var roomId in Covered(req.AccountData))
-                if (ad.Rooms.TryGetValue(roomId, out var events))
-                    perRoom[roomId] = new JsonArray([.. events.Select(e => (JsonNode)Event(e.Type, e.Content))]);
+            {
+                var events = whole.Contains(roomId) ? data.InRoom(userId, roomId).ToList() : ad.Rooms.GetValueOrDefault(roomId);
+                if (events is { Count: > 0 }) perRoom[roomId] = new JsonArray([.. events.Select(e => (JsonNode)Event(e.Type, e.Content))]);
+            }
             if (global.Count > 0 || perRoom.Count > 0)
             {
                 extensions["account_data"] = new JsonObject { ["global"] = global, ["rooms"] = perRoom };
@@ -160,8 +186,16 @@ public sealed class SlidingSyncEndpoint(AccountDataStore data, ReceiptStore rece
             }
             accountDataPosition = ad.Position;
         }
-        news |= Ephemeral(extensions, "receipts", "m.receipt", req.Receipts, ephemeral, Covered);
-        news |= Ephemeral(extensions, "typing", "m.typing", req.Typing, ephemeral, Covered);
+        news |= Ephemeral(extensions, "receipts", "m.receipt", req.Receipts, ephemeral, Covered, wholeReceipts, r => ephemeral!.AllReceipts(r));
+        news |= Ephemeral(extensions, "typing", "m.typing", req.Typing, ephemeral, Covered, whole,
+            r => typing.UsersIn(r) is { Length: > 0 } users ? new JsonObject { ["user_ids"] = new JsonArray([.. users.Select(u => (JsonNode)u)]) } : null);
+
+        // Rooms sent before and now out of view keep the position they were last covered up to.
+        var inView = reply.Lists.SelectMany(l => l.RoomIds).Concat(reply.SubscribedRoomIds).ToHashSet(StringComparer.Ordinal);
+        var upTo = new Dictionary<string, long>(StringComparer.Ordinal);
+        if (prev is not null)
+            foreach (var room in sent.Keys)
+                if (!inView.Contains(room)) upTo[room] = prev.UpTo.TryGetValue(room, out var before) ? before : prev.Rooms;
 
         var body = new JsonObject { ["lists"] = lists, ["rooms"] = roomsJson, ["extensions"] = extensions };
         var snapshot = new SlidingSnapshot(
@@ -170,19 +204,38 @@ public sealed class SlidingSyncEndpoint(AccountDataStore data, ReceiptStore rece
             keysPosition,
             ephemeral?.ReceiptsPosition ?? prev?.Receipts ?? 0,
             ephemeral?.TypingPosition ?? prev?.Typing ?? 0,
-            sent, counts);
+            sent, counts)
+        {
+            Lazy = lazy, UpTo = upTo, Shape = shape,
+            Coverage = reply.ListsHoldLeftRooms ? null : Coverage(reply),
+        };
         return new Answer(body, snapshot, news);
     }
 
-    /// <summary>The receipts or typing extension: {"rooms": {roomId: event}} for the covered rooms with news.</summary>
+    /// <summary>A reply's lists and rooms in view, without its rooms' entries: what a request with no news reuses.</summary>
+    static SlidingRoomsReply Coverage(SlidingRoomsReply reply)
+    {
+        if (reply.Rooms.Count == 0) return reply;
+        var c = reply.Clone();
+        c.Rooms.Clear();
+        return c;
+    }
+
+    /// <summary>The receipts or typing extension: {"rooms": {roomId: event}} for the covered rooms with news, and
+    /// for the rooms in <paramref name="whole"/> (new to the connection) their current content in full.</summary>
     static bool Ephemeral(JsonObject extensions, string name, string type, SlidingExtension ext, SyncEphemeral? ephemeral,
-        Func<SlidingExtension, IEnumerable<string>> covered)
+        Func<SlidingExtension, IEnumerable<string>> covered, HashSet<string> whole, Func<string, JsonObject?> full)
     {
         if (!ext.Enabled || ephemeral is null) return false;
         var byRoom = new JsonObject();
         foreach (var roomId in covered(ext))
-            foreach (var (t, content) in ephemeral.Events(roomId))
-                if (t == type) byRoom[roomId] = Event(t, content);
+            if (whole.Contains(roomId))
+            {
+                if (full(roomId) is { } content) byRoom[roomId] = Event(type, content);
+            }
+            else
+                foreach (var (t, content) in ephemeral.Events(roomId))
+                    if (t == type) byRoom[roomId] = Event(t, content);
         if (byRoom.Count == 0) return false;
         extensions[name] = new JsonObject { ["rooms"] = byRoom };
         return true;
