@@ -26,4 +26,4 @@ fi
 
 echo "run.sh: testing $CONDUIT_URL with $("$NODE" --version)" >&2
 # Files run one after the other (the E2EE suite is CPU-heavy and registers several users).
-exec "$NODE" --test --test-force-exit --test-concurrency=1 "$@" basic.test.mjs media.test.mjs client-surface.test.mjs e2ee.test.mjs
+exec "$NODE" --test --test-force-exit --test-concurrency=1 "$@" basic.test.mjs media.test.mjs client-surface.test.mjs sliding-sync.test.mjs e2ee.test.mjs
