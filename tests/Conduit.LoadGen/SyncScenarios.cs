@@ -664,7 +664,9 @@ internal sealed partial class ScenarioRun
         }
         var firstTimes = firsts.Select(f => f.R.Elapsed.TotalMilliseconds).ToList();
         var median = firsts.OrderBy(f => f.R.Elapsed).ElementAt(firsts.Count / 2);
-        var firstOk = firsts.All(f => f.Rooms == 20 && f.Count == o.Rooms);
+        // At least the rooms made: the server's first account (the viewer, when it registers first) also holds the
+        // admin room's invite.
+        var firstOk = firsts.All(f => f.Rooms == 20 && f.Count >= o.Rooms);
         // The mean over the runs: one response takes about a /proc clock tick (10 ms).
         var cpuPerFirst = firsts.All(f => f.Cpu is not null) ? firsts.Sum(f => f.Cpu!.Value) / firsts.Count : (double?)null;
         report.Add(("first response", $"{F(median.R.Elapsed.TotalMilliseconds)} ms median of {string.Join(", ", firstTimes.Select(t => F(t)))} ms " +
@@ -829,7 +831,7 @@ internal sealed partial class ScenarioRun
             ? $"{F(cpu)} s in {F(seconds)} s measured ({F(100 * cpu / seconds)} % of a core)" + (o.Pids.Count > 1 ? $"; {Cpu.PerProcess(o, cpuStart, cpuEnd)}" : "")
             : "n/a (pass --pid or --pids)"));
         if (!firstOk)
-            report.Add(("check", $"FAILED: each first response must hold 20 rooms and count all {o.Rooms}"));
+            report.Add(("check", $"FAILED: each first response must hold 20 rooms and count at least the {o.Rooms} rooms made"));
         _results.Add("send->sliding p50 ms", Percentile(afterOk, 0.50));
         _results.Add("send->sliding p99 ms", Percentile(afterOk, 0.99));
         _results.Add("arrived %", 100.0 * afterOk.Count / o.Events);
