@@ -138,17 +138,20 @@ internal sealed class Options
                                      sharing rooms with the querier, the senders among them (default 1000); lazy-sync:
                                      members of every room (300); sync-load: syncing users (100)
           --rooms M                  rooms (mixed/saturate 10, users spread round-robin; rooms-parallel 10; big-sync 5000;
-                                     e2ee: the querier's rooms, 10; lazy-sync 300; sync-load 10)
+                                     e2ee: the querier's rooms, 10; lazy-sync 300; sync-load 10;
+                                     sliding-sync: the viewer's rooms, 1000)
           --seconds S                length of the send phase (mixed 30, saturate 20); e2ee: each to-device run
                                      sends for S seconds instead of --events messages
           --interval-ms MS           mean time between two messages of one user (mixed 1500, jittered +-25%; saturate 0);
-                                     sync-load: between two actions of one sender (100)
+                                     sync-load: between two actions of one sender (100); sliding-sync: between two
+                                     messages of one background sender (500)
           --drain-seconds D          after sending stops, how long to wait for outstanding deliveries (default 10)
           --events N                 sends per timed phase of one-room and rooms-parallel (default 500); e2ee:
-                                     to-device messages per run (default 5000); lazy-sync: messages a room (10)
+                                     to-device messages per run (default 5000); lazy-sync: messages a room (10);
+                                     sliding-sync: timed sends (300)
           --senders N                concurrent senders of one-room; e2ee: concurrent claimers and to-device
                                      senders; media: concurrent uploaders and downloaders; sync-load: users acting,
-                                     besides the --users syncing ones (default 10)
+                                     besides the --users syncing ones; sliding-sync: background senders (default 10)
           --files N                  media: files uploaded per run (default 3000)
           --downloads N              media: downloads per run, spread evenly over those files (default 10000)
           --file-kb K                media: size of each of those files in KB (default 100)
@@ -164,7 +167,8 @@ internal sealed class Options
                                      messages each way before the one-peer figures (default 200)
           --repeat R                 one-room/rooms-parallel: run the two patterns R times, alternating, and report
                                      the median of each; e2ee: runs of each of the three measures (default 5);
-                                     media: runs of each measure (default 3); lazy-sync: timed initial syncs (5)
+                                     media: runs of each measure (default 3); lazy-sync: timed initial syncs (5);
+                                     sliding-sync: first responses (5)
           --warmup-seconds W         mixed/saturate/sync-load: act for W s before the measured --seconds (mixed 0,
                                      saturate 5, sync-load 5)
           --phase-timeout-seconds T  bound on each timed phase of one-room, rooms-parallel, big-sync, e2ee and media
