@@ -45,7 +45,7 @@ function lastBody(room) {
     return events.at(-1)?.getContent()?.body;
 }
 
-test("matrix-js-sdk's SlidingSync: room list by recency, live messages, typing, receipts, own sends", { timeout: 180_000 }, async () => {
+test("sliding sync through matrix-js-sdk's SlidingSync: room list by recency, live messages, typing, receipts, own sends, opening a room", { timeout: 180_000 }, async () => {
     // Bob first: the server's first account gets the admin room's invite, and it must not be Alice.
     const bobCreds = await register(randomLocalpart("ssbob"));
     const aliceCreds = await register(randomLocalpart("ssalice"));
