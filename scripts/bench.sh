@@ -4,7 +4,7 @@
 #   scripts/bench.sh [--scenarios LIST] [--modes LIST] [--quick] [--before BUILD --after BUILD] [--no-build] [-- LOADGEN ARGS]
 #
 # For each mode (aio: one all-in-one process; split: the six processes of split-up.sh) and each scenario (saturate,
-# one-room, rooms-parallel, big-sync, idle; mixed, e2ee, media, lazy-sync, sync-load and federation on request) it starts a fresh
+# one-room, rooms-parallel, big-sync, idle; mixed, e2ee, media, lazy-sync, sync-load, sliding-sync and federation on request) it starts a fresh
 # server with a fresh database on free loopback ports, runs the scenario, stops the server. With --before and --after it
 # runs each scenario on both builds back to back, so machine load touches both alike, and prints them side by side.
 # federation starts its own servers from the build (the load generator does, all-in-one only: it is skipped in split).
@@ -43,7 +43,7 @@ done
 IFS=, read -r -a scenario_list <<< "$scenarios"
 IFS=, read -r -a mode_list <<< "$modes"
 for s in "${scenario_list[@]}"; do
-    case "$s" in saturate|one-room|rooms-parallel|big-sync|idle|mixed|e2ee|media|lazy-sync|sync-load|federation) ;; *) echo "bench.sh: unknown scenario '$s'" >&2; exit 2 ;; esac
+    case "$s" in saturate|one-room|rooms-parallel|big-sync|idle|mixed|e2ee|media|lazy-sync|sync-load|sliding-sync|federation) ;; *) echo "bench.sh: unknown scenario '$s'" >&2; exit 2 ;; esac
 done
 for m in "${mode_list[@]}"; do
     case "$m" in aio|split) ;; *) echo "bench.sh: unknown mode '$m' (aio or split)" >&2; exit 2 ;; esac
@@ -201,6 +201,7 @@ scenario_args() {
         media) if [ "$quick" = 1 ]; then echo "--files 300 --downloads 1000 --images 40 --warm-passes 5 --big-mb 50 --warmup 50 --repeat 1"; else echo ""; fi ;;
         lazy-sync) if [ "$quick" = 1 ]; then echo "--rooms 50 --users 50 --repeat 3"; else echo ""; fi ;;
         sync-load) if [ "$quick" = 1 ]; then echo "--seconds 10"; else echo ""; fi ;;
+        sliding-sync) if [ "$quick" = 1 ]; then echo "--rooms 200 --events 100 --repeat 3"; else echo ""; fi ;;
         federation) if [ "$quick" = 1 ]; then echo "--events 500 --warmup 100 --peers 5 --peer-events 300 --users 200 --room-events 2000"; else echo ""; fi ;;
     esac
 }

@@ -284,6 +284,27 @@ public abstract class E2eeTests(ServerFixture server)
     }
 
     [Fact]
+    public async Task Device_list_news_over_a_long_window_is_read_room_by_room()
+    {
+        // A window of more than 256 stream positions (more than the user's rooms) is read per room, not from the
+        // room stream: a join and a leave in it are still news.
+        using var alice = await NewDevice();
+        using var bob = await NewDevice();
+        using var dave = await NewDevice();
+        var room = await alice.Client.CreateRoom(new JsonObject { ["preset"] = "public_chat" });
+        (await dave.Client.Post($"{C}/join/{E(room)}", new JsonObject())).Ok();
+        var since = (await alice.Client.Sync())["next_batch"]!.GetValue<string>();
+        var elsewhere = await bob.Client.CreateRoom(new JsonObject { ["preset"] = "private_chat" });
+        for (var i = 0; i < 300; i++)
+            (await bob.Client.Put($"{C}/rooms/{E(elsewhere)}/send/m.room.message/{Txn()}", new JsonObject { ["msgtype"] = "m.text", ["body"] = $"{i}" })).Ok();
+        (await bob.Client.Post($"{C}/join/{E(room)}", new JsonObject())).Ok();
+        (await dave.Client.Post($"{C}/rooms/{E(room)}/leave", new JsonObject())).Ok();
+        var s = await alice.Client.Sync(since);
+        Assert.Contains(bob.UserId, Strings(s["device_lists"]!["changed"]));
+        Assert.Contains(dave.UserId, Strings(s["device_lists"]!["left"]));
+    }
+
+    [Fact]
     public async Task Device_list_changes_reach_those_who_share_a_room_and_leaving_is_reported()
     {
         using var alice = await NewDevice();

@@ -4,7 +4,7 @@ using System.Net;
 namespace Conduit.LoadGen;
 
 /// <summary>What a run measures; see README.md.</summary>
-internal enum Scenario { Mixed, Saturate, OneRoom, RoomsParallel, BigSync, Idle, E2ee, Media, LazySync, SyncLoad, Federation }
+internal enum Scenario { Mixed, Saturate, OneRoom, RoomsParallel, BigSync, Idle, E2ee, Media, LazySync, SyncLoad, SlidingSync, Federation }
 
 /// <summary>Command-line options. Parsing errors throw <see cref="ArgumentException"/> with a readable message.</summary>
 internal sealed class Options
@@ -80,6 +80,7 @@ internal sealed class Options
         Scenario.Media => "media",
         Scenario.LazySync => "lazy-sync",
         Scenario.SyncLoad => "sync-load",
+        Scenario.SlidingSync => "sliding-sync",
         Scenario.Federation => "federation",
         _ => throw new ArgumentOutOfRangeException(nameof(s)),
     };
@@ -117,6 +118,11 @@ internal sealed class Options
                           --senders users (10, members of every room) each act every --interval-ms (100): typing on,
                           a message, typing off, a read receipt, in turn, in one room at a time; time from each
                           action to the /sync response that brings it to each member (p50/p99 per kind), syncs/s
+          sliding-sync    one user in --rooms rooms (1000) with Element X's sliding sync room list (range [0, 19],
+                          timeline_limit 1): time to the first response, --repeat times (5); then --events (300)
+                          messages sent one at a time into 10 of its rooms, each timed from its 200 to its arrival
+                          in the user's waiting sliding sync request, while --senders users (10) send every
+                          --interval-ms (500) into 10 other rooms: p50/p99
           federation      starts its own servers (HTTPS, a CA of its own, fresh databases; --url is not used):
                           one-peer: --events (2000) messages by --senders on A to a room joined from B, and back:
                           send rate and end-to-end rate (first send to B's /sync holding all); dead-peers: a room
@@ -132,17 +138,20 @@ internal sealed class Options
                                      sharing rooms with the querier, the senders among them (default 1000); lazy-sync:
                                      members of every room (300); sync-load: syncing users (100)
           --rooms M                  rooms (mixed/saturate 10, users spread round-robin; rooms-parallel 10; big-sync 5000;
-                                     e2ee: the querier's rooms, 10; lazy-sync 300; sync-load 10)
+                                     e2ee: the querier's rooms, 10; lazy-sync 300; sync-load 10;
+                                     sliding-sync: the viewer's rooms, 1000)
           --seconds S                length of the send phase (mixed 30, saturate 20); e2ee: each to-device run
                                      sends for S seconds instead of --events messages
           --interval-ms MS           mean time between two messages of one user (mixed 1500, jittered +-25%; saturate 0);
-                                     sync-load: between two actions of one sender (100)
+                                     sync-load: between two actions of one sender (100); sliding-sync: between two
+                                     messages of one background sender (500)
           --drain-seconds D          after sending stops, how long to wait for outstanding deliveries (default 10)
           --events N                 sends per timed phase of one-room and rooms-parallel (default 500); e2ee:
-                                     to-device messages per run (default 5000); lazy-sync: messages a room (10)
+                                     to-device messages per run (default 5000); lazy-sync: messages a room (10);
+                                     sliding-sync: timed sends (300)
           --senders N                concurrent senders of one-room; e2ee: concurrent claimers and to-device
                                      senders; media: concurrent uploaders and downloaders; sync-load: users acting,
-                                     besides the --users syncing ones (default 10)
+                                     besides the --users syncing ones; sliding-sync: background senders (default 10)
           --files N                  media: files uploaded per run (default 3000)
           --downloads N              media: downloads per run, spread evenly over those files (default 10000)
           --file-kb K                media: size of each of those files in KB (default 100)
@@ -158,7 +167,8 @@ internal sealed class Options
                                      messages each way before the one-peer figures (default 200)
           --repeat R                 one-room/rooms-parallel: run the two patterns R times, alternating, and report
                                      the median of each; e2ee: runs of each of the three measures (default 5);
-                                     media: runs of each measure (default 3); lazy-sync: timed initial syncs (5)
+                                     media: runs of each measure (default 3); lazy-sync: timed initial syncs (5);
+                                     sliding-sync: first responses (5)
           --warmup-seconds W         mixed/saturate/sync-load: act for W s before the measured --seconds (mixed 0,
                                      saturate 5, sync-load 5)
           --phase-timeout-seconds T  bound on each timed phase of one-room, rooms-parallel, big-sync, e2ee and media
@@ -340,6 +350,7 @@ internal sealed class Options
         var e2ee = o.Scenario == Scenario.E2ee;
         var lazySync = o.Scenario == Scenario.LazySync;
         var syncLoad = o.Scenario == Scenario.SyncLoad;
+        var sliding = o.Scenario == Scenario.SlidingSync;
         if (saturate && intervalMs is > 0)
             throw new ArgumentException("--interval-ms does not apply to --scenario saturate (it sends back to back); use mixed");
         o.Users = users ?? o.Scenario switch
@@ -354,13 +365,13 @@ internal sealed class Options
             Scenario.Federation => 1000,
             _ => 1,
         };
-        o.Rooms = rooms ?? (bigSync ? 5000 : lazySync ? 300 : 10);
+        o.Rooms = rooms ?? (bigSync ? 5000 : lazySync ? 300 : sliding ? 1000 : 10);
         o.Seconds = seconds ?? (saturate ? 20 : 30);
         o.SecondsGiven = seconds is not null;
-        o.Events = events ?? (e2ee ? 5000 : lazySync ? 10 : o.Scenario == Scenario.Federation ? 2000 : 500);
+        o.Events = events ?? (e2ee ? 5000 : lazySync ? 10 : sliding ? 300 : o.Scenario == Scenario.Federation ? 2000 : 500);
         o.Repeat = repeat ?? (o.Scenario == Scenario.Media ? 3 : 5);
         o.Warmup = warmup ?? (o.Scenario == Scenario.Media ? 100 : o.Scenario == Scenario.Federation ? 200 : 1000);
-        o.IntervalMs = intervalMs ?? (saturate ? 0 : syncLoad ? 100 : 1500);
+        o.IntervalMs = intervalMs ?? (saturate ? 0 : syncLoad ? 100 : sliding ? 500 : 1500);
         o.WarmupSeconds = warmupSeconds ?? (saturate || syncLoad ? 5 : 0);
         o.SetupTimeoutSeconds = setupTimeout ?? (bigSync ? 1200 : lazySync ? 3600 : o.Scenario == Scenario.Federation ? 600 : 300);
         o.SetupConcurrency = setupConcurrency ?? (bigSync ? 4 : lazySync ? 16 : 8);
@@ -375,8 +386,10 @@ internal sealed class Options
             throw new ArgumentException($"--users ({o.Users}) must be at least --senders ({o.Senders}): the senders are among the users");
         if (syncLoad && o.Rooms > o.Users)
             throw new ArgumentException($"--rooms ({o.Rooms}) must not exceed --users ({o.Users}): every room needs a syncing member");
-        if (syncLoad && o.IntervalMs == 0)
-            throw new ArgumentException("--interval-ms must be above 0 for sync-load");
+        if ((syncLoad || sliding) && o.IntervalMs == 0)
+            throw new ArgumentException($"--interval-ms must be above 0 for {ScenarioName(o.Scenario)}");
+        if (sliding && o.Rooms < 20)
+            throw new ArgumentException("--rooms must be at least 20 for sliding-sync (10 rooms for the measured sender, 10 for the others)");
         if (e2ee && o.Rooms > o.Users)
             throw new ArgumentException($"--rooms ({o.Rooms}) must not exceed --users ({o.Users}): every room needs members");
         return o;

@@ -42,6 +42,8 @@ internal sealed partial class ScenarioRun(Options o)
             // idle server, --repeat timed syncs, one without lazy loading, the checks of two rooms' members.
             Scenario.LazySync => 2 * o.SetupTimeoutSeconds + (o.Repeat + 3) * o.PhaseTimeoutSeconds + 240,
             Scenario.SyncLoad => o.SetupTimeoutSeconds + o.WarmupSeconds + o.Seconds + o.DrainSeconds + 30,
+            // sliding-sync: setup, an idle wait, --repeat first responses, the live phase (its timeout + 0.1 s a send).
+            Scenario.SlidingSync => o.SetupTimeoutSeconds + (o.Repeat + 3) * o.PhaseTimeoutSeconds + o.Events / 10 + 60,
             _ => o.SetupTimeoutSeconds + (2 * o.Repeat + 2) * o.PhaseTimeoutSeconds,
         };
         using var hard = new CancellationTokenSource(TimeSpan.FromSeconds(bound + 90));
@@ -72,6 +74,7 @@ internal sealed partial class ScenarioRun(Options o)
                 Scenario.Media => await MediaAsync(report, hard.Token).ConfigureAwait(false),
                 Scenario.LazySync => await LazySyncAsync(report, hard.Token).ConfigureAwait(false),
                 Scenario.SyncLoad => await SyncLoadAsync(report, hard.Token).ConfigureAwait(false),
+                Scenario.SlidingSync => await SlidingSyncAsync(report, hard.Token).ConfigureAwait(false),
                 _ => throw new InvalidOperationException($"{name} is run by LoadRun"),
             };
         }
@@ -301,6 +304,54 @@ internal sealed partial class ScenarioRun(Options o)
         var phase = CancellationTokenSource.CreateLinkedTokenSource(hard);
         phase.CancelAfter(TimeSpan.FromSeconds(o.PhaseTimeoutSeconds) + extra);
         return phase;
+    }
+
+    /// <summary>
+    /// Public rooms (so others join without an invite) created by <paramref name="creator"/>, <paramref name="concurrency"/>
+    /// at a time, named "loadgen RUN LABEL i"; null (the failures logged) unless all were created.
+    /// </summary>
+    async Task<string[]?> CreatePublicRoomsAsync(User creator, int count, int concurrency, string label, CancellationToken hard)
+    {
+        var problems = new ConcurrentQueue<string>();
+        var roomIds = new string?[count];
+        var sw = Stopwatch.StartNew();
+        var created = 0;
+        var progressStep = Math.Max(1, count / 5);
+        await InSetupAsync(ct => Parallel.ForEachAsync(Enumerable.Range(0, count),
+            new ParallelOptions { MaxDegreeOfParallelism = concurrency, CancellationToken = ct },
+            async (i, token) =>
+            {
+                var body = new JsonObject { ["preset"] = "public_chat", ["name"] = $"loadgen {_setup.RunId} {label} {i}" };
+                var r = await _api.CallWithRetryAsync("createRoom", HttpMethod.Post, "_matrix/client/v3/createRoom", body, creator.Token,
+                    TimeSpan.FromSeconds(60), token).ConfigureAwait(false);
+                roomIds[i] = MatrixApi.Str(r.Json?["room_id"]);
+                if (roomIds[i] is null) problems.Enqueue($"createRoom: {r.Describe()}");
+                else if (Interlocked.Increment(ref created) % progressStep == 0 && count >= 100)
+                    Log($"  {created}/{count} rooms created, {created / sw.Elapsed.TotalSeconds:0} rooms/s");
+            }), hard).ConfigureAwait(false);
+        foreach (var p in problems.Take(5)) Log($"  {p}");
+        if (roomIds.Any(r => r is null))
+        {
+            Log($"error: {roomIds.Count(r => r is null)} of {count} rooms not created");
+            return null;
+        }
+        Log($"created {count} rooms in {sw.Elapsed.TotalSeconds:0.0} s");
+        return roomIds!;
+    }
+
+    /// <summary>Each user joins its room, --setup-concurrency at a time; false (the first failures logged) unless all did.</summary>
+    async Task<bool> JoinAllAsync(IEnumerable<(User User, string RoomId)> joins, CancellationToken hard)
+    {
+        var failed = 0;
+        await InSetupAsync(ct => Parallel.ForEachAsync(joins, new ParallelOptions { MaxDegreeOfParallelism = o.SetupConcurrency, CancellationToken = ct },
+            async (pair, token) =>
+            {
+                var r = await _api.CallWithRetryAsync("join", HttpMethod.Post, $"_matrix/client/v3/join/{MatrixApi.Esc(pair.RoomId)}", new JsonObject(),
+                    pair.User.Token, TimeSpan.FromSeconds(60), token).ConfigureAwait(false);
+                if (!r.Ok && Interlocked.Increment(ref failed) <= 3) Log($"  join {pair.User.UserId}: {r.Describe()}");
+            }), hard).ConfigureAwait(false);
+        if (failed > 0) Log($"error: {failed} joins failed");
+        return failed == 0;
     }
 
     async Task<List<User>?> RegisterAsync(int count, int needed, CancellationToken hard)

@@ -6,11 +6,14 @@ using static Conduit.LoadGen.Out;
 namespace Conduit.LoadGen;
 
 /// <summary>
-/// Two /sync scenarios. lazy-sync: the initial /sync of a user in many large rooms with lazy-loaded members (setting up
+/// Three sync scenarios. lazy-sync: the initial /sync of a user in many large rooms with lazy-loaded members (setting up
 /// --rooms rooms of --users members is rooms x members joins, made concurrently into different rooms, then --events
 /// messages a room). sync-load:
 /// incremental /sync under a load of messages, typing notifications and read receipts, timed from each action to
-/// the /sync response that brings it to each other member.
+/// the /sync response that brings it to each other member. sliding-sync: simplified sliding sync (MSC4186) for a user
+/// in many rooms with Element X's room list: (a) the time to the first response of a new connection; (b) the latency
+/// from a message send's 200 to its arrival in the user's waiting sliding sync request (pos + timeout), while other
+/// users send messages into other rooms.
 /// </summary>
 internal sealed partial class ScenarioRun
 {
@@ -28,27 +31,10 @@ internal sealed partial class ScenarioRun
         var user = users[0];
 
         // The measured user creates every room, public so the others join without an invite.
-        var problems = new ConcurrentQueue<string>();
-        var roomIds = new string?[o.Rooms];
         var sw = Stopwatch.StartNew();
-        await InSetupAsync(ct => Parallel.ForEachAsync(Enumerable.Range(0, o.Rooms),
-            new ParallelOptions { MaxDegreeOfParallelism = Math.Min(o.SetupConcurrency, 8), CancellationToken = ct },
-            async (i, token) =>
-            {
-                var body = new JsonObject { ["preset"] = "public_chat", ["name"] = $"loadgen {_setup.RunId} lazy {i}" };
-                var r = await _api.CallWithRetryAsync("createRoom", HttpMethod.Post, "_matrix/client/v3/createRoom", body, user.Token,
-                    TimeSpan.FromSeconds(60), token).ConfigureAwait(false);
-                roomIds[i] = MatrixApi.Str(r.Json?["room_id"]);
-                if (roomIds[i] is null) problems.Enqueue($"createRoom: {r.Describe()}");
-            }), hard).ConfigureAwait(false);
-        var createTime = sw.Elapsed;
-        foreach (var p in problems.Take(5)) Log($"  {p}");
-        if (roomIds.Any(r => r is null))
-        {
-            Log($"error: {roomIds.Count(r => r is null)} of {o.Rooms} rooms not created");
+        if (await CreatePublicRoomsAsync(user, o.Rooms, Math.Min(o.SetupConcurrency, 8), "lazy", hard).ConfigureAwait(false) is not { } roomIds)
             return 1;
-        }
-        Log($"created {o.Rooms} rooms in {createTime.TotalSeconds:0.0} s");
+        var createTime = sw.Elapsed;
 
         // Every other user joins every room. In round k, room r is joined by user 1 + (k + r) mod (members - 1): the
         // joins in flight at any moment go to consecutive rooms, each by another user, so they take different room
@@ -61,7 +47,7 @@ internal sealed partial class ScenarioRun
         {
             for (var k = 0; k < joiners; k++)
                 for (var r = 0; r < o.Rooms; r++)
-                    yield return (users[1 + (k + r) % joiners], roomIds[r]!);
+                    yield return (users[1 + (k + r) % joiners], roomIds[r]);
         }
         sw.Restart();
         await InSetupAsync(ct => Parallel.ForEachAsync(Pairs(), new ParallelOptions { MaxDegreeOfParallelism = o.SetupConcurrency, CancellationToken = ct },
@@ -88,7 +74,7 @@ internal sealed partial class ScenarioRun
         await InSetupAsync(ct => Parallel.ForEachAsync(Enumerable.Range(0, o.Rooms), new ParallelOptions { MaxDegreeOfParallelism = o.SetupConcurrency, CancellationToken = ct },
             async (r, token) =>
             {
-                var path = $"_matrix/client/v3/rooms/{MatrixApi.Esc(roomIds[r]!)}/send/m.room.message/";
+                var path = $"_matrix/client/v3/rooms/{MatrixApi.Esc(roomIds[r])}/send/m.room.message/";
                 for (var j = 0; j < o.Events; j++)
                 {
                     var sender = users[joiners == 0 ? 0 : 1 + (r + j * 37) % joiners];
@@ -115,7 +101,7 @@ internal sealed partial class ScenarioRun
         }
 
         // Two rooms' joined members, read back: every user is in them.
-        foreach (var roomId in new[] { roomIds[0]!, roomIds[^1]! })
+        foreach (var roomId in new[] { roomIds[0], roomIds[^1] })
         {
             var m = await _api.CallAsync("joined_members", HttpMethod.Get, $"_matrix/client/v3/rooms/{MatrixApi.Esc(roomId)}/joined_members", null,
                 user.Token, TimeSpan.FromSeconds(o.PhaseTimeoutSeconds), hard).ConfigureAwait(false);
@@ -310,41 +296,13 @@ internal sealed partial class ScenarioRun
 
         // Rooms: the first sender creates them (public), the senders join every room, syncer i joins room i mod R.
         var sw = Stopwatch.StartNew();
-        var roomIds = new string?[o.Rooms];
-        var problems = new ConcurrentQueue<string>();
-        await InSetupAsync(ct => Parallel.ForEachAsync(Enumerable.Range(0, o.Rooms),
-            new ParallelOptions { MaxDegreeOfParallelism = o.SetupConcurrency, CancellationToken = ct },
-            async (i, token) =>
-            {
-                var body = new JsonObject { ["preset"] = "public_chat", ["name"] = $"loadgen {_setup.RunId} sync-load {i}" };
-                var r = await _api.CallWithRetryAsync("createRoom", HttpMethod.Post, "_matrix/client/v3/createRoom", body, senders[0].Token,
-                    TimeSpan.FromSeconds(60), token).ConfigureAwait(false);
-                roomIds[i] = MatrixApi.Str(r.Json?["room_id"]);
-                if (roomIds[i] is null) problems.Enqueue($"createRoom: {r.Describe()}");
-            }), hard).ConfigureAwait(false);
-        if (roomIds.Any(r => r is null))
-        {
-            foreach (var p in problems.Take(5)) Log($"  {p}");
-            Log("error: room creation failed");
+        if (await CreatePublicRoomsAsync(senders[0], o.Rooms, o.SetupConcurrency, "sync-load", hard).ConfigureAwait(false) is not { } roomIds)
             return 1;
-        }
         for (var i = 0; i < syncers.Count; i++) syncers[i].RoomId = roomIds[i % o.Rooms];
         var joins = syncers.Select(u => (u, u.RoomId!))
-            .Concat(senders.Skip(1).SelectMany(s => roomIds.Select(r => (s, r!))))
+            .Concat(senders.Skip(1).SelectMany(s => roomIds.Select(r => (s, r))))
             .ToList();
-        var failed = 0;
-        await InSetupAsync(ct => Parallel.ForEachAsync(joins, new ParallelOptions { MaxDegreeOfParallelism = o.SetupConcurrency, CancellationToken = ct },
-            async (pair, token) =>
-            {
-                var r = await _api.CallWithRetryAsync("join", HttpMethod.Post, $"_matrix/client/v3/join/{MatrixApi.Esc(pair.Item2)}", new JsonObject(),
-                    pair.Item1.Token, TimeSpan.FromSeconds(60), token).ConfigureAwait(false);
-                if (!r.Ok && Interlocked.Increment(ref failed) <= 3) Log($"  join {pair.Item1.UserId}: {r.Describe()}");
-            }), hard).ConfigureAwait(false);
-        if (failed > 0)
-        {
-            Log($"error: {failed} joins failed");
-            return 1;
-        }
+        if (!await JoinAllAsync(joins, hard).ConfigureAwait(false)) return 1;
         await InSetupAsync(ct => _setup.InitialSyncAsync(syncers, ct), hard).ConfigureAwait(false);
         if (syncers.Any(u => u.Since is null))
         {
@@ -368,7 +326,7 @@ internal sealed partial class ScenarioRun
         var measureStart = Stopwatch.GetTimestamp() + (long)(o.WarmupSeconds * (double)Stopwatch.Frequency);
         var sendEnd = measureStart + (long)(o.Seconds * (double)Stopwatch.Frequency);
         Log($"load: {syncers.Count} users long-polling /sync, {senders.Count} senders acting every ~{o.IntervalMs} ms, for {o.WarmupSeconds} s of warm-up + {o.Seconds} s");
-        var senderTasks = senders.Select((s, i) => LiveSenderAsync(s, i, roomIds!, run, prefix, measureStart, sendEnd, hard)).ToList();
+        var senderTasks = senders.Select((s, i) => LiveSenderAsync(s, i, roomIds, run, prefix, measureStart, sendEnd, hard)).ToList();
         Dictionary<int, double?>? cpuStart = null, cpuEnd = null;
         long syncsAtStart = 0, syncsAtEnd = 0, updatesAtStart = 0, updatesAtEnd = 0;
         try
@@ -616,5 +574,269 @@ internal sealed partial class ScenarioRun
         {
             // stopping
         }
+    }
+
+    // ================= sliding-sync =================
+
+    const string SlidingPath = "_matrix/client/unstable/org.matrix.simplified_msc3575/sync";
+    /// <summary>Rooms the measured sender writes into, and rooms the background senders write into (others again).</summary>
+    const int SlidingSenderRooms = 10;
+    /// <summary>Untimed sends of the measured sender before the timed ones.</summary>
+    const int SlidingWarmupSends = 20;
+    static readonly TimeSpan SlidingArrivalLimit = TimeSpan.FromSeconds(10);
+
+    /// <summary>Element X's room-list connection: one list, the newest 20 rooms, the last event of each, the state a
+    /// room list shows; the extensions it enables.</summary>
+    static JsonObject ElementXRoomList(string connId)
+    {
+        static JsonArray Pair(string type, string key) => new(type, key);
+        return new JsonObject
+        {
+            ["conn_id"] = connId,
+            ["lists"] = new JsonObject
+            {
+                ["all"] = new JsonObject
+                {
+                    ["ranges"] = new JsonArray(new JsonArray(0, 19)),
+                    ["timeline_limit"] = 1,
+                    ["required_state"] = new JsonArray(
+                        Pair("m.room.name", ""), Pair("m.room.topic", ""), Pair("m.room.avatar", ""), Pair("m.room.canonical_alias", ""),
+                        Pair("m.room.encryption", ""), Pair("m.room.join_rules", ""), Pair("m.room.power_levels", ""), Pair("m.room.create", ""),
+                        Pair("m.room.member", "$LAZY"), Pair("m.room.member", "$ME"), Pair("m.room.history_visibility", ""),
+                        Pair("m.space.parent", "*"), Pair("m.room.pinned_events", ""), Pair("m.call.member", "*")),
+                },
+            },
+            ["extensions"] = new JsonObject
+            {
+                ["to_device"] = new JsonObject { ["enabled"] = true },
+                ["e2ee"] = new JsonObject { ["enabled"] = true },
+                ["account_data"] = new JsonObject { ["enabled"] = true },
+                ["receipts"] = new JsonObject { ["enabled"] = true },
+                ["typing"] = new JsonObject { ["enabled"] = true },
+            },
+        };
+    }
+
+    Task<ApiResult> SlideAsync(User u, JsonObject body, string? pos, int timeoutMs, TimeSpan requestTimeout, CancellationToken ct) =>
+        _api.CallAsync("sliding sync", HttpMethod.Post, $"{SlidingPath}?timeout={timeoutMs}" + (pos is null ? "" : $"&pos={MatrixApi.Esc(pos)}"),
+            body, u.Token, requestTimeout, ct);
+
+    async Task<int> SlidingSyncAsync(List<(string, string)> report, CancellationToken hard)
+    {
+        // The viewer (in every room), the measured sender, the background senders.
+        var users = await RegisterAsync(2 + o.Senders, 2 + o.Senders, hard).ConfigureAwait(false);
+        if (users is null) return 1;
+        var viewer = users[0];
+        var sender = users[1];
+        var background = users.Skip(2).ToList();
+
+        // The viewer creates every room (public, so the senders join without an invite).
+        var sw = Stopwatch.StartNew();
+        if (await CreatePublicRoomsAsync(viewer, o.Rooms, o.SetupConcurrency, "sliding", hard).ConfigureAwait(false) is not { } roomIds)
+            return 1;
+        var createTime = sw.Elapsed;
+        // The measured sender's rooms are the oldest ten, the background senders' the next ten: both start far outside
+        // the list's range [0, 19] and enter it with their first message.
+        var senderRooms = roomIds.Take(SlidingSenderRooms).ToArray();
+        var backgroundRooms = roomIds.Skip(SlidingSenderRooms).Take(SlidingSenderRooms).ToArray();
+        var joins = senderRooms.Select(r => (sender, r)).Concat(background.SelectMany(b => backgroundRooms.Select(r => (b, r))));
+        if (!await JoinAllAsync(joins, hard).ConfigureAwait(false)) return 1;
+        Log($"setup {sw.Elapsed.TotalSeconds:0.0} s in all");
+        report.Add(("setup", $"{o.Rooms} rooms created by the viewer in {F(createTime.TotalSeconds)} s ({F(o.Rooms / createTime.TotalSeconds)} rooms/s); " +
+            $"the measured sender in {SlidingSenderRooms} of them, {background.Count} background senders in {SlidingSenderRooms} others"));
+        _results.Add("rooms", o.Rooms, "0");
+        _results.Add("createRoom/s", o.Rooms / createTime.TotalSeconds);
+
+        // ---------------- (a) first response of a new connection ----------------
+        var (idleWait, idle) = await WaitForIdleAsync(hard).ConfigureAwait(false);
+        Log($"waited {idleWait.TotalSeconds:0.0} s for the server's CPU to go idle" + (idle ? "" : " (it did not; measuring anyway)"));
+        var firsts = new List<(ApiResult R, double? Cpu, int Rooms, long Count)>();
+        for (var i = 0; i < o.Repeat; i++)
+        {
+            var cpu0 = Cpu.ReadEach(o.Pids);
+            var r = await SlideAsync(viewer, ElementXRoomList($"first-{i}"), null, 0, TimeSpan.FromSeconds(o.PhaseTimeoutSeconds), hard).ConfigureAwait(false);
+            var cpu1 = Cpu.ReadEach(o.Pids);
+            var rooms = (r.Json?["rooms"] as JsonObject)?.Count ?? 0;
+            var count = r.Json?["lists"]?["all"]?["count"] is JsonValue c && c.TryGetValue<long>(out var n) ? n : -1;
+            firsts.Add((r, Cpu.Used(cpu0, cpu1), rooms, count));
+            Log($"first sliding sync {i + 1}/{o.Repeat}: {r.Describe()} in {r.Elapsed.TotalMilliseconds:0.0} ms, {r.Bytes / 1e3:0.0} KB, {rooms} rooms, list count {count}");
+            if (!r.Ok) return 1;
+        }
+        var firstTimes = firsts.Select(f => f.R.Elapsed.TotalMilliseconds).ToList();
+        var median = firsts.OrderBy(f => f.R.Elapsed).ElementAt(firsts.Count / 2);
+        // At least the rooms made: the server's first account (the viewer, when it registers first) also holds the
+        // admin room's invite.
+        var firstOk = firsts.All(f => f.Rooms == 20 && f.Count >= o.Rooms);
+        // The mean over the runs: one response takes about a /proc clock tick (10 ms).
+        var cpuPerFirst = firsts.All(f => f.Cpu is not null) ? firsts.Sum(f => f.Cpu!.Value) / firsts.Count : (double?)null;
+        report.Add(("first response", $"{F(median.R.Elapsed.TotalMilliseconds)} ms median of {string.Join(", ", firstTimes.Select(t => F(t)))} ms " +
+            $"(the first on a cold connection cache); {F(median.R.Bytes / 1e3)} KB, {median.Rooms} rooms, list count {median.Count}; " +
+            $"server CPU {(cpuPerFirst is { } mc ? F(mc * 1000) + " ms a response (mean)" : "n/a")}"));
+        _results.Add("first response ms", median.R.Elapsed.TotalMilliseconds);
+        _results.Add("first response (cold) ms", firsts[0].R.Elapsed.TotalMilliseconds);
+        _results.Add("first response KB", median.R.Bytes / 1e3);
+        _results.Add("first response CPU ms", cpuPerFirst * 1000);
+
+        // ---------------- (b) send 200 -> waiting sliding sync ----------------
+        var prefix = $"lg {_setup.RunId} m";
+        var waiting = new ConcurrentDictionary<long, TaskCompletionSource<long>>();
+        long responses = 0, limited = 0, bgSent = 0;
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(hard);
+        var body0 = ElementXRoomList("room-list");
+        var start = await SlideAsync(viewer, body0, null, 0, TimeSpan.FromSeconds(o.PhaseTimeoutSeconds), hard).ConfigureAwait(false);
+        if (MatrixApi.Str(start.Json?["pos"]) is not { } firstPos)
+        {
+            Log($"error: sliding sync gave no pos: {start.Describe()}");
+            return 1;
+        }
+
+        async Task ViewerLoopAsync()
+        {
+            var pos = firstPos;
+            // Sticky parameters are sent on every request, as matrix-js-sdk does.
+            while (!stop.IsCancellationRequested)
+            {
+                var r = await SlideAsync(viewer, body0, pos, 30_000, TimeSpan.FromSeconds(45), stop.Token).ConfigureAwait(false);
+                var arrival = Stopwatch.GetTimestamp();
+                if (!r.Ok)
+                {
+                    if (stop.IsCancellationRequested) break;
+                    Log($"viewer's sliding sync: {r.Describe()}");
+                    await Task.Delay(r.RetryAfter ?? TimeSpan.FromSeconds(1), stop.Token).ConfigureAwait(false);
+                    continue;
+                }
+                Interlocked.Increment(ref responses);
+                pos = MatrixApi.Str(r.Json?["pos"]) ?? pos;
+                foreach (var (_, room) in r.Json?["rooms"] as JsonObject ?? [])
+                {
+                    if (room?["limited"] is JsonValue l && l.TryGetValue<bool>(out var lim) && lim) Interlocked.Increment(ref limited);
+                    foreach (var ev in room?["timeline"] as JsonArray ?? [])
+                        if (MatrixApi.Str(ev?["content"]?["body"]) is { } b && b.StartsWith(prefix, StringComparison.Ordinal)
+                            && long.TryParse(b.AsSpan(prefix.Length), out var id) && waiting.TryGetValue(id, out var tcs))
+                            tcs.TrySetResult(arrival);
+                }
+            }
+        }
+
+        async Task BackgroundAsync(User b, int index)
+        {
+            var rnd = new Random(HashCode.Combine(_setup.RunId, index));
+            var n = 0;
+            await Task.Delay(rnd.Next(o.IntervalMs), stop.Token).ConfigureAwait(false);
+            while (!stop.IsCancellationRequested)
+            {
+                var t0 = Stopwatch.GetTimestamp();
+                var room = backgroundRooms[rnd.Next(backgroundRooms.Length)];
+                var r = await _api.CallAsync("send", HttpMethod.Put,
+                    $"_matrix/client/v3/rooms/{MatrixApi.Esc(room)}/send/m.room.message/{MatrixApi.Esc($"lg{_setup.RunId}.bg{index}.{++n}")}",
+                    new JsonObject { ["msgtype"] = "m.text", ["body"] = $"lg {_setup.RunId} background {index} {n}" }, b.Token, SendTimeout, stop.Token)
+                    .ConfigureAwait(false);
+                if (r.Ok) Interlocked.Increment(ref bgSent);
+                var delay = TimeSpan.FromMilliseconds(o.IntervalMs * (0.75 + 0.5 * rnd.NextDouble())) - Stopwatch.GetElapsedTime(t0);
+                if (delay > TimeSpan.Zero) await Task.Delay(delay, stop.Token).ConfigureAwait(false);
+            }
+        }
+
+        static async Task Quietly(Task t)
+        {
+            try { await t.ConfigureAwait(false); }
+            catch (OperationCanceledException) { }
+        }
+
+        var viewerTask = Quietly(ViewerLoopAsync());
+        var backgroundTasks = background.Select((b, i) => Quietly(BackgroundAsync(b, i))).ToList();
+        Log($"live: {background.Count} background senders each sending every ~{o.IntervalMs} ms; {SlidingWarmupSends} untimed + {o.Events} timed sends");
+
+        var afterOk = new List<double>();
+        var fromStart = new List<double>();
+        var sendMs = new List<double>();
+        int early = 0, missed = 0, failedSends = 0;
+        var rnd = new Random(HashCode.Combine(_setup.RunId, -1));
+        var cpuStart = new Dictionary<int, double?>();
+        long responsesAtStart = 0, bgAtStart = 0;
+        var phase = Stopwatch.StartNew();
+        var measuredTime = Stopwatch.StartNew();
+        using (var timed = Phase(hard, TimeSpan.FromSeconds(o.Events / 10.0)))
+        {
+            try
+            {
+                for (var i = 0; i < SlidingWarmupSends + o.Events; i++)
+                {
+                    var measured = i >= SlidingWarmupSends;
+                    if (i == SlidingWarmupSends)
+                    {
+                        cpuStart = Cpu.ReadEach(o.Pids);
+                        responsesAtStart = Interlocked.Read(ref responses);
+                        bgAtStart = Interlocked.Read(ref bgSent);
+                        measuredTime.Restart();
+                    }
+                    var tcs = new TaskCompletionSource<long>(TaskCreationOptions.RunContinuationsAsynchronously);
+                    waiting[i] = tcs;
+                    var room = senderRooms[i % senderRooms.Length];
+                    var t0 = Stopwatch.GetTimestamp();
+                    var r = await _api.CallAsync("send", HttpMethod.Put,
+                        $"_matrix/client/v3/rooms/{MatrixApi.Esc(room)}/send/m.room.message/{MatrixApi.Esc($"lg{_setup.RunId}.m.{i}")}",
+                        new JsonObject { ["msgtype"] = "m.text", ["body"] = $"{prefix}{i}" }, sender.Token, SendTimeout, timed.Token).ConfigureAwait(false);
+                    var okTs = Stopwatch.GetTimestamp();
+                    if (!r.Ok)
+                    {
+                        if (measured) failedSends++;
+                        continue;
+                    }
+                    long arrival;
+                    try
+                    {
+                        arrival = await tcs.Task.WaitAsync(SlidingArrivalLimit, timed.Token).ConfigureAwait(false);
+                    }
+                    catch (TimeoutException)
+                    {
+                        if (measured) missed++;
+                        continue;
+                    }
+                    finally
+                    {
+                        waiting.TryRemove(i, out _);
+                    }
+                    if (!measured) continue;
+                    sendMs.Add(Stopwatch.GetElapsedTime(t0, okTs).TotalMilliseconds);
+                    fromStart.Add(Stopwatch.GetElapsedTime(t0, arrival).TotalMilliseconds);
+                    if (arrival < okTs) early++;
+                    afterOk.Add(arrival < okTs ? 0 : Stopwatch.GetElapsedTime(okTs, arrival).TotalMilliseconds);
+                    // A pause of 0-50 ms, so that sends do not fall in step with the viewer's requests.
+                    await Task.Delay(rnd.Next(50), timed.Token).ConfigureAwait(false);
+                }
+            }
+            catch (OperationCanceledException) when (!hard.IsCancellationRequested)
+            {
+                Log($"live phase cut short after {phase.Elapsed.TotalSeconds:0} s");
+            }
+        }
+        var cpuEnd = Cpu.ReadEach(o.Pids);
+        var seconds = Math.Max(0.001, measuredTime.Elapsed.TotalSeconds);
+        var measuredResponses = Interlocked.Read(ref responses) - responsesAtStart;
+        var bgMeasured = Interlocked.Read(ref bgSent) - bgAtStart;
+        await stop.CancelAsync().ConfigureAwait(false);
+        try { await Task.WhenAll(backgroundTasks.Append(viewerTask)).WaitAsync(TimeSpan.FromSeconds(10)).ConfigureAwait(false); }
+        catch (TimeoutException) { Log("warning: the viewer's loop or a background sender did not stop within 10 s"); }
+
+        var serverCpu = cpuStart.Count > 0 ? Cpu.Used(cpuStart, cpuEnd) : null;
+        report.Add(("send 200 -> sliding", Dist(afterOk) + (early > 0 ? $"; {early} arrived before the send's 200 (counted as 0)" : "")));
+        report.Add(("from send start", Dist(fromStart) + "  (send request start -> sliding sync response)"));
+        report.Add(("send request (ms)", Dist(sendMs)));
+        report.Add(("arrivals", $"{afterOk.Count} of {o.Events} timed sends ({failedSends} sends failed, {missed} not seen within {SlidingArrivalLimit.TotalSeconds:0} s)"));
+        report.Add(("load meanwhile", $"{F(bgMeasured / seconds)} background messages/s by {background.Count} senders, " +
+            $"{F(afterOk.Count / seconds)} measured/s; {measuredResponses} sliding sync responses to the viewer ({F(measuredResponses / seconds)}/s), " +
+            $"{limited} room entries limited"));
+        report.Add(("server CPU", serverCpu is { } cpu
+            ? $"{F(cpu)} s in {F(seconds)} s measured ({F(100 * cpu / seconds)} % of a core)" + (o.Pids.Count > 1 ? $"; {Cpu.PerProcess(o, cpuStart, cpuEnd)}" : "")
+            : "n/a (pass --pid or --pids)"));
+        if (!firstOk)
+            report.Add(("check", $"FAILED: each first response must hold 20 rooms and count at least the {o.Rooms} rooms made"));
+        _results.Add("send->sliding p50 ms", Percentile(afterOk, 0.50));
+        _results.Add("send->sliding p99 ms", Percentile(afterOk, 0.99));
+        _results.Add("arrived %", 100.0 * afterOk.Count / o.Events);
+        _results.Add("background msgs/s", bgMeasured / seconds);
+        _results.Add("viewer responses/s", measuredResponses / seconds);
+        return firstOk && missed == 0 && failedSends == 0 ? 0 : 1;
     }
 }

@@ -27,4 +27,4 @@ fi
 echo "run.sh: testing $CONDUIT_URL with $("$NODE" --version)" >&2
 # Files run one after the other (the E2EE suite is CPU-heavy and registers several users); the admin room's first,
 # so that on a fresh server its user is the first account, the server admin.
-exec "$NODE" --test --test-force-exit --test-concurrency=1 "$@" admin-room.test.mjs basic.test.mjs media.test.mjs client-surface.test.mjs e2ee.test.mjs
+exec "$NODE" --test --test-force-exit --test-concurrency=1 "$@" admin-room.test.mjs basic.test.mjs media.test.mjs client-surface.test.mjs sliding-sync.test.mjs e2ee.test.mjs

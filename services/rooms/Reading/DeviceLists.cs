@@ -38,7 +38,11 @@ public sealed class DeviceLists(RoomStore rooms)
         if (to > from)
         {
             var ownChanges = rooms.MembershipChangedSince(userId, from);
-            foreach (var (roomId, m) in rooms.RoomsOf(userId))
+            var memberships = rooms.RoomsOf(userId).ToList();
+            // The member events of the window: from the room stream when the window is short (a long-polling client
+            // is woken by nearly every event), rather than one timeline read per room of the user.
+            var byStream = to - from <= Math.Max(MinStreamWindow, memberships.Count) ? MemberEventsInStream(from, to) : null;
+            foreach (var (roomId, m) in memberships)
             {
                 var ownChanged = ownChanges.Contains(roomId) && m.Pos <= to;
                 if (m.State == "join" && ownChanged && rooms.PreviousMembership(m) != "join")
@@ -48,9 +52,11 @@ public sealed class DeviceLists(RoomStore rooms)
                 }
                 else if (m.State == "join")
                 {
-                    foreach (var (_, eventId) in rooms.Timeline(roomId, from, to, backwards: false))
+                    var events = byStream is not null ? byStream.GetValueOrDefault(roomId) ?? []
+                        : rooms.Timeline(roomId, from, to, backwards: false).Select(t => rooms.Event(t.EventId));
+                    foreach (var ev in events)
                     {
-                        if (rooms.Event(eventId) is not { Type: "m.room.member", StateKey: { } target } ev) continue;
+                        if (ev is not { Type: "m.room.member", StateKey: { } target }) continue;
                         // Only a member who was joined can stop sharing the room: an invite, a knock or a rejected
                         // invite never shared it.
                         var now = rooms.MembershipOf(target, roomId)?.State;
@@ -70,6 +76,19 @@ public sealed class DeviceLists(RoomStore rooms)
         var left = maybeLeft.Where(u => u != userId && !SharesRoom(userId, u)).ToList();
         changed.ExceptWith(left);
         return ([.. changed], left);
+    }
+
+    /// <summary>A window of up to this many positions (or as many as the user has rooms) is read from the room stream.</summary>
+    const int MinStreamWindow = 256;
+
+    /// <summary>The member events with a room-stream position in (from, to], per room, in stream order.</summary>
+    Dictionary<string, List<StoredEvent>> MemberEventsInStream(long from, long to)
+    {
+        var byRoom = new Dictionary<string, List<StoredEvent>>(StringComparer.Ordinal);
+        foreach (var (_, roomId, e) in rooms.StreamAfter(from, to))
+            if (e.Type == "m.room.member")
+                (byRoom.TryGetValue(roomId, out var list) ? list : byRoom[roomId] = []).Add(e);
+        return byRoom;
     }
 
     // The user's membership before this window was join, or they joined within it (and left again): either way the

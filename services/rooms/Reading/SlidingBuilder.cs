@@ -20,9 +20,27 @@ public sealed class SlidingBuilder(RoomStore rooms, ClientEvents format, Visibil
     static readonly HashSet<string> BumpTypes =
         ["m.room.create", "m.room.message", "m.room.encrypted", "m.sticker", "m.call.invite", "m.poll.start", "m.beacon_info"];
 
-    /// <summary>Per room: the position scanned up to and the newest bump event's position at or before it (0: none).
-    /// Rooms' streams only grow, so a later request scans only what is new.</summary>
-    readonly ConcurrentDictionary<string, (long ScannedUpTo, long Bump)> _bumps = new(StringComparer.Ordinal);
+    /// <summary>
+    /// Bump stamps without reading every room of the user on every request: the room stream is scanned once for all
+    /// requests, from where the first one found it (the scan's floor) on, keeping per room its newest bump event
+    /// after the floor; what lies at or below the floor is read from the room's own timeline once. A request then
+    /// costs the stream's new events, not one timeline read per room (a user in 1,000 rooms woken by every message).
+    /// Positions are contiguous and published only once durable (RoomWriter), so the shared scan misses nothing.
+    /// </summary>
+    sealed class BumpScan(long floor)
+    {
+        public readonly long Floor = floor;
+        public long UpTo = floor;
+        /// <summary>Per room: the newest bump event's position in (Floor, UpTo].</summary>
+        public readonly ConcurrentDictionary<string, long> After = new(StringComparer.Ordinal);
+        /// <summary>Per room: the newest bump event's position at or before Floor (0: none).</summary>
+        public readonly ConcurrentDictionary<string, long> Below = new(StringComparer.Ordinal);
+    }
+
+    readonly Lock _scanLock = new();
+    BumpScan? _scan;
+    /// <summary>A shared scan this far behind starts over at the stream's position instead of catching up.</summary>
+    const long MaxStreamCatchUp = 100_000;
 
     /// <summary>At most this many events after the connection's position are scanned for state changes per room.</summary>
     const int StateScanLimit = 2000;
@@ -210,25 +228,46 @@ public sealed class SlidingBuilder(RoomStore rooms, ClientEvents format, Visibil
     }
 
     /// <summary>bump_stamp (Synapse): the position of the room's newest bump event for a joined room (the membership's
-    /// when there is none), the membership's position otherwise.</summary>
+    /// when there is none), the membership's position otherwise; as of <paramref name="upTo"/>.</summary>
     long BumpStamp(string roomId, Membership? m, long upTo)
     {
         if (m is null) return 0;
         if (m.State != "join") return m.Pos;
-        var cached = _bumps.GetValueOrDefault(roomId);
-        if (cached.ScannedUpTo < upTo)
+        var scan = ScanStream(upTo);
+        // A request that read the stream's position before this scan began: the room's timeline alone (rare).
+        if (upTo < scan.Floor) return Or(NewestBump(roomId, 0, upTo), m.Pos);
+        var bump = scan.Below.GetOrAdd(roomId, r => NewestBump(r, 0, scan.Floor));
+        // The newest bump after the floor, unless a later request already scanned past this one's position.
+        if (scan.After.TryGetValue(roomId, out var newer))
+            bump = newer <= upTo ? newer : Math.Max(bump, NewestBump(roomId, scan.Floor, upTo));
+        return Or(bump, m.Pos);
+
+        static long Or(long bump, long membership) => bump > 0 ? bump : membership;
+    }
+
+    /// <summary>Brings the shared scan of the room stream up to <paramref name="upTo"/> (a new one when there is none
+    /// or it is too far behind) and returns it: complete up to at least <paramref name="upTo"/> or from above it.</summary>
+    BumpScan ScanStream(long upTo)
+    {
+        lock (_scanLock)
         {
-            var bump = cached.Bump;
-            foreach (var (pos, id) in rooms.Timeline(roomId, cached.ScannedUpTo, upTo, backwards: true))
-                if (rooms.Event(id) is { } e && BumpTypes.Contains(e.Type))
-                {
-                    bump = pos;
-                    break;
-                }
-            cached = (upTo, bump);
-            _bumps[roomId] = cached;
+            if (_scan is null || upTo - _scan.UpTo > MaxStreamCatchUp) return _scan = new BumpScan(upTo);
+            if (upTo > _scan.UpTo)
+            {
+                foreach (var (pos, roomId, e) in rooms.StreamAfter(_scan.UpTo, upTo))
+                    if (BumpTypes.Contains(e.Type)) _scan.After[roomId] = pos;
+                _scan.UpTo = upTo;
+            }
+            return _scan;
         }
-        return cached.Bump > 0 ? cached.Bump : m.Pos;
+    }
+
+    /// <summary>The position of the room's newest bump event in (after, upTo], 0 when none.</summary>
+    long NewestBump(string roomId, long after, long upTo)
+    {
+        foreach (var (pos, id) in rooms.Timeline(roomId, after, upTo, backwards: true))
+            if (rooms.Event(id) is { } e && BumpTypes.Contains(e.Type)) return pos;
+        return 0;
     }
 
     /// <summary>Whether a room sent before has anything after <paramref name="since"/>: a membership change or an
