@@ -181,6 +181,25 @@ public abstract class SlidingSyncTests(ServerFixture server)
         Assert.Equal(["hello C"], Bodies(Rooms(retried)[c]!.AsObject()));
     }
 
+    [Fact]
+    public async Task A_message_counts_as_unread_and_a_read_receipt_clears_the_count()
+    {
+        var (alice, bob, room) = await PublicRoomPair(server);
+        var body = RoomList(extensions: new JsonObject { ["receipts"] = new JsonObject { ["enabled"] = true } });
+        var first = await SlideOk(alice, body);
+        Assert.Equal(0, Rooms(first)[room]!["notification_count"]!.GetValue<int>());
+
+        var sent = await bob.SendText(room, "unread for alice");
+        var unread = await SlideUntil(alice, body, Pos(first), r => Rooms(r).ContainsKey(room));
+        Assert.Equal(1, Rooms(unread)[room]!["notification_count"]!.GetValue<int>());
+
+        // Alice reads it (on another device, say): the count goes back to 0 and her receipt comes with it.
+        (await alice.Post($"{C}/rooms/{E(room)}/receipt/m.read/{E(sent)}", new JsonObject())).Ok();
+        var read = await SlideUntil(alice, body, Pos(unread), r => Rooms(r)[room]?["notification_count"]?.GetValue<int>() == 0);
+        Assert.Equal(0, Rooms(read)[room]!["highlight_count"]!.GetValue<int>());
+        Assert.NotNull(read["extensions"]!["receipts"]?["rooms"]?[room]?["content"]?[sent]?["m.read"]?[alice.UserId]);
+    }
+
     /// <summary>A new user's room "A" with messages m0.. and the first response of its room list, whose timeline
     /// of 1 has the last one.</summary>
     async Task<(MatrixClient U, string Room, JsonObject List, JsonObject First)> RoomWithMessages(int count)

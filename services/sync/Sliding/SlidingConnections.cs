@@ -14,6 +14,9 @@ public sealed record SlidingSnapshot(long Rooms, long AccountData, long Keys, lo
     /// last covered up to.</summary>
     public IReadOnlyDictionary<string, long> UpTo { get; init; } = new Dictionary<string, long>();
 
+    /// <summary>Per joined room in view: the unread counts (notifications, highlights) last sent.</summary>
+    public IReadOnlyDictionary<string, (long Notifications, long Highlights)> Unread { get; init; } = new Dictionary<string, (long, long)>();
+
     /// <summary>The rooms request this response was made for, without its positions (what the rooms service's
     /// answer depends on besides the room stream), and that answer's lists and rooms in view, which a request of
     /// the same shape reuses while nothing new concerns the user; null when not reusable.</summary>

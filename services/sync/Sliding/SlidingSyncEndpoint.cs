@@ -190,6 +190,26 @@ public sealed class SlidingSyncEndpoint(AccountDataStore data, ReceiptStore rece
         news |= Ephemeral(extensions, "typing", "m.typing", req.Typing, ephemeral, Covered, whole,
             r => typing.UsersIn(r) is { Length: > 0 } users ? new JsonObject { ["user_ids"] = new JsonArray([.. users.Select(u => (JsonNode)u)]) } : null);
 
+        // Unread counts: a room in view whose counts changed since they were last sent (a read receipt from another of
+        // the user's devices clears them; a push rule change may move them) comes with its new counts alone.
+        var unreadSent = new Dictionary<string, (long, long)>(StringComparer.Ordinal);
+        foreach (var roomId in reply.Lists.SelectMany(l => l.RoomIds).Concat(reply.SubscribedRoomIds).Where(r => !notJoined.Contains(r)).Distinct())
+        {
+            long n, h;
+            if (roomsJson[roomId] is JsonObject entry) (n, h) = (entry["notification_count"]!.GetValue<long>(), entry["highlight_count"]!.GetValue<long>());
+            else
+            {
+                var now = pushStore.Counts(userId, roomId);
+                (n, h) = (now.Notifications, now.Highlights);
+            }
+            unreadSent[roomId] = (n, h);
+            if (roomsJson[roomId] is null && prev is not null && prev.Unread.TryGetValue(roomId, out var before) && before != (n, h))
+            {
+                roomsJson[roomId] = new JsonObject { ["notification_count"] = n, ["highlight_count"] = h };
+                news = true;
+            }
+        }
+
         // Rooms sent before and now out of view keep the position they were last covered up to.
         var inView = reply.Lists.SelectMany(l => l.RoomIds).Concat(reply.SubscribedRoomIds).ToHashSet(StringComparer.Ordinal);
         var upTo = new Dictionary<string, long>(StringComparer.Ordinal);
@@ -206,7 +226,7 @@ public sealed class SlidingSyncEndpoint(AccountDataStore data, ReceiptStore rece
             ephemeral?.TypingPosition ?? prev?.Typing ?? 0,
             sent, counts)
         {
-            Lazy = lazy, UpTo = upTo, Shape = shape,
+            Lazy = lazy, UpTo = upTo, Shape = shape, Unread = unreadSent,
             Coverage = reply.ListsHoldLeftRooms ? null : Coverage(reply),
         };
         return new Answer(body, snapshot, news);
