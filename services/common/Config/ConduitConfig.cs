@@ -50,6 +50,14 @@ public sealed class GlobalConfig
     /// accounts whose record has the admin flag (the first account registered on the server, and those the admin API
     /// made admins). Nobody by default.</summary>
     public List<string> Admins { get; set; } = [];
+    /// <summary>Synapse's key: application service registration files (YAML: id, url, as_token, hs_token,
+    /// sender_localpart, namespaces). Relative paths are from the working directory. Read and checked at start.</summary>
+    public List<string> AppServiceConfigFiles { get; set; } = [];
+
+    IReadOnlyList<Appservices.AppserviceRegistration> _appservices = [];
+    /// <summary>The registrations read from <see cref="AppServiceConfigFiles"/> (a method, so the TOML model ignores it).</summary>
+    public IReadOnlyList<Appservices.AppserviceRegistration> Appservices() => _appservices;
+    public void SetAppservices(IReadOnlyList<Appservices.AppserviceRegistration> list) => _appservices = list;
     public bool AllowFederation { get; set; } = true;
     public List<string> TrustedServers { get; set; } = ["matrix.org"];
     /// <summary>A PEM file of CA certificates trusted for outgoing federation besides the system's (private or

@@ -83,6 +83,7 @@ public static class ConfigLoader
         var warnings = new List<string>();
         foreach (var key in UnknownKeys(file)) warnings.Add($"{source}: unknown config key '{key}' is ignored");
         Validate(file.Global, where);
+        file.Global.SetAppservices(Appservices.AppserviceLoader.LoadFiles(file.Global.AppServiceConfigFiles, where));
         return new LoadedConfig(file.Global, source, warnings) { Overrides = overrides.Select(o => o.Variable).ToList() };
     }
 
