@@ -28,6 +28,7 @@ public sealed class EdgeAuth(RequestDelegate next, TokenCache tokens, bool allow
         h.Remove(Caller.DeviceHeader);
         h.Remove(Caller.GuestHeader);
         h.Remove(Caller.AdminHeader);
+        h.Remove(Caller.AppserviceHeader);
         var route = ctx.GetEndpoint()?.Metadata.GetMetadata<MatrixRoute>();
         // Server-server paths carry no client access token: federation requests are signed (X-Matrix), and the OpenID
         // userinfo endpoint's access_token is an OpenID token, which its own service checks.
@@ -35,7 +36,10 @@ public sealed class EdgeAuth(RequestDelegate next, TokenCache tokens, bool allow
             ? null : TokenOf(ctx.Request);
         if (token is not null)
         {
-            var id = await tokens.ResolveAsync(token, ctx.RequestAborted) ?? throw Err.UnknownToken();
+            var q = ctx.Request.Query;
+            var id = await tokens.ResolveAsync(token, ctx.RequestAborted, First(q, "user_id"), First(q, "org.matrix.msc3202.device_id") ?? First(q, "device_id"))
+                ?? throw Err.UnknownToken();
+            if (id.Forbidden is { } forbidden) throw Err.Forbidden(forbidden);
             if (id.ExpiredAt(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()) && !ReferenceEquals(route, RouteTable.Logout) && !ReferenceEquals(route, RouteTable.LogoutAll))
                 throw Err.SoftLogout();
             // No route: an unknown path or method, which the routing answers (404/405) whoever asks.
@@ -45,6 +49,7 @@ public sealed class EdgeAuth(RequestDelegate next, TokenCache tokens, bool allow
             h[Caller.DeviceHeader] = id.DeviceId;
             if (id.IsGuest) h[Caller.GuestHeader] = "1";
             if (id.IsAdmin) h[Caller.AdminHeader] = "1";
+            if (id.AppserviceId is { } appservice) h[Caller.AppserviceHeader] = appservice;
         }
         ctx.Response.OnStarting(() =>
         {
@@ -65,6 +70,8 @@ public sealed class EdgeAuth(RequestDelegate next, TokenCache tokens, bool allow
 
     static bool IsFederationPath(PathString path)
         => path.StartsWithSegments("/_matrix/federation", StringComparison.OrdinalIgnoreCase) || path.StartsWithSegments("/_matrix/key/v2/query", StringComparison.OrdinalIgnoreCase);
+
+    static string? First(IQueryCollection q, string key) => q.TryGetValue(key, out var v) && v.Count > 0 && !string.IsNullOrEmpty(v[0]) ? v[0] : null;
 
     static string? TokenOf(HttpRequest r)
     {

@@ -9,6 +9,11 @@ namespace Conduit.Edge;
 /// <summary>What an access token stands for at the edge. <see cref="ExpiresTs"/>: 0 for a token that never expires.</summary>
 public sealed record EdgeIdentity(string UserId, string DeviceId, bool IsGuest, long ExpiresTs, bool IsAdmin = false)
 {
+    /// <summary>The application service whose as_token it is; null for a user's token.</summary>
+    public string? AppserviceId { get; init; }
+    /// <summary>An application service asked to act as a user it may not: the message of a 403 M_FORBIDDEN.</summary>
+    public string? Forbidden { get; init; }
+
     /// <summary>The keys service found it expired (whatever this machine's clock says).</summary>
     public bool Expired { get; init; }
 
@@ -55,7 +60,10 @@ public sealed partial class TokenCache(Protos.Keys.Keys.KeysClient keys, ILogger
     /// <summary>The token's identity; null for an unknown token. An expired token comes back with its identity (so
     /// /logout can end the session), for the caller to check with <see cref="EdgeIdentity.ExpiredAt"/>; it is dropped
     /// from the cache.</summary>
-    public async Task<EdgeIdentity?> ResolveAsync(string token, CancellationToken ct)
+    /// <para>An application service's as_token (spec: "Identity assertion") acts as the user of the request's
+    /// <paramref name="userId"/> and <paramref name="deviceId"/> parameters; its answers are never cached, since they
+    /// depend on those and on the state of the user it acts as, whose revocations do not name the as_token.</para>
+    public async Task<EdgeIdentity?> ResolveAsync(string token, CancellationToken ct, string? userId = null, string? deviceId = null)
     {
         if (_cache.TryGetValue(token, out var hit))
         {
@@ -65,7 +73,11 @@ public sealed partial class TokenCache(Protos.Keys.Keys.KeysClient keys, ILogger
         }
         var generation = Interlocked.Read(ref _generation);
         var cacheable = _watching;
-        var r = await keys.ResolveTokenAsync(new ResolveTokenRequest { AccessToken = token }, cancellationToken: ct);
+        var r = await keys.ResolveTokenAsync(new ResolveTokenRequest { AccessToken = token, UserId = userId ?? "", DeviceId = deviceId ?? "" }, cancellationToken: ct);
+        if (r.AppserviceId.Length > 0)
+            return r.Valid
+                ? new EdgeIdentity(r.UserId, r.DeviceId, false, 0, r.IsAdmin) { AppserviceId = r.AppserviceId }
+                : new EdgeIdentity("", "", false, 0) { AppserviceId = r.AppserviceId, Forbidden = r.Forbidden };
         if (r.Expired) return new EdgeIdentity(r.UserId, r.DeviceId, r.IsGuest, r.ExpiresTs) { Expired = true };
         if (!r.Valid) return null;
         var id = new EdgeIdentity(r.UserId, r.DeviceId, r.IsGuest, r.ExpiresTs, r.IsAdmin);

@@ -39,7 +39,7 @@ public sealed record TokenInfo(string UserId, string DeviceId, bool IsGuest, lon
 /// storage registration.py <c>replace_refresh_token</c>), which keeps at most two refresh tokens per device.
 /// </para>
 /// </summary>
-public sealed class AccountStore(IKeyValueStore store, GlobalConfig config, E2eeStore e2ee, CrossSigning crossSigning)
+public sealed partial class AccountStore(IKeyValueStore store, GlobalConfig config, E2eeStore e2ee, CrossSigning crossSigning)
 {
     readonly IKvMap _users = store.Map(KeysFamilies.Users);
     readonly IKvMap _devices = store.Map(KeysFamilies.Devices);
@@ -100,11 +100,12 @@ public sealed class AccountStore(IKeyValueStore store, GlobalConfig config, E2ee
         return u;
     }
 
-    // Whether an account other than a guest's or the admin bot's exists (stops at the first one found).
+    // Whether an account other than a guest's, an application service's or the admin bot's exists (stops at the first one found).
     bool AnyFullAccount()
     {
         var bot = K.Utf8(AdminBot.UserId(config.ServerName));
-        return _users.Scan([]).Any(e => !e.Key.AsSpan().SequenceEqual(bot) && JsonNode.Parse(e.Value)!["is_guest"]?.GetValue<bool>() != true);
+        return _users.Scan([]).Any(e => !e.Key.AsSpan().SequenceEqual(bot) && JsonNode.Parse(e.Value) is { } u
+            && u["is_guest"]?.GetValue<bool>() != true && u[AppserviceField] is null);
     }
 
     /// <summary>The admin bot's ID (<see cref="AdminBot"/>): never registered by anyone, whether the bot exists yet or not.</summary>

@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using Conduit.Common;
+using Conduit.Common.Appservices;
 using Conduit.Common.Config;
 using Conduit.Common.Http;
 using Conduit.Common.Routing;
@@ -107,6 +108,11 @@ public sealed partial class KeysEndpoints(AccountStore accounts, KeyBackupStore 
             return;
         }
         if (kind != "user") throw Err.InvalidParam("kind must be 'user' or 'guest'");
+        if (body.OptString("type") == "m.login.application_service")
+        {
+            await RegisterForAppservice(ctx, body);
+            return;
+        }
         if (!config.AllowRegistration) throw Err.Forbidden("Registration is disabled");
         var ip = Ip(ctx);
 
@@ -125,7 +131,7 @@ public sealed partial class KeysEndpoints(AccountStore accounts, KeyBackupStore 
             // is made, as Synapse does: challenges cost nothing but a bounded session).
             limits.Take(ctx, null, new Charge(limits.Registration, ip, Update: false));
             // Validate what can be validated before the auth dance, as Synapse does, so a client learns early.
-            if (localpart is not null) ValidateLocalpart(localpart);
+            if (localpart is not null) ValidateUserLocalpart(localpart);
             if (guestToken is not null) accounts.GuestToUpgrade(guestToken, localpart);
             else if (localpart is not null && accounts.Exists(Ids.UserId(localpart, config.ServerName))) throw Err.UserInUse();
         }
@@ -140,7 +146,7 @@ public sealed partial class KeysEndpoints(AccountStore accounts, KeyBackupStore 
         {
             if (string.IsNullOrEmpty(password)) throw Err.MissingParam("Missing 'password'");
             if (password.Length > 512) throw Err.InvalidParam("Password too long");
-            if (localpart is not null) ValidateLocalpart(localpart);
+            if (localpart is not null) ValidateUserLocalpart(localpart);
             var inhibit = p.OptBool("inhibit_login") ?? false;
             var origin = Origin(ctx, p.OptBool("refresh_token") ?? false);
             string userId;
@@ -207,11 +213,61 @@ public sealed partial class KeysEndpoints(AccountStore accounts, KeyBackupStore 
             throw Err.InvalidUsername("User ID is too long");
     }
 
+    /// <summary><see cref="ValidateLocalpart"/>, and not in an application service's exclusive namespace (spec:
+    /// application-service-api, "Server admin style permissions"): for registration by anyone but the appservice.</summary>
+    void ValidateUserLocalpart(string localpart)
+    {
+        ValidateLocalpart(localpart);
+        if (accounts.ExclusiveOwnerOf(Ids.UserId(localpart, config.ServerName)) is not null)
+            throw Err.Exclusive("This user ID is reserved by an application service");
+    }
+
+    /// <summary>The registration of the application service whose as_token made the request (m.login.application_service
+    /// at /register and /login): 401 M_MISSING_TOKEN without a token, M_UNKNOWN_TOKEN with another token.</summary>
+    AppserviceRegistration AppserviceCaller(HttpContext ctx)
+    {
+        if (Caller.Optional(ctx) is null) throw Err.MissingToken();
+        var id = Caller.AppserviceOf(ctx);
+        return config.Appservices().FirstOrDefault(a => a.Id == id) ?? throw Err.UnknownToken("The access token is not an application service's as_token");
+    }
+
+    /// <summary>The user ID an application service names, if in its user namespaces (M_EXCLUSIVE otherwise).</summary>
+    string AppserviceUser(AppserviceRegistration r, string userId)
+        => r.IsInterestedInUser(userId, config.ServerName) ? userId : throw Err.Exclusive("This user ID is not in the application service's namespace");
+
+    /// <summary>
+    /// POST /register with type m.login.application_service and the as_token: the account (no password), in the
+    /// appservice's user namespaces, without user-interactive auth, whether registration is open or not.
+    /// </summary>
+    async Task RegisterForAppservice(HttpContext ctx, JsonObject body)
+    {
+        var r = AppserviceCaller(ctx);
+        var localpart = (body.OptString("username") ?? throw Err.MissingParam("Missing 'username'")).ToLowerInvariant();
+        ValidateLocalpart(localpart);
+        var userId = AppserviceUser(r, Ids.UserId(localpart, config.ServerName));
+        if (!accounts.CreateAppserviceUser(r, userId)) throw Err.UserInUse();
+        var result = body.OptBool("inhibit_login") == true
+            ? new JsonObject { ["user_id"] = userId, ["home_server"] = config.ServerName }
+            : LoginJson(LoginWith(ctx, userId, body));
+        await ctx.Response.WriteJsonAsync(result);
+    }
+
+    /// <summary>POST /login with type m.login.application_service and the as_token: a device of a registered user of
+    /// the appservice's user namespaces, with no password.</summary>
+    async Task LoginForAppservice(HttpContext ctx, JsonObject body)
+    {
+        var r = AppserviceCaller(ctx);
+        var userId = AppserviceUser(r, UserFromIdentifier(body) ?? throw Err.Exclusive("This user ID is not in the application service's namespace"));
+        if (!accounts.Exists(userId)) throw Err.Forbidden("This user has not been registered");
+        if (accounts.IsDeactivated(userId)) throw Err.UserDeactivated();
+        await ctx.Response.WriteJsonAsync(LoginJson(LoginWith(ctx, userId, body)));
+    }
+
     async Task RegisterAvailable(HttpContext ctx)
     {
         var name = ctx.Request.Query("username") ?? throw Err.MissingParam("Missing 'username'");
         var localpart = name.ToLowerInvariant();
-        ValidateLocalpart(localpart);
+        ValidateUserLocalpart(localpart);
         var userId = Ids.UserId(localpart, config.ServerName);
         if (accounts.Exists(userId) || accounts.IsReserved(userId)) throw Err.UserInUse();
         await ctx.Response.WriteJsonAsync(new JsonObject { ["available"] = true });
@@ -223,7 +279,7 @@ public sealed partial class KeysEndpoints(AccountStore accounts, KeyBackupStore 
     {
         if (HttpMethods.IsGet(ctx.Request.Method))
         {
-            var flows = new JsonArray(new JsonObject { ["type"] = "m.login.password" });
+            var flows = new JsonArray(new JsonObject { ["type"] = "m.login.password" }, new JsonObject { ["type"] = "m.login.application_service" });
             if (config.LoginViaExistingSession.Enabled) flows.Add((JsonNode)new JsonObject { ["type"] = "m.login.token", ["get_login_token"] = true });
             await ctx.Response.WriteJsonAsync(new JsonObject { ["flows"] = flows });
             return;
@@ -233,6 +289,11 @@ public sealed partial class KeysEndpoints(AccountStore accounts, KeyBackupStore 
         if (type == "m.login.token" && config.LoginViaExistingSession.Enabled)
         {
             await TokenLogin(ctx, body);
+            return;
+        }
+        if (type == "m.login.application_service")
+        {
+            await LoginForAppservice(ctx, body);
             return;
         }
         if (type != "m.login.password") throw Err.Unknown($"Login type '{type}' is not supported");

@@ -51,6 +51,13 @@ public sealed class KeysGrpcService(AccountStore accounts, E2eeStore e2ee, E2ee.
 
     public override Task<ResolveTokenReply> ResolveToken(ResolveTokenRequest request, ServerCallContext context)
     {
+        if (accounts.AppserviceOf(request.AccessToken) is { } appservice)
+        {
+            var (identity, forbidden) = accounts.ResolveAppservice(appservice, request.UserId, request.DeviceId);
+            return Task.FromResult(identity is null
+                ? new ResolveTokenReply { Valid = false, Forbidden = forbidden, AppserviceId = appservice.Id }
+                : new ResolveTokenReply { Valid = true, UserId = identity.UserId, DeviceId = identity.DeviceId, IsAdmin = identity.IsAdmin, AppserviceId = appservice.Id });
+        }
         var r = accounts.Authenticate(request.AccessToken);
         return Task.FromResult(r is null
             ? new ResolveTokenReply { Valid = false }

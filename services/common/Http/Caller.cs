@@ -16,6 +16,8 @@ public sealed record Caller(string UserId, string DeviceId, bool IsGuest = false
     public const string DeviceHeader = "X-Conduit-Device";
     public const string GuestHeader = "X-Conduit-Guest";
     public const string AdminHeader = "X-Conduit-Admin";
+    /// <summary>The id of the application service whose as_token authenticated the request (set by the edge only).</summary>
+    public const string AppserviceHeader = "X-Conduit-Appservice";
 
     /// <summary>Every internal header starts so; the edge drops any a client sends.</summary>
     public const string InternalHeaderPrefix = "X-Conduit-";
@@ -35,6 +37,10 @@ public sealed record Caller(string UserId, string DeviceId, bool IsGuest = false
         var h = ctx.Request.Headers;
         return new Caller(u, h[DeviceHeader].ToString(), h[GuestHeader].ToString() == "1", h[AdminHeader].ToString() == "1");
     }
+
+    /// <summary>The id of the application service whose as_token made the request; null for any other caller.</summary>
+    public static string? AppserviceOf(HttpContext ctx)
+        => ctx.Request.Headers[AppserviceHeader].ToString() is { Length: > 0 } id ? id : null;
 
     /// <summary>The caller if a server admin; 403 M_FORBIDDEN "You are not a server admin" otherwise (the admin API).</summary>
     public static Caller Admin(HttpContext ctx)

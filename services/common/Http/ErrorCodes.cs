@@ -12,6 +12,8 @@ public static class Err
     public static MatrixException GuestAccessForbidden(string msg = "Guest accounts may not use this endpoint")
         => new("M_GUEST_ACCESS_FORBIDDEN", 403, msg);
     public static MatrixException MissingToken() => new("M_MISSING_TOKEN", 401, "Missing access token");
+    /// <summary>A user ID or alias in an application service's exclusive namespace, or outside the calling one's.</summary>
+    public static MatrixException Exclusive(string msg) => new("M_EXCLUSIVE", 400, msg);
     public static MatrixException BadJson(string msg) => new("M_BAD_JSON", 400, msg);
     public static MatrixException NotJson(string msg = "Request body is not valid JSON") => new("M_NOT_JSON", 400, msg);
     public static MatrixException NotFound(string msg) => new("M_NOT_FOUND", 404, msg);
