@@ -130,6 +130,30 @@ public sealed class RateLimiterTests
     }
 
     [Fact]
+    public void An_appservice_registered_with_rate_limited_false_is_exempt_and_nobody_else()
+    {
+        static Appservices.AppserviceRegistration Registration(string id, bool rateLimited) => Appservices.AppserviceLoader.Parse($"""
+            id: {id}
+            url: null
+            as_token: as_{id}
+            hs_token: hs_{id}
+            sender_localpart: {id}
+            rate_limited: {(rateLimited ? "true" : "false")}
+            """, id + ".yaml");
+        var config = new GlobalConfig();
+        config.SetAppservices([Registration("free", false), Registration("limited", true)]);
+        var limits = new RateLimits(config, _clock);
+        var ctx = new DefaultHttpContext();
+        var free = new Caller("@free:x", "") { AppserviceId = "free" };
+        for (var i = 0; i < 100; i++) limits.Take(ctx, free, new Charge(limits.Message, free.UserId));
+        var limited = new Caller("@limited:x", "") { AppserviceId = "limited" };
+        Assert.False(limits.IsExempt(limited));
+        Assert.False(limits.IsExempt(new Caller("@a:x", "D", IsAdmin: true)));
+        Assert.False(limits.IsExempt(null));
+        Assert.Throws<MatrixException>(() => { for (var i = 0; i < 100; i++) limits.Take(ctx, limited, new Charge(limits.Message, limited.UserId)); });
+    }
+
+    [Fact]
     public void Disabled_limits_take_nothing()
     {
         var config = ConfigLoader.Parse("[global.rate_limits]\nenabled = false\n", "t.toml", new Hashtable()).Global;

@@ -12,6 +12,9 @@ namespace Conduit.Common.Http;
 /// </summary>
 public sealed record Caller(string UserId, string DeviceId, bool IsGuest = false, bool IsAdmin = false)
 {
+    /// <summary>The application service whose as_token made the request (as its sender or a user it acts as).</summary>
+    public string? AppserviceId { get; init; }
+
     public const string UserHeader = "X-Conduit-User";
     public const string DeviceHeader = "X-Conduit-Device";
     public const string GuestHeader = "X-Conduit-Guest";
@@ -35,7 +38,7 @@ public sealed record Caller(string UserId, string DeviceId, bool IsGuest = false
         var u = ctx.Request.Headers[UserHeader].ToString();
         if (string.IsNullOrEmpty(u)) return null;
         var h = ctx.Request.Headers;
-        return new Caller(u, h[DeviceHeader].ToString(), h[GuestHeader].ToString() == "1", h[AdminHeader].ToString() == "1");
+        return new Caller(u, h[DeviceHeader].ToString(), h[GuestHeader].ToString() == "1", h[AdminHeader].ToString() == "1") { AppserviceId = AppserviceOf(ctx) };
     }
 
     /// <summary>The id of the application service whose as_token made the request; null for any other caller.</summary>

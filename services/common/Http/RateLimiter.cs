@@ -142,6 +142,7 @@ public sealed class RateLimits
     public RateLimits(GlobalConfig config, TimeProvider? time = null)
     {
         var c = config.RateLimits;
+        _unlimitedAppservices = config.Appservices().Where(a => !a.RateLimited).Select(a => a.Id).ToHashSet(StringComparer.Ordinal);
         if (!c.Enabled) return;
         RateLimiter Make(RateLimitConfig l, double perSecond, double burstCount)
             => new(l.PerSecond ?? perSecond, l.BurstCount ?? burstCount, time: time);
@@ -165,13 +166,15 @@ public sealed class RateLimits
         RegistrationTokenValidity = Make(c.RegistrationTokenValidity, 0.1, 5);
     }
 
+    readonly HashSet<string> _unlimitedAppservices;
+
     /// <summary>
-    /// Whether a caller skips every limit. Synapse exempts application services registered with
-    /// rate_limited: false, and users an admin has given an override; this server has no application
-    /// services and no overrides yet (server admins are not exempt, as in Synapse), so nobody is exempt. This is the one place to decide it: every limited
-    /// endpoint passes its caller (null before login) through <see cref="Take"/>.
+    /// Whether a caller skips every limit: as in Synapse, requests made with the as_token of an application service
+    /// registered with rate_limited: false (as its sender or as a user it acts as). Server admins are not exempt, as in
+    /// Synapse, and there are no per-user overrides yet. This is the one place to decide it: every limited endpoint
+    /// passes its caller (null before login) through <see cref="Take"/>.
     /// </summary>
-    public bool IsExempt(Caller? caller) => false;
+    public bool IsExempt(Caller? caller) => caller?.AppserviceId is { } id && _unlimitedAppservices.Contains(id);
 
     /// <summary>
     /// Counts every charge, or none: if any would overflow, the request is refused with 429 M_LIMIT_EXCEEDED,
