@@ -28,6 +28,7 @@ public sealed partial class KeysEndpoints(AccountStore accounts, KeyBackupStore 
         app.Map(RouteTable.Refresh, Refresh);
         app.Map(RouteTable.RefreshV1, Refresh);
         app.Map(RouteTable.AdminWhois, Whois);
+        app.Map(RouteTable.AppservicePing, AppservicePing);
         app.Map(RouteTable.Logout, Logout);
         app.Map(RouteTable.LogoutAll, LogoutAll);
         app.Map(RouteTable.WhoAmI, WhoAmI);

@@ -9,7 +9,7 @@ namespace Conduit.Functional.Tests;
 /// as_token acting as its sender or (with user_id) as a user of its namespace, registration and login with
 /// m.login.application_service, and its exclusive namespace closed to ordinary registration.
 /// </summary>
-public abstract class AppserviceTests(ServerFixture server)
+public abstract class AppserviceTests(ServerFixture server, FakeAppservice fake)
 {
     public const string AsToken = "appservice_tests_as_token";
     public const string HsToken = "appservice_tests_hs_token";
@@ -30,6 +30,27 @@ public abstract class AppserviceTests(ServerFixture server)
           aliases: []
           rooms: []
         """;
+
+    /// <summary>A second registration, with no url, for M_URL_NOT_SET.</summary>
+    public const string Quiet = """
+        id: quiet
+        url: null
+        as_token: appservice_tests_quiet_as
+        hs_token: appservice_tests_quiet_hs
+        sender_localpart: quietbot
+        namespaces: {users: [], aliases: [], rooms: []}
+        """;
+
+    /// <summary>The [global] lines of the fixtures: both registrations, written into <paramref name="work"/> with
+    /// the irc bridge's url pointing at <paramref name="fake"/>.</summary>
+    public static string Config(string work, FakeAppservice fake)
+    {
+        var bridge = Path.Combine(work, "appservice.yaml");
+        var quiet = Path.Combine(work, "quiet.yaml");
+        File.WriteAllText(bridge, Registration(fake.Url));
+        File.WriteAllText(quiet, Quiet);
+        return $"rate_limits = {{ enabled = false }}\napp_service_config_files = ['{bridge}', '{quiet}']";
+    }
 
     MatrixClient Appservice => new(server, AsToken);
 
@@ -105,6 +126,33 @@ public abstract class AppserviceTests(ServerFixture server)
     }
 
     [Fact]
+    public async Task Ping_reaches_the_appservice_with_its_hs_token()
+    {
+        const string Ping = "/_matrix/client/v1/appservice/irc-bridge/ping";
+        var pong = (await Appservice.Post(Ping, new JsonObject { ["transaction_id"] = "txn-1" })).Ok().Obj;
+        Assert.True(pong["duration_ms"]!.GetValue<long>() >= 0);
+        Assert.Equal("/_matrix/app/v1/ping", fake.LastPath);
+        Assert.Equal($"Bearer {HsToken}", fake.LastAuthorization);
+        Assert.Equal("txn-1", JsonNode.Parse(fake.LastBody!)!["transaction_id"]!.GetValue<string>());
+
+        fake.Status = 401;
+        try
+        {
+            var bad = await Appservice.Post(Ping, new JsonObject());
+            Error(bad, HttpStatusCode.BadGateway, "M_BAD_STATUS");
+            Assert.Equal(401, bad.Obj["status"]!.GetValue<int>());
+            Assert.Contains("M_FORBIDDEN", bad.Obj["body"]!.GetValue<string>());
+        }
+        finally { fake.Status = 200; }
+
+        // Only the appservice itself, by its own id.
+        Error(await Appservice.Post("/_matrix/client/v1/appservice/quiet/ping", new JsonObject()), HttpStatusCode.Forbidden, "M_FORBIDDEN");
+        Error(await (await Register(server)).Post(Ping, new JsonObject()), HttpStatusCode.Forbidden, "M_FORBIDDEN");
+        var quiet = new MatrixClient(server, "appservice_tests_quiet_as");
+        Error(await quiet.Post("/_matrix/client/v1/appservice/quiet/ping", new JsonObject()), HttpStatusCode.BadRequest, "M_URL_NOT_SET");
+    }
+
+    [Fact]
     public async Task Ordinary_registration_cannot_take_a_name_in_an_exclusive_namespace()
     {
         var name = UniqueName("irc_");
@@ -117,26 +165,70 @@ public abstract class AppserviceTests(ServerFixture server)
 
 public sealed class AppserviceAllInOneFixture : AllInOneFixture
 {
-    protected override string ExtraConfig => $"rate_limits = {{ enabled = false }}\napp_service_config_files = ['{Path.Combine(Work, "appservice.yaml")}']";
+    public FakeAppservice Fake { get; } = new();
+    protected override string ExtraConfig => AppserviceTests.Config(Work, Fake);
 
-    public override Task InitializeAsync()
-    {
-        File.WriteAllText(Path.Combine(Work, "appservice.yaml"), AppserviceTests.Registration(null));
-        return base.InitializeAsync();
-    }
+    public override Task DisposeAsync() => Fake.DisposeAfter(base.DisposeAsync());
 }
 
 public sealed class AppserviceSplitFixture : SplitFixture
 {
-    protected override string ExtraConfig => $"rate_limits = {{ enabled = false }}\napp_service_config_files = ['{Path.Combine(Work, "appservice.yaml")}']";
+    public FakeAppservice Fake { get; } = new();
+    protected override string ExtraConfig => AppserviceTests.Config(Work, Fake);
 
-    public override Task InitializeAsync()
+    public override Task DisposeAsync() => Fake.DisposeAfter(base.DisposeAsync());
+}
+
+/// <summary>Plays the application service on a loopback port: answers every request with <see cref="Status"/> and
+/// remembers the last one.</summary>
+public sealed class FakeAppservice : IDisposable
+{
+    readonly HttpListener _listener = new();
+    public string Url { get; }
+    public int Status { get; set; } = 200;
+    public string? LastPath { get; private set; }
+    public string? LastAuthorization { get; private set; }
+    public string? LastBody { get; private set; }
+
+    public FakeAppservice()
     {
-        File.WriteAllText(Path.Combine(Work, "appservice.yaml"), AppserviceTests.Registration(null));
-        return base.InitializeAsync();
+        var probe = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
+        probe.Start();
+        var port = ((IPEndPoint)probe.LocalEndpoint).Port;
+        probe.Stop();
+        Url = $"http://127.0.0.1:{port}";
+        _listener.Prefixes.Add(Url + "/");
+        _listener.Start();
+        _ = Task.Run(Serve);
+    }
+
+    async Task Serve()
+    {
+        while (_listener.IsListening)
+        {
+            HttpListenerContext c;
+            try { c = await _listener.GetContextAsync(); }
+            catch (Exception e) when (e is HttpListenerException or ObjectDisposedException) { return; }
+            LastPath = c.Request.Url!.AbsolutePath;
+            LastAuthorization = c.Request.Headers["Authorization"];
+            using (var reader = new StreamReader(c.Request.InputStream)) LastBody = await reader.ReadToEndAsync();
+            c.Response.StatusCode = Status;
+            c.Response.ContentType = "application/json";
+            await c.Response.OutputStream.WriteAsync(Status == 200 ? "{}"u8.ToArray() : """{"errcode":"M_FORBIDDEN"}"""u8.ToArray());
+            c.Response.Close();
+        }
+    }
+
+    public void Dispose() => _listener.Close();
+
+    /// <summary>Closes the listener once the server using it has stopped.</summary>
+    public async Task DisposeAfter(Task serverStopped)
+    {
+        await serverStopped;
+        Dispose();
     }
 }
 
-public sealed class AllInOneAppserviceTests(AppserviceAllInOneFixture f) : AppserviceTests(f), IClassFixture<AppserviceAllInOneFixture>;
+public sealed class AllInOneAppserviceTests(AppserviceAllInOneFixture f) : AppserviceTests(f, f.Fake), IClassFixture<AppserviceAllInOneFixture>;
 
-public sealed class SplitAppserviceTests(AppserviceSplitFixture f) : AppserviceTests(f), IClassFixture<AppserviceSplitFixture>;
+public sealed class SplitAppserviceTests(AppserviceSplitFixture f) : AppserviceTests(f, f.Fake), IClassFixture<AppserviceSplitFixture>;

@@ -110,6 +110,8 @@ public static class RouteTable
     // Authenticated by the OpenID token itself, not by X-Matrix: the keys service, which owns tokens, answers it.
     public static readonly MatrixRoute OpenIdUserInfo = Add(Service.Keys, "/_matrix/federation/v1/openid/userinfo", GET);
     public static readonly MatrixRoute AdminWhois = C(Service.Keys, "/admin/whois/{userId}", GET);
+    // Application services (spec: application-service-api, "Pinging"): the as_token's own appservice only.
+    public static readonly MatrixRoute AppservicePing = Add(Service.Keys, "/_matrix/client/v1/appservice/{appserviceId}/ping", POST);
     // No access token; rate limited per address (spec: "Token-authenticated registration").
     public static readonly MatrixRoute RegistrationTokenValidity = Add(Service.Keys, "/_matrix/client/v1/register/m.login.registration_token/validity", GET).ForGuests(Get);
 
