@@ -118,6 +118,7 @@ public sealed class AppserviceRegistrationTests : IDisposable
         Assert.Contains("mapping", Bad("- just\n- a list").Message);
         Assert.Contains("true or false", Bad(Bridge.Replace("rate_limited: false", "rate_limited: maybe")).Message);
         Assert.Contains("exclusive", Bad(Bridge.Replace("    - exclusive: true\n      regex: \"#irc_.*\"", "    - regex: \"#irc_.*\"")).Message);
+        Assert.Contains("admin bot", Bad(Bridge.Replace("sender_localpart: bridgebot", "sender_localpart: conduit")).Message);
     }
 
     [Fact]

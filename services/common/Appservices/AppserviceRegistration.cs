@@ -102,6 +102,8 @@ public static class AppserviceLoader
             throw new ConfigException($"{source}: application service '{id}' has the same as_token and hs_token; they must differ");
         if (!Ids.IsValidLocalpart(sender))
             throw new ConfigException($"{source}: application service '{id}' has sender_localpart \"{sender}\", which is not a valid user localpart");
+        if (sender == Admin.AdminBot.Localpart)
+            throw new ConfigException($"{source}: application service '{id}' has sender_localpart \"{sender}\", the server's admin bot; choose another");
         if (!root.Children.ContainsKey(new YamlScalarNode("url")))
             throw new ConfigException($"{source}: application service registration lacks 'url' (write url: null for one the homeserver never contacts)");
         var url = Scalar(root, "url", source);
