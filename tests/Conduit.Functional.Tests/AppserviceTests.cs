@@ -27,7 +27,9 @@ public abstract class AppserviceTests(ServerFixture server, FakeAppservice fake)
           users:
             - exclusive: true
               regex: "@irc_.*:test\\.local"
-          aliases: []
+          aliases:
+            - exclusive: true
+              regex: "#irc_.*:test\\.local"
           rooms: []
         """;
 
@@ -150,6 +152,21 @@ public abstract class AppserviceTests(ServerFixture server, FakeAppservice fake)
         Error(await (await Register(server)).Post(Ping, new JsonObject()), HttpStatusCode.Forbidden, "M_FORBIDDEN");
         var quiet = new MatrixClient(server, "appservice_tests_quiet_as");
         Error(await quiet.Post("/_matrix/client/v1/appservice/quiet/ping", new JsonObject()), HttpStatusCode.BadRequest, "M_URL_NOT_SET");
+    }
+
+    [Fact]
+    public async Task Only_the_appservice_creates_aliases_in_its_exclusive_alias_namespace()
+    {
+        var u = await Register(server);
+        var room = await u.CreateRoom();
+        var claimed = $"#{UniqueName("irc_")}:{server.ServerName}";
+        Error(await u.Put($"{C}/directory/room/{E(claimed)}", new JsonObject { ["room_id"] = room }), HttpStatusCode.BadRequest, "M_EXCLUSIVE");
+        Error(await u.Post($"{C}/createRoom", new JsonObject { ["room_alias_name"] = claimed[1..claimed.IndexOf(':')] }), HttpStatusCode.BadRequest, "M_EXCLUSIVE");
+        (await u.Put($"{C}/directory/room/{E($"#{UniqueName("plain")}:{server.ServerName}")}", new JsonObject { ["room_id"] = room })).Ok();
+
+        // The appservice (its sender) may: it creates a room under that alias.
+        var created = (await Appservice.Post($"{C}/createRoom", new JsonObject { ["room_alias_name"] = claimed[1..claimed.IndexOf(':')] })).Ok().Obj["room_id"]!.GetValue<string>();
+        Assert.Equal(created, (await u.Get($"{C}/directory/room/{E(claimed)}")).Ok().Obj["room_id"]!.GetValue<string>());
     }
 
     [Fact]

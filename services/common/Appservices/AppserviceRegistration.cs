@@ -50,6 +50,19 @@ public sealed record AppserviceRegistration
 
     /// <summary>Whether the user ID is in one of its exclusive user namespaces.</summary>
     public bool ClaimsUserExclusively(string userId) => Users.Any(n => n.Exclusive && n.Matches(userId));
+
+    /// <summary>Whether the room alias is in one of its exclusive alias namespaces.</summary>
+    public bool ClaimsAliasExclusively(string alias) => Aliases.Any(n => n.Exclusive && n.Matches(alias));
+
+    /// <summary>
+    /// M_EXCLUSIVE unless <paramref name="callerAppserviceId"/> may create <paramref name="alias"/>: an alias in an
+    /// appservice's exclusive alias namespace is that appservice's alone (spec: application-service-api, "Namespaces").
+    /// </summary>
+    public static void RequireAliasAllowed(IEnumerable<AppserviceRegistration> all, string alias, string? callerAppserviceId)
+    {
+        if (all.FirstOrDefault(r => r.Id != callerAppserviceId && r.ClaimsAliasExclusively(alias)) is { } owner)
+            throw Http.Err.Exclusive($"This room alias is reserved by the application service '{owner.Id}'");
+    }
 }
 
 /// <summary>Reads and checks the registration files; every error is a <see cref="ConfigException"/> naming the file.</summary>

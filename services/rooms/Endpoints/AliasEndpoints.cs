@@ -35,6 +35,7 @@ public sealed class AliasEndpoints(RoomStore rooms, EventSender sender, Visibili
                 if (Ids.ServerOf(alias) != config.ServerName) throw Err.InvalidParam("Aliases of other servers cannot be created here");
                 param.RequireRoom(target);
                 if (rooms.MembershipOf(c.UserId, target)?.State != "join") throw Err.Forbidden("You are not joined to this room");
+                Common.Appservices.AppserviceRegistration.RequireAliasAllowed(config.Appservices(), alias, c.AppserviceId);
                 if (!rooms.TryPutAlias(alias, target, c.UserId)) throw new MatrixException("M_ROOM_IN_USE", 409, "Room alias already exists");
                 await ctx.Response.WriteJsonAsync(new JsonObject());
                 return;

@@ -36,6 +36,7 @@ public sealed class CreateRoomEndpoint(RoomStore rooms, EventSender sender, Room
             if (aliasName.Length == 0 || aliasName.Contains(':') || aliasName.Any(char.IsWhiteSpace) || !Ids.TrySplit(alias, '#', out _, out _))
                 throw Err.InvalidParam("Invalid room_alias_name");
             if (rooms.AliasTarget(alias) is not null) throw Err.RoomInUse();
+            Common.Appservices.AppserviceRegistration.RequireAliasAllowed(config.Appservices(), alias, c.AppserviceId);
         }
         foreach (var invitee in invites)
             if (AuthRules.IsLocal(invitee, config.ServerName)) await param.RequireLocalUser(invitee, ctx.RequestAborted);
