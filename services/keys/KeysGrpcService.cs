@@ -36,10 +36,25 @@ public sealed class KeysGrpcService(AccountStore accounts, E2eeStore e2ee, E2ee.
     {
         await foreach (var a in e2ee.Stream.Watch(context.CancellationToken))
         {
-            var msg = new Protos.Keys.KeysAdvance { Position = a.Position, WakeUserIds = { a.Wake }, ChangedUserIds = { a.Changed } };
+            var msg = new Protos.Keys.KeysAdvance { Position = a.Position, WakeUserIds = { a.Wake }, ChangedUserIds = { a.Changed }, CountedUserIds = { a.Counted ?? [] } };
             foreach (var (user, device) in a.Removed ?? []) msg.RemovedDevices.Add(new DeviceRef { UserId = user, DeviceId = device });
             await responseStream.WriteAsync(msg);
         }
+    }
+
+    public override Task<AppserviceKeysReply> AppserviceKeys(AppserviceKeysRequest request, ServerCallContext context)
+    {
+        var reply = new AppserviceKeysReply();
+        foreach (var user in request.UserIds.Distinct())
+            foreach (var d in accounts.Devices(user))
+            {
+                var since = request.Cursors.TryGetValue(user + "|" + d.DeviceId, out var c) ? c : 0;
+                var r = e2ee.Sync(user, d.DeviceId, since, incremental: false);
+                var item = new AppserviceDeviceKeys { UserId = user, DeviceId = d.DeviceId, Position = r.Position, ToDevice = { r.ToDevice }, UnusedFallbackKeyTypes = { r.UnusedFallbackTypes } };
+                foreach (var (alg, n) in r.OneTimeKeyCounts) item.OneTimeKeyCounts[alg] = n;
+                reply.Devices.Add(item);
+            }
+        return Task.FromResult(reply);
     }
 
     public override Task<DevicesExistReply> DevicesExist(DevicesExistRequest request, ServerCallContext context)

@@ -18,6 +18,7 @@ public static class SyncFamilies
     public const string PushQueue = "sync_push_queue";
     public const string AppserviceQueue = "sync_as_queue";
     public const string AppserviceTxns = "sync_as_txns";
+    public const string AppserviceDevices = "sync_as_devices";
 
     public static readonly ColumnFamily[] All =
     [
@@ -34,5 +35,6 @@ public static class SyncFamilies
         new(PushQueue, "user_id 0xFF app_id 0xFF pushkey 0xFF seq (8-byte big-endian)", "JSON: a push to deliver to that pusher ({kind: event|badge, room_id, event_id, pos, thread, ...}), deleted once delivered or given up"),
         new(AppserviceQueue, "appservice_id 0xFF seq (8-byte big-endian)", "JSON {k: event|ephemeral|to_device|device_lists|otk, v}: one item for the appservice's transactions, in order; deleted once a transaction carrying it is acknowledged"),
         new(AppserviceTxns, "appservice_id", "JSON {next, txn?, last?}: the next transaction ID, and the transaction being sent (its ID and the last queue seq it carries), kept until acknowledged so that a retry sends the same transaction"),
+        new(AppserviceDevices, "user_id 0xFF device_id", "8-byte big-endian keys-stream position: the device's to-device messages up to here are queued for its appservice (the next read acknowledges them)"),
     ];
 }

@@ -27,6 +27,10 @@ public sealed partial class SyncNotifier(Rooms.RoomsClient rooms, Protos.Keys.Ke
     /// <summary>Devices deleted in the keys service (logout, deletion, deactivation), as they are announced.</summary>
     public event Action<IReadOnlyList<(string UserId, string DeviceId)>>? DevicesRemoved;
 
+    /// <summary>Each keys-stream advance: the users it wakes or whose key counts changed, and those whose device
+    /// lists changed (the appservice sender follows both).</summary>
+    public event Action<IReadOnlyList<string>, IReadOnlyList<string>>? KeysAdvanced;
+
     /// <summary>The keys stream (re)connected: announcements may have been missed in between.</summary>
     public event Action? KeysConnected;
 
@@ -141,6 +145,8 @@ public sealed partial class SyncNotifier(Rooms.RoomsClient rooms, Protos.Keys.Ke
                 var shared = await rooms.SharedUsersAsync(new SharedUsersRequest { UserIds = { a.ChangedUserIds } }, cancellationToken: ct);
                 foreach (var u in shared.UserIds) Wake(u);
             }
+            if (a.WakeUserIds.Count > 0 || a.ChangedUserIds.Count > 0 || a.CountedUserIds.Count > 0)
+                KeysAdvanced?.Invoke([.. a.WakeUserIds.Union(a.CountedUserIds)], [.. a.ChangedUserIds]);
             first = false;
             connected();
         }

@@ -265,6 +265,46 @@ public abstract class AppserviceTests(ServerFixture server, FakeAppservice fake)
     }
 
     [Fact]
+    public async Task To_device_messages_key_counts_and_device_list_changes_of_its_users_reach_it()
+    {
+        var u = await Register(server);
+        var room = await u.CreateRoom();
+        var name = UniqueName("irc_");
+        var puppetId = $"@{name}:{server.ServerName}";
+        var reg = (await AppserviceRegister(name)).Ok().Obj;
+        var device = reg["device_id"]!.GetValue<string>();
+        var puppet = new MatrixClient(server, reg["access_token"]!.GetValue<string>());
+        (await u.Post($"{C}/rooms/{E(room)}/invite", new JsonObject { ["user_id"] = puppetId })).Ok();
+        (await puppet.Post($"{C}/rooms/{E(room)}/join", new JsonObject())).Ok();
+
+        // MSC2409: a to-device message for the puppet's device, with to_user_id and to_device_id.
+        var txn = UniqueName("t");
+        (await u.Put($"{C}/sendToDevice/m.test.hello/{txn}", new JsonObject
+        {
+            ["messages"] = new JsonObject { [puppetId] = new JsonObject { [device] = new JsonObject { ["hello"] = txn } } },
+        })).Ok();
+        await FakeAppservice.Until(() => fake.AcknowledgedField("de.sorunome.msc2409.to_device").Any(m => m["content"]?["hello"]?.GetValue<string>() == txn), "the to-device message");
+        var msg = fake.AcknowledgedField("de.sorunome.msc2409.to_device").First(m => m["content"]?["hello"]?.GetValue<string>() == txn);
+        Assert.Equal(u.UserId, msg["sender"]!.GetValue<string>());
+        Assert.Equal("m.test.hello", msg["type"]!.GetValue<string>());
+        Assert.Equal(puppetId, msg["to_user_id"]!.GetValue<string>());
+        Assert.Equal(device, msg["to_device_id"]!.GetValue<string>());
+
+        // MSC3202: after the puppet's device uploads keys, its one-time key count and its device list change.
+        puppet.UserId = puppetId;
+        puppet.DeviceId = device;
+        using (var keys = new TestDevice(puppet)) await keys.Upload(deviceKeys: false, otks: 2, fallback: "F1");
+        await FakeAppservice.Until(() => fake.AcknowledgedTransactions().Any(b => b["org.matrix.msc3202.device_one_time_keys_count"]?[puppetId]?[device]?["signed_curve25519"]?.GetValue<int>() == 2),
+            "the one-time key count");
+        var withCounts = fake.AcknowledgedTransactions().Last(b => b["org.matrix.msc3202.device_one_time_keys_count"]?[puppetId]?[device] is not null);
+        Assert.Contains("signed_curve25519", withCounts["org.matrix.msc3202.device_unused_fallback_key_types"]![puppetId]![device]!.AsArray().Select(x => x!.GetValue<string>()));
+        // The ordinary user's device list changes too: they share a room with the puppet.
+        using (var keys = new TestDevice(u)) await keys.Upload();
+        await FakeAppservice.Until(() => fake.AcknowledgedTransactions().Any(b => b["org.matrix.msc3202.device_lists"]?["changed"] is JsonArray a && a.Any(x => x?.GetValue<string>() == u.UserId)),
+            "the device list change");
+    }
+
+    [Fact]
     public async Task Ordinary_registration_cannot_take_a_name_in_an_exclusive_namespace()
     {
         var name = UniqueName("irc_");
@@ -317,6 +357,15 @@ public sealed class FakeAppservice : IDisposable
 
     /// <summary>The ephemeral events of the acknowledged transactions.</summary>
     public List<JsonObject> AcknowledgedEphemeral() => Acknowledged("ephemeral");
+
+    /// <summary>The bodies of the acknowledged transactions, each once.</summary>
+    public List<JsonObject> AcknowledgedTransactions()
+    {
+        var seen = new HashSet<string>();
+        return [.. Transactions().Where(t => t.Status == 200 && seen.Add(t.TxnId)).Select(t => t.Body)];
+    }
+
+    public List<JsonObject> AcknowledgedField(string field) => Acknowledged(field);
 
     List<JsonObject> Acknowledged(string field)
     {

@@ -134,6 +134,7 @@ public sealed class E2eeStore(KeysStream stream)
             if (!fresh && _fallback.Get(key) is { } old && Parse(old) is JsonObject o && o["key_id"]?.GetValue<string>() == keyId && SameJson(o["key"], value))
                 continue;
             kb.Batch.Put(KeysFamilies.FallbackKeys, key, Bytes(new JsonObject { ["key_id"] = keyId, ["key"] = value.DeepClone(), ["used"] = false }));
+            kb.CountsChanged(userId);
         }
     }
 
@@ -169,7 +170,7 @@ public sealed class E2eeStore(KeysStream stream)
 
     // Keeps a cached count in step with a committed change (a device not cached is counted when next asked).
     void AdjustCount(KeysBatch kb, string userId, string deviceId, string alg, int delta)
-        => kb.OnCommitted(() =>
+        => kb.CountsChanged(userId).OnCommitted(() =>
         {
             lock (_memo)
                 if (_counts.TryGetValue((userId, deviceId), out var c)) c[alg] = c.GetValueOrDefault(alg) + delta;
@@ -224,6 +225,7 @@ public sealed class E2eeStore(KeysStream stream)
                     {
                         o["used"] = true;
                         kb.Batch.Put(KeysFamilies.FallbackKeys, KeysFamilies.FallbackKeyKey(userId, deviceId, alg), Bytes(o));
+                        kb.CountsChanged(userId);
                     }
                 }
                 if (found is null) continue;

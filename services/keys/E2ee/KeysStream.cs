@@ -6,7 +6,7 @@ namespace Conduit.Keys.E2ee;
 
 /// <summary>An advance of the keys stream, published once its batch is durable.</summary>
 public sealed record KeysAdvance(long Position, IReadOnlyCollection<string> Wake, IReadOnlyCollection<string> Changed,
-    IReadOnlyCollection<(string UserId, string DeviceId)>? Removed = null);
+    IReadOnlyCollection<(string UserId, string DeviceId)>? Removed = null, IReadOnlyCollection<string>? Counted = null);
 
 /// <summary>
 /// The keys stream: one position counter for to-device messages, device-list changes and one-time key uploads
@@ -51,11 +51,11 @@ public sealed class KeysStream
             if (kb.Last != _last) batch.Put(KeysFamilies.Counters, KeysFamilies.StreamCounterKey, K.BigEndian((ulong)kb.Last));
             if (batch.Count > 0) _store.Write(batch);
             foreach (var a in kb.Committed) a();
-            if (kb.Last != _last || kb.Removed.Count > 0)
+            if (kb.Last != _last || kb.Removed.Count > 0 || kb.Counted.Count > 0)
             {
                 _last = kb.Last;
                 Interlocked.Exchange(ref _published, _last);
-                advance = new KeysAdvance(_last, kb.Wake, kb.Changed, kb.Removed);
+                advance = new KeysAdvance(_last, kb.Wake, kb.Changed, kb.Removed, kb.Counted);
             }
         }
         if (advance is not null) Publish(advance);
@@ -86,6 +86,15 @@ public sealed class KeysBatch(IWriteBatch batch, long last)
     public long Last { get; private set; } = last;
     public HashSet<string> Wake { get; } = new(StringComparer.Ordinal);
     public HashSet<string> Changed { get; } = new(StringComparer.Ordinal);
+    /// <summary>Users whose one-time or fallback key counts this batch changes (announced for appservices, MSC3202).</summary>
+    public HashSet<string> Counted { get; } = new(StringComparer.Ordinal);
+
+    public KeysBatch CountsChanged(string userId)
+    {
+        Counted.Add(userId);
+        return this;
+    }
+
     /// <summary>Devices this batch deletes (announced so that sync drops their pushers).</summary>
     public List<(string UserId, string DeviceId)> Removed { get; } = [];
 

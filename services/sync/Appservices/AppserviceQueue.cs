@@ -52,9 +52,10 @@ public sealed class AppserviceQueue
     /// Appends the items, in order, each to its appservice's queue, and (when given) the feed's new position, in one
     /// durable write.
     /// </summary>
-    public void Append(IReadOnlyList<(string AppserviceId, string Kind, JsonNode Value)> items, long? feedPosition = null)
+    public void Append(IReadOnlyList<(string AppserviceId, string Kind, JsonNode Value)> items, long? feedPosition = null,
+        IReadOnlyList<(string UserId, string DeviceId, long Position)>? cursors = null)
     {
-        if (items.Count == 0 && feedPosition is null) return;
+        if (items.Count == 0 && feedPosition is null && cursors is not { Count: > 0 }) return;
         var ids = new HashSet<string>(StringComparer.Ordinal);
         lock (_lock)
         {
@@ -69,10 +70,20 @@ public sealed class AppserviceQueue
             }
             if (seq != _seq) b.Put(SyncFamilies.Counters, SeqKey, K.BigEndian(seq));
             if (feedPosition is { } pos) b.Put(SyncFamilies.Counters, FeedKey, K.BigEndian((ulong)pos));
+            foreach (var (user, device, p) in cursors ?? []) b.Put(SyncFamilies.AppserviceDevices, K.Join(user, device), K.BigEndian((ulong)p));
             _store.Write(b);
             _seq = seq;
         }
         if (ids.Count > 0) Queued?.Invoke(ids);
+    }
+
+    /// <summary>The to-device cursors of the users' devices (those that have one).</summary>
+    public IEnumerable<(string UserId, string DeviceId, long Position)> DeviceCursors(IEnumerable<string> userIds)
+    {
+        var devices = _store.Map(SyncFamilies.AppserviceDevices);
+        foreach (var user in userIds)
+            foreach (var (k, v) in devices.Scan(K.Prefix(user)))
+                yield return (user, K.Split(k)[1], (long)K.ReadBigEndian(v));
     }
 
     /// <summary>Whether anything waits for the appservice.</summary>
