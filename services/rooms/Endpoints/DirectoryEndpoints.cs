@@ -70,10 +70,10 @@ public sealed class DirectoryEndpoints(RoomStore rooms, RoomSummaries summaries,
     async Task AppserviceVisibility(HttpContext ctx)
     {
         var c = Caller.Required(ctx);
-        var roomId = RoomParams.RoomId(ctx);
-        var networkId = ctx.Route("networkId");
         if (c.AppserviceId is not { } appservice || config.Appservices().All(a => a.Id != appservice))
             throw Err.Forbidden("Only application services can edit their published room lists");
+        var roomId = RoomParams.RoomId(ctx);
+        var networkId = ctx.Route("networkId");
         var visibility = "private";
         if (HttpMethods.IsPut(ctx.Request.Method))
         {
