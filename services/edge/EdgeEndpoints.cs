@@ -99,12 +99,6 @@ public static class EdgeEndpoints
             });
         });
         app.Map(RouteTable.TurnServer, ctx => ctx.Response.WriteJsonAsync(TurnCredentials(Caller.Required(ctx).UserId, config)));
-        // No application services bridge third-party networks here yet.
-        app.Map(RouteTable.ThirdPartyProtocols, ctx =>
-        {
-            Caller.Required(ctx);
-            return ctx.Response.WriteJsonAsync(new JsonObject());
-        });
     }
 
     /// <summary>TURN credentials (spec: client-server-api, "Voice over IP"): an empty object when unconfigured;

@@ -12,7 +12,7 @@ namespace Conduit.Keys;
 
 /// <summary>The keys service's Matrix endpoints: registration, login, devices, account, profile.</summary>
 public sealed partial class KeysEndpoints(AccountStore accounts, KeyBackupStore backups, Uia uia, GlobalConfig config, Rooms.RoomsClient rooms, RateLimits limits,
-    Protos.Federation.Federation.FederationClient federation, RegistrationTokens registrationTokens, Microsoft.Extensions.Logging.ILogger<KeysEndpoints> log)
+    Protos.Federation.Federation.FederationClient federation, RegistrationTokens registrationTokens, AppserviceUsers appserviceUsers, Microsoft.Extensions.Logging.ILogger<KeysEndpoints> log)
 {
     [Microsoft.Extensions.Logging.LoggerMessage(Level = Microsoft.Extensions.Logging.LogLevel.Warning, Message = "Could not ask for {UserId}'s invite into the admin room: {Error}")]
     partial void LogAdminInviteFailed(string userId, string error);
@@ -624,10 +624,19 @@ public sealed partial class KeysEndpoints(AccountStore accounts, KeyBackupStore 
         return ProfileJson(u);
     }
 
+    /// <summary>A local user's profile for GET /profile: one unknown here may be an application service's, which is
+    /// asked first (<see cref="AppserviceUsers"/>).</summary>
+    async Task<JsonObject> LocalProfileAsync(string userId, CancellationToken ct)
+    {
+        if (!Ids.IsUserId(userId)) throw Err.InvalidParam("Not a user ID");
+        await appserviceUsers.GetUserAsync(userId, ct);
+        return ProfileOf(userId);
+    }
+
     async Task GetProfile(HttpContext ctx)
     {
         var userId = ctx.Route("userId");
-        await ctx.Response.WriteJsonAsync(IsRemote(userId) ? await RemoteProfileAsync(userId, null, ctx.RequestAborted) : ProfileOf(userId));
+        await ctx.Response.WriteJsonAsync(IsRemote(userId) ? await RemoteProfileAsync(userId, null, ctx.RequestAborted) : await LocalProfileAsync(userId, ctx.RequestAborted));
     }
 
     bool IsRemote(string userId) => Ids.IsUserId(userId) && Ids.ServerOf(userId) != config.ServerName && config.AllowFederation;
@@ -662,7 +671,7 @@ public sealed partial class KeysEndpoints(AccountStore accounts, KeyBackupStore 
         var field = CheckKey(ctx.Route("field"));
         if (HttpMethods.IsGet(ctx.Request.Method))
         {
-            var p = IsRemote(userId) ? await RemoteProfileAsync(userId, field, ctx.RequestAborted) : ProfileOf(userId);
+            var p = IsRemote(userId) ? await RemoteProfileAsync(userId, field, ctx.RequestAborted) : await LocalProfileAsync(userId, ctx.RequestAborted);
             if (!p.TryGetPropertyValue(field, out var value)) throw Err.NotFound($"No {field} set");
             await ctx.Response.WriteJsonAsync(new JsonObject { [field] = value?.DeepClone() });
             return;

@@ -6,7 +6,7 @@ using Conduit.Keys.E2ee;
 namespace Conduit.Keys;
 
 /// <summary>The keys service's gRPC surface (protos/keys.proto).</summary>
-public sealed class KeysGrpcService(AccountStore accounts, E2eeStore e2ee, E2ee.FederatedKeys federated) : Protos.Keys.Keys.KeysBase
+public sealed class KeysGrpcService(AccountStore accounts, AppserviceUsers appserviceUsers, E2eeStore e2ee, E2ee.FederatedKeys federated) : Protos.Keys.Keys.KeysBase
 {
     public override Task<ProfileMediaReply> ProfileMedia(ProfileMediaRequest request, ServerCallContext context)
     {
@@ -85,15 +85,15 @@ public sealed class KeysGrpcService(AccountStore accounts, E2eeStore e2ee, E2ee.
             await responseStream.WriteAsync(new Revocation { AccessToken = token });
     }
 
-    public override Task<ProfileReply> GetProfile(GetProfileRequest request, ServerCallContext context)
+    public override async Task<ProfileReply> GetProfile(GetProfileRequest request, ServerCallContext context)
     {
-        var u = accounts.GetUser(request.UserId) ?? throw Err.NotFound("No such user");
+        var u = await appserviceUsers.GetUserAsync(request.UserId, context.CancellationToken) ?? throw Err.NotFound("No such user");
         var reply = new ProfileReply
         {
             UserId = request.UserId, Deactivated = u["deactivated"]?.GetValue<bool>() == true, IsGuest = u["is_guest"]?.GetValue<bool>() == true,
         };
         if (u["displayname"]?.GetValue<string>() is { } dn) reply.Displayname = dn;
         if (u["avatar_url"]?.GetValue<string>() is { } av) reply.AvatarUrl = av;
-        return Task.FromResult(reply);
+        return reply;
     }
 }

@@ -1,3 +1,4 @@
+using Conduit.Common.Appservices;
 using Conduit.Common.Http;
 using Conduit.Common.Routing;
 using Conduit.Keys.E2ee;
@@ -12,7 +13,7 @@ namespace Conduit.Keys;
 public static class KeysService
 {
     public static IServiceCollection AddKeysService(this IServiceCollection services)
-        => services.AddRateLimits().AddSingleton<AccountStore>().AddSingleton<KeyBackupStore>().AddSingleton<Uia>()
+        => services.AddRateLimits().AddAppserviceQueries().AddSingleton<AccountStore>().AddSingleton<AppserviceUsers>().AddSingleton<KeyBackupStore>().AddSingleton<Uia>()
             .AddSingleton<KeysEndpoints>().AddSingleton<RegistrationTokens>().AddSingleton<AdminEndpoints>().AddSingleton<SharedSecretRegistration>().AddSingleton<KeyBackupEndpoints>().AddSingleton<ThirdPartyIdentityEndpoints>().AddSingleton<KeysGrpcService>()
             .AddSingleton<KeysStream>().AddSingleton<E2eeStore>().AddSingleton<CrossSigning>().AddSingleton<E2eeEndpoints>()
             .AddSingleton<RemoteDeviceLists>().AddSingleton<FederatedKeys>().AddHostedService<DeviceListSender>();

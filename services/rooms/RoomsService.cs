@@ -1,3 +1,4 @@
+using Conduit.Common.Appservices;
 using Conduit.Common.Http;
 using Conduit.Common.Routing;
 using Microsoft.AspNetCore.Builder;
@@ -10,11 +11,11 @@ namespace Conduit.Rooms;
 public static class RoomsService
 {
     public static IServiceCollection AddRoomsService(this IServiceCollection services)
-        => services.AddRateLimits().AddSingleton<RoomStore>().AddSingleton<StateStore>().AddSingleton<RoomStream>().AddSingleton<RoomWriter>().AddSingleton<RoomPurger>()
+        => services.AddRateLimits().AddAppserviceQueries().AddSingleton<RoomStore>().AddSingleton<StateStore>().AddSingleton<RoomStream>().AddSingleton<RoomWriter>().AddSingleton<RoomPurger>()
             .AddSingleton<EventSigner>().AddHostedService(sp => sp.GetRequiredService<EventSigner>()).AddSingleton<EventSender>().AddSingleton<GuestAccessEnforcer>().AddHostedService(sp => sp.GetRequiredService<GuestAccessEnforcer>())
-            .AddSingleton<Relations>().AddSingleton<ClientEvents>().AddSingleton<Visibility>().AddSingleton<SyncBuilder>().AddSingleton<SlidingBuilder>().AddSingleton<PushFeed>().AddSingleton<DeviceLists>().AddSingleton<RoomParams>()
+            .AddSingleton<Relations>().AddSingleton<ClientEvents>().AddSingleton<Visibility>().AddSingleton<SyncBuilder>().AddSingleton<SlidingBuilder>().AddSingleton<PushFeed>().AddSingleton<DeviceLists>().AddSingleton<RoomParams>().AddSingleton<AliasLookup>()
             .AddSingleton<CreateRoomEndpoint>().AddSingleton<MembershipEndpoints>().AddSingleton<EventEndpoints>().AddSingleton<ReadEndpoints>()
-            .AddSingleton<AliasEndpoints>().AddSingleton<UpgradeEndpoint>().AddSingleton<SearchEndpoint>().AddSingleton<RoomSummaries>().AddSingleton<RoomInfoEndpoints>().AddSingleton<SpaceEndpoints>().AddSingleton<DirectoryEndpoints>().AddSingleton<AdminRoomEndpoints>().AddSingleton<AdminReportEndpoints>().AddSingleton<RelationEndpoints>().AddSingleton<UserDirectoryEndpoint>().AddSingleton<RoomsGrpcService>()
+            .AddSingleton<AliasEndpoints>().AddSingleton<UpgradeEndpoint>().AddSingleton<SearchEndpoint>().AddSingleton<RoomSummaries>().AddSingleton<RoomInfoEndpoints>().AddSingleton<SpaceEndpoints>().AddSingleton<DirectoryEndpoints>().AddSingleton<ThirdPartyEndpoints>().AddSingleton<AdminRoomEndpoints>().AddSingleton<AdminReportEndpoints>().AddSingleton<RelationEndpoints>().AddSingleton<UserDirectoryEndpoint>().AddSingleton<RoomsGrpcService>()
             .AddSingleton<RemoteServers>().AddSingleton<FederationServer>().AddSingleton<RemoteMembership>().AddSingleton<IdentityKeyCheck>().AddSingleton<ThirdPartyInvites>().AddSingleton<FederationFeed>().AddSingleton<RemoteHistory>().AddSingleton<RemoteTimestamps>()
             .AddSingleton<Admin.AdminCommands>().AddSingleton<Admin.AdminRoom>().AddHostedService(sp => sp.GetRequiredService<Admin.AdminRoom>());
 
@@ -33,6 +34,7 @@ public static class RoomsService
         sp.GetRequiredService<RoomInfoEndpoints>().Map(app);
         sp.GetRequiredService<SpaceEndpoints>().Map(app);
         sp.GetRequiredService<DirectoryEndpoints>().Map(app);
+        sp.GetRequiredService<ThirdPartyEndpoints>().Map(app);
         sp.GetRequiredService<RelationEndpoints>().Map(app);
         sp.GetRequiredService<UserDirectoryEndpoint>().Map(app);
         return app;

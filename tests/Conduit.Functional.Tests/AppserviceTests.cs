@@ -9,7 +9,7 @@ namespace Conduit.Functional.Tests;
 /// as_token acting as its sender or (with user_id) as a user of its namespace, registration and login with
 /// m.login.application_service, and its exclusive namespace closed to ordinary registration.
 /// </summary>
-public abstract class AppserviceTests(ServerFixture server, FakeAppservice fake)
+public abstract partial class AppserviceTests(ServerFixture server, FakeAppservice fake)
 {
     public const string AsToken = "appservice_tests_as_token";
     public const string HsToken = "appservice_tests_hs_token";
@@ -25,6 +25,7 @@ public abstract class AppserviceTests(ServerFixture server, FakeAppservice fake)
         rate_limited: false
         receive_ephemeral: true
         org.matrix.msc3202: true
+        protocols: [irc]
         namespaces:
           users:
             - exclusive: true
@@ -45,15 +46,29 @@ public abstract class AppserviceTests(ServerFixture server, FakeAppservice fake)
         namespaces: {users: [], aliases: [], rooms: []}
         """;
 
-    /// <summary>The [global] lines of the fixtures: both registrations, written into <paramref name="work"/> with
+    /// <summary>A third, listing the irc bridge's protocol and one of its own, at an address where nothing
+    /// answers: its failures must be skipped.</summary>
+    public static string Gone(string url) => $$"""
+        id: gone
+        url: "{{url}}"
+        as_token: appservice_tests_gone_as
+        hs_token: appservice_tests_gone_hs
+        sender_localpart: gonebot
+        protocols: [irc, gitter]
+        namespaces: {users: [], aliases: [], rooms: []}
+        """;
+
+    /// <summary>The [global] lines of the fixtures: the registrations, written into <paramref name="work"/> with
     /// the irc bridge's url pointing at <paramref name="fake"/>.</summary>
     public static string Config(string work, FakeAppservice fake)
     {
         var bridge = Path.Combine(work, "appservice.yaml");
         var quiet = Path.Combine(work, "quiet.yaml");
+        var gone = Path.Combine(work, "gone.yaml");
         File.WriteAllText(bridge, Registration(fake.Url));
         File.WriteAllText(quiet, Quiet);
-        return $"rate_limits = {{ enabled = false }}\napp_service_config_files = ['{bridge}', '{quiet}']";
+        File.WriteAllText(gone, Gone(FakeAppservice.ClosedUrl()));
+        return $"rate_limits = {{ enabled = false }}\napp_service_config_files = ['{bridge}', '{quiet}', '{gone}']";
     }
 
     MatrixClient Appservice => new(server, AsToken);
@@ -331,11 +346,14 @@ public sealed class AppserviceSplitFixture : SplitFixture
     public override Task DisposeAsync() => Fake.DisposeAfter(base.DisposeAsync());
 }
 
-/// <summary>Plays the application service on a loopback port: answers every request with <see cref="Status"/> and
-/// remembers the last one.</summary>
+/// <summary>Plays the application service on a loopback port: answers a request with the handler a test set for
+/// its path (<see cref="On"/>), else with <see cref="Status"/>, and remembers the last one. Requests are answered
+/// concurrently: a handler may call the homeserver back (as an appservice creating the queried user or room does)
+/// while the homeserver waits for its answer.</summary>
 public sealed class FakeAppservice : IDisposable
 {
     readonly HttpListener _listener = new();
+    readonly System.Collections.Concurrent.ConcurrentDictionary<string, Func<HttpListenerRequest, Task<(int Status, string Body)>>> _handlers = new();
     public string Url { get; }
     public int Status { get; set; } = 200;
     public string? LastPath { get; private set; }
@@ -387,18 +405,34 @@ public sealed class FakeAppservice : IDisposable
             await Task.Delay(50);
         }
     }
+    /// <summary>Every request's path and query (escaped as sent), in arrival order.</summary>
+    public System.Collections.Concurrent.ConcurrentQueue<string> Requests { get; } = new();
 
     public FakeAppservice()
+    {
+        Url = $"http://127.0.0.1:{FreePort()}";
+        _listener.Prefixes.Add(Url + "/");
+        _listener.Start();
+        _ = Task.Run(Serve);
+    }
+
+    static int FreePort()
     {
         var probe = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
         probe.Start();
         var port = ((IPEndPoint)probe.LocalEndpoint).Port;
         probe.Stop();
-        Url = $"http://127.0.0.1:{port}";
-        _listener.Prefixes.Add(Url + "/");
-        _listener.Start();
-        _ = Task.Run(Serve);
+        return port;
     }
+
+    /// <summary>An address where nothing listens (a port just free): an appservice that cannot be reached.</summary>
+    public static string ClosedUrl() => $"http://127.0.0.1:{FreePort()}";
+
+    /// <summary>Answers requests for <paramref name="path"/> (exactly; or every path under it when it ends with '/')
+    /// with <paramref name="answer"/>, if they carry <paramref name="authorization"/> (else 403, as an appservice
+    /// refuses a wrong hs_token).</summary>
+    public void On(string path, string authorization, Func<HttpListenerRequest, Task<(int Status, string Body)>> answer)
+        => _handlers[path] = r => r.Headers["Authorization"] == authorization ? answer(r) : Task.FromResult((403, """{"errcode":"M_FORBIDDEN"}"""));
 
     async Task Serve()
     {
@@ -407,23 +441,41 @@ public sealed class FakeAppservice : IDisposable
             HttpListenerContext c;
             try { c = await _listener.GetContextAsync(); }
             catch (Exception e) when (e is HttpListenerException or ObjectDisposedException) { return; }
-            LastPath = c.Request.Url!.AbsolutePath;
-            LastAuthorization = c.Request.Headers["Authorization"];
-            string body;
-            using (var reader = new StreamReader(c.Request.InputStream)) body = await reader.ReadToEndAsync();
-            var status = Status;
-            if (c.Request.HttpMethod == "PUT" && LastPath.StartsWith("/_matrix/app/v1/transactions/", StringComparison.Ordinal))
-            {
-                status = TransactionStatus;
-                lock (_transactions) _transactions.Add((LastPath["/_matrix/app/v1/transactions/".Length..], status, JsonNode.Parse(body)!.AsObject()));
-            }
-            else LastBody = body;
-            if (status == TransactionStatus && c.Request.HttpMethod == "PUT") LastTransactionAuthorization = c.Request.Headers["Authorization"];
-            c.Response.StatusCode = status;
-            c.Response.ContentType = "application/json";
-            await c.Response.OutputStream.WriteAsync(status == 200 ? "{}"u8.ToArray() : """{"errcode":"M_FORBIDDEN"}"""u8.ToArray());
-            c.Response.Close();
+            _ = Task.Run(() => Answer(c));
         }
+    }
+
+    async Task Answer(HttpListenerContext c)
+    {
+        var path = c.Request.Url!.AbsolutePath;
+        string text;
+        using (var reader = new StreamReader(c.Request.InputStream)) text = await reader.ReadToEndAsync();
+        if (c.Request.HttpMethod == "PUT" && path.StartsWith("/_matrix/app/v1/transactions/", StringComparison.Ordinal))
+        {
+            // Transactions flow all the time: they are kept apart from the Last* of the other requests.
+            var txnStatus = TransactionStatus;
+            lock (_transactions) _transactions.Add((path["/_matrix/app/v1/transactions/".Length..], txnStatus, JsonNode.Parse(text)!.AsObject()));
+            LastTransactionAuthorization = c.Request.Headers["Authorization"];
+            c.Response.StatusCode = txnStatus;
+            c.Response.ContentType = "application/json";
+            await c.Response.OutputStream.WriteAsync(txnStatus == 200 ? "{}"u8.ToArray() : """{"errcode":"M_UNKNOWN"}"""u8.ToArray());
+            c.Response.Close();
+            return;
+        }
+        Requests.Enqueue(c.Request.Url.PathAndQuery);
+        LastPath = path;
+        LastAuthorization = c.Request.Headers["Authorization"];
+        LastBody = text;
+        var handler = _handlers.TryGetValue(path, out var exact) ? exact
+            : _handlers.Where(h => h.Key.EndsWith('/') && path.StartsWith(h.Key, StringComparison.Ordinal)).OrderByDescending(h => h.Key.Length).Select(h => h.Value).FirstOrDefault();
+        (int Status, string Body) answer;
+        try { answer = handler is not null ? await handler(c.Request) : (Status, Status == 200 ? "{}" : """{"errcode":"M_FORBIDDEN"}"""); }
+        catch (Exception e) { answer = (500, new System.Text.Json.Nodes.JsonObject { ["errcode"] = "M_UNKNOWN", ["error"] = e.Message }.ToJsonString()); }
+        var (status, body) = answer;
+        c.Response.StatusCode = status;
+        c.Response.ContentType = "application/json";
+        await c.Response.OutputStream.WriteAsync(System.Text.Encoding.UTF8.GetBytes(body));
+        c.Response.Close();
     }
 
     public void Dispose() => _listener.Close();

@@ -30,6 +30,7 @@ public sealed class ThirdPartyExchangeTests : IDisposable
         var keyCheck = new IdentityKeyCheck(_h.Config, new IdentityServerStub(this));
         var thirdParty = new ThirdPartyInvites(_h.Rooms, _h.Sender, membership, remote, keyCheck, _h.Config, NullLogger<ThirdPartyInvites>.Instance);
         _server = new FederationServer(_h.Rooms, _h.States, _h.Sender, remote, _h.Format, new DirectoryEndpoints(_h.Rooms, summaries, _h.Config, remote),
+            new AliasLookup(_h.Rooms, _h.Config, new Common.Appservices.AppserviceQueries(null)),
             new SpaceEndpoints(_h.Rooms, summaries, remote, _h.Config), thirdParty, _h.Config, NullLogger<FederationServer>.Instance);
     }
 

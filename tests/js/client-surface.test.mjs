@@ -8,7 +8,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 
-import { RoomMemberEvent, NotificationCountType } from "matrix-js-sdk";
+import { RoomMemberEvent, RoomEvent, NotificationCountType } from "matrix-js-sdk";
 import { BASE_URL, quietLogger, randomLocalpart, register, trackSync, waitUntil, startAndWaitPrepared, makeClient } from "./common.mjs";
 
 let alice, bob, aliceSync, bobSync, roomId;
@@ -67,6 +67,10 @@ test("a read receipt and typing reach the other member's client", async () => {
     const room = () => bob.getRoom(roomId);
     const event = await waitUntil(bob, bobSync, "bob's client to receive alice's message",
         () => room()?.findEventById(event_id));
+    // Every m.receipt alice's client takes from its syncs (to tell a receipt never sent from one dropped).
+    const seen = [];
+    const onReceipt = (ev, r) => { if (r?.roomId === roomId) seen.push(ev.getContent()); };
+    alice.on(RoomEvent.Receipt, onReceipt);
     await bob.sendReadReceipt(event);
     try {
         await waitUntil(alice, aliceSync, "alice's client to see bob's read receipt on her message",
@@ -77,7 +81,9 @@ test("a read receipt and typing reach the other member's client", async () => {
         const fresh = await alice.http.authedRequest("GET", "/sync", { filter, timeout: "0" });
         const ephemeral = fresh.rooms?.join?.[roomId]?.ephemeral?.events;
         const own = alice.getRoom(roomId)?.getReceiptsForEvent(alice.getRoom(roomId).findEventById(event_id) ?? event);
-        throw new Error(`${e.message}; the server's receipts for the room: ${JSON.stringify(ephemeral)}; alice's client's for ${event_id}: ${JSON.stringify(own)}; bob's receipt sent at ${new Date().toISOString()}`);
+        throw new Error(`${e.message}; the server's receipts for the room: ${JSON.stringify(ephemeral)}; alice's client's for ${event_id}: ${JSON.stringify(own)}; receipts alice's client took: ${JSON.stringify(seen)}; now ${new Date().toISOString()}`);
+    } finally {
+        alice.off(RoomEvent.Receipt, onReceipt);
     }
 
     const typing = new Promise((resolve) => bob.on(RoomMemberEvent.Typing, (_e, member) => {

@@ -60,6 +60,12 @@ public sealed record AppserviceRegistration
     /// <summary>Whether the user ID is in one of its exclusive user namespaces.</summary>
     public bool ClaimsUserExclusively(string userId) => Users.Any(n => n.Exclusive && n.Matches(userId));
 
+    /// <summary>Whether the user ID is in one of its user namespaces (exclusive or not): the users it may be asked about.</summary>
+    public bool IsUserInNamespace(string userId) => Users.Any(n => n.Matches(userId));
+
+    /// <summary>Whether the room alias is in one of its alias namespaces (exclusive or not): the aliases it may be asked about.</summary>
+    public bool IsAliasInNamespace(string alias) => Aliases.Any(n => n.Matches(alias));
+
     /// <summary>Whether the room alias is in one of its exclusive alias namespaces.</summary>
     public bool ClaimsAliasExclusively(string alias) => Aliases.Any(n => n.Exclusive && n.Matches(alias));
 

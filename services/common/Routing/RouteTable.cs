@@ -83,7 +83,6 @@ public static class RouteTable
     // Not in the spec's guest list, but only configuration, and clients fetch it at start (Synapse lets guests).
     public static readonly MatrixRoute Capabilities = C(Service.Edge, "/capabilities", GET).ForGuests(Get);
     public static readonly MatrixRoute TurnServer = C(Service.Edge, "/voip/turnServer", GET);
-    public static readonly MatrixRoute ThirdPartyProtocols = C(Service.Edge, "/thirdparty/protocols", GET);
 
     // ---- keys: accounts, devices, tokens, profiles, key backups
     public static readonly MatrixRoute Register = C(Service.Keys, "/register", POST).ForGuests([POST]); // a guest upgrades its account here
@@ -205,6 +204,16 @@ public static class RouteTable
     public static readonly MatrixRoute Upgrade = C(Service.Rooms, "/rooms/{roomId}/upgrade", POST);
     public static readonly MatrixRoute PublicRooms = C(Service.Rooms, "/publicRooms", GET, POST).ForGuests(Get);
     public static readonly MatrixRoute DirectoryListRoom = C(Service.Rooms, "/directory/list/room/{roomId}", GET, PUT);
+    // Application services (spec: application-service-api, "Published room directories"): their as_token only.
+    public static readonly MatrixRoute DirectoryListAppservice = C(Service.Rooms, "/directory/list/appservice/{networkId}/{roomId}", PUT, DELETE);
+    // Third-party lookups (spec: "Third-party Networks"), asked of the application services; beside the directory,
+    // whose network lists their instance IDs name.
+    public static readonly MatrixRoute ThirdPartyProtocols = C(Service.Rooms, "/thirdparty/protocols", GET);
+    public static readonly MatrixRoute ThirdPartyProtocol = C(Service.Rooms, "/thirdparty/protocol/{protocol}", GET);
+    public static readonly MatrixRoute ThirdPartyLocations = C(Service.Rooms, "/thirdparty/location/{protocol}", GET);
+    public static readonly MatrixRoute ThirdPartyUsers = C(Service.Rooms, "/thirdparty/user/{protocol}", GET);
+    public static readonly MatrixRoute ThirdPartyLocationByAlias = C(Service.Rooms, "/thirdparty/location", GET);
+    public static readonly MatrixRoute ThirdPartyUserById = C(Service.Rooms, "/thirdparty/user", GET);
     public static readonly MatrixRoute SpaceHierarchy = Add(Service.Rooms, "/_matrix/client/v1/rooms/{roomId}/hierarchy", GET);
     public static readonly MatrixRoute RoomSummary = Add(Service.Rooms, "/_matrix/client/v1/room_summary/{roomIdOrAlias}", GET).ForGuests(Get);
     public static readonly MatrixRoute MutualRooms = Add(Service.Rooms, "/_matrix/client/v1/mutual_rooms", GET);

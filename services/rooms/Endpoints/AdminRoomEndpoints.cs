@@ -272,7 +272,7 @@ public sealed class AdminRoomEndpoints(RoomStore rooms, EventSender sender, Room
             rooms.DeleteAlias(alias, roomId);
             aliases.Add((JsonNode)alias);
         }
-        rooms.SetDirectoryVisibility(roomId, false);
+        rooms.UnpublishEverywhere(roomId);
         var purged = false;
         var error = "";
         if (purge && rooms.Info(roomId) is not null)

@@ -9,7 +9,7 @@ using Microsoft.AspNetCore.Routing;
 namespace Conduit.Rooms;
 
 /// <summary>Room aliases (spec: client-server-api, "Room aliases"): PUT, GET and DELETE /directory/room/{alias}, and /rooms/{id}/aliases.</summary>
-public sealed class AliasEndpoints(RoomStore rooms, EventSender sender, Visibility visibility, RoomParams param, GlobalConfig config)
+public sealed class AliasEndpoints(RoomStore rooms, EventSender sender, Visibility visibility, RoomParams param, AliasLookup aliases, GlobalConfig config)
 {
     public void Map(IEndpointRouteBuilder app)
     {
@@ -24,7 +24,7 @@ public sealed class AliasEndpoints(RoomStore rooms, EventSender sender, Visibili
         switch (ctx.Request.Method)
         {
             case "GET":
-                var roomId = rooms.AliasTarget(alias) ?? throw Err.NotFound("Room alias not found");
+                var roomId = await aliases.TargetAsync(alias, ctx.RequestAborted) ?? throw Err.NotFound("Room alias not found");
                 await ctx.Response.WriteJsonAsync(new JsonObject { ["room_id"] = roomId, ["servers"] = new JsonArray(config.ServerName) });
                 return;
             case "PUT":

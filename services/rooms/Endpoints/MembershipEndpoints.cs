@@ -41,7 +41,7 @@ public sealed class MembershipEndpoints(RoomStore rooms, EventSender sender, Roo
         var target = ctx.Route("roomIdOrAlias");
         if (target.StartsWith('#') && Ids.TrySplit(target, '#', out _, out var aliasServer) && aliasServer != config.ServerName && config.AllowFederation)
             return await remote.ResolveAliasAsync(target, ctx.RequestAborted);
-        return (param.RoomIdOrAlias(ctx), []);
+        return (await param.RoomIdOrAliasAsync(ctx), []);
     }
 
     /// <summary>

@@ -36,7 +36,7 @@ public sealed class RoomInfoEndpoints(RoomStore rooms, RoomSummaries summaries, 
     {
         var caller = Caller.Optional(ctx);
         string roomId;
-        try { roomId = param.RoomIdOrAlias(ctx); }
+        try { roomId = await param.RoomIdOrAliasAsync(ctx); }
         catch (MatrixException e) when (e.ErrCode == "M_NOT_FOUND") { throw Err.NotFound("Room not found"); }
         if (rooms.Info(roomId) is null) throw Err.NotFound("Room not found");
         var membership = caller is null ? null : rooms.MembershipOf(caller.UserId, roomId)?.State;

@@ -13,7 +13,7 @@ namespace Conduit.Rooms;
 /// a room ID or alias, a user ID, and the content of a member event a local user sends. Every endpoint uses these;
 /// a copy of a rule in one endpoint drifts (a pre-v12 room ID check once kept v12 rooms from being upgraded).
 /// </summary>
-public sealed class RoomParams(RoomStore rooms, GlobalConfig config, Keys.KeysClient keys)
+public sealed class RoomParams(RoomStore rooms, GlobalConfig config, Keys.KeysClient keys, AliasLookup aliases)
 {
     /// <summary>The {roomId} path parameter: a room ID of any room version, else M_INVALID_PARAM.</summary>
     public static string RoomId(HttpContext ctx)
@@ -37,16 +37,16 @@ public sealed class RoomParams(RoomStore rooms, GlobalConfig config, Keys.KeysCl
     }
 
     /// <summary>
-    /// The {roomIdOrAlias} path parameter resolved to a room ID: an alias through the directory (M_NOT_FOUND when
-    /// unknown), a room ID as it is; anything else M_INVALID_PARAM.
+    /// The {roomIdOrAlias} path parameter resolved to a room ID: an alias through the directory and the appservices
+    /// (<see cref="AliasLookup"/>; M_NOT_FOUND when unknown), a room ID as it is; anything else M_INVALID_PARAM.
     /// </summary>
-    public string RoomIdOrAlias(HttpContext ctx)
+    public async Task<string> RoomIdOrAliasAsync(HttpContext ctx)
     {
         var target = ctx.Route("roomIdOrAlias");
         if (target.StartsWith('#'))
         {
             if (!Ids.TrySplit(target, '#', out _, out _)) throw Err.InvalidParam("Invalid room alias");
-            return rooms.AliasTarget(target) ?? throw Err.NotFound("Room alias not found");
+            return await aliases.TargetAsync(target, ctx.RequestAborted) ?? throw Err.NotFound("Room alias not found");
         }
         return Ids.IsRoomId(target) ? target : throw Err.InvalidParam("Expected a room ID or alias");
     }

@@ -17,7 +17,7 @@ namespace Conduit.Rooms;
 /// denied by the room's m.room.server_acl gets 403 for everything about the room; reads need a member of the
 /// origin in the room (or history it may see).
 /// </summary>
-public sealed partial class FederationServer(RoomStore rooms, StateStore states, EventSender sender, RemoteServers remote, ClientEvents format, DirectoryEndpoints directory, SpaceEndpoints spaces, ThirdPartyInvites thirdParty, GlobalConfig config, ILogger<FederationServer> log)
+public sealed partial class FederationServer(RoomStore rooms, StateStore states, EventSender sender, RemoteServers remote, ClientEvents format, DirectoryEndpoints directory, AliasLookup aliases, SpaceEndpoints spaces, ThirdPartyInvites thirdParty, GlobalConfig config, ILogger<FederationServer> log)
 {
     /// <summary>Most events one /backfill or /get_missing_events answer carries (Synapse serves at most 100 and 20).</summary>
     const int MaxBackfill = 100, MaxMissing = 20;
@@ -43,7 +43,7 @@ public sealed partial class FederationServer(RoomStore rooms, StateStore states,
             "timestamp_to_event" => TimestampToEvent(r),
             "pdus" => await PdusAsync(r, body, ct),
             "invite" => await InviteAsync(r, body, ct),
-            "query_directory" => QueryDirectory(r),
+            "query_directory" => await QueryDirectoryAsync(r, ct),
             "public_rooms" => PublicRooms(r, body),
             "hierarchy" => Hierarchy(r),
             "exchange_third_party_invite" => await ExchangeThirdPartyInviteAsync(r, body, ct),
@@ -352,11 +352,12 @@ public sealed partial class FederationServer(RoomStore rooms, StateStore states,
         return result;
     }
 
-    JsonObject QueryDirectory(FederateRequest r)
+    /// <summary>GET /query/directory: an alias of this server, which an appservice may be asked about (as Synapse does).</summary>
+    async Task<JsonObject> QueryDirectoryAsync(FederateRequest r, CancellationToken ct)
     {
         if (!r.Query.TryGetValue("room_alias", out var alias) || alias.Length == 0) throw Err.MissingParam("room_alias is required");
         if (!Ids.TrySplit(alias, '#', out _, out var server) || server != config.ServerName) throw Err.NotFound("Room alias not found");
-        var roomId = rooms.AliasTarget(alias) ?? throw Err.NotFound("Room alias not found");
+        var roomId = await aliases.TargetAsync(alias, ct) ?? throw Err.NotFound("Room alias not found");
         return new JsonObject { ["room_id"] = roomId, ["servers"] = new JsonArray(ServersInRoom(roomId).Select(s => (JsonNode)s).ToArray()) };
     }
 
@@ -372,6 +373,7 @@ public sealed partial class FederationServer(RoomStore rooms, StateStore states,
         int? limit = null;
         string? since = null, term = null;
         HashSet<string?>? roomTypes = null;
+        DirectoryNetwork network;
         if (body.Count > 0)
         {
             if (body["limit"] is JsonValue lv && lv.TryGetValue(out int l)) limit = Math.Clamp(l, 0, 500);
@@ -381,14 +383,15 @@ public sealed partial class FederationServer(RoomStore rooms, StateStore states,
                 term = ContentField.String(f, "generic_search_term");
                 if (f["room_types"] is JsonArray types) roomTypes = types.Select(t => t is JsonValue v && v.TryGetValue(out string? s) ? s : null).ToHashSet();
             }
-            if (ContentField.String(body, "third_party_instance_id") is not null) throw Err.InvalidParam("No third-party networks are bridged to this server");
+            network = DirectoryNetwork.Parse(body["include_all_networks"] is JsonValue all && all.TryGetValue(out bool a) && a, ContentField.String(body, "third_party_instance_id"));
         }
         else
         {
             if (r.Query.TryGetValue("limit", out var ls) && int.TryParse(ls, out var l)) limit = Math.Clamp(l, 0, 500);
             if (r.Query.TryGetValue("since", out var s)) since = s;
+            network = DirectoryNetwork.Parse(r.Query.TryGetValue("include_all_networks", out var all) && all == "true", r.Query.TryGetValue("third_party_instance_id", out var id) ? id : null);
         }
-        return directory.LocalDirectory(limit, since, term, roomTypes);
+        return directory.LocalDirectory(limit, since, term, roomTypes, network);
     }
 
     // ---- PDUs of a transaction (spec: server-server-api, "Checks performed on receipt of a PDU")

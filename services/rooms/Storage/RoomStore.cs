@@ -215,6 +215,34 @@ public sealed class RoomStore(IKeyValueStore store)
 
     public bool IsPublished(string roomId) => store.Map(RoomsFamilies.Directory).Get(RoomsFamilies.DirectoryKey(roomId)) is not null;
 
+    /// <summary>Publishes or hides the room in an application service's network room list (one write either way).</summary>
+    public void SetAppserviceDirectoryVisibility(string roomId, string appserviceId, string networkId, bool published)
+    {
+        var map = store.Map(RoomsFamilies.AppserviceDirectory);
+        var key = RoomsFamilies.AppserviceDirectoryKey(roomId, appserviceId, networkId);
+        if (published) map.Put(key, []); else map.Delete(key);
+    }
+
+    /// <summary>Every (room, appservice, network) of the application services' room lists.</summary>
+    public IEnumerable<(string RoomId, string AppserviceId, string NetworkId)> AppserviceDirectoryEntries()
+    {
+        foreach (var (k, _) in store.Map(RoomsFamilies.AppserviceDirectory).Scan([]))
+        {
+            var parts = K.Split(k);
+            if (parts.Length == 3) yield return (parts[0], parts[1], parts[2]);
+        }
+    }
+
+    /// <summary>Takes the room out of the public room directory and out of every appservice's room list, in one batch.</summary>
+    public void UnpublishEverywhere(string roomId)
+    {
+        using var b = store.CreateBatch();
+        b.Delete(RoomsFamilies.Directory, RoomsFamilies.DirectoryKey(roomId));
+        foreach (var (k, _) in store.Map(RoomsFamilies.AppserviceDirectory).Scan(RoomsFamilies.RoomPrefix(roomId)))
+            b.Delete(RoomsFamilies.AppserviceDirectory, k);
+        store.Write(b);
+    }
+
     /// <summary>Every room this server has state of (joined now or before; not rooms only invited to over federation).</summary>
     public IEnumerable<string> AllRoomIds()
     {

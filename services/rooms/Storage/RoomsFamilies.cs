@@ -66,6 +66,11 @@ public static class RoomsFamilies
     static readonly ColumnFamily DirectoryFamily = new(Directory, "room_id", "empty: the room is published in the public room directory");
     public static byte[] DirectoryKey(string roomId) => K.Utf8(roomId);
 
+    public const string AppserviceDirectory = "rooms_directory_appservice";
+    static readonly ColumnFamily AppserviceDirectoryFamily = new(AppserviceDirectory, "room_id 0xFF appservice_id 0xFF network_id",
+        "empty: an application service published the room in its network's room list (PUT /directory/list/appservice)");
+    public static byte[] AppserviceDirectoryKey(string roomId, string appserviceId, string networkId) => K.Join(roomId, appserviceId, networkId);
+
     public const string StateKeyShort = "rooms_statekey_short";
     static readonly ColumnFamily StateKeyShortFamily = new(StateKeyShort, "event_type 0xFF state_key", "8-byte short state key");
     public static byte[] StateKeyShortKey(string type, string stateKey) => K.Join(type, stateKey);
@@ -141,18 +146,18 @@ public static class RoomsFamilies
 
     /// <summary>
     /// The keys of one room in every family whose key starts with room_id (timeline, state, members, room aliases,
-    /// relations, threads, thread info and users, history): what deleting a room with purge scans and removes.
+    /// relations, threads, thread info and users, history, appservice room lists): what deleting a room with purge scans and removes.
     /// </summary>
     public static byte[] RoomPrefix(string roomId) => K.Prefix(roomId);
 
     /// <summary>The families keyed by <see cref="RoomPrefix"/>.</summary>
-    public static readonly string[] KeyedByRoom = [Timeline, State, Members, RoomAliases, Relations, Threads, ThreadInfo, ThreadUsers, History];
+    public static readonly string[] KeyedByRoom = [Timeline, State, Members, RoomAliases, Relations, Threads, ThreadInfo, ThreadUsers, History, AppserviceDirectory];
 
     public static readonly ColumnFamily[] All =
     [
         ReportsFamily,
         PdusFamily, EventMetaFamily, TimelineFamily, StateFamily, InfoFamily, UserRoomsFamily, MembershipLogFamily, MembersFamily,
-        AliasesFamily, RoomAliasesFamily, TxnsFamily, DirectoryFamily, StateKeyShortFamily, ShortStateKeyFamily, EventIdShortFamily,
+        AliasesFamily, RoomAliasesFamily, TxnsFamily, DirectoryFamily, AppserviceDirectoryFamily, StateKeyShortFamily, ShortStateKeyFamily, EventIdShortFamily,
         ShortEventIdFamily, StateGroupsFamily, RelationsFamily, ThreadsFamily, ThreadInfoFamily, ThreadUsersFamily, CountersFamily,
         StreamFamily, HistoryFamily, BlockedFamily, FederationDisabledFamily,
     ];
