@@ -166,6 +166,8 @@ public static class ConduitHost
         foreach (var m in modules) m.Add(builder.Services);
 
         RegisterClients(builder.Services, config, role);
+        // Split mode: the keys service holds the application services registered at runtime; the others follow it.
+        if (role != AllInOne && selfService != Service.Keys) builder.Services.AddHostedService<Keys.AppserviceFollower>();
         builder.Services.AddSingleton<IProcessOps>(sp => new ProcessOps(sp, role));
         builder.Services.AddSingleton<DeploymentOps>();
         builder.Services.AddSingleton<InternalCalls>();
