@@ -86,6 +86,8 @@ public static class ConduitHost
         var collection = new ServiceCollection().AddSingleton(store).AddSingleton(config).AddLogging();
         Keys.KeysService.AddKeysService(collection);
         using var services = collection.BuildServiceProvider();
+        // The runtime application service registrations too: their exclusive namespaces hold here as well.
+        services.GetRequiredService<Keys.AppserviceRegistry>().Load();
         var accounts = services.GetRequiredService<Keys.AccountStore>();
         // "@name:server" is taken as its localpart.
         if (localpart.StartsWith('@')) localpart = localpart.IndexOf(':') is var c and > 0 ? localpart[1..c] : localpart[1..];
@@ -166,6 +168,8 @@ public static class ConduitHost
         foreach (var m in modules) m.Add(builder.Services);
 
         RegisterClients(builder.Services, config, role);
+        // Split mode: the keys service holds the application services registered at runtime; the others follow it.
+        if (role != AllInOne && selfService != Service.Keys) builder.Services.AddHostedService<Keys.AppserviceFollower>();
         builder.Services.AddSingleton<IProcessOps>(sp => new ProcessOps(sp, role));
         builder.Services.AddSingleton<DeploymentOps>();
         builder.Services.AddSingleton<InternalCalls>();

@@ -74,6 +74,9 @@ public static class KeysFamilies
     public const string OpenIdTokens = "keys_openid_tokens";
     public static byte[] OpenIdTokenKey(string token) => K.Utf8(token);
 
+    /// <summary>Application services registered at runtime (<see cref="AppserviceRegistry"/>).</summary>
+    public const string Appservices = "keys_appservices";
+
     public const string Dehydrated = "keys_dehydrated_devices";
     public static byte[] DehydratedKey(string userId) => K.Utf8(userId);
 
@@ -116,6 +119,7 @@ public static class KeysFamilies
         new(DeviceListsSent, "user_id (a local user)", "JSON {stream_id, devices: {device_id: hash}, cross_signing: hash}: what other servers were last told of the user's devices (m.device_list_update stream_id, the hash of each device's keys and name, of the public cross-signing keys)"),
         new(RemoteDevices, "user_id (another server's user)", "JSON {stream_id, devices: {device_id: {keys?, device_display_name?}}, master_key?, self_signing_key?}: a remote user's device list as their server last told us (GET /user/devices, then update EDUs); dropped on a gap"),
         new(Dehydrated, "user_id", "JSON {device_id, device_data}: the user's dehydrated device (MSC3814)"),
+        new(Appservices, "appservice id", "JSON {yaml (the registration as the admin gave it, tokens included), registered_by (the admin's user ID), registered_ts}: an application service registered at runtime; the config files' registrations are not stored"),
         new(OpenIdTokens, "openid access_token", "JSON {user_id, expires_ts}: an OpenID token for a third party (a widget, an integration manager) to learn who the user is; removed once expired"),
 
         BackupVersionsFamily,

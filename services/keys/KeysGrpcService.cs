@@ -6,8 +6,18 @@ using Conduit.Keys.E2ee;
 namespace Conduit.Keys;
 
 /// <summary>The keys service's gRPC surface (protos/keys.proto).</summary>
-public sealed class KeysGrpcService(AccountStore accounts, AppserviceUsers appserviceUsers, E2eeStore e2ee, E2ee.FederatedKeys federated) : Protos.Keys.Keys.KeysBase
+public sealed class KeysGrpcService(AccountStore accounts, AppserviceUsers appserviceUsers, E2eeStore e2ee, E2ee.FederatedKeys federated, AppserviceRegistry appservices) : Protos.Keys.Keys.KeysBase
 {
+    public override async Task WatchAppservices(WatchAppservicesRequest request, IServerStreamWriter<AppserviceSet> responseStream, ServerCallContext context)
+    {
+        await foreach (var set in appservices.Watch(context.CancellationToken))
+        {
+            var msg = new AppserviceSet();
+            foreach (var a in set) msg.Appservices.Add(new RuntimeAppservice { Id = a.Id, Yaml = a.Yaml, RegisteredBy = a.RegisteredBy, RegisteredTs = a.RegisteredTs });
+            await responseStream.WriteAsync(msg);
+        }
+    }
+
     public override Task<ProfileMediaReply> ProfileMedia(ProfileMediaRequest request, ServerCallContext context)
     {
         var reply = new ProfileMediaReply();

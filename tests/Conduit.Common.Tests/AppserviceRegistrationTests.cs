@@ -138,6 +138,43 @@ public sealed class AppserviceRegistrationTests : IDisposable
     }
 
     [Fact]
+    public void The_same_exclusive_regex_in_two_registrations_is_refused_but_a_shared_non_exclusive_one_is_not()
+    {
+        var a = AppserviceLoader.Parse(Bridge, "a.yaml");
+        var other = Bridge.Replace("id: bridge", "id: other").Replace("as_secret", "as2").Replace("hs_secret", "hs2");
+        var e = Assert.Throws<ConfigException>(() => AppserviceLoader.CheckTogether([a, AppserviceLoader.Parse(other, "b.yaml")]));
+        Assert.Contains("b.yaml", e.Message);
+        Assert.Contains("exclusive users namespace \"@irc_.*:example\\.org\"", e.Message);
+        Assert.Contains("'bridge' (a.yaml)", e.Message);
+        // Non-exclusive namespaces may be shared; different exclusive ones are not compared.
+        var shared = other.Replace("@irc_.*:example\\\\.org", "@other_.*").Replace("#irc_.*", "#other_.*");
+        AppserviceLoader.CheckTogether([a, AppserviceLoader.Parse(shared, "c.yaml")]);
+    }
+
+    [Fact]
+    public void The_redacted_registration_keeps_everything_but_the_tokens()
+    {
+        var r = AppserviceLoader.Redacted(Bridge);
+        Assert.DoesNotContain("as_secret", r);
+        Assert.DoesNotContain("hs_secret", r);
+        Assert.Contains("<redacted>", r);
+        var back = AppserviceLoader.Parse(r.Replace("hs_token: <redacted>", "hs_token: other"), "redacted.yaml");
+        Assert.Equal(("bridge", "bridgebot", 2, "#irc_.*"), (back.Id, back.SenderLocalpart, back.Users.Count, AppserviceLoader.Pattern(back.Aliases[0].Regex.ToString())));
+    }
+
+    [Fact]
+    public void Runtime_registrations_come_after_the_files_and_are_replaced_whole()
+    {
+        var config = Load(Write("bridge.yaml", Bridge));
+        var quiet = AppserviceLoader.Parse("id: quiet\nurl: null\nas_token: qa\nhs_token: qh\nsender_localpart: quiet", "q") with { Runtime = true };
+        config.SetRuntimeAppservices([quiet]);
+        Assert.Equal(["bridge", "quiet"], config.Appservices().Select(a => a.Id));
+        Assert.Equal(["bridge"], config.FileAppservices().Select(a => a.Id));
+        config.SetRuntimeAppservices([]);
+        Assert.Equal(["bridge"], config.Appservices().Select(a => a.Id));
+    }
+
+    [Fact]
     public void A_file_that_cannot_be_read_is_one_clear_error()
     {
         var missing = Path.Combine(_dir, "nope.yaml");

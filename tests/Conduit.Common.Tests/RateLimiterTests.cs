@@ -151,6 +151,14 @@ public sealed class RateLimiterTests
         Assert.False(limits.IsExempt(new Caller("@a:x", "D", IsAdmin: true)));
         Assert.False(limits.IsExempt(null));
         Assert.Throws<MatrixException>(() => { for (var i = 0; i < 100; i++) limits.Take(ctx, limited, new Charge(limits.Message, limited.UserId)); });
+
+        // Registered at runtime after the limits were built: exempt at once; unregistered: limited again.
+        var late = new Caller("@late:x", "") { AppserviceId = "late" };
+        Assert.False(limits.IsExempt(late));
+        config.SetRuntimeAppservices([Registration("late", false)]);
+        Assert.True(limits.IsExempt(late));
+        config.SetRuntimeAppservices([]);
+        Assert.False(limits.IsExempt(late));
     }
 
     [Fact]

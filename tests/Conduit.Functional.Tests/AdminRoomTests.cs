@@ -16,60 +16,15 @@ public abstract class AdminRoomTests(ServerFixture server, MatrixClient first)
     const string Secret = "reg-token-never-shown";
     public const string Config = $"rate_limits = {{ enabled = false }}\nturn_secret = \"{Secret}\"";
 
-    string Bot => $"@conduit:{server.ServerName}";
-    string Alias => $"#admins:{server.ServerName}";
+    readonly AdminRoomClient _room = new(server);
+    string Bot => _room.Bot;
+    string Alias => _room.Alias;
 
-    /// <summary>The admin room's ID, once the server has made it (at its first start, in split mode once keys answers).</summary>
-    async Task<string> AdminRoom(MatrixClient c)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(60);
-        while (true)
-        {
-            var r = await c.Get($"{C}/directory/room/{E(Alias)}");
-            if (r.Status == HttpStatusCode.OK) return r.Obj["room_id"]!.GetValue<string>();
-            Assert.True(DateTime.UtcNow < deadline, $"no admin room: {r.Body?.ToJsonString()}");
-            await Task.Delay(100);
-        }
-    }
+    Task<string> AdminRoom(MatrixClient c) => _room.AdminRoom(c);
+    Task<string> JoinAdminRoom(MatrixClient c) => _room.JoinAdminRoom(c);
+    Task<JsonObject> Command(MatrixClient c, string text, string? room = null) => _room.Command(c, text, room);
 
-    /// <summary>Joins the admin room once the bot's invite is there (the invite is sent as the account becomes admin).</summary>
-    async Task<string> JoinAdminRoom(MatrixClient c)
-    {
-        var room = await AdminRoom(c);
-        var deadline = DateTime.UtcNow.AddSeconds(30);
-        while (true)
-        {
-            var r = await c.Post($"{C}/rooms/{E(room)}/join", new JsonObject());
-            if (r.Status == HttpStatusCode.OK) return room;
-            Assert.True(DateTime.UtcNow < deadline, $"{c.UserId} could not join the admin room: {r.Body?.ToJsonString()}");
-            await Task.Delay(100);
-        }
-    }
-
-    /// <summary>Sends a command and waits for the bot's reply to it; answers the reply's content.</summary>
-    async Task<JsonObject> Command(MatrixClient c, string text, string? room = null)
-    {
-        room ??= await JoinAdminRoom(c);
-        var sent = await c.SendText(room, text);
-        var deadline = DateTime.UtcNow.AddSeconds(60);
-        while (true)
-        {
-            var chunk = (await c.Get($"{C}/rooms/{E(room)}/messages?dir=b&limit=50")).Ok().Obj["chunk"]!.AsArray();
-            var reply = chunk.OfType<JsonObject>().FirstOrDefault(e => e["sender"]?.GetValue<string>() == Bot
-                && e["content"]?["m.relates_to"]?["m.in_reply_to"]?["event_id"]?.GetValue<string>() == sent);
-            if (reply is not null)
-            {
-                var content = reply["content"]!.AsObject();
-                Assert.Equal("m.notice", content["msgtype"]!.GetValue<string>());
-                Assert.Equal("org.matrix.custom.html", content["format"]!.GetValue<string>());
-                return content;
-            }
-            Assert.True(DateTime.UtcNow < deadline, $"no reply to '{text}'");
-            await Task.Delay(100);
-        }
-    }
-
-    static string Body(JsonObject reply) => reply["body"]!.GetValue<string>();
+    static string Body(JsonObject reply) => AdminRoomClient.Body(reply);
     static string Html(JsonObject reply) => reply["formatted_body"]!.GetValue<string>();
 
     Task<Response> Login(string userId, string password) => PasswordLogin(server, userId, password);
@@ -115,7 +70,7 @@ public abstract class AdminRoomTests(ServerFixture server, MatrixClient first)
         Assert.Contains("<table>", Html(conduit));
 
         var help = await Command(first, "!admin help");
-        foreach (var group in new[] { "users", "rooms", "media", "server", "federation", "tokens" }) Assert.Contains($"**{group}**", Body(help));
+        foreach (var group in new[] { "users", "rooms", "media", "server", "federation", "tokens", "appservices" }) Assert.Contains($"**{group}**", Body(help));
         Assert.Contains("!admin users reset-password", Body(await Command(first, "!admin users help")));
         Assert.Contains("create-user", Body(await Command(first, $"{Bot}: help")));
         Assert.Contains("Unknown command", Body(await Command(first, "!admin users fly")));

@@ -38,8 +38,12 @@ public sealed record AppserviceRegistration
     public bool ReceiveEphemeral { get; init; }
     /// <summary>org.matrix.msc3202: device masquerading and device lists/OTK counts for the appservice.</summary>
     public bool Msc3202 { get; init; }
-    /// <summary>The file it was read from, for messages.</summary>
+    /// <summary>The file it was read from, or who registered it at runtime, for messages.</summary>
     public string Source { get; init; } = "";
+    /// <summary>Registered by an admin while the server runs (kept by the keys service), not read from a config file.</summary>
+    public bool Runtime { get; init; }
+    /// <summary>The registration's YAML as it was given.</summary>
+    public string Yaml { get; init; } = "";
 
     /// <summary>The appservice's own user: @sender_localpart:server.</summary>
     public string SenderUserId(string serverName) => $"@{SenderLocalpart}:{serverName}";
@@ -99,7 +103,7 @@ public static class AppserviceLoader
             }
             list.Add(Parse(text, path));
         }
-        CheckUnique(list);
+        CheckTogether(list);
         return list;
     }
 
@@ -160,10 +164,17 @@ public static class AppserviceLoader
             ReceiveEphemeral = Bool(root, "receive_ephemeral", source, false) || Bool(root, "de.sorunome.msc2409.push_ephemeral", source, false),
             Msc3202 = Bool(root, "org.matrix.msc3202", source, false),
             Source = source,
+            Yaml = text,
         };
     }
 
-    static void CheckUnique(List<AppserviceRegistration> list)
+    /// <summary>
+    /// The checks that concern registrations together (the config files' and the runtime ones as one set): unique ids,
+    /// no as_token or hs_token used twice, and no exclusive namespace claimed by two of them with the same regex
+    /// (whether two different regexes overlap cannot be decided in general; Synapse and Conduit check neither).
+    /// Each error names the later registration, then the earlier one it clashes with.
+    /// </summary>
+    public static void CheckTogether(IReadOnlyList<AppserviceRegistration> list)
     {
         for (var i = 0; i < list.Count; i++)
             for (var j = 0; j < i; j++)
@@ -174,7 +185,31 @@ public static class AppserviceLoader
                 var tokensA = new[] { a.AsToken, a.HsToken };
                 if (tokensA.Contains(b.AsToken) || tokensA.Contains(b.HsToken))
                     throw new ConfigException($"{a.Source}: application service '{a.Id}' shares a token with '{b.Id}' ({b.Source}); every as_token and hs_token must be unique");
+                foreach (var (kind, mine, theirs) in new[] { ("users", a.Users, b.Users), ("aliases", a.Aliases, b.Aliases), ("rooms", a.Rooms, b.Rooms) })
+                    if (mine.Where(n => n.Exclusive).Select(n => n.Regex.ToString()).Intersect(theirs.Where(n => n.Exclusive).Select(n => n.Regex.ToString())).FirstOrDefault() is { } same)
+                        throw new ConfigException($"{a.Source}: application service '{a.Id}' claims the exclusive {kind} namespace \"{Pattern(same)}\" that '{b.Id}' ({b.Source}) claims already");
             }
+    }
+
+    /// <summary>The regex as written in the registration (without the anchors added to match the whole ID).</summary>
+    public static string Pattern(string anchored) => anchored.StartsWith("^(?:", StringComparison.Ordinal) && anchored.EndsWith(")$", StringComparison.Ordinal) ? anchored[4..^2] : anchored;
+
+    /// <summary>
+    /// The registration's YAML with its as_token and hs_token replaced by "&lt;redacted&gt;": what an admin may be shown
+    /// in a room whose history every later admin reads (the tokens stay with whoever wrote the registration).
+    /// </summary>
+    public static string Redacted(string yaml)
+    {
+        var stream = new YamlStream();
+        try { stream.Load(new StringReader(yaml)); }
+        catch (YamlException) { return "(not valid YAML)"; }
+        if (stream.Documents.Count == 0 || stream.Documents[0].RootNode is not YamlMappingNode root) return "(not a YAML mapping)";
+        foreach (var key in new[] { "as_token", "hs_token" })
+            if (root.Children.ContainsKey(new YamlScalarNode(key))) root.Children[new YamlScalarNode(key)] = new YamlScalarNode("<redacted>");
+        var w = new StringWriter();
+        stream.Save(w, assignAnchors: false);
+        // The document end marker ("...") the serializer writes after a document.
+        return w.ToString().TrimEnd().TrimEnd('.').TrimEnd();
     }
 
     static IReadOnlyList<AppserviceNamespace> Namespaces(YamlMappingNode? namespaces, string kind, string source, string id)

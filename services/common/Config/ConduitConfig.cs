@@ -54,10 +54,26 @@ public sealed class GlobalConfig
     /// sender_localpart, namespaces). Relative paths are from the working directory. Read and checked at start.</summary>
     public List<string> AppServiceConfigFiles { get; set; } = [];
 
-    IReadOnlyList<Appservices.AppserviceRegistration> _appservices = [];
-    /// <summary>The registrations read from <see cref="AppServiceConfigFiles"/> (a method, so the TOML model ignores it).</summary>
+    // Immutable lists, each swapped whole: readers on any thread see the old set or the new one, never a mix.
+    volatile IReadOnlyList<Appservices.AppserviceRegistration> _fileAppservices = [];
+    volatile IReadOnlyList<Appservices.AppserviceRegistration> _appservices = [];
+    /// <summary>
+    /// Every registered application service: those read from <see cref="AppServiceConfigFiles"/>, then those an admin
+    /// registered at runtime (the keys service keeps them; other processes follow it). Call it at use time: the set
+    /// changes while the server runs. (Methods, so the TOML model ignores them.)
+    /// </summary>
     public IReadOnlyList<Appservices.AppserviceRegistration> Appservices() => _appservices;
-    public void SetAppservices(IReadOnlyList<Appservices.AppserviceRegistration> list) => _appservices = list;
+    /// <summary>Only the registrations read from the config files (these cannot be replaced or removed at runtime).</summary>
+    public IReadOnlyList<Appservices.AppserviceRegistration> FileAppservices() => _fileAppservices;
+    /// <summary>The config files' registrations (at load); the runtime ones are dropped until set again.</summary>
+    public void SetAppservices(IReadOnlyList<Appservices.AppserviceRegistration> list)
+    {
+        _fileAppservices = list.ToArray();
+        _appservices = _fileAppservices;
+    }
+    /// <summary>The registrations made at runtime, after the config files' ones; replaces the previous runtime set.</summary>
+    public void SetRuntimeAppservices(IEnumerable<Appservices.AppserviceRegistration> runtime)
+        => _appservices = [.. _fileAppservices, .. runtime];
     public bool AllowFederation { get; set; } = true;
     public List<string> TrustedServers { get; set; } = ["matrix.org"];
     /// <summary>A PEM file of CA certificates trusted for outgoing federation besides the system's (private or

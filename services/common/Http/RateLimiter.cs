@@ -142,7 +142,7 @@ public sealed class RateLimits
     public RateLimits(GlobalConfig config, TimeProvider? time = null)
     {
         var c = config.RateLimits;
-        _unlimitedAppservices = config.Appservices().Where(a => !a.RateLimited).Select(a => a.Id).ToHashSet(StringComparer.Ordinal);
+        _config = config;
         if (!c.Enabled) return;
         RateLimiter Make(RateLimitConfig l, double perSecond, double burstCount)
             => new(l.PerSecond ?? perSecond, l.BurstCount ?? burstCount, time: time);
@@ -166,7 +166,8 @@ public sealed class RateLimits
         RegistrationTokenValidity = Make(c.RegistrationTokenValidity, 0.1, 5);
     }
 
-    readonly HashSet<string> _unlimitedAppservices;
+    // The registrations are read at each request: an admin may register or remove an application service at runtime.
+    readonly GlobalConfig _config;
 
     /// <summary>
     /// Whether a caller skips every limit: as in Synapse, requests made with the as_token of an application service
@@ -174,7 +175,8 @@ public sealed class RateLimits
     /// Synapse, and there are no per-user overrides yet. This is the one place to decide it: every limited endpoint
     /// passes its caller (null before login) through <see cref="Take"/>.
     /// </summary>
-    public bool IsExempt(Caller? caller) => caller?.AppserviceId is { } id && _unlimitedAppservices.Contains(id);
+    public bool IsExempt(Caller? caller)
+        => caller?.AppserviceId is { } id && _config.Appservices().Any(a => !a.RateLimited && a.Id == id);
 
     /// <summary>
     /// Counts every charge, or none: if any would overflow, the request is refused with 429 M_LIMIT_EXCEEDED,

@@ -157,6 +157,9 @@ public static class RouteTable
     public static readonly MatrixRoute AdminRoomFederation = Add(Service.Rooms, ConduitAdmin + "/v1/rooms/{roomId}/federation", GET, PUT);
     public static readonly MatrixRoute AdminSignJson = Add(Service.Federation, ConduitAdmin + "/v1/sign_json", POST);
     public static readonly MatrixRoute AdminVerifyJson = Add(Service.Federation, ConduitAdmin + "/v1/verify_json", POST);
+    // Application services: the registered ones (config files and runtime), and registering at runtime (keys owns tokens).
+    public static readonly MatrixRoute AdminAppservices = Add(Service.Keys, ConduitAdmin + "/v1/appservices", GET, POST);
+    public static readonly MatrixRoute AdminAppservice = Add(Service.Keys, ConduitAdmin + "/v1/appservices/{appserviceId}", GET, DELETE);
     public static readonly MatrixRoute Devices = C(Service.Keys, "/devices", GET).ForGuests(Get);
     public static readonly MatrixRoute Device = C(Service.Keys, "/devices/{deviceId}", GET, PUT, DELETE).ForGuests([GET, PUT]);
     public static readonly MatrixRoute DeleteDevices = C(Service.Keys, "/delete_devices", POST);

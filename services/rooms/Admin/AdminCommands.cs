@@ -13,9 +13,10 @@ public sealed class CommandError(string message) : Exception(message);
 
 /// <summary>
 /// The admin room's commands, in the two forms admins know: <c>!admin &lt;group&gt; &lt;command&gt; [args]</c> (groups
-/// users, rooms, media, server, federation, tokens; as tuwunel and the issue name them), and Conduit's
+/// users, rooms, media, server, federation, tokens, appservices; as tuwunel and the issue name them), and Conduit's
 /// <c>@conduit:{server_name}: &lt;command&gt; [args]</c> with Conduit's kebab-case names (list-local-users, create-user, ...),
-/// which run the same code. Input a command needs as JSON (sign-json, verify-json) follows it in a ``` code block.
+/// which run the same code. Input a command needs (sign-json and verify-json's JSON, register-appservice's YAML) follows
+/// it in a ``` code block.
 /// Each command is an admin API request made as the admin who typed it (<see cref="InternalCalls"/>), so it does and
 /// refuses exactly what that request does; the few with no request of their own (show-config, remove-alias) act here.
 /// Only a server admin's command runs: anyone else's gets a refusal.
@@ -67,9 +68,12 @@ public sealed class AdminCommands(RoomStore rooms, InternalCalls calls, Deployme
         ["sign-json"] = ("debug", "sign-json"),
         ["verify-json"] = ("debug", "verify-json"),
         ["list-registration-tokens"] = ("tokens", "list"),
+        ["register-appservice"] = ("appservices", "register"),
+        ["unregister-appservice"] = ("appservices", "unregister"),
+        ["list-appservices"] = ("appservices", "list"),
     };
 
-    static readonly string[] GroupOrder = ["users", "rooms", "media", "server", "federation", "tokens", "debug"];
+    static readonly string[] GroupOrder = ["users", "rooms", "media", "server", "federation", "tokens", "appservices", "debug"];
 
     readonly Dictionary<(string, string), Command> _commands = [];
 
@@ -362,6 +366,35 @@ public sealed class AdminCommands(RoomStore rooms, InternalCalls calls, Deployme
             var token = a.Word(0, "the token");
             await Call("DELETE", "/_synapse/admin/v1/registration_tokens/" + Esc(token), null, a, ct);
             return $"Deleted the registration token `{token}`.";
+        });
+
+        // ---- appservices (Conduit's register-appservice, unregister-appservice, list-appservices)
+        Add("appservices", "register", "```yaml <registration>```", "Register an application service: its registration (Synapse's YAML) in a code block after the command. A runtime registration of the same id is replaced; a config file's cannot be.", async (a, ct) =>
+        {
+            if (string.IsNullOrWhiteSpace(a.Block)) throw new CommandError("Put the registration (YAML) in a code block (```) after the command.");
+            var r = await Call("POST", "/_conduit/admin/v1/appservices", new JsonObject { ["registration"] = a.Block }, a, ct);
+            return r["replaced"]?.GetValue<bool>() == true
+                ? $"Replaced the registration of the application service `{Str(r, "id")}`."
+                : $"Registered the application service `{Str(r, "id")}`: its as_token works from now on.";
+        });
+        Add("appservices", "unregister", "<id>", "Remove an application service registered here (one from a config file stays until the file is changed). Its users' accounts stay.", async (a, ct) =>
+        {
+            var id = a.Word(0, "the application service's id");
+            await Call("DELETE", "/_conduit/admin/v1/appservices/" + Esc(id), null, a, ct);
+            return $"Unregistered the application service `{id}`: its as_token no longer works.";
+        });
+        Add("appservices", "list", "", "List the registered application services (config files' and those registered here).", async (a, ct) =>
+        {
+            var list = (await Call("GET", "/_conduit/admin/v1/appservices", null, a, ct))["appservices"]?.AsArray().OfType<JsonObject>().ToList() ?? [];
+            return $"{list.Count} application services:\n\n" + Table(["ID", "Sender", "URL", "Registered"],
+                list.Select(r => new[] { Str(r, "id"), Str(r, "sender"), Str(r, "url"), r["runtime"]?.GetValue<bool>() == true ? $"here, by {Str(r, "registered_by")} {Date(r["registered_ts"])}" : "config file " + Str(r, "source") }));
+        });
+        Add("appservices", "show", "<id>", "Show an application service's registration (its as_token and hs_token redacted).", async (a, ct) =>
+        {
+            var id = a.Word(0, "the application service's id");
+            var r = await Call("GET", "/_conduit/admin/v1/appservices/" + Esc(id), null, a, ct);
+            var where = r["runtime"]?.GetValue<bool>() == true ? $"registered here by {Str(r, "registered_by")} {Date(r["registered_ts"])}" : $"from the config file {Str(r, "source")}";
+            return $"The application service `{id}` ({where}; tokens redacted):\n\n```yaml\n{Str(r, "registration")}\n```";
         });
 
         // ---- debug (Conduit's get-pdu, get-auth-chain, sign-json, verify-json)
