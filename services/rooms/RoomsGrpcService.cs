@@ -29,6 +29,9 @@ public sealed class RoomsGrpcService(RoomStore rooms, RoomStream stream, SyncBui
     public override Task<PushFeedReply> PushFeed(PushFeedRequest request, ServerCallContext context)
         => Task.FromResult(pushFeed.Read(request.After, request.Limit));
 
+    public override Task<AppserviceFeedReply> AppserviceFeed(PushFeedRequest request, ServerCallContext context)
+        => Task.FromResult(pushFeed.ReadForAppservices(request.After, request.Limit, clientEvents));
+
     public override Task<ClientEventsReply> ClientEvents(ClientEventsRequest request, ServerCallContext context)
     {
         var reply = new ClientEventsReply();

@@ -15,7 +15,7 @@ namespace Conduit.Sync;
 /// <see cref="TypingState"/>; each change wakes the /sync of whoever it is for.
 /// </summary>
 public sealed class EphemeralEndpoints(AccountDataStore data, ReceiptStore receipts, TypingState typing, SyncNotifier notifier, Rooms.RoomsClient rooms,
-    Push.PushStore push, Push.PushEndpoints pushEndpoints, FederatedEphemeral federated)
+    Push.PushStore push, Push.PushEndpoints pushEndpoints, FederatedEphemeral federated, Appservices.AppserviceEphemeral appservices)
 {
     /// <summary>Synapse's default when a client starts typing without a timeout.</summary>
     const int DefaultTypingTimeoutMs = 30_000;
@@ -92,6 +92,7 @@ public sealed class EphemeralEndpoints(AccountDataStore data, ReceiptStore recei
         // every thread, so what it covers is dropped for good.
         if (threadId.Length == 0) push.ForgetReadUpTo(userId, roomId, r.EventPosition);
         if (unreadBefore > 0 && push.Counts(userId, roomId).Notifications != unreadBefore) pushEndpoints.BadgeUpdate(userId);
+        appservices.Receipt(roomId, userId, type, threadId, eventId, ts, r.JoinedUserIds);
         // A private receipt is news for its owner only.
         if (type == ReceiptTypes.ReadPrivate)
         {

@@ -17,7 +17,7 @@ namespace Conduit.Sync;
 /// Private receipts never leave the server.
 /// </summary>
 public sealed partial class FederatedEphemeral(ReceiptStore receipts, TypingState typing, PresenceState presence, SyncNotifier notifier, Rooms.RoomsClient rooms,
-    Protos.Federation.Federation.FederationClient federation, GlobalConfig config, ILogger<FederatedEphemeral> log)
+    Protos.Federation.Federation.FederationClient federation, GlobalConfig config, ILogger<FederatedEphemeral> log, Appservices.AppserviceEphemeral appservices)
 {
     /// <summary>Tells the servers that share a room with a local user of their presence (m.presence, spec: "Presence");
     /// <paramref name="shared"/> are the users who share a room with them (rooms SharedUsers).</summary>
@@ -167,6 +167,7 @@ public sealed partial class FederatedEphemeral(ReceiptStore receipts, TypingStat
                 if (eventId is null || await JoinedCheck(origin, userId, roomId, eventId, ct) is not { } r) continue;
                 var ts = data?["ts"] is JsonValue tv && tv.TryGetValue(out long tsv) ? tsv : Ids.NowMs();
                 if (receipts.Put(roomId, userId, ReceiptTypes.Read, threadId, eventId, r.EventPosition, ts) == 0) continue;
+                appservices.Receipt(roomId, userId, ReceiptTypes.Read, threadId, eventId, ts, r.JoinedUserIds);
                 foreach (var u in r.JoinedUserIds) notifier.Wake(u);
                 applied++;
             }

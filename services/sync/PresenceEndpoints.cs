@@ -65,7 +65,7 @@ public sealed class PresenceEndpoints(PresenceState presence, GlobalConfig confi
 /// user and of everyone who shares a room with them (rooms SharedUsers).
 /// </summary>
 public sealed class PresenceTimer(PresenceState presence, SyncNotifier notifier, Rooms.RoomsClient rooms, GlobalConfig config, FederatedEphemeral federated,
-    ILogger<PresenceTimer> log) : BackgroundService
+    ILogger<PresenceTimer> log, Appservices.AppserviceEphemeral appservices) : BackgroundService
 {
     public static readonly TimeSpan Interval = TimeSpan.FromSeconds(10);
 
@@ -92,6 +92,7 @@ public sealed class PresenceTimer(PresenceState presence, SyncNotifier notifier,
         {
             var shared = await rooms.SharedUsersAsync(new SharedUsersRequest { UserIds = { userId } }, cancellationToken: ct);
             foreach (var u in shared.UserIds) notifier.Wake(u);
+            if (presence.Get(userId) is { } info) appservices.Presence(userId, info.Content(presence.Now), shared.UserIds);
             // The same answer names the other servers that hear of our users' changes.
             await federated.PresenceChangedAsync(userId, shared.UserIds, ct);
         }

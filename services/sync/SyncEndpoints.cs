@@ -15,7 +15,7 @@ namespace Conduit.Sync;
 
 /// <summary>The sync service's Matrix endpoints: /sync, filters, account data, push rules.</summary>
 public sealed class SyncEndpoints(AccountDataStore data, ReceiptStore receipts, TypingState typing, PresenceState presence, Conduit.Common.Config.GlobalConfig config, SyncNotifier notifier, Rooms.RoomsClient rooms, Keys.KeysClient keys,
-    Push.PushStore pushStore, Push.PushWorker pushWorker, Push.PushEndpoints pushEndpoints, FederatedEphemeral federated,
+    Push.PushStore pushStore, Push.PushWorker pushWorker, Push.PushEndpoints pushEndpoints, FederatedEphemeral federated, Appservices.AppserviceEphemeral appservices,
     System.Diagnostics.Metrics.IMeterFactory? meters = null)
 {
     const int MaxTimeoutMs = 60_000;
@@ -39,7 +39,7 @@ public sealed class SyncEndpoints(AccountDataStore data, ReceiptStore receipts, 
         app.Map(RouteTable.AccountData, GlobalAccountData);
         app.Map(RouteTable.RoomAccountData, RoomAccountData);
         app.Map(RouteTable.PushRules, PushRules);
-        new EphemeralEndpoints(data, receipts, typing, notifier, rooms, pushStore, pushEndpoints, federated).Map(app);
+        new EphemeralEndpoints(data, receipts, typing, notifier, rooms, pushStore, pushEndpoints, federated, appservices).Map(app);
         pushEndpoints.Map(app);
     }
 

@@ -13,11 +13,14 @@ public static class SyncService
         services.AddSingleton<AccountDataStore>().AddSingleton<ReceiptStore>().AddSingleton<TypingState>().AddSingleton(sp => new PresenceState(sp.GetRequiredService<Conduit.Common.Storage.IKeyValueStore>())).AddSingleton<PresenceEndpoints>().AddSingleton<SyncNotifier>().AddSingleton<SyncEndpoints>().AddSingleton<TagEndpoints>()
             .AddSingleton<Push.PushStore>().AddSingleton<Push.PushSender>().AddSingleton<Push.PushWorker>().AddSingleton<Push.PushEndpoints>()
             .AddSingleton<FederatedEphemeral>().AddSingleton<SyncGrpcService>()
+            .AddSingleton<Appservices.AppserviceQueue>().AddSingleton<Appservices.AppserviceSender>().AddSingleton<Appservices.AppserviceFeed>().AddSingleton<Appservices.AppserviceEphemeral>()
             .AddSingleton<Sliding.SlidingConnections>().AddSingleton<Sliding.SlidingSyncEndpoint>();
         services.AddHostedService(sp => sp.GetRequiredService<SyncNotifier>());
         services.AddHostedService<PresenceTimer>();
         services.AddHostedService(sp => sp.GetRequiredService<Push.PushWorker>());
         services.AddHostedService(sp => sp.GetRequiredService<Push.PushSender>());
+        services.AddHostedService(sp => sp.GetRequiredService<Appservices.AppserviceFeed>());
+        services.AddHostedService(sp => sp.GetRequiredService<Appservices.AppserviceSender>());
         return services;
     }
 

@@ -6,7 +6,7 @@ namespace Conduit.Sync;
 /// in-memory stream, which restarts at 0: a /sync token whose typing slot is above <see cref="Position"/> is from
 /// before a restart and gets the full current state. An expiry wakes the room's joined users like any change.
 /// </summary>
-public sealed class TypingState(SyncNotifier notifier)
+public sealed class TypingState(SyncNotifier notifier, Appservices.AppserviceEphemeral appservices)
 {
     /// <summary>A typing entry lasts at most this long, whatever timeout the client asked for.</summary>
     public const int MaxTimeoutMs = 120_000;
@@ -32,6 +32,7 @@ public sealed class TypingState(SyncNotifier notifier)
     {
         long expiry = 0;
         bool changed;
+        string[] now = [];
         lock (_lock)
         {
             if (!_rooms.TryGetValue(roomId, out var room)) _rooms[roomId] = room = new RoomTyping();
@@ -45,8 +46,13 @@ public sealed class TypingState(SyncNotifier notifier)
             }
             else changed = room.Expiry.Remove(userId);
             if (changed) room.Pos = ++_position;
+            if (changed) now = [.. room.Expiry.Keys];
         }
-        if (changed) WakeAll(joined);
+        if (changed)
+        {
+            WakeAll(joined);
+            appservices.Typing(roomId, now, joined);
+        }
         if (typing) _ = ExpireLater(roomId, userId, expiry);
     }
 
@@ -54,6 +60,7 @@ public sealed class TypingState(SyncNotifier notifier)
     {
         await Task.Delay(TimeSpan.FromMilliseconds(Math.Max(0, expiry - Environment.TickCount64)));
         IReadOnlyList<string> joined;
+        string[] now;
         lock (_lock)
         {
             // A later Set renewed or ended it: that one owns the entry now.
@@ -61,8 +68,10 @@ public sealed class TypingState(SyncNotifier notifier)
             room.Expiry.Remove(userId);
             room.Pos = ++_position;
             joined = room.Joined;
+            now = [.. room.Expiry.Keys];
         }
         WakeAll(joined);
+        appservices.Typing(roomId, now, joined);
     }
 
     void WakeAll(IReadOnlyList<string> users)

@@ -23,6 +23,8 @@ public abstract class AppserviceTests(ServerFixture server, FakeAppservice fake)
         hs_token: {HsToken}
         sender_localpart: ircbot
         rate_limited: false
+        receive_ephemeral: true
+        org.matrix.msc3202: true
         namespaces:
           users:
             - exclusive: true
@@ -178,6 +180,99 @@ public abstract class AppserviceTests(ServerFixture server, FakeAppservice fake)
         Assert.Equal(created, (await u.Get($"{C}/directory/room/{E(claimed)}")).Ok().Obj["room_id"]!.GetValue<string>());
     }
 
+    /// <summary>A room with an ordinary user and one of the appservice's users joined.</summary>
+    async Task<(MatrixClient User, string Room, string Puppet)> BridgedRoom()
+    {
+        var u = await Register(server);
+        var room = await u.CreateRoom();
+        var name = UniqueName("irc_");
+        var puppet = $"@{name}:{server.ServerName}";
+        (await AppserviceRegister(name, inhibit: true)).Ok();
+        (await u.Post($"{C}/rooms/{E(room)}/invite", new JsonObject { ["user_id"] = puppet })).Ok();
+        (await Appservice.Post($"{C}/rooms/{E(room)}/join?user_id={E(puppet)}", new JsonObject())).Ok();
+        return (u, room, puppet);
+    }
+
+    static string? Body(JsonObject e) => e["content"]?["body"] is JsonValue v && v.TryGetValue(out string? b) ? b : null;
+
+    [Fact]
+    public async Task Transactions_carry_the_events_of_rooms_its_users_are_in_in_order_with_the_hs_token()
+    {
+        var (u, room, puppet) = await BridgedRoom();
+        var other = await u.CreateRoom();
+        var tag = UniqueName("m");
+        await u.SendText(other, $"{tag} not for the bridge");
+        for (var i = 1; i <= 3; i++) await u.SendText(room, $"{tag} {i}");
+        await FakeAppservice.Until(() => fake.AcknowledgedEvents().Any(e => Body(e) == $"{tag} 3"), "the third message");
+        var mine = fake.AcknowledgedEvents().Where(e => Body(e)?.StartsWith(tag, StringComparison.Ordinal) == true).ToList();
+        // Only the bridged room's, each once, in order, in the client format.
+        Assert.Equal([$"{tag} 1", $"{tag} 2", $"{tag} 3"], mine.Select(Body));
+        Assert.All(mine, e =>
+        {
+            Assert.Equal(room, e["room_id"]!.GetValue<string>());
+            Assert.Equal(u.UserId, e["sender"]!.GetValue<string>());
+            Assert.NotNull(e["event_id"]);
+            Assert.NotNull(e["origin_server_ts"]);
+        });
+        // The puppet's own join was sent too (its membership concerns the appservice).
+        Assert.Contains(fake.AcknowledgedEvents(), e => e["type"]?.GetValue<string>() == "m.room.member" && e["state_key"]?.GetValue<string>() == puppet
+            && e["room_id"]?.GetValue<string>() == room && e["content"]?["membership"]?.GetValue<string>() == "join");
+        Assert.Equal($"Bearer {HsToken}", fake.LastTransactionAuthorization);
+        // Transaction IDs are unique: each acknowledged once.
+        var acked = fake.Transactions().Where(t => t.Status == 200).Select(t => t.TxnId).ToList();
+        Assert.Equal(acked.Count, acked.Distinct().Count());
+    }
+
+    [Fact]
+    public async Task A_transaction_refused_while_the_appservice_is_down_is_resent_unchanged_then_later_events_follow_in_order()
+    {
+        var (u, room, _) = await BridgedRoom();
+        var tag = UniqueName("d");
+        // Let the bridged room's setup drain first.
+        await u.SendText(room, $"{tag} before");
+        await FakeAppservice.Until(() => fake.AcknowledgedEvents().Any(e => Body(e) == $"{tag} before"), "the first message");
+        fake.TransactionStatus = 500;
+        JsonObject failed;
+        string failedId;
+        try
+        {
+            await u.SendText(room, $"{tag} 1");
+            await u.SendText(room, $"{tag} 2");
+            await FakeAppservice.Until(() => fake.Transactions().Any(t => t.Status == 500 && t.Body["events"]!.AsArray().OfType<JsonObject>().Any(e => Body(e) == $"{tag} 1")), "a refused attempt");
+            (failedId, _, failed) = fake.Transactions().First(t => t.Status == 500 && t.Body["events"]!.AsArray().OfType<JsonObject>().Any(e => Body(e) == $"{tag} 1"));
+            await u.SendText(room, $"{tag} 3");
+            // At least one retry while down (after about 2 s), of the same transaction.
+            await FakeAppservice.Until(() => fake.Transactions().Count(t => t.TxnId == failedId) >= 2, "a retry");
+        }
+        finally { fake.TransactionStatus = 200; }
+        await FakeAppservice.Until(() => fake.AcknowledgedEvents().Any(e => Body(e) == $"{tag} 3"), "the last message after the appservice came back");
+        var attempts = fake.Transactions().Where(t => t.TxnId == failedId).ToList();
+        Assert.All(attempts, a => Assert.Equal(failed.ToJsonString(), a.Body.ToJsonString()));
+        Assert.Contains(attempts, a => a.Status == 200);
+        var mine = fake.AcknowledgedEvents().Select(Body).Where(b => b?.StartsWith(tag, StringComparison.Ordinal) == true).ToList();
+        Assert.Equal([$"{tag} before", $"{tag} 1", $"{tag} 2", $"{tag} 3"], mine);
+    }
+
+    [Fact]
+    public async Task Typing_and_receipts_in_its_rooms_reach_it_as_ephemeral_events()
+    {
+        var (u, room, _) = await BridgedRoom();
+        var ev = await u.SendText(room, "read this");
+        (await u.Put($"{C}/rooms/{E(room)}/typing/{E(u.UserId)}", new JsonObject { ["typing"] = true, ["timeout"] = 30000 })).Ok();
+        (await u.Post($"{C}/rooms/{E(room)}/receipt/m.read/{E(ev)}", new JsonObject())).Ok();
+        await FakeAppservice.Until(() => fake.AcknowledgedEphemeral().Any(e => e["type"]?.GetValue<string>() == "m.receipt" && e["room_id"]?.GetValue<string>() == room), "the receipt");
+        var typing = fake.AcknowledgedEphemeral().First(e => e["type"]?.GetValue<string>() == "m.typing" && e["room_id"]?.GetValue<string>() == room);
+        Assert.Equal([u.UserId], typing["content"]!["user_ids"]!.AsArray().Select(x => x!.GetValue<string>()));
+        var receipt = fake.AcknowledgedEphemeral().First(e => e["type"]?.GetValue<string>() == "m.receipt" && e["room_id"]?.GetValue<string>() == room);
+        Assert.NotNull(receipt["content"]![ev]!["m.read"]![u.UserId]!["ts"]);
+        // A private receipt of a user who is not the appservice's is not its business.
+        var ev2 = await u.SendText(room, "read this privately");
+        (await u.Post($"{C}/rooms/{E(room)}/receipt/m.read.private/{E(ev2)}", new JsonObject())).Ok();
+        (await u.Put($"{C}/rooms/{E(room)}/typing/{E(u.UserId)}", new JsonObject { ["typing"] = false })).Ok();
+        await FakeAppservice.Until(() => fake.AcknowledgedEphemeral().Count(e => e["type"]?.GetValue<string>() == "m.typing" && e["room_id"]?.GetValue<string>() == room) >= 2, "the typing stop");
+        Assert.DoesNotContain(fake.AcknowledgedEphemeral(), e => e["content"]?[ev2] is not null);
+    }
+
     [Fact]
     public async Task Ordinary_registration_cannot_take_a_name_in_an_exclusive_namespace()
     {
@@ -214,7 +309,44 @@ public sealed class FakeAppservice : IDisposable
     public int Status { get; set; } = 200;
     public string? LastPath { get; private set; }
     public string? LastAuthorization { get; private set; }
+    public string? LastTransactionAuthorization { get; private set; }
     public string? LastBody { get; private set; }
+    /// <summary>The status PUT /transactions answers (500: the appservice is down).</summary>
+    public int TransactionStatus { get; set; } = 200;
+    readonly List<(string TxnId, int Status, JsonObject Body)> _transactions = [];
+
+    /// <summary>Every transaction attempt so far, in arrival order, with the status it was answered with.</summary>
+    public List<(string TxnId, int Status, JsonObject Body)> Transactions()
+    {
+        lock (_transactions) return [.. _transactions];
+    }
+
+    /// <summary>The events of the acknowledged transactions, each once (a retry repeats a transaction), in order.</summary>
+    public List<JsonObject> AcknowledgedEvents() => Acknowledged("events");
+
+    /// <summary>The ephemeral events of the acknowledged transactions.</summary>
+    public List<JsonObject> AcknowledgedEphemeral() => Acknowledged("ephemeral");
+
+    List<JsonObject> Acknowledged(string field)
+    {
+        var seen = new HashSet<string>();
+        var list = new List<JsonObject>();
+        foreach (var (id, status, body) in Transactions())
+            if (status == 200 && seen.Add(id) && body[field] is JsonArray a)
+                list.AddRange(a.OfType<JsonObject>());
+        return list;
+    }
+
+    /// <summary>Waits (up to 60 s) until the predicate holds.</summary>
+    public static async Task Until(Func<bool> predicate, string what)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        while (!predicate())
+        {
+            if (DateTime.UtcNow > deadline) throw new TimeoutException("timed out waiting for " + what);
+            await Task.Delay(50);
+        }
+    }
 
     public FakeAppservice()
     {
@@ -237,10 +369,19 @@ public sealed class FakeAppservice : IDisposable
             catch (Exception e) when (e is HttpListenerException or ObjectDisposedException) { return; }
             LastPath = c.Request.Url!.AbsolutePath;
             LastAuthorization = c.Request.Headers["Authorization"];
-            using (var reader = new StreamReader(c.Request.InputStream)) LastBody = await reader.ReadToEndAsync();
-            c.Response.StatusCode = Status;
+            string body;
+            using (var reader = new StreamReader(c.Request.InputStream)) body = await reader.ReadToEndAsync();
+            var status = Status;
+            if (c.Request.HttpMethod == "PUT" && LastPath.StartsWith("/_matrix/app/v1/transactions/", StringComparison.Ordinal))
+            {
+                status = TransactionStatus;
+                lock (_transactions) _transactions.Add((LastPath["/_matrix/app/v1/transactions/".Length..], status, JsonNode.Parse(body)!.AsObject()));
+            }
+            else LastBody = body;
+            if (status == TransactionStatus && c.Request.HttpMethod == "PUT") LastTransactionAuthorization = c.Request.Headers["Authorization"];
+            c.Response.StatusCode = status;
             c.Response.ContentType = "application/json";
-            await c.Response.OutputStream.WriteAsync(Status == 200 ? "{}"u8.ToArray() : """{"errcode":"M_FORBIDDEN"}"""u8.ToArray());
+            await c.Response.OutputStream.WriteAsync(status == 200 ? "{}"u8.ToArray() : """{"errcode":"M_FORBIDDEN"}"""u8.ToArray());
             c.Response.Close();
         }
     }

@@ -68,8 +68,17 @@ test("a read receipt and typing reach the other member's client", async () => {
     const event = await waitUntil(bob, bobSync, "bob's client to receive alice's message",
         () => room()?.findEventById(event_id));
     await bob.sendReadReceipt(event);
-    await waitUntil(alice, aliceSync, "alice's client to see bob's read receipt on her message",
-        () => alice.getRoom(roomId)?.getUsersReadUpTo(alice.getRoom(roomId).findEventById(event_id) ?? event).includes(bob.getUserId()));
+    try {
+        await waitUntil(alice, aliceSync, "alice's client to see bob's read receipt on her message",
+            () => alice.getRoom(roomId)?.getUsersReadUpTo(alice.getRoom(roomId).findEventById(event_id) ?? event).includes(bob.getUserId()));
+    } catch (e) {
+        // What the server holds (a fresh sync of this room's ephemeral events) against what alice's client holds.
+        const filter = JSON.stringify({ room: { rooms: [roomId], timeline: { limit: 1 }, state: { types: [] } }, presence: { types: [] } });
+        const fresh = await alice.http.authedRequest("GET", "/sync", { filter, timeout: "0" });
+        const ephemeral = fresh.rooms?.join?.[roomId]?.ephemeral?.events;
+        const own = alice.getRoom(roomId)?.getReceiptsForEvent(alice.getRoom(roomId).findEventById(event_id) ?? event);
+        throw new Error(`${e.message}; the server's receipts for the room: ${JSON.stringify(ephemeral)}; alice's client's for ${event_id}: ${JSON.stringify(own)}; bob's receipt sent at ${new Date().toISOString()}`);
+    }
 
     const typing = new Promise((resolve) => bob.on(RoomMemberEvent.Typing, (_e, member) => {
         if (member.userId === alice.getUserId() && member.typing) resolve();

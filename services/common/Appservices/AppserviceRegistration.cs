@@ -48,6 +48,15 @@ public sealed record AppserviceRegistration
     public bool IsInterestedInUser(string userId, string serverName)
         => userId == SenderUserId(serverName) || Users.Any(n => n.Matches(userId));
 
+    /// <summary>
+    /// Whether events and ephemeral events of the room concern it (spec: application-service-api, "Pushing events";
+    /// Synapse's is_interested_in_room): the room ID is in its room namespaces, one of the room's aliases in its alias
+    /// namespaces, or one of the room's (joined) members is its user.
+    /// </summary>
+    public bool IsInterestedInRoom(string roomId, IEnumerable<string> aliases, IEnumerable<string> members, string serverName)
+        => Rooms.Any(n => n.Matches(roomId)) || aliases.Any(a => Aliases.Any(n => n.Matches(a)))
+            || members.Any(u => IsInterestedInUser(u, serverName));
+
     /// <summary>Whether the user ID is in one of its exclusive user namespaces.</summary>
     public bool ClaimsUserExclusively(string userId) => Users.Any(n => n.Exclusive && n.Matches(userId));
 

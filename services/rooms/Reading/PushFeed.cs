@@ -44,6 +44,54 @@ public sealed class PushFeed(RoomStore rooms, RoomStream stream, GlobalConfig co
         return reply;
     }
 
+    /// <summary>
+    /// The appservice sender's feed (protos/rooms.proto, AppserviceFeed): the same events after <paramref name="after"/>,
+    /// in the client format, and per room what namespaces match: local joined users and aliases (Synapse matches the
+    /// room's local directory aliases; canonical and alt aliases are added, as a bridge may set only those).
+    /// </summary>
+    public AppserviceFeedReply ReadForAppservices(long after, int limit, ClientEvents format)
+    {
+        var upTo = stream.Position;
+        var reply = new AppserviceFeedReply { Position = upTo };
+        if (after < 0 || after >= upTo) return reply;
+        limit = Math.Clamp(limit, 1, MaxLimit);
+        var roomsSeen = new Dictionary<string, AppserviceFeedRoom>(StringComparer.Ordinal);
+        foreach (var (pos, roomId, e) in rooms.StreamAfter(after, upTo))
+        {
+            if (reply.Events.Count >= limit)
+            {
+                reply.Position = reply.Events[^1].Position;
+                break;
+            }
+            if (!roomsSeen.ContainsKey(roomId)) roomsSeen[roomId] = AppserviceRoom(roomId);
+            var item = new AppserviceFeedEvent
+            {
+                Position = pos, RoomId = roomId, Json = format.Format(e).ToJsonString(), Sender = e.Sender,
+            };
+            if (e.StateKey is { } sk) { item.StateKey = sk; item.HasStateKey = true; }
+            reply.Events.Add(item);
+        }
+        reply.Rooms.AddRange(roomsSeen.Values);
+        return reply;
+    }
+
+    AppserviceFeedRoom AppserviceRoom(string roomId)
+    {
+        var room = new AppserviceFeedRoom { RoomId = roomId };
+        foreach (var (user, membership) in rooms.Members(roomId))
+            if (membership == "join" && AuthRules.IsLocal(user, config.ServerName)) room.LocalJoinedUserIds.Add(user);
+        var aliases = new SortedSet<string>(rooms.AliasesOf(roomId), StringComparer.Ordinal);
+        if (rooms.StateContent(roomId, "m.room.canonical_alias") is { } ca)
+        {
+            if (ca["alias"] is JsonValue a && a.TryGetValue(out string? alias)) aliases.Add(alias);
+            if (ca["alt_aliases"] is JsonArray alts)
+                foreach (var alt in alts)
+                    if (alt is JsonValue v && v.TryGetValue(out string? s)) aliases.Add(s);
+        }
+        room.Aliases.AddRange(aliases);
+        return room;
+    }
+
     PushFeedEvent Event(StoredEvent e, string roomId, long pos)
     {
         var pdu = e.Pdu;

@@ -1,0 +1,162 @@
+using System.Text;
+using System.Text.Json.Nodes;
+using Conduit.Common;
+using Conduit.Common.Storage;
+using K = Conduit.Common.Storage.Keys;
+
+namespace Conduit.Sync.Appservices;
+
+/// <summary>What one transaction carries: the queue items up to <see cref="LastSeq"/>, under <see cref="TxnId"/>.</summary>
+public sealed record AppserviceTxn(long TxnId, ulong LastSeq, IReadOnlyList<JsonObject> Items);
+
+/// <summary>
+/// The durable queue of what each application service is to receive (spec: application-service-api, "Pushing events":
+/// "The homeserver MUST maintain a queue of transactions"). Items (events, ephemeral events, to-device messages, device
+/// list changes, key counts) are appended in one order per appservice under one lock, so a later item never lands
+/// before an earlier one. A transaction is fixed when first sent (its ID and the last item it carries are written
+/// down) and resent unchanged until acknowledged, across restarts: the spec forbids adding to a transaction on retry,
+/// and, unlike Synapse, which keeps only event IDs, every item is kept whole, so a retry loses no ephemeral data.
+/// Storage keys: <see cref="SyncFamilies.AppserviceQueue"/>, <see cref="SyncFamilies.AppserviceTxns"/>.
+/// </summary>
+public sealed class AppserviceQueue
+{
+    /// <summary>Synapse's limits for one transaction: at most this many events, and as many ephemeral events and
+    /// to-device messages.</summary>
+    public const int MaxPerKind = 100;
+
+    static readonly byte[] FeedKey = K.Utf8("as_feed");
+    static readonly byte[] SeqKey = K.Utf8("as_queue");
+
+    readonly IKeyValueStore _store;
+    readonly IKvMap _queue, _txns, _counters;
+    readonly Lock _lock = new();
+    ulong _seq;
+
+    public AppserviceQueue(IKeyValueStore store)
+    {
+        _store = store;
+        _queue = store.Map(SyncFamilies.AppserviceQueue);
+        _txns = store.Map(SyncFamilies.AppserviceTxns);
+        _counters = store.Map(SyncFamilies.Counters);
+        _seq = _counters.Get(SeqKey) is { } v ? K.ReadBigEndian(v) : 0;
+        foreach (var (k, _) in _queue.Scan([])) _seq = Math.Max(_seq, K.ReadBigEndian(k.AsSpan(k.Length - 8)));
+    }
+
+    /// <summary>Raised after items are queued (the sender wakes the appservices named).</summary>
+    public event Action<IReadOnlyCollection<string>>? Queued;
+
+    /// <summary>The room-stream position the event feed has queued up to; null before its first start.</summary>
+    public long? FeedPosition => _counters.Get(FeedKey) is { } v ? (long)K.ReadBigEndian(v) : null;
+
+    /// <summary>
+    /// Appends the items, in order, each to its appservice's queue, and (when given) the feed's new position, in one
+    /// durable write.
+    /// </summary>
+    public void Append(IReadOnlyList<(string AppserviceId, string Kind, JsonNode Value)> items, long? feedPosition = null)
+    {
+        if (items.Count == 0 && feedPosition is null) return;
+        var ids = new HashSet<string>(StringComparer.Ordinal);
+        lock (_lock)
+        {
+            using var b = _store.CreateBatch();
+            var seq = _seq;
+            foreach (var (id, kind, value) in items)
+            {
+                seq++;
+                var item = new JsonObject { ["k"] = kind, ["v"] = value.DeepClone() };
+                b.Put(SyncFamilies.AppserviceQueue, K.Concat(K.Prefix(id), K.BigEndian(seq)), Encoding.UTF8.GetBytes(item.ToJsonString()));
+                ids.Add(id);
+            }
+            if (seq != _seq) b.Put(SyncFamilies.Counters, SeqKey, K.BigEndian(seq));
+            if (feedPosition is { } pos) b.Put(SyncFamilies.Counters, FeedKey, K.BigEndian((ulong)pos));
+            _store.Write(b);
+            _seq = seq;
+        }
+        if (ids.Count > 0) Queued?.Invoke(ids);
+    }
+
+    /// <summary>Whether anything waits for the appservice.</summary>
+    public bool HasQueued(string appserviceId) => _queue.Scan(K.Prefix(appserviceId)).Any();
+
+    /// <summary>The appservices with queued items (at start: what a restart left to deliver).</summary>
+    public IEnumerable<string> AppservicesWithQueue()
+    {
+        string? last = null;
+        foreach (var (k, _) in _queue.Scan([]))
+        {
+            var id = K.Split(k.AsSpan(0, k.Length - 8))[0];
+            if (id != last) yield return last = id;
+        }
+    }
+
+    /// <summary>
+    /// The transaction to send now: the one already being sent, unchanged, or else a new one made of the oldest
+    /// items (at most <see cref="MaxPerKind"/> of each kind), written down before it is returned. Null when nothing
+    /// waits.
+    /// </summary>
+    public AppserviceTxn? Current(string appserviceId)
+    {
+        lock (_lock)
+        {
+            var state = _txns.Get(K.Utf8(appserviceId)) is { } s ? JsonLimits.ParseInternal(s)!.AsObject() : new JsonObject { ["next"] = 1L };
+            var prefix = K.Prefix(appserviceId);
+            if (state["txn"] is JsonValue t && t.TryGetValue(out long txnId) && state["last"] is JsonValue l && l.TryGetValue(out ulong last))
+            {
+                var items = new List<JsonObject>();
+                foreach (var (k, v) in _queue.Scan(prefix))
+                {
+                    if (K.ReadBigEndian(k.AsSpan(k.Length - 8)) > last) break;
+                    items.Add(JsonLimits.ParseInternal(v)!.AsObject());
+                }
+                if (items.Count > 0) return new AppserviceTxn(txnId, last, items);
+                // Acknowledged but not yet marked so (a crash in between): a new one.
+            }
+            var next = state["next"] is JsonValue nv && nv.TryGetValue(out long n0) ? n0 : 1;
+            var taken = new List<JsonObject>();
+            ulong lastSeq = 0;
+            var counts = new Dictionary<string, int>(StringComparer.Ordinal);
+            foreach (var (k, v) in _queue.Scan(prefix))
+            {
+                var item = JsonLimits.ParseInternal(v)!.AsObject();
+                var kind = KindGroup(item["k"]?.GetValue<string>());
+                var n = counts.GetValueOrDefault(kind);
+                if (n >= MaxPerKind) break;
+                counts[kind] = n + 1;
+                taken.Add(item);
+                lastSeq = K.ReadBigEndian(k.AsSpan(k.Length - 8));
+            }
+            if (taken.Count == 0) return null;
+            _txns.Put(K.Utf8(appserviceId), Encoding.UTF8.GetBytes(new JsonObject { ["next"] = next, ["txn"] = next, ["last"] = lastSeq }.ToJsonString()));
+            return new AppserviceTxn(next, lastSeq, taken);
+        }
+    }
+
+    // Device list changes and key counts are merged into one object per transaction: they do not count.
+    static string KindGroup(string? kind) => kind switch { "event" => "event", "to_device" => "to_device", "ephemeral" => "ephemeral", _ => "other" };
+
+    /// <summary>The appservice acknowledged the transaction: its items go, and the next one gets the next ID.</summary>
+    public void Acknowledge(string appserviceId, AppserviceTxn txn)
+    {
+        lock (_lock)
+        {
+            using var b = _store.CreateBatch();
+            var prefix = K.Prefix(appserviceId);
+            b.DeleteRange(SyncFamilies.AppserviceQueue, prefix, K.Concat(prefix, K.BigEndian(txn.LastSeq + 1)));
+            b.Put(SyncFamilies.AppserviceTxns, K.Utf8(appserviceId), Encoding.UTF8.GetBytes(new JsonObject { ["next"] = txn.TxnId + 1 }.ToJsonString()));
+            _store.Write(b);
+        }
+    }
+
+    /// <summary>Drops everything queued for an appservice (it was unregistered).</summary>
+    public void Drop(string appserviceId)
+    {
+        lock (_lock)
+        {
+            using var b = _store.CreateBatch();
+            var prefix = K.Prefix(appserviceId);
+            b.DeleteRange(SyncFamilies.AppserviceQueue, prefix, K.PrefixEnd(prefix)!);
+            b.Delete(SyncFamilies.AppserviceTxns, K.Utf8(appserviceId));
+            _store.Write(b);
+        }
+    }
+}
