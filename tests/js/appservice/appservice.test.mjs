@@ -325,7 +325,7 @@ test("appservice 5: transactions that failed while the bridge was down arrive af
     const all = bodiesSeen(relayRoom);
     assert.deepEqual(all, ["hello bridge", ...bodies]);
     for (const b of bodies) await waitSees(relayRoom, puppetOf(alice.user_id), `${b} (relayed)`);
-    console.log(`# back after ${((Date.now() - up) / 1000).toFixed(1)} s`);
+    console.log(`back after ${((Date.now() - up) / 1000).toFixed(1)} s`);
 });
 
 test("appservice 6: a transaction answered 500 is retried with the same id and events, then the next in order", { timeout: 180_000 }, async () => {
