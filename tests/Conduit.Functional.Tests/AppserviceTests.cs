@@ -117,6 +117,15 @@ public abstract partial class AppserviceTests(ServerFixture server, FakeAppservi
         var quiet = UniqueName("irc_");
         var inhibited = (await AppserviceRegister(quiet, inhibit: true)).Ok().Obj;
         Assert.Null(inhibited["access_token"]);
+        // matrix-bot-sdk registers a puppet with ?user_id= naming it, not yet registered: identity assertion is not
+        // for account management, so /register takes the as_token alone.
+        var puppet = UniqueName("irc_");
+        var puppetId = $"@{puppet}:{server.ServerName}";
+        var asserted = (await Appservice.Post($"{C}/register?user_id={E(puppetId)}", new JsonObject
+        {
+            ["type"] = "m.login.application_service", ["username"] = puppet, ["inhibit_login"] = true,
+        })).Ok().Obj;
+        Assert.Equal(puppetId, asserted["user_id"]!.GetValue<string>());
 
         // Identity assertion: ?user_id= in its namespace and registered; the device must be the user's.
         var asUser = (await Appservice.Get($"{C}/account/whoami?user_id={E(userId)}")).Ok().Obj;
