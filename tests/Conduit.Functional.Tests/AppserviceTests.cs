@@ -269,6 +269,23 @@ public abstract partial class AppserviceTests(ServerFixture server, FakeAppservi
     }
 
     [Fact]
+    public async Task Events_of_a_room_with_an_alias_in_its_alias_namespace_reach_it_without_any_of_its_users_there()
+    {
+        var u = await Register(server);
+        var room = await u.CreateRoom(new JsonObject { ["preset"] = "public_chat" });
+        var tag = UniqueName("al");
+        await u.SendText(room, $"{tag} before the alias");
+        // Its bot joins to make the alias and leaves: then none of its users is in the room, only the alias ties it.
+        var alias = $"#{UniqueName("irc_")}:{server.ServerName}";
+        (await Appservice.Post($"{C}/join/{E(room)}", new JsonObject())).Ok();
+        (await Appservice.Put($"{C}/directory/room/{E(alias)}", new JsonObject { ["room_id"] = room })).Ok();
+        (await Appservice.Post($"{C}/rooms/{E(room)}/leave", new JsonObject())).Ok();
+        await u.SendText(room, $"{tag} after the alias");
+        await FakeAppservice.Until(() => fake.AcknowledgedEvents().Any(e => Body(e) == $"{tag} after the alias"), "the message after the alias");
+        Assert.DoesNotContain(fake.AcknowledgedEvents(), e => Body(e) == $"{tag} before the alias");
+    }
+
+    [Fact]
     public async Task Typing_and_receipts_in_its_rooms_reach_it_as_ephemeral_events()
     {
         var (u, room, _) = await BridgedRoom();
