@@ -286,6 +286,25 @@ public abstract partial class AppserviceTests(ServerFixture server, FakeAppservi
     }
 
     [Fact]
+    public async Task Presence_of_users_sharing_a_room_with_its_users_reaches_it()
+    {
+        var (u, _, _) = await BridgedRoom();
+        var status = UniqueName("busy");
+        (await u.Put($"{C}/presence/{E(u.UserId)}/status", new JsonObject { ["presence"] = "unavailable", ["status_msg"] = status })).Ok();
+        await FakeAppservice.Until(() => fake.AcknowledgedEphemeral().Any(e => e["type"]?.GetValue<string>() == "m.presence"
+            && e["sender"]?.GetValue<string>() == u.UserId && e["content"]?["status_msg"]?.GetValue<string>() == status), "the presence update");
+        var p = fake.AcknowledgedEphemeral().Last(e => e["type"]?.GetValue<string>() == "m.presence" && e["sender"]?.GetValue<string>() == u.UserId);
+        Assert.Equal("unavailable", p["content"]!["presence"]!.GetValue<string>());
+        // Someone sharing no room with its users: not its business.
+        var stranger = await Register(server);
+        var other = UniqueName("alone");
+        (await stranger.Put($"{C}/presence/{E(stranger.UserId)}/status", new JsonObject { ["presence"] = "unavailable", ["status_msg"] = other })).Ok();
+        (await u.Put($"{C}/presence/{E(u.UserId)}/status", new JsonObject { ["presence"] = "online", ["status_msg"] = status + "2" })).Ok();
+        await FakeAppservice.Until(() => fake.AcknowledgedEphemeral().Any(e => e["content"]?["status_msg"]?.GetValue<string>() == status + "2"), "the second update");
+        Assert.DoesNotContain(fake.AcknowledgedEphemeral(), e => e["sender"]?.GetValue<string>() == stranger.UserId);
+    }
+
+    [Fact]
     public async Task Typing_and_receipts_in_its_rooms_reach_it_as_ephemeral_events()
     {
         var (u, room, _) = await BridgedRoom();
