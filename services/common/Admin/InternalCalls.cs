@@ -35,7 +35,13 @@ public sealed class InternalCalls(IServiceProvider services, GlobalConfig config
     sealed record Local(TemplateMatcher Matcher, RouteEndpoint Endpoint, MatrixRoute Route, int Literals);
 
     List<Local>? _local;
-    HttpClient? _remote;
+
+    /// <summary>Every route template another service owns, parsed once, most literal segments first: the owner of a
+    /// path this process does not map (split mode).</summary>
+    static readonly List<(MatrixRoute Route, TemplateMatcher Matcher)> Remote = [.. RouteTable.All.Where(r => r.Owner != Service.Edge)
+        .SelectMany(r => RouteTable.Templates(r).Select(t => (Route: r, Template: t)))
+        .OrderByDescending(x => LiteralSegments(x.Template))
+        .Select(x => (x.Route, new TemplateMatcher(TemplateParser.Parse(x.Template.TrimStart('/')), [])))];
 
     static int LiteralSegments(string template) => template.Split('/').Count(s => s.Length > 0 && !s.Contains('{'));
 
@@ -69,10 +75,8 @@ public sealed class InternalCalls(IServiceProvider services, GlobalConfig config
         }
         if (best is not null) return await RunLocal(best, bestValues!, method, path, query, body, caller, ct);
 
-        var owner = RouteTable.All.Where(r => r.Owner != Service.Edge && r.Methods.Contains(method, StringComparer.OrdinalIgnoreCase))
-            .SelectMany(r => RouteTable.Templates(r).Select(t => (Route: r, Template: t)))
-            .Where(x => new TemplateMatcher(TemplateParser.Parse(x.Template.TrimStart('/')), []).TryMatch(path, []))
-            .OrderByDescending(x => LiteralSegments(x.Template)).Select(x => x.Route).FirstOrDefault();
+        var owner = Remote.Where(x => x.Route.Methods.Contains(method, StringComparer.OrdinalIgnoreCase) && x.Matcher.TryMatch(path, []))
+            .Select(x => x.Route).FirstOrDefault();
         if (owner is null || string.IsNullOrEmpty(config.Services.InternalSecret))
             return new InternalAnswer(404, MatrixHttp.ErrorBody(Err.Unrecognized(404)));
         return await RunRemote(owner.Owner, method, pathAndQuery, body, caller, ct);
@@ -103,23 +107,13 @@ public sealed class InternalCalls(IServiceProvider services, GlobalConfig config
 
     async Task<InternalAnswer> RunRemote(Service owner, string method, string pathAndQuery, JsonNode? body, Caller caller, CancellationToken ct)
     {
-        _remote ??= new HttpClient(new SocketsHttpHandler { EnableMultipleHttp2Connections = true })
-        {
-            Timeout = TimeSpan.FromMinutes(10),
-        };
-        using var request = new HttpRequestMessage(new HttpMethod(method), config.Services.AddressOf(owner).TrimEnd('/') + pathAndQuery)
-        {
-            // The internal listeners speak HTTP/2 only (cleartext, prior knowledge).
-            Version = System.Net.HttpVersion.Version20,
-            VersionPolicy = HttpVersionPolicy.RequestVersionExact,
-        };
-        request.Headers.Add(InternalAuth.HeaderName, config.Services.InternalSecret);
+        using var request = InternalHttp.Request(config, owner, new HttpMethod(method), pathAndQuery);
         request.Headers.Add(Caller.UserHeader, caller.UserId);
         request.Headers.Add(Caller.DeviceHeader, caller.DeviceId);
         if (caller.IsAdmin) request.Headers.Add(Caller.AdminHeader, "1");
         if (body is not null)
             request.Content = new StringContent(body.ToJsonString(), Encoding.UTF8, new MediaTypeHeaderValue("application/json"));
-        using var response = await _remote.SendAsync(request, ct);
+        using var response = await InternalHttp.Client.SendAsync(request, ct);
         return new InternalAnswer((int)response.StatusCode, Parse(await response.Content.ReadAsByteArrayAsync(ct)));
     }
 

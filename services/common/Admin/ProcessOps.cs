@@ -44,7 +44,6 @@ public sealed class DeploymentOps(IProcessOps self, GlobalConfig config)
     /// <summary>The internal listener's paths for the operations: {prefix}/memory (GET), /caches and /backup (POST).</summary>
     public const string InternalPath = "/_conduit/internal/process";
 
-    static HttpClient? _client;
 
     public Task<JsonArray> MemoryAsync(CancellationToken ct) => Each("memory", () => Task.FromResult<JsonObject?>(self.Memory()), ct);
     public Task<JsonArray> ClearCachesAsync(CancellationToken ct) => Each("caches", () => Task.FromResult<JsonObject?>(self.ClearCaches()), ct);
@@ -72,15 +71,8 @@ public sealed class DeploymentOps(IProcessOps self, GlobalConfig config)
 
     async Task<JsonObject?> Remote(Service s, string op, CancellationToken ct)
     {
-        _client ??= new HttpClient { Timeout = TimeSpan.FromMinutes(30) };
-        using var request = new HttpRequestMessage(op == "memory" ? HttpMethod.Get : HttpMethod.Post, config.Services.AddressOf(s).TrimEnd('/') + InternalPath + "/" + op)
-        {
-            // The internal listeners speak HTTP/2 only (cleartext, prior knowledge).
-            Version = System.Net.HttpVersion.Version20,
-            VersionPolicy = HttpVersionPolicy.RequestVersionExact,
-        };
-        request.Headers.Add(InternalAuth.HeaderName, config.Services.InternalSecret);
-        using var response = await _client.SendAsync(request, ct);
+        using var request = InternalHttp.Request(config, s, op == "memory" ? HttpMethod.Get : HttpMethod.Post, InternalPath + "/" + op);
+        using var response = await InternalHttp.Client.SendAsync(request, ct);
         var text = await response.Content.ReadAsStringAsync(ct);
         if (!response.IsSuccessStatusCode)
             return new JsonObject { ["role"] = s.ToString().ToLowerInvariant(), ["error"] = $"HTTP {(int)response.StatusCode}: {text}" };
