@@ -4,10 +4,12 @@
 #   scripts/bench.sh [--scenarios LIST] [--modes LIST] [--quick] [--before BUILD --after BUILD] [--no-build] [-- LOADGEN ARGS]
 #
 # For each mode (aio: one all-in-one process; split: the six processes of split-up.sh) and each scenario (saturate,
-# one-room, rooms-parallel, big-sync, idle; mixed, e2ee, media, lazy-sync, sync-load, sliding-sync and federation on request) it starts a fresh
-# server with a fresh database on free loopback ports, runs the scenario, stops the server. With --before and --after it
-# runs each scenario on both builds back to back, so machine load touches both alike, and prints them side by side.
-# federation starts its own servers from the build (the load generator does, all-in-one only: it is skipped in split).
+# one-room, rooms-parallel, big-sync, idle; mixed, e2ee, media, lazy-sync, sync-load, sliding-sync, federation and
+# appservice on request) it starts a fresh server with a fresh database on free loopback ports, runs the scenario, stops
+# the server. With --before and --after it runs each scenario on both builds back to back, so machine load touches both
+# alike, and prints them side by side.
+# federation starts its own servers from the build (the load generator does, all-in-one only: it is skipped in split);
+# so does appservice (after its appservice listener, whose port the server's registration names), in either mode.
 #
 # A BUILD is a conduit.dll (run with dotnet) or a Native AOT executable (publish-aot.sh). Without --before/--after:
 # CONDUIT_BIN, else CONDUIT_DLL, else this repo's Release build. CONDUIT_PORT fixes the (edge) port instead of a random
@@ -18,7 +20,7 @@ set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 artifacts="${CONDUIT_ARTIFACTS:-$root/artifacts}"
 
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 
 scenarios="saturate,one-room,rooms-parallel,big-sync,idle"
 modes="aio,split"
@@ -43,7 +45,7 @@ done
 IFS=, read -r -a scenario_list <<< "$scenarios"
 IFS=, read -r -a mode_list <<< "$modes"
 for s in "${scenario_list[@]}"; do
-    case "$s" in saturate|one-room|rooms-parallel|big-sync|idle|mixed|e2ee|media|lazy-sync|sync-load|sliding-sync|federation) ;; *) echo "bench.sh: unknown scenario '$s'" >&2; exit 2 ;; esac
+    case "$s" in saturate|one-room|rooms-parallel|big-sync|idle|mixed|e2ee|media|lazy-sync|sync-load|sliding-sync|federation|appservice) ;; *) echo "bench.sh: unknown scenario '$s'" >&2; exit 2 ;; esac
 done
 for m in "${mode_list[@]}"; do
     case "$m" in aio|split) ;; *) echo "bench.sh: unknown mode '$m' (aio or split)" >&2; exit 2 ;; esac
@@ -202,6 +204,7 @@ scenario_args() {
         lazy-sync) if [ "$quick" = 1 ]; then echo "--rooms 50 --users 50 --repeat 3"; else echo ""; fi ;;
         sync-load) if [ "$quick" = 1 ]; then echo "--seconds 10"; else echo ""; fi ;;
         sliding-sync) if [ "$quick" = 1 ]; then echo "--rooms 200 --events 100 --repeat 3"; else echo ""; fi ;;
+        appservice) if [ "$quick" = 1 ]; then echo "--events 1000 --warmup 100"; else echo "--events 2000"; fi ;;
         federation) if [ "$quick" = 1 ]; then echo "--events 500 --warmup 100 --peers 5 --peer-events 300 --users 200 --room-events 2000"; else echo ""; fi ;;
     esac
 }
@@ -227,6 +230,26 @@ run() {
     run_env=($(scenario_env "$scenario"))
     t0=$SECONDS
     echo "bench.sh: $mode $scenario on $label (${build_of[$label]})" >&2
+    if [ "$scenario" = appservice ]; then
+        # The load generator starts the appservice's listener, then its own server naming it (all-in-one, or split
+        # with the build's split-up.sh), config, logs and registration in the run's directory.
+        local from to
+        from=$(date +%H:%M:%S)
+        # shellcheck disable=SC2046 # scenario_args is a list of words
+        dotnet "$loadgen" --scenario appservice --mode "$mode" --conduit "${build_of[$label]}" \
+            --split-up "$(scripts_of "${build_of[$label]}")/split-up.sh" --work-dir "$dir" --results "$dir/results.tsv" \
+            $(scenario_args "$scenario") "${extra[@]}" > "$dir/report.txt" 2> "$dir/loadgen.log"
+        rc=$?
+        to=$(date +%H:%M:%S)
+        # The window on the server's logs: from the end of the setup (split parts log a reconnect or two while they
+        # find each other) to the load generator stopping the server (they log their peers going away).
+        local at
+        at=$(sed -n 's/^\[\([0-9:]*\)\.[0-9]*\] set up .*/\1/p' "$dir/loadgen.log" | head -1); [ -n "$at" ] && from="$at"
+        at=$(sed -n 's/^\[\([0-9:]*\)\.[0-9]*\] stopping the server.*/\1/p' "$dir/loadgen.log" | tail -1); [ -n "$at" ] && to="$at"
+        check_run "$name" "$dir" "$rc" "$from" "$to"
+        echo "bench.sh:   done in $((SECONDS - t0)) s" >&2
+        return
+    fi
     if [ "$scenario" = federation ]; then
         # The load generator starts its own servers (all-in-one, HTTPS, a CA of its own) from the build, their
         # configs, databases and logs in the run's directory; the logs stay for the checks below.

@@ -34,7 +34,7 @@ internal sealed class FederationRun(Options o)
 
     public async Task<int> RunAsync()
     {
-        _build = FindBuild();
+        _build = OwnServer.FindBuild(o);
         if (!File.Exists(_build))
         {
             Log($"error: the server build {_build} does not exist (dotnet build Conduit.Services.sln -c Release, or pass --conduit)");
@@ -51,19 +51,8 @@ internal sealed class FederationRun(Options o)
         var bound = TimeSpan.FromSeconds(2 * StartTimeout.TotalSeconds + o.Parts.Count * (4 * o.SetupTimeoutSeconds + 5 * o.PhaseTimeoutSeconds)
             + (o.Parts.Contains("dead-peers") ? (o.Peers / StartConcurrency + 1) * StartTimeout.TotalSeconds : 0) + 90);
         using var hard = new CancellationTokenSource(bound);
-        Console.CancelKeyPress += (_, e) =>
-        {
-            e.Cancel = true;
-            Log("interrupted: stopping");
-            try { hard.Cancel(); } catch (ObjectDisposedException) { }
-        };
-        // SIGTERM (timeout(1), kill) too: the servers are stopped on the way out rather than left running.
-        using var term = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, ctx =>
-        {
-            ctx.Cancel = true;
-            Log("SIGTERM: stopping");
-            try { hard.Cancel(); } catch (ObjectDisposedException) { }
-        });
+        // Ctrl-C and SIGTERM (timeout(1), kill): the servers are stopped on the way out rather than left running.
+        using var signals = Out.CancelOnSignals(hard);
 
         Log($"run {_runId} (federation): parts {string.Join(", ", o.Parts)}; server {_build}; work dir {_work}");
         var rc = 0;
@@ -124,14 +113,6 @@ internal sealed class FederationRun(Options o)
         _results.AddRequestCounts(all);
         _results.Save(o.ResultsPath);
         return rc;
-    }
-
-    /// <summary>--conduit, else CONDUIT_BIN, else CONDUIT_DLL, else the Release build of the edge beside the load
-    /// generator's (artifacts/bin/Conduit.LoadGen/release → artifacts/bin/Conduit.Edge/release/conduit.dll).</summary>
-    string FindBuild()
-    {
-        var given = o.Conduit ?? Environment.GetEnvironmentVariable("CONDUIT_BIN") ?? Environment.GetEnvironmentVariable("CONDUIT_DLL");
-        return Path.GetFullPath(given ?? Path.Combine(AppContext.BaseDirectory, "..", "..", "Conduit.Edge", "release", "conduit.dll"));
     }
 
     async Task<ConduitServer> StartAsync(string label, CancellationToken ct)

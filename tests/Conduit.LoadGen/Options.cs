@@ -4,7 +4,7 @@ using System.Net;
 namespace Conduit.LoadGen;
 
 /// <summary>What a run measures; see README.md.</summary>
-internal enum Scenario { Mixed, Saturate, OneRoom, RoomsParallel, BigSync, Idle, E2ee, Media, LazySync, SyncLoad, SlidingSync, Federation }
+internal enum Scenario { Mixed, Saturate, OneRoom, RoomsParallel, BigSync, Idle, E2ee, Media, LazySync, SyncLoad, SlidingSync, Federation, Appservice }
 
 /// <summary>Command-line options. Parsing errors throw <see cref="ArgumentException"/> with a readable message.</summary>
 internal sealed class Options
@@ -23,6 +23,13 @@ internal sealed class Options
     public int Events { get; private set; }
     public int OneTimeKeys { get; private set; } = 5000;
     public int Senders { get; private set; } = 10;
+    /// <summary>appservice: sends per second over all senders; 0: each sender back to back.</summary>
+    public int Rate { get; private set; }
+    /// <summary>appservice: "aio" (one process) or "split" (scripts/split-up.sh) for the server it starts.</summary>
+    public string Mode { get; private set; } = "aio";
+    /// <summary>appservice: the split-up.sh that starts a split server (default: the checkout's, found above the build,
+    /// the current directory or the load generator).</summary>
+    public string? SplitUp { get; private set; }
     public int Warmup { get; private set; } = 1000;
     public int Repeat { get; private set; } = 5;
     /// <summary>media: 100 KB files uploaded, then downloaded, per run.</summary>
@@ -82,6 +89,7 @@ internal sealed class Options
         Scenario.SyncLoad => "sync-load",
         Scenario.SlidingSync => "sliding-sync",
         Scenario.Federation => "federation",
+        Scenario.Appservice => "appservice",
         _ => throw new ArgumentOutOfRangeException(nameof(s)),
     };
 
@@ -130,6 +138,12 @@ internal sealed class Options
                           (1000) messages on A: send rate, time until the live peer has them; big-join: a room on A
                           of --users members (1000) and --room-events messages (10000), joined from B: the join's
                           time, joined_members on B, B's first /sync
+          appservice      starts an appservice listener (127.0.0.1, port from the system), writes its registration,
+                          then its own server (--mode aio or split, fresh database; --url is not used) naming it;
+                          --senders users (5) send --events messages (3000) into a room where a puppet of the
+                          appservice is joined, back to back (or at --rate per second): events/s delivered to the
+                          appservice, transactions and events per transaction, send 200 -> transaction arrival
+                          p50/p90/p99/max; every event exactly once, in the server's order (exit 1 otherwise)
 
         Options:
           --url URL                  homeserver base URL, loopback only (default http://127.0.0.1:6167)
@@ -145,13 +159,15 @@ internal sealed class Options
           --interval-ms MS           mean time between two messages of one user (mixed 1500, jittered +-25%; saturate 0);
                                      sync-load: between two actions of one sender (100); sliding-sync: between two
                                      messages of one background sender (500)
-          --drain-seconds D          after sending stops, how long to wait for outstanding deliveries (default 10)
+          --drain-seconds D          after sending stops, how long to wait for outstanding deliveries (default 10);
+                                     appservice: how long without a new arrival before giving up
           --events N                 sends per timed phase of one-room and rooms-parallel (default 500); e2ee:
                                      to-device messages per run (default 5000); lazy-sync: messages a room (10);
-                                     sliding-sync: timed sends (300)
+                                     sliding-sync: timed sends (300); appservice: timed messages (3000)
           --senders N                concurrent senders of one-room; e2ee: concurrent claimers and to-device
                                      senders; media: concurrent uploaders and downloaders; sync-load: users acting,
-                                     besides the --users syncing ones; sliding-sync: background senders (default 10)
+                                     besides the --users syncing ones; sliding-sync: background senders (default 10);
+                                     appservice: users sending into the room (5)
           --files N                  media: files uploaded per run (default 3000)
           --downloads N              media: downloads per run, spread evenly over those files (default 10000)
           --file-kb K                media: size of each of those files in KB (default 100)
@@ -164,7 +180,8 @@ internal sealed class Options
                                      rooms-parallel, then 1 s of rest (default 1000); e2ee: one untimed run of N keys
                                      and one of N to-device messages; media: N untimed uploads and downloads and
                                      --thumbnail-concurrency images thumbnailed (default 100); federation: untimed
-                                     messages each way before the one-peer figures (default 200)
+                                     messages each way before the one-peer figures (default 200); appservice: untimed
+                                     messages sent and delivered before the timed ones (200)
           --repeat R                 one-room/rooms-parallel: run the two patterns R times, alternating, and report
                                      the median of each; e2ee: runs of each of the three measures (default 5);
                                      media: runs of each measure (default 3); lazy-sync: timed initial syncs (5);
@@ -179,14 +196,18 @@ internal sealed class Options
           --pid P                    server process to read VmRSS from (/proc/P/status); repeatable
           --pids P1[:NAME],P2,...    several server processes (split mode); RSS is summed, NAME labels the breakdown
           --registration-token TOK   complete registration with m.login.registration_token
-          --conduit PATH             federation: the server to start, a conduit.dll or executable (default
+          --conduit PATH             federation, appservice: the server to start, a conduit.dll or executable (default
                                      CONDUIT_BIN, CONDUIT_DLL, else the Release build beside this one)
           --peers P                  federation: servers joining the dead-peers room, all but one killed (20)
           --peer-events N            federation: messages sent in the dead-peers part (1000)
           --join-concurrency J       federation: remote joins into the dead-peers room at once (1)
           --room-events N            federation: messages in the big room before the join (10000)
           --parts LIST               federation: parts to run (one-peer,dead-peers,big-join)
-          --work-dir DIR             federation: servers' configs, databases and logs (default a temp dir)
+          --work-dir DIR             federation, appservice: servers' configs, databases and logs (default a temp dir)
+          --mode aio|split           appservice: the server it starts, all-in-one (default) or split (split-up.sh)
+          --split-up PATH            appservice: scripts/split-up.sh for --mode split (default: the checkout's,
+                                     found above the build, the current directory or the load generator)
+          --rate R                   appservice: sends per second over all senders (default 0: back to back)
           --results FILE             also write the headline figures to FILE as "label<TAB>value" lines
           --ack-log FILE             (mixed, saturate) append "unix_ms<TAB>room_id<TAB>event_id<TAB>access_token" for every
                                      message send the server acknowledged, as it is acknowledged (backup tests)
@@ -196,6 +217,7 @@ internal sealed class Options
     public static Options? Parse(string[] args)
     {
         var o = new Options();
+        int? senders = null;
         int? users = null, rooms = null, seconds = null, intervalMs = null, setupTimeout = null, setupConcurrency = null, warmupSeconds = null,
             events = null, repeat = null, warmup = null;
         for (var i = 0; i < args.Length; i++)
@@ -260,7 +282,7 @@ internal sealed class Options
                     o.OneTimeKeys = NextInt(1);
                     break;
                 case "--senders":
-                    o.Senders = NextInt(1);
+                    senders = NextInt(1);
                     break;
                 case "--warmup":
                     warmup = NextInt(0);
@@ -337,6 +359,16 @@ internal sealed class Options
                     if (o.Parts.Count == 0 || o.Parts.Any(x => !FederationParts.Contains(x)))
                         throw new ArgumentException($"--parts: '{string.Join(",", o.Parts)}' is not a list of {string.Join(", ", FederationParts)}");
                     break;
+                case "--mode":
+                    o.Mode = Next();
+                    if (o.Mode is not ("aio" or "split")) throw new ArgumentException($"--mode: '{o.Mode}' is not aio or split");
+                    break;
+                case "--split-up":
+                    o.SplitUp = Next();
+                    break;
+                case "--rate":
+                    o.Rate = NextInt(0);
+                    break;
                 case "--work-dir":
                     o.WorkDir = Path.GetFullPath(Next());
                     break;
@@ -345,6 +377,8 @@ internal sealed class Options
             }
         }
 
+        var appservice = o.Scenario == Scenario.Appservice;
+        o.Senders = senders ?? (appservice ? 5 : 10);
         var saturate = o.Scenario == Scenario.Saturate;
         var bigSync = o.Scenario == Scenario.BigSync;
         var e2ee = o.Scenario == Scenario.E2ee;
@@ -363,14 +397,15 @@ internal sealed class Options
             Scenario.LazySync => 300,
             Scenario.SyncLoad => 100,
             Scenario.Federation => 1000,
+            Scenario.Appservice => o.Senders,
             _ => 1,
         };
         o.Rooms = rooms ?? (bigSync ? 5000 : lazySync ? 300 : sliding ? 1000 : 10);
         o.Seconds = seconds ?? (saturate ? 20 : 30);
         o.SecondsGiven = seconds is not null;
-        o.Events = events ?? (e2ee ? 5000 : lazySync ? 10 : sliding ? 300 : o.Scenario == Scenario.Federation ? 2000 : 500);
+        o.Events = events ?? (e2ee ? 5000 : lazySync ? 10 : sliding ? 300 : o.Scenario == Scenario.Federation ? 2000 : appservice ? 3000 : 500);
         o.Repeat = repeat ?? (o.Scenario == Scenario.Media ? 3 : 5);
-        o.Warmup = warmup ?? (o.Scenario == Scenario.Media ? 100 : o.Scenario == Scenario.Federation ? 200 : 1000);
+        o.Warmup = warmup ?? (o.Scenario == Scenario.Media ? 100 : o.Scenario == Scenario.Federation || appservice ? 200 : 1000);
         o.IntervalMs = intervalMs ?? (saturate ? 0 : syncLoad ? 100 : sliding ? 500 : 1500);
         o.WarmupSeconds = warmupSeconds ?? (saturate || syncLoad ? 5 : 0);
         o.SetupTimeoutSeconds = setupTimeout ?? (bigSync ? 1200 : lazySync ? 3600 : o.Scenario == Scenario.Federation ? 600 : 300);
@@ -390,6 +425,8 @@ internal sealed class Options
             throw new ArgumentException($"--interval-ms must be above 0 for {ScenarioName(o.Scenario)}");
         if (sliding && o.Rooms < 20)
             throw new ArgumentException("--rooms must be at least 20 for sliding-sync (10 rooms for the measured sender, 10 for the others)");
+        if (appservice && o.Users < o.Senders)
+            throw new ArgumentException($"--users ({o.Users}) must be at least --senders ({o.Senders}): the senders are among the users");
         if (e2ee && o.Rooms > o.Users)
             throw new ArgumentException($"--rooms ({o.Rooms}) must not exceed --users ({o.Users}): every room needs members");
         return o;

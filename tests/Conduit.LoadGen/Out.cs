@@ -31,6 +31,24 @@ internal static class Out
                $"max {F(values[^1])}  (n={values.Count})";
     }
 
+    /// <summary>Cancels <paramref name="run"/> on Ctrl-C and on SIGTERM (logged), so that a run stopped from outside
+    /// still cleans up (servers it started) and reports; dispose to stop listening for SIGTERM.</summary>
+    public static IDisposable CancelOnSignals(CancellationTokenSource run)
+    {
+        Console.CancelKeyPress += (_, e) =>
+        {
+            e.Cancel = true;
+            Log("interrupted: stopping");
+            try { run.Cancel(); } catch (ObjectDisposedException) { }
+        };
+        return System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, ctx =>
+        {
+            ctx.Cancel = true;
+            Log("SIGTERM: stopping");
+            try { run.Cancel(); } catch (ObjectDisposedException) { }
+        });
+    }
+
     /// <summary>The failed requests by kind, then the 429s that were waited out.</summary>
     public static void PrintErrors(MatrixApi? api)
     {

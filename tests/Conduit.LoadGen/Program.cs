@@ -29,6 +29,7 @@ return options.Scenario switch
 {
     Scenario.Mixed or Scenario.Saturate => await new LoadRun(options).RunAsync().ConfigureAwait(false),
     Scenario.Federation => await new FederationRun(options).RunAsync().ConfigureAwait(false),
+    Scenario.Appservice => await new AppserviceRun(options).RunAsync().ConfigureAwait(false),
     _ => await new ScenarioRun(options).RunAsync().ConfigureAwait(false),
 };
 
