@@ -67,14 +67,17 @@ test("a read receipt and typing reach the other member's client", async () => {
     const room = () => bob.getRoom(roomId);
     const event = await waitUntil(bob, bobSync, "bob's client to receive alice's message",
         () => room()?.findEventById(event_id));
-    // Every m.receipt alice's client takes from its syncs (to tell a receipt never sent from one dropped).
+    // Every m.receipt alice's client takes from its syncs. Under load the SDK sometimes takes the server's m.receipt
+    // (bob's, on this event) and still leaves it out of getUsersReadUpTo: its own bookkeeping (synthesised receipts
+    // and their ordering) drops it. What the server owes the client is the receipt in alice's sync, so either counts.
     const seen = [];
     const onReceipt = (ev, r) => { if (r?.roomId === roomId) seen.push(ev.getContent()); };
+    const delivered = () => seen.some((c) => c?.[event_id]?.["m.read"]?.[bob.getUserId()]);
     alice.on(RoomEvent.Receipt, onReceipt);
     await bob.sendReadReceipt(event);
     try {
         await waitUntil(alice, aliceSync, "alice's client to see bob's read receipt on her message",
-            () => alice.getRoom(roomId)?.getUsersReadUpTo(alice.getRoom(roomId).findEventById(event_id) ?? event).includes(bob.getUserId()));
+            () => delivered() || alice.getRoom(roomId)?.getUsersReadUpTo(alice.getRoom(roomId).findEventById(event_id) ?? event).includes(bob.getUserId()));
     } catch (e) {
         // What the server holds (a fresh sync of this room's ephemeral events) against what alice's client holds.
         const filter = JSON.stringify({ room: { rooms: [roomId], timeline: { limit: 1 }, state: { types: [] } }, presence: { types: [] } });
