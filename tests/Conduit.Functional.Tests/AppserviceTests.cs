@@ -362,6 +362,10 @@ public abstract partial class AppserviceTests(ServerFixture server, FakeAppservi
         using (var keys = new TestDevice(u)) await keys.Upload();
         await FakeAppservice.Until(() => fake.AcknowledgedTransactions().Any(b => b["org.matrix.msc3202.device_lists"]?["changed"] is JsonArray a && a.Any(x => x?.GetValue<string>() == u.UserId)),
             "the device list change");
+        // Once they share no room any more, they are in device_lists.left.
+        (await u.Post($"{C}/rooms/{E(room)}/leave", new JsonObject())).Ok();
+        await FakeAppservice.Until(() => fake.AcknowledgedTransactions().Any(b => b["org.matrix.msc3202.device_lists"]?["left"] is JsonArray a && a.Any(x => x?.GetValue<string>() == u.UserId)),
+            "the user in device_lists.left");
     }
 
     [Fact]

@@ -70,7 +70,9 @@ public sealed partial class AppserviceFeed(AppserviceQueue queue, SyncNotifier n
                 var reply = await rooms.AppserviceFeedAsync(new PushFeedRequest { After = from, Limit = BatchLimit }, cancellationToken: ct);
                 if (reply.Position > from || reply.Events.Count > 0)
                 {
-                    queue.Append(Items(reply, targets), reply.Position);
+                    var items = Items(reply, targets);
+                    items.AddRange(await Departures(reply, targets, ct));
+                    queue.Append(items, reply.Position);
                     pos = reply.Position;
                 }
                 if (reply.Events.Count >= BatchLimit || pos > from && notifier.RoomsPosition > pos) continue;
@@ -107,6 +109,42 @@ public sealed partial class AppserviceFeed(AppserviceQueue queue, SyncNotifier n
             var room = roomsById.GetValueOrDefault(roomId);
             return interestedInRoom[(r.Id, roomId)] = r.IsInterestedInRoom(roomId, room?.Aliases ?? [], room?.LocalJoinedUserIds ?? [], server);
         }
+    }
+
+    /// <summary>
+    /// MSC3202's device_lists.left: a user who left (or was kicked or banned from) a room an appservice with
+    /// org.matrix.msc3202 had one of its users in, and now shares no room with any of its users, is no longer one
+    /// whose devices it tracks. (A room its own user leaves is not followed up: its other members are not known here.)
+    /// </summary>
+    async Task<List<(string, string, JsonNode)>> Departures(AppserviceFeedReply reply, List<Common.Appservices.AppserviceRegistration> targets, CancellationToken ct)
+    {
+        var items = new List<(string, string, JsonNode)>();
+        var regs = targets.Where(r => r.Msc3202).ToList();
+        if (regs.Count == 0) return items;
+        var server = config.ServerName;
+        var roomsById = reply.Rooms.ToDictionary(r => r.RoomId, StringComparer.Ordinal);
+        var candidates = new Dictionary<string, HashSet<string>>(StringComparer.Ordinal);
+        foreach (var ev in reply.Events)
+        {
+            if (!ev.HasStateKey || !IsMember(ev) || !ev.StateKey.StartsWith('@')) continue;
+            if (JsonLimits.ParseInternal(System.Text.Encoding.UTF8.GetBytes(ev.Json))?["content"]?["membership"] is not JsonValue mv
+                || !mv.TryGetValue(out string? membership) || membership is not ("leave" or "ban")) continue;
+            var members = roomsById.GetValueOrDefault(ev.RoomId)?.LocalJoinedUserIds ?? [];
+            foreach (var r in regs)
+                if (!r.IsInterestedInUser(ev.StateKey, server) && members.Any(u => r.IsInterestedInUser(u, server)))
+                {
+                    if (!candidates.TryGetValue(ev.StateKey, out var ids)) candidates[ev.StateKey] = ids = new HashSet<string>(StringComparer.Ordinal);
+                    ids.Add(r.Id);
+                }
+        }
+        foreach (var (user, ids) in candidates)
+        {
+            var shared = await rooms.SharedUsersAsync(new SharedUsersRequest { UserIds = { user } }, cancellationToken: ct);
+            foreach (var r in regs.Where(r => ids.Contains(r.Id)))
+                if (!shared.UserIds.Any(u => u != user && r.IsInterestedInUser(u, server)))
+                    items.Add((r.Id, "device_lists", new JsonObject { ["left"] = new JsonArray(user) }));
+        }
+        return items;
     }
 
     // Only a membership event's state key is a user the event concerns.

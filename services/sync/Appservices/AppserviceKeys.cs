@@ -16,7 +16,7 @@ namespace Conduit.Sync.Appservices;
 /// and unused fallback key types, and the users whose device lists changed who share a room with one of its users.
 /// Each device's to-device cursor is kept with the items it queued (<see cref="SyncFamilies.AppserviceDevices"/>), so
 /// after a restart the next read acknowledges exactly what was queued. Advances are handled one at a time, in order.
-/// Not yet: MSC3202's device_lists.left (users who stopped sharing a room with its users).
+/// MSC3202's device_lists.left is queued by <see cref="AppserviceFeed"/>, which sees the membership events.
 /// </summary>
 public sealed partial class AppserviceKeys(AppserviceQueue queue, SyncNotifier notifier, Protos.Keys.Keys.KeysClient keys, Rooms.RoomsClient rooms,
     GlobalConfig config, ILogger<AppserviceKeys> log) : BackgroundService
