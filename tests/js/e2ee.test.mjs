@@ -221,7 +221,11 @@ test("e2ee 3: a second device restores the key backup via secret storage and dec
             assert.ok(ev.isDecryptionFailure(), `alice-2 decrypted ${h.id} before restoring the backup: ${decryptState(ev)}`);
         }
 
-        // Cross-signing from secret storage (the device signs itself), then the backup key from secret storage.
+        // Cross-signing from secret storage (the device signs itself), then the backup key from secret storage. The
+        // SDK imports the private keys only once it holds alice's public ones ("it will fail silently if the public
+        // keys are not available"), from its own /keys/query, which a busy machine may not have finished yet.
+        await waitFor([d2], "alice-2 to hold alice's public cross-signing keys (POST /keys/query)",
+            () => d2.crypto.userHasCrossSigningKeys(d2.userId, true));
         await step([d2], "alice-2: bootstrapCrossSigning from secret storage (POST /keys/signatures/upload)",
             () => d2.crypto.bootstrapCrossSigning({ authUploadDeviceSigningKeys: passwordAuth(d2.userId) }));
         await waitFor([d2], "alice-2: isCrossSigningReady()", () => d2.crypto.isCrossSigningReady());
