@@ -89,6 +89,19 @@ public sealed class AppserviceQueueTests : IDisposable
     }
 
     [Fact]
+    public void An_idle_feed_forgets_its_position_so_an_appservice_registered_later_starts_from_then_on()
+    {
+        using var kv = Open();
+        var q = new AppserviceQueue(kv);
+        q.Append([], feedPosition: 10);
+        Assert.Equal(10, q.FeedPosition);
+        q.MarkFeedIdle();
+        Assert.Null(q.FeedPosition);
+        q.Append([], feedPosition: 20);
+        Assert.Equal(20, q.FeedPosition);
+    }
+
+    [Fact]
     public void The_body_puts_each_kind_in_its_field_and_keeps_a_devices_latest_counts()
     {
         JsonObject Item(string k, JsonNode v) => new() { ["k"] = k, ["v"] = v };

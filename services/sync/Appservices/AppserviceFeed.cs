@@ -15,8 +15,8 @@ namespace Conduit.Sync.Appservices;
 /// write, so after a crash it resumes where it stopped: nothing is queued twice or skipped. An appservice is
 /// interested in an event whose sender is its user, a membership event whose target is its user, or any event of a
 /// room it is interested in (<see cref="Common.Appservices.AppserviceRegistration.IsInterestedInRoom"/>). A first
-/// start queues from then on, not the history. While no appservice with a url is registered the position simply
-/// follows the stream.
+/// start queues from then on, not the history. While no appservice with a url is registered the position follows the
+/// stream in memory only (<see cref="AppserviceQueue.FeedPosition"/>).
 /// </summary>
 public sealed partial class AppserviceFeed(AppserviceQueue queue, SyncNotifier notifier, Rooms.RoomsClient rooms, GlobalConfig config,
     ILogger<AppserviceFeed> log) : BackgroundService
@@ -52,6 +52,7 @@ public sealed partial class AppserviceFeed(AppserviceQueue queue, SyncNotifier n
             queue.Append([], now.Position);
             pos = now.Position;
         }
+        var idle = false;
         while (!ct.IsCancellationRequested)
         {
             var advance = notifier.NextAdvance();
@@ -59,17 +60,17 @@ public sealed partial class AppserviceFeed(AppserviceQueue queue, SyncNotifier n
             var from = pos;
             if (targets.Count == 0)
             {
-                if (notifier.RoomsPosition > pos)
-                {
-                    pos = notifier.RoomsPosition;
-                    queue.Append([], pos);
-                }
+                // Nothing to queue: the position follows the stream in memory only (no write per event).
+                if (!idle) queue.MarkFeedIdle();
+                idle = true;
+                if (notifier.RoomsPosition > pos) pos = notifier.RoomsPosition;
             }
             else
             {
                 var reply = await rooms.AppserviceFeedAsync(new PushFeedRequest { After = from, Limit = BatchLimit }, cancellationToken: ct);
-                if (reply.Position > from || reply.Events.Count > 0)
+                if (reply.Position > from || reply.Events.Count > 0 || idle)
                 {
+                    idle = false;
                     var items = Items(reply, targets);
                     items.AddRange(await Departures(reply, targets, ct));
                     queue.Append(items, reply.Position);

@@ -26,6 +26,7 @@ public sealed class AppserviceQueue
 
     static readonly byte[] FeedKey = K.Utf8("as_feed");
     static readonly byte[] SeqKey = K.Utf8("as_queue");
+    static readonly byte[] IdleKey = K.Utf8("as_feed_idle");
 
     readonly IKeyValueStore _store;
     readonly IKvMap _queue, _txns, _counters;
@@ -45,8 +46,13 @@ public sealed class AppserviceQueue
     /// <summary>Raised after items are queued (the sender wakes the appservices named).</summary>
     public event Action<IReadOnlyCollection<string>>? Queued;
 
-    /// <summary>The room-stream position the event feed has queued up to; null before its first start.</summary>
-    public long? FeedPosition => _counters.Get(FeedKey) is { } v ? (long)K.ReadBigEndian(v) : null;
+    /// <summary>The room-stream position the event feed has queued up to; null before its first start, and null too
+    /// when the feed last ran with no appservice to send to (it does not write its position then, so a server without
+    /// appservices pays nothing per event; one registered later starts from then on, as on a first start).</summary>
+    public long? FeedPosition => _counters.Get(IdleKey) is not null ? null : _counters.Get(FeedKey) is { } v ? (long)K.ReadBigEndian(v) : null;
+
+    /// <summary>The feed has no appservice to send to: its position stops being written (see <see cref="FeedPosition"/>).</summary>
+    public void MarkFeedIdle() => _counters.Put(IdleKey, K.BigEndian(1));
 
     /// <summary>
     /// Appends the items, in order, each to its appservice's queue, and (when given) the feed's new position, in one
@@ -69,7 +75,11 @@ public sealed class AppserviceQueue
                 ids.Add(id);
             }
             if (seq != _seq) b.Put(SyncFamilies.Counters, SeqKey, K.BigEndian(seq));
-            if (feedPosition is { } pos) b.Put(SyncFamilies.Counters, FeedKey, K.BigEndian((ulong)pos));
+            if (feedPosition is { } pos)
+            {
+                b.Put(SyncFamilies.Counters, FeedKey, K.BigEndian((ulong)pos));
+                b.Delete(SyncFamilies.Counters, IdleKey);
+            }
             foreach (var (user, device, p) in cursors ?? []) b.Put(SyncFamilies.AppserviceDevices, K.Join(user, device), K.BigEndian((ulong)p));
             _store.Write(b);
             _seq = seq;
