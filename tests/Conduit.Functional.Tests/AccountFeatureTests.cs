@@ -239,8 +239,9 @@ public abstract class SpaceHierarchyTests(ServerFixture server)
         var space = await owner.CreateRoom(new JsonObject { ["preset"] = "public_chat", ["creation_content"] = new JsonObject { ["type"] = "m.space" } });
         var open = await owner.CreateRoom(new JsonObject { ["preset"] = "public_chat" });
         var hidden = await owner.CreateRoom(new JsonObject { ["preset"] = "private_chat" });
-        await AddChild(owner, space, open);
-        await AddChild(owner, space, hidden);
+        // Ordered explicitly: two children added in the same millisecond would be ordered by room ID (spec).
+        await AddChild(owner, space, open, order: "a");
+        await AddChild(owner, space, hidden, order: "b");
         Assert.Equal([space, open, hidden], Ids(await owner.Get($"/_matrix/client/v1/rooms/{E(space)}/hierarchy")));
         Assert.Equal([space, open], Ids(await other.Get($"/_matrix/client/v1/rooms/{E(space)}/hierarchy")));
         var privateSpace = await owner.CreateRoom(new JsonObject { ["preset"] = "private_chat", ["creation_content"] = new JsonObject { ["type"] = "m.space" } });
