@@ -107,15 +107,22 @@ public sealed partial class FederationFeedWorker(Rooms.RoomsClient rooms, Federa
             if (reply.Position != position)
             {
                 position = reply.Position;
-                Save(position);
+                // A stretch with nothing to send (rooms with no other server) need not be written down at once: after
+                // a crash it is read again and again yields nothing. So local traffic costs no durable write per event.
+                if (reply.Events.Count > 0 || Environment.TickCount64 - _savedAt > IdleSaveMs) Save(position);
             }
             if (reply.Events.Count >= BatchLimit) continue;
             await _advanced.WaitAsync(TimeSpan.FromSeconds(5), ct);
         }
     }
 
+    /// <summary>How often a position that only skipped events with no destination is written.</summary>
+    const long IdleSaveMs = 30_000;
+    long _savedAt;
+
     void Save(long position)
     {
+        _savedAt = Environment.TickCount64;
         using var b = store.CreateBatch();
         b.Put(FederationFamilies.Feed, PositionKey, K.BigEndian((ulong)position));
         store.Write(b);

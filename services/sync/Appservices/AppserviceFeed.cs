@@ -36,7 +36,9 @@ public sealed partial class AppserviceFeed(AppserviceQueue queue, SyncNotifier n
             catch (Exception) when (ct.IsCancellationRequested) { return; }
             catch (Exception e)
             {
-                LogFailed(log, delay.TotalMilliseconds, e.Message);
+                // The first tries are quiet: at start (split mode) rooms may not be listening yet.
+                if (delay.TotalMilliseconds < 1000) LogRetrying(log, delay.TotalMilliseconds, e.Message);
+                else LogFailed(log, delay.TotalMilliseconds, e.Message);
                 try { await Task.Delay(delay, ct); } catch (OperationCanceledException) { return; }
                 delay = TimeSpan.FromMilliseconds(Math.Min(delay.TotalMilliseconds * 2, 5000));
             }
@@ -150,6 +152,9 @@ public sealed partial class AppserviceFeed(AppserviceQueue queue, SyncNotifier n
 
     // Only a membership event's state key is a user the event concerns.
     static bool IsMember(AppserviceFeedEvent ev) => ev.Json.Contains("\"type\":\"m.room.member\"", StringComparison.Ordinal);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "The appservice event feed is waiting for rooms; retrying in {DelayMs} ms: {Reason}")]
+    static partial void LogRetrying(ILogger log, double delayMs, string reason);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "The appservice event feed stopped; retrying in {DelayMs} ms: {Reason}")]
     static partial void LogFailed(ILogger log, double delayMs, string reason);
