@@ -59,7 +59,7 @@ public sealed class KeysGrpcService(AccountStore accounts, AppserviceUsers appse
             foreach (var d in accounts.Devices(user))
             {
                 var since = request.Cursors.TryGetValue(user + "|" + d.DeviceId, out var c) ? c : 0;
-                var r = e2ee.Sync(user, d.DeviceId, since, incremental: false);
+                var r = e2ee.Sync(user, d.DeviceId, since, incremental: false, toDevice: !request.SkipToDevice);
                 var item = new AppserviceDeviceKeys { UserId = user, DeviceId = d.DeviceId, Position = r.Position, ToDevice = { r.ToDevice }, UnusedFallbackKeyTypes = { r.UnusedFallbackTypes } };
                 foreach (var (alg, n) in r.OneTimeKeyCounts) item.OneTimeKeyCounts[alg] = n;
                 reply.Devices.Add(item);

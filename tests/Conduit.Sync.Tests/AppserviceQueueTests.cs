@@ -15,6 +15,8 @@ public sealed class AppserviceQueueTests : IDisposable
 
     static JsonObject Ev(int i) => new() { ["event_id"] = $"$e{i}", ["type"] = "m.room.message" };
 
+    static AppserviceItem Item(string id, string kind, JsonNode value) => new(id, kind, value.ToJsonString());
+
     static List<string?> Ids(AppserviceTxn t, string kind = "event")
         => [.. t.Items.Where(i => i["k"]!.GetValue<string>() == kind).Select(i => i["v"]!["event_id"]?.GetValue<string>())];
 
@@ -23,12 +25,13 @@ public sealed class AppserviceQueueTests : IDisposable
     {
         using var kv = Open();
         var q = new AppserviceQueue(kv);
-        q.Append([("a", "event", Ev(1)), ("b", "event", Ev(100)), ("a", "event", Ev(2))]);
+        q.Append([Item("a", "event", Ev(1)), Item("b", "event", Ev(100)), Item("a", "event", Ev(2))]);
+        Assert.Equal(["a", "b"], q.AppservicesWithQueue());
         var t1 = q.Current("a")!;
         Assert.Equal(1, t1.TxnId);
         Assert.Equal(["$e1", "$e2"], Ids(t1));
         // Queued after the transaction was fixed: not added to it (the spec forbids it on retry).
-        q.Append([("a", "event", Ev(3))]);
+        q.Append([Item("a", "event", Ev(3))]);
         var again = q.Current("a")!;
         Assert.Equal(1, again.TxnId);
         Assert.Equal(["$e1", "$e2"], Ids(again));
@@ -48,7 +51,7 @@ public sealed class AppserviceQueueTests : IDisposable
     {
         using var kv = Open();
         var q = new AppserviceQueue(kv);
-        q.Append([.. Enumerable.Range(1, 250).Select(i => ("a", "event", (JsonNode)Ev(i)))]);
+        q.Append([.. Enumerable.Range(1, 250).Select(i => Item("a", "event", Ev(i)))]);
         var seen = new List<string?>();
         while (q.Current("a") is { } t)
         {
@@ -66,10 +69,10 @@ public sealed class AppserviceQueueTests : IDisposable
         using (var kv = Open())
         {
             var q = new AppserviceQueue(kv);
-            q.Append([("a", "event", Ev(1)), ("a", "ephemeral", new JsonObject { ["type"] = "m.typing" })], feedPosition: 42,
+            q.Append([Item("a", "event", Ev(1)), Item("a", "ephemeral", new JsonObject { ["type"] = "m.typing" })], feedPosition: 42,
                 cursors: [("@u:x", "DEV", 7)]);
             txnId = q.Current("a")!.TxnId;
-            q.Append([("a", "event", Ev(2))]);
+            q.Append([Item("a", "event", Ev(2))]);
         }
         using (var kv = Open())
         {
@@ -83,7 +86,7 @@ public sealed class AppserviceQueueTests : IDisposable
             Assert.Equal(2, t.Items.Count);
             Assert.Equal("m.typing", t.Items[1]["v"]!["type"]!.GetValue<string>());
             q.Acknowledge("a", t);
-            q.Append([("a", "event", Ev(3))]);
+            q.Append([Item("a", "event", Ev(3))]);
             Assert.Equal(["$e2", "$e3"], Ids(q.Current("a")!));
         }
     }
@@ -104,16 +107,16 @@ public sealed class AppserviceQueueTests : IDisposable
     [Fact]
     public void The_body_puts_each_kind_in_its_field_and_keeps_a_devices_latest_counts()
     {
-        JsonObject Item(string k, JsonNode v) => new() { ["k"] = k, ["v"] = v };
+        JsonObject Raw(string k, JsonNode v) => new() { ["k"] = k, ["v"] = v };
         var body = AppserviceSender.Body(
         [
-            Item("event", Ev(1)),
-            Item("ephemeral", new JsonObject { ["type"] = "m.typing" }),
-            Item("to_device", new JsonObject { ["type"] = "m.x", ["to_user_id"] = "@u:x" }),
-            Item("otk", new JsonObject { ["counts"] = new JsonObject { ["@u:x"] = new JsonObject { ["D"] = new JsonObject { ["signed_curve25519"] = 5 } } } }),
-            Item("otk", new JsonObject { ["counts"] = new JsonObject { ["@u:x"] = new JsonObject { ["D"] = new JsonObject { ["signed_curve25519"] = 4 } } } }),
-            Item("device_lists", new JsonObject { ["changed"] = new JsonArray("@a:x", "@b:x") }),
-            Item("device_lists", new JsonObject { ["left"] = new JsonArray("@b:x") }),
+            Raw("event", Ev(1)),
+            Raw("ephemeral", new JsonObject { ["type"] = "m.typing" }),
+            Raw("to_device", new JsonObject { ["type"] = "m.x", ["to_user_id"] = "@u:x" }),
+            Raw("otk", new JsonObject { ["counts"] = new JsonObject { ["@u:x"] = new JsonObject { ["D"] = new JsonObject { ["signed_curve25519"] = 5 } } } }),
+            Raw("otk", new JsonObject { ["counts"] = new JsonObject { ["@u:x"] = new JsonObject { ["D"] = new JsonObject { ["signed_curve25519"] = 4 } } } }),
+            Raw("device_lists", new JsonObject { ["changed"] = new JsonArray("@a:x", "@b:x") }),
+            Raw("device_lists", new JsonObject { ["left"] = new JsonArray("@b:x") }),
         ]);
         Assert.Equal("$e1", body["events"]![0]!["event_id"]!.GetValue<string>());
         Assert.Equal("m.typing", body["ephemeral"]![0]!["type"]!.GetValue<string>());
@@ -122,7 +125,7 @@ public sealed class AppserviceQueueTests : IDisposable
         Assert.Equal(["@a:x"], body["org.matrix.msc3202.device_lists"]!["changed"]!.AsArray().Select(x => x!.GetValue<string>()));
         Assert.Equal(["@b:x"], body["org.matrix.msc3202.device_lists"]!["left"]!.AsArray().Select(x => x!.GetValue<string>()));
         // Nothing else: an events-only transaction is just {"events": [...]}.
-        Assert.Equal(["events"], AppserviceSender.Body([Item("event", Ev(2))]).Select(p => p.Key));
+        Assert.Equal(["events"], AppserviceSender.Body([Raw("event", Ev(2))]).Select(p => p.Key));
     }
 
     public void Dispose()

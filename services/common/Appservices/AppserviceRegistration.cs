@@ -50,7 +50,7 @@ public sealed record AppserviceRegistration
 
     /// <summary>Whether the user ID is the sender or in one of the user namespaces (exclusive or not).</summary>
     public bool IsInterestedInUser(string userId, string serverName)
-        => userId == SenderUserId(serverName) || Users.Any(n => n.Matches(userId));
+        => userId == SenderUserId(serverName) || IsUserInNamespace(userId);
 
     /// <summary>
     /// Whether events and ephemeral events of the room concern it (spec: application-service-api, "Pushing events";
@@ -58,7 +58,7 @@ public sealed record AppserviceRegistration
     /// namespaces, or one of the room's (joined) members is its user.
     /// </summary>
     public bool IsInterestedInRoom(string roomId, IEnumerable<string> aliases, IEnumerable<string> members, string serverName)
-        => Rooms.Any(n => n.Matches(roomId)) || aliases.Any(a => Aliases.Any(n => n.Matches(a)))
+        => Rooms.Any(n => n.Matches(roomId)) || aliases.Any(IsAliasInNamespace)
             || members.Any(u => IsInterestedInUser(u, serverName));
 
     /// <summary>Whether the user ID is in one of its exclusive user namespaces.</summary>

@@ -25,23 +25,35 @@ public sealed class PushFeed(RoomStore rooms, RoomStream stream, GlobalConfig co
 
     public PushFeedReply Read(long after, int limit)
     {
-        var upTo = stream.Position;
-        var reply = new PushFeedReply { Position = upTo };
-        if (after < 0 || after >= upTo) return reply;
-        limit = Math.Clamp(limit, 1, MaxLimit);
+        var (events, position) = Window(after, limit);
+        var reply = new PushFeedReply { Position = position };
         var roomsSeen = new Dictionary<string, PushFeedRoom>(StringComparer.Ordinal);
-        foreach (var (pos, roomId, e) in rooms.StreamAfter(after, upTo))
+        foreach (var (pos, roomId, e) in events)
         {
-            if (reply.Events.Count >= limit)
-            {
-                reply.Position = reply.Events[^1].Position;
-                break;
-            }
-            if (!roomsSeen.TryGetValue(roomId, out var room)) roomsSeen[roomId] = room = Room(roomId);
+            if (!roomsSeen.ContainsKey(roomId)) roomsSeen[roomId] = Room(roomId);
             reply.Events.Add(Event(e, roomId, pos));
         }
         reply.Rooms.AddRange(roomsSeen.Values);
         return reply;
+    }
+
+    /// <summary>
+    /// The timeline events after <paramref name="after"/> (at most <paramref name="limit"/>, clamped), and the position
+    /// a reply carrying them covers up to: the last one's when some were left out, else the published position. None
+    /// for a negative <paramref name="after"/> (a first start asks only for the position).
+    /// </summary>
+    (List<(long Pos, string RoomId, StoredEvent Event)> Events, long Position) Window(long after, int limit)
+    {
+        var upTo = stream.Position;
+        var events = new List<(long, string, StoredEvent)>();
+        if (after < 0 || after >= upTo) return (events, upTo);
+        limit = Math.Clamp(limit, 1, MaxLimit);
+        foreach (var item in rooms.StreamAfter(after, upTo))
+        {
+            if (events.Count >= limit) return (events, events[^1].Item1);
+            events.Add(item);
+        }
+        return (events, upTo);
     }
 
     /// <summary>
@@ -51,24 +63,18 @@ public sealed class PushFeed(RoomStore rooms, RoomStream stream, GlobalConfig co
     /// </summary>
     public AppserviceFeedReply ReadForAppservices(long after, int limit, ClientEvents format)
     {
-        var upTo = stream.Position;
-        var reply = new AppserviceFeedReply { Position = upTo };
-        if (after < 0 || after >= upTo) return reply;
-        limit = Math.Clamp(limit, 1, MaxLimit);
+        var (events, position) = Window(after, limit);
+        var reply = new AppserviceFeedReply { Position = position };
         var roomsSeen = new Dictionary<string, AppserviceFeedRoom>(StringComparer.Ordinal);
-        foreach (var (pos, roomId, e) in rooms.StreamAfter(after, upTo))
+        foreach (var (pos, roomId, e) in events)
         {
-            if (reply.Events.Count >= limit)
-            {
-                reply.Position = reply.Events[^1].Position;
-                break;
-            }
             if (!roomsSeen.ContainsKey(roomId)) roomsSeen[roomId] = AppserviceRoom(roomId);
             var item = new AppserviceFeedEvent
             {
-                Position = pos, RoomId = roomId, Json = format.Format(e).ToJsonString(), Sender = e.Sender,
+                Position = pos, RoomId = roomId, Json = format.Format(e).ToJsonString(), Sender = e.Sender, Type = e.Type,
             };
             if (e.StateKey is { } sk) { item.StateKey = sk; item.HasStateKey = true; }
+            if (e.Type == "m.room.member" && e.Content?["membership"] is JsonValue m && m.TryGetValue(out string? membership)) item.Membership = membership;
             reply.Events.Add(item);
         }
         reply.Rooms.AddRange(roomsSeen.Values);

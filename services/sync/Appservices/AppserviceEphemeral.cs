@@ -18,32 +18,32 @@ public sealed class AppserviceEphemeral(AppserviceQueue queue, GlobalConfig conf
     /// <summary>The room's typing users changed.</summary>
     public void Typing(string roomId, IReadOnlyCollection<string> typing, IReadOnlyList<string> joined)
     {
-        var items = new List<(string, string, JsonNode)>();
+        var items = new List<AppserviceItem>();
         foreach (var r in Listening())
             if (r.IsInterestedInRoom(roomId, [], joined, config.ServerName))
-                items.Add((r.Id, "ephemeral", new JsonObject
+                items.Add(new AppserviceItem(r.Id, "ephemeral", new JsonObject
                 {
                     ["type"] = "m.typing", ["room_id"] = roomId,
                     ["content"] = new JsonObject { ["user_ids"] = new JsonArray([.. typing.Select(u => (JsonNode)u)]) },
-                }));
+                }.ToJsonString()));
         queue.Append(items);
     }
 
     /// <summary>A receipt was stored (it changed something).</summary>
     public void Receipt(string roomId, string userId, string type, string threadId, string eventId, long ts, IReadOnlyList<string> joined)
     {
-        var items = new List<(string, string, JsonNode)>();
+        var items = new List<AppserviceItem>();
         foreach (var r in Listening())
         {
             if (!r.IsInterestedInRoom(roomId, [], joined, config.ServerName)) continue;
             if (type == ReceiptTypes.ReadPrivate && !r.IsInterestedInUser(userId, config.ServerName)) continue;
             var data = new JsonObject { ["ts"] = ts };
             if (threadId.Length > 0) data["thread_id"] = threadId;
-            items.Add((r.Id, "ephemeral", new JsonObject
+            items.Add(new AppserviceItem(r.Id, "ephemeral", new JsonObject
             {
                 ["type"] = "m.receipt", ["room_id"] = roomId,
-                ["content"] = new JsonObject { [eventId] = new JsonObject { [type] = new JsonObject { [userId] = data } } },
-            }));
+                ["content"] = new JsonObject { [eventId] = new JsonObject { [type] = new JsonObject { [userId] = data.DeepClone() } } },
+            }.ToJsonString()));
         }
         queue.Append(items);
     }
@@ -51,10 +51,10 @@ public sealed class AppserviceEphemeral(AppserviceQueue queue, GlobalConfig conf
     /// <summary>A user's presence changed; <paramref name="shared"/> are the users who share a room with them.</summary>
     public void Presence(string userId, JsonObject content, IReadOnlyCollection<string> shared)
     {
-        var items = new List<(string, string, JsonNode)>();
+        var items = new List<AppserviceItem>();
         foreach (var r in Listening())
             if (r.IsInterestedInUser(userId, config.ServerName) || shared.Any(u => r.IsInterestedInUser(u, config.ServerName)))
-                items.Add((r.Id, "ephemeral", new JsonObject { ["type"] = "m.presence", ["sender"] = userId, ["content"] = content.DeepClone() }));
+                items.Add(new AppserviceItem(r.Id, "ephemeral", new JsonObject { ["type"] = "m.presence", ["sender"] = userId, ["content"] = content.DeepClone() }.ToJsonString()));
         queue.Append(items);
     }
 }

@@ -85,25 +85,21 @@ public sealed partial class AppserviceFeed(AppserviceQueue queue, SyncNotifier n
         }
     }
 
-    List<(string, string, JsonNode)> Items(AppserviceFeedReply reply, List<Common.Appservices.AppserviceRegistration> targets)
+    List<AppserviceItem> Items(AppserviceFeedReply reply, List<Common.Appservices.AppserviceRegistration> targets)
     {
         var server = config.ServerName;
         var roomsById = reply.Rooms.ToDictionary(r => r.RoomId, StringComparer.Ordinal);
         var interestedInRoom = new Dictionary<(string, string), bool>();
-        var items = new List<(string, string, JsonNode)>();
+        var items = new List<AppserviceItem>();
         foreach (var ev in reply.Events)
-        {
-            JsonNode? json = null;
             foreach (var r in targets)
             {
                 var interested = r.IsInterestedInUser(ev.Sender, server)
-                    || ev.HasStateKey && ev.StateKey.StartsWith('@') && r.IsInterestedInUser(ev.StateKey, server) && IsMember(ev)
+                    || ev.Type == "m.room.member" && r.IsInterestedInUser(ev.StateKey, server)
                     || RoomInterest(r, ev.RoomId);
-                if (!interested) continue;
-                json ??= JsonLimits.ParseInternal(System.Text.Encoding.UTF8.GetBytes(ev.Json));
-                if (json is not null) items.Add((r.Id, "event", json));
+                // The event's JSON as rooms wrote it goes into the queue as it is.
+                if (interested) items.Add(new AppserviceItem(r.Id, "event", ev.Json));
             }
-        }
         return items;
 
         bool RoomInterest(Common.Appservices.AppserviceRegistration r, string roomId)
@@ -119,9 +115,9 @@ public sealed partial class AppserviceFeed(AppserviceQueue queue, SyncNotifier n
     /// org.matrix.msc3202 had one of its users in, and now shares no room with any of its users, is no longer one
     /// whose devices it tracks. (A room its own user leaves is not followed up: its other members are not known here.)
     /// </summary>
-    async Task<List<(string, string, JsonNode)>> Departures(AppserviceFeedReply reply, List<Common.Appservices.AppserviceRegistration> targets, CancellationToken ct)
+    async Task<List<AppserviceItem>> Departures(AppserviceFeedReply reply, List<Common.Appservices.AppserviceRegistration> targets, CancellationToken ct)
     {
-        var items = new List<(string, string, JsonNode)>();
+        var items = new List<AppserviceItem>();
         var regs = targets.Where(r => r.Msc3202).ToList();
         if (regs.Count == 0) return items;
         var server = config.ServerName;
@@ -129,9 +125,7 @@ public sealed partial class AppserviceFeed(AppserviceQueue queue, SyncNotifier n
         var candidates = new Dictionary<string, HashSet<string>>(StringComparer.Ordinal);
         foreach (var ev in reply.Events)
         {
-            if (!ev.HasStateKey || !IsMember(ev) || !ev.StateKey.StartsWith('@')) continue;
-            if (JsonLimits.ParseInternal(System.Text.Encoding.UTF8.GetBytes(ev.Json))?["content"]?["membership"] is not JsonValue mv
-                || !mv.TryGetValue(out string? membership) || membership is not ("leave" or "ban")) continue;
+            if (ev.Membership is not ("leave" or "ban")) continue;
             var members = roomsById.GetValueOrDefault(ev.RoomId)?.LocalJoinedUserIds ?? [];
             foreach (var r in regs)
                 if (!r.IsInterestedInUser(ev.StateKey, server) && members.Any(u => r.IsInterestedInUser(u, server)))
@@ -145,13 +139,10 @@ public sealed partial class AppserviceFeed(AppserviceQueue queue, SyncNotifier n
             var shared = await rooms.SharedUsersAsync(new SharedUsersRequest { UserIds = { user } }, cancellationToken: ct);
             foreach (var r in regs.Where(r => ids.Contains(r.Id)))
                 if (!shared.UserIds.Any(u => u != user && r.IsInterestedInUser(u, server)))
-                    items.Add((r.Id, "device_lists", new JsonObject { ["left"] = new JsonArray(user) }));
+                    items.Add(new AppserviceItem(r.Id, "device_lists", new JsonObject { ["left"] = new JsonArray(user) }.ToJsonString()));
         }
         return items;
     }
-
-    // Only a membership event's state key is a user the event concerns.
-    static bool IsMember(AppserviceFeedEvent ev) => ev.Json.Contains("\"type\":\"m.room.member\"", StringComparison.Ordinal);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "The appservice event feed is waiting for rooms; retrying in {DelayMs} ms: {Reason}")]
     static partial void LogRetrying(ILogger log, double delayMs, string reason);

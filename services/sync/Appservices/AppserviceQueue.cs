@@ -6,6 +6,10 @@ using K = Conduit.Common.Storage.Keys;
 
 namespace Conduit.Sync.Appservices;
 
+/// <summary>One item to queue for an appservice: its kind (event, ephemeral, to_device, device_lists, otk) and its
+/// value as JSON text.</summary>
+public readonly record struct AppserviceItem(string AppserviceId, string Kind, string Json);
+
 /// <summary>What one transaction carries: the queue items up to <see cref="LastSeq"/>, under <see cref="TxnId"/>.</summary>
 public sealed record AppserviceTxn(long TxnId, ulong LastSeq, IReadOnlyList<JsonObject> Items);
 
@@ -58,7 +62,7 @@ public sealed class AppserviceQueue
     /// Appends the items, in order, each to its appservice's queue, and (when given) the feed's new position, in one
     /// durable write.
     /// </summary>
-    public void Append(IReadOnlyList<(string AppserviceId, string Kind, JsonNode Value)> items, long? feedPosition = null,
+    public void Append(IReadOnlyList<AppserviceItem> items, long? feedPosition = null,
         IReadOnlyList<(string UserId, string DeviceId, long Position)>? cursors = null)
     {
         if (items.Count == 0 && feedPosition is null && cursors is not { Count: > 0 }) return;
@@ -67,11 +71,11 @@ public sealed class AppserviceQueue
         {
             using var b = _store.CreateBatch();
             var seq = _seq;
-            foreach (var (id, kind, value) in items)
+            foreach (var (id, kind, json) in items)
             {
                 seq++;
-                var item = new JsonObject { ["k"] = kind, ["v"] = value.DeepClone() };
-                b.Put(SyncFamilies.AppserviceQueue, K.Concat(K.Prefix(id), K.BigEndian(seq)), Encoding.UTF8.GetBytes(item.ToJsonString()));
+                // {"k": kind, "v": the value's JSON as given} (kinds are this code's own words: nothing to escape).
+                b.Put(SyncFamilies.AppserviceQueue, K.Concat(K.Prefix(id), K.BigEndian(seq)), Encoding.UTF8.GetBytes($"{{\"k\":\"{kind}\",\"v\":{json}}}"));
                 ids.Add(id);
             }
             if (seq != _seq) b.Put(SyncFamilies.Counters, SeqKey, K.BigEndian(seq));
@@ -96,17 +100,16 @@ public sealed class AppserviceQueue
                 yield return (user, K.Split(k)[1], (long)K.ReadBigEndian(v));
     }
 
-    /// <summary>Whether anything waits for the appservice.</summary>
-    public bool HasQueued(string appserviceId) => _queue.Scan(K.Prefix(appserviceId)).Any();
-
-    /// <summary>The appservices with queued items (at start: what a restart left to deliver).</summary>
+    /// <summary>The appservices with queued items: one seek per appservice, whatever the backlog (the sender asks on
+    /// every wake-up).</summary>
     public IEnumerable<string> AppservicesWithQueue()
     {
-        string? last = null;
-        foreach (var (k, _) in _queue.Scan([]))
+        byte[] from = [];
+        while (_queue.ScanFrom(from, [], reverse: false).FirstOrDefault() is { Key: { } k })
         {
             var id = K.Split(k.AsSpan(0, k.Length - 8))[0];
-            if (id != last) yield return last = id;
+            yield return id;
+            from = K.PrefixEnd(K.Prefix(id))!;
         }
     }
 
