@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json.Nodes;
@@ -28,9 +27,7 @@ public sealed partial class AppserviceSender : BackgroundService
     readonly GlobalConfig _config;
     readonly ILogger<AppserviceSender> _log;
     readonly HttpClient _http;
-    readonly ConcurrentDictionary<string, Task> _running = new(StringComparer.Ordinal);
-    readonly SemaphoreSlim _signal = new(0);
-    readonly ConcurrentDictionary<string, long> _sent = new(StringComparer.Ordinal);
+    readonly DrainLoops<string, string> _loops;
     CancellationToken _stopping;
 
     public AppserviceSender(AppserviceQueue queue, GlobalConfig config, ILogger<AppserviceSender> log)
@@ -40,35 +37,17 @@ public sealed partial class AppserviceSender : BackgroundService
         _log = log;
         // The url is the admin's choice (a bridge usually listens on loopback): no outbound IP policy applies.
         _http = new HttpClient(new SocketsHttpHandler { AllowAutoRedirect = false, ConnectTimeout = TimeSpan.FromSeconds(10) }) { Timeout = RequestTimeout };
+        _loops = new DrainLoops<string, string>(queue.AppservicesWithQueue, id => id, Drain);
         queue.Queued += _ => Signal();
     }
 
-    /// <summary>Transactions acknowledged per appservice since start (for the admin room and the benchmark).</summary>
-    public long Acknowledged(string appserviceId) => _sent.GetValueOrDefault(appserviceId);
-
-    public void Signal() => _signal.Release();
+    public void Signal() => _loops.Signal();
 
     protected override async Task ExecuteAsync(CancellationToken ct)
     {
         _stopping = ct;
-        try { await Loop(ct); }
+        try { await _loops.RunAsync(ct); }
         catch (Exception) when (ct.IsCancellationRequested) { }
-    }
-
-    async Task Loop(CancellationToken ct)
-    {
-        await Task.Yield();
-        while (!ct.IsCancellationRequested)
-        {
-            foreach (var id in _queue.AppservicesWithQueue())
-            {
-                if (_running.TryGetValue(id, out var t) && !t.IsCompleted) continue;
-                _running[id] = Task.Run(() => Drain(id), ct);
-            }
-            try { await _signal.WaitAsync(TimeSpan.FromSeconds(30), ct); }
-            catch (OperationCanceledException) { return; }
-            while (_signal.CurrentCount > 0) _signal.Wait(0);
-        }
     }
 
     async Task Drain(string id)
@@ -90,7 +69,6 @@ public sealed partial class AppserviceSender : BackgroundService
                 if (await Send(reg, txn))
                 {
                     _queue.Acknowledge(id, txn);
-                    _sent.AddOrUpdate(id, 1, (_, n) => n + 1);
                     failures = 0;
                     continue;
                 }

@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json.Nodes;
@@ -28,44 +27,27 @@ public sealed partial class PushSender : BackgroundService
     readonly PushStore _store;
     readonly ILogger<PushSender> _log;
     readonly HttpClient _http;
-    readonly ConcurrentDictionary<(string, string, string), Task> _running = new();
-    readonly SemaphoreSlim _signal = new(0);
+    readonly DrainLoops<Pusher, (string, string, string)> _loops;
     CancellationToken _stopping;
 
     public PushSender(PushStore store, GlobalConfig config, ILogger<PushSender> log)
     {
         _store = store;
         _log = log;
+        _loops = new DrainLoops<Pusher, (string, string, string)>(store.PushersWithQueue, p => (p.UserId, p.AppId, p.PushKey), Drain);
         var policy = new OutboundIpPolicy(new IpRangeList(config.IpRangeDenylist, "ip_range_denylist"), new IpRangeList(config.IpRangeAllowlist, "ip_range_allowlist"), "Push gateways");
         _http = policy.CreateClient(TimeSpan.FromSeconds(10), RequestTimeout);
     }
 
     /// <summary>New pushes are queued.</summary>
-    public void Signal() => _signal.Release();
+    public void Signal() => _loops.Signal();
 
     protected override async Task ExecuteAsync(CancellationToken ct)
     {
         _stopping = ct;
-        try { await Loop(ct); }
+        try { await _loops.RunAsync(ct); }
         // Stopping, also when the host is disposed without having started (the store may be closed already).
         catch (Exception) when (ct.IsCancellationRequested) { }
-    }
-
-    async Task Loop(CancellationToken ct)
-    {
-        await Task.Yield();
-        while (!ct.IsCancellationRequested)
-        {
-            foreach (var p in _store.PushersWithQueue())
-            {
-                var key = (p.UserId, p.AppId, p.PushKey);
-                if (_running.TryGetValue(key, out var t) && !t.IsCompleted) continue;
-                _running[key] = Task.Run(() => Drain(p), ct);
-            }
-            try { await _signal.WaitAsync(TimeSpan.FromSeconds(30), ct); }
-            catch (OperationCanceledException) { return; }
-            while (_signal.CurrentCount > 0) _signal.Wait(0);
-        }
     }
 
     /// <summary>Sends the pusher's queue in order until it is empty, the pusher is gone, or the service stops.</summary>
