@@ -128,6 +128,23 @@ public sealed class AppserviceQueueTests : IDisposable
         Assert.Equal(["events"], AppserviceSender.Body([Raw("event", Ev(2))]).Select(p => p.Key));
     }
 
+    [Fact]
+    public void A_receipt_goes_to_every_appservice_listening_in_the_room()
+    {
+        using var kv = Open();
+        var q = new AppserviceQueue(kv);
+        var config = new Conduit.Common.Config.GlobalConfig { ServerName = "x" };
+        string Reg(string id) => $"id: {id}\nurl: \"http://127.0.0.1:9\"\nas_token: {id}_as\nhs_token: {id}_hs\nsender_localpart: {id}bot\nreceive_ephemeral: true\nnamespaces: {{users: [{{exclusive: true, regex: \"@{id}_.*:x\"}}]}}";
+        config.SetAppservices([Conduit.Common.Appservices.AppserviceLoader.Parse(Reg("a"), "a"), Conduit.Common.Appservices.AppserviceLoader.Parse(Reg("b"), "b")]);
+        new AppserviceEphemeral(q, config).Receipt("!r:x", "@u:x", "m.read", "", "$e", 5, ["@u:x", "@a_1:x", "@b_1:x"]);
+        foreach (var id in new[] { "a", "b" })
+        {
+            var t = q.Current(id)!;
+            Assert.Equal("m.receipt", t.Items.Single()["v"]!["type"]!.GetValue<string>());
+            Assert.Equal(5, t.Items.Single()["v"]!["content"]!["$e"]!["m.read"]!["@u:x"]!["ts"]!.GetValue<long>());
+        }
+    }
+
     public void Dispose()
     {
         try { Directory.Delete(_dir, true); } catch (IOException) { }
