@@ -203,11 +203,9 @@ public static class ConduitHost
 
         // After the public or internal listener, so that it stays the first of the server's addresses.
         if (controlSocket is { } socketPath) builder.WebHost.ConfigureKestrel(k => ControlSocket.Listen(k, socketPath));
+        // What starting leaves behind (garbage in the managed heap, freed pages in the C heap) goes back to the system.
+        builder.Services.AddHostedService<MemoryTrimmer>();
         var app = builder.Build();
-        // Starting up (config, DI, route tables, gRPC descriptors, opening the database) leaves megabytes of
-        // garbage in heap regions the GC would otherwise keep committed until later collections: collect once the
-        // server listens and give the free regions back, so an idle server's memory is what it actually holds.
-        app.Lifetime.ApplicationStarted.Register(() => GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true));
         var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Conduit");
         foreach (var w in loaded.Warnings.Concat(logWarnings)) log.LogWarning("{Warning}", w);
         tls?.UseLogger(log);
