@@ -25,11 +25,19 @@ public sealed class MemoryTrimmer(IHostApplicationLifetime lifetime) : Backgroun
             await started.Task.WaitAsync(stoppingToken).ConfigureAwait(false);
         Collect();
         await Task.Delay(Settle, stoppingToken).ConfigureAwait(false);
-        Collect();
-        NativeHeap.Trim();
+        CollectAndTrim();
         using var timer = new PeriodicTimer(Every);
         while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false)) NativeHeap.Trim();
     }
 
     static void Collect() => GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+
+    /// <summary>A collection, the finalizers it queued (which free native memory: RocksDB's iterators, snapshots and
+    /// options, sockets' buffers), then a trim of the C heap, so the trim sees what they freed.</summary>
+    public static void CollectAndTrim()
+    {
+        Collect();
+        GC.WaitForPendingFinalizers();
+        NativeHeap.Trim();
+    }
 }

@@ -49,8 +49,7 @@ public sealed class ProcessOps(IServiceProvider services, string role) : IProces
         var cleared = new JsonObject();
         foreach (var c in services.GetServices<IClearableCache>()) cleared[c.Name] = c.Clear();
         // What the caches held goes back to the system now rather than at the next collections.
-        GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
-        Common.Runtime.NativeHeap.Trim();
+        MemoryTrimmer.CollectAndTrim();
         return new JsonObject { ["role"] = role, ["cleared"] = cleared };
     }
 
