@@ -229,7 +229,7 @@ public static class ConduitHost
             app.UseMiddleware<EdgeAuth>(config.AllowFederation);
             app.MapEdge(config);
             if (role == AllInOne) foreach (var m in modules) m.MapHttp(app);
-            else app.MapReverseProxyWithRoutes();
+            else app.MapSplitProxy();
         }
         else
         {

@@ -2,84 +2,107 @@ using Conduit.Common.Config;
 using Conduit.Common.Grpc;
 using Conduit.Common.Routing;
 using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
+using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
-using Yarp.ReverseProxy.Configuration;
 using Yarp.ReverseProxy.Forwarder;
-using Yarp.ReverseProxy.Transforms;
 
 namespace Conduit.Edge;
 
 /// <summary>
-/// Split mode: the route table becomes YARP routes (no method match: the owning service answers 405 itself,
-/// as in all-in-one), one cluster per service over HTTP/2 to its internal listener.
+/// Split mode: every route table path a service owns is mapped on the edge, as all-in-one maps it, and forwarded with
+/// YARP's direct forwarder (<see cref="IHttpForwarder"/>) over HTTP/2 to the owner's internal listener. No method
+/// match: the owning service answers 405 itself, as in all-in-one. YARP's configuration-driven proxy
+/// (<c>AddReverseProxy</c>) is not used: its routes, clusters, load balancing, health checks and session affinity
+/// (which brings ASP.NET Core's data protection and an XML stack with it) serve nothing here, and cost the Native AOT
+/// build 3.2 MB of code and type data whether or not it runs split.
 /// </summary>
 public static class SplitProxy
 {
-    /// <summary>Each YARP route's ID with the route table entry it comes from (one per concrete template).</summary>
-    static readonly Dictionary<string, (MatrixRoute Route, string Template)> Entries = RouteTable.All
-        .Where(r => r.Owner != Service.Edge)
-        .SelectMany(r => RouteTable.Templates(r).Select(t => (Route: r, Template: t)))
-        .Select((e, i) => (Id: $"r{i}", e))
-        .ToDictionary(x => x.Id, x => x.e);
-
-    /// <summary>
-    /// Puts the route table entry on each proxied endpoint, as all-in-one mapping does (RouteTable.Map), so the edge
-    /// reads one <see cref="MatrixRoute"/> from the matched endpoint in both modes (the guest rules, /refresh).
-    /// </summary>
-    public static void MapReverseProxyWithRoutes(this Microsoft.AspNetCore.Routing.IEndpointRouteBuilder app)
-        => app.MapReverseProxy().ConfigureEndpoints((b, route) => b.WithMetadata(Entries[route.RouteId].Route));
-
     public static void Add(IServiceCollection services, GlobalConfig config)
     {
-        var routes = Entries.Select(e => new RouteConfig
-        {
-            RouteId = e.Key,
-            ClusterId = e.Value.Route.Owner.ToString(),
-            Match = new RouteMatch { Path = e.Value.Template },
-        }).ToList();
-        var clusters = Enum.GetValues<Service>().Where(s => s != Service.Edge).Select(s => new ClusterConfig
-        {
-            ClusterId = s.ToString(),
-            HttpRequest = new ForwarderRequestConfig
-            {
-                Version = System.Net.HttpVersion.Version20,
-                VersionPolicy = HttpVersionPolicy.RequestVersionExact,
-                // /sync long-polls for up to a minute.
-                ActivityTimeout = TimeSpan.FromMinutes(3),
-            },
-            Destinations = new Dictionary<string, DestinationConfig> { ["d"] = new() { Address = config.Services.AddressOf(s) } },
-        }).ToList();
-
-        services.AddSingleton<IForwarderHttpClientFactory, ProxyClientFactory>();
-        services.AddReverseProxy()
-            .LoadFromMemory(routes, clusters)
-            .AddTransforms(ctx =>
-            {
-                ctx.AddRequestHeader(InternalAuth.HeaderName, config.Services.InternalSecret!, append: false);
-                ctx.AddRequestTransform(t =>
-                {
-                    // Forward the path exactly as the client sent it: YARP would re-escape an encoded '/'
-                    // (microsoft/reverse-proxy#1419), and Matrix IDs and state keys may contain one.
-                    var raw = t.HttpContext.Features.Get<IHttpRequestFeature>()?.RawTarget;
-                    if (raw is not null && raw.StartsWith('/'))
-                        t.ProxyRequest.RequestUri = new Uri(t.DestinationPrefix.TrimEnd('/') + raw);
-                    return ValueTask.CompletedTask;
-                });
-            });
+        services.AddHttpForwarder();
+        services.AddSingleton(new Forwarding(config));
     }
 
     /// <summary>
-    /// The proxy's HTTP/2 connections to the services: a 1 MiB receive window per stream (the default 64 KiB would
-    /// throttle large responses; the dynamic window is off, see Conduit.Edge.csproj), so a large download buffers at
-    /// most 1 MiB in the edge however slowly its client reads.
+    /// Maps each route's templates to the forwarder, with the route table entry on the endpoint (as
+    /// <see cref="RouteTable.Map"/> does all-in-one), so the edge reads one <see cref="MatrixRoute"/> from the matched
+    /// endpoint in both modes (the guest rules, /refresh).
     /// </summary>
-    sealed class ProxyClientFactory : ForwarderHttpClientFactory
+    public static void MapSplitProxy(this IEndpointRouteBuilder app)
     {
-        protected override void ConfigureHandler(ForwarderHttpClientContext context, System.Net.Http.SocketsHttpHandler handler)
+        var forwarding = app.ServiceProvider.GetRequiredService<Forwarding>();
+        var forwarder = app.ServiceProvider.GetRequiredService<IHttpForwarder>();
+        foreach (var route in RouteTable.All.Where(r => r.Owner != Service.Edge))
         {
-            base.ConfigureHandler(context, handler);
-            handler.InitialHttp2StreamWindowSize = 1024 * 1024;
+            var prefix = forwarding.Prefix(route.Owner);
+            RequestDelegate handler = ctx => forwarding.ForwardAsync(ctx, forwarder, prefix);
+            foreach (var t in RouteTable.Templates(route))
+                app.Map(t, handler).WithMetadata(new OwnedBy(route.Owner), route);
+        }
+    }
+
+    /// <summary>The client, request settings and transform shared by every forwarded request.</summary>
+    sealed class Forwarding(GlobalConfig config)
+    {
+        readonly HttpMessageInvoker _client = CreateClient();
+        readonly ForwarderRequestConfig _request = new()
+        {
+            Version = System.Net.HttpVersion.Version20,
+            VersionPolicy = HttpVersionPolicy.RequestVersionExact,
+            // /sync long-polls for up to a minute.
+            ActivityTimeout = TimeSpan.FromMinutes(3),
+        };
+        readonly Transformer _transformer = new(config.Services.InternalSecret!);
+
+        public string Prefix(Service s) => config.Services.AddressOf(s);
+
+        /// <summary>
+        /// Forwards the request. When the service cannot be reached the forwarder sets 502 or 504 (the response has not
+        /// started), and <see cref="Common.Http.ErrorMiddleware"/> gives it a Matrix error body.
+        /// </summary>
+        public async Task ForwardAsync(HttpContext ctx, IHttpForwarder forwarder, string prefix) =>
+            await forwarder.SendAsync(ctx, prefix, _client, _request, _transformer);
+
+        /// <summary>
+        /// YARP's own handler settings (no proxy, redirects, cookies or decompression; several HTTP/2 connections),
+        /// with a 1 MiB receive window per stream (the default 64 KiB would throttle large responses; the dynamic window
+        /// is off, see Conduit.Edge.csproj), so a large download buffers at most 1 MiB in the edge however slowly its
+        /// client reads.
+        /// </summary>
+        static HttpMessageInvoker CreateClient()
+        {
+            var handler = new SocketsHttpHandler
+            {
+                UseProxy = false,
+                AllowAutoRedirect = false,
+                AutomaticDecompression = System.Net.DecompressionMethods.None,
+                UseCookies = false,
+                EnableMultipleHttp2Connections = true,
+                ActivityHeadersPropagator = new ReverseProxyPropagator(System.Diagnostics.DistributedContextPropagator.Current),
+                ConnectTimeout = TimeSpan.FromSeconds(15),
+                InitialHttp2StreamWindowSize = 1024 * 1024,
+            };
+            return new HttpMessageInvoker(handler, disposeHandler: true);
+        }
+    }
+
+    sealed class Transformer(string secret) : HttpTransformer
+    {
+        public override async ValueTask TransformRequestAsync(HttpContext httpContext, HttpRequestMessage proxyRequest, string destinationPrefix,
+            CancellationToken cancellationToken)
+        {
+            await base.TransformRequestAsync(httpContext, proxyRequest, destinationPrefix, cancellationToken);
+            // The services believe this header only from the edge: whatever a client sent under its name is replaced.
+            proxyRequest.Headers.Remove(InternalAuth.HeaderName);
+            proxyRequest.Headers.TryAddWithoutValidation(InternalAuth.HeaderName, secret);
+            // Forward the path exactly as the client sent it: YARP would re-escape an encoded '/'
+            // (microsoft/reverse-proxy#1419), and Matrix IDs and state keys may contain one.
+            var raw = httpContext.Features.Get<IHttpRequestFeature>()?.RawTarget;
+            if (raw is not null && raw.StartsWith('/'))
+                proxyRequest.RequestUri = new Uri(destinationPrefix.TrimEnd('/') + raw);
         }
     }
 }
