@@ -6,6 +6,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
+using Yarp.ReverseProxy.Configuration;
 using Yarp.ReverseProxy.Forwarder;
 
 namespace Conduit.Edge;
@@ -66,26 +67,21 @@ public static class SplitProxy
         public async Task ForwardAsync(HttpContext ctx, IHttpForwarder forwarder, string prefix) =>
             await forwarder.SendAsync(ctx, prefix, _client, _request, _transformer);
 
-        /// <summary>
-        /// YARP's own handler settings (no proxy, redirects, cookies or decompression; several HTTP/2 connections),
-        /// with a 1 MiB receive window per stream (the default 64 KiB would throttle large responses; the dynamic window
-        /// is off, see Conduit.Edge.csproj), so a large download buffers at most 1 MiB in the edge however slowly its
-        /// client reads.
-        /// </summary>
-        static HttpMessageInvoker CreateClient()
+        static HttpMessageInvoker CreateClient() =>
+            new ProxyClientFactory().CreateClient(new ForwarderHttpClientContext { NewConfig = HttpClientConfig.Empty });
+    }
+
+    /// <summary>
+    /// YARP's own client settings, with a 1 MiB receive window per stream (the default 64 KiB would throttle large
+    /// responses; the dynamic window is off, see Conduit.Edge.csproj), so a large download buffers at most 1 MiB in the
+    /// edge however slowly its client reads.
+    /// </summary>
+    sealed class ProxyClientFactory : ForwarderHttpClientFactory
+    {
+        protected override void ConfigureHandler(ForwarderHttpClientContext context, SocketsHttpHandler handler)
         {
-            var handler = new SocketsHttpHandler
-            {
-                UseProxy = false,
-                AllowAutoRedirect = false,
-                AutomaticDecompression = System.Net.DecompressionMethods.None,
-                UseCookies = false,
-                EnableMultipleHttp2Connections = true,
-                ActivityHeadersPropagator = new ReverseProxyPropagator(System.Diagnostics.DistributedContextPropagator.Current),
-                ConnectTimeout = TimeSpan.FromSeconds(15),
-                InitialHttp2StreamWindowSize = 1024 * 1024,
-            };
-            return new HttpMessageInvoker(handler, disposeHandler: true);
+            base.ConfigureHandler(context, handler);
+            handler.InitialHttp2StreamWindowSize = 1024 * 1024;
         }
     }
 
