@@ -43,7 +43,11 @@ public static class ConduitHost
         try
         {
             Directory.CreateDirectory(path);
-            return KvStore.Open(config.DatabaseBackend, path, modules.SelectMany(m => m.Families), new StoreOptions { CacheCapacity = config.CacheCapacity });
+            return KvStore.Open(config.DatabaseBackend, path, modules.SelectMany(m => m.Families), new StoreOptions
+            {
+                CacheCapacity = config.CacheCapacity,
+                Progress = line => Console.Error.WriteLine($"conduit: database: {line}"),
+            });
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -118,8 +122,8 @@ public static class ConduitHost
         // The slim builder leaves out what this server never uses (IIS integration, Kestrel's HTTPS and QUIC
         // configuration, the EventLog/EventSource/Debug log providers): less code loaded, less memory.
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = args ?? [] });
-        // RouteTable.Membership constrains {action} with a regex, which the slim builder does not register.
-        builder.Services.Configure<RouteOptions>(o => o.SetParameterPolicy<RegexInlineRouteConstraint>("regex"));
+        // The route table's action segments ({action:oneof(join|invite|...)}).
+        builder.Services.Configure<RouteOptions>(o => o.SetParameterPolicy<Common.Routing.OneOfRouteConstraint>(Common.Routing.OneOfRouteConstraint.Name));
         builder.Logging.ClearProviders();
         if (config.LogFormat == "json")
             // One JSON object per line (timestamp, level, category, message, the template's values), for log collectors.

@@ -33,6 +33,9 @@ public sealed class ProcessOps(IServiceProvider services, string role) : IProces
             ["managed_committed_bytes"] = gc.TotalCommittedBytes,
             ["gc_collections"] = new JsonArray((JsonNode)GC.CollectionCount(0), (JsonNode)GC.CollectionCount(1), (JsonNode)GC.CollectionCount(2)),
             ["threads"] = process.Threads.Count,
+            // Methods the JIT has compiled so far (each tier counts; 0 under Native AOT): most of a JIT build's code memory.
+            ["jit_compiled_methods"] = System.Runtime.JitInfo.GetCompiledMethodCount(),
+            ["jit_compiled_il_bytes"] = System.Runtime.JitInfo.GetCompiledILBytes(),
             ["uptime_seconds"] = (long)(DateTimeOffset.UtcNow - Started).TotalSeconds,
         };
         if (services.GetService<IKeyValueStore>() is { } store)

@@ -2,7 +2,7 @@ using Conduit.Common.Storage;
 
 namespace Conduit.Federation;
 
-/// <summary>The federation service's column families.</summary>
+/// <summary>The federation service's key-value families.</summary>
 public static class FederationFamilies
 {
     public const string ServerKeys = "federation_server_keys";

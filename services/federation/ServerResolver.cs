@@ -39,13 +39,17 @@ public interface IFederationDns
 /// system resolver, so /etc/hosts applies as it does for every other program.</summary>
 public sealed class SystemFederationDns : IFederationDns
 {
-    readonly LookupClient _dns = new(new LookupClientOptions { UseCache = true, Timeout = TimeSpan.FromSeconds(5), Retries = 2 });
+    // Made at the first SRV lookup: building it reads the system's name servers and network interfaces, which a
+    // server that never federates (or has not yet) need not load.
+    LookupClient? _client;
+
+    LookupClient Client => LazyInitializer.EnsureInitialized(ref _client, () => new LookupClient(new LookupClientOptions { UseCache = true, Timeout = TimeSpan.FromSeconds(5), Retries = 2 }));
 
     public async Task<IReadOnlyList<SrvTarget>> SrvAsync(string name, CancellationToken ct)
     {
         try
         {
-            var answer = await _dns.QueryAsync(name, QueryType.SRV, cancellationToken: ct);
+            var answer = await Client.QueryAsync(name, QueryType.SRV, cancellationToken: ct);
             return answer.Answers.OfType<SrvRecord>().Select(r => new SrvTarget(r.Target.Value.TrimEnd('.'), r.Port, r.Priority, r.Weight)).ToList();
         }
         catch (DnsResponseException)

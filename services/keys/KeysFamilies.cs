@@ -4,7 +4,7 @@ using K = Conduit.Common.Storage.Keys;
 namespace Conduit.Keys;
 
 /// <summary>
-/// The keys service's column families and their key layouts (0xFF separates UTF-8 parts; "pos" is a keys-stream
+/// The keys service's key-value families and their key layouts (0xFF separates UTF-8 parts; "pos" is a keys-stream
 /// position, 8-byte big-endian so keys sort by it), with the builders of their keys beside them.
 /// services/keys/README.md shows the same table; a test checks it against <see cref="All"/>.
 /// </summary>

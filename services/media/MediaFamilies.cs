@@ -4,7 +4,7 @@ using K = Conduit.Common.Storage.Keys;
 namespace Conduit.Media;
 
 /// <summary>
-/// The media service's column families and their key layouts (0xFF separates UTF-8 parts), with the builders of their
+/// The media service's key-value families and their key layouts (0xFF separates UTF-8 parts), with the builders of their
 /// keys beside them. The bytes themselves are files under database_path/media (<see cref="Storage.BlobStore"/>), named
 /// by their SHA-256. services/media/README.md shows the same table; a test checks it against <see cref="All"/>.
 /// </summary>

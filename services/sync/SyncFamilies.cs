@@ -2,7 +2,7 @@ using Conduit.Common.Storage;
 
 namespace Conduit.Sync;
 
-/// <summary>The sync service's column families.</summary>
+/// <summary>The sync service's key-value families.</summary>
 public static class SyncFamilies
 {
     public const string AccountData = "sync_account_data";

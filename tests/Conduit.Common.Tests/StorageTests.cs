@@ -335,6 +335,126 @@ public sealed class StorageTests : IDisposable
     }
 
     [Fact]
+    public void RocksDbFamiliesShareOneColumnFamilyWithoutSeeingEachOther()
+    {
+        var path = Path.Combine(_dir, "db");
+        var store = (RocksDbKvStore)KvStore.Open("rocksdb", path, Families);
+        _open.Add(store);
+        var events = store.Map("events");
+        var roomEvents = store.Map("room_events");
+        byte[][] keys = [[0x00], [0x7F], [0xFF], [0xFF, 0xFF], [0xFF, 0xFF, 0xFF]];
+        foreach (var k in keys)
+        {
+            events.Put(k, B("e"));
+            roomEvents.Put(k, B("r"));
+        }
+        // Scans, forward and backward from beyond the end, stay within their family's range.
+        Assert.Equal(keys, events.Scan([]).Select(kv => kv.Key).ToArray());
+        Assert.Equal(keys.Reverse(), events.ScanFrom([0xFF, 0xFF, 0xFF, 0xFF], [], reverse: true).Select(kv => kv.Key).ToArray());
+        Assert.Equal(keys, roomEvents.ScanFrom([], [], reverse: false).Select(kv => kv.Key).ToArray());
+        Assert.All(roomEvents.Scan([]), kv => Assert.Equal("r", S(kv.Value)));
+        // A range delete over a whole family leaves the other alone.
+        using (var batch = store.CreateBatch())
+        {
+            batch.DeleteRange("events", [], [0xFF, 0xFF, 0xFF, 0xFF]);
+            store.Write(batch);
+        }
+        Assert.Empty(events.Scan([]));
+        Assert.Equal(keys.Length, roomEvents.Scan([]).Count());
+        // The ids are kept: reopened with the families declared in another order, each still finds its own keys.
+        store.Dispose();
+        _open.Remove(store);
+        var again = (RocksDbKvStore)KvStore.Open("rocksdb", path, [Families[1], new ColumnFamily("later", "k", "v"), Families[0]]);
+        _open.Add(again);
+        Assert.Equal(keys.Length, again.Map("room_events").Scan([]).Count());
+        Assert.Empty(again.Map("events").Scan([]));
+        Assert.Empty(again.Map("later").Scan([]));
+        Assert.Equal(3, again.FamilyIds.Values.Select(Convert.ToHexString).Distinct().Count());
+        again.Dispose();
+        _open.Remove(again);
+        Assert.Equal(["default"], ColumnFamiliesOnDisk(path));
+    }
+
+    [Fact]
+    public void RocksDbMovesADatabaseWithAColumnFamilyPerFamilyIntoOne()
+    {
+        // The layout of earlier versions: each family in its own column family, keys as the caller gave them,
+        // plus a family no longer declared.
+        var path = Path.Combine(_dir, "db");
+        WriteOldLayout(path, new()
+        {
+            ["events"] = [([0x01], B("one")), ([0xFF, 0xFF], B("last"))],
+            ["room_events"] = [(B("room"), B("r"))],
+            ["retired"] = [(B("kept"), B("still here"))],
+        });
+        Assert.Equal(["default", "events", "retired", "room_events"], ColumnFamiliesOnDisk(path).Order());
+
+        var progress = new List<string>();
+        var store = KvStore.Open("rocksdb", path, Families, new StoreOptions { Progress = progress.Add });
+        _open.Add(store);
+        Assert.Equal(2, progress.Count);
+        Assert.Contains("moving 3 column families", progress[0]);
+        Assert.Equal("one", S(store.Map("events").Get([0x01])!));
+        Assert.Equal(["one", "last"], store.Map("events").Scan([]).Select(kv => S(kv.Value)).ToArray());
+        Assert.Equal("r", S(store.Map("room_events").Get(B("room"))!));
+        store.Map("events").Put([0x02], B("new"));
+        store.Dispose();
+        _open.Remove(store);
+        Assert.Equal(["default"], ColumnFamiliesOnDisk(path));
+
+        // The undeclared family moved too: declaring it again finds its data.
+        var again = KvStore.Open("rocksdb", path, [.. Families, new ColumnFamily("retired", "k", "v")], new StoreOptions { Progress = progress.Add });
+        _open.Add(again);
+        Assert.Equal(2, progress.Count);
+        Assert.Equal("still here", S(again.Map("retired").Get(B("kept"))!));
+        Assert.Equal(3, again.Map("events").Scan([]).Count());
+    }
+
+    private static unsafe void WriteOldLayout(string path, Dictionary<string, List<(byte[] Key, byte[] Value)>> families)
+    {
+        Directory.CreateDirectory(path);
+        var options = RocksDbNative.rocksdb_options_create();
+        RocksDbNative.rocksdb_options_set_create_if_missing(options, 1);
+        RocksDbNative.rocksdb_options_set_create_missing_column_families(options, 1);
+        var names = new List<string> { "default" };
+        names.AddRange(families.Keys);
+        var namePtrs = names.Select(n => System.Runtime.InteropServices.Marshal.StringToCoTaskMemUTF8(n)).ToArray();
+        var optPtrs = names.Select(_ => options).ToArray();
+        var handles = new nint[names.Count];
+        nint db;
+        fixed (nint* np = namePtrs, op = optPtrs, hp = handles)
+        {
+            db = RocksDbNative.rocksdb_open_column_families(options, path, names.Count, np, op, hp, out var err);
+            RocksDbNative.Check(err);
+        }
+        var write = RocksDbNative.rocksdb_writeoptions_create();
+        for (var i = 1; i < names.Count; i++)
+            foreach (var (k, v) in families[names[i]])
+                fixed (byte* kp = k, vp = v)
+                {
+                    RocksDbNative.rocksdb_put_cf(db, write, handles[i], kp, (nuint)k.Length, vp, (nuint)v.Length, out var err);
+                    RocksDbNative.Check(err);
+                }
+        RocksDbNative.rocksdb_writeoptions_destroy(write);
+        foreach (var h in handles) RocksDbNative.rocksdb_column_family_handle_destroy(h);
+        RocksDbNative.rocksdb_close(db);
+        RocksDbNative.rocksdb_options_destroy(options);
+        foreach (var p in namePtrs) System.Runtime.InteropServices.Marshal.FreeCoTaskMem(p);
+    }
+
+    private static unsafe string[] ColumnFamiliesOnDisk(string path)
+    {
+        var options = RocksDbNative.rocksdb_options_create();
+        var list = RocksDbNative.rocksdb_list_column_families(options, path, out var count, out var err);
+        RocksDbNative.Check(err);
+        var names = new string[(int)count];
+        for (var i = 0; i < names.Length; i++) names[i] = System.Runtime.InteropServices.Marshal.PtrToStringUTF8(((nint*)list)[i])!;
+        RocksDbNative.rocksdb_list_column_families_destroy(list, count);
+        RocksDbNative.rocksdb_options_destroy(options);
+        return names;
+    }
+
+    [Fact]
     public void TooSmallCacheCapacityIsRefused() =>
         Assert.Throws<ArgumentOutOfRangeException>(() => KvStore.Open("rocksdb", Path.Combine(_dir, "db"), Families, new StoreOptions { CacheCapacity = 1000 }));
 

@@ -99,9 +99,9 @@ public static class RouteTable
     public static readonly MatrixRoute ChangePassword = C(Service.Keys, "/account/password", POST);
     public static readonly MatrixRoute Deactivate = C(Service.Keys, "/account/deactivate", POST);
     public static readonly MatrixRoute ThreePids = C(Service.Keys, "/account/3pid", GET);
-    public static readonly MatrixRoute ThreePidAdd = C(Service.Keys, "/account/3pid/{action:regex(^(add|bind)$)}", POST);
-    public static readonly MatrixRoute ThreePidRemove = C(Service.Keys, "/account/3pid/{action:regex(^(delete|unbind)$)}", POST);
-    const string Medium = "{medium:regex(^(email|msisdn)$)}";
+    public static readonly MatrixRoute ThreePidAdd = C(Service.Keys, "/account/3pid/{action:oneof(add|bind)}", POST);
+    public static readonly MatrixRoute ThreePidRemove = C(Service.Keys, "/account/3pid/{action:oneof(delete|unbind)}", POST);
+    const string Medium = "{medium:oneof(email|msisdn)}";
     public static readonly MatrixRoute RegisterRequestToken = C(Service.Keys, "/register/" + Medium + "/requestToken", POST);
     public static readonly MatrixRoute PasswordRequestToken = C(Service.Keys, "/account/password/" + Medium + "/requestToken", POST);
     public static readonly MatrixRoute ThreePidRequestToken = C(Service.Keys, "/account/3pid/" + Medium + "/requestToken", POST);
@@ -188,7 +188,7 @@ public static class RouteTable
     public static readonly MatrixRoute CreateRoom = C(Service.Rooms, "/createRoom", POST);
     // The spec lists /rooms/{roomId}/join; clients join by alias here (matrix-js-sdk's joinRoom), and Synapse lets guests.
     public static readonly MatrixRoute JoinByIdOrAlias = C(Service.Rooms, "/join/{roomIdOrAlias}", POST).ForGuests([POST]);
-    public static readonly MatrixRoute Membership = C(Service.Rooms, "/rooms/{roomId}/{action:regex(^(join|invite|leave|kick|ban|unban|forget)$)}", POST).ForGuests([POST], ["join", "leave"]);
+    public static readonly MatrixRoute Membership = C(Service.Rooms, "/rooms/{roomId}/{action:oneof(join|invite|leave|kick|ban|unban|forget)}", POST).ForGuests([POST], ["join", "leave"]);
     public static readonly MatrixRoute JoinedRooms = C(Service.Rooms, "/joined_rooms", GET);
     public static readonly MatrixRoute Send = C(Service.Rooms, "/rooms/{roomId}/send/{eventType}/{txnId}", PUT).ForGuests([PUT]);
     public static readonly MatrixRoute StateEvent = C(Service.Rooms, "/rooms/{roomId}/state/{eventType}/{**stateKey}", GET, PUT).ForGuests([GET, PUT]);

@@ -6,7 +6,7 @@ using Microsoft.Extensions.DependencyInjection;
 namespace Conduit.Common.Routing;
 
 /// <summary>
-/// What the host needs to know to run one service, in either mode: its column families, how to register it,
+/// What the host needs to know to run one service, in either mode: its key-value families, how to register it,
 /// how to map its Matrix endpoints, and how to expose its gRPC service over the network (split mode) or bind
 /// it in-process (all-in-one). Each service library exposes one of these beside its AddXxx/MapXxx methods.
 /// </summary>

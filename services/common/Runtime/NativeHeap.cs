@@ -4,9 +4,10 @@ namespace Conduit.Common.Runtime;
 
 /// <summary>
 /// Gives the C heap's free pages back to the system. Native code (RocksDB opening one memtable, table cache and
-/// statistics per column family; the .NET runtime's own allocations) frees megabytes while the server starts, and
+/// statistics; the .NET runtime's own allocations) frees megabytes while the server starts, and
 /// glibc's malloc keeps such pages mapped unless the free space sits at the very top of the heap. The edge's
-/// MemoryTrimmer calls this once the start has settled and every few minutes after, and clear_caches calls it too
+/// MemoryTrimmer calls this once the start has settled, when the server turns quiet after work and every few minutes,
+/// and clear_caches calls it too
 /// (measured on the idle all-in-one server: README, "A small VPS"). Elsewhere than glibc (musl, macOS, Windows) this
 /// does nothing.
 /// </summary>

@@ -44,11 +44,14 @@ public sealed record StoreOptions
     public static readonly StoreOptions Default = new();
 
     /// <summary>
-    /// Bytes of native memory for the database: one block cache shared by every column family, with the memtables
+    /// Bytes of native memory for the database: one block cache for every family, with the memtables
     /// (write buffers) charged to the same cache, so data blocks, index and filter blocks and unflushed writes
     /// together stay within this one number (config key <c>cache_capacity</c>).
     /// </summary>
     public long CacheCapacity { get; init; } = DefaultCacheCapacity;
+
+    /// <summary>Told of long work at open, such as moving a RocksDB database of an earlier layout (a line each).</summary>
+    public Action<string>? Progress { get; init; }
 }
 
 /// <summary>A batch recorded in memory and applied by the store that created it.</summary>

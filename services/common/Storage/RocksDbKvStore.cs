@@ -4,20 +4,33 @@ using static Conduit.Common.Storage.RocksDbNative;
 namespace Conduit.Common.Storage;
 
 /// <summary>
-/// RocksDB backend: one database directory, one column family per declared family. Every write goes through the WAL
-/// with sync, so an acknowledged write survives a crash of the process or the machine. Bound through
-/// <see cref="RocksDbNative"/> (RocksDB's C API), which also runs under Native AOT.
+/// RocksDB backend: one database directory in which every declared family lives in RocksDB's default column family,
+/// its keys prefixed with the family's 2-byte id (big-endian, from 1). The ids are kept in the same column family
+/// under prefix 0x0000: key <c>0x00 0x00 family_name</c> (UTF-8), value the 2-byte id, written (synced) before any
+/// key of the family. One column family rather than one per family because RocksDB keeps 60-100 KB of native state
+/// for each open column family (memtable, statistics, version set), which with eighty families was about 8 MB of a
+/// small server's resting memory; a fixed-length prefix keeps each family's keys contiguous and in the same order, and
+/// every scan is bounded to its family's range. A database written by earlier versions, with a column family per
+/// family, is moved into this layout when it is opened (<see cref="MoveFamilyIntoDefault"/>).
+/// Every write goes through the WAL with sync, so an acknowledged write survives a crash of the process or the
+/// machine. Bound through <see cref="RocksDbNative"/> (RocksDB's C API), which also runs under Native AOT.
 /// </summary>
 internal sealed unsafe class RocksDbKvStore : IKeyValueStore, IReportsMemory
 {
+    /// <summary>Length of the family id in front of every key.</summary>
+    internal const int IdLength = 2;
+
+    /// <summary>The id prefix of the registry (family name to id).</summary>
+    private static readonly byte[] RegistryPrefix = [0, 0];
+
     private readonly nint _db;
+    private readonly nint _cf;
     private readonly nint _syncWrite;
     private readonly nint _defaultRead;
     private readonly nint _cache;
     private readonly nint _writeBufferManager;
     private readonly List<nint> _ownedOptions = [];
-    private readonly List<nint> _allHandles = [];
-    private readonly Dictionary<string, nint> _handles = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, byte[]> _ids = new(StringComparer.Ordinal);
     private readonly Dictionary<string, FamilyMap> _maps = new(StringComparer.Ordinal);
     private readonly HashSet<string> _names;
     // Native calls and iterations in flight; Dispose waits for them so the handles are never freed under a running
@@ -30,32 +43,31 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore, IReportsMemory
         Families = families;
         _names = families.Select(f => f.Name).ToHashSet(StringComparer.Ordinal);
         Directory.CreateDirectory(path);
-        // The native memory budget is one number, storeOptions.CacheCapacity: one LRU block cache shared by every
-        // family (data blocks, and index and filter blocks too, so they are not held per open file outside it),
-        // and a write buffer manager that charges every family's memtables to that same cache. Unflushed writes
-        // therefore evict cached blocks instead of adding to them, and once the memtables together pass half the
-        // budget the largest is flushed. RocksDB's defaults (a 64 MB memtable per family, 8 MB arena blocks, an
-        // uncharged index per open file) would cost far more than a small server's data with thirty families.
+        // The native memory budget is one number, storeOptions.CacheCapacity: one LRU block cache (data blocks, and
+        // index and filter blocks too, so they are not held per open file outside it), and a write buffer manager
+        // that charges the memtables to that same cache. Unflushed writes therefore evict cached blocks instead of
+        // adding to them, and once the memtables pass half the budget they are flushed. RocksDB's defaults (a 64 MB
+        // memtable, 8 MB arena blocks, an uncharged index per open file) would cost far more than a small server's data.
         var capacity = (nuint)storeOptions.CacheCapacity;
         var writeBudget = capacity / 2;
-        var familyWriteBuffer = Math.Clamp(writeBudget / 4, 256u << 10, 64u << 20);
+        var writeBuffer = Math.Clamp(writeBudget / 2, 256u << 10, 64u << 20);
         _cache = rocksdb_cache_create_lru(capacity);
         _writeBufferManager = rocksdb_write_buffer_manager_create_with_cache(writeBudget, _cache, allowStall: false);
 
         var options = rocksdb_options_create();
         _ownedOptions.Add(options);
         rocksdb_options_set_create_if_missing(options, 1);
-        rocksdb_options_set_create_missing_column_families(options, 1);
         rocksdb_options_set_write_buffer_manager(options, _writeBufferManager);
-        // A family written rarely keeps every WAL file since its last flush alive (and replayed into memory at the
-        // next start); past this size RocksDB flushes the families holding the oldest WAL.
+        // Only matters while an old database's extra column families are open (they are moved and dropped at once):
+        // past this size RocksDB flushes the families holding the oldest WAL.
         rocksdb_options_set_max_total_wal_size(options, Math.Max(4 * (ulong)writeBudget, 16UL << 20));
         rocksdb_options_set_max_open_files(options, 256);
         rocksdb_options_set_keep_log_file_num(options, 3);
 
+        var handles = new List<(string Name, nint Handle)>();
         try
         {
-            // Every existing family must be opened, declared now or not (RocksDB refuses to open otherwise).
+            // Every existing column family must be opened (RocksDB refuses to open otherwise).
             var names = new List<string>();
             if (File.Exists(Path.Combine(path, "CURRENT")))
             {
@@ -64,9 +76,8 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore, IReportsMemory
                 for (nuint i = 0; i < count; i++) names.Add(Marshal.PtrToStringUTF8(((nint*)list)[i])!);
                 rocksdb_list_column_families_destroy(list, count);
             }
-            if (!names.Contains("default")) names.Insert(0, "default");
-            foreach (var f in families)
-                if (!names.Contains(f.Name)) names.Add(f.Name);
+            names.Remove("default");
+            names.Insert(0, "default");
 
             var table = rocksdb_block_based_options_create();
             rocksdb_block_based_options_set_block_cache(table, _cache);
@@ -74,18 +85,17 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore, IReportsMemory
             rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(table, 1);
             var familyOptions = rocksdb_options_create();
             _ownedOptions.Add(familyOptions);
-            rocksdb_options_set_write_buffer_size(familyOptions, familyWriteBuffer);
+            rocksdb_options_set_write_buffer_size(familyOptions, writeBuffer);
             rocksdb_options_set_max_write_buffer_number(familyOptions, 2);
-            // Every family that has seen a write holds at least one arena block: keep blocks small so thirty families
-            // do not reserve megabytes (RocksDB's default is an eighth of the write buffer).
-            rocksdb_options_set_arena_block_size(familyOptions, Math.Clamp(familyWriteBuffer / 16, 16u << 10, 1u << 20));
+            // The memtable's arena grows in blocks of this size (RocksDB's default is an eighth of the write buffer).
+            rocksdb_options_set_arena_block_size(familyOptions, Math.Clamp(writeBuffer / 16, 16u << 10, 1u << 20));
             rocksdb_options_set_block_based_table_factory(familyOptions, table);
             rocksdb_block_based_options_destroy(table);
 
             var n = names.Count;
             var namePtrs = new nint[n];
             var optPtrs = new nint[n];
-            var handles = new nint[n];
+            var opened = new nint[n];
             try
             {
                 for (var i = 0; i < n; i++)
@@ -93,7 +103,7 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore, IReportsMemory
                     namePtrs[i] = Marshal.StringToCoTaskMemUTF8(names[i]);
                     optPtrs[i] = familyOptions;
                 }
-                fixed (nint* np = namePtrs, op = optPtrs, hp = handles)
+                fixed (nint* np = namePtrs, op = optPtrs, hp = opened)
                 {
                     _db = rocksdb_open_column_families(options, path, n, np, op, hp, out var err);
                     Check(err);
@@ -103,22 +113,153 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore, IReportsMemory
             {
                 foreach (var p in namePtrs) Marshal.FreeCoTaskMem(p);
             }
-            for (var i = 0; i < n; i++)
+            for (var i = 0; i < n; i++) handles.Add((names[i], opened[i]));
+            _cf = opened[0];
+            _syncWrite = rocksdb_writeoptions_create();
+            rocksdb_writeoptions_set_sync(_syncWrite, 1);
+            _defaultRead = rocksdb_readoptions_create();
+
+            LoadRegistry();
+            // A database of an earlier version: each family in its own column family. Move them all (declared or
+            // not, so nothing is lost), then drop the old column families.
+            if (handles.Count > 1)
+                storeOptions.Progress?.Invoke($"moving {handles.Count - 1} column families of an earlier version into one (once; an interrupted move resumes at the next start)");
+            var moveStarted = Environment.TickCount64;
+            for (var i = 1; i < handles.Count; i++)
             {
-                _allHandles.Add(handles[i]);
-                _handles[names[i]] = handles[i];
+                MoveFamilyIntoDefault(handles[i].Name, handles[i].Handle);
+                rocksdb_column_family_handle_destroy(handles[i].Handle);
+                handles[i] = (handles[i].Name, 0);
             }
+            if (handles.Count > 1) storeOptions.Progress?.Invoke($"moved in {(Environment.TickCount64 - moveStarted) / 1000.0:0.0} s");
+            Register(families.Select(f => f.Name).Where(name => !_ids.ContainsKey(name)).ToList());
         }
         catch
         {
-            // The database did not open (locked by another process, corrupt, ...): nothing else owns these.
+            // The database did not open (locked by another process, corrupt, ...), or moving an old layout failed
+            // (it is retried from the start at the next open: the copies are idempotent, the old family is dropped
+            // last): nothing else owns these.
+            if (_db != 0)
+            {
+                foreach (var (_, h) in handles) if (h != 0) rocksdb_column_family_handle_destroy(h);
+                rocksdb_close(_db);
+            }
+            if (_syncWrite != 0) rocksdb_writeoptions_destroy(_syncWrite);
+            if (_defaultRead != 0) rocksdb_readoptions_destroy(_defaultRead);
             FreeOptions();
             throw;
         }
-        _syncWrite = rocksdb_writeoptions_create();
-        rocksdb_writeoptions_set_sync(_syncWrite, 1);
-        _defaultRead = rocksdb_readoptions_create();
-        foreach (var f in families) _maps[f.Name] = new FamilyMap(this, f.Name, _handles[f.Name], _defaultRead, snapshot: 0);
+        foreach (var f in families) _maps[f.Name] = new FamilyMap(this, f.Name, _ids[f.Name], _defaultRead, snapshot: 0);
+    }
+
+    /// <summary>The 2-byte id of every family this database has ever held, by name.</summary>
+    internal IReadOnlyDictionary<string, byte[]> FamilyIds => _ids;
+
+    private void LoadRegistry()
+    {
+        foreach (var (key, value) in ScanRaw(RegistryPrefix))
+        {
+            if (value.Length != IdLength) throw new IOException($"RocksDB: the family registry entry {Convert.ToHexString(key)} is corrupt.");
+            _ids[System.Text.Encoding.UTF8.GetString(key.AsSpan(IdLength))] = value;
+        }
+    }
+
+    /// <summary>Gives each name the next free id, durably, in one write.</summary>
+    private void Register(IReadOnlyList<string> names)
+    {
+        if (names.Count == 0) return;
+        var next = _ids.Count == 0 ? 1 : _ids.Values.Max(v => (v[0] << 8) | v[1]) + 1;
+        if (next + names.Count > 0xFFFF) throw new IOException("RocksDB: too many families for 2-byte ids.");
+        var wb = rocksdb_writebatch_create();
+        try
+        {
+            var added = new List<(string, byte[])>();
+            foreach (var name in names)
+            {
+                var id = new[] { (byte)(next >> 8), (byte)next };
+                next++;
+                var key = Keys.Concat(RegistryPrefix, Keys.Utf8(name));
+                fixed (byte* k = key, v = id) rocksdb_writebatch_put_cf(wb, _cf, k, (nuint)key.Length, v, IdLength);
+                added.Add((name, id));
+            }
+            rocksdb_write(_db, _syncWrite, wb, out var err);
+            Check(err);
+            foreach (var (name, id) in added) _ids[name] = id;
+        }
+        finally
+        {
+            rocksdb_writebatch_destroy(wb);
+        }
+    }
+
+    /// <summary>
+    /// Copies every entry of an old-layout column family under its family's id (in synced batches of about 4 MB),
+    /// then drops the column family. Safe to interrupt: until the drop the old family is intact, and copying it again
+    /// writes the same keys and values (nothing else writes before the store has opened).
+    /// </summary>
+    private void MoveFamilyIntoDefault(string name, nint oldCf)
+    {
+        if (!_ids.ContainsKey(name)) Register([name]);
+        var id = _ids[name];
+        var it = rocksdb_create_iterator_cf(_db, _defaultRead, oldCf);
+        var wb = rocksdb_writebatch_create();
+        try
+        {
+            long pending = 0;
+            for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it) != 0; rocksdb_iter_next(it))
+            {
+                var k = rocksdb_iter_key(it, out var kl);
+                var v = rocksdb_iter_value(it, out var vl);
+                var key = new byte[IdLength + (int)kl];
+                id.CopyTo(key, 0);
+                new ReadOnlySpan<byte>(k, (int)kl).CopyTo(key.AsSpan(IdLength));
+                fixed (byte* kp = key) rocksdb_writebatch_put_cf(wb, _cf, kp, (nuint)key.Length, v, vl);
+                pending += key.Length + (long)vl;
+                if (pending < 4 << 20) continue;
+                rocksdb_write(_db, _syncWrite, wb, out var werr);
+                Check(werr);
+                rocksdb_writebatch_clear(wb);
+                pending = 0;
+            }
+            rocksdb_iter_get_error(it, out var err);
+            Check(err);
+            if (pending > 0)
+            {
+                rocksdb_write(_db, _syncWrite, wb, out err);
+                Check(err);
+            }
+        }
+        finally
+        {
+            rocksdb_writebatch_destroy(wb);
+            rocksdb_iter_destroy(it);
+        }
+        rocksdb_drop_column_family(_db, oldCf, out var derr);
+        Check(derr);
+    }
+
+    /// <summary>Raw keys (id included) of the default column family under a raw prefix, for the registry.</summary>
+    private List<(byte[] Key, byte[] Value)> ScanRaw(byte[] prefix)
+    {
+        var result = new List<(byte[], byte[])>();
+        var it = rocksdb_create_iterator_cf(_db, _defaultRead, _cf);
+        try
+        {
+            fixed (byte* p = prefix) rocksdb_iter_seek(it, p, (nuint)prefix.Length);
+            for (; rocksdb_iter_valid(it) != 0; rocksdb_iter_next(it))
+            {
+                var key = new ReadOnlySpan<byte>(rocksdb_iter_key(it, out var kl), (int)kl);
+                if (!key.StartsWith(prefix)) break;
+                result.Add((key.ToArray(), new ReadOnlySpan<byte>(rocksdb_iter_value(it, out var vl), (int)vl).ToArray()));
+            }
+            rocksdb_iter_get_error(it, out var err);
+            Check(err);
+        }
+        finally
+        {
+            rocksdb_iter_destroy(it);
+        }
+        return result;
     }
 
     public string Backend => "rocksdb";
@@ -143,14 +284,16 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore, IReportsMemory
         {
             foreach (var op in b.Ops)
             {
-                var cf = _handles[op.Family];
-                fixed (byte* k = op.Key, e = op.End)
+                var id = _ids[op.Family];
+                var key = Prefixed(id, op.Key);
+                var end = op.End is null ? null : Prefixed(id, op.End);
+                fixed (byte* k = key, e = end)
                 {
-                    if (op.End is not null) rocksdb_writebatch_delete_range_cf(wb, cf, k, (nuint)op.Key.Length, e, (nuint)op.End.Length);
-                    else if (op.Value is null) rocksdb_writebatch_delete_cf(wb, cf, k, (nuint)op.Key.Length);
+                    if (end is not null) rocksdb_writebatch_delete_range_cf(wb, _cf, k, (nuint)key.Length, e, (nuint)end.Length);
+                    else if (op.Value is null) rocksdb_writebatch_delete_cf(wb, _cf, k, (nuint)key.Length);
                     else
                         fixed (byte* v = op.Value)
-                            rocksdb_writebatch_put_cf(wb, cf, k, (nuint)op.Key.Length, v, (nuint)op.Value.Length);
+                            rocksdb_writebatch_put_cf(wb, _cf, k, (nuint)key.Length, v, (nuint)op.Value.Length);
                 }
             }
             rocksdb_write(_db, _syncWrite, wb, out var err);
@@ -187,6 +330,16 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore, IReportsMemory
         }
     }
 
+    /// <summary>The family's id followed by the key.</summary>
+    internal static byte[] Prefixed(byte[] id, ReadOnlySpan<byte> key)
+    {
+        var result = new byte[IdLength + key.Length];
+        result[0] = id[0];
+        result[1] = id[1];
+        key.CopyTo(result.AsSpan(IdLength));
+        return result;
+    }
+
     /// <summary>Holds the store open for the duration of one native call or iteration.</summary>
     private Lease Enter()
     {
@@ -215,7 +368,7 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore, IReportsMemory
         var deadline = Environment.TickCount64 + 5000;
         var spin = new SpinWait();
         while (Volatile.Read(ref _active) > 0 && Environment.TickCount64 < deadline) spin.SpinOnce();
-        foreach (var h in _allHandles) rocksdb_column_family_handle_destroy(h);
+        rocksdb_column_family_handle_destroy(_cf);
         rocksdb_close(_db);
         rocksdb_readoptions_destroy(_defaultRead);
         rocksdb_writeoptions_destroy(_syncWrite);
@@ -239,7 +392,7 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore, IReportsMemory
         return ((long)rocksdb_cache_get_capacity(_cache), (long)rocksdb_cache_get_usage(_cache));
     }
 
-    /// <summary>Bytes the memtables of every family hold now, as the write buffer manager counts them, and its
+    /// <summary>Bytes the memtables hold now, as the write buffer manager counts them, and its
     /// limit.</summary>
     internal (long Usage, long Limit) WriteBufferStats()
     {
@@ -248,7 +401,7 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore, IReportsMemory
     }
 
     /// <summary>For the metrics: the block cache (memtables included, charged through the write buffer manager), the
-    /// memtables alone, and the table readers' memory outside the cache (summed over every family).</summary>
+    /// memtables alone, and the table readers' memory outside the cache.</summary>
     public IEnumerable<(string Kind, long Bytes)> MemoryUsage()
     {
         if (_disposed) return [];
@@ -256,8 +409,7 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore, IReportsMemory
         var (memtables, _) = WriteBufferStats();
         ulong readers = 0;
         using (Enter())
-            foreach (var h in _allHandles)
-                if (rocksdb_property_int_cf(_db, h, "rocksdb.estimate-table-readers-mem", out var v) == 0) readers += v;
+            if (rocksdb_property_int_cf(_db, _cf, "rocksdb.estimate-table-readers-mem", out var v) == 0) readers = v;
         return [("block_cache_usage", usage), ("block_cache_capacity", capacity), ("memtables", memtables), ("table_readers", (long)readers)];
     }
 
@@ -275,7 +427,7 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore, IReportsMemory
             _snapshot = snapshot;
             _read = rocksdb_readoptions_create();
             rocksdb_readoptions_set_snapshot(_read, snapshot);
-            foreach (var f in store.Families) _maps[f.Name] = new FamilyMap(store, f.Name, store._handles[f.Name], _read, snapshot, readOnly: true);
+            foreach (var f in store.Families) _maps[f.Name] = new FamilyMap(store, f.Name, store._ids[f.Name], _read, snapshot, readOnly: true);
         }
 
         public IKvReader Map(string family) =>
@@ -292,7 +444,8 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore, IReportsMemory
         }
     }
 
-    private sealed class FamilyMap(RocksDbKvStore store, string family, nint cf, nint read, nint snapshot, bool readOnly = false) : IKvMap
+    /// <summary>One family: its keys are the family's id followed by the caller's key, in the default column family.</summary>
+    private sealed class FamilyMap(RocksDbKvStore store, string family, byte[] id, nint read, nint snapshot, bool readOnly = false) : IKvMap
     {
         public string Family => family;
 
@@ -301,9 +454,13 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore, IReportsMemory
             using var _ = store.Enter();
             nint value;
             nuint len;
-            fixed (byte* k = key)
+            var full = key.Length <= 512 ? stackalloc byte[IdLength + key.Length] : new byte[IdLength + key.Length];
+            full[0] = id[0];
+            full[1] = id[1];
+            key.CopyTo(full[IdLength..]);
+            fixed (byte* k = full)
             {
-                value = rocksdb_get_cf(store._db, read, cf, k, (nuint)key.Length, out len, out var err);
+                value = rocksdb_get_cf(store._db, read, store._cf, k, (nuint)full.Length, out len, out var err);
                 Check(err);
             }
             if (value == 0) return null;
@@ -319,9 +476,10 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore, IReportsMemory
             ArgumentNullException.ThrowIfNull(value);
             if (readOnly) throw new InvalidOperationException("A snapshot is read-only.");
             using var _ = store.Enter();
-            fixed (byte* k = key, v = value)
+            var full = Prefixed(id, key);
+            fixed (byte* k = full, v = value)
             {
-                rocksdb_put_cf(store._db, store._syncWrite, cf, k, (nuint)key.Length, v, (nuint)value.Length, out var err);
+                rocksdb_put_cf(store._db, store._syncWrite, store._cf, k, (nuint)full.Length, v, (nuint)value.Length, out var err);
                 Check(err);
             }
         }
@@ -331,9 +489,10 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore, IReportsMemory
             ArgumentNullException.ThrowIfNull(key);
             if (readOnly) throw new InvalidOperationException("A snapshot is read-only.");
             using var _ = store.Enter();
-            fixed (byte* k = key)
+            var full = Prefixed(id, key);
+            fixed (byte* k = full)
             {
-                rocksdb_delete_cf(store._db, store._syncWrite, cf, k, (nuint)key.Length, out var err);
+                rocksdb_delete_cf(store._db, store._syncWrite, store._cf, k, (nuint)full.Length, out var err);
                 Check(err);
             }
         }
@@ -344,7 +503,7 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore, IReportsMemory
         {
             ArgumentNullException.ThrowIfNull(start);
             ArgumentNullException.ThrowIfNull(prefix);
-            return Iterate(start, prefix, reverse);
+            return Iterate(Prefixed(id, start), Prefixed(id, prefix), reverse);
         }
 
         static void Seek(nint it, byte[] key, bool forPrev)
@@ -356,19 +515,21 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore, IReportsMemory
             }
         }
 
-        static byte[] Key(nint it) => new ReadOnlySpan<byte>(rocksdb_iter_key(it, out var len), checked((int)len)).ToArray();
+        static ReadOnlySpan<byte> RawKey(nint it) => new(rocksdb_iter_key(it, out var len), checked((int)len));
 
         static byte[] Value(nint it) => new ReadOnlySpan<byte>(rocksdb_iter_value(it, out var len), checked((int)len)).ToArray();
 
-        // The store stays open while an iteration runs (the lease is held by the enumerator until it is disposed).
+        // start and prefix include the family id (so the prefix is never empty and its range ends before the next
+        // family's). The store stays open while an iteration runs (the lease is held by the enumerator until it is
+        // disposed).
         private IEnumerable<KeyValuePair<byte[], byte[]>> Iterate(byte[] start, byte[] prefix, bool reverse)
         {
             using var lease = store.Enter();
             // The iterator is bounded to the prefix's range, so RocksDB stops at its end instead of walking on through
-            // whatever follows (deleted entries included) to find the first key outside it. The bounds must outlive
-            // the iterator: they are copied to native memory, freed after it.
+            // whatever follows (deleted entries and other families included) to find the first key outside it. The
+            // bounds must outlive the iterator: they are copied to native memory, freed after it.
             var (opts, lower, upper) = BoundedReadOptions(prefix);
-            var it = rocksdb_create_iterator_cf(store._db, opts, cf);
+            var it = rocksdb_create_iterator_cf(store._db, opts, store._cf);
             try
             {
                 if (reverse)
@@ -378,7 +539,7 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore, IReportsMemory
                     {
                         // Start lies above the prefix's range: begin at its last key.
                         Seek(it, end, forPrev: true);
-                        if (rocksdb_iter_valid(it) != 0 && Keys.Compare(Key(it), end) == 0) rocksdb_iter_prev(it);
+                        if (rocksdb_iter_valid(it) != 0 && RawKey(it).SequenceEqual(end)) rocksdb_iter_prev(it);
                     }
                     else
                     {
@@ -391,8 +552,9 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore, IReportsMemory
                 }
                 while (rocksdb_iter_valid(it) != 0)
                 {
-                    var k = Key(it);
-                    if (!k.AsSpan().StartsWith(prefix)) yield break;
+                    var raw = RawKey(it);
+                    if (!raw.StartsWith(prefix)) yield break;
+                    var k = raw[IdLength..].ToArray();
                     yield return new(k, Value(it));
                     if (reverse) rocksdb_iter_prev(it); else rocksdb_iter_next(it);
                 }

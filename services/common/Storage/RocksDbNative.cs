@@ -16,8 +16,9 @@ internal static unsafe partial class RocksDbNative
     [LibraryImport(Lib)] internal static partial nint rocksdb_options_create();
     [LibraryImport(Lib)] internal static partial void rocksdb_options_destroy(nint options);
     [LibraryImport(Lib)] internal static partial void rocksdb_options_set_create_if_missing(nint options, byte value);
-    [LibraryImport(Lib)] internal static partial void rocksdb_options_set_create_missing_column_families(nint options, byte value);
     [LibraryImport(Lib)] internal static partial void rocksdb_options_set_db_write_buffer_size(nint options, nuint size);
+    /// <summary>Only the tests use it, to write a database in the layout of earlier versions (a column family per family).</summary>
+    [LibraryImport(Lib)] internal static partial void rocksdb_options_set_create_missing_column_families(nint options, byte value);
     [LibraryImport(Lib)] internal static partial void rocksdb_options_set_max_open_files(nint options, int n);
     [LibraryImport(Lib)] internal static partial void rocksdb_options_set_keep_log_file_num(nint options, nuint n);
     [LibraryImport(Lib)] internal static partial void rocksdb_options_set_write_buffer_size(nint options, nuint size);
@@ -63,6 +64,7 @@ internal static unsafe partial class RocksDbNative
     internal static partial void rocksdb_checkpoint_create(nint checkpoint, string dir, ulong logSizeForFlush, out nint err);
     [LibraryImport(Lib)] internal static partial void rocksdb_checkpoint_object_destroy(nint checkpoint);
     [LibraryImport(Lib)] internal static partial void rocksdb_column_family_handle_destroy(nint handle);
+    [LibraryImport(Lib)] internal static partial void rocksdb_drop_column_family(nint db, nint handle, out nint err);
     [LibraryImport(Lib)] internal static partial void rocksdb_free(nint ptr);
     /// <summary>An integer DB property ("rocksdb.block-cache-usage", ...); 0 when it exists, -1 otherwise.</summary>
     [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)]
@@ -78,6 +80,7 @@ internal static unsafe partial class RocksDbNative
 
     [LibraryImport(Lib)] internal static partial nint rocksdb_writebatch_create();
     [LibraryImport(Lib)] internal static partial void rocksdb_writebatch_destroy(nint batch);
+    [LibraryImport(Lib)] internal static partial void rocksdb_writebatch_clear(nint batch);
     [LibraryImport(Lib)] internal static partial void rocksdb_writebatch_put_cf(nint batch, nint cf, byte* key, nuint keyLen, byte* value, nuint valueLen);
     [LibraryImport(Lib)] internal static partial void rocksdb_writebatch_delete_cf(nint batch, nint cf, byte* key, nuint keyLen);
     [LibraryImport(Lib)] internal static partial void rocksdb_writebatch_delete_range_cf(nint batch, nint cf, byte* startKey, nuint startLen, byte* endKey, nuint endLen);
@@ -90,6 +93,7 @@ internal static unsafe partial class RocksDbNative
     [LibraryImport(Lib)] internal static partial void rocksdb_iter_destroy(nint it);
     [LibraryImport(Lib)] internal static partial byte rocksdb_iter_valid(nint it);
     [LibraryImport(Lib)] internal static partial void rocksdb_iter_seek(nint it, byte* key, nuint keyLen);
+    [LibraryImport(Lib)] internal static partial void rocksdb_iter_seek_to_first(nint it);
     [LibraryImport(Lib)] internal static partial void rocksdb_iter_seek_for_prev(nint it, byte* key, nuint keyLen);
     [LibraryImport(Lib)] internal static partial void rocksdb_iter_next(nint it);
     [LibraryImport(Lib)] internal static partial void rocksdb_iter_prev(nint it);

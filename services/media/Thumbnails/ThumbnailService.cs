@@ -110,14 +110,7 @@ public sealed partial class ThumbnailService(MediaStore store, GlobalConfig conf
     {
         await foreach (var media in _queue.Reader.ReadAllAsync(stoppingToken))
         {
-            try
-            {
-                var probe = Thumbnailer.Probe(store.Blobs.PathOf(media.Sha256));
-                if (probe is null || probe.Pixels > config.MaxImagePixels) continue;
-                // Only the sizes smaller than the image: for the others the original is served.
-                var sizes = MadeAtUpload.Where(s => s.Layout(probe.Width, probe.Height) is not null).ToArray();
-                if (sizes.Length > 0) await EnsureAsync(media, probe, sizes);
-            }
+            try { await PregenerateAsync(media); }
             catch (Exception e) when (e is not OperationCanceledException)
             {
                 // Whatever an uploaded file does to the decoder, the queue goes on (an escaping exception would stop
@@ -125,6 +118,17 @@ public sealed partial class ThumbnailService(MediaStore store, GlobalConfig conf
                 LogPregenerationFailed(log, media.Mxc, e.Message);
             }
         }
+    }
+
+    // Apart from Drain, whose state machine is loaded at start: the image types (and SkiaSharp with them) load with
+    // the first upload, not in every idle server.
+    Task PregenerateAsync(MediaRecord media)
+    {
+        var probe = Thumbnailer.Probe(store.Blobs.PathOf(media.Sha256));
+        if (probe is null || probe.Pixels > config.MaxImagePixels) return Task.CompletedTask;
+        // Only the sizes smaller than the image: for the others the original is served.
+        var sizes = MadeAtUpload.Where(s => s.Layout(probe.Width, probe.Height) is not null).ToArray();
+        return sizes.Length > 0 ? EnsureAsync(media, probe, sizes) : Task.CompletedTask;
     }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "No thumbnails for {Mxc}: {Reason}")]

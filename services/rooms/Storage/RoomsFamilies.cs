@@ -4,7 +4,7 @@ using K = Conduit.Common.Storage.Keys;
 namespace Conduit.Rooms;
 
 /// <summary>
-/// The rooms service's column families, each declared with its key and value layout and, beside it, the builder of
+/// The rooms service's key-value families, each declared with its key and value layout and, beside it, the builder of
 /// its keys: nothing else in the service assembles these keys. Keys are UTF-8 parts joined by 0xFF (which never
 /// occurs in UTF-8); "pos" is the room stream position, an 8-byte big-endian integer so keys sort by it.
 /// services/rooms/README.md shows the same table; a test checks it against <see cref="All"/>.
