@@ -121,7 +121,9 @@ public static class ConduitHost
         var config = loaded.Global;
         // The slim builder leaves out what this server never uses (IIS integration, Kestrel's HTTPS and QUIC
         // configuration, the EventLog/EventSource/Debug log providers): less code loaded, less memory.
-        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = args ?? [] });
+        // The configuration is conduit.toml; appsettings.json (which the builder would also read) is not watched for
+        // changes: no inotify instance and watcher thread per process (containers cap inotify instances at 128).
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = ["--hostBuilder:reloadConfigOnChange=false", .. args ?? []] });
         // The route table's action segments ({action:oneof(join|invite|...)}).
         builder.Services.Configure<RouteOptions>(o => o.SetParameterPolicy<Common.Routing.OneOfRouteConstraint>(Common.Routing.OneOfRouteConstraint.Name));
         builder.Logging.ClearProviders();

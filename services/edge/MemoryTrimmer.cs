@@ -25,12 +25,9 @@ public sealed class MemoryTrimmer(IHostApplicationLifetime lifetime) : Backgroun
     /// server's timers and feeds allocate a few KB a second; one client syncing allocates far more).</summary>
     const long QuietBytes = 4L << 20;
 
-    /// <summary>Methods compiled over one <see cref="Check"/> below which the JIT counts as quiet: for a minute
-    /// after a start, and after new work, it recompiles the hot methods optimised in the background.</summary>
-    const long QuietMethods = 50;
-
-    /// <summary>Managed allocation since the last trim above which there has been work worth trimming after (as has
-    /// any compiled method).</summary>
+    /// <summary>Managed allocation since the last trim above which there has been work worth trimming after. Any
+    /// method compiled counts too: for a minute after a start, and after new work, the JIT recompiles the hot methods
+    /// optimised in the background, and frees its arenas after each.</summary>
     const long WorkBytes = 256L << 10;
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
@@ -59,13 +56,13 @@ public sealed class MemoryTrimmer(IHostApplicationLifetime lifetime) : Backgroun
 
     /// <summary>
     /// Whether to trim now: every few minutes in any case, and otherwise once the server has worked since the last trim
-    /// (allocated or compiled) and has been quiet since the last check (a trim while busy would only have the pages
-    /// faulted back in).
+    /// (allocated or compiled) and has allocated little since the last check (a trim while busy would only have the
+    /// pages faulted back in).
     /// </summary>
     internal static bool ShouldTrim(Activity now, Activity atCheck, Activity atTrim, TimeSpan sinceTrim)
     {
         if (sinceTrim >= Every) return true;
-        var quiet = now.Allocated - atCheck.Allocated < QuietBytes && now.Compiled - atCheck.Compiled < QuietMethods;
+        var quiet = now.Allocated - atCheck.Allocated < QuietBytes;
         var worked = now.Allocated - atTrim.Allocated > WorkBytes || now.Compiled != atTrim.Compiled;
         return quiet && worked;
     }
