@@ -379,35 +379,84 @@ public sealed class StorageTests : IDisposable
     public void RocksDbMovesADatabaseWithAColumnFamilyPerFamilyIntoOne()
     {
         // The layout of earlier versions: each family in its own column family, keys as the caller gave them,
-        // plus a family no longer declared.
+        // plus a family no longer declared, and one that is dedicated now (it keeps its column family).
         var path = Path.Combine(_dir, "db");
         WriteOldLayout(path, new()
         {
             ["events"] = [([0x01], B("one")), ([0xFF, 0xFF], B("last"))],
             ["room_events"] = [(B("room"), B("r"))],
             ["retired"] = [(B("kept"), B("still here"))],
+            ["hot"] = [(B("h"), B("hot"))],
         });
-        Assert.Equal(["default", "events", "retired", "room_events"], ColumnFamiliesOnDisk(path).Order());
+        Assert.Equal(["default", "events", "hot", "retired", "room_events"], ColumnFamiliesOnDisk(path).Order());
 
+        ColumnFamily hot = new("hot", "k", "v", Dedicated: true);
         var progress = new List<string>();
-        var store = KvStore.Open("rocksdb", path, Families, new StoreOptions { Progress = progress.Add });
+        var store = KvStore.Open("rocksdb", path, [.. Families, hot], new StoreOptions { Progress = progress.Add });
         _open.Add(store);
         Assert.Equal(2, progress.Count);
-        Assert.Contains("moving 3 column families", progress[0]);
+        Assert.Contains("moving 3 families", progress[0]);
+        Assert.Equal("hot", S(store.Map("hot").Get(B("h"))!));
         Assert.Equal("one", S(store.Map("events").Get([0x01])!));
         Assert.Equal(["one", "last"], store.Map("events").Scan([]).Select(kv => S(kv.Value)).ToArray());
         Assert.Equal("r", S(store.Map("room_events").Get(B("room"))!));
         store.Map("events").Put([0x02], B("new"));
         store.Dispose();
         _open.Remove(store);
-        Assert.Equal(["default"], ColumnFamiliesOnDisk(path));
+        Assert.Equal(["default", "hot"], ColumnFamiliesOnDisk(path).Order());
 
         // The undeclared family moved too: declaring it again finds its data.
-        var again = KvStore.Open("rocksdb", path, [.. Families, new ColumnFamily("retired", "k", "v")], new StoreOptions { Progress = progress.Add });
+        var again = KvStore.Open("rocksdb", path, [.. Families, hot, new ColumnFamily("retired", "k", "v")], new StoreOptions { Progress = progress.Add });
         _open.Add(again);
         Assert.Equal(2, progress.Count);
         Assert.Equal("still here", S(again.Map("retired").Get(B("kept"))!));
         Assert.Equal(3, again.Map("events").Scan([]).Count());
+        Assert.Equal("hot", S(again.Map("hot").Get(B("h"))!));
+    }
+
+    [Fact]
+    public void RocksDbDedicatedFamilyHasItsOwnColumnFamilyAndMovesWhenItChangesSides()
+    {
+        var path = Path.Combine(_dir, "db");
+        ColumnFamily hot = new("hot", "k", "v", Dedicated: true), cold = new("hot", "k", "v");
+        byte[][] keys = [[0x00], [0x41], [0xFF, 0xFF]];
+
+        var store = KvStore.Open("rocksdb", path, [Families[0], hot]);
+        _open.Add(store);
+        foreach (var k in keys) store.Map("hot").Put(k, k);
+        store.Map("events").Put([0x41], B("shared"));
+        Assert.Equal(keys, store.Map("hot").Scan([]).Select(kv => kv.Key).ToArray());
+        Assert.Equal(keys.Reverse(), store.Map("hot").ScanFrom([0xFF, 0xFF, 0xFF], [], reverse: true).Select(kv => kv.Key).ToArray());
+        store.Dispose();
+        _open.Remove(store);
+        Assert.Equal(["default", "hot"], ColumnFamiliesOnDisk(path).Order());
+
+        // No longer dedicated: its keys move into the shared column family, its own is dropped.
+        var progress = new List<string>();
+        var shared = KvStore.Open("rocksdb", path, [Families[0], cold], new StoreOptions { Progress = progress.Add });
+        _open.Add(shared);
+        Assert.Equal(2, progress.Count);
+        Assert.Equal(keys, shared.Map("hot").Scan([]).Select(kv => kv.Key).ToArray());
+        Assert.Equal("shared", S(shared.Map("events").Get([0x41])!));
+        shared.Map("hot").Put([0x42], [0x42]);
+        shared.Dispose();
+        _open.Remove(shared);
+        Assert.Equal(["default"], ColumnFamiliesOnDisk(path));
+
+        // Dedicated again: its keys come back out of the shared column family, and nothing of it stays there.
+        var again = (RocksDbKvStore)KvStore.Open("rocksdb", path, [Families[0], hot], new StoreOptions { Progress = progress.Add });
+        _open.Add(again);
+        Assert.Equal(4, progress.Count);
+        Assert.Equal(4, again.Map("hot").Scan([]).Count());
+        Assert.Equal([0x42], again.Map("hot").Get([0x42]));
+        Assert.Equal("shared", S(again.Map("events").Get([0x41])!));
+        again.Dispose();
+        _open.Remove(again);
+        Assert.Equal(["default", "hot"], ColumnFamiliesOnDisk(path).Order());
+        var last = KvStore.Open("rocksdb", path, [Families[0], hot], new StoreOptions { Progress = progress.Add });
+        _open.Add(last);
+        Assert.Equal(4, progress.Count);
+        Assert.Equal(4, last.Map("hot").Scan([]).Count());
     }
 
     private static unsafe void WriteOldLayout(string path, Dictionary<string, List<(byte[] Key, byte[] Value)>> families)

@@ -4,14 +4,15 @@ using static Conduit.Common.Storage.RocksDbNative;
 namespace Conduit.Common.Storage;
 
 /// <summary>
-/// RocksDB backend: one database directory in which every declared family lives in RocksDB's default column family,
-/// its keys prefixed with the family's 2-byte id (big-endian, from 1). The ids are kept in the same column family
-/// under prefix 0x0000: key <c>0x00 0x00 family_name</c> (UTF-8), value the 2-byte id, written (synced) before any
-/// key of the family. One column family rather than one per family because RocksDB keeps 60-100 KB of native state
-/// for each open column family (memtable, statistics, version set), which with eighty families was about 8 MB of a
-/// small server's resting memory; a fixed-length prefix keeps each family's keys contiguous and in the same order, and
-/// every scan is bounded to its family's range. A database written by earlier versions, with a column family per
-/// family, is moved into this layout when it is opened (<see cref="MoveFamilyIntoDefault"/>).
+/// RocksDB backend: one database directory. Most families live in RocksDB's default column family, each family's keys
+/// prefixed with its 2-byte id (big-endian, from 1); the ids are kept in the same column family under prefix 0x0000:
+/// key <c>0x00 0x00 family_name</c> (UTF-8), value the 2-byte id, written (synced) before any key of the family. A
+/// family declared <see cref="ColumnFamily.Dedicated"/> has a column family of its own, named as it, its keys as given.
+/// Sharing because RocksDB keeps 60-100 KB of native state for each open column family (memtable, statistics, version
+/// set), which with eighty families was about 7 MB of a small server's resting memory; a fixed-length prefix keeps
+/// each family's keys contiguous and in the same order, and every scan is bounded to its family's range. A database
+/// written by earlier versions, with a column family per family, is moved into this layout when it is opened, and a
+/// family that turns dedicated (or shared) between versions moves the same way (<see cref="Move"/>).
 /// Every write goes through the WAL with sync, so an acknowledged write survives a crash of the process or the
 /// machine. Bound through <see cref="RocksDbNative"/> (RocksDB's C API), which also runs under Native AOT.
 /// </summary>
@@ -24,6 +25,7 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore, IReportsMemory
     private static readonly byte[] RegistryPrefix = [0, 0];
 
     private readonly nint _db;
+    // The default column family: the shared families and the registry.
     private readonly nint _cf;
     private readonly nint _syncWrite;
     private readonly nint _defaultRead;
@@ -31,6 +33,9 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore, IReportsMemory
     private readonly nint _writeBufferManager;
     private readonly List<nint> _ownedOptions = [];
     private readonly Dictionary<string, byte[]> _ids = new(StringComparer.Ordinal);
+    // Where each declared family's keys are: a column family, and the prefix in front of them (empty when dedicated).
+    private readonly Dictionary<string, (nint Cf, byte[] Prefix)> _places = new(StringComparer.Ordinal);
+    private readonly List<nint> _dedicatedHandles = [];
     private readonly Dictionary<string, FamilyMap> _maps = new(StringComparer.Ordinal);
     private readonly HashSet<string> _names;
     // Native calls and iterations in flight; Dispose waits for them so the handles are never freed under a running
@@ -67,7 +72,8 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore, IReportsMemory
         var handles = new List<(string Name, nint Handle)>();
         try
         {
-            // Every existing column family must be opened (RocksDB refuses to open otherwise).
+            // Every existing column family must be opened (RocksDB refuses to open otherwise), and the dedicated
+            // families' are created if missing.
             var names = new List<string>();
             if (File.Exists(Path.Combine(path, "CURRENT")))
             {
@@ -78,11 +84,18 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore, IReportsMemory
             }
             names.Remove("default");
             names.Insert(0, "default");
+            var dedicated = families.Where(f => f.Dedicated).Select(f => f.Name).ToHashSet(StringComparer.Ordinal);
+            if (dedicated.Contains("default")) throw new ArgumentException("A dedicated family cannot be named 'default'.", nameof(families));
+            foreach (var name in dedicated)
+                if (!names.Contains(name)) names.Add(name);
+            rocksdb_options_set_create_missing_column_families(options, 1);
 
             var table = rocksdb_block_based_options_create();
             rocksdb_block_based_options_set_block_cache(table, _cache);
             rocksdb_block_based_options_set_cache_index_and_filter_blocks(table, 1);
             rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(table, 1);
+            // Point reads (an event by ID, for every /sync that shows it) skip the table files without the key.
+            rocksdb_block_based_options_set_filter_policy(table, rocksdb_filterpolicy_create_bloom_full(10));
             var familyOptions = rocksdb_options_create();
             _ownedOptions.Add(familyOptions);
             rocksdb_options_set_write_buffer_size(familyOptions, writeBuffer);
@@ -120,24 +133,40 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore, IReportsMemory
             _defaultRead = rocksdb_readoptions_create();
 
             LoadRegistry();
-            // A database of an earlier version: each family in its own column family. Move them all (declared or
-            // not, so nothing is lost), then drop the old column families.
-            if (handles.Count > 1)
-                storeOptions.Progress?.Invoke($"moving {handles.Count - 1} column families of an earlier version into one (once; an interrupted move resumes at the next start)");
+            // Every column family other than the default and the dedicated families' holds a family of an earlier
+            // layout (declared now or not: nothing is lost): moved into the default column family, then dropped.
             var moveStarted = Environment.TickCount64;
+            var moves = handles.Skip(1).Count(h => !dedicated.Contains(h.Name))
+                + dedicated.Count(name => _ids.TryGetValue(name, out var id) && HasAny(_cf, id));
+            if (moves > 0)
+                storeOptions.Progress?.Invoke($"moving {moves} families to their place in this version's layout (once; an interrupted move resumes at the next start)");
             for (var i = 1; i < handles.Count; i++)
             {
-                MoveFamilyIntoDefault(handles[i].Name, handles[i].Handle);
-                rocksdb_column_family_handle_destroy(handles[i].Handle);
-                handles[i] = (handles[i].Name, 0);
+                var (name, handle) = handles[i];
+                if (dedicated.Contains(name))
+                {
+                    _dedicatedHandles.Add(handle);
+                    _places[name] = (handle, []);
+                    // Shared in an earlier version: its keys come out of the default column family.
+                    if (_ids.TryGetValue(name, out var id) && HasAny(_cf, id)) Move(_cf, id, handle, []);
+                    continue;
+                }
+                if (!_ids.ContainsKey(name)) Register([name]);
+                Move(handle, [], _cf, _ids[name]);
+                rocksdb_drop_column_family(_db, handle, out var derr);
+                Check(derr);
+                rocksdb_column_family_handle_destroy(handle);
+                handles[i] = (name, 0);
             }
-            if (handles.Count > 1) storeOptions.Progress?.Invoke($"moved in {(Environment.TickCount64 - moveStarted) / 1000.0:0.0} s");
-            Register(families.Select(f => f.Name).Where(name => !_ids.ContainsKey(name)).ToList());
+            if (moves > 0) storeOptions.Progress?.Invoke($"moved in {(Environment.TickCount64 - moveStarted) / 1000.0:0.0} s");
+            Register(families.Where(f => !f.Dedicated && !_ids.ContainsKey(f.Name)).Select(f => f.Name).ToList());
+            foreach (var f in families)
+                if (!f.Dedicated) _places[f.Name] = (_cf, _ids[f.Name]);
         }
         catch
         {
-            // The database did not open (locked by another process, corrupt, ...), or moving an old layout failed
-            // (it is retried from the start at the next open: the copies are idempotent, the old family is dropped
+            // The database did not open (locked by another process, corrupt, ...), or moving a family failed (it is
+            // retried from the start at the next open: the copies are idempotent, the source is dropped or cleared
             // last): nothing else owns these.
             if (_db != 0)
             {
@@ -149,7 +178,11 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore, IReportsMemory
             FreeOptions();
             throw;
         }
-        foreach (var f in families) _maps[f.Name] = new FamilyMap(this, f.Name, _ids[f.Name], _defaultRead, snapshot: 0);
+        foreach (var f in families)
+        {
+            var (cf, prefix) = _places[f.Name];
+            _maps[f.Name] = new FamilyMap(this, f.Name, cf, prefix, _defaultRead, snapshot: 0);
+        }
     }
 
     /// <summary>The 2-byte id of every family this database has ever held, by name.</summary>
@@ -192,28 +225,43 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore, IReportsMemory
         }
     }
 
-    /// <summary>
-    /// Copies every entry of an old-layout column family under its family's id (in synced batches of about 4 MB),
-    /// then drops the column family. Safe to interrupt: until the drop the old family is intact, and copying it again
-    /// writes the same keys and values (nothing else writes before the store has opened).
-    /// </summary>
-    private void MoveFamilyIntoDefault(string name, nint oldCf)
+    /// <summary>Whether any key of the column family starts with the prefix.</summary>
+    private bool HasAny(nint cf, byte[] prefix)
     {
-        if (!_ids.ContainsKey(name)) Register([name]);
-        var id = _ids[name];
-        var it = rocksdb_create_iterator_cf(_db, _defaultRead, oldCf);
+        var it = rocksdb_create_iterator_cf(_db, _defaultRead, cf);
+        try
+        {
+            fixed (byte* p = prefix) rocksdb_iter_seek(it, p, (nuint)prefix.Length);
+            return rocksdb_iter_valid(it) != 0 && new ReadOnlySpan<byte>(rocksdb_iter_key(it, out var kl), (int)kl).StartsWith(prefix);
+        }
+        finally
+        {
+            rocksdb_iter_destroy(it);
+        }
+    }
+
+    /// <summary>
+    /// Copies every entry of <paramref name="fromCf"/> under <paramref name="fromPrefix"/> to <paramref name="toCf"/>,
+    /// the prefix replaced by <paramref name="toPrefix"/>, in synced batches of about 4 MB; then, for a prefixed
+    /// source, deletes the source range (a whole column family is dropped by the caller). Safe to interrupt: until
+    /// the source goes it is intact, and copying it again writes the same keys and values (nothing else writes before
+    /// the store has opened).
+    /// </summary>
+    private void Move(nint fromCf, byte[] fromPrefix, nint toCf, byte[] toPrefix)
+    {
+        var it = rocksdb_create_iterator_cf(_db, _defaultRead, fromCf);
         var wb = rocksdb_writebatch_create();
         try
         {
             long pending = 0;
-            for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it) != 0; rocksdb_iter_next(it))
+            fixed (byte* p = fromPrefix) rocksdb_iter_seek(it, p, (nuint)fromPrefix.Length);
+            for (; rocksdb_iter_valid(it) != 0; rocksdb_iter_next(it))
             {
-                var k = rocksdb_iter_key(it, out var kl);
+                var from = new ReadOnlySpan<byte>(rocksdb_iter_key(it, out var kl), (int)kl);
+                if (!from.StartsWith(fromPrefix)) break;
                 var v = rocksdb_iter_value(it, out var vl);
-                var key = new byte[IdLength + (int)kl];
-                id.CopyTo(key, 0);
-                new ReadOnlySpan<byte>(k, (int)kl).CopyTo(key.AsSpan(IdLength));
-                fixed (byte* kp = key) rocksdb_writebatch_put_cf(wb, _cf, kp, (nuint)key.Length, v, vl);
+                var key = Prefixed(toPrefix, from[fromPrefix.Length..]);
+                fixed (byte* kp = key) rocksdb_writebatch_put_cf(wb, toCf, kp, (nuint)key.Length, v, vl);
                 pending += key.Length + (long)vl;
                 if (pending < 4 << 20) continue;
                 rocksdb_write(_db, _syncWrite, wb, out var werr);
@@ -223,19 +271,17 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore, IReportsMemory
             }
             rocksdb_iter_get_error(it, out var err);
             Check(err);
-            if (pending > 0)
-            {
-                rocksdb_write(_db, _syncWrite, wb, out err);
-                Check(err);
-            }
+            if (fromPrefix.Length > 0 && Keys.PrefixEnd(fromPrefix) is { } end)
+                fixed (byte* s = fromPrefix, e = end)
+                    rocksdb_writebatch_delete_range_cf(wb, fromCf, s, (nuint)fromPrefix.Length, e, (nuint)end.Length);
+            rocksdb_write(_db, _syncWrite, wb, out err);
+            Check(err);
         }
         finally
         {
             rocksdb_writebatch_destroy(wb);
             rocksdb_iter_destroy(it);
         }
-        rocksdb_drop_column_family(_db, oldCf, out var derr);
-        Check(derr);
     }
 
     /// <summary>Raw keys (id included) of the default column family under a raw prefix, for the registry.</summary>
@@ -284,16 +330,16 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore, IReportsMemory
         {
             foreach (var op in b.Ops)
             {
-                var id = _ids[op.Family];
-                var key = Prefixed(id, op.Key);
-                var end = op.End is null ? null : Prefixed(id, op.End);
+                var (cf, prefix) = _places[op.Family];
+                var key = Prefixed(prefix, op.Key);
+                var end = op.End is null ? null : Prefixed(prefix, op.End);
                 fixed (byte* k = key, e = end)
                 {
-                    if (end is not null) rocksdb_writebatch_delete_range_cf(wb, _cf, k, (nuint)key.Length, e, (nuint)end.Length);
-                    else if (op.Value is null) rocksdb_writebatch_delete_cf(wb, _cf, k, (nuint)key.Length);
+                    if (end is not null) rocksdb_writebatch_delete_range_cf(wb, cf, k, (nuint)key.Length, e, (nuint)end.Length);
+                    else if (op.Value is null) rocksdb_writebatch_delete_cf(wb, cf, k, (nuint)key.Length);
                     else
                         fixed (byte* v = op.Value)
-                            rocksdb_writebatch_put_cf(wb, _cf, k, (nuint)key.Length, v, (nuint)op.Value.Length);
+                            rocksdb_writebatch_put_cf(wb, cf, k, (nuint)key.Length, v, (nuint)op.Value.Length);
                 }
             }
             rocksdb_write(_db, _syncWrite, wb, out var err);
@@ -330,13 +376,12 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore, IReportsMemory
         }
     }
 
-    /// <summary>The family's id followed by the key.</summary>
-    internal static byte[] Prefixed(byte[] id, ReadOnlySpan<byte> key)
+    /// <summary>The family's prefix (its id, or nothing for a dedicated family) followed by the key.</summary>
+    internal static byte[] Prefixed(byte[] prefix, ReadOnlySpan<byte> key)
     {
-        var result = new byte[IdLength + key.Length];
-        result[0] = id[0];
-        result[1] = id[1];
-        key.CopyTo(result.AsSpan(IdLength));
+        var result = new byte[prefix.Length + key.Length];
+        prefix.CopyTo(result, 0);
+        key.CopyTo(result.AsSpan(prefix.Length));
         return result;
     }
 
@@ -368,6 +413,7 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore, IReportsMemory
         var deadline = Environment.TickCount64 + 5000;
         var spin = new SpinWait();
         while (Volatile.Read(ref _active) > 0 && Environment.TickCount64 < deadline) spin.SpinOnce();
+        foreach (var h in _dedicatedHandles) rocksdb_column_family_handle_destroy(h);
         rocksdb_column_family_handle_destroy(_cf);
         rocksdb_close(_db);
         rocksdb_readoptions_destroy(_defaultRead);
@@ -409,7 +455,8 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore, IReportsMemory
         var (memtables, _) = WriteBufferStats();
         ulong readers = 0;
         using (Enter())
-            if (rocksdb_property_int_cf(_db, _cf, "rocksdb.estimate-table-readers-mem", out var v) == 0) readers = v;
+            foreach (var h in _dedicatedHandles.Append(_cf))
+                if (rocksdb_property_int_cf(_db, h, "rocksdb.estimate-table-readers-mem", out var v) == 0) readers += v;
         return [("block_cache_usage", usage), ("block_cache_capacity", capacity), ("memtables", memtables), ("table_readers", (long)readers)];
     }
 
@@ -427,7 +474,11 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore, IReportsMemory
             _snapshot = snapshot;
             _read = rocksdb_readoptions_create();
             rocksdb_readoptions_set_snapshot(_read, snapshot);
-            foreach (var f in store.Families) _maps[f.Name] = new FamilyMap(store, f.Name, store._ids[f.Name], _read, snapshot, readOnly: true);
+            foreach (var f in store.Families)
+            {
+                var (cf, prefix) = store._places[f.Name];
+                _maps[f.Name] = new FamilyMap(store, f.Name, cf, prefix, _read, snapshot, readOnly: true);
+            }
         }
 
         public IKvReader Map(string family) =>
@@ -444,8 +495,9 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore, IReportsMemory
         }
     }
 
-    /// <summary>One family: its keys are the family's id followed by the caller's key, in the default column family.</summary>
-    private sealed class FamilyMap(RocksDbKvStore store, string family, byte[] id, nint read, nint snapshot, bool readOnly = false) : IKvMap
+    /// <summary>One family: its keys are the family's prefix (its id, or nothing when dedicated) followed by the
+    /// caller's key, in its column family.</summary>
+    private sealed class FamilyMap(RocksDbKvStore store, string family, nint cf, byte[] familyPrefix, nint read, nint snapshot, bool readOnly = false) : IKvMap
     {
         public string Family => family;
 
@@ -454,13 +506,13 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore, IReportsMemory
             using var _ = store.Enter();
             nint value;
             nuint len;
-            var full = key.Length <= 512 ? stackalloc byte[IdLength + key.Length] : new byte[IdLength + key.Length];
-            full[0] = id[0];
-            full[1] = id[1];
-            key.CopyTo(full[IdLength..]);
+            var length = familyPrefix.Length + key.Length;
+            var full = length <= 512 ? stackalloc byte[length] : new byte[length];
+            familyPrefix.CopyTo(full);
+            key.CopyTo(full[familyPrefix.Length..]);
             fixed (byte* k = full)
             {
-                value = rocksdb_get_cf(store._db, read, store._cf, k, (nuint)full.Length, out len, out var err);
+                value = rocksdb_get_cf(store._db, read, cf, k, (nuint)full.Length, out len, out var err);
                 Check(err);
             }
             if (value == 0) return null;
@@ -476,10 +528,10 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore, IReportsMemory
             ArgumentNullException.ThrowIfNull(value);
             if (readOnly) throw new InvalidOperationException("A snapshot is read-only.");
             using var _ = store.Enter();
-            var full = Prefixed(id, key);
+            var full = Prefixed(familyPrefix, key);
             fixed (byte* k = full, v = value)
             {
-                rocksdb_put_cf(store._db, store._syncWrite, store._cf, k, (nuint)full.Length, v, (nuint)value.Length, out var err);
+                rocksdb_put_cf(store._db, store._syncWrite, cf, k, (nuint)full.Length, v, (nuint)value.Length, out var err);
                 Check(err);
             }
         }
@@ -489,10 +541,10 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore, IReportsMemory
             ArgumentNullException.ThrowIfNull(key);
             if (readOnly) throw new InvalidOperationException("A snapshot is read-only.");
             using var _ = store.Enter();
-            var full = Prefixed(id, key);
+            var full = Prefixed(familyPrefix, key);
             fixed (byte* k = full)
             {
-                rocksdb_delete_cf(store._db, store._syncWrite, store._cf, k, (nuint)full.Length, out var err);
+                rocksdb_delete_cf(store._db, store._syncWrite, cf, k, (nuint)full.Length, out var err);
                 Check(err);
             }
         }
@@ -503,7 +555,7 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore, IReportsMemory
         {
             ArgumentNullException.ThrowIfNull(start);
             ArgumentNullException.ThrowIfNull(prefix);
-            return Iterate(Prefixed(id, start), Prefixed(id, prefix), reverse);
+            return Iterate(Prefixed(familyPrefix, start), Prefixed(familyPrefix, prefix), reverse);
         }
 
         static void Seek(nint it, byte[] key, bool forPrev)
@@ -519,8 +571,8 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore, IReportsMemory
 
         static byte[] Value(nint it) => new ReadOnlySpan<byte>(rocksdb_iter_value(it, out var len), checked((int)len)).ToArray();
 
-        // start and prefix include the family id (so the prefix is never empty and its range ends before the next
-        // family's). The store stays open while an iteration runs (the lease is held by the enumerator until it is
+        // start and prefix include the family's prefix (so for a shared family the prefix is never empty and its
+        // range ends before the next family's). The store stays open while an iteration runs (the lease is held by the enumerator until it is
         // disposed).
         private IEnumerable<KeyValuePair<byte[], byte[]>> Iterate(byte[] start, byte[] prefix, bool reverse)
         {
@@ -529,7 +581,7 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore, IReportsMemory
             // whatever follows (deleted entries and other families included) to find the first key outside it. The
             // bounds must outlive the iterator: they are copied to native memory, freed after it.
             var (opts, lower, upper) = BoundedReadOptions(prefix);
-            var it = rocksdb_create_iterator_cf(store._db, opts, store._cf);
+            var it = rocksdb_create_iterator_cf(store._db, opts, cf);
             try
             {
                 if (reverse)
@@ -554,7 +606,7 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore, IReportsMemory
                 {
                     var raw = RawKey(it);
                     if (!raw.StartsWith(prefix)) yield break;
-                    var k = raw[IdLength..].ToArray();
+                    var k = raw[familyPrefix.Length..].ToArray();
                     yield return new(k, Value(it));
                     if (reverse) rocksdb_iter_prev(it); else rocksdb_iter_next(it);
                 }

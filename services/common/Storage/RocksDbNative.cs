@@ -32,6 +32,9 @@ internal static unsafe partial class RocksDbNative
     [LibraryImport(Lib)] internal static partial void rocksdb_block_based_options_set_block_cache(nint tableOptions, nint cache);
     [LibraryImport(Lib)] internal static partial void rocksdb_block_based_options_set_cache_index_and_filter_blocks(nint tableOptions, byte value);
     [LibraryImport(Lib)] internal static partial void rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(nint tableOptions, byte value);
+    /// <summary>Takes ownership of the policy.</summary>
+    [LibraryImport(Lib)] internal static partial void rocksdb_block_based_options_set_filter_policy(nint tableOptions, nint policy);
+    [LibraryImport(Lib)] internal static partial nint rocksdb_filterpolicy_create_bloom_full(double bitsPerKey);
 
     // ---- block cache and write buffer manager
     [LibraryImport(Lib)] internal static partial nint rocksdb_cache_create_lru(nuint capacity);
@@ -93,7 +96,6 @@ internal static unsafe partial class RocksDbNative
     [LibraryImport(Lib)] internal static partial void rocksdb_iter_destroy(nint it);
     [LibraryImport(Lib)] internal static partial byte rocksdb_iter_valid(nint it);
     [LibraryImport(Lib)] internal static partial void rocksdb_iter_seek(nint it, byte* key, nuint keyLen);
-    [LibraryImport(Lib)] internal static partial void rocksdb_iter_seek_to_first(nint it);
     [LibraryImport(Lib)] internal static partial void rocksdb_iter_seek_for_prev(nint it, byte* key, nuint keyLen);
     [LibraryImport(Lib)] internal static partial void rocksdb_iter_next(nint it);
     [LibraryImport(Lib)] internal static partial void rocksdb_iter_prev(nint it);

@@ -12,21 +12,21 @@ namespace Conduit.Rooms;
 public static class RoomsFamilies
 {
     public const string Pdus = "rooms_pdus";
-    static readonly ColumnFamily PdusFamily = new(Pdus, "event_id", "the signed PDU (canonical JSON), as federation will serve it");
+    static readonly ColumnFamily PdusFamily = new(Pdus, "event_id", "the signed PDU (canonical JSON), as federation will serve it", Dedicated: true);
     public static byte[] PduKey(string eventId) => K.Utf8(eventId);
 
     public const string EventMeta = "rooms_event_meta";
     static readonly ColumnFamily EventMetaFamily = new(EventMeta, "event_id",
-        "JSON {pos (absent for rejected and soft-failed remote events), room_id, sg (state group before), sg_after? (state events), sg_room? (room state after a remote event when extremities were merged), sender_device?, txn_id?, prev_content_event?, redacted_by?, rejected? (reason), soft_failed?, soft_fail_reason?}");
+        "JSON {pos (absent for rejected and soft-failed remote events), room_id, sg (state group before), sg_after? (state events), sg_room? (room state after a remote event when extremities were merged), sender_device?, txn_id?, prev_content_event?, redacted_by?, rejected? (reason), soft_failed?, soft_fail_reason?}", Dedicated: true);
     public static byte[] EventMetaKey(string eventId) => K.Utf8(eventId);
 
     public const string Timeline = "rooms_timeline";
-    static readonly ColumnFamily TimelineFamily = new(Timeline, "room_id 0xFF pos", "event_id");
+    static readonly ColumnFamily TimelineFamily = new(Timeline, "room_id 0xFF pos", "event_id", Dedicated: true);
     public static byte[] TimelineKey(string roomId, long pos) => K.Concat(K.Prefix(roomId), K.BigEndian((ulong)pos));
     public static byte[] TimelinePrefix(string roomId) => K.Prefix(roomId);
 
     public const string State = "rooms_state";
-    static readonly ColumnFamily StateFamily = new(State, "room_id 0xFF type 0xFF state_key", "event_id of the current state event");
+    static readonly ColumnFamily StateFamily = new(State, "room_id 0xFF type 0xFF state_key", "event_id of the current state event", Dedicated: true);
     public static byte[] StateKey(string roomId, string type, string stateKey) => K.Join(roomId, type, stateKey);
     public static byte[] StatePrefix(string roomId) => K.Prefix(roomId);
 
@@ -35,7 +35,7 @@ public static class RoomsFamilies
     public static byte[] InfoKey(string roomId) => K.Utf8(roomId);
 
     public const string UserRooms = "rooms_user_rooms";
-    static readonly ColumnFamily UserRoomsFamily = new(UserRooms, "user_id 0xFF room_id", "JSON {membership, pos, event_id}: the user's latest membership");
+    static readonly ColumnFamily UserRoomsFamily = new(UserRooms, "user_id 0xFF room_id", "JSON {membership, pos, event_id}: the user's latest membership", Dedicated: true);
     public static byte[] UserRoomKey(string userId, string roomId) => K.Join(userId, roomId);
     public static byte[] UserRoomsPrefix(string userId) => K.Prefix(userId);
 
@@ -59,7 +59,7 @@ public static class RoomsFamilies
     public static byte[] RoomAliasesPrefix(string roomId) => K.Prefix(roomId);
 
     public const string Txns = "rooms_txns";
-    static readonly ColumnFamily TxnsFamily = new(Txns, "user_id 0xFF device_id 0xFF txn_id", "event_id: client transaction idempotency");
+    static readonly ColumnFamily TxnsFamily = new(Txns, "user_id 0xFF device_id 0xFF txn_id", "event_id: client transaction idempotency", Dedicated: true);
     public static byte[] TxnKey(string userId, string deviceId, string txnId) => K.Join(userId, deviceId, txnId);
 
     public const string Directory = "rooms_directory";
@@ -93,7 +93,7 @@ public static class RoomsFamilies
 
     public const string Relations = "rooms_relations";
     static readonly ColumnFamily RelationsFamily = new(Relations, "room_id 0xFF parent_event_id 0xFF rel_type 0xFF pos",
-        "event_type 0xFF child_event_id: events whose m.relates_to names a parent of the same room; removed when the child is redacted");
+        "event_type 0xFF child_event_id: events whose m.relates_to names a parent of the same room; removed when the child is redacted", Dedicated: true);
     public static byte[] RelationKey(string roomId, string parentId, string relType, long pos) => K.Concat(K.Prefix(roomId, parentId, relType), K.BigEndian((ulong)pos));
     public static byte[] RelationsPrefix(string roomId, string parentId) => K.Prefix(roomId, parentId);
     public static byte[] RelationsPrefix(string roomId, string parentId, string relType) => K.Prefix(roomId, parentId, relType);
@@ -117,7 +117,7 @@ public static class RoomsFamilies
     public static readonly byte[] StreamCounterKey = K.Utf8("stream");
 
     public const string Stream = "rooms_stream";
-    static readonly ColumnFamily StreamFamily = new(Stream, "pos", "room_id 0xFF event_id: the timeline event at each room stream position, for the push worker (written from this version on)");
+    static readonly ColumnFamily StreamFamily = new(Stream, "pos", "room_id 0xFF event_id: the timeline event at each room stream position, for the push worker (written from this version on)", Dedicated: true);
     public static byte[] StreamKey(long pos) => K.BigEndian((ulong)pos);
 
     public const string Reports = "rooms_reports";
