@@ -459,6 +459,59 @@ public sealed class StorageTests : IDisposable
         Assert.Equal(4, last.Map("hot").Scan([]).Count());
     }
 
+    [Fact]
+    public void RocksDbScansMatchAModelAcrossTableFiles()
+    {
+        // Enough data through a 1 MiB budget that every family spans memtables and many table files (whose filters the
+        // scans consult), then every kind of scan checked against a sorted model.
+        ColumnFamily[] families = [new("a", "k", "v"), new("b", "k", "v"), new("c", "k", "v", Dedicated: true)];
+        var store = KvStore.Open("rocksdb", Path.Combine(_dir, "db"), families, new StoreOptions { CacheCapacity = 1L << 20 });
+        _open.Add(store);
+        var random = new Random(7);
+        var models = families.ToDictionary(f => f.Name, _ => new SortedDictionary<byte[], byte[]>(Comparer<byte[]>.Create((x, y) => Keys.Compare(x, y))));
+        byte[] RandomKey()
+        {
+            var k = new byte[random.Next(1, 5)];
+            for (var i = 0; i < k.Length; i++) k[i] = random.Next(4) switch { 0 => 0x00, 1 => 0xFF, _ => (byte)random.Next(256) };
+            return k;
+        }
+        var value = new byte[200];
+        for (var round = 0; round < 60; round++)
+        {
+            using var batch = store.CreateBatch();
+            foreach (var f in families)
+                for (var i = 0; i < 100; i++)
+                {
+                    var k = RandomKey();
+                    if (random.Next(5) == 0) { batch.Delete(f.Name, k); models[f.Name].Remove(k); }
+                    else { random.NextBytes(value); batch.Put(f.Name, k, value.ToArray()); models[f.Name][k] = value.ToArray(); }
+                }
+            store.Write(batch);
+        }
+        Assert.True(Directory.GetFiles(Path.Combine(_dir, "db"), "*.sst").Length >= 4);
+        foreach (var f in families)
+        {
+            var map = store.Map(f.Name);
+            var model = models[f.Name];
+            Assert.Equal(model.Keys.ToArray(), map.Scan([]).Select(kv => kv.Key).ToArray());
+            for (var i = 0; i < 40; i++)
+            {
+                var prefix = RandomKey()[..random.Next(0, 2)];
+                var start = Keys.Concat(prefix, RandomKey());
+                var inPrefix = model.Where(kv => kv.Key.AsSpan().StartsWith(prefix)).ToList();
+                Assert.Equal(inPrefix.Select(kv => kv.Key).ToArray(), map.Scan(prefix).Select(kv => kv.Key).ToArray());
+                Assert.Equal(inPrefix.Where(kv => Keys.Compare(kv.Key, start) >= 0).Select(kv => kv.Key).ToArray(),
+                    map.ScanFrom(start, prefix, reverse: false).Select(kv => kv.Key).ToArray());
+                Assert.Equal(inPrefix.Where(kv => Keys.Compare(kv.Key, start) <= 0).Select(kv => kv.Key).Reverse().ToArray(),
+                    map.ScanFrom(start, prefix, reverse: true).Select(kv => kv.Key).ToArray());
+                Assert.Equal(inPrefix.Select(kv => kv.Key).Reverse().ToArray(),
+                    map.ScanFrom([0xFF, 0xFF, 0xFF, 0xFF, 0xFF], prefix, reverse: true).Select(kv => kv.Key).ToArray());
+                var probe = RandomKey();
+                Assert.Equal(model.TryGetValue(probe, out var v) ? v : null, map.Get(probe));
+            }
+        }
+    }
+
     private static unsafe void WriteOldLayout(string path, Dictionary<string, List<(byte[] Key, byte[] Value)>> families)
     {
         Directory.CreateDirectory(path);

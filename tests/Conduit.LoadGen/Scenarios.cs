@@ -261,7 +261,8 @@ internal sealed partial class ScenarioRun(Options o)
         await Task.Delay(TimeSpan.FromSeconds(3), hard).ConfigureAwait(false);
         var idle = Rss.ReadKb(o.Pids);
         var idleEach = Rss.PerProcess(o);
-        // Past the server's settling (MemoryTrimmer: a collection and a trim of the C heap 5 s after it listens).
+        // Past the server's settling (MemoryTrimmer: a collection and a trim of the C heap 5 s after it listens, and a
+        // trim within 5-10 s of the server turning quiet after work).
         await Task.Delay(TimeSpan.FromSeconds(7), hard).ConfigureAwait(false);
         var settled = Rss.ReadKb(o.Pids);
         report.Add(("server RSS at start", $"{Rss.Mb(start)} ({startEach})"));

@@ -29,6 +29,7 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore, IReportsMemory
     private readonly nint _cf;
     private readonly nint _syncWrite;
     private readonly nint _defaultRead;
+    private readonly nint _wholeRead;
     private readonly nint _cache;
     private readonly nint _writeBufferManager;
     private readonly List<nint> _ownedOptions = [];
@@ -94,15 +95,15 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore, IReportsMemory
             rocksdb_block_based_options_set_block_cache(table, _cache);
             rocksdb_block_based_options_set_cache_index_and_filter_blocks(table, 1);
             rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(table, 1);
-            // Point reads (an event by ID, for every /sync that shows it) skip the table files without the key.
+            // Point reads (an event by ID, for every /sync that shows it) skip the table files without the key; in the
+            // shared column family, scans skip those without the family (below).
             rocksdb_block_based_options_set_filter_policy(table, rocksdb_filterpolicy_create_bloom_full(10));
-            var familyOptions = rocksdb_options_create();
-            _ownedOptions.Add(familyOptions);
-            rocksdb_options_set_write_buffer_size(familyOptions, writeBuffer);
-            rocksdb_options_set_max_write_buffer_number(familyOptions, 2);
-            // The memtable's arena grows in blocks of this size (RocksDB's default is an eighth of the write buffer).
-            rocksdb_options_set_arena_block_size(familyOptions, Math.Clamp(writeBuffer / 16, 16u << 10, 1u << 20));
-            rocksdb_options_set_block_based_table_factory(familyOptions, table);
+            var dedicatedOptions = FamilyOptions(table, writeBuffer);
+            // The shared column family's keys start with the family id: the filters also record which ids a table file
+            // holds, so a scan of one family (most of them small: a user's to-device messages, receipts, account
+            // data, on every /sync) looks only into the files that have some of it.
+            var sharedOptions = FamilyOptions(table, writeBuffer);
+            rocksdb_options_set_prefix_extractor(sharedOptions, rocksdb_slicetransform_create_fixed_prefix(IdLength));
             rocksdb_block_based_options_destroy(table);
 
             var n = names.Count;
@@ -114,7 +115,7 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore, IReportsMemory
                 for (var i = 0; i < n; i++)
                 {
                     namePtrs[i] = Marshal.StringToCoTaskMemUTF8(names[i]);
-                    optPtrs[i] = familyOptions;
+                    optPtrs[i] = dedicated.Contains(names[i]) ? dedicatedOptions : sharedOptions;
                 }
                 fixed (nint* np = namePtrs, op = optPtrs, hp = opened)
                 {
@@ -131,6 +132,10 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore, IReportsMemory
             _syncWrite = rocksdb_writeoptions_create();
             rocksdb_writeoptions_set_sync(_syncWrite, 1);
             _defaultRead = rocksdb_readoptions_create();
+            // The open's own scans (the registry, moving families) ignore the prefix filters: they may start at an
+            // empty key, or walk a column family of an earlier layout.
+            _wholeRead = rocksdb_readoptions_create();
+            rocksdb_readoptions_set_total_order_seek(_wholeRead, 1);
 
             LoadRegistry();
             // Every column family other than the default and the dedicated families' holds a family of an earlier
@@ -175,6 +180,7 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore, IReportsMemory
             }
             if (_syncWrite != 0) rocksdb_writeoptions_destroy(_syncWrite);
             if (_defaultRead != 0) rocksdb_readoptions_destroy(_defaultRead);
+            if (_wholeRead != 0) rocksdb_readoptions_destroy(_wholeRead);
             FreeOptions();
             throw;
         }
@@ -183,6 +189,18 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore, IReportsMemory
             var (cf, prefix) = _places[f.Name];
             _maps[f.Name] = new FamilyMap(this, f.Name, cf, prefix, _defaultRead, snapshot: 0);
         }
+    }
+
+    private nint FamilyOptions(nint table, nuint writeBuffer)
+    {
+        var o = rocksdb_options_create();
+        _ownedOptions.Add(o);
+        rocksdb_options_set_write_buffer_size(o, writeBuffer);
+        rocksdb_options_set_max_write_buffer_number(o, 2);
+        // The memtable's arena grows in blocks of this size (RocksDB's default is an eighth of the write buffer).
+        rocksdb_options_set_arena_block_size(o, Math.Clamp(writeBuffer / 16, 16u << 10, 1u << 20));
+        rocksdb_options_set_block_based_table_factory(o, table);
+        return o;
     }
 
     /// <summary>The 2-byte id of every family this database has ever held, by name.</summary>
@@ -228,7 +246,7 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore, IReportsMemory
     /// <summary>Whether any key of the column family starts with the prefix.</summary>
     private bool HasAny(nint cf, byte[] prefix)
     {
-        var it = rocksdb_create_iterator_cf(_db, _defaultRead, cf);
+        var it = rocksdb_create_iterator_cf(_db, _wholeRead, cf);
         try
         {
             fixed (byte* p = prefix) rocksdb_iter_seek(it, p, (nuint)prefix.Length);
@@ -249,7 +267,7 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore, IReportsMemory
     /// </summary>
     private void Move(nint fromCf, byte[] fromPrefix, nint toCf, byte[] toPrefix)
     {
-        var it = rocksdb_create_iterator_cf(_db, _defaultRead, fromCf);
+        var it = rocksdb_create_iterator_cf(_db, _wholeRead, fromCf);
         var wb = rocksdb_writebatch_create();
         try
         {
@@ -288,7 +306,7 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore, IReportsMemory
     private List<(byte[] Key, byte[] Value)> ScanRaw(byte[] prefix)
     {
         var result = new List<(byte[], byte[])>();
-        var it = rocksdb_create_iterator_cf(_db, _defaultRead, _cf);
+        var it = rocksdb_create_iterator_cf(_db, _wholeRead, _cf);
         try
         {
             fixed (byte* p = prefix) rocksdb_iter_seek(it, p, (nuint)prefix.Length);
@@ -417,6 +435,7 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore, IReportsMemory
         rocksdb_column_family_handle_destroy(_cf);
         rocksdb_close(_db);
         rocksdb_readoptions_destroy(_defaultRead);
+        rocksdb_readoptions_destroy(_wholeRead);
         rocksdb_writeoptions_destroy(_syncWrite);
         FreeOptions();
     }
@@ -627,6 +646,9 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore, IReportsMemory
             var lower = NativeCopy(prefix);
             var upper = end is null ? null : NativeCopy(end);
             if (snapshot != 0) rocksdb_readoptions_set_snapshot(opts, snapshot);
+            // Shared family: the prefix filters apply where RocksDB can tell they give the same answer (the upper bound
+            // is the next id, or the scan's prefix lies within one family); dedicated families have no prefix extractor.
+            if (familyPrefix.Length > 0) rocksdb_readoptions_set_auto_prefix_mode(opts, 1);
             rocksdb_readoptions_set_iterate_lower_bound(opts, lower, (nuint)prefix.Length);
             if (upper is not null) rocksdb_readoptions_set_iterate_upper_bound(opts, upper, (nuint)end!.Length);
             return (opts, (nint)lower, (nint)upper);

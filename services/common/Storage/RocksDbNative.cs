@@ -35,6 +35,9 @@ internal static unsafe partial class RocksDbNative
     /// <summary>Takes ownership of the policy.</summary>
     [LibraryImport(Lib)] internal static partial void rocksdb_block_based_options_set_filter_policy(nint tableOptions, nint policy);
     [LibraryImport(Lib)] internal static partial nint rocksdb_filterpolicy_create_bloom_full(double bitsPerKey);
+    /// <summary>Takes ownership of the transform.</summary>
+    [LibraryImport(Lib)] internal static partial void rocksdb_options_set_prefix_extractor(nint options, nint sliceTransform);
+    [LibraryImport(Lib)] internal static partial nint rocksdb_slicetransform_create_fixed_prefix(nuint length);
 
     // ---- block cache and write buffer manager
     [LibraryImport(Lib)] internal static partial nint rocksdb_cache_create_lru(nuint capacity);
@@ -52,6 +55,8 @@ internal static unsafe partial class RocksDbNative
     [LibraryImport(Lib)] internal static partial nint rocksdb_readoptions_create();
     [LibraryImport(Lib)] internal static partial void rocksdb_readoptions_destroy(nint options);
     [LibraryImport(Lib)] internal static partial void rocksdb_readoptions_set_snapshot(nint options, nint snapshot);
+    [LibraryImport(Lib)] internal static partial void rocksdb_readoptions_set_auto_prefix_mode(nint options, byte value);
+    [LibraryImport(Lib)] internal static partial void rocksdb_readoptions_set_total_order_seek(nint options, byte value);
     [LibraryImport(Lib)] internal static partial void rocksdb_readoptions_set_iterate_lower_bound(nint options, byte* key, nuint keyLen);
     [LibraryImport(Lib)] internal static partial void rocksdb_readoptions_set_iterate_upper_bound(nint options, byte* key, nuint keyLen);
 
