@@ -9,7 +9,10 @@ namespace Conduit.Edge;
 /// its memtable, table cache and statistics; the runtime's own allocations), and the background
 /// services (feeds, senders, the admin room) keep allocating for a few seconds after the server listens. So: one
 /// compacting collection once the server listens, one more with a trim of the C heap once the start has settled,
-/// then a trim of the C heap whenever the server turns quiet after work, and every few minutes in any case. glibc
+/// then a trim of the C heap whenever the server turns quiet after work (with a collection first, at most once a
+/// minute), and every few minutes in any case. At the
+/// settle it also hands back the pages of code and read-only data the start faulted in from the executable and the
+/// libraries (<see cref="MappedFiles"/>), once: what runs again is read back in. glibc
 /// keeps freed pages mapped unless they sit at the top of a heap, and work leaves many: the JIT's arenas (methods
 /// compiled, and recompiled optimised once they are hot), RocksDB's iterators and write batches, sockets' buffers. A
 /// trim takes well under a millisecond on an idle server; it is not done while the server is busy, where the pages
@@ -30,6 +33,11 @@ public sealed class MemoryTrimmer(IHostApplicationLifetime lifetime) : Backgroun
     /// optimised in the background, and frees its arenas after each.</summary>
     const long WorkBytes = 256L << 10;
 
+    /// <summary>At least this long between the collections done when the server turns quiet: a collection of a large
+    /// heap takes tens of milliseconds, and a server with a little steady traffic turns "quiet after work" at every
+    /// check.</summary>
+    static readonly TimeSpan CollectEvery = TimeSpan.FromMinutes(1);
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         var started = new TaskCompletionSource();
@@ -38,33 +46,45 @@ public sealed class MemoryTrimmer(IHostApplicationLifetime lifetime) : Backgroun
         Collect();
         await Task.Delay(Settle, stoppingToken).ConfigureAwait(false);
         CollectAndTrim();
+        MappedFiles.PageOut();
         var lastTrim = Environment.TickCount64;
+        // The first time the server turns quiet after work may collect at once; after that, once a minute at most.
+        var lastCollect = lastTrim - (long)CollectEvery.TotalMilliseconds;
         var atTrim = Activity.Now();
         var atCheck = atTrim;
         using var timer = new PeriodicTimer(Check);
         while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false))
         {
             var now = Activity.Now();
-            var trim = ShouldTrim(now, atCheck, atTrim, TimeSpan.FromMilliseconds(Environment.TickCount64 - lastTrim));
+            var tick = Environment.TickCount64;
+            var step = Decide(now, atCheck, atTrim, TimeSpan.FromMilliseconds(tick - lastTrim), TimeSpan.FromMilliseconds(tick - lastCollect));
             atCheck = now;
-            if (!trim) continue;
-            NativeHeap.Trim();
-            lastTrim = Environment.TickCount64;
-            atTrim = now;
+            if (step == Step.None) continue;
+            if (step == Step.CollectAndTrim)
+            {
+                CollectAndTrim();
+                lastCollect = tick;
+            }
+            else NativeHeap.Trim();
+            lastTrim = tick;
+            atTrim = Activity.Now();
         }
     }
 
+    internal enum Step { None, Trim, CollectAndTrim }
+
     /// <summary>
-    /// Whether to trim now: every few minutes in any case, and otherwise once the server has worked since the last trim
-    /// (allocated or compiled) and has allocated little since the last check (a trim while busy would only have the
-    /// pages faulted back in).
+    /// What to do now. Once the server has worked since the last trim (allocated or compiled) and has allocated little
+    /// since the last check: trim the C heap, after a collection if there was none for <see cref="CollectEvery"/> (the
+    /// collection gives back the gen0 budget's pages, which work fills with garbage: about 2 MB). Every few minutes,
+    /// trim in any case. Never collect while busy, where the pages given back would be faulted back in at once.
     /// </summary>
-    internal static bool ShouldTrim(Activity now, Activity atCheck, Activity atTrim, TimeSpan sinceTrim)
+    internal static Step Decide(Activity now, Activity atCheck, Activity atTrim, TimeSpan sinceTrim, TimeSpan sinceCollect)
     {
-        if (sinceTrim >= Every) return true;
         var quiet = now.Allocated - atCheck.Allocated < QuietBytes;
         var worked = now.Allocated - atTrim.Allocated > WorkBytes || now.Compiled != atTrim.Compiled;
-        return quiet && worked;
+        if (quiet && worked) return sinceCollect >= CollectEvery ? Step.CollectAndTrim : Step.Trim;
+        return sinceTrim >= Every ? Step.Trim : Step.None;
     }
 
     /// <summary>Managed bytes allocated and methods compiled by the JIT (0 under Native AOT) since the start.</summary>

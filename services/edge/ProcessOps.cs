@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text.Json.Nodes;
 using Conduit.Common.Admin;
 using Conduit.Common.Http;
+using Conduit.Common.Runtime;
 using Conduit.Common.Storage;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
@@ -38,6 +39,14 @@ public sealed class ProcessOps(IServiceProvider services, string role) : IProces
             ["jit_compiled_il_bytes"] = System.Runtime.JitInfo.GetCompiledILBytes(),
             ["uptime_seconds"] = (long)(DateTimeOffset.UtcNow - Started).TotalSeconds,
         };
+        // The resident set's parts: file pages (the executable's and libraries' code and data; see MappedFiles) can be
+        // read back from their files, anonymous memory cannot.
+        if (MappedFiles.ResidentParts() is var (anon, file, shmem))
+        {
+            o["rss_anon_bytes"] = anon;
+            o["rss_file_bytes"] = file;
+            o["rss_shmem_bytes"] = shmem;
+        }
         if (services.GetService<IKeyValueStore>() is { } store)
         {
             var db = new JsonObject { ["backend"] = store.Backend };
@@ -53,6 +62,7 @@ public sealed class ProcessOps(IServiceProvider services, string role) : IProces
         foreach (var c in services.GetServices<IClearableCache>()) cleared[c.Name] = c.Clear();
         // What the caches held goes back to the system now rather than at the next collections.
         MemoryTrimmer.CollectAndTrim();
+        MappedFiles.PageOut();
         return new JsonObject { ["role"] = role, ["cleared"] = cleared };
     }
 

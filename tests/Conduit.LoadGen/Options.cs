@@ -106,7 +106,8 @@ internal sealed class Options
                           concurrent clients, then --events sends spread over the rooms, one client per room
           big-sync        one user creates --rooms rooms (default 5000), then a first /sync?timeout=0: time,
                           response size, server RSS before, peak during, after, and 5 s after
-          idle            server RSS at start, 3 s after one registration and one /sync, and 10 s after (settled)
+          idle            server RSS at start, 3 s after one registration and one /sync, 10 s after (settled), and 10 s
+                          after a createRoom, 10 sends and an incremental /sync (after use)
           e2ee            three figures, each over --repeat runs: /keys/claim per second (--senders clients claim
                           the --one-time-keys keys of one device until they are gone, then get its fallback key);
                           to-device messages per second end to end (--senders senders, --events messages to one
