@@ -116,7 +116,9 @@ public static class ConduitHost
         return await new Backups(store, config, role, path).CreateAsync(target, CancellationToken.None);
     }
 
-    public static WebApplication Build(LoadedConfig loaded, string role, string[]? args = null)
+    /// <param name="ownsProcess">whether the server is the whole process (the conduit executable), so that it may
+    /// hand back the process's file pages (<see cref="MemoryTrimmer.Options"/>); false where tests host it.</param>
+    public static WebApplication Build(LoadedConfig loaded, string role, string[]? args = null, bool ownsProcess = false)
     {
         var config = loaded.Global;
         // The slim builder leaves out what this server never uses (IIS integration, Kestrel's HTTPS and QUIC
@@ -176,7 +178,9 @@ public static class ConduitHost
         RegisterClients(builder.Services, config, role);
         // Split mode: the keys service holds the application services registered at runtime; the others follow it.
         if (role != AllInOne && selfService != Service.Keys) builder.Services.AddHostedService<Keys.AppserviceFollower>();
-        builder.Services.AddSingleton<IProcessOps>(sp => new ProcessOps(sp, role));
+        var memory = new MemoryTrimmer.Options(PageOutFiles: ownsProcess);
+        builder.Services.AddSingleton(memory);
+        builder.Services.AddSingleton<IProcessOps>(sp => new ProcessOps(sp, role, memory));
         builder.Services.AddSingleton<DeploymentOps>();
         builder.Services.AddSingleton<InternalCalls>();
 

@@ -18,8 +18,13 @@ namespace Conduit.Edge;
 /// trim takes well under a millisecond on an idle server; it is not done while the server is busy, where the pages
 /// it returned would be faulted back in at once. Measured on the idle all-in-one server: README, "A small VPS".
 /// </summary>
-public sealed class MemoryTrimmer(IHostApplicationLifetime lifetime) : BackgroundService
+public sealed class MemoryTrimmer(IHostApplicationLifetime lifetime, MemoryTrimmer.Options options) : BackgroundService
 {
+    /// <param name="PageOutFiles">whether the settle hands back the file pages the start faulted in
+    /// (<see cref="MappedFiles"/>): only where the server is the whole process, not in a test host, whose own code
+    /// would be paged out with it.</param>
+    public sealed record Options(bool PageOutFiles);
+
     static readonly TimeSpan Settle = TimeSpan.FromSeconds(5);
     static readonly TimeSpan Check = TimeSpan.FromSeconds(5);
     static readonly TimeSpan Every = TimeSpan.FromMinutes(5);
@@ -46,7 +51,7 @@ public sealed class MemoryTrimmer(IHostApplicationLifetime lifetime) : Backgroun
         Collect();
         await Task.Delay(Settle, stoppingToken).ConfigureAwait(false);
         CollectAndTrim();
-        MappedFiles.PageOut();
+        if (options.PageOutFiles) MappedFiles.PageOut();
         var lastTrim = Environment.TickCount64;
         // The first time the server turns quiet after work may collect at once; after that, once a minute at most.
         var lastCollect = lastTrim - (long)CollectEvery.TotalMilliseconds;

@@ -16,7 +16,7 @@ namespace Conduit.Edge;
 /// database's native memory), its caches (every <see cref="IClearableCache"/> registered here), and a backup of its
 /// database (<see cref="Backups"/>, when it has one).
 /// </summary>
-public sealed class ProcessOps(IServiceProvider services, string role) : IProcessOps
+public sealed class ProcessOps(IServiceProvider services, string role, MemoryTrimmer.Options memory) : IProcessOps
 {
     static readonly DateTimeOffset Started = Process.GetCurrentProcess().StartTime.ToUniversalTime();
 
@@ -62,7 +62,7 @@ public sealed class ProcessOps(IServiceProvider services, string role) : IProces
         foreach (var c in services.GetServices<IClearableCache>()) cleared[c.Name] = c.Clear();
         // What the caches held goes back to the system now rather than at the next collections.
         MemoryTrimmer.CollectAndTrim();
-        MappedFiles.PageOut();
+        if (memory.PageOutFiles) MappedFiles.PageOut();
         return new JsonObject { ["role"] = role, ["cleared"] = cleared };
     }
 

@@ -53,7 +53,7 @@ if (rotate)
 WebApplication app;
 try
 {
-    app = ConduitHost.Build(ConfigLoader.Load(), role, args);
+    app = ConduitHost.Build(ConfigLoader.Load(), role, args, ownsProcess: true);
 }
 catch (Exception e) when (e is ConfigException or StartupException)
 {

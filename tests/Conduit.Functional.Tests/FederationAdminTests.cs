@@ -49,6 +49,9 @@ public abstract partial class FederationRoomTests
     public async Task Admins_see_the_destinations_their_server_sends_to_and_reset_a_dead_ones_backoff()
     {
         var admin = await AdminOf(pair.A);
+        // B's own admin first, so that bob is never B's first account (which would make him an admin of B when this
+        // test runs alone).
+        await AdminOf(pair.B);
         var bob = await Register(pair.B);
         var room = await admin.CreateRoom(new JsonObject { ["preset"] = "public_chat" });
         (await bob.Post($"{C}/join/{E(room)}?via={E(pair.A.ServerName)}", new JsonObject())).Ok();
