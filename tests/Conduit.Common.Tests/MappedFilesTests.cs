@@ -32,7 +32,13 @@ public class MappedFilesTests
         if (!OperatingSystem.IsLinux()) return;
         const int size = 16 << 20;
         var path = Path.Combine(Path.GetTempPath(), $"conduit-mapped-{Guid.NewGuid():N}");
-        File.WriteAllBytes(path, Enumerable.Repeat((byte)7, size).ToArray());
+        // Written to disk before it is mapped: the kernel reclaims only clean pages, and a just-written file's pages
+        // stay dirty until writeback.
+        using (var f = new FileStream(path, FileMode.CreateNew))
+        {
+            f.Write(Enumerable.Repeat((byte)7, size).ToArray());
+            f.Flush(flushToDisk: true);
+        }
         try
         {
             using var file = File.OpenHandle(path);

@@ -349,8 +349,8 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore, IReportsMemory
             foreach (var op in b.Ops)
             {
                 var (cf, prefix) = _places[op.Family];
-                var key = Prefixed(prefix, op.Key);
-                var end = op.End is null ? null : Prefixed(prefix, op.End);
+                var key = KeyFor(prefix, op.Key);
+                var end = op.End is null ? null : KeyFor(prefix, op.End);
                 fixed (byte* k = key, e = end)
                 {
                     if (end is not null) rocksdb_writebatch_delete_range_cf(wb, cf, k, (nuint)key.Length, e, (nuint)end.Length);
@@ -402,6 +402,10 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore, IReportsMemory
         key.CopyTo(result.AsSpan(prefix.Length));
         return result;
     }
+
+    /// <summary>The key as RocksDB stores it, for a call that uses it at once and keeps nothing: the caller's own array
+    /// for a dedicated family (no prefix), where <see cref="Prefixed"/> would copy it.</summary>
+    internal static byte[] KeyFor(byte[] prefix, byte[] key) => prefix.Length == 0 ? key : Prefixed(prefix, key);
 
     /// <summary>Holds the store open for the duration of one native call or iteration.</summary>
     private Lease Enter()
@@ -547,7 +551,7 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore, IReportsMemory
             ArgumentNullException.ThrowIfNull(value);
             if (readOnly) throw new InvalidOperationException("A snapshot is read-only.");
             using var _ = store.Enter();
-            var full = Prefixed(familyPrefix, key);
+            var full = KeyFor(familyPrefix, key);
             fixed (byte* k = full, v = value)
             {
                 rocksdb_put_cf(store._db, store._syncWrite, cf, k, (nuint)full.Length, v, (nuint)value.Length, out var err);
@@ -560,7 +564,7 @@ internal sealed unsafe class RocksDbKvStore : IKeyValueStore, IReportsMemory
             ArgumentNullException.ThrowIfNull(key);
             if (readOnly) throw new InvalidOperationException("A snapshot is read-only.");
             using var _ = store.Enter();
-            var full = Prefixed(familyPrefix, key);
+            var full = KeyFor(familyPrefix, key);
             fixed (byte* k = full)
             {
                 rocksdb_delete_cf(store._db, store._syncWrite, cf, k, (nuint)full.Length, out var err);
