@@ -117,7 +117,7 @@ public static class ConduitHost
     }
 
     /// <param name="ownsProcess">whether the server is the whole process (the conduit executable), so that it may
-    /// hand back the process's file pages (<see cref="MemoryTrimmer.Options"/>); false where tests host it.</param>
+    /// act on the whole process's memory (<see cref="MemoryTrimmer.Options"/>); false where tests host it.</param>
     public static WebApplication Build(LoadedConfig loaded, string role, string[]? args = null, bool ownsProcess = false)
     {
         var config = loaded.Global;
@@ -178,7 +178,7 @@ public static class ConduitHost
         RegisterClients(builder.Services, config, role);
         // Split mode: the keys service holds the application services registered at runtime; the others follow it.
         if (role != AllInOne && selfService != Service.Keys) builder.Services.AddHostedService<Keys.AppserviceFollower>();
-        var memory = new MemoryTrimmer.Options(PageOutFiles: ownsProcess);
+        var memory = new MemoryTrimmer.Options(OwnsProcess: ownsProcess);
         builder.Services.AddSingleton(memory);
         builder.Services.AddSingleton<IProcessOps>(sp => new ProcessOps(sp, role, memory));
         builder.Services.AddSingleton<DeploymentOps>();

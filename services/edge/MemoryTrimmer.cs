@@ -20,10 +20,10 @@ namespace Conduit.Edge;
 /// </summary>
 public sealed class MemoryTrimmer(IHostApplicationLifetime lifetime, MemoryTrimmer.Options options) : BackgroundService
 {
-    /// <param name="PageOutFiles">whether the settle hands back the file pages the start faulted in
-    /// (<see cref="MappedFiles"/>): only where the server is the whole process, not in a test host, whose own code
-    /// would be paged out with it.</param>
-    public sealed record Options(bool PageOutFiles);
+    /// <param name="OwnsProcess">whether the server is the whole process (the conduit executable). Only then does the
+    /// settle hand back the file pages the start faulted in (<see cref="MappedFiles"/>), and the quiet trim collect
+    /// first: in a test host both would act on the test runner's code and heap too, once for every server it hosts.</param>
+    public sealed record Options(bool OwnsProcess);
 
     static readonly TimeSpan Settle = TimeSpan.FromSeconds(5);
     static readonly TimeSpan Check = TimeSpan.FromSeconds(5);
@@ -51,7 +51,7 @@ public sealed class MemoryTrimmer(IHostApplicationLifetime lifetime, MemoryTrimm
         Collect();
         await Task.Delay(Settle, stoppingToken).ConfigureAwait(false);
         CollectAndTrim();
-        if (options.PageOutFiles) MappedFiles.PageOut();
+        if (options.OwnsProcess) MappedFiles.PageOut();
         var lastTrim = Environment.TickCount64;
         // The first time the server turns quiet after work may collect at once; after that, once a minute at most.
         var lastCollect = lastTrim - (long)CollectEvery.TotalMilliseconds;
@@ -63,6 +63,7 @@ public sealed class MemoryTrimmer(IHostApplicationLifetime lifetime, MemoryTrimm
             var now = Activity.Now();
             var tick = Environment.TickCount64;
             var step = Decide(now, atCheck, atTrim, TimeSpan.FromMilliseconds(tick - lastTrim), TimeSpan.FromMilliseconds(tick - lastCollect));
+            if (step == Step.CollectAndTrim && !options.OwnsProcess) step = Step.Trim;
             atCheck = now;
             if (step == Step.None) continue;
             if (step == Step.CollectAndTrim)

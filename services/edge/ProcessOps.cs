@@ -62,7 +62,7 @@ public sealed class ProcessOps(IServiceProvider services, string role, MemoryTri
         foreach (var c in services.GetServices<IClearableCache>()) cleared[c.Name] = c.Clear();
         // What the caches held goes back to the system now rather than at the next collections.
         MemoryTrimmer.CollectAndTrim();
-        if (memory.PageOutFiles) MappedFiles.PageOut();
+        if (memory.OwnsProcess) MappedFiles.PageOut();
         return new JsonObject { ["role"] = role, ["cleared"] = cleared };
     }
 
