@@ -267,7 +267,7 @@ public sealed class StartupTests
         await using (var server = ConduitProcess.Start(env))
         {
             await server.ListeningAsync();
-            Assert.Contains(server.Stdout, l => l == $"conduit: control socket: {Path.Combine(env["CONDUIT_DATABASE_PATH"], "conduit.sock")} (conduit backup)");
+            await server.LineAsync(l => l == $"conduit: control socket: {Path.Combine(env["CONDUIT_DATABASE_PATH"], "conduit.sock")} (conduit backup)");
         }
         var written = new List<string>();
         for (var i = 0; i < 3; i++)

@@ -260,6 +260,20 @@ public sealed class ConduitProcess : IAsyncDisposable
             : $"conduit did not say where it listens within the timeout:\n{string.Join('\n', Stdout.Concat(Stderr))}");
     }
 
+    /// <summary>The first line of standard output that matches, once the process has written it (the lines after
+    /// "listening on" come a moment later).</summary>
+    public async Task<string> LineAsync(Func<string, bool> match, TimeSpan? timeout = null)
+    {
+        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(30));
+        while (true)
+        {
+            if (Stdout.FirstOrDefault(match) is { } line) return line;
+            if (DateTime.UtcNow > deadline || _p.HasExited)
+                throw new InvalidOperationException($"conduit never wrote the line expected:\n{string.Join('\n', Stdout.Concat(Stderr))}");
+            await Task.Delay(50);
+        }
+    }
+
     public async Task<int> ExitCodeAsync(TimeSpan? timeout = null)
     {
         using var cts = new CancellationTokenSource(timeout ?? TimeSpan.FromSeconds(60));
